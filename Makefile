@@ -1,0 +1,46 @@
+# Two commands for a fresh clone: `make demo` and `make test`. Both create .venv/ when needed.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := capsules/digits-mlp
+UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28
+
+.PHONY: venv demo test lint format bench lock clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --require-hashes -r requirements/runtime.txt -r requirements/dev.txt
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	test -f $(DEMO)/exp.toml || $(BIN)/capsule init $(DEMO)
+	$(BIN)/capsule pack $(DEMO)/exp.toml -o $(DEMO).capsule
+	$(BIN)/capsule show $(DEMO).capsule
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy capsule
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+# Re-resolve the hash-pinned locks from requirements/*.in (needs the registry).
+lock: $(STAMP)
+	$(UV_COMPILE) requirements/runtime.in -o requirements/runtime.txt
+	$(UV_COMPILE) requirements/dev.in -o requirements/dev.txt
+
+clean:
+	rm -rf $(VENV) $(DEMO) $(DEMO).capsule .pytest_cache .mypy_cache .ruff_cache

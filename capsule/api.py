@@ -1,0 +1,108 @@
+"""What a notebook calls; the CLI is a thin layer over these functions.
+
+Each function takes paths and returns values (a Capsule, a list of differences); it raises a
+`CapsuleError` subclass on bad input and never prints.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+
+from capsule.version import __version__
+from capsule.capsulefile import FORMAT, Capsule, read_capsule, write_capsule
+from capsule.diff import Difference, diff_capsules
+from capsule.environment import host_environment
+from capsule.errors import CapsuleError
+from capsule.files import write_atomic
+from capsule.hashing import HashCache
+from capsule.lock import check_data, lock_data, lock_sources
+from capsule.spec import load_spec
+from capsule.toolchain import lock_toolchain
+
+TEMPLATE = "exp.toml"
+
+
+def init(folder: Path, force: bool = False) -> Path:
+    """Write an example experiment into `folder`: exp.toml and the digits data as .npy files.
+
+    The digits ship inside scikit-learn, so this works offline; the arrays are written in a fixed
+    dtype so that every machine produces the same bytes and so the same data hashes.
+    """
+    from sklearn.datasets import load_digits
+
+    spec_path = folder / "exp.toml"
+    if spec_path.exists() and not force:
+        raise CapsuleError(f"{spec_path} exists; pass --force to overwrite it")
+    digits = load_digits()
+    arrays = {
+        "digits_features.npy": np.ascontiguousarray(digits.data, dtype=np.float32),
+        "digits_labels.npy": np.ascontiguousarray(digits.target, dtype=np.int64),
+    }
+    for name, array in arrays.items():
+        buffer = io.BytesIO()
+        np.save(buffer, array, allow_pickle=False)
+        write_atomic(folder / "data" / name, buffer.getvalue())
+    write_atomic(spec_path, files("capsule.templates").joinpath(TEMPLATE).read_text("utf-8"))
+    return spec_path
+
+
+def pack(spec_path: Path, output: Path, cache: HashCache | None = None) -> Capsule:
+    """Lock `spec_path` into one capsule file at `output` and return it.
+
+    The data root is recorded relative to the capsule's folder, so a capsule and its experiment
+    folder can move together; readers elsewhere point `--data-root` at their copy of the data.
+    """
+    spec = load_spec(spec_path)
+    root = spec_path.parent
+    source = str(spec_path)
+    own_cache = cache is None
+    cache = HashCache.default() if cache is None else cache
+    try:
+        data = lock_data(spec, root, source, cache)
+    finally:
+        if own_cache:
+            cache.close()
+    data_root = Path(os.path.relpath(root.resolve(), output.resolve().parent)).as_posix()
+    capsule = Capsule(
+        format=FORMAT,
+        tool=f"capsule {__version__}",
+        digest="",
+        spec=spec,
+        data_root=data_root,
+        data=data,
+        sources=lock_sources(spec, root, source),
+        environment=host_environment(),
+        toolchain=lock_toolchain(spec.toolchain),
+    ).sealed()
+    write_capsule(capsule, output)
+    return capsule
+
+
+def load(path: Path) -> Capsule:
+    """Read and check a capsule: format, schema, digest and embedded sources."""
+    return read_capsule(path)
+
+
+def data_root(capsule_path: Path, capsule: Capsule, override: Path | None = None) -> Path:
+    """Where a capsule's data files are looked up: `override`, else its recorded data root."""
+    return override if override is not None else capsule_path.parent / capsule.data_root
+
+
+def check(capsule_path: Path, override_root: Path | None = None) -> Capsule:
+    """Load a capsule and check that its data files are present and match their hashes."""
+    capsule = load(capsule_path)
+    cache = HashCache.default()
+    try:
+        check_data(capsule, data_root(capsule_path, capsule, override_root), cache)
+    finally:
+        cache.close()
+    return capsule
+
+
+def diff(a: Path, b: Path) -> list[Difference]:
+    return diff_capsules(load(a), load(b))

@@ -1,0 +1,115 @@
+"""The `capsule` command: Typer over `capsule.api`.
+
+Exit codes (one table, here): 0 ok; 1 a comparison found differences; 2 bad input or the job cannot
+run here (CapsuleError). Errors are one line on stderr, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from capsule import api, render
+from capsule.errors import EXIT_MISMATCH, CapsuleError
+from capsule.version import __version__
+
+app = typer.Typer(
+    name="capsule",
+    help="Pack, run and verify reproducible hls4ml FPGA machine-learning experiments.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn capsule's own errors into one line on stderr and their exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except CapsuleError as exc:
+            err.print(f"error: {exc}", markup=False)
+            raise typer.Exit(exc.exit_code) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"capsule {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+) -> None:
+    """Pack, run and verify reproducible hls4ml FPGA machine-learning experiments."""
+
+
+@app.command()
+@_errors
+def init(
+    folder: Annotated[Path, typer.Argument(help="Folder for the example experiment.")],
+    force: Annotated[bool, typer.Option(help="Overwrite an existing exp.toml.")] = False,
+) -> None:
+    """Write an example experiment (digits data as .npy, a small MLP) into FOLDER."""
+    spec = api.init(folder, force=force)
+    console.print(f"wrote {spec} and its data; next: capsule pack {spec} -o <name>.capsule")
+
+
+@app.command()
+@_errors
+def pack(
+    spec: Annotated[Path, typer.Argument(help="The experiment spec (exp.toml).")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Capsule file to write.")],
+) -> None:
+    """Lock SPEC into one capsule file: spec, data hashes, sources, environment, toolchain."""
+    capsule = api.pack(spec, output)
+    console.print(f"packed {output} ({capsule.digest})")
+
+
+@app.command()
+@_errors
+def show(
+    capsule: Annotated[Path, typer.Argument(help="Capsule file.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole capsule as JSON.")] = False,
+) -> None:
+    """Check a capsule (format, schema, digest) and summarise it."""
+    loaded = api.load(capsule)
+    if as_json:
+        print(json.dumps(loaded.model_dump(mode="json", exclude_none=True), indent=2))
+    else:
+        console.print(render.capsule_summary(loaded))
+
+
+@app.command()
+@_errors
+def diff(
+    a: Annotated[Path, typer.Argument(help="First capsule.")],
+    b: Annotated[Path, typer.Argument(help="Second capsule.")],
+) -> None:
+    """Show what differs between two capsules; exits 1 when anything does."""
+    diffs = api.diff(a, b)
+    console.print(render.differences(diffs))
+    if diffs:
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+def main() -> None:
+    app()

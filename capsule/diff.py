@@ -1,0 +1,65 @@
+"""What differs between two capsules, section by section, key by key.
+
+Both capsules are flattened to `(section, dotted key) -> value` with lists of locks keyed by what
+identifies them (a data input by its role, a source by its name, a trial by its number), so an
+added package or trial shows as one line instead of a shifted list.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from capsule.capsulefile import Capsule
+
+MISSING = "(absent)"
+
+
+@dataclass(frozen=True)
+class Difference:
+    section: str
+    key: str
+    a: str
+    b: str
+
+
+def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
+    if isinstance(value, dict) and (value or not prefix):
+        for key, sub in value.items():
+            _flatten(sub, f"{prefix}.{key}" if prefix else str(key), out)
+    else:
+        out[prefix] = value if isinstance(value, str) else json.dumps(value)
+
+
+def _sections(capsule: Capsule) -> dict[str, dict[str, str]]:
+    data = capsule.content()
+    env = data.pop("environment")
+    keyed = {
+        "capsule": {"format": data["format"], "tool": data["tool"]},
+        "spec": data["spec"],
+        "data": {"root": data["data_root"], **{d.pop("input"): d for d in data["data"]}},
+        "sources": {s["name"]: s["sha256"] for s in data.get("sources", [])},
+        "environment": {k: v for k, v in env.items() if k != "packages"},
+        "packages": env["packages"],
+        "toolchain": data["toolchain"],
+        "trials": {str(t.pop("number")): t for t in data.get("trials", [])},
+    }
+    flat: dict[str, dict[str, str]] = {}
+    for section, value in keyed.items():
+        flat[section] = {}
+        _flatten(value, "", flat[section])
+    return flat
+
+
+def diff_capsules(a: Capsule, b: Capsule) -> list[Difference]:
+    """Every key whose value differs between `a` and `b`, in section order, keys sorted."""
+    left, right = _sections(a), _sections(b)
+    out = []
+    for section in left:
+        for key in sorted(left[section].keys() | right[section].keys()):
+            va = left[section].get(key, MISSING)
+            vb = right[section].get(key, MISSING)
+            if va != vb:
+                out.append(Difference(section, key, va, vb))
+    return out

@@ -1,0 +1,79 @@
+"""The lock: facts found when a spec is packed, and the checks that those facts still hold.
+
+Spec and lock are written by separate functions (as DVC separates dvc.yaml from dvc.lock): the
+spec says which inputs and code an experiment uses, the lock records their sizes and hashes. Data
+is locked by hash only; the researcher's own source files are carried whole.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from capsule.capsulefile import MAX_SOURCE_BYTES, Capsule, DataLock, SourceLock
+from capsule.errors import DataError, SourceError
+from capsule.hashing import HashCache, hash_files, sha256_bytes
+from capsule.spec import Spec
+
+INPUTS = ("features", "labels")
+
+
+def _data_file(root: Path, rel: str, where: str) -> Path:
+    path = root / rel
+    if not path.exists():
+        raise DataError(f"{where}: no such data file {rel} (under {root})")
+    if not path.is_file():
+        raise DataError(f"{where}: {rel} is not a regular file")
+    return path
+
+
+def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> list[DataLock]:
+    """Size and sha256 of each data input under `root`, hashed in parallel, cached by identity."""
+    inputs = {name: getattr(spec.data, name) for name in INPUTS}
+    paths = {
+        name: _data_file(root, inp.path, f"{source}: data.{name}.path")
+        for name, inp in inputs.items()
+    }
+    unique = sorted(set(paths.values()))
+    digests = dict(zip(unique, hash_files(unique, cache), strict=True))
+    return [
+        DataLock(
+            input=name,  # type: ignore[arg-type]
+            path=inputs[name].path,
+            size=paths[name].stat().st_size,
+            sha256=digests[paths[name]],
+        )
+        for name in INPUTS
+    ]
+
+
+def lock_sources(spec: Spec, root: Path, source: str) -> list[SourceLock]:
+    """The researcher's files the spec names, as text with their hashes, sorted by name."""
+    locks = []
+    for name in spec.source_files():
+        path = root / name
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise SourceError(f"{source}: source file {name}: {exc.strerror}") from None
+        if len(raw) > MAX_SOURCE_BYTES:
+            raise SourceError(f"{source}: source file {name} is larger than {MAX_SOURCE_BYTES} B")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise SourceError(f"{source}: source file {name} is not UTF-8 text") from None
+        locks.append(SourceLock(name=name, sha256=sha256_bytes(raw), text=text))
+    return locks
+
+
+def check_data(capsule: Capsule, root: Path, cache: HashCache | None = None) -> None:
+    """Raise DataError naming the first data file that is missing or differs from its lock."""
+    paths = [_data_file(root, d.path, f"data.{d.input}") for d in capsule.data]
+    for lock, path in zip(capsule.data, paths, strict=True):
+        size = path.stat().st_size
+        if size != lock.size:
+            raise DataError(f"data.{lock.input}: {lock.path} has {size} bytes, locked {lock.size}")
+    for lock, digest in zip(capsule.data, hash_files(paths, cache), strict=True):
+        if digest != lock.sha256:
+            raise DataError(
+                f"data.{lock.input}: {lock.path} sha256 {digest} does not match locked {lock.sha256}"
+            )

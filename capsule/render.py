@@ -1,0 +1,121 @@
+"""Rich renderings of capsules and differences, kept apart from the CLI so notebooks can use them."""
+
+from __future__ import annotations
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from capsule.capsulefile import Capsule
+from capsule.diff import Difference
+
+KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+def _kv(title: str, rows: list[tuple[str, str]]) -> Table:
+    table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold cyan", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value)
+    return table
+
+
+def capsule_summary(capsule: Capsule) -> RenderableType:
+    spec = capsule.spec
+    parts: list[RenderableType] = []
+    parts.append(
+        _kv(
+            f"capsule {spec.experiment.name}",
+            [
+                ("description", spec.experiment.description or "-"),
+                ("format", f"{capsule.format} ({capsule.tool})"),
+                ("digest", f"{capsule.digest} (verified)"),
+                ("seed", str(spec.experiment.seed)),
+                ("model", f"{spec.model.builder} {spec.model.params}"),
+                (
+                    "hls4ml",
+                    f"{spec.hls4ml.backend} {spec.hls4ml.part} @ {spec.hls4ml.clock_period} ns, "
+                    f"{spec.hls4ml.io_type}, {spec.hls4ml.strategy}, {spec.hls4ml.precision}, "
+                    f"reuse {spec.hls4ml.reuse_factor}",
+                ),
+                (
+                    "search",
+                    f"{spec.search.algo}, {spec.search.max_trials} trials over "
+                    f"{', '.join(spec.search.space) or 'no parameters'}",
+                ),
+                (
+                    "objectives",
+                    ", ".join(f"{o.direction} {o.metric} (x{o.weight:g})" for o in spec.objectives),
+                ),
+                (
+                    "constraints",
+                    ", ".join(
+                        " ".join(
+                            ([f"{c.min:g} <="] if c.min is not None else [])
+                            + [c.metric]
+                            + ([f"<= {c.max:g}"] if c.max is not None else [])
+                        )
+                        for c in spec.constraints
+                    )
+                    or "-",
+                ),
+                ("runtime", spec.runtime.kind),
+            ],
+        )
+    )
+    data = Table(title=f"data (root: {capsule.data_root})", title_justify="left")
+    for column in ("input", "path", "size", "sha256"):
+        data.add_column(column, overflow="fold")
+    for lock in capsule.data:
+        data.add_row(lock.input, lock.path, _size(lock.size), lock.sha256)
+    parts.append(data)
+    if capsule.sources:
+        sources = Table(title="embedded sources", title_justify="left")
+        for column in ("name", "lines", "sha256"):
+            sources.add_column(column)
+        for src in capsule.sources:
+            sources.add_row(src.name, str(src.text.count("\n")), src.sha256)
+        parts.append(sources)
+    env = capsule.environment
+    key = [f"{n} {env.packages[n]}" for n in KEY_PACKAGES if n in env.packages]
+    tool = capsule.toolchain
+    parts.append(
+        _kv(
+            "environment and toolchain",
+            [
+                ("environment", f"{env.source}: Python {env.python} ({env.implementation}) "
+                 f"on {env.platform}, {len(env.packages)} packages"),
+                ("key packages", ", ".join(key) or "-"),
+                (
+                    "toolchain",
+                    "none declared"
+                    if tool.name == "none"
+                    else f"{tool.name} {tool.version} at {tool.path}: "
+                    + (f"fingerprint {tool.fingerprint}" if tool.present else "not present"),
+                ),
+                ("trials", str(len(capsule.trials))),
+            ],
+        )
+    )
+    return Group(*parts)
+
+
+def differences(diffs: list[Difference]) -> RenderableType:
+    if not diffs:
+        return Text("no differences")
+    table = Table(title=f"{len(diffs)} differences", title_justify="left")
+    for column in ("section", "key", "A", "B"):
+        table.add_column(column, overflow="fold")
+    for d in diffs:
+        table.add_row(d.section, d.key, d.a, d.b)
+    return table

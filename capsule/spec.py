@@ -1,0 +1,436 @@
+"""The experiment spec a researcher writes (`exp.toml`): intent, never facts.
+
+The spec says what to run (data inputs, preprocessing, model, training, hls4ml settings, search
+space, objectives, runtime, toolchain); the lock (`capsule.lock`) records what was found when it
+was packed (hashes, versions). Every key is checked strictly when the file is read: unknown keys,
+wrong types and impossible values are errors that name the file, the key and the line, because a
+typo found after an overnight search costs a night. docs/capsule-format.md documents every key.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from capsule.errors import SpecError
+from capsule.files import unsafe_relative_name
+from capsule.metrics import METRICS
+from capsule.space import Distribution, Params, Value, branch_labels, candidates, parameters
+
+MAX_SPEC_BYTES = 1 << 20
+
+PRECISION_RE = re.compile(
+    r"^(?:(?:ap_)?u?fixed<\s*\d+\s*,\s*-?\d+\s*(?:,\s*\w+\s*){0,3}>|(?:ap_)?u?int<\s*\d+\s*>)$"
+)
+SOURCE_REF_RE = re.compile(r"^(?P<file>[^:]+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
+NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+MEMORY_RE = r"^[0-9]+[bkmg]?$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _check_relative(name: str) -> str:
+    reason = unsafe_relative_name(name)
+    if reason:
+        raise ValueError(f"path {name!r} {reason}")
+    return name
+
+
+def _check_precision(value: str) -> str:
+    if not PRECISION_RE.match(value):
+        raise ValueError(f"{value!r} is not an hls4ml precision such as 'ap_fixed<16,6>'")
+    return value
+
+
+def _check_source_ref(value: str) -> str:
+    match = SOURCE_REF_RE.match(value)
+    if not match:
+        raise ValueError(f"{value!r} is not 'file.py:function'")
+    _check_relative(match["file"])
+    return value
+
+
+class Experiment(Strict):
+    name: Annotated[str, Field(pattern=NAME_RE)]
+    description: str = ""
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
+    include: list[str] = []
+
+    _paths = field_validator("include")(lambda v: [_check_relative(p) for p in v])
+
+
+class DataInput(Strict):
+    path: str
+    format: Literal["npy", "hdf5"] | None = None
+    dataset: str | None = None
+
+    _path = field_validator("path")(_check_relative)
+
+    @model_validator(mode="after")
+    def _format(self) -> DataInput:
+        suffix = Path(self.path).suffix.lower()
+        inferred = {".npy": "npy", ".h5": "hdf5", ".hdf5": "hdf5"}.get(suffix)
+        fmt = self.format or inferred
+        if fmt is None:
+            raise ValueError(f"cannot tell the format of {self.path!r}: set format = npy | hdf5")
+        if fmt == "hdf5" and not self.dataset:
+            raise ValueError("an hdf5 input needs dataset = 'name of the dataset in the file'")
+        if fmt == "npy" and self.dataset:
+            raise ValueError("dataset applies to hdf5 inputs only")
+        object.__setattr__(self, "format", fmt)
+        return self
+
+
+class Split(Strict):
+    train: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    validation: Annotated[float, Field(ge=0, lt=1)] = 0.2
+    test: Annotated[float, Field(gt=0, lt=1)] = 0.2
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Split:
+        if abs(self.train + self.validation + self.test - 1.0) > 1e-9:
+            raise ValueError("train + validation + test must add up to 1")
+        return self
+
+
+class Data(Strict):
+    features: DataInput
+    labels: DataInput
+    split: Split = Split()
+
+
+class Preprocess(Strict):
+    scale: Literal["none", "standard"] = "standard"
+    one_hot: bool = True
+    function: str | None = None
+
+    _ref = field_validator("function")(lambda v: v if v is None else _check_source_ref(v))
+
+
+class MlpParams(Strict):
+    """Parameters of the built-in dense MLP builder (`builder = "mlp"`)."""
+
+    hidden: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [32, 16]
+    activation: Literal["relu", "tanh", "sigmoid"] = "relu"
+    l1: Annotated[float, Field(ge=0)] = 0.0
+    l2: Annotated[float, Field(ge=0)] = 0.0
+
+
+class Model(Strict):
+    builder: str = "mlp"
+    params: dict[str, Value] = {}
+
+    @field_validator("builder")
+    @classmethod
+    def _builder(cls, value: str) -> str:
+        return value if value == "mlp" else _check_source_ref(value)
+
+    @model_validator(mode="after")
+    def _mlp_params(self) -> Model:
+        if self.builder == "mlp":
+            full = MlpParams.model_validate(self.params).model_dump()
+            object.__setattr__(self, "params", full)
+        return self
+
+
+class Training(Strict):
+    epochs: Annotated[int, Field(ge=1, le=100_000)] = 10
+    batch_size: Annotated[int, Field(ge=1, le=1 << 20)] = 128
+    learning_rate: Annotated[float, Field(gt=0, le=10)] = 1e-3
+    optimizer: Literal["adam", "sgd", "rmsprop"] = "adam"
+
+
+class Hls4ml(Strict):
+    backend: Literal["Vivado", "Vitis"] = "Vivado"
+    part: Annotated[str, Field(min_length=1)] = "xc7z020clg400-1"
+    clock_period: Annotated[float, Field(gt=0, le=1000)] = 5.0
+    io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
+    strategy: Literal["Latency", "Resource"] = "Latency"
+    precision: str = "ap_fixed<16,6>"
+    output_precision: str | None = None
+    reuse_factor: Annotated[int, Field(ge=1, le=1 << 16)] = 1
+    granularity: Literal["model", "type", "name"] = "name"
+    layer_precision: dict[str, str] = {}
+
+    _precision = field_validator("precision")(_check_precision)
+    _output = field_validator("output_precision")(lambda v: v if v is None else _check_precision(v))
+    _layers = field_validator("layer_precision")(
+        lambda v: {k: _check_precision(p) for k, p in v.items()}
+    )
+
+
+class Search(Strict):
+    algo: Literal["tpe", "random", "grid"] = "tpe"
+    max_trials: Annotated[int, Field(ge=1, le=100_000)] = 20
+    space: dict[str, Distribution] = {}
+
+
+class Objective(Strict):
+    metric: str
+    direction: Literal["minimize", "maximize"]
+    weight: Annotated[float, Field(gt=0)] = 1.0
+
+    _metric = field_validator("metric")(lambda v: _check_metric(v))
+
+
+class Constraint(Strict):
+    metric: str
+    min: float | None = None
+    max: float | None = None
+
+    _metric = field_validator("metric")(lambda v: _check_metric(v))
+
+    @model_validator(mode="after")
+    def _bounded(self) -> Constraint:
+        if self.min is None and self.max is None:
+            raise ValueError("a constraint needs min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError("min must not exceed max")
+        return self
+
+
+def _check_metric(name: str) -> str:
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
+    return name
+
+
+class Runtime(Strict):
+    kind: Literal["auto", "docker", "local"] = "auto"
+    image: str | None = None
+    memory: Annotated[str, Field(pattern=MEMORY_RE)] = "4g"
+    cpus: Annotated[float, Field(gt=0, le=1024)] = 1.0
+    pids: Annotated[int, Field(ge=16, le=1 << 22)] = 1024
+    timeout: Annotated[float, Field(gt=0)] = 3600.0
+
+
+TOOLS = ("none", "vivado_hls", "vitis_hls")
+
+
+class Toolchain(Strict):
+    name: Literal["none", "vivado_hls", "vitis_hls"] = "none"
+    version: str | None = None
+    path: str | None = None
+
+    @model_validator(mode="after")
+    def _declared(self) -> Toolchain:
+        if self.name == "none":
+            if self.version or self.path:
+                raise ValueError("version and path apply only when a tool is named")
+            return self
+        if not self.version:
+            raise ValueError(f"toolchain {self.name} needs version, e.g. '2020.1'")
+        if not self.path or not self.path.startswith("/"):
+            raise ValueError(f"toolchain {self.name} needs path, the absolute install folder")
+        return self
+
+
+def _default_objectives() -> list[Objective]:
+    return [Objective(metric="csim_accuracy", direction="maximize")]
+
+
+class Spec(Strict):
+    experiment: Experiment
+    data: Data
+    preprocess: Preprocess = Preprocess()
+    model: Model = Model()
+    training: Training = Training()
+    hls4ml: Hls4ml = Hls4ml()
+    search: Search = Search()
+    objectives: Annotated[list[Objective], Field(min_length=1)] = Field(
+        default_factory=_default_objectives
+    )
+    constraints: list[Constraint] = []
+    runtime: Runtime = Runtime()
+    toolchain: Toolchain = Toolchain()
+
+    @model_validator(mode="after")
+    def _space_paths(self) -> Spec:
+        params = parameters(self.search.space)
+        for name in params:
+            reason = _unsettable(name, self.model.builder)
+            if reason:
+                raise ValueError(f"search.space: {name!r} {reason}")
+        for label in branch_labels(self.search.space):
+            if label in params or _unsettable(label, self.model.builder) is None:
+                raise ValueError(f"search.space: branch {label!r} must not be a parameter path")
+        return self
+
+    def source_files(self) -> list[str]:
+        """The researcher's own files this spec runs, to be embedded in the capsule, sorted."""
+        refs = [self.model.builder, self.preprocess.function]
+        names = {r.split(":", 1)[0] for r in refs if r and r != "mlp"}
+        return sorted(names | set(self.experiment.include))
+
+    def to_data(self) -> dict[str, Any]:
+        """The spec as plain TOML-able data: every default filled in, nothing None."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+SETTABLE = {
+    "training": set(Training.model_fields),
+    "hls4ml": set(Hls4ml.model_fields) - {"granularity", "layer_precision"},
+}
+
+
+def _unsettable(path: str, builder: str) -> str | None:
+    """Why a search parameter path cannot be set, or None when it can."""
+    parts = path.split(".")
+    if parts[:2] == ["model", "params"] and len(parts) == 3:
+        if builder == "mlp" and parts[2] not in MlpParams.model_fields:
+            return f"is not a parameter of the built-in mlp ({', '.join(MlpParams.model_fields)})"
+        return None
+    if parts[:2] == ["hls4ml", "layer_precision"] and len(parts) == 3:
+        return None
+    if len(parts) == 2 and parts[1] in SETTABLE.get(parts[0], set()):
+        return None
+    return (
+        "is not a searchable parameter (model.params.<name>, training.<key>, "
+        "hls4ml.<key>, hls4ml.layer_precision.<layer>)"
+    )
+
+
+def apply_params(spec: Spec, params: Params) -> Spec:
+    """The spec with a trial's params set at their paths, validated again.
+
+    Branch labels are skipped: they only record which option of a nested choice was taken.
+    """
+    data = copy.deepcopy(spec.to_data())
+    labels = set(branch_labels(spec.search.space))
+    for path, value in sorted(params.items()):
+        if path in labels:
+            continue
+        reason = _unsettable(path, spec.model.builder)
+        if reason:
+            raise SpecError(f"params: {path!r} {reason}")
+        *parents, leaf = path.split(".")
+        node = data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"params: {format_validation_error(exc)}") from None
+
+
+def format_loc(loc: tuple[int | str, ...]) -> str:
+    """`search.space."hls4ml.reuse_factor".choice[0]`: the key path as a TOML reader sees it."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            key = part if re.fullmatch(r"[A-Za-z0-9_-]+", part) else f'"{part}"'
+            out += f".{key}" if out else key
+    return out
+
+
+def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Drop pydantic's union-member and tag labels, which are not keys of the file."""
+    cleaned: list[int | str] = []
+    for part in loc:
+        if isinstance(part, str) and (
+            "[" in part or part in {"bool", "int", "float", "str", "dist", "value"}
+        ):
+            continue
+        if cleaned and cleaned[-1] == part and isinstance(part, str):
+            continue
+        cleaned.append(part)
+    return tuple(cleaned)
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line for the most specific problem pydantic found (the deepest key)."""
+    errors = exc.errors(include_url=False)
+    best = max(errors, key=lambda e: len(_clean_loc(e["loc"])))
+    loc = format_loc(_clean_loc(best["loc"]))
+    msg = str(best["msg"]).removeprefix("Value error, ")
+    if best["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
+
+
+def describe_validation_error(exc: ValidationError, text: str, source: str) -> str:
+    """`file:line: key.path: problem` for the most specific error in `exc`."""
+    best = max(exc.errors(), key=lambda e: len(_clean_loc(e["loc"])))
+    line = line_of(text, best["loc"])
+    where = f"{source}:{line}" if line else source
+    return f"{where}: {format_validation_error(exc)}"
+
+
+def line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
+    """Best-effort line number of a key path in TOML text, for error messages.
+
+    Walks the path's keys in order, each searched after the previous one as a table header or a
+    `key =` assignment. Good enough to point a researcher at the right line; never relied upon.
+    """
+    pos = 0
+    found: int | None = None
+    for part in _clean_loc(loc):
+        if isinstance(part, int):
+            continue
+        key = re.escape(part)
+        pattern = re.compile(
+            rf"^[ \t]*(?:\[\[?[^\]\n]*(?:\b{key}\b|\"{key}\")[^\]\n]*\]\]?"
+            rf"|(?:{key}|\"{key}\"|'{key}')[ \t]*=)",
+            re.MULTILINE,
+        )
+        match = pattern.search(text, pos)
+        if match is None:
+            continue
+        pos = match.start() + 1
+        found = match.start()
+    return None if found is None else text.count("\n", 0, found) + 1
+
+
+def parse_spec(text: str, source: str = "exp.toml") -> Spec:
+    """A validated spec from TOML text; `source` names the file in error messages."""
+    if len(text.encode("utf-8")) > MAX_SPEC_BYTES:
+        raise SpecError(f"{source}: larger than {MAX_SPEC_BYTES} bytes")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{source}: not valid TOML: {exc}") from None
+    try:
+        spec = Spec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(describe_validation_error(exc, text, source)) from None
+    _check_space_values(spec, text, source)
+    return spec
+
+
+def _check_space_values(spec: Spec, text: str, source: str) -> None:
+    """Every value the space can propose must make a valid spec: a float range on an int key or
+    a misspelt precision among the choices fails here, not in trial 37."""
+    for path, values in candidates(spec.search.space):
+        for value in values:
+            try:
+                apply_params(spec, {path: value})
+            except SpecError as exc:
+                line = line_of(text, ("search", "space", path))
+                where = f"{source}:{line}" if line else source
+                detail = str(exc).removeprefix("params: ")
+                raise SpecError(f"{where}: search.space.\"{path}\" proposes {value!r}: {detail}")
+
+
+def load_spec(path: Path) -> Spec:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec: {exc.strerror}") from None
+    if len(raw) > MAX_SPEC_BYTES:
+        raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"{path}: not UTF-8 text") from None
+    return parse_spec(text, str(path))
