@@ -138,7 +138,7 @@ def _check_format(value: Any, source: str) -> None:
         raise CapsuleFileError(f"{source}: not a capsule (no 'format' key)")
     if value != FORMAT or isinstance(value, bool):
         raise CapsuleFileError(
-            f"{source}: unsupported capsule format {value!r}; this capsule tool reads format "
+            f"{source}: unsupported capsule format {value}; this capsule tool reads format "
             f"{FORMAT} (a newer capsule needs a newer capsule tool)"
         )
 

@@ -15,7 +15,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from capsule.errors import SpecError
 from capsule.files import unsafe_relative_name
@@ -132,12 +140,12 @@ class Model(Strict):
     def _builder(cls, value: str) -> str:
         return value if value == "mlp" else _check_source_ref(value)
 
-    @model_validator(mode="after")
-    def _mlp_params(self) -> Model:
-        if self.builder == "mlp":
-            full = MlpParams.model_validate(self.params).model_dump()
-            object.__setattr__(self, "params", full)
-        return self
+    @field_validator("params")
+    @classmethod
+    def _mlp_params(cls, params: dict[str, Value], info: ValidationInfo) -> dict[str, Value]:
+        if info.data.get("builder") == "mlp":
+            return MlpParams.model_validate(params).model_dump()
+        return params
 
 
 class Training(Strict):

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+
+from capsule.errors import SpecError
+from capsule.spec import apply_params, line_of, load_spec, parse_spec
+
+TEMPLATE = files("capsule.templates").joinpath("exp.toml").read_text("utf-8")
+
+
+def with_change(old: str, new: str) -> str:
+    assert old in TEMPLATE, old
+    return TEMPLATE.replace(old, new, 1)
+
+
+def test_template_is_a_valid_spec_with_defaults_filled_in() -> None:
+    spec = parse_spec(TEMPLATE)
+    assert spec.experiment.name == "digits-mlp"
+    assert spec.data.features.format == "npy"
+    assert spec.model.params == {"hidden": [32, 16], "activation": "relu", "l1": 0.0, "l2": 0.0}
+    assert spec.hls4ml.granularity == "name"
+    assert [o.metric for o in spec.objectives] == ["csim_accuracy", "dsp"]
+    assert spec.source_files() == []
+
+
+def test_minimal_spec_gets_documented_defaults() -> None:
+    spec = parse_spec(
+        '[experiment]\nname = "m"\n[data.features]\npath = "x.h5"\ndataset = "x"\n'
+        '[data.labels]\npath = "y.npy"\n'
+    )
+    assert spec.data.features.format == "hdf5"
+    assert spec.objectives[0].metric == "csim_accuracy"
+    assert spec.search.max_trials == 20
+    assert spec.toolchain.name == "none"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("epochs = 30", "epochs = 30\nepochz = 3", r"exp.toml:\d+: training.epochz: unknown key"),
+        ("epochs = 30", 'epochs = "30"', r"exp.toml:36: training.epochs: Input should be a valid"),
+        ('precision = "ap_fixed<16,6>"', 'precision = "ap_fixed<16>"', "hls4ml.precision:"),
+        ('metric = "dsp"', 'metric = "dsps"', "unknown metric 'dsps'"),
+        ("reuse_factor = 1\n", "reuse_factor = 0\n", "hls4ml.reuse_factor: Input should be"),
+        ('path = "data/digits_features.npy"', 'path = "../x.npy"', "contains '..'"),
+        ('path = "data/digits_features.npy"', 'path = "/data/x.npy"', "is absolute"),
+        ('path = "data/digits_labels.npy"', 'path = "y.csv"', "cannot tell the format"),
+        ("test = 0.2", "test = 0.3", "add up to 1"),
+        ('builder = "mlp"', 'builder = "model.py"', "not 'file.py:function'"),
+        ('builder = "mlp"', 'builder = "../m.py:build"', "contains '..'"),
+        ('name = "none"', 'name = "vivado_hls"', "needs version"),
+        ("hidden = [32, 16]", "hidden = [32, 16]\nwidth = 3", "model.params.width: unknown key"),
+        (
+            '"hls4ml.reuse_factor" = { choice = [1, 2, 4] }',
+            '"hls4ml.reuse_factor" = { uniform = [1, 4] }',
+            r'search.space."hls4ml.reuse_factor" proposes 1.0: hls4ml.reuse_factor',
+        ),
+        (
+            '"hls4ml.precision" = { choice',
+            '"hls4ml.part.x" = { choice',
+            "is not a searchable parameter",
+        ),
+        (
+            '"hls4ml.precision" = { choice',
+            '"model.params.depth" = { choice',
+            "is not a parameter of the built-in mlp",
+        ),
+        (
+            '"hls4ml.precision" = { choice = ["ap_fixed<16,6>"',
+            '"hls4ml.precision" = { choice = ["fixed16"',
+            "proposes 'fixed16'",
+        ),
+    ],
+)
+def test_bad_specs_fail_with_one_line_naming_the_key(old: str, new: str, expected: str) -> None:
+    with pytest.raises(SpecError, match=expected) as info:
+        parse_spec(with_change(old, new), "exp.toml")
+    assert "\n" not in str(info.value)
+
+
+def test_malformed_toml_names_line_and_column() -> None:
+    broken = TEMPLATE.replace("[experiment]", "[experiment", 1)
+    with pytest.raises(SpecError, match=r"exp.toml: not valid TOML: .*\(at line 9, column 12\)"):
+        parse_spec(broken, "exp.toml")
+
+
+def test_line_of_finds_the_offending_key() -> None:
+    line = line_of(TEMPLATE, ("training", "epochs"))
+    assert line is not None and TEMPLATE.splitlines()[line - 1].startswith("epochs = 30")
+    line = line_of(TEMPLATE, ("search", "space", "hls4ml.reuse_factor"))
+    assert line is not None and '"hls4ml.reuse_factor"' in TEMPLATE.splitlines()[line - 1]
+
+
+def test_apply_params_sets_paths_and_revalidates() -> None:
+    spec = parse_spec(TEMPLATE)
+    out = apply_params(
+        spec, {"hls4ml.reuse_factor": 4, "model.params.hidden": [8], "training.learning_rate": 0.01}
+    )
+    assert out.hls4ml.reuse_factor == 4
+    assert out.model.params["hidden"] == [8]
+    assert out.training.learning_rate == 0.01
+    assert spec.hls4ml.reuse_factor == 1
+    with pytest.raises(SpecError, match="hls4ml.reuse_factor"):
+        apply_params(spec, {"hls4ml.reuse_factor": "four"})
+    with pytest.raises(SpecError, match="not a searchable parameter"):
+        apply_params(spec, {"experiment.seed": 3})
+
+
+def test_load_spec_rejects_oversized_and_non_utf8(tmp_path: Path) -> None:
+    big = tmp_path / "big.toml"
+    big.write_bytes(b"#" * (2 << 20))
+    with pytest.raises(SpecError, match="larger than"):
+        load_spec(big)
+    bad = tmp_path / "bad.toml"
+    bad.write_bytes(b"\xff\xfe")
+    with pytest.raises(SpecError, match="not UTF-8"):
+        load_spec(bad)
+    with pytest.raises(SpecError, match="cannot read spec"):
+        load_spec(tmp_path / "missing.toml")
