@@ -13,8 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capsule.version import __version__
-from capsule.capsulefile import FORMAT, Capsule, read_capsule, write_capsule
+from capsule.capsulefile import Capsule, read_capsule, write_capsule
 from capsule.diff import Difference, diff_capsules
 from capsule.environment import host_environment
 from capsule.errors import CapsuleError
@@ -23,6 +22,7 @@ from capsule.hashing import HashCache
 from capsule.lock import check_data, lock_data, lock_sources
 from capsule.spec import load_spec
 from capsule.toolchain import lock_toolchain
+from capsule.version import __version__
 
 TEMPLATE = "exp.toml"
 
@@ -39,7 +39,7 @@ def init(folder: Path, force: bool = False) -> Path:
     if spec_path.exists() and not force:
         raise CapsuleError(f"{spec_path} exists; pass --force to overwrite it")
     digits = load_digits()
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "digits_features.npy": np.ascontiguousarray(digits.data, dtype=np.float32),
         "digits_labels.npy": np.ascontiguousarray(digits.target, dtype=np.int64),
     }
@@ -69,7 +69,7 @@ def pack(spec_path: Path, output: Path, cache: HashCache | None = None) -> Capsu
             cache.close()
     data_root = Path(os.path.relpath(root.resolve(), output.resolve().parent)).as_posix()
     capsule = Capsule(
-        format=FORMAT,
+        format=1,
         tool=f"capsule {__version__}",
         digest="",
         spec=spec,

@@ -6,6 +6,7 @@ run here (CapsuleError). Errors are one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
@@ -88,7 +89,9 @@ def pack(
 @_errors
 def show(
     capsule: Annotated[Path, typer.Argument(help="Capsule file.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the whole capsule as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole capsule as JSON.")
+    ] = False,
 ) -> None:
     """Check a capsule (format, schema, digest) and summarise it."""
     loaded = api.load(capsule)
@@ -103,10 +106,14 @@ def show(
 def diff(
     a: Annotated[Path, typer.Argument(help="First capsule.")],
     b: Annotated[Path, typer.Argument(help="Second capsule.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print differences as JSON.")] = False,
 ) -> None:
     """Show what differs between two capsules; exits 1 when anything does."""
     diffs = api.diff(a, b)
-    console.print(render.differences(diffs))
+    if as_json:
+        print(json.dumps([dataclasses.asdict(d) for d in diffs], indent=2))
+    else:
+        console.print(render.differences(diffs))
     if diffs:
         raise typer.Exit(EXIT_MISMATCH)
 

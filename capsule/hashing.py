@@ -124,4 +124,3 @@ def hash_files(
         if cache is not None and _identity(paths[i]) == identities[i]:
             cache.store(identities[i], digest)
     return [r for r in results if r is not None]
-

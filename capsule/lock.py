@@ -75,5 +75,6 @@ def check_data(capsule: Capsule, root: Path, cache: HashCache | None = None) -> 
     for lock, digest in zip(capsule.data, hash_files(paths, cache), strict=True):
         if digest != lock.sha256:
             raise DataError(
-                f"data.{lock.input}: {lock.path} sha256 {digest} does not match locked {lock.sha256}"
+                f"data.{lock.input}: {lock.path} sha256 {digest} "
+                f"does not match locked {lock.sha256}"
             )

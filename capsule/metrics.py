@@ -18,8 +18,12 @@ class Metric(NamedTuple):
 METRICS: dict[str, Metric] = {
     "float_accuracy": Metric("accuracy of the float Keras model on the test split", "fraction"),
     "float_loss": Metric("loss of the float Keras model on the test split", ""),
-    "csim_accuracy": Metric("accuracy of the fixed-point C simulation on the test split", "fraction"),
-    "csim_agreement": Metric("fraction of test samples where C-sim and float argmax agree", "fraction"),
+    "csim_accuracy": Metric(
+        "accuracy of the fixed-point C simulation on the test split", "fraction"
+    ),
+    "csim_agreement": Metric(
+        "fraction of test samples where C-sim and float argmax agree", "fraction"
+    ),
     "csim_max_abs_diff": Metric("largest |C-sim output - float output| on the test split", ""),
     "latency_cycles": Metric("worst-case latency", "cycles"),
     "latency_ns": Metric("worst-case latency", "ns"),

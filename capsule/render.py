@@ -1,4 +1,4 @@
-"""Rich renderings of capsules and differences, kept apart from the CLI so notebooks can use them."""
+"""Rich renderings of capsules and differences, apart from the CLI so notebooks can use them."""
 
 from __future__ import annotations
 
@@ -93,8 +93,11 @@ def capsule_summary(capsule: Capsule) -> RenderableType:
         _kv(
             "environment and toolchain",
             [
-                ("environment", f"{env.source}: Python {env.python} ({env.implementation}) "
-                 f"on {env.platform}, {len(env.packages)} packages"),
+                (
+                    "environment",
+                    f"{env.source}: Python {env.python} ({env.implementation}) "
+                    f"on {env.platform}, {len(env.packages)} packages",
+                ),
                 ("key packages", ", ".join(key) or "-"),
                 (
                     "toolchain",

@@ -40,7 +40,7 @@ Triple = Annotated[list[int | float], Field(min_length=3, max_length=3)]
 
 
 class Choice(_Dist):
-    choice: Annotated[list[Union[Value, dict[str, "Node"]]], Field(min_length=1)]  # noqa: UP007
+    choice: Annotated[list[Union[Value, dict[str, Node]]], Field(min_length=1)]  # noqa: UP007
 
     def is_branch(self) -> bool:
         return any(isinstance(option, dict) for option in self.choice)
@@ -177,9 +177,10 @@ def branch_labels(space: dict[str, Any]) -> list[str]:
 
 
 def _quantize(value: float, q: float, args: list[int | float]) -> float | int:
-    quantized = round(value / q) * q
+    steps = round(value / q)  # round half to even, as numpy and Hyperopt do
     if all(isinstance(a, int) for a in args):
-        return int(round(quantized))
+        return int(steps * q)
+    quantized: float = steps * q
     return quantized
 
 
@@ -220,7 +221,9 @@ def candidates(space: dict[str, Any]) -> list[tuple[str, list[Any]]]:
                 out.append((key, [float(v) for v in getattr(node, _kind(node) or "")]))
             case QUniform():
                 lo, hi, q = node.quniform
-                out.append((key, [_quantize(lo, q, node.quniform), _quantize(hi, q, node.quniform)]))
+                out.append(
+                    (key, [_quantize(lo, q, node.quniform), _quantize(hi, q, node.quniform)])
+                )
             case QLogUniform():
                 lo, hi, q = node.qloguniform
                 args = node.qloguniform

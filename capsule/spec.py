@@ -427,7 +427,9 @@ def _check_space_values(spec: Spec, text: str, source: str) -> None:
                 line = line_of(text, ("search", "space", path))
                 where = f"{source}:{line}" if line else source
                 detail = str(exc).removeprefix("params: ")
-                raise SpecError(f"{where}: search.space.\"{path}\" proposes {value!r}: {detail}")
+                raise SpecError(
+                    f'{where}: search.space."{path}" proposes {value!r}: {detail}'
+                ) from None
 
 
 def load_spec(path: Path) -> Spec:

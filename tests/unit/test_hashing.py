@@ -32,7 +32,14 @@ def test_cache_remembers_and_notices_any_write(tmp_path: Path) -> None:
     first = hash_files([path], cache)[0]
     st = path.stat()
     # The cache answers without reading: a stored wrong value would come back.
-    ident = (os.path.realpath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    ident = (
+        os.path.realpath(path),
+        st.st_dev,
+        st.st_ino,
+        st.st_size,
+        st.st_mtime_ns,
+        st.st_ctime_ns,
+    )
     assert cache.lookup(ident) == first
     cache.store(ident, "0" * 64)
     assert hash_files([path], cache) == ["0" * 64]

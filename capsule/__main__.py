@@ -1,0 +1,3 @@
+from capsule.cli import main
+
+main()

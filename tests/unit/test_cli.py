@@ -1,0 +1,106 @@
+"""The installed `capsule` command, run as a user runs it: exit codes, one-line errors, files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CLI = Path(sys.executable).parent / "capsule"
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "300"}
+    return subprocess.run(
+        [str(CLI), *map(str, args)], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess[str], code: int, text: str) -> None:
+    assert proc.returncode == code, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert text in lines[0]
+
+
+def test_init_pack_show_diff_round_trip(tmp_path: Path) -> None:
+    assert run("init", tmp_path / "exp").returncode == 0
+    spec = tmp_path / "exp" / "exp.toml"
+    assert run("pack", spec, "-o", tmp_path / "a.capsule").returncode == 0
+    assert run("pack", spec, "-o", tmp_path / "b.capsule").returncode == 0
+    show = run("show", tmp_path / "a.capsule")
+    assert show.returncode == 0 and "digits-mlp" in show.stdout and "verified" in show.stdout
+    same = run("diff", tmp_path / "a.capsule", tmp_path / "b.capsule")
+    assert same.returncode == 0 and same.stdout.strip() == "no differences"
+
+    data = tmp_path / "exp" / "data" / "digits_features.npy"
+    raw = bytearray(data.read_bytes())
+    raw[1000] ^= 1
+    data.write_bytes(bytes(raw))
+    assert run("pack", spec, "-o", tmp_path / "b.capsule").returncode == 0
+    changed = run("diff", tmp_path / "a.capsule", tmp_path / "b.capsule")
+    assert changed.returncode == 1
+    a = json.loads(run("show", "--json", tmp_path / "a.capsule").stdout)["data"][0]["sha256"]
+    b = json.loads(run("show", "--json", tmp_path / "b.capsule").stdout)["data"][0]["sha256"]
+    row = next(line for line in changed.stdout.splitlines() if "features.sha256" in line)
+    assert a in row and b in row and "data" in row
+    as_json = json.loads(
+        run("diff", "--json", tmp_path / "a.capsule", tmp_path / "b.capsule").stdout
+    )
+    assert as_json == [{"section": "data", "key": "features.sha256", "a": a, "b": b}]
+
+
+def test_show_json_is_the_whole_capsule(packed: Path) -> None:
+    proc = run("show", "--json", packed)
+    assert proc.returncode == 0
+    data = json.loads(proc.stdout)
+    assert data["format"] == 1 and data["spec"]["experiment"]["name"] == "digits-mlp"
+    assert {d["input"] for d in data["data"]} == {"features", "labels"}
+
+
+def test_tampered_data_hash_is_a_digest_mismatch(packed: Path) -> None:
+    text = packed.read_text()
+    sha = json.loads(run("show", "--json", packed).stdout)["data"][0]["sha256"]
+    packed.write_text(text.replace(sha, "0" * 64))
+    assert_one_line_error(run("show", packed), 2, "digest mismatch")
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda t: t.replace("epochs = 30", "epochs = [30"), "not valid TOML"),
+        (
+            lambda t: t.replace("epochs = 30", "epochs = 30\nepoch = 1"),
+            "training.epoch: unknown key",
+        ),
+        (lambda t: t.replace('path = "data/digits_labels.npy"', 'path = "../y.npy"'), "'..'"),
+        (
+            lambda t: t.replace('path = "data/digits_labels.npy"', 'path = "no.npy"'),
+            "no such data file",
+        ),
+    ],
+)
+def test_bad_spec_is_one_line_exit_2_and_no_output(experiment: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
+    experiment.write_text(edit(experiment.read_text()))
+    out = experiment.parent / "out.capsule"
+    assert_one_line_error(run("pack", experiment, "-o", out), 2, message)
+    assert not out.exists()
+    assert not list(experiment.parent.glob(".out.capsule*"))
+
+
+def test_missing_and_foreign_files(tmp_path: Path) -> None:
+    assert_one_line_error(run("show", tmp_path / "nope.capsule"), 2, "cannot read capsule")
+    (tmp_path / "x.capsule").write_text("format = 9\n")
+    assert_one_line_error(run("show", tmp_path / "x.capsule"), 2, "unsupported capsule format 9")
+    (tmp_path / "y.capsule").write_bytes(b"\xff\x00")
+    assert_one_line_error(run("show", tmp_path / "y.capsule"), 2, "not UTF-8")
+
+
+def test_version_and_help() -> None:
+    assert run("--version").stdout.strip() == "capsule 0.1.0"
+    assert "pack" in run("--help").stdout
