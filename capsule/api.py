@@ -51,12 +51,22 @@ def init(folder: Path, force: bool = False) -> Path:
     return spec_path
 
 
-def pack(spec_path: Path, output: Path, cache: HashCache | None = None) -> Capsule:
+def pack(
+    spec_path: Path, output: Path, cache: HashCache | None = None, force: bool = False
+) -> Capsule:
     """Lock `spec_path` into one capsule file at `output` and return it.
 
     The data root is recorded relative to the capsule's folder, so a capsule and its experiment
     folder can move together; readers elsewhere point `--data-root` at their copy of the data.
+    Packing is idempotent: an existing capsule with the same content is left untouched. One that
+    holds trial results is never overwritten unless `force`, so no completed trial is lost.
     """
+    previous = _existing(output)
+    if previous is not None and previous.trials and not force:
+        raise CapsuleError(
+            f"{output} holds {len(previous.trials)} trial results; pack to another file, "
+            "or pass --force to discard them"
+        )
     spec = load_spec(spec_path)
     root = spec_path.parent
     source = str(spec_path)
@@ -79,8 +89,19 @@ def pack(spec_path: Path, output: Path, cache: HashCache | None = None) -> Capsu
         environment=host_environment(),
         toolchain=lock_toolchain(spec.toolchain),
     ).sealed()
-    write_capsule(capsule, output)
+    if previous is None or previous.digest != capsule.digest:
+        write_capsule(capsule, output)
     return capsule
+
+
+def _existing(path: Path) -> Capsule | None:
+    """The capsule already at `path`, or None when there is none or it is not readable."""
+    if not path.exists():
+        return None
+    try:
+        return read_capsule(path)
+    except CapsuleError:
+        return None
 
 
 def load(path: Path) -> Capsule:

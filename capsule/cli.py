@@ -79,9 +79,12 @@ def init(
 def pack(
     spec: Annotated[Path, typer.Argument(help="The experiment spec (exp.toml).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Capsule file to write.")],
+    force: Annotated[
+        bool, typer.Option(help="Overwrite a capsule that holds trial results.")
+    ] = False,
 ) -> None:
     """Lock SPEC into one capsule file: spec, data hashes, sources, environment, toolchain."""
-    capsule = api.pack(spec, output)
+    capsule = api.pack(spec, output, force=force)
     console.print(f"packed {output} ({capsule.digest})")
 
 

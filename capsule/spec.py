@@ -41,7 +41,9 @@ MEMORY_RE = r"^[0-9]+[bkmg]?$"
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # validate_default: defaults pass the same validators as written values, so a spec that
+    # omits a section normalises exactly like one that spells the defaults out.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
 
 
 def _check_relative(name: str) -> str:

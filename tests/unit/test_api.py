@@ -125,3 +125,37 @@ def test_diff_names_a_changed_data_file_and_both_hashes(experiment: Path, tmp_pa
         ("data", "labels.sha256"): (old, new),
         ("spec", "training.epochs"): ("30", "40"),
     }
+
+
+def test_a_minimal_spec_packs_and_reads_back_with_defaults(tmp_path: Path) -> None:
+    (tmp_path / "x.npy").write_bytes(b"x")
+    (tmp_path / "exp.toml").write_text(
+        '[experiment]\nname = "m"\n[data.features]\npath = "x.npy"\n[data.labels]\npath = "x.npy"\n'
+    )
+    capsule = api.pack(tmp_path / "exp.toml", tmp_path / "m.capsule")
+    assert capsule.spec.model.params["hidden"] == [32, 16]
+    assert api.load(tmp_path / "m.capsule") == capsule
+    assert capsule.data[0].sha256 == capsule.data[1].sha256
+
+
+def test_repack_leaves_an_unchanged_capsule_alone(experiment: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c.capsule"
+    api.pack(experiment, out)
+    before = out.stat().st_mtime_ns
+    api.pack(experiment, out)
+    assert out.stat().st_mtime_ns == before
+    experiment.write_text(experiment.read_text().replace("epochs = 30", "epochs = 31"))
+    assert api.pack(experiment, out).spec.training.epochs == 31
+    assert api.load(out).spec.training.epochs == 31
+
+
+def test_pack_never_overwrites_recorded_results(experiment: Path, tmp_path: Path) -> None:
+    from capsule.capsulefile import Trial, write_capsule
+
+    out = tmp_path / "c.capsule"
+    capsule = api.pack(experiment, out)
+    write_capsule(capsule.model_copy(update={"trials": [Trial(number=0, status="ok")]}), out)
+    with pytest.raises(CapsuleError, match="holds 1 trial results; pack to another file"):
+        api.pack(experiment, out)
+    assert len(api.load(out).trials) == 1
+    assert api.pack(experiment, out, force=True).trials == []
