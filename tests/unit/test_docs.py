@@ -18,9 +18,13 @@ def _models() -> list[type[BaseModel]]:
     found = []
     for module in (spec, capsulefile):
         for value in vars(module).values():
-            if isinstance(value, type) and issubclass(value, BaseModel) and value.model_fields:
-                if value.__module__ == module.__name__:
-                    found.append(value)
+            if (
+                isinstance(value, type)
+                and issubclass(value, BaseModel)
+                and value.model_fields
+                and value.__module__ == module.__name__
+            ):
+                found.append(value)
     return found
 
 
