@@ -7,6 +7,7 @@ Each function takes paths and returns values (a Capsule, a list of differences);
 from __future__ import annotations
 
 import io
+import json
 import os
 from importlib.resources import files
 from pathlib import Path
@@ -20,8 +21,10 @@ from capsule.errors import CapsuleError
 from capsule.files import write_atomic
 from capsule.hashing import HashCache
 from capsule.lock import check_data, lock_data, lock_sources
+from capsule.space import Params
 from capsule.spec import load_spec
 from capsule.toolchain import lock_toolchain
+from capsule.trial import TrialResult, run_trial
 from capsule.version import __version__
 
 TEMPLATE = "exp.toml"
@@ -127,3 +130,34 @@ def check(capsule_path: Path, override_root: Path | None = None) -> Capsule:
 
 def diff(a: Path, b: Path) -> list[Difference]:
     return diff_capsules(load(a), load(b))
+
+
+MAX_PARAMS_BYTES = 1 << 20
+
+
+def read_params(path: Path) -> Params:
+    """A trial's params from a JSON object file (parameter path -> value)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise CapsuleError(f"{path}: cannot read params: {exc.strerror}") from None
+    if len(raw) > MAX_PARAMS_BYTES:
+        raise CapsuleError(f"{path}: larger than {MAX_PARAMS_BYTES} bytes")
+    try:
+        params = json.loads(raw)
+    except ValueError as exc:
+        raise CapsuleError(f"{path}: not valid JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise CapsuleError(f"{path}: params must be a JSON object of parameter path -> value")
+    return params
+
+
+def trial(
+    capsule_path: Path,
+    out: Path,
+    params: Params | None = None,
+    data_root_override: Path | None = None,
+) -> TrialResult:
+    """Run one trial of a capsule into `out`: the default point, or `params` over it."""
+    capsule = load(capsule_path)
+    return run_trial(capsule, params, out, data_root(capsule_path, capsule, data_root_override))

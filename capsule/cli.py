@@ -121,5 +121,29 @@ def diff(
         raise typer.Exit(EXIT_MISMATCH)
 
 
+@app.command()
+@_errors
+def trial(
+    capsule: Annotated[Path, typer.Argument(help="Capsule file.")],
+    out: Annotated[Path, typer.Option("--out", help="Trial folder to create (absent or empty).")],
+    params: Annotated[
+        Path | None,
+        typer.Option(help="JSON object of parameter path -> value; default: the default point."),
+    ] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Folder holding the data (default: the capsule's).")
+    ] = None,
+) -> None:
+    """Run one trial end to end: train, convert with hls4ml, C-simulate, estimate.
+
+    Writes result.json last; exits 1 when a stage failed (its error is in result.json).
+    """
+    given = api.read_params(params) if params is not None else None
+    result = api.trial(capsule, out, given, data_root)
+    console.print(render.trial_result(result, out))
+    if result.status != "ok":
+        raise typer.Exit(EXIT_MISMATCH)
+
+
 def main() -> None:
     app()

@@ -6,7 +6,8 @@ codes in one place and a notebook can catch one type.
     ├── CapsuleFileError          a capsule file is malformed, unsupported or too large
     │   └── DigestMismatch        a locked field was edited by hand
     ├── DataError                 a data file is missing or does not match its locked hash
-    └── SourceError               an embedded source is unsafe, too large or does not match
+    ├── SourceError               an embedded source is unsafe, too large or does not match
+    └── StageError                a trial stage failed for a reason of the experiment
     MismatchError                 exit 1: a comparison found differences (diff, later verify)
 
 Messages are one line and name the file and the key (and line, where the parser knows it).
@@ -43,6 +44,10 @@ class DataError(CapsuleError):
 
 class SourceError(CapsuleError):
     """An embedded source has an unsafe name, is too large, or differs from its locked hash."""
+
+
+class StageError(CapsuleError):
+    """A trial stage failed for a reason of the experiment: its code, data or settings."""
 
 
 class MismatchError(CapsuleError):

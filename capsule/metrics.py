@@ -33,5 +33,5 @@ METRICS: dict[str, Metric] = {
     "ff": Metric("flip-flops used", "count"),
     "bram_18k": Metric("18 Kb block RAMs used", "count"),
     "uram": Metric("UltraRAM blocks used", "count"),
-    "train_seconds": Metric("wall time of training", "s"),
+    "bops": Metric("bit operations: multiplications x weight bits x input bits", "count"),
 }

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from capsule.capsulefile import Capsule
 from capsule.diff import Difference
+from capsule.trial import TrialResult
 
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")
 
@@ -122,3 +125,27 @@ def differences(diffs: list[Difference]) -> RenderableType:
     for d in diffs:
         table.add_row(d.section, d.key, d.a, d.b)
     return table
+
+
+def trial_result(result: TrialResult, out: Path) -> RenderableType:
+    params = ", ".join(f"{k}={v}" for k, v in result.params.items()) or "(none)"
+    if result.status != "ok":
+        return Group(
+            Text(f"trial failed in stage {result.stage}: {result.error}", style="bold red"),
+            Text(f"params: {params}; log: {out / 'trial.log'}"),
+        )
+    table = Table(
+        title=f"trial {out} ({result.runtime}, {result.threads} threads)",
+        title_justify="left",
+        caption=f"params: {params}",
+        caption_justify="left",
+    )
+    for column in ("metric", "value", "fidelity"):
+        table.add_column(column)
+    for name, value in result.metrics.items():
+        shown = (
+            f"{value:.4f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}"
+        )
+        table.add_row(name, shown, result.fidelity.get(name, ""))
+    timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+    return Group(table, Text(f"stages: {timings}; {len(result.artifacts)} artifacts hashed"))

@@ -1,0 +1,170 @@
+"""The model and its training: Keras 3 on TensorFlow, seeded, fed by streamed batches.
+
+Same seed, same data, same thread count → the same `.weights.h5` bytes: `set_random_seed` seeds
+Python, NumPy and TensorFlow, op determinism makes TensorFlow refuse non-deterministic kernels,
+and the intra/inter-op thread counts are fixed from the spec's cpu limit (reductions split across
+a different number of threads round differently).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from capsule.errors import StageError
+from capsule.flow.data import Inputs, NpyWriter, iter_batches, rows
+from capsule.spec import MlpParams, Spec
+
+
+def configure_tensorflow(seed: int, threads: int) -> None:
+    """Seed everything and fix thread counts; must run before TensorFlow builds any op."""
+    import keras
+    import tensorflow as tf
+
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # already initialised in this process with the same settings
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def load_function(sources: Path, ref: str) -> Any:
+    """The function `file.py:name` from the capsule's embedded sources (materialised in `sources`).
+
+    The sources folder is put on sys.path so the researcher's files can import each other.
+    """
+    file, name = ref.split(":", 1)
+    path = sources / file
+    module_name = "capsule_user_" + file.removesuffix(".py").replace("/", "_").replace(".", "_")
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None or spec.loader is None:
+        raise StageError(f"cannot import {file}")
+    if str(sources) not in sys.path:
+        sys.path.insert(0, str(sources))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    fn = getattr(module, name, None)
+    if not callable(fn):
+        raise StageError(f"{ref}: {file} has no function {name}")
+    return fn
+
+
+def build_model(spec: Spec, input_shape: tuple[int, ...], n_classes: int, sources: Path) -> Any:
+    """The built-in MLP, or the researcher's builder called with (params, input_shape, n_classes).
+
+    The built-in MLP ends in a Dense layer named `output` and a softmax named `softmax`, names
+    the hls4ml conversion relies on to set the output precision explicitly.
+    """
+    import keras
+
+    if spec.model.builder != "mlp":
+        fn = load_function(sources, spec.model.builder)
+        model = fn(params=dict(spec.model.params), input_shape=input_shape, n_classes=n_classes)
+        if not isinstance(model, keras.Model):
+            raise StageError(
+                f"{spec.model.builder} returned {type(model).__name__}, not a Keras model"
+            )
+        return model
+    if len(input_shape) != 1:
+        raise StageError(f"the built-in mlp needs 1-d feature rows, got shape {input_shape}")
+    p = MlpParams.model_validate(spec.model.params)
+    reg = keras.regularizers.L1L2(l1=p.l1, l2=p.l2)
+    x = inputs = keras.Input(shape=input_shape, name="features")
+    for i, width in enumerate(p.hidden):
+        x = keras.layers.Dense(
+            width, activation=p.activation, kernel_regularizer=reg, name=f"fc{i + 1}"
+        )(x)
+    x = keras.layers.Dense(n_classes, kernel_regularizer=reg, name="output")(x)
+    outputs = keras.layers.Activation("softmax", name="softmax")(x)
+    return keras.Model(inputs, outputs, name="mlp")
+
+
+def make_dataset(
+    inputs: Inputs, ranges: list[tuple[int, int]], batch_size: int, shuffle_seed: int | None
+) -> Any:
+    """A keras PyDataset over `ranges`; with a seed, each epoch visits blocks in a new order."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.epoch = 0
+            self._plan = self._make_plan()
+
+        def _make_plan(self) -> list[list[tuple[int, int]]]:
+            order = list(ranges)
+            if shuffle_seed is not None:
+                rng = np.random.default_rng([shuffle_seed, self.epoch])
+                order = [order[i] for i in rng.permutation(len(order))]
+            return list(iter_batches(order, batch_size))
+
+        def __len__(self) -> int:
+            return math.ceil(rows(ranges) / batch_size)
+
+        def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+            return inputs.batch(self._plan[index])
+
+        def on_epoch_end(self) -> None:
+            self.epoch += 1
+            self._plan = self._make_plan()
+
+    return Batches()
+
+
+def _optimizer(name: str, learning_rate: float) -> Any:
+    import keras
+
+    classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD}
+    return classes.get(name, keras.optimizers.RMSprop)(learning_rate=learning_rate)
+
+
+def predict_to_file(
+    predict: Any, inputs: Inputs, ranges: list[tuple[int, int]], batch_size: int, path: Path
+) -> tuple[float, float]:
+    """Stream predictions of `ranges` into a .npy; returns (accuracy, mean cross-entropy)."""
+    writer: NpyWriter | None = None
+    correct = 0
+    loss = 0.0
+    n = 0
+    for batch in iter_batches(ranges, batch_size):
+        x, y = inputs.batch(batch)
+        p = np.asarray(predict(x), dtype=np.float32)
+        if writer is None:
+            writer = NpyWriter(path, rows(ranges), tuple(p.shape[1:]), np.float32)
+        writer.write(p)
+        correct += int(np.sum(np.argmax(p, axis=1) == np.argmax(y, axis=1)))
+        loss += float(-np.sum(y * np.log(np.clip(p, 1e-7, 1.0))))
+        n += len(x)
+    if writer is not None:
+        writer.close()
+    return correct / max(n, 1), loss / max(n, 1)
+
+
+def train(
+    spec: Spec, inputs: Inputs, split: Any, sources: Path, out: Path
+) -> tuple[Any, dict[str, float]]:
+    """Build, fit and evaluate; writes `model.weights.h5` and `float_predictions.npy` in `out`."""
+    model = build_model(spec, tuple(inputs.features.shape[1:]), inputs.n_classes, sources)
+    model.compile(
+        optimizer=_optimizer(spec.training.optimizer, spec.training.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
+    )
+    bs = spec.training.batch_size
+    train_ds = make_dataset(inputs, split.train, bs, shuffle_seed=spec.experiment.seed)
+    val_ds = make_dataset(inputs, split.validation, bs, None) if split.validation else None
+    model.fit(train_ds, validation_data=val_ds, epochs=spec.training.epochs, verbose=0)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_weights(out / "model.weights.h5")
+    accuracy, loss = predict_to_file(
+        model.predict_on_batch, inputs, split.test, bs, out / "float_predictions.npy"
+    )
+    return model, {"float_accuracy": accuracy, "float_loss": loss}

@@ -1,0 +1,277 @@
+"""One trial: one point of the search, run end to end in a folder of its own.
+
+Every runtime (local subprocess, Docker container, Dask worker) runs the same entry point,
+`capsule trial CAPSULE --params P.json --out DIR`, which calls `run_trial`. Stages read and write
+files in the trial folder:
+
+    data      check data hashes, open inputs, split, fit preprocessing (one streaming pass)
+    train     build and fit the model            -> train/model.weights.h5,
+                                                    train/float_predictions.npy
+    convert   hls4ml project, compiled (g++)     -> hls4ml_prj/
+    csim      C simulation of the test split     -> csim/predictions.npy
+    estimate  resources and latency (estimated)  -> metrics.json
+
+`result.json` is written last and atomically: params, status, the failed stage and its error,
+per-stage timings, metrics with their fidelity, and the sha256 of every artifact. A failed stage's
+output folder is removed, so nothing half-written is left; the full log is in `trial.log`.
+The artifacts are byte-identical for the same capsule, params and thread count, wherever the
+trial folder is; `result.json` itself holds timings and is not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from capsule.capsulefile import Capsule
+from capsule.errors import CapsuleError, StageError
+from capsule.files import write_atomic
+from capsule.hashing import HashCache, canonical_json, hash_files
+from capsule.lock import check_data
+from capsule.space import Params, default_point
+from capsule.spec import Spec, apply_params
+
+STAGES = ("data", "train", "convert", "csim", "estimate")
+BUILD_PRODUCTS = (".so", ".o")
+RESULT = "result.json"
+
+
+class TrialResult(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    format: Literal[1] = 1
+    capsule_digest: str
+    status: Literal["ok", "failed"]
+    stage: str | None = None
+    error: str | None = None
+    params: dict[str, Any]
+    runtime: str
+    threads: int
+    timings: dict[str, float]
+    metrics: dict[str, float]
+    fidelity: dict[str, str]
+    artifacts: dict[str, str]
+
+
+def trial_params(spec: Spec, params: Params | None) -> Params:
+    """The full point: the space's default point, overridden by the given params."""
+    point = default_point(spec.search.space)
+    point.update(params or {})
+    return dict(sorted(point.items()))
+
+
+def threads_for(spec: Spec) -> int:
+    return max(1, math.floor(spec.runtime.cpus))
+
+
+@contextlib.contextmanager
+def _output_to(log: Path) -> Iterator[None]:
+    """Send this process's stdout and stderr (C libraries and g++ included) to `log`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with open(log, "ab") as f:
+        os.dup2(f.fileno(), 1)
+        os.dup2(f.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            os.close(saved[0])
+            os.close(saved[1])
+
+
+def _artifacts(out: Path) -> dict[str, str]:
+    """sha256 of every file a trial produced, except logs, the result and compiled binaries."""
+    files = []
+    for path in sorted(p for p in out.rglob("*") if p.is_file()):
+        rel = path.relative_to(out).as_posix()
+        if rel in (RESULT, "trial.log", "params.json") or rel.startswith("src/"):
+            continue
+        if path.suffix in BUILD_PRODUCTS:
+            continue
+        files.append((rel, path))
+    return dict(zip([r for r, _ in files], hash_files([p for _, p in files]), strict=True))
+
+
+def run_trial(
+    capsule: Capsule,
+    params: Params | None,
+    out: Path,
+    data_root: Path,
+    runtime: str = "local",
+) -> TrialResult:
+    """Run one trial into `out` (absent or empty) and return its result, also on failure."""
+    if out.exists() and any(out.iterdir()):
+        raise CapsuleError(f"{out}: trial folder is not empty")
+    point = trial_params(capsule.spec, params)
+    spec = apply_params(capsule.spec, point)
+    out.mkdir(parents=True, exist_ok=True)
+    out = out.resolve()
+    write_atomic(out / "params.json", canonical_json(point) + b"\n")
+    threads = threads_for(spec)
+    timings: dict[str, float] = {}
+    metrics: dict[str, float] = {}
+    fidelity: dict[str, str] = {}
+    state: dict[str, Any] = {}
+    stage = STAGES[0]
+    status: Literal["ok", "failed"] = "ok"
+    error = None
+    log = out / "trial.log"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _output_to(log):
+        try:
+            for stage in STAGES:
+                start = time.perf_counter()
+                produced = _STAGE_FUNCS[stage](capsule, spec, out, data_root, threads, state)
+                metrics.update(produced)
+                fidelity.update({k: _FIDELITY.get(stage, "measured") for k in produced})
+                timings[stage] = round(time.perf_counter() - start, 3)
+        except Exception as exc:  # a trial records any failure of its stages as its result
+            status = "failed"
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:1000]
+            traceback.print_exc()
+            folder = _STAGE_FOLDERS.get(stage)
+            if folder:
+                shutil.rmtree(out / folder, ignore_errors=True)
+        finally:
+            inputs = state.get("inputs")
+            if inputs is not None:
+                inputs.close()
+    if status == "ok":
+        write_atomic(out / "metrics.json", _metrics_json(metrics, fidelity))
+    result = TrialResult(
+        capsule_digest=capsule.digest,
+        status=status,
+        stage=stage if status == "failed" else None,
+        error=error,
+        params=point,
+        runtime=runtime,
+        threads=threads,
+        timings=timings,
+        metrics=metrics,
+        fidelity=fidelity,
+        artifacts=_artifacts(out) if status == "ok" else {},
+    )
+    write_atomic(out / RESULT, result.model_dump_json(indent=2, exclude_none=True) + "\n")
+    return result
+
+
+def _metrics_json(metrics: dict[str, float], fidelity: dict[str, str]) -> bytes:
+    data = {k: {"value": v, "fidelity": fidelity[k]} for k, v in sorted(metrics.items())}
+    return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def read_result(out: Path) -> TrialResult:
+    try:
+        return TrialResult.model_validate_json((out / RESULT).read_bytes())
+    except (OSError, ValueError) as exc:
+        raise CapsuleError(f"{out / RESULT}: cannot read trial result: {exc}") from None
+
+
+# --- stages ---------------------------------------------------------------------------------
+# Each takes (capsule, spec, out, data_root, threads, state), returns metrics, and keeps what
+# later stages need in `state`.
+
+_STAGE_FOLDERS = {"train": "train", "convert": "hls4ml_prj", "csim": "csim"}
+_FIDELITY = {"estimate": "estimate"}
+
+
+def _stage_data(
+    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
+) -> dict[str, float]:
+    from capsule.flow.data import Inputs, Split, open_array
+
+    cache = HashCache.default()
+    try:
+        check_data(capsule, root, cache)
+    finally:
+        cache.close()
+    sources = out / "src"
+    for src in capsule.sources:
+        write_atomic(sources / src.name, src.text)
+    d = spec.data
+    inputs = Inputs(
+        open_array(root / d.features.path, d.features.format or "npy", d.features.dataset),
+        open_array(root / d.labels.path, d.labels.format or "npy", d.labels.dataset),
+    )
+    state["inputs"] = inputs
+    split = Split.make(
+        inputs.n_rows, (d.split.train, d.split.validation, d.split.test), spec.experiment.seed
+    )
+    inputs.fit(split.train, spec.preprocess.scale == "standard", spec.preprocess.one_hot, 65536)
+    if spec.preprocess.function:
+        from capsule.flow.train import load_function
+
+        inputs.custom = load_function(sources, spec.preprocess.function)
+    state.update(split=split, sources=sources)
+    return {}
+
+
+def _stage_train(
+    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
+) -> dict[str, float]:
+    from capsule.flow.train import configure_tensorflow, train
+
+    configure_tensorflow(spec.experiment.seed, threads)
+    model, metrics = train(spec, state["inputs"], state["split"], state["sources"], out / "train")
+    state["model"] = model
+    return metrics
+
+
+def _stage_convert(
+    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
+) -> dict[str, float]:
+    from capsule.flow.hls import convert
+
+    weights = out / "train" / "model.weights.h5"
+    state["hls_model"] = convert(spec, state["model"], weights, out / "hls4ml_prj")
+    return {}
+
+
+def _stage_csim(
+    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
+) -> dict[str, float]:
+    from capsule.flow.hls import csim
+
+    return csim(
+        state["hls_model"],
+        state["inputs"],
+        state["split"].test,
+        spec.training.batch_size,
+        out / "train" / "float_predictions.npy",
+        out / "csim",
+    )
+
+
+def _stage_estimate(
+    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
+) -> dict[str, float]:
+    from capsule.flow.estimate import estimate
+
+    if "hls_model" not in state:
+        raise StageError("no converted model to estimate")
+    return estimate(state["hls_model"], spec.hls4ml.clock_period, spec.hls4ml.strategy)
+
+
+_STAGE_FUNCS = {
+    "data": _stage_data,
+    "train": _stage_train,
+    "convert": _stage_convert,
+    "csim": _stage_csim,
+    "estimate": _stage_estimate,
+}
