@@ -21,6 +21,8 @@ demo: $(STAMP)
 	test -f $(DEMO)/exp.toml || $(BIN)/capsule init $(DEMO)
 	$(BIN)/capsule pack $(DEMO)/exp.toml -o $(DEMO).capsule
 	$(BIN)/capsule show $(DEMO).capsule
+	rm -rf $(DEMO)-trial
+	$(BIN)/capsule trial $(DEMO).capsule --out $(DEMO)-trial
 
 test: $(STAMP)
 	$(BIN)/pytest
@@ -43,4 +45,4 @@ lock: $(STAMP)
 	$(UV_COMPILE) requirements/dev.in -o requirements/dev.txt
 
 clean:
-	rm -rf $(VENV) $(DEMO) $(DEMO).capsule .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO) $(DEMO).capsule $(DEMO)-trial .pytest_cache .mypy_cache .ruff_cache
