@@ -128,24 +128,22 @@ def differences(diffs: list[Difference]) -> RenderableType:
 
 
 def trial_result(result: TrialResult, out: Path) -> RenderableType:
-    params = ", ".join(f"{k}={v}" for k, v in result.params.items()) or "(none)"
+    params = _kv("params", [(k, str(v)) for k, v in result.params.items()] or [("-", "")])
     if result.status != "ok":
         return Group(
+            params,
             Text(f"trial failed in stage {result.stage}: {result.error}", style="bold red"),
-            Text(f"params: {params}; log: {out / 'trial.log'}"),
+            Text(f"log: {out / 'trial.log'}"),
         )
     table = Table(
-        title=f"trial {out} ({result.runtime}, {result.threads} threads)",
-        title_justify="left",
-        caption=f"params: {params}",
-        caption_justify="left",
+        title=f"trial {out} ({result.runtime}, {result.threads} threads)", title_justify="left"
     )
     for column in ("metric", "value", "fidelity"):
         table.add_column(column)
     for name, value in result.metrics.items():
-        shown = (
-            f"{value:.4f}" if isinstance(value, float) and not value.is_integer() else f"{value:g}"
-        )
+        shown = f"{value:g}" if float(value).is_integer() else f"{value:.4f}"
         table.add_row(name, shown, result.fidelity.get(name, ""))
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
-    return Group(table, Text(f"stages: {timings}; {len(result.artifacts)} artifacts hashed"))
+    return Group(
+        params, table, Text(f"stages: {timings}; {len(result.artifacts)} artifacts hashed")
+    )

@@ -1,4 +1,4 @@
-"""Real trials: TensorFlow training, hls4ml conversion, g++ C simulation, run as a user runs them."""
+"""Real trials (TensorFlow training, hls4ml conversion, g++ C simulation), run as a user would."""
 
 from __future__ import annotations
 

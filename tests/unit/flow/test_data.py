@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import h5py
@@ -68,7 +69,7 @@ def test_split_is_seeded_disjoint_and_complete() -> None:
     assert a != Split.make(1797, (0.6, 0.2, 0.2), seed=43)
     covered = sorted(a.train + a.validation + a.test)
     assert covered[0][0] == 0 and covered[-1][1] == 1797
-    assert all(p[1] == q[0] for p, q in zip(covered, covered[1:], strict=False))
+    assert all(p[1] == q[0] for p, q in itertools.pairwise(covered))
     assert abs(rows(a.test) / 1797 - 0.2) < 0.01
     big = Split.make(16_000_000, (0.8, 0.1, 0.1), seed=1)
     assert len(big.train) + len(big.validation) + len(big.test) <= 1024
