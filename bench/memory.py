@@ -1,0 +1,145 @@
+"""Training memory: one epoch over a generated 4 GiB data set, in memory against streamed (issue 3).
+
+Each contender runs in a child process of its own (`python -m bench.memory child MODE ...`) that
+imports TensorFlow, builds and warms up the model on a tiny batch, reads its peak RSS (the
+pre-data baseline), then trains one epoch and reads its peak RSS again. The baseline is the plain
+Keras way: `np.load` both arrays whole and `model.fit(x, y)`. The contender is capsule's own
+pipeline (flow.data + flow.train.make_dataset): explicit reads of each batch from disk.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import GIB, WORK, Row, warm
+
+FEATURES = 64
+CLASSES = 5
+BATCH = 1024
+
+
+def _labels(path: Path, rows: int, seed: int) -> Path:
+    if path.exists() and np.load(path, mmap_mode="r").shape == (rows,):
+        return path
+    labels = np.lib.format.open_memmap(path, mode="w+", dtype=np.int32, shape=(rows,))
+    rng = np.random.default_rng(seed)
+    step = 1 << 22
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        labels[start:stop] = rng.integers(0, CLASSES, size=stop - start, dtype=np.int32)
+    labels.flush()
+    del labels
+    return path
+
+
+def _dataset(name: str, nbytes: int, seed: int) -> tuple[Path, Path]:
+    from bench.common import npy_file
+
+    features = npy_file(WORK / f"{name}_x.npy", nbytes, seed)
+    rows = np.load(features, mmap_mode="r").shape[0]
+    return features, _labels(WORK / f"{name}_y.npy", rows, seed)
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child(mode: str, features: Path, labels: Path) -> None:
+    import keras
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [
+            keras.Input(shape=(FEATURES,)),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(32, activation="relu"),
+            keras.layers.Dense(CLASSES, activation="softmax"),
+        ]
+    )
+    loss = "sparse_categorical_crossentropy" if mode == "memory" else "categorical_crossentropy"
+    model.compile(optimizer="adam", loss=loss)
+    warm_x = np.zeros((BATCH, FEATURES), np.float32)
+    warm_y = (
+        np.zeros(BATCH, np.int32) if mode == "memory" else np.eye(CLASSES)[np.zeros(BATCH, int)]
+    )
+    model.fit(warm_x, warm_y, batch_size=BATCH, epochs=1, verbose=0)
+    baseline = _peak_mb()
+    if mode == "memory":
+        x, y = np.load(features), np.load(labels)
+        rows = len(x)
+        start = time.perf_counter()
+        model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
+    else:
+        from capsule.flow.data import Inputs, NpyFile
+        from capsule.flow.train import make_dataset
+
+        inputs = Inputs(NpyFile(features), NpyFile(labels))
+        rows = inputs.n_rows
+        inputs.fit([(0, rows)], scale=False, one_hot=True, chunk=1 << 20)
+        dataset = make_dataset(inputs, [(0, rows)], BATCH, shuffle_seed=0)
+        start = time.perf_counter()
+        model.fit(dataset, epochs=1, verbose=0)
+    seconds = time.perf_counter() - start
+    print(json.dumps({"baseline_mb": baseline, "peak_mb": _peak_mb(), "rate": rows / seconds}))
+
+
+def _run(mode: str, data: tuple[Path, Path]) -> dict[str, float]:
+    for path in data:
+        warm(path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.memory", "child", mode, str(data[0]), str(data[1])],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
+    )
+    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def run() -> list[Row]:
+    four = _dataset("train4g", 4 * GIB, seed=11)
+    eight = _dataset("train8g", 8 * GIB, seed=12)
+    memory = _run("memory", four)
+    stream = _run("stream", four)
+    stream2 = _run("stream", eight)
+    mem_data = memory["peak_mb"] - memory["baseline_mb"]
+    stream_data = max(stream["peak_mb"] - stream["baseline_mb"], 1.0)
+    stream2_data = stream2["peak_mb"] - stream2["baseline_mb"]
+    return [
+        Row(
+            "train 1 epoch, 4 GiB: data memory (MB above pre-data RSS)",
+            f"np.load {mem_data:.0f}",
+            f"streamed {stream_data:.0f}",
+            mem_data / stream_data,
+            ">= 100",
+            mem_data / stream_data >= 100,
+        ),
+        Row(
+            "train 1 epoch, 4 GiB: samples/s",
+            f"np.load {memory['rate']:,.0f}",
+            f"streamed {stream['rate']:,.0f}",
+            stream["rate"] / memory["rate"],
+            ">= 0.9",
+            stream["rate"] / memory["rate"] >= 0.9,
+        ),
+        Row(
+            "streamed peak RSS, 8 GiB vs 4 GiB data (MB)",
+            f"4 GiB {stream['peak_mb']:.0f} ({stream_data:.0f} data)",
+            f"8 GiB {stream2['peak_mb']:.0f} ({stream2_data:.0f} data)",
+            stream2["peak_mb"] / stream["peak_mb"],
+            "<= 1.1",
+            stream2["peak_mb"] / stream["peak_mb"] <= 1.1,
+        ),
+    ]
+
+
+if __name__ == "__main__" and len(sys.argv) == 5 and sys.argv[1] == "child":
+    child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]))
