@@ -157,7 +157,9 @@ def trial(
     out: Path,
     params: Params | None = None,
     data_root_override: Path | None = None,
+    allow_toolchain_drift: bool = False,
 ) -> TrialResult:
     """Run one trial of a capsule into `out`: the default point, or `params` over it."""
     capsule = load(capsule_path)
-    return run_trial(capsule, params, out, data_root(capsule_path, capsule, data_root_override))
+    root = data_root(capsule_path, capsule, data_root_override)
+    return run_trial(capsule, params, out, root, allow_toolchain_drift=allow_toolchain_drift)

@@ -90,6 +90,7 @@ class ToolchainLock(Locked):
     present: bool
     executables: dict[str, Sha256] = {}
     fingerprint: str | None = None
+    reported_version: str | None = None
 
 
 class Trial(Locked):

@@ -133,13 +133,16 @@ def trial(
     data_root: Annotated[
         Path | None, typer.Option(help="Folder holding the data (default: the capsule's).")
     ] = None,
+    allow_toolchain_drift: Annotated[
+        bool, typer.Option(help="Run even if the vendor tool differs from the lock (recorded).")
+    ] = False,
 ) -> None:
-    """Run one trial end to end: train, convert with hls4ml, C-simulate, estimate.
+    """Run one trial end to end: train, hls4ml, C simulation, estimate, vendor synthesis.
 
-    Writes result.json last; exits 1 when a stage failed (its error is in result.json).
+    Writes result.json last; exits 1 when a stage failed or timed out (see result.json).
     """
     given = api.read_params(params) if params is not None else None
-    result = api.trial(capsule, out, given, data_root)
+    result = api.trial(capsule, out, given, data_root, allow_toolchain_drift)
     console.print(render.trial_result(result, out))
     if result.status != "ok":
         raise typer.Exit(EXIT_MISMATCH)

@@ -228,6 +228,9 @@ class Toolchain(Strict):
     name: Literal["none", "vivado_hls", "vitis_hls"] = "none"
     version: str | None = None
     path: str | None = None
+    vsynth: bool = False
+    cosim: bool = False
+    timeout: Annotated[float, Field(gt=0)] = 86400.0
 
     @model_validator(mode="after")
     def _declared(self) -> Toolchain:

@@ -1,34 +1,130 @@
-"""The vendor toolchain's identity: which HLS tool, where on the host, and which exact build.
+"""The vendor toolchain: which HLS tool, where on the host, which exact build, and how to run it.
 
 Results of vendor synthesis depend on the tool's version and build, not only on the design, so a
-capsule records the tool the researcher declared together with a fingerprint of its executables as
-found on the host. The install path is the one absolute path a capsule holds on purpose: the tool
-is mounted into trial containers at that same path, because vendor scripts hard-code it.
+capsule records the tool the researcher declared, the version string the tool itself reports, and
+a fingerprint of its executables. The install path is the one absolute path a capsule holds on
+purpose: the tool is mounted into trial containers at that same path, because vendor scripts
+hard-code it.
+
+Vendor specifics live in one small class per tool (as hls4ml keeps one backend per vendor):
+where its executables are, how it reports its version, and the command that runs an hls4ml
+project's `build_prj.tcl`. Quartus and oneAPI fit the same interface.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from capsule.capsulefile import ToolchainLock
+from capsule.errors import SpecError
 from capsule.hashing import digest_of, hash_files
 from capsule.spec import Toolchain
 
-# Executables whose bytes identify a tool build, relative to its install folder.
-EXECUTABLES: dict[str, tuple[str, ...]] = {
-    "vivado_hls": ("bin/vivado_hls",),
-    "vitis_hls": ("bin/vitis_hls", "bin/vitis-run"),
-}
+VERSION_TIMEOUT_S = 120
+YEAR_VERSION = re.compile(r"(?<!\d)(20\d\d\.\d)(?!\d)")
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Which vendor steps a synthesis run performs."""
+
+    csynth: bool = True
+    vsynth: bool = False
+    cosim: bool = False
+
+
+class VendorTool:
+    """One vendor HLS tool: its executables, version query and build command."""
+
+    name = ""
+    #: Executables whose bytes identify a tool build, relative to its install folder; the first
+    #: is the one that runs builds.
+    executables: tuple[str, ...] = ()
+
+    def runner(self, install: Path) -> Path:
+        return install / self.executables[0]
+
+    def version_command(self, install: Path) -> list[str]:
+        return [str(self.runner(install)), "-version"]
+
+    def build_command(self, install: Path, project: Path, steps: Steps) -> list[str]:
+        raise NotImplementedError
+
+
+class VivadoHls(VendorTool):
+    name = "vivado_hls"
+    executables = ("bin/vivado_hls",)
+
+    def build_command(self, install: Path, project: Path, steps: Steps) -> list[str]:
+        # hls4ml's build_prj.tcl reads "key=value" words from its argument.
+        opts = (
+            f"reset=0 csim=0 synth={int(steps.csynth)} cosim={int(steps.cosim)} validation=0 "
+            f"export=0 vsynth={int(steps.vsynth)} fifo_opt=0"
+        )
+        return [str(self.runner(install)), "-f", "build_prj.tcl", opts]
+
+
+class VitisHls(VendorTool):
+    name = "vitis_hls"
+    executables = ("bin/vitis-run", "bin/vitis_hls")
+
+    def version_command(self, install: Path) -> list[str]:
+        return [str(install / "bin" / "vitis_hls"), "-version"]
+
+    def build_command(self, install: Path, project: Path, steps: Steps) -> list[str]:
+        # hls4ml's Vitis backend reads its options from build_opt.tcl next to build_prj.tcl.
+        (project / "build_opt.tcl").write_text(
+            "array set opt {\n"
+            "    reset      0\n    csim       0\n"
+            f"    synth      {int(steps.csynth)}\n    cosim      {int(steps.cosim)}\n"
+            "    validation 0\n    export     0\n"
+            f"    vsynth     {int(steps.vsynth)}\n    fifo_opt   0\n"
+            "}\n"
+        )
+        return [str(self.runner(install)), "--tcl", "build_prj.tcl", "--mode", "hls"]
+
+
+TOOLS: dict[str, VendorTool] = {tool.name: tool for tool in (VivadoHls(), VitisHls())}
+
+
+def reported_version(tool: VendorTool, install: Path) -> str | None:
+    """The first line the tool prints for its version query, or None if it cannot say."""
+    try:
+        proc = subprocess.run(
+            tool.version_command(install),
+            capture_output=True,
+            text=True,
+            timeout=VERSION_TIMEOUT_S,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = [ln.strip() for ln in proc.stdout.splitlines() if ln.strip()]
+    return lines[0] if proc.returncode == 0 and lines else None
 
 
 def lock_toolchain(declared: Toolchain) -> ToolchainLock:
-    """The declared tool with the fingerprint of what is installed at its path, if anything."""
+    """The declared tool with what is installed at its path: fingerprint and reported version.
+
+    A tool that is installed but reports another version than the spec declares is an error:
+    the capsule would otherwise promise results from a tool that did not make them.
+    """
     if declared.name == "none" or declared.path is None:
         return ToolchainLock(name="none", present=False)
+    tool = TOOLS[declared.name]
     root = Path(declared.path)
-    found = [rel for rel in EXECUTABLES[declared.name] if (root / rel).is_file()]
-    hashes = hash_files([root / rel for rel in found])
-    executables = dict(zip(found, hashes, strict=True))
+    found = [rel for rel in tool.executables if (root / rel).is_file()]
+    executables = dict(zip(found, hash_files([root / rel for rel in found]), strict=True))
+    version = reported_version(tool, root) if executables else None
+    if version is not None and declared.version not in YEAR_VERSION.findall(version):
+        raise SpecError(
+            f"toolchain.version: declared {declared.version} but {declared.name} at "
+            f"{declared.path} reports {version!r}"
+        )
     return ToolchainLock(
         name=declared.name,
         version=declared.version,
@@ -36,4 +132,42 @@ def lock_toolchain(declared: Toolchain) -> ToolchainLock:
         present=bool(executables),
         executables=executables,
         fingerprint=digest_of(executables) if executables else None,
+        reported_version=version,
     )
+
+
+def drift(locked: ToolchainLock) -> list[str]:
+    """How the tool found at the locked path now differs from the lock; empty when it does not.
+
+    Fingerprints are compared, so a patched or rebuilt tool of the same version is drift too.
+    """
+    if locked.name == "none" or locked.path is None:
+        return []
+    declared = Toolchain(name=locked.name, version=locked.version, path=locked.path)  # type: ignore[arg-type]
+    try:
+        now = lock_toolchain(declared)
+    except SpecError as exc:
+        return [str(exc)]
+    reasons = []
+    if locked.present and not now.present:
+        reasons.append(f"{locked.name} is not installed at {locked.path}")
+    elif not locked.present and now.present:
+        reasons.append(f"{locked.name} was not installed at {locked.path} when packed")
+    elif now.fingerprint != locked.fingerprint:
+        reasons.append(
+            f"{locked.name} at {locked.path} has fingerprint {now.fingerprint}, "
+            f"locked {locked.fingerprint}"
+        )
+    if now.present and locked.present and now.reported_version != locked.reported_version:
+        reasons.append(
+            f"{locked.name} reports {now.reported_version!r}, locked {locked.reported_version!r}"
+        )
+    return reasons
+
+
+def tool_env(locked: ToolchainLock) -> dict[str, str]:
+    """The environment a vendor tool runs in: the host's, with the tool's bin folder first."""
+    env = dict(os.environ)
+    if locked.path:
+        env["PATH"] = f"{Path(locked.path) / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    return env

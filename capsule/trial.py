@@ -10,6 +10,8 @@ files in the trial folder:
     convert   hls4ml project, compiled (g++)     -> hls4ml_prj/
     csim      C simulation of the test split     -> csim/predictions.npy
     estimate  resources and latency (estimated)  -> metrics.json
+    synth     vendor synthesis (a tool is named) -> hls4ml_prj/<top>_prj/, synth.log
+    reports   vendor reports into metrics        -> metrics.json
 
 `result.json` is written last and atomically: params, status, the failed stage and its error,
 per-stage timings, metrics with their fidelity, and the sha256 of every artifact. A failed stage's
@@ -34,6 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from capsule import toolchain
 from capsule.capsulefile import Capsule
 from capsule.errors import CapsuleError, StageError
 from capsule.files import write_atomic
@@ -42,9 +45,14 @@ from capsule.lock import check_data
 from capsule.space import Params, default_point
 from capsule.spec import Spec, apply_params
 
-STAGES = ("data", "train", "convert", "csim", "estimate")
+STAGES = ("data", "train", "convert", "csim", "estimate", "synth", "reports")
+VENDOR_STAGES = ("synth", "reports")
 BUILD_PRODUCTS = (".so", ".o")
 RESULT = "result.json"
+
+
+class StageTimeout(StageError):
+    """A stage ran out of its time; the trial's status is `timeout`."""
 
 
 class TrialResult(BaseModel):
@@ -52,12 +60,13 @@ class TrialResult(BaseModel):
 
     format: Literal[1] = 1
     capsule_digest: str
-    status: Literal["ok", "failed"]
+    status: Literal["ok", "failed", "timeout"]
     stage: str | None = None
     error: str | None = None
     params: dict[str, Any]
     runtime: str
     threads: int
+    toolchain_drift: list[str] = []
     timings: dict[str, float]
     metrics: dict[str, float]
     fidelity: dict[str, str]
@@ -114,10 +123,20 @@ def run_trial(
     out: Path,
     data_root: Path,
     runtime: str = "local",
+    allow_toolchain_drift: bool = False,
 ) -> TrialResult:
-    """Run one trial into `out` (absent or empty) and return its result, also on failure."""
+    """Run one trial into `out` (absent or empty) and return its result, also on failure.
+
+    A vendor tool that differs from the locked one (fingerprint or reported version) stops the
+    trial before it starts, unless `allow_toolchain_drift`; the drift is then recorded.
+    """
     if out.exists() and any(out.iterdir()):
         raise CapsuleError(f"{out}: trial folder is not empty")
+    drifted = toolchain.drift(capsule.toolchain)
+    if drifted and not allow_toolchain_drift:
+        raise CapsuleError(
+            f"toolchain drift: {'; '.join(drifted)}; pass --allow-toolchain-drift to run anyway"
+        )
     point = trial_params(capsule.spec, params)
     spec = apply_params(capsule.spec, point)
     out.mkdir(parents=True, exist_ok=True)
@@ -128,21 +147,22 @@ def run_trial(
     metrics: dict[str, float] = {}
     fidelity: dict[str, str] = {}
     state: dict[str, Any] = {}
-    stage = STAGES[0]
-    status: Literal["ok", "failed"] = "ok"
+    stages = [st for st in STAGES if capsule.toolchain.name != "none" or st not in VENDOR_STAGES]
+    stage = stages[0]
+    status: Literal["ok", "failed", "timeout"] = "ok"
     error = None
     log = out / "trial.log"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _output_to(log):
         try:
-            for stage in STAGES:
+            for stage in stages:
                 start = time.perf_counter()
-                produced = _STAGE_FUNCS[stage](capsule, spec, out, data_root, threads, state)
+                produced, kinds = _STAGE_FUNCS[stage](capsule, spec, out, data_root, threads, state)
                 metrics.update(produced)
-                fidelity.update({k: _FIDELITY.get(stage, "measured") for k in produced})
+                fidelity.update(kinds)
                 timings[stage] = round(time.perf_counter() - start, 3)
         except Exception as exc:  # a trial records any failure of its stages as its result
-            status = "failed"
+            status = "timeout" if isinstance(exc, StageTimeout) else "failed"
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:1000]
             traceback.print_exc()
             folder = _STAGE_FOLDERS.get(stage)
@@ -157,11 +177,12 @@ def run_trial(
     result = TrialResult(
         capsule_digest=capsule.digest,
         status=status,
-        stage=stage if status == "failed" else None,
+        stage=stage if status != "ok" else None,
         error=error,
         params=point,
         runtime=runtime,
         threads=threads,
+        toolchain_drift=drifted,
         timings=timings,
         metrics=metrics,
         fidelity=fidelity,
@@ -184,16 +205,22 @@ def read_result(out: Path) -> TrialResult:
 
 
 # --- stages ---------------------------------------------------------------------------------
-# Each takes (capsule, spec, out, data_root, threads, state), returns metrics, and keeps what
-# later stages need in `state`.
+# Each takes (capsule, spec, out, data_root, threads, state), returns its metrics with their
+# fidelity, and keeps what later stages need in `state`.
+
+Measured = tuple[dict[str, float], dict[str, str]]
+
+
+def _measured(metrics: dict[str, float], fidelity: str = "measured") -> Measured:
+    return metrics, dict.fromkeys(metrics, fidelity)
+
 
 _STAGE_FOLDERS = {"train": "train", "convert": "hls4ml_prj", "csim": "csim"}
-_FIDELITY = {"estimate": "estimate"}
 
 
 def _stage_data(
     capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> dict[str, float]:
+) -> Measured:
     from capsule.flow.data import Inputs, Split, open_array
 
     cache = HashCache.default()
@@ -219,53 +246,99 @@ def _stage_data(
 
         inputs.custom = load_function(sources, spec.preprocess.function)
     state.update(split=split, sources=sources)
-    return {}
+    return _measured({})
 
 
 def _stage_train(
     capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> dict[str, float]:
+) -> Measured:
     from capsule.flow.train import configure_tensorflow, train
 
     configure_tensorflow(spec.experiment.seed, threads)
     model, metrics = train(spec, state["inputs"], state["split"], state["sources"], out / "train")
     state["model"] = model
-    return metrics
+    return _measured(metrics)
 
 
 def _stage_convert(
     capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> dict[str, float]:
+) -> Measured:
     from capsule.flow.hls import convert
 
     weights = out / "train" / "model.weights.h5"
     state["hls_model"] = convert(spec, state["model"], weights, out / "hls4ml_prj")
-    return {}
+    return _measured({})
 
 
 def _stage_csim(
     capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> dict[str, float]:
+) -> Measured:
     from capsule.flow.hls import csim
 
-    return csim(
-        state["hls_model"],
-        state["inputs"],
-        state["split"].test,
-        spec.training.batch_size,
-        out / "train" / "float_predictions.npy",
-        out / "csim",
+    return _measured(
+        csim(
+            state["hls_model"],
+            state["inputs"],
+            state["split"].test,
+            spec.training.batch_size,
+            out / "train" / "float_predictions.npy",
+            out / "csim",
+        )
     )
 
 
 def _stage_estimate(
     capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> dict[str, float]:
+) -> Measured:
     from capsule.flow.estimate import estimate
 
     if "hls_model" not in state:
         raise StageError("no converted model to estimate")
-    return estimate(state["hls_model"], spec.hls4ml.clock_period, spec.hls4ml.strategy)
+    hls_model = state["hls_model"]
+    return _measured(
+        estimate(hls_model, spec.hls4ml.clock_period, spec.hls4ml.strategy), "estimate"
+    )
+
+
+def _stage_synth(
+    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
+) -> Measured:
+    from capsule.flow.synth import run_synthesis
+
+    t = spec.toolchain
+    project = out / "hls4ml_prj"
+    outcome = run_synthesis(
+        capsule.toolchain,
+        project,
+        toolchain.Steps(True, t.vsynth, t.cosim),
+        t.timeout,
+        out / "synth.log",
+    )
+    if outcome.status != "ok":
+        for vendor_output in project.glob("*_prj"):
+            shutil.rmtree(vendor_output, ignore_errors=True)
+    if outcome.status == "timeout":
+        raise StageTimeout(outcome.error)
+    if outcome.status == "failed":
+        raise StageError(outcome.error)
+    return _measured({})
+
+
+def _stage_reports(
+    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
+) -> Measured:
+    from capsule.reports import read_project, to_metrics
+
+    reports = read_project(out / "hls4ml_prj")
+    wanted = {"csynth": reports.csynth is not None}
+    if spec.toolchain.vsynth:
+        wanted["vivado_synth.rpt"] = reports.synth is not None
+    if spec.toolchain.cosim:
+        wanted["cosim report"] = reports.cosim is not None
+    missing = [name for name, found in wanted.items() if not found]
+    if missing:
+        raise StageError(f"reports missing after synthesis: {', '.join(missing)}")
+    return to_metrics(reports)
 
 
 _STAGE_FUNCS = {
@@ -274,4 +347,6 @@ _STAGE_FUNCS = {
     "convert": _stage_convert,
     "csim": _stage_csim,
     "estimate": _stage_estimate,
+    "synth": _stage_synth,
+    "reports": _stage_reports,
 }

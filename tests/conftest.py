@@ -28,3 +28,43 @@ def packed(experiment: Path) -> Path:
     out = experiment.parent.parent / "exp.capsule"
     api.pack(experiment, out)
     return out
+
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_REPORTS = REPO.parent / "shared" / "data" / "vendor-reports"
+DOUBLE = REPO / "tests" / "doubles" / "vendor_hls.py"
+SAMPLES = {
+    "vivado_hls": ("hls4ml-fixture-vivado2020.1-z7020", "2020.1", ("bin/vivado_hls",)),
+    "vitis_hls": ("nrp-vitis2022.2-u250", "2022.2", ("bin/vitis-run", "bin/vitis_hls")),
+}
+
+
+def shared_reports() -> Path:
+    if not SHARED_REPORTS.is_dir():
+        pytest.skip(f"real vendor reports not found at {SHARED_REPORTS} (../shared is absent)")
+    return SHARED_REPORTS
+
+
+def install_vendor_double(root: Path, tool: str = "vivado_hls", **config: object) -> Path:
+    """A temporary vendor install folder whose executables are the TEST DOUBLE of the tool.
+
+    The real report files are copied from ../shared into the temporary install (never into the
+    repository) so that the double can also run where only the install folder is mounted.
+    """
+    import json
+    import shutil
+
+    sample, version, executables = SAMPLES[tool]
+    install = root / "Xilinx" / tool / version
+    (install / "bin").mkdir(parents=True)
+    for rel in executables:
+        shutil.copyfile(DOUBLE, install / rel)
+        (install / rel).chmod(0o755)
+    shutil.copytree(shared_reports() / sample, install / "reports")
+    (install / "double.json").write_text(json.dumps({"mode": "ok", **config}))
+    return install
+
+
+@pytest.fixture
+def vivado_double(tmp_path: Path) -> Path:
+    return install_vendor_double(tmp_path / "tools")

@@ -1,0 +1,55 @@
+"""Trial plumbing that needs no TensorFlow: params, thread counts, params files."""
+
+from __future__ import annotations
+
+import json
+from importlib.resources import files
+from pathlib import Path
+
+import pytest
+
+from capsule import api
+from capsule.errors import CapsuleError
+from capsule.spec import parse_spec
+from capsule.trial import threads_for, trial_params
+
+SPEC = parse_spec(files("capsule.templates").joinpath("exp.toml").read_text("utf-8"))
+
+
+def test_default_point_and_overrides() -> None:
+    assert trial_params(SPEC, None) == {
+        "hls4ml.precision": "ap_fixed<16,6>",
+        "hls4ml.reuse_factor": 1,
+        "model.params.hidden": [16],
+        "training.learning_rate": pytest.approx(0.00316227766),
+    }
+    point = trial_params(SPEC, {"hls4ml.reuse_factor": 4, "training.epochs": 2})
+    assert point["hls4ml.reuse_factor"] == 4 and point["training.epochs"] == 2
+    assert list(point) == sorted(point)
+
+
+def test_threads_follow_the_cpu_limit() -> None:
+    assert threads_for(SPEC) == 2
+    one = SPEC.model_copy(update={"runtime": SPEC.runtime.model_copy(update={"cpus": 0.5})})
+    assert threads_for(one) == 1
+
+
+def test_params_file_errors(tmp_path: Path) -> None:
+    (tmp_path / "p.json").write_text(json.dumps({"hls4ml.reuse_factor": 2}))
+    assert api.read_params(tmp_path / "p.json") == {"hls4ml.reuse_factor": 2}
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(CapsuleError, match="must be a JSON object"):
+        api.read_params(tmp_path / "list.json")
+    (tmp_path / "bad.json").write_text("{")
+    with pytest.raises(CapsuleError, match="not valid JSON"):
+        api.read_params(tmp_path / "bad.json")
+    with pytest.raises(CapsuleError, match="cannot read params"):
+        api.read_params(tmp_path / "missing.json")
+
+
+def test_trial_refuses_bad_params_before_starting(packed: Path, tmp_path: Path) -> None:
+    from capsule.errors import SpecError
+
+    with pytest.raises(SpecError, match="hls4ml.reuse_factor"):
+        api.trial(packed, tmp_path / "t", {"hls4ml.reuse_factor": "x"})
+    assert not (tmp_path / "t").exists()
