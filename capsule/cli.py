@@ -148,5 +148,25 @@ def trial(
         raise typer.Exit(EXIT_MISMATCH)
 
 
+@app.command()
+@_errors
+def reports(
+    folder: Annotated[Path, typer.Argument(help="hls4ml project folder, or a folder of reports.")],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the parsed reports as JSON.")
+    ] = False,
+) -> None:
+    """Parse the vendor reports (csynth, vivado_synth, cosim) of any hls4ml project folder."""
+    from capsule.reports import read_project, to_metrics
+
+    found = read_project(folder)
+    if as_json:
+        metrics, fidelity = to_metrics(found)
+        data = {"reports": dataclasses.asdict(found), "metrics": metrics, "fidelity": fidelity}
+        print(json.dumps(data, indent=2))
+    else:
+        console.print(render.project_reports(found))
+
+
 def main() -> None:
     app()

@@ -10,6 +10,7 @@ from rich.text import Text
 
 from capsule.capsulefile import Capsule
 from capsule.diff import Difference
+from capsule.reports import RESOURCE_NAMES, ProjectReports, to_metrics
 from capsule.trial import TrialResult
 
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")
@@ -147,3 +148,57 @@ def trial_result(result: TrialResult, out: Path) -> RenderableType:
     return Group(
         params, table, Text(f"stages: {timings}; {len(result.artifacts)} artifacts hashed")
     )
+
+
+def _num(value: float | int | None, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    shown = str(int(value)) if float(value).is_integer() else f"{value:g}"
+    return shown + unit
+
+
+def project_reports(found: ProjectReports) -> RenderableType:
+    parts: list[RenderableType] = []
+    cs = found.csynth
+    rows = [("files", ", ".join(f"{k}: {v}" for k, v in found.files.items()) or "none found")]
+    if cs is not None:
+        rows += [
+            ("tool", f"{cs.tool} {cs.version or '?'}, part {cs.part or '?'}, top {cs.top or '?'}"),
+            (
+                "clock",
+                f"target {_num(cs.target_clock_ns, ' ns')}, "
+                f"estimated {_num(cs.estimated_clock_ns, ' ns')}",
+            ),
+            (
+                "latency",
+                f"{_num(cs.latency_best_cycles)}-{_num(cs.latency_worst_cycles)} cycles, "
+                f"{_num(cs.latency_best_ns)}-{_num(cs.latency_worst_ns)} ns",
+            ),
+            ("interval", f"{_num(cs.interval_min_cycles)}-{_num(cs.interval_max_cycles)} cycles"),
+        ]
+    if found.cosim is not None:
+        co = found.cosim
+        rows.append(("cosim", f"{co.status or '?'}, latency max {_num(co.latency_max_cycles)}"))
+    if found.missing:
+        rows.append(("missing", ", ".join(found.missing)))
+    parts.append(_kv("reports", rows))
+    table = Table(title="resources", title_justify="left")
+    for column in ("resource", "csynth used", "available", "%", "synth used", "synth %"):
+        table.add_column(column, justify="right")
+    for name in RESOURCE_NAMES:
+        c = cs.resources.get(name) if cs is not None else None
+        v = found.synth.resources.get(name) if found.synth is not None else None
+        table.add_row(
+            name,
+            _num(c.used if c else None),
+            _num(c.available if c else None),
+            _num(round(c.percent, 2) if c and c.percent is not None else None),
+            _num(v.used if v else None),
+            _num(v.percent if v else None),
+        )
+    parts.append(table)
+    metrics, fidelity = to_metrics(found)
+    parts.append(
+        Text("metrics: " + ", ".join(f"{k}={v:g} ({fidelity[k]})" for k, v in metrics.items()))
+    )
+    return Group(*parts)

@@ -70,6 +70,7 @@ class TrialResult(BaseModel):
     timings: dict[str, float]
     metrics: dict[str, float]
     fidelity: dict[str, str]
+    estimates: dict[str, float] = {}
     artifacts: dict[str, str]
 
 
@@ -104,17 +105,32 @@ def _output_to(log: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def _artifacts(out: Path) -> dict[str, str]:
-    """sha256 of every file a trial produced, except logs, the result and compiled binaries."""
+def _artifacts(out: Path, reports: Any) -> dict[str, str]:
+    """sha256 of every file a trial produced, except logs, the result and compiled binaries.
+
+    The vendor tool's own project tree (`hls4ml_prj/<top>_prj/`) is full of dates, hosts and
+    paths; of it only the reports count, hashed after `reports.canonical.canonicalize`.
+    """
+    from capsule.reports.canonical import canonical_sha256
+
     files = []
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         rel = path.relative_to(out).as_posix()
-        if rel in (RESULT, "trial.log", "params.json") or rel.startswith("src/"):
+        if rel in (RESULT, "params.json") or rel.startswith("src/"):
             continue
-        if path.suffix in BUILD_PRODUCTS:
+        if path.suffix in BUILD_PRODUCTS or path.suffix == ".log":
+            continue
+        if rel.startswith("hls4ml_prj/") and (
+            path.relative_to(out / "hls4ml_prj").parts[0].endswith("_prj")
+            or rel == "hls4ml_prj/vivado_synth.rpt"
+        ):
             continue
         files.append((rel, path))
-    return dict(zip([r for r, _ in files], hash_files([p for _, p in files]), strict=True))
+    hashed = dict(zip([r for r, _ in files], hash_files([p for _, p in files]), strict=True))
+    if reports is not None:
+        for rel in sorted(reports.files.values()):
+            hashed[f"hls4ml_prj/{rel}"] = canonical_sha256(out / "hls4ml_prj" / rel)
+    return dict(sorted(hashed.items()))
 
 
 def run_trial(
@@ -146,6 +162,7 @@ def run_trial(
     timings: dict[str, float] = {}
     metrics: dict[str, float] = {}
     fidelity: dict[str, str] = {}
+    estimates: dict[str, float] = {}
     state: dict[str, Any] = {}
     stages = [st for st in STAGES if capsule.toolchain.name != "none" or st not in VENDOR_STAGES]
     stage = stages[0]
@@ -160,6 +177,8 @@ def run_trial(
                 produced, kinds = _STAGE_FUNCS[stage](capsule, spec, out, data_root, threads, state)
                 metrics.update(produced)
                 fidelity.update(kinds)
+                if stage == "estimate":
+                    estimates = dict(produced)  # kept when synthesis supersedes them
                 timings[stage] = round(time.perf_counter() - start, 3)
         except Exception as exc:  # a trial records any failure of its stages as its result
             status = "timeout" if isinstance(exc, StageTimeout) else "failed"
@@ -186,7 +205,8 @@ def run_trial(
         timings=timings,
         metrics=metrics,
         fidelity=fidelity,
-        artifacts=_artifacts(out) if status == "ok" else {},
+        estimates=estimates,
+        artifacts=_artifacts(out, state.get("reports")) if status == "ok" else {},
     )
     write_atomic(out / RESULT, result.model_dump_json(indent=2, exclude_none=True) + "\n")
     return result
@@ -338,6 +358,7 @@ def _stage_reports(
     missing = [name for name, found in wanted.items() if not found]
     if missing:
         raise StageError(f"reports missing after synthesis: {', '.join(missing)}")
+    state["reports"] = reports
     return to_metrics(reports)
 
 

@@ -104,3 +104,19 @@ def test_missing_and_foreign_files(tmp_path: Path) -> None:
 def test_version_and_help() -> None:
     assert run("--version").stdout.strip() == "capsule 0.1.0"
     assert "pack" in run("--help").stdout
+
+
+def test_reports_of_a_real_vendor_folder() -> None:
+    from tests.conftest import shared_reports
+
+    folder = shared_reports() / "hls4ml-fixture-vivado2020.1-z7020"
+    proc = run("reports", "--json", folder)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["metrics"]["latency_cycles"] == 10 and data["fidelity"]["lut"] == "synth"
+    assert data["reports"]["csynth"]["resources"]["dsp"]["used"] == 73
+    table = run("reports", folder)
+    assert (
+        table.returncode == 0 and "7969" in table.stdout and "myproject_cosim.rpt" in table.stdout
+    )
+    assert_one_line_error(run("reports", folder / "nope"), 2, "not a folder")
