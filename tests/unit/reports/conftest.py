@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-VENDOR_REPORTS = (
-    Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "vendor-reports"
-).resolve()
+from tests.conftest import shared_reports
+
 VIVADO_FIXTURE = "hls4ml-fixture-vivado2020.1-z7020"
 VITIS_PROJECT = "nrp-vitis2022.2-u250"
 
@@ -55,9 +54,7 @@ def constructed_cosim_rpt() -> str:
 @pytest.fixture
 def vendor_reports() -> Path:
     """The folder of real reports; skips the test when it is not beside the repository."""
-    if not VENDOR_REPORTS.is_dir():
-        pytest.skip(f"real vendor reports not found at {VENDOR_REPORTS} (shared/ beside the repo)")
-    return VENDOR_REPORTS
+    return shared_reports()
 
 
 @pytest.fixture
