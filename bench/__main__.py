@@ -7,10 +7,10 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import hashing
+from bench import hashing, memory
 from bench.common import Row
 
-SUITES = [hashing.run]
+SUITES = [hashing.run, memory.run]
 
 
 def main() -> int:

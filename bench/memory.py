@@ -4,7 +4,8 @@ Each contender runs in a child process of its own (`python -m bench.memory child
 imports TensorFlow, builds and warms up the model on a tiny batch, reads its peak RSS (the
 pre-data baseline), then trains one epoch and reads its peak RSS again. The baseline is the plain
 Keras way: `np.load` both arrays whole and `model.fit(x, y)`. The contender is capsule's own
-pipeline (flow.data + flow.train.make_dataset): explicit reads of each batch from disk.
+pipeline (flow.data + flow.train.make_dataset): explicit reads of each batch from disk into a
+prefetching tf.data pipeline.
 """
 
 from __future__ import annotations
