@@ -18,7 +18,7 @@ from capsule.capsulefile import Capsule, read_capsule, write_capsule
 from capsule.diff import Difference, diff_capsules
 from capsule.environment import host_environment
 from capsule.errors import CapsuleError
-from capsule.files import write_atomic
+from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
 from capsule.lock import check_data, lock_data, lock_sources
 from capsule.space import Params
@@ -88,7 +88,7 @@ def pack(
         spec=spec,
         data_root=data_root,
         data=data,
-        sources=lock_sources(spec, root, source),
+        sources=lock_sources(spec, root),
         environment=host_environment(),
         toolchain=lock_toolchain(spec.toolchain),
     ).sealed()
@@ -137,12 +137,7 @@ MAX_PARAMS_BYTES = 1 << 20
 
 def read_params(path: Path) -> Params:
     """A trial's params from a JSON object file (parameter path -> value)."""
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CapsuleError(f"{path}: cannot read params: {exc.strerror}") from None
-    if len(raw) > MAX_PARAMS_BYTES:
-        raise CapsuleError(f"{path}: larger than {MAX_PARAMS_BYTES} bytes")
+    raw = read_limited(path, MAX_PARAMS_BYTES, "params", CapsuleError)
     try:
         params = json.loads(raw)
     except ValueError as exc:

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tomlkit.items import Item
 
 from capsule.errors import CapsuleError, CapsuleFileError, DigestMismatch, SourceError
-from capsule.files import unsafe_relative_name, write_atomic
+from capsule.files import read_text_limited, unsafe_relative_name, write_atomic
 from capsule.hashing import digest_of, sha256_bytes
 from capsule.space import Value
 from capsule.spec import Spec, describe_validation_error
@@ -174,17 +174,7 @@ def parse_capsule(text: str, source: str = "capsule") -> Capsule:
 
 
 def read_capsule(path: Path) -> Capsule:
-    try:
-        size = path.stat().st_size
-        if size > MAX_CAPSULE_BYTES:
-            raise CapsuleFileError(f"{path}: larger than {MAX_CAPSULE_BYTES} bytes")
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise CapsuleFileError(f"{path}: cannot read capsule: {exc.strerror}") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise CapsuleFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    text = read_text_limited(path, MAX_CAPSULE_BYTES, "capsule", CapsuleFileError)
     return parse_capsule(text, str(path))
 
 

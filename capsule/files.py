@@ -29,6 +29,29 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         raise
 
 
+def read_limited(path: Path, limit: int, what: str, error: type[Exception]) -> bytes:
+    """The bytes of `path`, refusing more than `limit` of them: every file capsule reads from
+    a spec, a capsule or a tool is bounded, so a hostile or broken input cannot exhaust memory.
+    Errors are `error("<path>: ...")`, one line naming `what` was being read."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    if len(raw) > limit:
+        raise error(f"{path}: {what} is larger than {limit} bytes")
+    return raw
+
+
+def read_text_limited(path: Path, limit: int, what: str, error: type[Exception]) -> str:
+    """`read_limited`, decoded as UTF-8."""
+    raw = read_limited(path, limit, what, error)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: {what} is not UTF-8 text (byte {exc.start})") from None
+
+
 def unsafe_relative_name(name: str) -> str | None:
     """Why `name` is not a safe relative POSIX path inside a folder, or None when it is.
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from capsule.capsulefile import MAX_SOURCE_BYTES, Capsule, DataLock, SourceLock
 from capsule.errors import DataError, SourceError
+from capsule.files import read_text_limited
 from capsule.hashing import HashCache, hash_files, sha256_bytes
 from capsule.spec import Spec
 
@@ -46,22 +47,12 @@ def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> l
     ]
 
 
-def lock_sources(spec: Spec, root: Path, source: str) -> list[SourceLock]:
+def lock_sources(spec: Spec, root: Path) -> list[SourceLock]:
     """The researcher's files the spec names, as text with their hashes, sorted by name."""
     locks = []
     for name in spec.source_files():
-        path = root / name
-        try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise SourceError(f"{source}: source file {name}: {exc.strerror}") from None
-        if len(raw) > MAX_SOURCE_BYTES:
-            raise SourceError(f"{source}: source file {name} is larger than {MAX_SOURCE_BYTES} B")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise SourceError(f"{source}: source file {name} is not UTF-8 text") from None
-        locks.append(SourceLock(name=name, sha256=sha256_bytes(raw), text=text))
+        text = read_text_limited(root / name, MAX_SOURCE_BYTES, "source file", SourceError)
+        locks.append(SourceLock(name=name, sha256=sha256_bytes(text.encode("utf-8")), text=text))
     return locks
 
 

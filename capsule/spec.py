@@ -26,7 +26,7 @@ from pydantic import (
 )
 
 from capsule.errors import SpecError
-from capsule.files import unsafe_relative_name
+from capsule.files import read_text_limited, unsafe_relative_name
 from capsule.metrics import METRICS
 from capsule.space import Distribution, Params, Value, branch_labels, candidates, parameters
 
@@ -438,14 +438,4 @@ def _check_space_values(spec: Spec, text: str, source: str) -> None:
 
 
 def load_spec(path: Path) -> Spec:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read spec: {exc.strerror}") from None
-    if len(raw) > MAX_SPEC_BYTES:
-        raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not UTF-8 text") from None
-    return parse_spec(text, str(path))
+    return parse_spec(read_text_limited(path, MAX_SPEC_BYTES, "spec", SpecError), str(path))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from capsule.errors import CapsuleError
+from capsule.files import read_limited
 
 MAX_REPORT_BYTES = 64 * 1024 * 1024
 """Largest report read. Real ones are KB to a few MB (a big Vitis `csynth.xml` is 1.6 MB); a
@@ -137,14 +138,7 @@ class ProjectReports:
 
 def read_report_bytes(path: Path) -> bytes:
     """The bytes of a report, refusing files larger than `MAX_REPORT_BYTES`."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_REPORT_BYTES + 1)
-    except OSError as e:
-        raise ReportError(f"{path}: cannot read ({e.strerror or e})") from e
-    if len(data) > MAX_REPORT_BYTES:
-        raise ReportError(f"{path}: larger than {MAX_REPORT_BYTES} bytes, not a report")
-    return data
+    return read_limited(path, MAX_REPORT_BYTES, "report", ReportError)
 
 
 def read_project(folder: Path) -> ProjectReports:

@@ -69,10 +69,10 @@ def test_pack_refuses_missing_and_oversized_sources(experiment: Path, tmp_path: 
         .replace('builder = "mlp"', 'builder = "m.py:f"')
         .replace('"model.params.hidden"', '"model.params.h"')
     )
-    with pytest.raises(SourceError, match="source file m.py: No such file"):
+    with pytest.raises(SourceError, match=r"m.py: cannot read source file: No such file"):
         api.pack(experiment, tmp_path / "c.capsule")
     (experiment.parent / "m.py").write_text("#" * (1 << 20) + "\n")
-    with pytest.raises(SourceError, match="m.py is larger than"):
+    with pytest.raises(SourceError, match="m.py: source file is larger than"):
         api.pack(experiment, tmp_path / "c.capsule")
     assert not (tmp_path / "c.capsule").exists()
 
