@@ -1,0 +1,391 @@
+"""Trial images: built offline from hash-pinned wheels, normalised to a reproducible image id.
+
+Two builds of one Dockerfile differ only in timestamps and a few config fields (the build
+container's id and hostname, creation dates), yet that changes the image id. After building, the
+image is therefore saved, rewritten and loaded again (the same as `docker save | normalise |
+docker load`):
+
+- every layer tar is rewritten with its entries sorted by name and every mtime set to 0; the
+  layer's diff id is the sha256 of the rewritten tar;
+- the config gets fixed creation dates (image and history), no build container id or hostname,
+  and the new diff ids; its sha256 is the image id.
+
+So the id is a function of the files in the image and its config, and a capsule can lock it.
+The base image is loaded the same way from a root-filesystem tarball (images/base/build.sh).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from capsule.errors import CapsuleError
+from capsule.hashing import default_cache_dir, sha256_file
+from capsule.version import __version__
+
+BASE_TAG = "capsule-base:bookworm"
+TRIAL_REPO = "capsule-trial"
+FIXED_DATE = "1970-01-01T00:00:00Z"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ImageError(CapsuleError):
+    """A Docker engine, image or build problem; says what to do about it."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: list[str]
+    layers: list[str]
+    size: int
+
+
+def trial_tag() -> str:
+    return f"{TRIAL_REPO}:{__version__}"
+
+
+def client() -> Any:
+    """A client of the Docker engine, or an ImageError saying how to start one."""
+    import docker
+    from docker.errors import DockerException
+
+    try:
+        engine = docker.from_env(timeout=600)
+        engine.ping()
+    except DockerException as exc:
+        raise ImageError(
+            f"no Docker engine answers ({str(exc).splitlines()[0][:200]}); start it "
+            "(e.g. `dockerd &`) or use --runtime local"
+        ) from None
+    return engine
+
+
+def info(engine: Any, ref: str) -> ImageInfo:
+    from docker.errors import ImageNotFound
+
+    try:
+        image = engine.images.get(ref)
+    except ImageNotFound:
+        raise ImageError(f"image {ref} is not on this Docker engine") from None
+    return ImageInfo(
+        id=image.id,
+        tags=sorted(image.tags),
+        layers=list(image.attrs["RootFS"]["Layers"]),
+        size=int(image.attrs.get("Size", 0)),
+    )
+
+
+def list_images(engine: Any) -> list[ImageInfo]:
+    found = engine.images.list(name=TRIAL_REPO) + engine.images.list(name=BASE_TAG.split(":")[0])
+    return sorted((info(engine, image.id) for image in found), key=lambda i: i.tags)
+
+
+# --- normalisation ------------------------------------------------------------------------
+
+
+def _normalised_layer(source: IO[bytes], target: IO[bytes]) -> str:
+    """Copy a layer tar with entries sorted and mtimes 0; returns the new tar's sha256."""
+    digest = hashlib.sha256()
+
+    class Hashing(io.RawIOBase):
+        position = 0
+
+        def write(self, data: Any) -> int:
+            digest.update(data)
+            self.position += len(data)
+            return int(target.write(data))
+
+        def writable(self) -> bool:
+            return True
+
+        def tell(self) -> int:
+            return self.position
+
+    with tarfile.open(fileobj=source, mode="r:") as src:
+        members = src.getmembers()
+        by_name = {m.name: m for m in members}
+        # A hard link must come after the file it links to. After sorting by name, the first
+        # name of each linked set carries the data and the others link to it.
+        groups: dict[str, list[str]] = {}
+        for m in members:
+            if m.islnk():
+                groups.setdefault(m.linkname, [m.linkname]).append(m.name)
+        first_of = {name: min(group) for group in groups.values() for name in group}
+        data_of = {name: by_name[target] for target, group in groups.items() for name in group}
+        with tarfile.open(fileobj=Hashing(), mode="w:", format=tarfile.PAX_FORMAT) as out:
+            for member in sorted(members, key=lambda m: m.name):
+                if member.name in first_of:
+                    entry = copy.copy(data_of[member.name])
+                    entry.name = member.name
+                    if member.name != first_of[member.name]:
+                        entry.type, entry.linkname, entry.size = (
+                            tarfile.LNKTYPE,
+                            first_of[member.name],
+                            0,
+                        )
+                    member = entry
+                member.mtime = 0
+                member.pax_headers = {
+                    k: v
+                    for k, v in member.pax_headers.items()
+                    if k not in ("mtime", "atime", "ctime")
+                }
+                data = src.extractfile(data_of.get(member.name, member)) if member.isreg() else None
+                out.addfile(member, data)
+    return digest.hexdigest()
+
+
+def _normalised_config(config: dict[str, Any], diff_ids: list[str]) -> bytes:
+    config = dict(config)
+    config["created"] = FIXED_DATE
+    config.pop("container", None)
+    for key in ("config", "container_config"):
+        if isinstance(config.get(key), dict):
+            config[key] = {**config[key], "Hostname": "", "Image": ""}
+    config["history"] = [{**h, "created": FIXED_DATE} for h in config.get("history", [])]
+    config["rootfs"] = {"type": "layers", "diff_ids": diff_ids}
+    return json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _write_archive(out: BinaryIO, config: bytes, layers: list[Path], tag: str) -> str:
+    """A `docker load` archive of one image; returns its id (`sha256:` of the config)."""
+    image_id = hashlib.sha256(config).hexdigest()
+    names = [f"{sha256_file(p)}/layer.tar" for p in layers]
+    manifest = [{"Config": f"{image_id}.json", "RepoTags": [tag], "Layers": names}]
+    with tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as tar:
+
+        def add(name: str, payload: bytes | Path) -> None:
+            entry = tarfile.TarInfo(name)
+            if isinstance(payload, Path):
+                entry.size = payload.stat().st_size
+                with open(payload, "rb") as f:
+                    tar.addfile(entry, f)
+            else:
+                entry.size = len(payload)
+                tar.addfile(entry, io.BytesIO(payload))
+
+        add(f"{image_id}.json", config)
+        for name, path in zip(names, layers, strict=True):
+            add(name, path)
+        add("manifest.json", json.dumps(manifest).encode())
+    return f"sha256:{image_id}"
+
+
+def _load(engine: Any, archive: Path) -> None:
+    with open(archive, "rb") as f:
+        engine.images.load(f)
+
+
+def normalise(engine: Any, ref: str, tag: str) -> str:
+    """Replace image `ref` by its normalised form tagged `tag`; returns the new image id."""
+    with tempfile.TemporaryDirectory(prefix="capsule-image-") as tmp:
+        work = Path(tmp)
+        saved = work / "saved.tar"
+        with open(saved, "wb") as f:
+            for chunk in engine.images.get(ref).save(named=False):
+                f.write(chunk)
+        with tarfile.open(saved) as tar:
+            manifest = json.loads(_member(tar, "manifest.json"))[0]
+            config = json.loads(_member(tar, manifest["Config"]))
+            layers, diff_ids = [], []
+            for i, name in enumerate(manifest["Layers"]):
+                layer = work / f"layer{i}.tar"
+                source = tar.extractfile(name)
+                assert source is not None
+                with open(layer, "wb") as target:
+                    diff_ids.append("sha256:" + _normalised_layer(source, target))
+                layers.append(layer)
+        saved.unlink()
+        archive = work / "image.tar"
+        with open(archive, "wb") as out:
+            image_id = _write_archive(out, _normalised_config(config, diff_ids), layers, tag)
+        _load(engine, archive)
+    return image_id
+
+
+def _member(tar: tarfile.TarFile, name: str) -> bytes:
+    f = tar.extractfile(name)
+    if f is None:
+        raise ImageError(f"image archive has no {name}")
+    return f.read()
+
+
+# --- building -----------------------------------------------------------------------------
+
+
+def load_base(engine: Any, rootfs_tar: Path) -> str:
+    """Load a root-filesystem tarball as the single-layer base image; returns its id."""
+    with tempfile.TemporaryDirectory(prefix="capsule-base-") as tmp:
+        layer = Path(tmp) / "layer.tar"
+        with open(rootfs_tar, "rb") as source, open(layer, "wb") as target:
+            diff_id = "sha256:" + _normalised_layer(source, target)
+        config = {
+            "architecture": "amd64",
+            "os": "linux",
+            "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/bin/bash"]},
+            "history": [{"created_by": "images/base/build.sh (debootstrap bookworm)"}],
+        }
+        archive = Path(tmp) / "image.tar"
+        with open(archive, "wb") as out:
+            image_id = _write_archive(out, _normalised_config(config, [diff_id]), [layer], BASE_TAG)
+        _load(engine, archive)
+    return image_id
+
+
+def build_base(engine: Any) -> str:
+    """Build the base with debootstrap (images/base/build.sh) and load it."""
+    if shutil.which("debootstrap") is None:
+        raise ImageError(
+            "no base image and no debootstrap: install it (apt-get install debootstrap) or "
+            f"build {BASE_TAG} from images/base/Dockerfile"
+        )
+    with tempfile.TemporaryDirectory(prefix="capsule-base-", dir="/var/tmp") as tmp:
+        rootfs = Path(tmp) / "rootfs.tar"
+        proc = subprocess.run(
+            [str(REPO_ROOT / "images" / "base" / "build.sh"), str(rootfs)],
+            capture_output=True,
+            text=True,
+        )
+        if proc.returncode != 0:
+            raise ImageError(f"base image build failed: {proc.stderr.strip().splitlines()[-1:]}")
+        return load_base(engine, rootfs)
+
+
+def wheels_dir() -> Path:
+    return default_cache_dir() / "wheels"
+
+
+def _context(work: Path) -> Path:
+    """The build context: the Dockerfile, and every wheel with a hash-pinned requirements file.
+
+    The dependencies come from PyPI (or a local wheel cache) by `pip download --require-hashes`
+    on the host, checked against requirements/runtime.txt; capsule's own wheel is built from
+    this checkout with SOURCE_DATE_EPOCH set, so its bytes (and hash) repeat.
+    """
+    ctx = work / "context"
+    wheels = ctx / "wheels"
+    wheels.mkdir(parents=True)
+    shutil.copyfile(REPO_ROOT / "images" / "trial" / "Dockerfile", ctx / "Dockerfile")
+    lock = REPO_ROOT / "requirements" / "runtime.txt"
+    cache = wheels_dir()
+    _pip(
+        "download",
+        "--quiet",
+        "--require-hashes",
+        "--only-binary=:all:",
+        "-r",
+        str(lock),
+        "-d",
+        str(cache),
+    )
+    source = work / "source"
+    for name in ("capsule", "pyproject.toml", "README.md"):
+        src = REPO_ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copyfile)(src, source / name)
+    shutil.rmtree(source / "capsule" / "__pycache__", ignore_errors=True)
+    _pip(
+        "wheel",
+        "--quiet",
+        "--no-deps",
+        "--no-build-isolation",
+        str(source),
+        "-w",
+        str(wheels),
+        env={"SOURCE_DATE_EPOCH": "315532800"},
+    )
+    for wheel in sorted(cache.glob("*.whl")):
+        if _same_fs(cache, wheels):
+            os.link(wheel, wheels / wheel.name)
+        else:
+            shutil.copyfile(wheel, wheels / wheel.name)
+    (capsule_wheel,) = wheels.glob("capsule-*.whl")
+    requirements = lock.read_text() + (
+        f"capsule @ file:///wheels/{capsule_wheel.name} \\\n"
+        f"    --hash=sha256:{sha256_file(capsule_wheel)}\n"
+    )
+    (wheels / "requirements.txt").write_text(requirements)
+    return ctx
+
+
+def _same_fs(a: Path, b: Path) -> bool:
+    return os.stat(a).st_dev == os.stat(b).st_dev
+
+
+def _pip(*args: str, env: dict[str, str] | None = None) -> None:
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pip", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise ImageError(f"pip {args[0]} failed: {tail}")
+
+
+def _stream(lines: Iterator[dict[str, Any]]) -> list[str]:
+    log = []
+    for line in lines:
+        if "error" in line:
+            raise ImageError(f"image build failed: {str(line['error']).strip()}")
+        if "stream" in line:
+            log.append(str(line["stream"]))
+    return log
+
+
+def build_trial(engine: Any, nocache: bool = False) -> ImageInfo:
+    """Build the trial image offline (--network none) on the base, normalise it, tag it."""
+    from docker.errors import ImageNotFound
+
+    try:
+        engine.images.get(BASE_TAG)
+    except ImageNotFound:
+        build_base(engine)
+    with tempfile.TemporaryDirectory(prefix="capsule-build-", dir="/var/tmp") as tmp:
+        ctx = _context(Path(tmp))
+        raw_tag = f"{TRIAL_REPO}:build"
+        _stream(
+            engine.api.build(
+                path=str(ctx),
+                tag=raw_tag,
+                network_mode="none",
+                nocache=nocache,
+                rm=True,
+                forcerm=True,
+                decode=True,
+                buildargs={"BASE": BASE_TAG},
+            )
+        )
+    image_id = normalise(engine, raw_tag, trial_tag())
+    engine.images.remove(raw_tag, noprune=False)
+    return info(engine, image_id)
+
+
+def save(engine: Any, ref: str, out: Path) -> str:
+    """Write image `ref` as a `docker load` archive; returns the archive's sha256."""
+    tmp = out.with_name(f".{out.name}.partial")
+    with open(tmp, "wb") as f:
+        for chunk in engine.images.get(ref).save(named=True):
+            f.write(chunk)
+    os.replace(tmp, out)
+    return sha256_file(out)
+
+
+def load(engine: Any, archive: Path) -> list[ImageInfo]:
+    with open(archive, "rb") as f:
+        images = engine.images.load(f)
+    return [info(engine, image.id) for image in images]

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The trial image's base for offline machines (air-gapped labs, CI here): Debian bookworm made
+# with debootstrap from Debian's own packages, with what trials need from the system: Python 3.11
+# (python3, python3-venv) and g++ for hls4ml's C simulation. Writes a normalised root-filesystem
+# tarball (sorted, owners numeric, every mtime 0, run-to-run files removed) that
+# `capsule image build` loads as the base image.
+#
+# usage: images/base/build.sh OUT.tar [MIRROR]
+set -euo pipefail
+out=$1
+mirror=${2:-http://deb.debian.org/debian}
+work=$(mktemp -d /var/tmp/capsule-base.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+debootstrap --variant=minbase --include=python3,python3-venv,g++ bookworm "$work/rootfs" "$mirror"
+# What differs from run to run and no trial needs: logs, caches, package lists and archives.
+rm -rf "$work"/rootfs/var/log/* "$work"/rootfs/var/cache/apt/* "$work"/rootfs/var/lib/apt/lists/* \
+    "$work"/rootfs/var/cache/ldconfig/aux-cache "$work"/rootfs/var/cache/debconf/*-old \
+    "$work"/rootfs/var/lib/dpkg/*-old "$work"/rootfs/etc/machine-id "$work"/rootfs/tmp/* \
+    "$work"/rootfs/root/.cache
+tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --xattrs \
+    -C "$work/rootfs" -cf "$out.partial" .
+mv "$out.partial" "$out"
