@@ -7,7 +7,7 @@ DEMO := capsules/digits-mlp
 UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28
 
-.PHONY: venv demo test lint format bench lock clean
+.PHONY: venv demo test lint format bench lock clean image image-check
 
 venv: $(STAMP)
 
@@ -38,6 +38,16 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# The trial image (and its debootstrap base when absent), offline, with a reproducible id.
+image: $(STAMP)
+	$(BIN)/capsule image build
+
+# Shows that the image id is reproducible: a second build of every step gives the same id.
+image-check: image
+	first=$$($(BIN)/capsule image build | tail -n 1); \
+	second=$$($(BIN)/capsule image build --no-cache | tail -n 1); \
+	echo "first build  $$first"; echo "second build $$second"; test "$$first" = "$$second"
 
 # Re-resolve the hash-pinned locks from requirements/*.in (needs the registry).
 lock: $(STAMP)

@@ -153,8 +153,27 @@ def trial(
     params: Params | None = None,
     data_root_override: Path | None = None,
     allow_toolchain_drift: bool = False,
+    runtime: str = "local",
+    image_ref: str | None = None,
 ) -> TrialResult:
-    """Run one trial of a capsule into `out`: the default point, or `params` over it."""
+    """Run one trial of a capsule into `out`: the default point, or `params` over it.
+
+    `runtime` "local" runs it in this process; "docker" in a confined container of the trial
+    image (`image_ref`, default the trial image of this capsule version).
+    """
     capsule = load(capsule_path)
     root = data_root(capsule_path, capsule, data_root_override)
-    return run_trial(capsule, params, out, root, allow_toolchain_drift=allow_toolchain_drift)
+    if runtime == "docker":
+        from capsule import image
+        from capsule.runtime.docker import run_in_container
+
+        engine = image.client()
+        ref = image_ref or image.trial_tag()
+        image.info(engine, ref)  # says how to build or load it when absent
+        return run_in_container(
+            engine, ref, capsule_path, capsule, params, out, root, allow_toolchain_drift
+        )
+    label = os.environ.get("CAPSULE_RUNTIME", "local")
+    return run_trial(
+        capsule, params, out, root, runtime=label, allow_toolchain_drift=allow_toolchain_drift
+    )

@@ -11,10 +11,11 @@ import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from capsule import api, render
 from capsule.errors import EXIT_MISMATCH, CapsuleError
@@ -136,13 +137,21 @@ def trial(
     allow_toolchain_drift: Annotated[
         bool, typer.Option(help="Run even if the vendor tool differs from the lock (recorded).")
     ] = False,
+    runtime: Annotated[
+        str, typer.Option(help="local: this host's environment; docker: a confined container.")
+    ] = "local",
+    image: Annotated[
+        str | None, typer.Option(help="Trial image for --runtime docker (default: capsule-trial).")
+    ] = None,
 ) -> None:
     """Run one trial end to end: train, hls4ml, C simulation, estimate, vendor synthesis.
 
     Writes result.json last; exits 1 when a stage failed or timed out (see result.json).
     """
     given = api.read_params(params) if params is not None else None
-    result = api.trial(capsule, out, given, data_root, allow_toolchain_drift)
+    if runtime not in ("local", "docker"):
+        raise typer.BadParameter("--runtime must be local or docker")
+    result = api.trial(capsule, out, given, data_root, allow_toolchain_drift, runtime, image)
     console.print(render.trial_result(result, out))
     if result.status != "ok":
         raise typer.Exit(EXIT_MISMATCH)
@@ -166,6 +175,62 @@ def reports(
         print(json.dumps(data, indent=2))
     else:
         console.print(render.project_reports(found))
+
+
+image_app = typer.Typer(help="Build, list, save and load trial images.", no_args_is_help=True)
+app.add_typer(image_app, name="image")
+
+
+def _image_table(images: list[Any]) -> Table:
+    table = Table(title="images", title_justify="left")
+    for column in ("tags", "id", "layers", "size"):
+        table.add_column(column, overflow="fold")
+    for i in images:
+        table.add_row(", ".join(i.tags) or "-", i.id, "\n".join(i.layers), f"{i.size / 1e9:.2f} GB")
+    return table
+
+
+@image_app.command("build")
+@_errors
+def image_build(
+    no_cache: Annotated[bool, typer.Option(help="Build every step again.")] = False,
+) -> None:
+    """Build the trial image offline (base by debootstrap if absent) with a reproducible id."""
+    from capsule import image
+
+    built = image.build_trial(image.client(), nocache=no_cache)
+    console.print(_image_table([built]))
+    print(built.id)
+
+
+@image_app.command("ls")
+@_errors
+def image_ls() -> None:
+    """List capsule's base and trial images on this engine."""
+    from capsule import image
+
+    console.print(_image_table(image.list_images(image.client())))
+
+
+@image_app.command("save")
+@_errors
+def image_save(
+    output: Annotated[Path, typer.Option("-o", "--output", help="Archive to write.")],
+    ref: Annotated[str | None, typer.Argument(help="Image (default: the trial image).")] = None,
+) -> None:
+    """Write an image as a `docker load` archive and print its sha256 (for a paper to cite)."""
+    from capsule import image
+
+    print(image.save(image.client(), ref or image.trial_tag(), output))
+
+
+@image_app.command("load")
+@_errors
+def image_load(archive: Annotated[Path, typer.Argument(help="Archive from `image save`.")]) -> None:
+    """Load an image archive into this engine."""
+    from capsule import image
+
+    console.print(_image_table(image.load(image.client(), archive)))
 
 
 def main() -> None:

@@ -372,6 +372,8 @@ def build_trial(engine: Any, nocache: bool = False) -> ImageInfo:
         )
     image_id = normalise(engine, raw_tag, trial_tag())
     engine.images.remove(raw_tag, noprune=False)
+    # The install stage (all wheels, several GB) is of no use once the image is built.
+    engine.images.prune(filters={"dangling": True, "label": "capsule.stage=install"})
     return info(engine, image_id)
 
 

@@ -60,7 +60,7 @@ class TrialResult(BaseModel):
 
     format: Literal[1] = 1
     capsule_digest: str
-    status: Literal["ok", "failed", "timeout"]
+    status: Literal["ok", "failed", "timeout", "oom"]
     stage: str | None = None
     error: str | None = None
     params: dict[str, Any]

@@ -1,0 +1,157 @@
+"""The docker runtime: one trial in one container, confined.
+
+The container runs the same entry point as every runtime (`capsule trial`) with:
+no network (`--network none`), a non-root user, a read-only root filesystem with a tmpfs /tmp,
+the capsule, the data and the vendor toolchain mounted read-only (the toolchain at its host path,
+because vendor scripts hard-code it), the trial folder as the only writable mount, memory (swap
+equal to it), pids and cpu limits from the spec and thread counts set to the cpu limit. No
+Docker socket is mounted. The container's output goes to `container.log` in the trial folder.
+
+When the trial process cannot write its own result (killed for memory, out of time), the host
+writes `result.json` with that status, so every trial ends with a result.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from capsule.capsulefile import Capsule
+from capsule.errors import CapsuleError
+from capsule.files import write_atomic
+from capsule.hashing import canonical_json
+from capsule.space import Params
+from capsule.spec import apply_params
+from capsule.trial import RESULT, TrialResult, read_result, threads_for, trial_params
+
+UID = "1000:1000"
+RUNTIME = "docker"
+
+
+def _host_result(
+    capsule: Capsule, point: Params, threads: int, status: str, error: str, out: Path
+) -> TrialResult:
+    result = TrialResult(
+        capsule_digest=capsule.digest,
+        status=status,
+        stage="container",
+        error=error,
+        params=point,
+        runtime=RUNTIME,
+        threads=threads,
+        timings={},
+        metrics={},
+        fidelity={},
+        artifacts={},
+    )
+    write_atomic(out / RESULT, result.model_dump_json(indent=2, exclude_none=True) + "\n")
+    return result
+
+
+def run_in_container(
+    engine: Any,
+    image: str,
+    capsule_path: Path,
+    capsule: Capsule,
+    params: Params | None,
+    out: Path,
+    data_root: Path,
+    allow_toolchain_drift: bool = False,
+) -> TrialResult:
+    """Run one trial of `capsule` in a container of `image`; the result, also on failure."""
+    if out.exists() and any(out.iterdir()):
+        raise CapsuleError(f"{out}: trial folder is not empty")
+    point = trial_params(capsule.spec, params)
+    spec = apply_params(capsule.spec, point)
+    threads = threads_for(spec)
+    out.mkdir(parents=True, exist_ok=True)
+    out = out.resolve()
+    uid, gid = (int(x) for x in UID.split(":"))
+    if os.geteuid() == 0:
+        os.chown(out, uid, gid)
+    else:
+        out.chmod(0o777)
+    runtime = spec.runtime
+    with tempfile.TemporaryDirectory(prefix="capsule-params-") as tmp:
+        (Path(tmp) / "params.json").write_bytes(canonical_json(point))
+        Path(tmp).chmod(0o755)
+        volumes = {
+            str(capsule_path.resolve()): {"bind": "/capsule/exp.capsule", "mode": "ro"},
+            str(data_root.resolve()): {"bind": "/data", "mode": "ro"},
+            str(out): {"bind": "/trial", "mode": "rw"},
+            tmp: {"bind": "/params", "mode": "ro"},
+        }
+        if capsule.toolchain.path and Path(capsule.toolchain.path).exists():
+            volumes[capsule.toolchain.path] = {"bind": capsule.toolchain.path, "mode": "ro"}
+        command = [
+            "trial",
+            "/capsule/exp.capsule",
+            "--out",
+            "/trial",
+            "--data-root",
+            "/data",
+            "--params",
+            "/params/params.json",
+        ]
+        if allow_toolchain_drift:
+            command.append("--allow-toolchain-drift")
+        thread_env = {k: str(threads) for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")}
+        container = engine.containers.run(
+            image,
+            command,
+            detach=True,
+            user=UID,
+            network_mode="none",
+            read_only=True,
+            tmpfs={"/tmp": "rw,size=1g,mode=1777"},
+            volumes=volumes,
+            mem_limit=runtime.memory,
+            memswap_limit=runtime.memory,
+            pids_limit=runtime.pids,
+            nano_cpus=int(runtime.cpus * 1e9),
+            environment={
+                "CAPSULE_RUNTIME": RUNTIME,
+                "CAPSULE_CACHE_DIR": "/tmp/cache",
+                **thread_env,
+            },
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+        )
+        try:
+            try:
+                code = int(container.wait(timeout=math.ceil(runtime.timeout))["StatusCode"])
+                timed_out = False
+            except Exception:  # requests' ReadTimeout: the trial ran out of time
+                container.kill()
+                code, timed_out = -1, True
+            (out / "container.log").write_bytes(container.logs(stdout=True, stderr=True))
+            container.reload()
+            oom = bool(container.attrs["State"].get("OOMKilled"))
+        finally:
+            container.remove(force=True)
+    if timed_out:
+        return _host_result(
+            capsule,
+            point,
+            threads,
+            "timeout",
+            f"trial ran longer than {runtime.timeout:g} s; container killed",
+            out,
+        )
+    if oom or code == 137:
+        return _host_result(
+            capsule,
+            point,
+            threads,
+            "oom",
+            f"killed for memory: over the {runtime.memory} limit",
+            out,
+        )
+    if (out / RESULT).exists():
+        return read_result(out)
+    return _host_result(
+        capsule, point, threads, "failed", f"container exited with {code} and wrote no result", out
+    )
