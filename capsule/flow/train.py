@@ -114,7 +114,11 @@ def make_dataset(
         tf.TensorSpec((None, *x.shape[1:]), tf.as_dtype(x.dtype)),
         tf.TensorSpec((None, *y.shape[1:]), tf.as_dtype(y.dtype)),
     )
-    return tf.data.Dataset.from_generator(batches, output_signature=signature).prefetch(2)
+    # A known length: without it Keras counts one optimizer step too many per epoch when the
+    # generator runs out (and warns that training was interrupted).
+    steps = -(-rows(ranges) // batch_size)
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)).prefetch(2)
 
 
 def _optimizer(name: str, learning_rate: float) -> Any:

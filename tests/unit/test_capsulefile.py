@@ -186,3 +186,9 @@ def test_reader_returns_a_capsule_or_its_own_error(ops: list[tuple[str, int, obj
         # Whatever is accepted is a capsule whose content matches its digest.
         assert isinstance(capsule, Capsule)
         assert capsule.computed_digest() == capsule.digest
+
+
+def test_written_files_get_ordinary_permissions(packed: Path, tmp_path: Path) -> None:
+    out = tmp_path / "c.capsule"
+    write_capsule(read_capsule(packed), out)
+    assert out.stat().st_mode & 0o777 == 0o644
