@@ -9,20 +9,25 @@ from __future__ import annotations
 import io
 import json
 import os
+import warnings
 from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 
-from capsule.capsulefile import Capsule, read_capsule, write_capsule
+from capsule import toolchain
+from capsule import trust as trust_store
+from capsule.capsulefile import Capsule, EnvironmentLock, read_capsule, write_capsule
 from capsule.diff import Difference, diff_capsules
 from capsule.environment import host_environment
-from capsule.errors import CapsuleError
+from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
 from capsule.lock import check_data, lock_data, lock_sources
+from capsule.runtime import choose
+from capsule.runtime.local import run_local
 from capsule.space import Params
-from capsule.spec import load_spec
+from capsule.spec import Spec, load_spec
 from capsule.toolchain import lock_toolchain
 from capsule.trial import TrialResult, run_trial
 from capsule.version import __version__
@@ -55,7 +60,11 @@ def init(folder: Path, force: bool = False) -> Path:
 
 
 def pack(
-    spec_path: Path, output: Path, cache: HashCache | None = None, force: bool = False
+    spec_path: Path,
+    output: Path,
+    cache: HashCache | None = None,
+    force: bool = False,
+    runtime: str | None = None,
 ) -> Capsule:
     """Lock `spec_path` into one capsule file at `output` and return it.
 
@@ -63,6 +72,8 @@ def pack(
     folder can move together; readers elsewhere point `--data-root` at their copy of the data.
     Packing is idempotent: an existing capsule with the same content is left untouched. One that
     holds trial results is never overwritten unless `force`, so no completed trial is lost.
+    With the docker runtime the environment is the trial image's, read inside it, and the image
+    id and layers are locked; with the local runtime it is this host's.
     """
     previous = _existing(output)
     if previous is not None and previous.trials and not force:
@@ -89,12 +100,36 @@ def pack(
         data_root=data_root,
         data=data,
         sources=lock_sources(spec, root),
-        environment=host_environment(),
+        environment=_environment(spec, runtime),
         toolchain=lock_toolchain(spec.toolchain),
     ).sealed()
     if previous is None or previous.digest != capsule.digest:
         write_capsule(capsule, output)
+    trust_store.trust(capsule)  # its code came from this machine's own files
     return capsule
+
+
+def _environment(spec: Spec, runtime: str | None) -> EnvironmentLock:
+    from capsule import image
+
+    kind = choose.requested(spec, runtime)
+    if kind == "local":
+        return host_environment()
+    ref = spec.runtime.image or image.trial_tag()
+    try:
+        engine = image.client()
+        image.info(engine, ref)
+    except image.ImageError as exc:
+        if kind == "docker":
+            raise
+        warnings.warn(
+            CapsuleWarning(f"{exc}; locking this host's environment, not image {ref}"),
+            stacklevel=3,
+        )
+        return host_environment()
+    from capsule.runtime.docker import image_environment
+
+    return image_environment(engine, ref)
 
 
 def _existing(path: Path) -> Capsule | None:
@@ -153,27 +188,59 @@ def trial(
     params: Params | None = None,
     data_root_override: Path | None = None,
     allow_toolchain_drift: bool = False,
-    runtime: str = "local",
+    runtime: str | None = None,
     image_ref: str | None = None,
+    trust: bool = False,
 ) -> TrialResult:
     """Run one trial of a capsule into `out`: the default point, or `params` over it.
 
-    `runtime` "local" runs it in this process; "docker" in a confined container of the trial
-    image (`image_ref`, default the trial image of this capsule version).
+    The runtime is chosen by `runtime_choice` (docker in the capsule's locked image where it
+    can); `image_ref` overrides the image. `trust` lets the local runtime run the capsule's
+    embedded code on this host, and remembers that (see `capsule.trust`).
     """
     capsule = load(capsule_path)
     root = data_root(capsule_path, capsule, data_root_override)
-    if runtime == "docker":
-        from capsule import image
+    toolchain.require_no_drift(capsule.toolchain, allow_toolchain_drift)
+    choice = runtime_choice(capsule, runtime, image_ref)
+    if choice.kind == "docker":
         from capsule.runtime.docker import run_in_container
 
-        engine = image.client()
-        ref = image_ref or image.trial_tag()
-        image.info(engine, ref)  # says how to build or load it when absent
+        assert choice.image is not None
         return run_in_container(
-            engine, ref, capsule_path, capsule, params, out, root, allow_toolchain_drift
+            choice.engine,
+            choice.image,
+            capsule_path,
+            capsule,
+            params,
+            out,
+            root,
+            allow_toolchain_drift,
         )
-    label = os.environ.get("CAPSULE_RUNTIME", "local")
-    return run_trial(
-        capsule, params, out, root, runtime=label, allow_toolchain_drift=allow_toolchain_drift
-    )
+    if trust:
+        trust_store.trust(capsule)
+    trust_store.require_trust(capsule, str(capsule_path))
+    return run_local(capsule_path, capsule, params, out, root, allow_toolchain_drift)
+
+
+def runtime_choice(
+    capsule: Capsule, runtime: str | None = None, image_ref: str | None = None
+) -> choose.Choice:
+    """Where this capsule's trials run here; a fallback to local is a CapsuleWarning."""
+    choice = choose.choose(capsule, runtime, image_ref)
+    if choice.warning:
+        warnings.warn(CapsuleWarning(choice.warning), stacklevel=3)
+    return choice
+
+
+def trial_here(
+    capsule_path: Path,
+    out: Path,
+    params: Params | None,
+    data_root_override: Path | None,
+    runtime_label: str,
+    allow_toolchain_drift: bool = False,
+) -> TrialResult:
+    """Run one trial in this process: what every runtime's child process or container runs."""
+    capsule = load(capsule_path)
+    root = data_root(capsule_path, capsule, data_root_override)
+    return run_trial(capsule, params, out, root, runtime_label, allow_toolchain_drift)

@@ -71,10 +71,23 @@ class SourceLock(Locked):
         return name
 
 
+class ImageLock(Locked):
+    """The trial image the environment was read from; its id is a digest of its content."""
+
+    id: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
+    tag: str
+    layers: list[Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]]
+
+
 class EnvironmentLock(Locked):
-    """Where trials run: the interpreter and every installed distribution's version."""
+    """Where trials run: the interpreter and every installed distribution's version.
+
+    `source = "image"` says these were read inside `image` (the docker runtime), "host" that they
+    are the packing machine's own (the local runtime).
+    """
 
     source: Literal["host", "image"]
+    image: ImageLock | None = None
     python: str
     implementation: str
     platform: str

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -18,7 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from capsule import api, render
-from capsule.errors import EXIT_MISMATCH, CapsuleError
+from capsule.errors import EXIT_MISMATCH, CapsuleError, CapsuleWarning
 from capsule.version import __version__
 
 app = typer.Typer(
@@ -64,6 +65,17 @@ def _main(
     """Pack, run and verify reproducible hls4ml FPGA machine-learning experiments."""
 
 
+RuntimeOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar="CAPSULE_RUNTIME",
+        help="docker (confined, in the trial image), local (this host) or auto "
+        "(docker where an engine and the image are here) [default: the spec's runtime.kind]",
+        show_default=False,
+    ),
+]
+
+
 @app.command()
 @_errors
 def init(
@@ -83,9 +95,13 @@ def pack(
     force: Annotated[
         bool, typer.Option(help="Overwrite a capsule that holds trial results.")
     ] = False,
+    runtime: RuntimeOption = None,
 ) -> None:
-    """Lock SPEC into one capsule file: spec, data hashes, sources, environment, toolchain."""
-    capsule = api.pack(spec, output, force=force)
+    """Lock SPEC into one capsule file: spec, data hashes, sources, environment, toolchain.
+
+    With the docker runtime the environment is read inside the trial image and its id locked.
+    """
+    capsule = api.pack(spec, output, force=force, runtime=runtime)
     console.print(f"packed {output} ({capsule.digest})")
 
 
@@ -96,10 +112,15 @@ def show(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the whole capsule as JSON.")
     ] = False,
+    sources: Annotated[
+        bool, typer.Option("--sources", help="Print the embedded source files in full.")
+    ] = False,
 ) -> None:
     """Check a capsule (format, schema, digest) and summarise it."""
     loaded = api.load(capsule)
-    if as_json:
+    if sources:
+        console.print(render.sources(loaded))
+    elif as_json:
         print(json.dumps(loaded.model_dump(mode="json", exclude_none=True), indent=2))
     else:
         console.print(render.capsule_summary(loaded))
@@ -137,24 +158,52 @@ def trial(
     allow_toolchain_drift: Annotated[
         bool, typer.Option(help="Run even if the vendor tool differs from the lock (recorded).")
     ] = False,
-    runtime: Annotated[
-        str, typer.Option(help="local: this host's environment; docker: a confined container.")
-    ] = "local",
+    runtime: RuntimeOption = None,
     image: Annotated[
-        str | None, typer.Option(help="Trial image for --runtime docker (default: capsule-trial).")
+        str | None, typer.Option(help="Trial image for the docker runtime (default: the locked).")
     ] = None,
+    trust: Annotated[
+        bool,
+        typer.Option(help="Let the local runtime run this capsule's embedded code on this host."),
+    ] = False,
 ) -> None:
     """Run one trial end to end: train, hls4ml, C simulation, estimate, vendor synthesis.
 
     Writes result.json last; exits 1 when a stage failed or timed out (see result.json).
     """
     given = api.read_params(params) if params is not None else None
-    if runtime not in ("local", "docker"):
-        raise typer.BadParameter("--runtime must be local or docker")
-    result = api.trial(capsule, out, given, data_root, allow_toolchain_drift, runtime, image)
+    result = api.trial(
+        capsule, out, given, data_root, allow_toolchain_drift, runtime, image, trust=trust
+    )
     console.print(render.trial_result(result, out))
     if result.status != "ok":
         raise typer.Exit(EXIT_MISMATCH)
+
+
+@app.command("exec-trial", hidden=True)
+@_errors
+def exec_trial(
+    capsule: Annotated[Path, typer.Argument()],
+    out: Annotated[Path, typer.Option("--out")],
+    params: Annotated[Path, typer.Option()],
+    data_root: Annotated[Path, typer.Option()],
+    runtime_label: Annotated[str, typer.Option()],
+    allow_toolchain_drift: Annotated[bool, typer.Option()] = False,
+) -> None:
+    """One trial in this process: what a runtime's child process or container runs."""
+    result = api.trial_here(
+        capsule, out, api.read_params(params), data_root, runtime_label, allow_toolchain_drift
+    )
+    print(f"trial {result.status}")
+
+
+@app.command(hidden=True)
+@_errors
+def environment() -> None:
+    """This interpreter's environment as JSON (what `pack` runs inside the trial image)."""
+    from capsule.environment import host_environment
+
+    print(host_environment().model_dump_json(indent=2))
 
 
 @app.command()
@@ -175,6 +224,26 @@ def reports(
         print(json.dumps(data, indent=2))
     else:
         console.print(render.project_reports(found))
+
+
+@app.command()
+@_errors
+def doctor(
+    capsule: Annotated[Path | None, typer.Argument(help="Capsule to check for.")] = None,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Folder holding the data (default: the capsule's).")
+    ] = None,
+) -> None:
+    """Say what this machine can do for a capsule: engine, image, toolchain, data, runtime.
+
+    Exits 1 when something the capsule needs is missing or differs from its lock.
+    """
+    from capsule.doctor import examine
+
+    found = examine(capsule, data_root)
+    console.print(render.findings(found))
+    if any(f.state == "fail" for f in found):
+        raise typer.Exit(EXIT_MISMATCH)
 
 
 image_app = typer.Typer(help="Build, list, save and load trial images.", no_args_is_help=True)
@@ -233,5 +302,23 @@ def image_load(archive: Annotated[Path, typer.Argument(help="Archive from `image
     console.print(_image_table(image.load(image.client(), archive)))
 
 
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    if issubclass(category, CapsuleWarning):
+        err.print(f"warning: {message}", style="yellow", markup=False)
+    else:
+        _default_showwarning(message, category, filename, lineno, file, line)
+
+
+_default_showwarning = warnings.showwarning
+
+
 def main() -> None:
+    warnings.showwarning = _show_warning
     app()

@@ -9,6 +9,8 @@ codes in one place and a notebook can catch one type.
     ├── SourceError               an embedded source is unsafe, too large or does not match
     └── StageError                a trial stage failed for a reason of the experiment
     MismatchError                 exit 1: a comparison found differences (diff, later verify)
+    CapsuleWarning                a fallback the user should see (Python's warnings; the CLI
+                                  prints them as "warning: ...")
 
 Messages are one line and name the file and the key (and line, where the parser knows it).
 """
@@ -54,3 +56,7 @@ class MismatchError(CapsuleError):
     """A comparison found differences; scripts tell this apart from bad input by exit code 1."""
 
     exit_code = EXIT_MISMATCH
+
+
+class CapsuleWarning(UserWarning):
+    """capsule went on differently than asked (e.g. local runtime because no engine answers)."""

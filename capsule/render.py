@@ -10,6 +10,7 @@ from rich.text import Text
 
 from capsule.capsulefile import Capsule
 from capsule.diff import Difference
+from capsule.doctor import Finding
 from capsule.reports import RESOURCE_NAMES, ProjectReports, to_metrics
 from capsule.trial import TrialResult
 
@@ -102,6 +103,12 @@ def capsule_summary(capsule: Capsule) -> RenderableType:
                     f"{env.source}: Python {env.python} ({env.implementation}) "
                     f"on {env.platform}, {len(env.packages)} packages",
                 ),
+                (
+                    "image",
+                    f"{env.image.id} ({env.image.tag}, {len(env.image.layers)} layers)"
+                    if env.image
+                    else "- (packed for the local runtime)",
+                ),
                 ("key packages", ", ".join(key) or "-"),
                 (
                     "toolchain",
@@ -114,6 +121,19 @@ def capsule_summary(capsule: Capsule) -> RenderableType:
             ],
         )
     )
+    return Group(*parts)
+
+
+def sources(capsule: Capsule) -> RenderableType:
+    """The embedded code in full, for a reader deciding whether to `--trust` it."""
+    from rich.syntax import Syntax
+
+    if not capsule.sources:
+        return Text("no embedded sources: trials run only capsule's own code")
+    parts: list[RenderableType] = []
+    for src in capsule.sources:
+        parts.append(Text(f"── {src.name} (sha256 {src.sha256})", style="bold"))
+        parts.append(Syntax(src.text, "python", line_numbers=True, word_wrap=True))
     return Group(*parts)
 
 
@@ -202,3 +222,16 @@ def project_reports(found: ProjectReports) -> RenderableType:
         Text("metrics: " + ", ".join(f"{k}={v:g} ({fidelity[k]})" for k, v in metrics.items()))
     )
     return Group(*parts)
+
+
+_STATE_STYLE = {"ok": ("✓", "green"), "warn": ("!", "yellow"), "fail": ("✗", "red")}
+
+
+def findings(found: list[Finding]) -> RenderableType:
+    table = Table(title="capsule doctor", title_justify="left")
+    for column in ("", "check", "found", "what to do"):
+        table.add_column(column, overflow="fold")
+    for f in found:
+        mark, style = _STATE_STYLE[f.state]
+        table.add_row(Text(mark, style=style), f.check, f.detail, f.fix or "-")
+    return table

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capsule.capsulefile import ToolchainLock
-from capsule.errors import SpecError
+from capsule.errors import CapsuleError, SpecError
 from capsule.hashing import digest_of, hash_files
 from capsule.spec import Toolchain
 
@@ -163,6 +163,16 @@ def drift(locked: ToolchainLock) -> list[str]:
             f"{locked.name} reports {now.reported_version!r}, locked {locked.reported_version!r}"
         )
     return reasons
+
+
+def require_no_drift(locked: ToolchainLock, allow: bool) -> list[str]:
+    """The drift, which is refused unless `allow` (then the trial records it)."""
+    drifted = drift(locked)
+    if drifted and not allow:
+        raise CapsuleError(
+            f"toolchain drift: {'; '.join(drifted)}; pass --allow-toolchain-drift to run anyway"
+        )
+    return drifted
 
 
 def tool_env(locked: ToolchainLock) -> dict[str, str]:

@@ -55,12 +55,15 @@ class StageTimeout(StageError):
     """A stage ran out of its time; the trial's status is `timeout`."""
 
 
+Status = Literal["ok", "failed", "timeout", "oom"]
+
+
 class TrialResult(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     format: Literal[1] = 1
     capsule_digest: str
-    status: Literal["ok", "failed", "timeout", "oom"]
+    status: Status
     stage: str | None = None
     error: str | None = None
     params: dict[str, Any]
@@ -148,11 +151,7 @@ def run_trial(
     """
     if out.exists() and any(out.iterdir()):
         raise CapsuleError(f"{out}: trial folder is not empty")
-    drifted = toolchain.drift(capsule.toolchain)
-    if drifted and not allow_toolchain_drift:
-        raise CapsuleError(
-            f"toolchain drift: {'; '.join(drifted)}; pass --allow-toolchain-drift to run anyway"
-        )
+    drifted = toolchain.require_no_drift(capsule.toolchain, allow_toolchain_drift)
     point = trial_params(capsule.spec, params)
     spec = apply_params(capsule.spec, point)
     out.mkdir(parents=True, exist_ok=True)
@@ -207,6 +206,37 @@ def run_trial(
         fidelity=fidelity,
         estimates=estimates,
         artifacts=_artifacts(out, state.get("reports")) if status == "ok" else {},
+    )
+    write_atomic(out / RESULT, result.model_dump_json(indent=2, exclude_none=True) + "\n")
+    return result
+
+
+def host_result(
+    capsule: Capsule,
+    point: Params,
+    runtime: str,
+    threads: int,
+    status: Status,
+    error: str,
+    out: Path,
+) -> TrialResult:
+    """The result a runtime writes when the trial process could not write its own.
+
+    The trial was killed (out of time, out of memory) or died; `stage = "process"` says the
+    runtime, not a stage, ended it.
+    """
+    result = TrialResult(
+        capsule_digest=capsule.digest,
+        status=status,
+        stage="process",
+        error=error[:1000],
+        params=point,
+        runtime=runtime,
+        threads=threads,
+        timings={},
+        metrics={},
+        fidelity={},
+        artifacts={},
     )
     write_atomic(out / RESULT, result.model_dump_json(indent=2, exclude_none=True) + "\n")
     return result

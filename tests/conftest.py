@@ -1,7 +1,9 @@
-"""Shared fixtures: a fresh example experiment and a private hash cache for every test."""
+"""Shared fixtures: a fresh example experiment, private caches and the local runtime."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -9,11 +11,22 @@ import pytest
 from capsule import api
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Session-wide defaults, so module-scoped fixtures never touch the user's cache or trust."""
+    base = Path(tempfile.mkdtemp(prefix="capsule-tests-"))
+    os.environ["CAPSULE_CACHE_DIR"] = str(base / "cache")
+    os.environ["CAPSULE_DATA_DIR"] = str(base / "data")
+    os.environ["CAPSULE_RUNTIME"] = "local"
+
+
 @pytest.fixture(autouse=True)
-def _private_cache(
+def _private_state(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A private hash cache and trust store; the local runtime unless a test asks for docker."""
     monkeypatch.setenv("CAPSULE_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("CAPSULE_DATA_DIR", str(tmp_path_factory.mktemp("data")))
+    monkeypatch.setenv("CAPSULE_RUNTIME", "local")
 
 
 @pytest.fixture

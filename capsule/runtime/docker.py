@@ -19,36 +19,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from capsule.capsulefile import Capsule
+from capsule.capsulefile import Capsule, EnvironmentLock, ImageLock
 from capsule.errors import CapsuleError
-from capsule.files import write_atomic
 from capsule.hashing import canonical_json
+from capsule.process import log_tail
 from capsule.space import Params
 from capsule.spec import apply_params
-from capsule.trial import RESULT, TrialResult, read_result, threads_for, trial_params
+from capsule.trial import RESULT, TrialResult, host_result, read_result, threads_for, trial_params
 
 UID = "1000:1000"
 RUNTIME = "docker"
-
-
-def _host_result(
-    capsule: Capsule, point: Params, threads: int, status: str, error: str, out: Path
-) -> TrialResult:
-    result = TrialResult(
-        capsule_digest=capsule.digest,
-        status=status,
-        stage="container",
-        error=error,
-        params=point,
-        runtime=RUNTIME,
-        threads=threads,
-        timings={},
-        metrics={},
-        fidelity={},
-        artifacts={},
-    )
-    write_atomic(out / RESULT, result.model_dump_json(indent=2, exclude_none=True) + "\n")
-    return result
+LOG = "container.log"
 
 
 def run_in_container(
@@ -87,7 +68,7 @@ def run_in_container(
         if capsule.toolchain.path and Path(capsule.toolchain.path).exists():
             volumes[capsule.toolchain.path] = {"bind": capsule.toolchain.path, "mode": "ro"}
         command = [
-            "trial",
+            "exec-trial",
             "/capsule/exp.capsule",
             "--out",
             "/trial",
@@ -95,6 +76,8 @@ def run_in_container(
             "/data",
             "--params",
             "/params/params.json",
+            "--runtime-label",
+            RUNTIME,
         ]
         if allow_toolchain_drift:
             command.append("--allow-toolchain-drift")
@@ -113,7 +96,6 @@ def run_in_container(
             pids_limit=runtime.pids,
             nano_cpus=int(runtime.cpus * 1e9),
             environment={
-                "CAPSULE_RUNTIME": RUNTIME,
                 "CAPSULE_CACHE_DIR": "/tmp/cache",
                 **thread_env,
             },
@@ -127,24 +109,26 @@ def run_in_container(
             except Exception:  # requests' ReadTimeout: the trial ran out of time
                 container.kill()
                 code, timed_out = -1, True
-            (out / "container.log").write_bytes(container.logs(stdout=True, stderr=True))
+            (out / LOG).write_bytes(container.logs(stdout=True, stderr=True))
             container.reload()
             oom = bool(container.attrs["State"].get("OOMKilled"))
         finally:
             container.remove(force=True)
     if timed_out:
-        return _host_result(
+        return host_result(
             capsule,
             point,
+            RUNTIME,
             threads,
             "timeout",
             f"trial ran longer than {runtime.timeout:g} s; container killed",
             out,
         )
     if oom or code == 137:
-        return _host_result(
+        return host_result(
             capsule,
             point,
+            RUNTIME,
             threads,
             "oom",
             f"killed for memory: over the {runtime.memory} limit",
@@ -152,6 +136,50 @@ def run_in_container(
         )
     if (out / RESULT).exists():
         return read_result(out)
-    return _host_result(
-        capsule, point, threads, "failed", f"container exited with {code} and wrote no result", out
+    return host_result(
+        capsule,
+        point,
+        RUNTIME,
+        threads,
+        "failed",
+        f"container exited with {code} and wrote no result: {log_tail(out / LOG, 5)}",
+        out,
     )
+
+
+def image_environment(engine: Any, image_id: str) -> EnvironmentLock:
+    """The environment inside an image, read there by `capsule environment`.
+
+    Read in a throwaway container (no network, read-only) because the packages that matter are
+    the image's, not the packing host's.
+    """
+    from docker.errors import ContainerError
+
+    from capsule import image
+
+    found = image.info(engine, image_id)
+    try:
+        raw = engine.containers.run(
+            found.id,
+            ["environment"],
+            remove=True,
+            user=UID,
+            network_mode="none",
+            read_only=True,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+        )
+    except ContainerError as exc:
+        said = [ln for ln in (exc.stderr or b"").decode(errors="replace").splitlines() if ln]
+        raise CapsuleError(
+            f"image {found.id}: `capsule environment` failed there "
+            f"({said[-1].strip(' │') if said else exc.exit_status}); is it a capsule trial image "
+            "of this version? (`capsule image build`)"
+        ) from None
+    try:
+        env = EnvironmentLock.model_validate_json(raw)
+    except ValueError as exc:
+        raise CapsuleError(f"image {found.id}: unreadable environment: {exc}") from None
+    tag = found.tags[0] if found.tags else found.id
+    lock = ImageLock(id=found.id, tag=tag, layers=found.layers)
+    return env.model_copy(update={"source": "image", "image": lock})

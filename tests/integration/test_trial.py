@@ -181,3 +181,61 @@ def test_refuses_a_non_empty_folder(example: Path, tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and "trial folder is not empty" in proc.stderr
     assert (tmp_path / "t" / "x").read_text() == "keep me"
+
+
+def test_a_trial_process_that_dies_is_recorded_by_the_host(tmp_path: Path) -> None:
+    capsule = _custom_capsule(
+        tmp_path,
+        "import os, signal\n"
+        "def build(params, input_shape, n_classes):\n"
+        "    print('about to die', flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n",
+    )
+    code, result = trial(capsule, tmp_path / "t")
+    assert code == 1
+    assert result["status"] == "failed" and result["stage"] == "process"
+    assert "killed (SIGKILL" in result["error"]
+    assert result["runtime"] == "local"
+    assert (tmp_path / "t" / "process.log").exists()
+
+
+def test_a_trial_over_its_time_is_killed_with_its_children(tmp_path: Path) -> None:
+    capsule = _custom_capsule(
+        tmp_path,
+        "import subprocess\n"
+        "def build(params, input_shape, n_classes):\n"
+        "    subprocess.Popen(['sleep', '7171'])\n"
+        "    subprocess.run(['sleep', '7171'])\n",
+    )
+    spec = tmp_path / "exp" / "exp.toml"
+    spec.write_text(spec.read_text().replace("timeout = 1800", "timeout = 25"))
+    api.pack(spec, capsule)
+    code, result = trial(capsule, tmp_path / "t")
+    assert code == 1
+    assert result["status"] == "timeout" and result["stage"] == "process"
+    left = subprocess.run(["pgrep", "-f", "sleep 7171"], capture_output=True, text=True)
+    assert left.stdout == ""
+
+
+def test_code_packed_elsewhere_needs_trust_once(tmp_path: Path) -> None:
+    capsule = _custom_capsule(
+        tmp_path, "def build(params, input_shape, n_classes):\n    raise ValueError('ran')\n"
+    )
+    elsewhere = {**os.environ, "CAPSULE_DATA_DIR": str(tmp_path / "other-machine")}
+    args = [str(CLI), "trial", str(capsule), "--out"]
+    refused = subprocess.run(
+        [*args, str(tmp_path / "a")], capture_output=True, text=True, env=elsewhere
+    )
+    assert refused.returncode == 2
+    assert "packed elsewhere" in refused.stderr and "--trust" in refused.stderr
+    assert "model.py" in refused.stderr
+    assert not (tmp_path / "a").exists()
+    trusted = subprocess.run(
+        [*args, str(tmp_path / "b"), "--trust"], capture_output=True, text=True, env=elsewhere
+    )
+    assert trusted.returncode == 1  # it ran: the builder raised
+    assert "ValueError: ran" in json.loads((tmp_path / "b" / "result.json").read_text())["error"]
+    again = subprocess.run(
+        [*args, str(tmp_path / "c")], capture_output=True, text=True, env=elsewhere
+    )
+    assert again.returncode == 1, again.stderr  # trust was remembered

@@ -1,0 +1,144 @@
+"""What this machine can do for a capsule, each finding with what to do about it.
+
+Like `flutter doctor` or `brew doctor`: every check runs (one failing does not hide the next),
+and each says ok, warn (works, but not as locked) or fail (cannot run as locked), with a fix.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from capsule import trust
+from capsule.capsulefile import Capsule
+from capsule.errors import CapsuleError
+from capsule.runtime import choose
+from capsule.toolchain import drift
+
+State = Literal["ok", "warn", "fail"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    state: State
+    detail: str
+    fix: str = ""
+
+
+def _engine() -> tuple[Any, Finding]:
+    from capsule import image
+
+    try:
+        engine = image.client()
+    except CapsuleError as exc:
+        return None, Finding(
+            "docker engine",
+            "fail",
+            str(exc).split(";")[0],
+            "install docker.io and start `dockerd`, or run with --runtime local",
+        )
+    version = engine.version().get("Version", "?")
+    return engine, Finding("docker engine", "ok", f"Docker {version} answers")
+
+
+def _image(engine: Any, capsule: Capsule | None) -> Finding:
+    from capsule import image
+
+    ref = choose.image_ref(capsule) if capsule else image.trial_tag()
+    if engine is None:
+        return Finding("trial image", "fail", f"{ref}: no engine to look in", "start the engine")
+    try:
+        found = image.info(engine, ref)
+    except image.ImageError as exc:
+        hint = choose.missing_image_hint(capsule, ref) if capsule else str(exc)
+        return Finding("trial image", "fail", f"{ref} is not on this engine", hint.split("; ")[-1])
+    if capsule is not None and capsule.environment.image is None:
+        return Finding(
+            "trial image",
+            "warn",
+            f"{found.id[:19]} present, but the capsule was packed for the local runtime",
+            "re-pack with --runtime docker to lock the image",
+        )
+    return Finding("trial image", "ok", f"{found.id} ({', '.join(found.tags) or 'untagged'})")
+
+
+def _toolchain(capsule: Capsule) -> Finding:
+    tool = capsule.toolchain
+    if tool.name == "none":
+        return Finding("vendor toolchain", "ok", "none needed (no synthesis stages)")
+    drifted = drift(tool)
+    if drifted:
+        return Finding(
+            "vendor toolchain",
+            "fail",
+            "; ".join(drifted),
+            f"install {tool.name} {tool.version} at {tool.path}, or pass --allow-toolchain-drift",
+        )
+    if not tool.present:
+        return Finding(
+            "vendor toolchain",
+            "warn",
+            f"{tool.name} was not installed when packed",
+            "synthesis stages will fail with `tool missing`",
+        )
+    return Finding("vendor toolchain", "ok", f"{tool.name} {tool.reported_version} matches")
+
+
+def _data(capsule_path: Path, capsule: Capsule, root: Path | None) -> Finding:
+    from capsule import api
+
+    where = api.data_root(capsule_path, capsule, root)
+    try:
+        api.check(capsule_path, root)
+    except CapsuleError as exc:
+        return Finding("data", "fail", str(exc), "point --data-root at a copy of the data")
+    total = sum(d.size for d in capsule.data)
+    return Finding("data", "ok", f"{len(capsule.data)} files, {total} bytes under {where} match")
+
+
+def _runtime(capsule: Capsule, engine_ok: bool, image_ok: bool) -> Finding:
+    kind = choose.requested(capsule.spec, None)
+    if kind == "local" or not (engine_ok and image_ok):
+        if kind == "docker":
+            return Finding(
+                "runtime",
+                "fail",
+                "docker requested, but it cannot run here",
+                "fix the engine and image above",
+            )
+        untrusted = not trust.is_trusted(capsule)
+        return Finding(
+            "runtime",
+            "warn",
+            "trials would run on this host, unconfined"
+            + (" (its embedded code is not trusted yet)" if untrusted else ""),
+            "fix the engine and image above" + (", or pass --trust" if untrusted else ""),
+        )
+    return Finding("runtime", "ok", f"{kind}: trials run in containers of the locked image")
+
+
+def _compiler() -> Finding:
+    gxx = shutil.which("g++")
+    if gxx is None:
+        return Finding(
+            "host g++", "warn", "not found", "the local runtime needs g++ for C simulation"
+        )
+    return Finding("host g++", "ok", gxx)
+
+
+def examine(capsule_path: Path | None = None, root: Path | None = None) -> list[Finding]:
+    from capsule import api
+
+    capsule = api.load(capsule_path) if capsule_path else None
+    engine, engine_finding = _engine()
+    findings = [engine_finding, _image(engine, capsule), _compiler()]
+    if capsule is not None and capsule_path is not None:
+        findings += [
+            _toolchain(capsule),
+            _data(capsule_path, capsule, root),
+            _runtime(capsule, engine is not None, findings[1].state != "fail"),
+        ]
+    return findings

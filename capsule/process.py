@@ -1,0 +1,83 @@
+"""Child processes that cannot outlive their deadline or leave anything behind.
+
+A vendor tool or a trial runs in its own session (process group) with its output appended to a
+log; on timeout the whole group gets TERM, then KILL after a grace period, and once the child has
+exited anything it left running in its group is killed too. hls4ml's own `build()` does
+`os.system` and ignores the exit code; a hung tool would then hang the search.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+LOG_TAIL_LINES = 20
+KILL_GRACE_S = 5.0
+
+
+def log_tail(log: Path, lines: int = LOG_TAIL_LINES) -> str:
+    """The last non-empty lines of a log, joined on one line for an error message."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return ""
+    return " | ".join(ln.strip() for ln in text.splitlines()[-lines:] if ln.strip())
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """TERM the process group, then KILL it if anything is still there after a grace period."""
+    for sig, wait in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        if wait is None:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)
+    proc.wait()
+
+
+def run_group(
+    command: Sequence[str],
+    *,
+    log: Path,
+    timeout: float,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int | None:
+    """Run `command` in its own process group; its exit code, or None when it ran out of time.
+
+    A negative code is the signal that ended it (as subprocess reports it).
+    """
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            list(command),
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
+            start_new_session=True,
+        )
+        try:
+            return proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return None
+        except BaseException:
+            _kill_group(proc)  # interrupted (Ctrl-C): the child must not outlive us
+            raise
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)

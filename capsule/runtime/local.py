@@ -1,0 +1,101 @@
+"""The local runtime: one trial in one child process of this host's Python, unconfined.
+
+The child runs the same entry point the container runs (`capsule exec-trial`), so the two
+runtimes differ only in confinement and environment. A child process (not this one) because
+TensorFlow's global state, a crash in g++-built C simulation code or a hung stage must not take
+the search down: on timeout the child's whole process group is killed, and when the child dies
+without a result the host writes one saying how it ended.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+from capsule.capsulefile import Capsule
+from capsule.errors import CapsuleError
+from capsule.hashing import canonical_json
+from capsule.process import log_tail, run_group
+from capsule.space import Params
+from capsule.spec import apply_params
+from capsule.trial import RESULT, TrialResult, host_result, read_result, threads_for, trial_params
+
+RUNTIME = "local"
+LOG = "process.log"
+
+
+def run_local(
+    capsule_path: Path,
+    capsule: Capsule,
+    params: Params | None,
+    out: Path,
+    data_root: Path,
+    allow_toolchain_drift: bool = False,
+) -> TrialResult:
+    """Run one trial of `capsule` in a child process; the result, also when the child died."""
+    if out.exists() and any(out.iterdir()):
+        raise CapsuleError(f"{out}: trial folder is not empty")
+    point = trial_params(capsule.spec, params)
+    spec = apply_params(capsule.spec, point)
+    threads = threads_for(spec)
+    timeout = spec.runtime.timeout
+    with tempfile.TemporaryDirectory(prefix="capsule-trial-") as tmp:
+        params_file = Path(tmp) / "params.json"
+        params_file.write_bytes(canonical_json(point))
+        log = Path(tmp) / LOG  # the trial folder must be empty when the trial starts
+        command = [
+            sys.executable,
+            "-m",
+            "capsule",
+            "exec-trial",
+            str(capsule_path),
+            "--out",
+            str(out),
+            "--data-root",
+            str(data_root),
+            "--params",
+            str(params_file),
+            "--runtime-label",
+            RUNTIME,
+        ]
+        if allow_toolchain_drift:
+            command.append("--allow-toolchain-drift")
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": str(threads),
+            "TF_NUM_INTRAOP_THREADS": str(threads),
+        }
+        code = run_group(command, log=log, timeout=timeout, env=env)
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.move(log, out / LOG)
+    if code is None:
+        return host_result(
+            capsule,
+            point,
+            RUNTIME,
+            threads,
+            "timeout",
+            f"trial ran longer than {timeout:g} s; process killed",
+            out,
+        )
+    if (out / RESULT).exists():
+        return read_result(out)
+    if code == -signal.SIGKILL:
+        how = "killed (SIGKILL: out of memory?)"
+    elif code < 0:
+        how = f"killed by {signal.Signals(-code).name}"
+    else:
+        how = f"exited with {code}"
+    return host_result(
+        capsule,
+        point,
+        RUNTIME,
+        threads,
+        "failed",
+        f"trial process {how} and wrote no result: {log_tail(out / LOG, 5)}",
+        out,
+    )
