@@ -7,16 +7,22 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import hashing, memory
+from bench import hashing, memory, runtime
 from bench.common import Row
 
-SUITES = [hashing.run, memory.run]
+SUITES = {"hashing": hashing.run, "memory": memory.run, "runtime": runtime.run}
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
+    """Every suite, or only those named: `python -m bench runtime`."""
+    unknown = sorted(set(argv) - set(SUITES))
+    if unknown:
+        print(f"unknown suites {unknown}; known: {sorted(SUITES)}", file=sys.stderr)
+        return 2
     rows: list[Row] = []
-    for suite in SUITES:
-        rows.extend(suite())
+    for name, suite in SUITES.items():
+        if not argv or name in argv:
+            rows.extend(suite())
     table = Table(title="capsule benchmarks")
     for column in ("measure", "baseline", "capsule", "ratio", "target", "met"):
         table.add_column(column)
@@ -34,4 +40,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

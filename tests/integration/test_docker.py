@@ -13,6 +13,10 @@ from pathlib import Path
 import pytest
 
 from capsule import api, image
+from capsule.capsulefile import read_capsule, write_capsule
+from capsule.errors import CapsuleWarning
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +60,7 @@ def engine() -> object:
     return engine
 
 
-def _capsule(root: Path, source: str | None = None, runtime: str = "") -> Path:
+def _capsule(root: Path, source: str | None = None, runtime: str = "", kind: str = "local") -> Path:
     api.init(root / "exp")
     spec = root / "exp" / "exp.toml"
     text = spec.read_text().replace("epochs = 30", "epochs = 3")
@@ -67,14 +71,45 @@ def _capsule(root: Path, source: str | None = None, runtime: str = "") -> Path:
     if runtime:
         text = text.replace('memory = "4g"', runtime)
     spec.write_text(text)
-    api.pack(spec, root / "c.capsule")
+    api.pack(spec, root / "c.capsule", runtime=kind)
     return root / "c.capsule"
 
 
-def test_container_trial_gives_the_local_trials_artifacts(engine: object, tmp_path: Path) -> None:
-    capsule = _capsule(tmp_path)
-    docker = api.trial(capsule, tmp_path / "in-docker", runtime="docker")
-    local = api.trial(capsule, tmp_path / "local")
+def test_pack_for_docker_locks_the_image_and_the_packages_inside_it(
+    engine: object, tmp_path: Path
+) -> None:
+    capsule = api.load(_capsule(tmp_path, kind="docker"))
+    found = image.info(engine, image.trial_tag())
+    env = capsule.environment
+    assert env.source == "image" and env.image is not None
+    assert env.image.id == found.id and env.image.layers == found.layers
+    assert env.image.tag == image.trial_tag()
+    pinned = (REPO / "requirements" / "runtime.txt").read_text()
+    assert f"hls4ml=={env.packages['hls4ml']} " in pinned
+    assert "pytest" not in env.packages  # read inside the image, not from this (dev) host
+    assert env.python.startswith("3.11.")
+
+
+def test_locked_image_absent_is_refused_with_how_to_get_it(engine: object, tmp_path: Path) -> None:
+    path = _capsule(tmp_path, kind="docker")
+    capsule = read_capsule(path)
+    assert capsule.environment.image is not None
+    gone = capsule.environment.image.model_copy(update={"id": "sha256:" + "0" * 64})
+    env = capsule.environment.model_copy(update={"image": gone})
+    write_capsule(capsule.model_copy(update={"environment": env}), path)
+    with pytest.raises(image.ImageError, match="sha256:0{64}.*capsule image load FILE"):
+        api.trial(path, tmp_path / "t", runtime="docker")
+    assert not (tmp_path / "t").exists()
+
+
+def test_container_trial_gives_the_local_trials_artifacts(
+    engine: object, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    capsule = _capsule(tmp_path, kind="docker")
+    monkeypatch.delenv("CAPSULE_RUNTIME")  # the spec's `auto`: docker, as the image is here
+    docker = api.trial(capsule, tmp_path / "in-docker")
+    with pytest.warns(CapsuleWarning, match="not the capsule's locked image"):
+        local = api.trial(capsule, tmp_path / "local", runtime="local")
     assert docker.status == "ok", docker.error
     assert docker.runtime == "docker" and local.runtime == "local"
     assert docker.metrics == local.metrics
