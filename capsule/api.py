@@ -10,6 +10,7 @@ import io
 import json
 import os
 import warnings
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
 from capsule.lock import check_data, lock_data, lock_sources
+from capsule.run import Event, Runner, RunOptions
 from capsule.runtime import choose
 from capsule.runtime.local import run_local
 from capsule.space import Params
@@ -244,3 +246,17 @@ def trial_here(
     capsule = load(capsule_path)
     root = data_root(capsule_path, capsule, data_root_override)
     return run_trial(capsule, params, out, root, runtime_label, allow_toolchain_drift)
+
+
+def run(
+    capsule_path: Path,
+    options: RunOptions | None = None,
+    notify: Callable[[Event], None] | None = None,
+) -> Capsule:
+    """Search the capsule's design space up to its budget, writing every result into it.
+
+    Resumable: run it again after any interruption (see `capsule.run`). `notify` receives
+    progress events (`capsule.progress.Progress` draws them).
+    """
+    runner = Runner(capsule_path, options or RunOptions(), notify or (lambda _: None))
+    return runner.run()

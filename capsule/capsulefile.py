@@ -107,16 +107,26 @@ class ToolchainLock(Locked):
 
 
 class Trial(Locked):
-    """One evaluated point of the search, as recorded in the capsule."""
+    """One evaluated point of the search, as recorded in the capsule.
+
+    `status` is the trial's own (`ok`, `failed`, `timeout`, `oom`) or `constraint` when it ran
+    but broke a constraint. `duration_s` is wall-clock time: it differs run to run, and the
+    digest seals it like any value; reproduction compares `artifacts`, never durations.
+    """
 
     number: Annotated[int, Field(ge=0)]
-    status: str
+    status: Literal["ok", "failed", "timeout", "oom", "constraint"]
     params: dict[str, Value] = {}
-    metrics: dict[str, float | int | bool | str] = {}
+    metrics: dict[str, float] = {}
+    fidelity: dict[str, str] = {}
     artifacts: dict[str, Sha256] = {}
     runtime: str = ""
-    duration_s: Annotated[float, Field(ge=0)] = 0.0
+    image: str | None = None
+    threads: Annotated[int, Field(ge=1)] = 1
+    cache_hits: list[str] = []
+    stage: str | None = None
     error: str | None = None
+    duration_s: Annotated[float, Field(ge=0)] = 0.0
 
 
 class Capsule(Locked):

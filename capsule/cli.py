@@ -191,6 +191,9 @@ def exec_trial(
     allow_toolchain_drift: Annotated[bool, typer.Option()] = False,
 ) -> None:
     """One trial in this process: what a runtime's child process or container runs."""
+    from capsule.process import die_with_parent
+
+    die_with_parent()
     result = api.trial_here(
         capsule, out, api.read_params(params), data_root, runtime_label, allow_toolchain_drift
     )
@@ -204,6 +207,69 @@ def environment() -> None:
     from capsule.environment import host_environment
 
     print(host_environment().model_dump_json(indent=2))
+
+
+@app.command()
+@_errors
+def run(
+    capsule: Annotated[Path, typer.Argument(help="Capsule file; results are written into it.")],
+    max_trials: Annotated[
+        int | None, typer.Option(min=1, help="Budget [default: the spec's search.max_trials].")
+    ] = None,
+    algo: Annotated[
+        str | None, typer.Option(help="tpe, random or grid [default: the spec's search.algo].")
+    ] = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Trials at once.")] = 1,
+    runtime: RuntimeOption = None,
+    image: Annotated[
+        str | None, typer.Option(help="Trial image for the docker runtime (default: the locked).")
+    ] = None,
+    trust: Annotated[
+        bool,
+        typer.Option(help="Let the local runtime run this capsule's embedded code on this host."),
+    ] = False,
+    data_root: Annotated[
+        Path | None, typer.Option(help="Folder holding the data (default: the capsule's).")
+    ] = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="Journal and trial folders [default: NAME.run beside the capsule]."),
+    ] = None,
+    allow_toolchain_drift: Annotated[
+        bool, typer.Option(help="Run even if the vendor tool differs from the lock (recorded).")
+    ] = False,
+) -> None:
+    """Search the design space with Hyperopt; every result goes into the capsule as it lands.
+
+    Interrupted (Ctrl-C, kill -9, a reboot)? Run the same command again: finished trials are
+    kept, unfinished ones run again, and the budget is honoured.
+    """
+    from capsule.progress import Progress
+    from capsule.run import RunOptions
+
+    options = RunOptions(
+        algo=algo,
+        max_trials=max_trials,
+        jobs=jobs,
+        runtime=runtime,
+        image=image,
+        trust=trust,
+        data_root=data_root,
+        run_dir=run_dir,
+        allow_toolchain_drift=allow_toolchain_drift,
+    )
+    try:
+        with Progress(api.load(capsule).spec, console) as progress:
+            result = api.run(capsule, options, progress)
+    except KeyboardInterrupt:
+        kept = len(api.load(capsule).trials)
+        err.print(
+            f"interrupted: {kept} finished trials are in {capsule}; "
+            "run the same command again to resume",
+            markup=False,
+        )
+        raise typer.Exit(130) from None
+    console.print(render.results(result))
 
 
 @app.command()

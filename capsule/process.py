@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 LOG_TAIL_LINES = 20
@@ -55,10 +55,12 @@ def run_group(
     timeout: float,
     cwd: Path | None = None,
     env: Mapping[str, str] | None = None,
+    on_spawn: Callable[[int], None] | None = None,
 ) -> int | None:
     """Run `command` in its own process group; its exit code, or None when it ran out of time.
 
-    A negative code is the signal that ended it (as subprocess reports it).
+    A negative code is the signal that ended it (as subprocess reports it). `on_spawn` gets the
+    group id as soon as the child exists, for whoever must clean up if this process is killed.
     """
     with open(log, "ab") as out:
         proc = subprocess.Popen(
@@ -71,6 +73,8 @@ def run_group(
             start_new_session=True,
         )
         try:
+            if on_spawn is not None:
+                on_spawn(proc.pid)
             return proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
@@ -81,3 +85,38 @@ def run_group(
         finally:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to SIGKILL this process when its parent dies (a `kill -9` of `capsule run`).
+
+    Without it a trial orphaned by a killed search keeps running and writing into a folder that
+    the resumed search is about to reuse. A no-op off Linux.
+    """
+    import ctypes
+    import ctypes.util
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() == 1:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def kill_leftover(pid: int, marker: str) -> bool:
+    """SIGKILL process group `pid` if it is still the one we started (its command line holds
+    `marker`); pids are reused, so an unrelated process of that number is left alone."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return False
+    if marker not in cmdline:
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from rich.console import Group, RenderableType
 from rich.table import Table
@@ -117,10 +118,10 @@ def capsule_summary(capsule: Capsule) -> RenderableType:
                     else f"{tool.name} {tool.version} at {tool.path}: "
                     + (f"fingerprint {tool.fingerprint}" if tool.present else "not present"),
                 ),
-                ("trials", str(len(capsule.trials))),
             ],
         )
     )
+    parts.append(results(capsule))
     return Group(*parts)
 
 
@@ -235,3 +236,77 @@ def findings(found: list[Finding]) -> RenderableType:
         mark, style = _STATE_STYLE[f.state]
         table.add_row(Text(mark, style=style), f.check, f.detail, f.fix or "-")
     return table
+
+
+def _params_text(params: dict[str, Any], space_keys: list[str]) -> str:
+    def short(v: Any) -> str:
+        return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+    return ", ".join(f"{k.split('.')[-1]}={short(params[k])}" for k in space_keys if k in params)
+
+
+def results(capsule: Capsule, top: int = 10) -> RenderableType:
+    """The best trials by the search's loss, then the Pareto front of the objectives."""
+    from capsule.run import outcome
+    from capsule.search import losses, pareto_front
+
+    spec = capsule.spec
+    trials = capsule.trials
+    if not trials:
+        return Text("no trials yet (`capsule run CAPSULE` searches)")
+    keys = sorted(spec.search.space)
+    scored = losses(spec, [outcome(t) for t in trials])
+    names = list(
+        dict.fromkeys([o.metric for o in spec.objectives] + [c.metric for c in spec.constraints])
+    )
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+
+    def table(title: str, chosen: list[Any]) -> Table:
+        out = Table(title=title, title_justify="left")
+        for column in ("trial", "status", "params", *names, "loss", "runtime", "time", "cache"):
+            out.add_column(column, overflow="fold")
+        for t in chosen:
+            loss = scored.get(t.number)
+            out.add_row(
+                str(t.number),
+                t.status,
+                _params_text(dict(t.params), keys),
+                *[
+                    f"{t.metrics[n]:.4g}" + (f" ({t.fidelity[n]})" if n in t.fidelity else "")
+                    if n in t.metrics
+                    else "-"
+                    for n in names
+                ],
+                "-" if loss is None else f"{loss:.4g}",
+                t.runtime,
+                f"{t.duration_s:.0f} s",
+                ", ".join(t.cache_hits) or "-",
+            )
+        return out
+
+    ranked = sorted(
+        (t for t in trials if scored.get(t.number) is not None),
+        key=lambda t: (scored[t.number], t.number),
+    )
+    failed = [t for t in trials if t.status in ("failed", "timeout", "oom")]
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    front = set(pareto_front(spec, [outcome(t) for t in trials]))
+    objectives = " vs ".join(f"{o.metric} ({o.direction[:3]})" for o in spec.objectives)
+    parts: list[RenderableType] = [
+        Text(f"{len(trials)} trials: {summary}", style="bold"),
+        table(f"best {min(top, len(ranked))} trials", ranked[:top]),
+        table(
+            f"Pareto front: {objectives}",
+            sorted((t for t in trials if t.number in front), key=lambda t: t.number),
+        ),
+    ]
+    if failed:
+        fails = Table(title="failed trials", title_justify="left")
+        for column in ("trial", "status", "stage", "error"):
+            fails.add_column(column, overflow="fold")
+        for t in failed:
+            fails.add_row(str(t.number), t.status, t.stage or "-", t.error or "-")
+        parts.append(fails)
+    return Group(*parts)

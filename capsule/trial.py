@@ -49,6 +49,7 @@ STAGES = ("data", "train", "convert", "csim", "estimate", "synth", "reports")
 VENDOR_STAGES = ("synth", "reports")
 BUILD_PRODUCTS = (".so", ".o")
 RESULT = "result.json"
+STAGES_LOG = "stages.log"
 
 
 class StageTimeout(StageError):
@@ -172,6 +173,8 @@ def run_trial(
     with _output_to(log):
         try:
             for stage in stages:
+                with open(out / STAGES_LOG, "a") as progress:  # read by `capsule run`'s display
+                    progress.write(f"{stage}\n")
                 start = time.perf_counter()
                 produced, kinds = _STAGE_FUNCS[stage](capsule, spec, out, data_root, threads, state)
                 metrics.update(produced)

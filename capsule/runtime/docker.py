@@ -41,8 +41,12 @@ def run_in_container(
     out: Path,
     data_root: Path,
     allow_toolchain_drift: bool = False,
+    labels: dict[str, str] | None = None,
 ) -> TrialResult:
-    """Run one trial of `capsule` in a container of `image`; the result, also on failure."""
+    """Run one trial of `capsule` in a container of `image`; the result, also on failure.
+
+    `labels` mark the container so a resumed search can find and remove one left running.
+    """
     if out.exists() and any(out.iterdir()):
         raise CapsuleError(f"{out}: trial folder is not empty")
     point = trial_params(capsule.spec, params)
@@ -101,6 +105,7 @@ def run_in_container(
             },
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
+            labels=labels or {},
         )
         try:
             try:
@@ -183,3 +188,11 @@ def image_environment(engine: Any, image_id: str) -> EnvironmentLock:
     tag = found.tags[0] if found.tags else found.id
     lock = ImageLock(id=found.id, tag=tag, layers=found.layers)
     return env.model_copy(update={"source": "image", "image": lock})
+
+
+def remove_labelled(engine: Any, label: str) -> int:
+    """Remove (killing first) every container carrying `label` (`key=value`); how many."""
+    found = engine.containers.list(all=True, filters={"label": label})
+    for container in found:
+        container.remove(force=True)
+    return len(found)

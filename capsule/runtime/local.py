@@ -14,6 +14,7 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 from capsule.capsulefile import Capsule
@@ -35,8 +36,12 @@ def run_local(
     out: Path,
     data_root: Path,
     allow_toolchain_drift: bool = False,
+    on_spawn: Callable[[int], None] | None = None,
 ) -> TrialResult:
-    """Run one trial of `capsule` in a child process; the result, also when the child died."""
+    """Run one trial of `capsule` in a child process; the result, also when the child died.
+
+    `on_spawn` gets the child's process group id (see `process.run_group`).
+    """
     if out.exists() and any(out.iterdir()):
         raise CapsuleError(f"{out}: trial folder is not empty")
     point = trial_params(capsule.spec, params)
@@ -69,7 +74,7 @@ def run_local(
             "OMP_NUM_THREADS": str(threads),
             "TF_NUM_INTRAOP_THREADS": str(threads),
         }
-        code = run_group(command, log=log, timeout=timeout, env=env)
+        code = run_group(command, log=log, timeout=timeout, env=env, on_spawn=on_spawn)
         out.mkdir(parents=True, exist_ok=True)
         shutil.move(log, out / LOG)
     if code is None:

@@ -1,0 +1,122 @@
+"""The run journal: every proposal, start and result of a search, on disk as it happens.
+
+SQLite in WAL mode with `synchronous=FULL`: each transaction is on disk when `commit` returns, so
+`kill -9` of `capsule run` at any moment loses at most the trial that was running (it re-runs with
+its journaled params on resume), never a finished one. A journal belongs to one capsule lock (the
+digest of the capsule without its results); resuming with another is refused rather than mixing
+results of different experiments.
+
+Timestamps here are wall-clock and for people (progress, post-mortems); nothing hashed reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from capsule.errors import CapsuleError
+from capsule.space import Params
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS trials (
+    number INTEGER PRIMARY KEY,
+    params TEXT NOT NULL,
+    state TEXT NOT NULL CHECK (state IN ('proposed', 'running', 'done')),
+    record TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY,
+    number INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    at REAL NOT NULL,
+    detail TEXT
+);
+"""
+
+
+class JournalError(CapsuleError):
+    """The run journal cannot be used: another capsule's, or unreadable."""
+
+
+class Journal:
+    def __init__(self, path: Path, lock: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(SCHEMA)
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'lock'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(f"{path}: not a readable run journal ({exc})") from None
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('lock', ?)", (lock,))
+        elif row[0] != lock:
+            raise JournalError(
+                f"{path}: this run folder belongs to another capsule lock ({row[0]}); "
+                "pass another --run-dir, or remove it to start over"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _event(self, number: int, kind: str, detail: str | None = None) -> None:
+        self._db.execute(
+            "INSERT INTO events (number, kind, at, detail) VALUES (?, ?, ?, ?)",
+            (number, kind, time.time(), detail),
+        )
+
+    def propose(self, number: int, params: Params) -> None:
+        text = json.dumps(params, sort_keys=True)
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO trials (number, params, state) VALUES (?, ?, 'proposed')",
+                (number, text),
+            )
+            self._event(number, "proposed", text)
+
+    def start(self, number: int, attempt_detail: str | None = None) -> None:
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("UPDATE trials SET state = 'running' WHERE number = ?", (number,))
+            self._event(number, "started", attempt_detail)
+
+    def finish(self, number: int, record: dict[str, Any]) -> None:
+        """Record a finished trial; `record` is what goes into the capsule for it."""
+        text = json.dumps(record, sort_keys=True)
+        with self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute(
+                "INSERT INTO trials (number, params, state, record) VALUES (?, ?, 'done', ?) "
+                "ON CONFLICT (number) DO UPDATE SET state = 'done', record = excluded.record",
+                (number, json.dumps(record.get("params", {}), sort_keys=True), text),
+            )
+            self._event(number, "finished", record.get("status"))
+
+    def unfinished(self) -> list[tuple[int, Params]]:
+        """Trials proposed or started but without a result, by number: to be run again."""
+        rows = self._db.execute(
+            "SELECT number, params FROM trials WHERE state != 'done' ORDER BY number"
+        )
+        return [(n, json.loads(p)) for n, p in rows]
+
+    def finished(self) -> list[dict[str, Any]]:
+        rows = self._db.execute(
+            "SELECT record FROM trials WHERE state = 'done' ORDER BY number"
+        ).fetchall()
+        return [json.loads(r) for (r,) in rows]
+
+    def events(self) -> list[tuple[int, str]]:
+        return [(n, k) for n, k in self._db.execute("SELECT number, kind FROM events ORDER BY id")]

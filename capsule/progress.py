@@ -1,0 +1,147 @@
+"""What a researcher watches during `capsule run`.
+
+On a terminal: a Rich live view with trials done/total, the running trials and the stage each is
+in (read from the `stages.log` each trial appends to), the best so far, a small table of the top
+trials, elapsed time and an ETA from the mean duration of the finished trials. Elsewhere (a batch
+job's log file, CI): one plain line per event, so `tail -f` and grep work.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from capsule.capsulefile import Trial
+from capsule.run import Event, outcome
+from capsule.search import losses
+from capsule.spec import Spec
+
+TOP = 5
+
+
+def current_stage(folder: Path) -> str:
+    try:
+        lines = (folder / "stages.log").read_text().split()
+    except OSError:
+        return "starting"
+    return lines[-1] if lines else "starting"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def metrics_text(spec: Spec, trial: Trial) -> str:
+    names = [o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]
+    shown = dict.fromkeys(names)
+    return " ".join(f"{n}={trial.metrics[n]:.4g}" for n in shown if n in trial.metrics)
+
+
+def ranked(spec: Spec, trials: list[Trial]) -> list[tuple[float, Trial]]:
+    scored = losses(spec, [outcome(t) for t in trials])
+    ok = [
+        (scored[t.number], t) for t in trials if t.status == "ok" and scored[t.number] is not None
+    ]
+    return sorted(
+        ((loss, t) for loss, t in ok if loss is not None), key=lambda x: (x[0], x[1].number)
+    )
+
+
+class Progress:
+    """Receives `run.Event`s; draws a live view on a terminal, plain lines otherwise."""
+
+    def __init__(self, spec: Spec, console: Console) -> None:
+        self.spec = spec
+        self.console = console
+        self.live_view = console.is_terminal
+        self.started = time.monotonic()
+        self.budget = 0
+        self.trials: dict[int, Trial] = {}
+        self.new: list[float] = []  # durations of the trials finished in this run
+        self.running: dict[int, tuple[Path, float]] = {}
+        self.live: Live | None = None
+
+    def __enter__(self) -> Progress:
+        if self.live_view:
+            self.live = Live(
+                self._view(), console=self.console, refresh_per_second=2, get_renderable=self._view
+            )
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def __call__(self, event: Event) -> None:
+        if event.kind == "start":
+            self.budget = event.info["budget"]
+            self.trials = {t.number: t for t in event.info["trials"]}
+            self._line(
+                f"run: {len(self.trials)}/{self.budget} trials done, "
+                f"runtime {event.info['runtime']}, {event.info['jobs']} at a time"
+            )
+        elif event.kind == "started" and event.folder is not None:
+            self.running[event.number] = (event.folder, time.monotonic())
+            self._line(f"trial {event.number} started: {event.info['params']}")
+        elif event.kind == "finished" and event.trial is not None:
+            self.running.pop(event.number, None)
+            self.trials[event.number] = event.trial
+            self.new.append(event.trial.duration_s)
+            t = event.trial
+            detail = metrics_text(self.spec, t) if t.status in ("ok", "constraint") else t.error
+            hits = f" (cache: {', '.join(t.cache_hits)})" if t.cache_hits else ""
+            self._line(f"trial {t.number} {t.status} in {t.duration_s:.1f} s{hits}: {detail}")
+
+    def _line(self, text: str) -> None:
+        if not self.live_view:
+            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def _eta(self) -> str:
+        left = self.budget - len(self.trials)
+        if not self.new or left <= 0:
+            return "-"
+        jobs = max(1, len(self.running))
+        return _duration(statistics.mean(self.new) * left / jobs)
+
+    def _view(self) -> RenderableType:
+        done = len(self.trials)
+        elapsed = time.monotonic() - self.started
+        best = ranked(self.spec, list(self.trials.values()))
+        head = Text(
+            f"trials {done}/{self.budget}   running {len(self.running)}   "
+            f"elapsed {_duration(elapsed)}   ETA {self._eta()}   "
+            + (
+                f"best #{best[0][1].number}: {metrics_text(self.spec, best[0][1])}"
+                if best
+                else "best -"
+            ),
+            style="bold",
+        )
+        running = Table(title="running", title_justify="left", expand=False)
+        for column in ("trial", "stage", "for"):
+            running.add_column(column)
+        now = time.monotonic()
+        for number, (folder, since) in sorted(self.running.items()):
+            running.add_row(str(number), current_stage(folder), _duration(now - since))
+        top = Table(title=f"top {TOP}", title_justify="left")
+        for column in ("trial", "loss", "metrics", "cache"):
+            top.add_column(column)
+        for loss, t in best[:TOP]:
+            top.add_row(
+                str(t.number),
+                f"{loss:.4g}",
+                metrics_text(self.spec, t),
+                ", ".join(t.cache_hits) or "-",
+            )
+        return Group(head, running, top)

@@ -1,0 +1,318 @@
+"""`capsule run`: the search loop that survives crashes and writes results into the capsule.
+
+Order of writes for each trial: the journal records the proposal before the trial starts and the
+result as soon as it ends; then the capsule is rewritten (atomically) with the trial added. A
+`kill -9` anywhere leaves at worst a proposed or half-run trial, which the next `capsule run`
+runs again from a clean folder with the same params, and finished trials the capsule lacks,
+which it adds. Trial numbers are the proposal order and every number below the budget runs
+exactly once, so the budget is honoured across any number of restarts.
+
+With `jobs = 1` a proposal sees every earlier result, so a resumed run proposes exactly what an
+uninterrupted one would (see `search.Searcher`). With more jobs a proposal sees the results
+finished when it is made, which depends on timing: every finished trial is still kept and the
+budget still honoured, but the set of points may differ from another run's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from capsule import toolchain
+from capsule import trust as trust_store
+from capsule.capsulefile import Capsule, Trial, read_capsule, write_capsule
+from capsule.errors import CapsuleError
+from capsule.files import write_atomic
+from capsule.hashing import HashCache, digest_of
+from capsule.journal import Journal
+from capsule.lock import check_data
+from capsule.process import kill_leftover
+from capsule.search import Outcome, Searcher, violation
+from capsule.space import Params
+from capsule.spec import Spec
+from capsule.trial import TrialResult
+
+JOURNAL = "journal.sqlite"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    algo: str | None = None
+    max_trials: int | None = None
+    jobs: int = 1
+    runtime: str | None = None
+    image: str | None = None
+    trust: bool = False
+    data_root: Path | None = None
+    run_dir: Path | None = None
+    allow_toolchain_drift: bool = False
+
+
+@dataclass
+class Event:
+    """What the progress display is told: a trial was proposed, started or finished."""
+
+    kind: str  # "start", "proposed", "started", "finished"
+    number: int = -1
+    trial: Trial | None = None
+    folder: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def lock_digest(capsule: Capsule) -> str:
+    """The capsule without its results: what a run journal belongs to."""
+    content = capsule.content()
+    content.pop("trials", None)
+    return digest_of(content)
+
+
+def default_run_dir(capsule_path: Path) -> Path:
+    return capsule_path.with_name(capsule_path.name.removesuffix(".capsule") + ".run")
+
+
+def to_record(
+    number: int, result: TrialResult, spec: Spec, duration: float, image: str | None
+) -> Trial:
+    """The capsule's record of a finished trial; a broken constraint becomes its status."""
+    broken = [c.metric for c in spec.constraints if violation([c], result.metrics) > 0]
+    constrained = result.status == "ok" and bool(broken)
+    return Trial(
+        number=number,
+        status="constraint" if constrained else result.status,
+        params=result.params,
+        metrics=result.metrics,
+        fidelity=result.fidelity,
+        artifacts=result.artifacts,
+        runtime=result.runtime,
+        image=image if result.runtime == "docker" else None,
+        threads=result.threads,
+        stage=result.stage,
+        error=f"constraint broken: {', '.join(broken)}" if constrained else result.error,
+        duration_s=round(duration, 3),
+    )
+
+
+def outcome(trial: Trial) -> Outcome:
+    status = "ok" if trial.status in ("ok", "constraint") else trial.status
+    return Outcome(trial.number, dict(trial.params), status, trial.metrics)
+
+
+class Runner:
+    """One `capsule run`: journal, searcher, runtime and the capsule on disk."""
+
+    def __init__(
+        self, capsule_path: Path, options: RunOptions, notify: Callable[[Event], None]
+    ) -> None:
+        from capsule import api
+
+        self.path = capsule_path
+        self.options = options
+        self.notify = notify
+        self.capsule = read_capsule(capsule_path)
+        spec = self.capsule.spec
+        self.root = api.data_root(capsule_path, self.capsule, options.data_root)
+        cache = HashCache.default()
+        try:
+            check_data(self.capsule, self.root, cache)
+        finally:
+            cache.close()
+        toolchain.require_no_drift(self.capsule.toolchain, options.allow_toolchain_drift)
+        self.choice = api.runtime_choice(self.capsule, options.runtime, options.image)
+        if self.choice.kind == "local":
+            if options.trust:
+                trust_store.trust(self.capsule)
+            trust_store.require_trust(self.capsule, str(capsule_path))
+        if options.jobs < 1:
+            raise CapsuleError(f"--jobs must be at least 1, not {options.jobs}")
+        self.searcher = Searcher(spec, options.algo, options.max_trials)
+        self.budget = self.searcher.budget
+        self.run_dir = (options.run_dir or default_run_dir(capsule_path)).resolve()
+        lock = lock_digest(self.capsule)
+        self.journal = Journal(self.run_dir / JOURNAL, lock)
+        self.run_id = lock.removeprefix("sha256:")[:16]
+        self.trials: dict[int, Trial] = {t.number: t for t in self.capsule.trials}
+
+    # --- bookkeeping ---
+
+    def _sync(self) -> None:
+        """Journal and capsule agree: each gets the finished trials only the other has."""
+        journaled = {r["number"]: Trial.model_validate(r) for r in self.journal.finished()}
+        for number, trial in sorted(self.trials.items()):
+            if number not in journaled:
+                self.journal.finish(number, trial.model_dump(mode="json", exclude_none=True))
+        missing = {n: t for n, t in journaled.items() if n not in self.trials}
+        if missing:
+            self.trials.update(missing)
+            self._write_capsule()
+
+    def _write_capsule(self) -> None:
+        trials = [self.trials[n] for n in sorted(self.trials)]
+        self.capsule = self.capsule.model_copy(update={"trials": trials})
+        write_capsule(self.capsule, self.path)
+
+    def _record(self, number: int, trial: Trial) -> None:
+        self.journal.finish(number, trial.model_dump(mode="json", exclude_none=True))
+        self.trials[number] = trial
+        self._write_capsule()
+
+    # --- one trial ---
+
+    def _run_one(self, number: int, params: Params) -> tuple[int, Trial]:
+        """Run one trial; a runtime that fails outright is that trial's failure, not the run's."""
+        start = time.perf_counter()
+        try:
+            return self._attempt(number, params)
+        except Exception as exc:  # the engine went away, a folder was unwritable, ...
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:1000]
+            trial = Trial(
+                number=number,
+                status="failed",
+                params=params,
+                runtime=self.choice.kind,
+                stage="runtime",
+                error=error,
+                duration_s=round(time.perf_counter() - start, 3),
+            )
+            return number, trial
+
+    def _folder(self, number: int) -> Path:
+        return self.run_dir / "trials" / f"{number:05d}"
+
+    def _label(self, number: int) -> str:
+        return f"capsule.trial={self.run_id}/{number}"
+
+    def _reap(self, number: int) -> None:
+        """Stop what a killed search left running for this trial, then clear its folder."""
+        self._kill_leftovers(number)
+        shutil.rmtree(self._folder(number), ignore_errors=True)
+
+    def _kill_leftovers(self, number: int) -> None:
+        """The local runtime's child dies with its parent (`process.die_with_parent`); its
+        process group (g++ and the like) is killed here by the id recorded at spawn.
+        Containers are found by their label."""
+        folder = self._folder(number)
+        pid_file = folder.with_suffix(".pid")
+        if pid_file.exists():
+            with contextlib.suppress(ValueError):
+                kill_leftover(int(pid_file.read_text()), str(folder))
+            pid_file.unlink()
+        if self.choice.kind == "docker":
+            from capsule.runtime.docker import remove_labelled
+
+            remove_labelled(self.choice.engine, self._label(number))
+
+    def _spawned(self, pid: int, pid_file: Path) -> None:
+        write_atomic(pid_file, f"{pid}\n")
+
+    def _attempt(self, number: int, params: Params) -> tuple[int, Trial]:
+        from capsule.runtime.local import run_local
+
+        folder = self._folder(number)
+        self._reap(number)
+        start = time.perf_counter()
+        if self.choice.kind == "docker":
+            from capsule.runtime.docker import run_in_container
+
+            assert self.choice.image is not None
+            key, value = self._label(number).split("=", 1)
+            result = run_in_container(
+                self.choice.engine,
+                self.choice.image,
+                self.path,
+                self.capsule,
+                params,
+                folder,
+                self.root,
+                self.options.allow_toolchain_drift,
+                labels={key: value},
+            )
+        else:
+            pid_file = folder.with_suffix(".pid")
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            result = run_local(
+                self.path,
+                self.capsule,
+                params,
+                folder,
+                self.root,
+                self.options.allow_toolchain_drift,
+                on_spawn=lambda pid: self._spawned(pid, pid_file),
+            )
+            pid_file.unlink(missing_ok=True)
+        return number, to_record(
+            number, result, self.capsule.spec, time.perf_counter() - start, self.choice.image
+        )
+
+    # --- the loop ---
+
+    def run(self) -> Capsule:
+        self._sync()
+        queue = [(n, p) for n, p in self.journal.unfinished() if n < self.budget]
+        next_number = max([*self.trials, *(n for n, _ in queue), -1]) + 1
+        self.notify(
+            Event(
+                "start",
+                info={
+                    "budget": self.budget,
+                    "trials": [self.trials[n] for n in sorted(self.trials)],
+                    "runtime": self.choice.kind,
+                    "jobs": self.options.jobs,
+                },
+            )
+        )
+        try:
+            with ThreadPoolExecutor(max_workers=self.options.jobs) as pool:
+                running: dict[Future[tuple[int, Trial]], int] = {}
+                try:
+                    self._loop(pool, running, queue, next_number)
+                except KeyboardInterrupt:
+                    # Before the pool waits for its threads: their trials must stop now. They
+                    # stay unfinished in the journal and run again on resume.
+                    for number in running.values():
+                        self._kill_leftovers(number)
+                    raise
+        finally:
+            self.journal.close()
+        return self.capsule
+
+    def _loop(
+        self,
+        pool: ThreadPoolExecutor,
+        running: dict[Future[tuple[int, Trial]], int],
+        queue: list[tuple[int, Params]],
+        next_number: int,
+    ) -> None:
+        while True:
+            while len(running) < self.options.jobs:
+                if queue:
+                    number, params = queue.pop(0)
+                elif next_number < self.budget:
+                    number = next_number
+                    next_number += 1
+                    if number in self.trials:
+                        continue
+                    finished = [outcome(t) for t in self.trials.values()]
+                    params = self.searcher.ask(number, finished)
+                    self.journal.propose(number, params)
+                    self.notify(Event("proposed", number, info={"params": params}))
+                else:
+                    break
+                self.journal.start(number)
+                self.notify(
+                    Event("started", number, folder=self._folder(number), info={"params": params})
+                )
+                running[pool.submit(self._run_one, number, params)] = number
+            if not running:
+                break
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                del running[future]
+                number, trial = future.result()
+                self._record(number, trial)
+                self.notify(Event("finished", number, trial=trial))

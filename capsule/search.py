@@ -1,0 +1,300 @@
+"""The design-space search: Hyperopt proposes, the objectives score, the Pareto front ranks.
+
+Hyperopt is driven ask/tell, not through `fmin`, so that every proposal can be journaled before
+it runs and a killed search can resume. Its `Trials` is rebuilt from the finished results before
+each proposal (`Searcher.ask`), which makes a proposal a pure function of (spec, seed, trial
+number, finished results): with one job at a time, a resumed search proposes exactly what an
+uninterrupted one would have.
+
+Scoring (`loss`): one objective is its value, negated when maximised. Several objectives are a
+weighted sum of each signed value divided by its magnitude in the reference trial (the
+lowest-numbered trial that met the constraints), so accuracy and DSP counts weigh as their
+weights say, not as their units do. A trial that breaks a constraint gets the worst loss of the
+trials that met them plus one plus its relative violation, so TPE learns to avoid the region.
+Failed trials (crash, timeout, out of memory) are reported to Hyperopt as failures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+import numpy as np
+
+from capsule.errors import SpecError
+from capsule.space import (
+    Choice,
+    LogUniform,
+    Params,
+    QLogUniform,
+    QUniform,
+    RandInt,
+    Uniform,
+)
+from capsule.spec import Constraint, Objective, Spec
+
+# TPE samples at random until it has this many results (Hyperopt's default is 20, too many for
+# the small budgets of synthesis-bound searches); at least a third of the budget is random.
+TPE_STARTUP_MAX = 20
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the search needs of a finished trial."""
+
+    number: int
+    params: Params
+    status: str  # ok, failed, timeout, oom
+    metrics: Mapping[str, float]
+
+
+# --- the space as Hyperopt expressions, and back ----------------------------------------------
+
+
+def _int_args(args: Sequence[float]) -> bool:
+    return all(isinstance(a, int) for a in args)
+
+
+def to_hyperopt(space: Mapping[str, Any]) -> dict[str, Any]:
+    from hyperopt import hp
+
+    out: dict[str, Any] = {}
+    for key, node in sorted(space.items()):
+        match node:
+            case Choice() if node.is_branch():
+                options = [to_hyperopt(option) for option in node.choice]  # type: ignore[arg-type]
+                out[key] = hp.choice(key, options)
+            case Choice():
+                out[key] = hp.choice(key, list(range(len(node.choice))))
+            case Uniform():
+                out[key] = hp.uniform(key, *node.uniform)
+            case QUniform():
+                out[key] = hp.quniform(key, *node.quniform)
+            case LogUniform():
+                lo, hi = node.loguniform
+                out[key] = hp.loguniform(key, math.log(lo), math.log(hi))
+            case QLogUniform():
+                lo, hi, q = node.qloguniform
+                out[key] = hp.qloguniform(key, math.log(lo), math.log(hi), q)
+            case RandInt():
+                out[key] = hp.randint(key, *node.randint)
+            case _:
+                pass  # a fixed value inside a branch option: not searched
+    return out
+
+
+def params_from_vals(space: Mapping[str, Any], vals: Mapping[str, Any]) -> Params:
+    """A trial's params from Hyperopt's flat `vals` (choice indices and numbers)."""
+    point: Params = {}
+    for key, node in sorted(space.items()):
+        match node:
+            case Choice() if node.is_branch():
+                index = int(vals[key])
+                point[key] = index
+                point.update(params_from_vals(node.choice[index], vals))  # type: ignore[arg-type]
+            case Choice():
+                point[key] = node.choice[int(vals[key])]
+            case QUniform() | QLogUniform():
+                args = node.quniform if isinstance(node, QUniform) else node.qloguniform
+                value = float(vals[key])
+                point[key] = round(value) if _int_args(args) else value
+            case RandInt():
+                point[key] = int(vals[key])
+            case Uniform() | LogUniform():
+                point[key] = float(vals[key])
+            case _:
+                point[key] = node
+    return point
+
+
+def vals_from_params(space: Mapping[str, Any], params: Params) -> dict[str, list[Any]]:
+    """Hyperopt's `vals` for recorded params: the inverse of `params_from_vals`."""
+    vals: dict[str, list[Any]] = {}
+
+    def walk(space: Mapping[str, Any], active: bool) -> None:
+        for key, node in sorted(space.items()):
+            if not isinstance(
+                node, Choice | Uniform | QUniform | LogUniform | QLogUniform | RandInt
+            ):
+                continue
+            here = active and key in params
+            if isinstance(node, Choice) and node.is_branch():
+                index = int(params[key]) if here else -1
+                vals[key] = [index] if here else []
+                for i, option in enumerate(node.choice):
+                    walk(option, here and i == index)  # type: ignore[arg-type]
+            elif isinstance(node, Choice):
+                vals[key] = [node.choice.index(params[key])] if here else []
+            else:
+                vals[key] = [params[key]] if here else []
+
+    walk(space, True)
+    return vals
+
+
+def grid(space: Mapping[str, Any]) -> Iterator[Params]:
+    """Every point of a discrete space, in a fixed order (sorted keys, options as listed)."""
+    keys = sorted(space)
+    axes: list[list[Params]] = []
+    for key in keys:
+        node = space[key]
+        match node:
+            case Choice() if node.is_branch():
+                axes.append(
+                    [{key: i, **sub} for i, opt in enumerate(node.choice) for sub in grid(opt)]  # type: ignore[arg-type]
+                )
+            case Choice():
+                axes.append([{key: v} for v in node.choice])
+            case RandInt():
+                axes.append([{key: v} for v in range(*node.randint)])
+            case QUniform():
+                lo, hi, q = node.quniform
+                steps = range(round(lo / q), round(hi / q) + 1)
+                axes.append(
+                    [{key: int(s * q) if _int_args(node.quniform) else s * q} for s in steps]
+                )
+            case Uniform() | LogUniform() | QLogUniform():
+                raise SpecError(
+                    f"search.space.{key}: grid search needs choice, randint or quniform "
+                    f"parameters, not {type(node).__name__.lower()}"
+                )
+            case _:
+                axes.append([{key: node}])
+    for combo in itertools.product(*axes):
+        point: Params = {}
+        for part in combo:
+            point.update(part)
+        yield point
+
+
+# --- scoring --------------------------------------------------------------------------------
+
+
+def violation(constraints: Sequence[Constraint], metrics: Mapping[str, float]) -> float:
+    """How far a trial is outside its constraints, relative to each bound; 0 when inside."""
+    total = 0.0
+    for c in constraints:
+        value = metrics.get(c.metric)
+        if value is None:
+            total += 1.0
+            continue
+        for bound, excess in ((c.max, value - (c.max or 0)), (c.min, (c.min or 0) - value)):
+            if bound is not None and excess > 0:
+                total += excess / max(abs(bound), 1e-12)
+    return total
+
+
+def _signed(objective: Objective, metrics: Mapping[str, float]) -> float:
+    value = float(metrics[objective.metric])
+    return -value if objective.direction == "maximize" else value
+
+
+def losses(spec: Spec, outcomes: Sequence[Outcome]) -> dict[int, float | None]:
+    """Each trial's loss (None: failed, no loss); see the module docstring."""
+    ok = sorted(
+        (
+            o
+            for o in outcomes
+            if o.status == "ok" and all(m.metric in o.metrics for m in spec.objectives)
+        ),
+        key=lambda o: o.number,
+    )
+    inside = [o for o in ok if violation(spec.constraints, o.metrics) == 0]
+    reference = inside[0] if inside else (ok[0] if ok else None)
+    scale = {
+        obj.metric: (abs(float(reference.metrics[obj.metric])) or 1.0) if reference else 1.0
+        for obj in spec.objectives
+    }
+
+    def raw(o: Outcome) -> float:
+        if len(spec.objectives) == 1:
+            return _signed(spec.objectives[0], o.metrics)
+        return sum(
+            obj.weight * _signed(obj, o.metrics) / scale[obj.metric] for obj in spec.objectives
+        )
+
+    result: dict[int, float | None] = {o.number: None for o in outcomes}
+    inside_losses = {o.number: raw(o) for o in inside}
+    worst = max(inside_losses.values(), default=0.0)
+    for o in ok:
+        v = violation(spec.constraints, o.metrics)
+        result[o.number] = inside_losses[o.number] if v == 0 else worst + 1.0 + v
+    return result
+
+
+def pareto_front(spec: Spec, outcomes: Sequence[Outcome]) -> list[int]:
+    """Numbers of the trials no other constraint-meeting trial dominates, sorted."""
+    points = [
+        (o.number, [_signed(obj, o.metrics) for obj in spec.objectives])
+        for o in outcomes
+        if o.status == "ok"
+        and all(obj.metric in o.metrics for obj in spec.objectives)
+        and violation(spec.constraints, o.metrics) == 0
+    ]
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+    return sorted(n for n, p in points if not any(dominates(q, p) for _, q in points))
+
+
+# --- proposals ------------------------------------------------------------------------------
+
+
+class Searcher:
+    """Proposes trial `number` given the finished outcomes; deterministic in both."""
+
+    def __init__(self, spec: Spec, algo: str | None = None, budget: int | None = None) -> None:
+        self.spec = spec
+        self.algo = algo or spec.search.algo
+        self.budget = budget or spec.search.max_trials
+        self.space = spec.search.space
+        if self.algo == "grid":
+            self._grid = list(itertools.islice(grid(self.space), self.budget))
+            self.budget = len(self._grid)
+        elif self.algo not in ("tpe", "random"):
+            raise SpecError(f"search.algo: {self.algo!r} is not one of tpe, random, grid")
+
+    def ask(self, number: int, finished: Sequence[Outcome]) -> Params:
+        if self.algo == "grid":
+            return dict(self._grid[number])
+        if not self.space:
+            return {}
+        from hyperopt import STATUS_FAIL, STATUS_OK, Domain, Trials, rand, tpe
+        from hyperopt.base import JOB_STATE_DONE
+
+        domain = Domain(lambda _: 0.0, to_hyperopt(self.space))
+        trials = Trials()
+        scored = losses(self.spec, finished)
+        docs = []
+        for i, o in enumerate(sorted(finished, key=lambda o: o.number)):
+            loss = scored[o.number]
+            result = (
+                {"status": STATUS_FAIL} if loss is None else {"status": STATUS_OK, "loss": loss}
+            )
+            vals = vals_from_params(self.space, o.params)
+            misc = {
+                "tid": i,
+                "cmd": domain.cmd,
+                "workdir": None,
+                "idxs": {k: [i] if v else [] for k, v in vals.items()},
+                "vals": vals,
+            }
+            docs.extend(trials.new_trial_docs([i], [None], [result], [misc]))
+        for doc in docs:
+            doc["state"] = JOB_STATE_DONE
+        trials.insert_trial_docs(docs)
+        trials.refresh()
+        if self.algo == "tpe":
+            startup = max(1, min(TPE_STARTUP_MAX, self.budget // 3))
+            suggest = partial(tpe.suggest, n_startup_jobs=startup)
+        else:
+            suggest = rand.suggest
+        seed = int(np.random.default_rng([self.spec.experiment.seed, number]).integers(2**31 - 1))
+        new = suggest([len(docs)], domain, trials, seed)
+        vals = {k: v[0] for k, v in new[0]["misc"]["vals"].items() if v}
+        return params_from_vals(self.space, vals)

@@ -1,0 +1,164 @@
+"""`capsule run` as a researcher runs it: real trials, SIGKILL part-way, resume, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from capsule import api
+
+pytestmark = pytest.mark.slow
+
+CLI = Path(sys.executable).parent / "capsule"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "COLUMNS": "200", "CAPSULE_RUNTIME": "local"}
+
+
+SMALL_SPACE = """[search.space]
+"model.params.hidden" = { choice = [[8], [16, 8]] }
+"training.learning_rate" = { loguniform = [0.001, 0.01] }
+"hls4ml.precision" = { choice = ["ap_fixed<16,6>", "ap_fixed<8,3>"] }
+"hls4ml.reuse_factor" = { choice = [1, 2, 4] }
+"""
+
+
+def _experiment(
+    root: Path, max_trials: int, space: str = SMALL_SPACE, builder: str | None = None
+) -> Path:
+    spec = api.init(root / "exp")
+    text = spec.read_text().replace("epochs = 30", "epochs = 1")
+    text = text.replace("max_trials = 8", f"max_trials = {max_trials}")
+    start = text.index("[search.space]")
+    end = text.index("# What the search optimises")
+    text = text[:start] + space + "\n" + text[end:]
+    if builder is not None:
+        (root / "exp" / "model.py").write_text(builder)
+        text = text.replace('builder = "mlp"', 'builder = "model.py:build"')
+        text = text.replace('algo = "tpe"', 'algo = "grid"').replace(
+            "timeout = 1800", "timeout = 30"
+        )
+        start, end = text.index("[model.params]"), text.index("[training]")
+        text = text[:start] + '[model.params]\nmode = "fine"\n\n' + text[end:]
+    spec.write_text(text)
+    api.pack(spec, root / "exp.capsule")
+    return root / "exp.capsule"
+
+
+def _events(run_dir: Path) -> list[tuple[int, str]]:
+    with sqlite3.connect(run_dir / "journal.sqlite") as db:
+        return list(db.execute("SELECT number, kind FROM events ORDER BY id"))
+
+
+def _kill_when(capsule: Path, line: str, after_s: float) -> None:
+    """Start `capsule run`, wait for `line` in its output, wait `after_s`, then SIGKILL it."""
+    proc = subprocess.Popen(
+        [str(CLI), "run", str(capsule)], stdout=subprocess.PIPE, text=True, env=_env()
+    )
+    assert proc.stdout is not None
+    for out in proc.stdout:
+        if out.startswith(line):
+            break
+    else:
+        pytest.fail(f"`capsule run` ended before printing {line!r}")
+    time.sleep(after_s)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+
+def _leftover_trials(run_dir: Path) -> str:
+    time.sleep(1)
+    found = subprocess.run(
+        ["pgrep", "-af", f"exec-trial.*{run_dir}"], capture_output=True, text=True
+    )
+    return found.stdout
+
+
+def test_sigkill_and_resume_keep_every_trial_and_match_an_uninterrupted_run(tmp_path: Path) -> None:
+    straight = _experiment(tmp_path / "a", max_trials=3)
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    killed = tmp_path / "b" / "exp.capsule"
+
+    done = subprocess.run(
+        [str(CLI), "run", str(straight)], capture_output=True, text=True, env=_env()
+    )
+    assert done.returncode == 0, done.stderr
+
+    _kill_when(killed, "trial 0 started", after_s=6)  # part-way through the first trial
+    assert _leftover_trials(tmp_path / "b" / "exp.run") == ""
+    assert api.load(killed).trials == []
+    _kill_when(killed, "trial 2 started", after_s=4)  # trial 0 was re-run, trial 1 finished
+    assert _leftover_trials(tmp_path / "b" / "exp.run") == ""
+    assert [t.number for t in api.load(killed).trials] == [0, 1]
+    resumed = subprocess.run(
+        [str(CLI), "run", str(killed)], capture_output=True, text=True, env=_env()
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Pareto front" in resumed.stdout
+
+    a, b = api.load(straight).trials, api.load(killed).trials
+    assert [t.number for t in b] == [0, 1, 2]
+    for x, y in zip(a, b, strict=True):
+        assert x.status == y.status == "ok", (x.error, y.error)
+        assert x.params == y.params
+        assert x.metrics == y.metrics
+        assert x.artifacts == y.artifacts and x.artifacts
+    finished = [n for n, kind in _events(tmp_path / "b" / "exp.run") if kind == "finished"]
+    assert sorted(finished) == [0, 1, 2]  # each recorded once
+    started = [n for n, kind in _events(tmp_path / "b" / "exp.run") if kind == "started"]
+    assert started == [0, 0, 1, 2, 2]  # the killed attempts, then their re-runs
+
+    again = subprocess.run(
+        [str(CLI), "run", str(killed)], capture_output=True, text=True, env=_env()
+    )
+    assert again.returncode == 0 and len(api.load(killed).trials) == 3  # the budget holds
+
+
+BUILDER = """\
+import os, signal, time
+import keras
+
+def build(params, input_shape, n_classes):
+    if params["mode"] == "crash":
+        os.kill(os.getpid(), signal.SIGSEGV)
+    if params["mode"] == "hang":
+        time.sleep(3600)
+    x = inputs = keras.Input(shape=input_shape, name="x")
+    x = keras.layers.Dense(8, activation="relu", name="fc1")(x)
+    out = keras.layers.Dense(n_classes, activation="softmax", name="output")(x)
+    return keras.Model(inputs, out)
+"""
+
+
+def test_crashing_and_hanging_trials_are_recorded_and_the_search_completes(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "x"
+    root.mkdir()
+    space = '[search.space]\n"model.params.mode" = { choice = ["crash", "hang", "fine"] }\n'
+    capsule = _experiment(root, max_trials=3, space=space, builder=BUILDER)
+
+    proc = subprocess.run(
+        [str(CLI), "run", str(capsule), "--jobs", "2"], capture_output=True, text=True, env=_env()
+    )
+    assert proc.returncode == 0, proc.stderr
+    trials = {t.params["model.params.mode"]: t for t in api.load(capsule).trials}
+    assert trials["crash"].status == "failed" and trials["crash"].stage == "process"
+    assert trials["crash"].error is not None and "SIGSEGV" in trials["crash"].error
+    assert trials["hang"].status == "timeout"
+    assert trials["fine"].status == "ok" and trials["fine"].artifacts
+    assert "failed trials" in proc.stdout
+    assert (
+        json.loads((root / "exp.run" / "trials" / "00002" / "result.json").read_text())["status"]
+        == "ok"
+    )
