@@ -19,10 +19,8 @@ $(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt
 
 demo: $(STAMP)
 	test -f $(DEMO)/exp.toml || $(BIN)/capsule init $(DEMO)
-	$(BIN)/capsule pack $(DEMO)/exp.toml -o $(DEMO).capsule
-	$(BIN)/capsule show $(DEMO).capsule
-	rm -rf $(DEMO)-trial
-	$(BIN)/capsule trial $(DEMO).capsule --out $(DEMO)-trial
+	test -f $(DEMO).capsule || $(BIN)/capsule pack $(DEMO)/exp.toml -o $(DEMO).capsule
+	$(BIN)/capsule run $(DEMO).capsule
 
 test: $(STAMP)
 	$(BIN)/pytest

@@ -59,7 +59,7 @@ def run() -> list[Row]:
         Row(
             measure="container overhead per trivial trial",
             baseline=f"local {local:.2f} s",
-            capsule=f"docker {docker:.2f} s (+{overhead:.2f} s)",
+            capsule=f"docker {docker:.2f} s ({overhead:+.2f} s)",
             ratio=docker / local,
             target=f"overhead < {TARGET_S} s",
             ok=overhead < TARGET_S,
