@@ -241,11 +241,12 @@ def trial_here(
     data_root_override: Path | None,
     runtime_label: str,
     allow_toolchain_drift: bool = False,
+    reuse: dict[str, Path] | None = None,
 ) -> TrialResult:
     """Run one trial in this process: what every runtime's child process or container runs."""
     capsule = load(capsule_path)
     root = data_root(capsule_path, capsule, data_root_override)
-    return run_trial(capsule, params, out, root, runtime_label, allow_toolchain_drift)
+    return run_trial(capsule, params, out, root, runtime_label, allow_toolchain_drift, reuse)
 
 
 def run(

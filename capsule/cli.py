@@ -189,13 +189,23 @@ def exec_trial(
     data_root: Annotated[Path, typer.Option()],
     runtime_label: Annotated[str, typer.Option()],
     allow_toolchain_drift: Annotated[bool, typer.Option()] = False,
+    reuse: Annotated[
+        list[str] | None, typer.Option(help="UNIT=ENTRY from the stage cache.")
+    ] = None,
 ) -> None:
     """One trial in this process: what a runtime's child process or container runs."""
     from capsule.process import die_with_parent
 
     die_with_parent()
+    entries = dict(item.split("=", 1) for item in reuse or [])
     result = api.trial_here(
-        capsule, out, api.read_params(params), data_root, runtime_label, allow_toolchain_drift
+        capsule,
+        out,
+        api.read_params(params),
+        data_root,
+        runtime_label,
+        allow_toolchain_drift,
+        {unit: Path(entry) for unit, entry in entries.items()},
     )
     print(f"trial {result.status}")
 
@@ -238,6 +248,9 @@ def run(
     allow_toolchain_drift: Annotated[
         bool, typer.Option(help="Run even if the vendor tool differs from the lock (recorded).")
     ] = False,
+    cache: Annotated[
+        bool, typer.Option(help="Reuse stage outputs from the stage cache (capsule cache ls).")
+    ] = True,
 ) -> None:
     """Search the design space with Hyperopt; every result goes into the capsule as it lands.
 
@@ -257,6 +270,7 @@ def run(
         data_root=data_root,
         run_dir=run_dir,
         allow_toolchain_drift=allow_toolchain_drift,
+        cache=cache,
     )
     try:
         with Progress(api.load(capsule).spec, console) as progress:
@@ -310,6 +324,35 @@ def doctor(
     console.print(render.findings(found))
     if any(f.state == "fail" for f in found):
         raise typer.Exit(EXIT_MISMATCH)
+
+
+cache_app = typer.Typer(help="List and prune the stage cache.", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("ls")
+@_errors
+def cache_ls() -> None:
+    """List the stage cache's entries: unit, key, size, last use."""
+    from capsule.cache import StageCache
+
+    stages = StageCache()
+    console.print(render.cache_entries(stages.root, stages.entries()))
+
+
+@cache_app.command("prune")
+@_errors
+def cache_prune(
+    older_than: Annotated[
+        float | None, typer.Option(help="Only entries unused for this many days [default: all].")
+    ] = None,
+) -> None:
+    """Remove stage cache entries (all, or those unused for --older-than days)."""
+    from capsule.cache import StageCache
+
+    removed = StageCache().prune(None if older_than is None else older_than * 86400)
+    freed = sum(e.size for e in removed)
+    console.print(f"removed {len(removed)} entries, {freed / 1e6:.1f} MB")
 
 
 image_app = typer.Typer(help="Build, list, save and load trial images.", no_args_is_help=True)

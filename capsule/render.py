@@ -310,3 +310,18 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             fails.add_row(str(t.number), t.status, t.stage or "-", t.error or "-")
         parts.append(fails)
     return Group(*parts)
+
+
+def cache_entries(root: Path, entries: list[Any]) -> RenderableType:
+    import time
+
+    table = Table(title=f"stage cache: {root}", title_justify="left")
+    for column in ("unit", "key", "size", "last used"):
+        table.add_column(column, overflow="fold")
+    now = time.time()
+    for e in sorted(entries, key=lambda e: -e.last_used):
+        age = now - e.last_used
+        when = f"{age / 86400:.1f} d ago" if age > 86400 else f"{age / 3600:.1f} h ago"
+        table.add_row(e.unit, e.key[:23], _size(e.size), when)
+    total = sum(e.size for e in entries)
+    return Group(table, Text(f"{len(entries)} entries, {_size(total)}"))

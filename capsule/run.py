@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from capsule import toolchain
+from capsule import cache, toolchain
 from capsule import trust as trust_store
 from capsule.capsulefile import Capsule, Trial, read_capsule, write_capsule
 from capsule.errors import CapsuleError
@@ -35,8 +35,8 @@ from capsule.lock import check_data
 from capsule.process import kill_leftover
 from capsule.search import Outcome, Searcher, violation
 from capsule.space import Params
-from capsule.spec import Spec
-from capsule.trial import TrialResult
+from capsule.spec import Spec, apply_params
+from capsule.trial import TrialResult, threads_for, trial_params
 
 JOURNAL = "journal.sqlite"
 
@@ -52,6 +52,7 @@ class RunOptions:
     data_root: Path | None = None
     run_dir: Path | None = None
     allow_toolchain_drift: bool = False
+    cache: bool = True  # the stage cache; False runs every stage (verify, benchmarks)
 
 
 @dataclass
@@ -92,6 +93,7 @@ def to_record(
         runtime=result.runtime,
         image=image if result.runtime == "docker" else None,
         threads=result.threads,
+        cache_hits=result.cache_hits,
         stage=result.stage,
         error=f"constraint broken: {', '.join(broken)}" if constrained else result.error,
         duration_s=round(duration, 3),
@@ -117,11 +119,11 @@ class Runner:
         self.capsule = read_capsule(capsule_path)
         spec = self.capsule.spec
         self.root = api.data_root(capsule_path, self.capsule, options.data_root)
-        cache = HashCache.default()
+        hashes = HashCache.default()
         try:
-            check_data(self.capsule, self.root, cache)
+            check_data(self.capsule, self.root, hashes)
         finally:
-            cache.close()
+            hashes.close()
         toolchain.require_no_drift(self.capsule.toolchain, options.allow_toolchain_drift)
         self.choice = api.runtime_choice(self.capsule, options.runtime, options.image)
         if self.choice.kind == "local":
@@ -137,6 +139,7 @@ class Runner:
         self.journal = Journal(self.run_dir / JOURNAL, lock)
         self.run_id = lock.removeprefix("sha256:")[:16]
         self.trials: dict[int, Trial] = {t.number: t for t in self.capsule.trials}
+        self.stage_cache = cache.StageCache()
 
     # --- bookkeeping ---
 
@@ -215,6 +218,12 @@ class Runner:
 
         folder = self._folder(number)
         self._reap(number)
+        spec = apply_params(self.capsule.spec, trial_params(self.capsule.spec, params))
+        unit_keys = cache.keys(
+            self.capsule, spec, cache.environment_identity(self.choice.image), threads_for(spec)
+        )
+        units = [u for u in cache.UNITS if u != "synth" or self.capsule.toolchain.name != "none"]
+        reuse = self.stage_cache.reusable(unit_keys, units) if self.options.cache else {}
         start = time.perf_counter()
         if self.choice.kind == "docker":
             from capsule.runtime.docker import run_in_container
@@ -231,6 +240,7 @@ class Runner:
                 self.root,
                 self.options.allow_toolchain_drift,
                 labels={key: value},
+                reuse=reuse,
             )
         else:
             pid_file = folder.with_suffix(".pid")
@@ -243,8 +253,18 @@ class Runner:
                 self.root,
                 self.options.allow_toolchain_drift,
                 on_spawn=lambda pid: self._spawned(pid, pid_file),
+                reuse=reuse,
             )
             pid_file.unlink(missing_ok=True)
+        if self.options.cache:
+            finished = [
+                u
+                for u in units
+                if u not in reuse and all(s in result.timings for s in cache.UNITS[u])
+            ]
+            self.stage_cache.store(
+                unit_keys, finished, folder, result.stage_metrics, result.fidelity
+            )
         return number, to_record(
             number, result, self.capsule.spec, time.perf_counter() - start, self.choice.image
         )

@@ -37,6 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from capsule import toolchain
+from capsule.cache import UNIT_OF, UNITS, restore
 from capsule.capsulefile import Capsule
 from capsule.errors import CapsuleError, StageError
 from capsule.files import write_atomic
@@ -76,6 +77,8 @@ class TrialResult(BaseModel):
     fidelity: dict[str, str]
     estimates: dict[str, float] = {}
     artifacts: dict[str, str]
+    stage_metrics: dict[str, dict[str, float]] = {}
+    cache_hits: list[str] = []
 
 
 def trial_params(spec: Spec, params: Params | None) -> Params:
@@ -144,11 +147,14 @@ def run_trial(
     data_root: Path,
     runtime: str = "local",
     allow_toolchain_drift: bool = False,
+    reuse: dict[str, Path] | None = None,
 ) -> TrialResult:
     """Run one trial into `out` (absent or empty) and return its result, also on failure.
 
     A vendor tool that differs from the locked one (fingerprint or reported version) stops the
     trial before it starts, unless `allow_toolchain_drift`; the drift is then recorded.
+    `reuse` maps stage-cache units to cached entries whose outputs replace running their stages
+    (see `capsule.cache`).
     """
     if out.exists() and any(out.iterdir()):
         raise CapsuleError(f"{out}: trial folder is not empty")
@@ -163,6 +169,8 @@ def run_trial(
     metrics: dict[str, float] = {}
     fidelity: dict[str, str] = {}
     estimates: dict[str, float] = {}
+    stage_metrics: dict[str, dict[str, float]] = {}
+    reuse = reuse or {}
     state: dict[str, Any] = {}
     stages = [st for st in STAGES if capsule.toolchain.name != "none" or st not in VENDOR_STAGES]
     stage = stages[0]
@@ -173,10 +181,25 @@ def run_trial(
     with _output_to(log):
         try:
             for stage in stages:
+                unit = UNIT_OF.get(stage)
+                if unit in reuse:
+                    if stage == UNITS[unit][0]:
+                        record = restore(unit, reuse[unit], out)
+                        for name, produced in record["stage_metrics"].items():
+                            stage_metrics[name] = produced
+                            metrics.update(produced)
+                        fidelity.update(record["fidelity"])
+                        if "estimate" in record["stage_metrics"]:
+                            estimates = dict(record["stage_metrics"]["estimate"])
+                    continue
                 with open(out / STAGES_LOG, "a") as progress:  # read by `capsule run`'s display
                     progress.write(f"{stage}\n")
                 start = time.perf_counter()
+                if stage == "convert" and "model" not in state:
+                    state["model"] = _trained_model(spec, out, state)
                 produced, kinds = _STAGE_FUNCS[stage](capsule, spec, out, data_root, threads, state)
+                produced = {k: float(v) for k, v in produced.items()}  # one type, every path
+                stage_metrics[stage] = produced
                 metrics.update(produced)
                 fidelity.update(kinds)
                 if stage == "estimate":
@@ -209,6 +232,8 @@ def run_trial(
         fidelity=fidelity,
         estimates=estimates,
         artifacts=_artifacts(out, state.get("reports")) if status == "ok" else {},
+        stage_metrics=stage_metrics,
+        cache_hits=sorted(reuse, key=list(UNITS).index),
     )
     write_atomic(out / RESULT, result.model_dump_json(indent=2, exclude_none=True) + "\n")
     return result
@@ -269,6 +294,17 @@ def _measured(metrics: dict[str, float], fidelity: str = "measured") -> Measured
 
 
 _STAGE_FOLDERS = {"train": "train", "convert": "hls4ml_prj", "csim": "csim"}
+
+
+def _trained_model(spec: Spec, out: Path, state: dict[str, Any]) -> Any:
+    """The trained Keras model from a cached `train/`: built again, weights loaded."""
+    from capsule.flow.train import build_model, configure_tensorflow
+
+    inputs = state["inputs"]
+    configure_tensorflow(spec.experiment.seed, threads_for(spec))
+    model = build_model(spec, tuple(inputs.features.shape[1:]), inputs.n_classes, state["sources"])
+    model.load_weights(out / "train" / "model.weights.h5")
+    return model
 
 
 def _stage_data(

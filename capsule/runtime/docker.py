@@ -42,6 +42,7 @@ def run_in_container(
     data_root: Path,
     allow_toolchain_drift: bool = False,
     labels: dict[str, str] | None = None,
+    reuse: dict[str, Path] | None = None,
 ) -> TrialResult:
     """Run one trial of `capsule` in a container of `image`; the result, also on failure.
 
@@ -85,6 +86,9 @@ def run_in_container(
         ]
         if allow_toolchain_drift:
             command.append("--allow-toolchain-drift")
+        for unit, entry in sorted((reuse or {}).items()):  # the stage cache, read-only
+            volumes[str(entry.resolve())] = {"bind": f"/cache/{unit}", "mode": "ro"}
+            command += ["--reuse", f"{unit}=/cache/{unit}"]
         thread_env = {k: str(threads) for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")}
         container = engine.containers.run(
             image,

@@ -37,6 +37,7 @@ def run_local(
     data_root: Path,
     allow_toolchain_drift: bool = False,
     on_spawn: Callable[[int], None] | None = None,
+    reuse: dict[str, Path] | None = None,
 ) -> TrialResult:
     """Run one trial of `capsule` in a child process; the result, also when the child died.
 
@@ -69,6 +70,8 @@ def run_local(
         ]
         if allow_toolchain_drift:
             command.append("--allow-toolchain-drift")
+        for unit, entry in sorted((reuse or {}).items()):
+            command += ["--reuse", f"{unit}={entry}"]
         env = {
             **os.environ,
             "OMP_NUM_THREADS": str(threads),

@@ -162,3 +162,41 @@ def test_crashing_and_hanging_trials_are_recorded_and_the_search_completes(
         json.loads((root / "exp.run" / "trials" / "00002" / "result.json").read_text())["status"]
         == "ok"
     )
+
+
+def test_stage_cache_reuses_training_and_whole_trials_with_identical_artifacts(
+    tmp_path: Path,
+) -> None:
+    space = '[search.space]\n"hls4ml.reuse_factor" = { choice = [1, 2, 1] }\n'
+    cached = _experiment(tmp_path / "c", max_trials=3, space=space)
+    spec = tmp_path / "c" / "exp" / "exp.toml"
+    spec.write_text(spec.read_text().replace('algo = "tpe"', 'algo = "grid"'))
+    api.pack(spec, cached)
+    shutil.copytree(tmp_path / "c", tmp_path / "n")
+    fresh = tmp_path / "n" / "exp.capsule"
+
+    proc = subprocess.run(
+        [str(CLI), "run", str(cached)], capture_output=True, text=True, env=_env()
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "(cache: train)" in proc.stdout and "(cache: train, hls)" in proc.stdout
+    proc = subprocess.run(
+        [str(CLI), "run", str(fresh), "--no-cache"], capture_output=True, text=True, env=_env()
+    )
+    assert proc.returncode == 0, proc.stderr
+
+    hit, miss = api.load(cached).trials, api.load(fresh).trials
+    assert [t.cache_hits for t in hit] == [[], ["train"], ["train", "hls"]]
+    assert [t.cache_hits for t in miss] == [[], [], []]
+    for a, b in zip(hit, miss, strict=True):
+        assert a.status == b.status and a.status in ("ok", "constraint")  # lut over the max
+        assert a.artifacts == b.artifacts and a.metrics == b.metrics and a.fidelity == b.fidelity
+    assert hit[2].artifacts == hit[0].artifacts
+    assert hit[2].duration_s < hit[0].duration_s / 2
+
+    listed = subprocess.run([str(CLI), "cache", "ls"], capture_output=True, text=True, env=_env())
+    assert "3 entries" in listed.stdout  # train once, hls for reuse 1 and for reuse 2
+    pruned = subprocess.run(
+        [str(CLI), "cache", "prune"], capture_output=True, text=True, env=_env()
+    )
+    assert "removed 3 entries" in pruned.stdout

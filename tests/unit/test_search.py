@@ -120,7 +120,9 @@ def test_grid_walks_every_point_in_order_and_stops_at_the_budget(spec) -> None: 
     assert len({tuple(sorted((k, str(v)) for k, v in p.items())) for p in points}) == len(points)
     searcher = Searcher(discrete, "grid")
     assert searcher.budget == 9 and [searcher.ask(n, []) for n in range(9)] == points[:9]
-    with pytest.raises(SpecError, match=r"search.space.model.params.l2: grid search needs .* not uniform"):
+    with pytest.raises(
+        SpecError, match=r"search.space.model.params.l2: grid search needs .* not uniform"
+    ):
         Searcher(spec, "grid")
 
 

@@ -1,0 +1,233 @@
+"""The stage cache: each unit of a trial's work stored under a key hashed from exactly its inputs.
+
+Units, in trial order, with what each reads and leaves:
+
+    train   stage train                      data, preprocessing, model, training, seed, code,
+                                             environment, threads      -> train/
+    hls     stages convert, csim, estimate   the train key + [hls4ml]  -> hls4ml_prj/, csim/
+    synth   stage synth                      the hls key + the vendor tool's identity and steps
+                                             -> hls4ml_prj/ with the tool's tree, synth.log
+
+The environment is the image id under the docker runtime, else a digest of the host's packages
+and of capsule's own source files. A unit is reused only when every earlier unit is too (the
+trial folder must hold every artifact), so a trial that changes only hls4ml settings reuses the
+trained model and an identical trial is a hit end to end. Outputs are byte-identical to a fresh
+run's (stages are deterministic), so artifact hashes do not depend on hits; compiled `.so`/`.o`
+files are not stored (they embed absolute paths). Entries are written by the host after a trial,
+into a temporary folder renamed into place; containers see the cache read-only.
+
+Layout: `$CAPSULE_CACHE_DIR/stages/<key hex>/` with `unit.json` (unit, key, metrics, fidelity;
+its mtime is the last use, for `capsule cache prune`) and the unit's outputs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from capsule.capsulefile import Capsule
+from capsule.hashing import default_cache_dir, digest_of, hash_files
+from capsule.spec import Spec
+
+FORMAT = 1
+UNITS: dict[str, tuple[str, ...]] = {
+    "train": ("train",),
+    "hls": ("convert", "csim", "estimate"),
+    "synth": ("synth",),
+}
+OUTPUTS: dict[str, tuple[str, ...]] = {
+    "train": ("train",),
+    "hls": ("hls4ml_prj", "csim"),
+    "synth": ("hls4ml_prj", "synth.log"),
+}
+UNIT_OF = {stage: unit for unit, stages in UNITS.items() for stage in stages}
+SKIPPED_SUFFIXES = (".so", ".o")
+ENTRY = "unit.json"
+
+
+@cache
+def code_digest() -> str:
+    """A digest of capsule's own source files: an editable install changes without a version."""
+    package = Path(__file__).resolve().parent
+    files = sorted(p for p in package.rglob("*") if p.suffix in (".py", ".toml") and p.is_file())
+    names = [p.relative_to(package).as_posix() for p in files]
+    return digest_of(dict(zip(names, hash_files(files), strict=True)))
+
+
+def environment_identity(image_id: str | None) -> str:
+    """What the trial's code runs on: the image, or this host's packages and capsule's code."""
+    return image_id if image_id is not None else _host_identity()
+
+
+@cache
+def _host_identity() -> str:
+    from capsule.environment import host_environment
+
+    env = host_environment()
+    return digest_of({"packages": env.packages, "python": env.python, "code": code_digest()})
+
+
+def keys(capsule: Capsule, spec: Spec, environment: str, threads: int) -> dict[str, str]:
+    """The key of each unit for the trial of `spec` (the capsule's spec with params applied)."""
+    base = {
+        "format": FORMAT,
+        "data": sorted((d.input, d.sha256) for d in capsule.data),
+        "inputs": spec.data.model_dump(
+            mode="json", exclude={"features": {"path"}, "labels": {"path"}}
+        ),
+        "preprocess": spec.preprocess.model_dump(mode="json"),
+        "sources": sorted((s.name, s.sha256) for s in capsule.sources),
+        "seed": spec.experiment.seed,
+        "environment": environment,
+        "threads": threads,
+    }
+    train = digest_of(
+        {
+            **base,
+            "model": spec.model.model_dump(mode="json"),
+            "training": spec.training.model_dump(mode="json"),
+        }
+    )
+    hls = digest_of({"train": train, "hls4ml": spec.hls4ml.model_dump(mode="json")})
+    tool = capsule.toolchain
+    synth = digest_of(
+        {
+            "hls": hls,
+            "tool": [tool.name, tool.version, tool.fingerprint, tool.reported_version],
+            "steps": spec.toolchain.model_dump(mode="json", exclude={"timeout"}),
+        }
+    )
+    return {"train": train, "hls": hls, "synth": synth}
+
+
+@dataclass(frozen=True)
+class Entry:
+    unit: str
+    key: str
+    path: Path
+    size: int
+    last_used: float
+
+
+class StageCache:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = root or default_cache_dir() / "stages"
+
+    def path(self, key: str) -> Path:
+        return self.root / key.removeprefix("sha256:")
+
+    def reusable(self, unit_keys: dict[str, str], units: list[str]) -> dict[str, Path]:
+        """The cached entries a trial can reuse: the longest run of hits from the first unit."""
+        found: dict[str, Path] = {}
+        for unit in units:
+            entry = self.path(unit_keys[unit])
+            if not (entry / ENTRY).is_file():
+                break
+            found[unit] = entry
+            with contextlib.suppress(OSError):
+                os.utime(entry / ENTRY)  # last used, for prune
+        return found
+
+    def store(
+        self,
+        unit_keys: dict[str, str],
+        units: list[str],
+        folder: Path,
+        stage_metrics: dict[str, dict[str, float]],
+        fidelity: dict[str, str],
+    ) -> list[str]:
+        """Store each of `units` (finished in the trial at `folder`) not cached yet."""
+        stored = []
+        for unit in units:
+            target = self.path(unit_keys[unit])
+            if target.exists():
+                continue
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+            tmp.chmod(0o755)  # containers read entries as another user
+            try:
+                for name in OUTPUTS[unit]:
+                    source = folder / name
+                    if source.is_dir():
+                        shutil.copytree(
+                            source,
+                            tmp / name,
+                            ignore=shutil.ignore_patterns(*(f"*{s}" for s in SKIPPED_SUFFIXES)),
+                        )
+                    elif source.is_file():
+                        shutil.copy2(source, tmp / name)
+                metrics = {
+                    k: v for stage in UNITS[unit] for k, v in stage_metrics.get(stage, {}).items()
+                }
+                record = {
+                    "unit": unit,
+                    "key": unit_keys[unit],
+                    "metrics": metrics,
+                    "fidelity": {k: fidelity[k] for k in metrics if k in fidelity},
+                    "stage_metrics": {s: stage_metrics.get(s, {}) for s in UNITS[unit]},
+                }
+                (tmp / ENTRY).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+                os.rename(tmp, target)
+                stored.append(unit)
+            except OSError:
+                shutil.rmtree(tmp, ignore_errors=True)  # another job stored it first, or disk full
+        return stored
+
+    def entries(self) -> list[Entry]:
+        out: list[Entry] = []
+        if not self.root.is_dir():
+            return out
+        for entry in sorted(self.root.iterdir()):
+            meta = entry / ENTRY
+            if not meta.is_file():
+                continue
+            try:
+                record = json.loads(meta.read_text())
+            except (OSError, ValueError):
+                continue
+            size = sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
+            out.append(
+                Entry(
+                    record.get("unit", "?"),
+                    record.get("key", ""),
+                    entry,
+                    size,
+                    meta.stat().st_mtime,
+                )
+            )
+        return out
+
+    def prune(self, older_than_s: float | None = None) -> list[Entry]:
+        """Remove entries unused for `older_than_s` seconds (all when None); and stray temps."""
+        now = time.time()
+        removed = []
+        for e in self.entries():
+            if older_than_s is None or now - e.last_used > older_than_s:
+                shutil.rmtree(e.path, ignore_errors=True)
+                removed.append(e)
+        if self.root.is_dir():
+            for tmp in self.root.glob(".tmp-*"):
+                shutil.rmtree(tmp, ignore_errors=True)
+        return removed
+
+
+def restore(unit: str, entry: Path, out: Path) -> dict[str, Any]:
+    """Copy a cached unit's outputs into the trial folder `out`; its unit.json record."""
+    for name in OUTPUTS[unit]:
+        source, target = entry / name, out / name
+        if source.is_dir():
+            if target.exists():
+                shutil.rmtree(target)
+            shutil.copytree(source, target)
+        elif source.is_file():
+            shutil.copy2(source, target)
+    record: dict[str, Any] = json.loads((entry / ENTRY).read_text())
+    return record
