@@ -7,10 +7,15 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import hashing, memory, runtime
+from bench import hashing, memory, runtime, search
 from bench.common import Row
 
-SUITES = {"hashing": hashing.run, "memory": memory.run, "runtime": runtime.run}
+SUITES = {
+    "hashing": hashing.run,
+    "memory": memory.run,
+    "runtime": runtime.run,
+    "search": search.run,
+}
 
 
 def main(argv: list[str]) -> int:

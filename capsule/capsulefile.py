@@ -126,6 +126,7 @@ class Trial(Locked):
     cache_hits: list[str] = []
     stage: str | None = None
     error: str | None = None
+    log_tail: Annotated[str, Field(max_length=4000)] | None = None
     duration_s: Annotated[float, Field(ge=0)] = 0.0
 
 

@@ -304,10 +304,11 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     ]
     if failed:
         fails = Table(title="failed trials", title_justify="left")
-        for column in ("trial", "status", "stage", "error"):
+        for column in ("trial", "status", "stage", "error", "last output"):
             fails.add_column(column, overflow="fold")
         for t in failed:
-            fails.add_row(str(t.number), t.status, t.stage or "-", t.error or "-")
+            tail = (t.log_tail or "-").split(" | ")[-3:]
+            fails.add_row(str(t.number), t.status, t.stage or "-", t.error or "-", "\n".join(tail))
         parts.append(fails)
     return Group(*parts)
 

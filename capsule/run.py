@@ -32,7 +32,7 @@ from capsule.files import write_atomic
 from capsule.hashing import HashCache, digest_of
 from capsule.journal import Journal
 from capsule.lock import check_data
-from capsule.process import kill_leftover
+from capsule.process import kill_leftover, log_tail
 from capsule.search import Outcome, Searcher, violation
 from capsule.space import Params
 from capsule.spec import Spec, apply_params
@@ -77,8 +77,26 @@ def default_run_dir(capsule_path: Path) -> Path:
     return capsule_path.with_name(capsule_path.name.removesuffix(".capsule") + ".run")
 
 
+LOGS = ("trial.log", "process.log", "container.log")
+TAIL_LINES = 10
+
+
+def _log_tail(folder: Path) -> str | None:
+    """The last lines the failed trial printed: its stages' log, else its process's."""
+    for name in LOGS:
+        tail = log_tail(folder / name, TAIL_LINES)
+        if tail:
+            return tail[-4000:]
+    return None
+
+
 def to_record(
-    number: int, result: TrialResult, spec: Spec, duration: float, image: str | None
+    number: int,
+    result: TrialResult,
+    spec: Spec,
+    duration: float,
+    image: str | None,
+    folder: Path | None = None,
 ) -> Trial:
     """The capsule's record of a finished trial; a broken constraint becomes its status."""
     broken = [c.metric for c in spec.constraints if violation([c], result.metrics) > 0]
@@ -96,6 +114,7 @@ def to_record(
         cache_hits=result.cache_hits,
         stage=result.stage,
         error=f"constraint broken: {', '.join(broken)}" if constrained else result.error,
+        log_tail=_log_tail(folder) if folder is not None and result.status != "ok" else None,
         duration_s=round(duration, 3),
     )
 
@@ -265,8 +284,9 @@ class Runner:
             self.stage_cache.store(
                 unit_keys, finished, folder, result.stage_metrics, result.fidelity
             )
+        duration = time.perf_counter() - start
         return number, to_record(
-            number, result, self.capsule.spec, time.perf_counter() - start, self.choice.image
+            number, result, self.capsule.spec, duration, self.choice.image, folder
         )
 
     # --- the loop ---

@@ -294,7 +294,10 @@ class Searcher:
             suggest = partial(tpe.suggest, n_startup_jobs=startup)
         else:
             suggest = rand.suggest
-        seed = int(np.random.default_rng([self.spec.experiment.seed, number]).integers(2**31 - 1))
+        search_seed = self.spec.search.seed
+        if search_seed is None:
+            search_seed = self.spec.experiment.seed
+        seed = int(np.random.default_rng([search_seed, number]).integers(2**31 - 1))
         new = suggest([len(docs)], domain, trials, seed)
         vals = {k: v[0] for k, v in new[0]["misc"]["vals"].items() if v}
         return params_from_vals(self.space, vals)

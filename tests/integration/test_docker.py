@@ -139,3 +139,26 @@ def test_over_memory_trial_is_recorded_as_oom(engine: object, tmp_path: Path) ->
     assert result.status == "oom"
     assert result.error is not None and "1500m" in result.error
     assert json.loads((tmp_path / "t" / "result.json").read_text())["status"] == "oom"
+
+
+def test_a_search_in_containers_records_the_image_and_reuses_the_cache(
+    engine: object, tmp_path: Path
+) -> None:
+    from capsule.run import RunOptions
+
+    path = _capsule(tmp_path, kind="docker")
+    spec = tmp_path / "exp" / "exp.toml"
+    text = spec.read_text().replace('algo = "tpe"', 'algo = "grid"')
+    start, end = text.index("[search.space]"), text.index("# What the search optimises")
+    space = '[search.space]\n"hls4ml.reuse_factor" = { choice = [2, 2] }\n\n'
+    spec.write_text(text[:start] + space + text[end:])
+    api.pack(spec, path, runtime="docker")
+    capsule = api.run(path, RunOptions(runtime="docker", max_trials=2))
+    image_id = capsule.environment.image.id if capsule.environment.image else None
+    first, second = capsule.trials
+    assert first.status in ("ok", "constraint") and first.runtime == "docker"
+    assert first.image == second.image == image_id
+    assert first.cache_hits == [] and second.cache_hits == ["train", "hls"]
+    assert second.artifacts == first.artifacts
+    leftovers = engine.containers.list(all=True, filters={"label": "capsule.trial"})  # type: ignore[attr-defined]
+    assert leftovers == []

@@ -129,6 +129,7 @@ import os, signal, time
 import keras
 
 def build(params, input_shape, n_classes):
+    print("building mode", params["mode"], flush=True)
     if params["mode"] == "crash":
         os.kill(os.getpid(), signal.SIGSEGV)
     if params["mode"] == "hang":
@@ -155,7 +156,11 @@ def test_crashing_and_hanging_trials_are_recorded_and_the_search_completes(
     trials = {t.params["model.params.mode"]: t for t in api.load(capsule).trials}
     assert trials["crash"].status == "failed" and trials["crash"].stage == "process"
     assert trials["crash"].error is not None and "SIGSEGV" in trials["crash"].error
+    assert (
+        trials["crash"].log_tail is not None and "building mode crash" in trials["crash"].log_tail
+    )
     assert trials["hang"].status == "timeout"
+    assert trials["hang"].log_tail is not None and "building mode hang" in trials["hang"].log_tail
     assert trials["fine"].status == "ok" and trials["fine"].artifacts
     assert "failed trials" in proc.stdout
     assert (
