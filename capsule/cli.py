@@ -76,6 +76,20 @@ RuntimeOption = Annotated[
 ]
 
 
+ImageOption = Annotated[
+    str | None, typer.Option(help="Trial image for the docker runtime (default: the locked).")
+]
+TrustOption = Annotated[
+    bool, typer.Option(help="Let the local runtime run this capsule's embedded code on this host.")
+]
+DataRootOption = Annotated[
+    Path | None, typer.Option(help="Folder holding the data (default: the capsule's).")
+]
+DriftOption = Annotated[
+    bool, typer.Option(help="Run even if the vendor tool differs from the lock (recorded).")
+]
+
+
 @app.command()
 @_errors
 def init(
@@ -152,20 +166,11 @@ def trial(
         Path | None,
         typer.Option(help="JSON object of parameter path -> value; default: the default point."),
     ] = None,
-    data_root: Annotated[
-        Path | None, typer.Option(help="Folder holding the data (default: the capsule's).")
-    ] = None,
-    allow_toolchain_drift: Annotated[
-        bool, typer.Option(help="Run even if the vendor tool differs from the lock (recorded).")
-    ] = False,
+    data_root: DataRootOption = None,
+    allow_toolchain_drift: DriftOption = False,
     runtime: RuntimeOption = None,
-    image: Annotated[
-        str | None, typer.Option(help="Trial image for the docker runtime (default: the locked).")
-    ] = None,
-    trust: Annotated[
-        bool,
-        typer.Option(help="Let the local runtime run this capsule's embedded code on this host."),
-    ] = False,
+    image: ImageOption = None,
+    trust: TrustOption = False,
 ) -> None:
     """Run one trial end to end: train, hls4ml, C simulation, estimate, vendor synthesis.
 
@@ -231,23 +236,14 @@ def run(
     ] = None,
     jobs: Annotated[int, typer.Option(min=1, help="Trials at once.")] = 1,
     runtime: RuntimeOption = None,
-    image: Annotated[
-        str | None, typer.Option(help="Trial image for the docker runtime (default: the locked).")
-    ] = None,
-    trust: Annotated[
-        bool,
-        typer.Option(help="Let the local runtime run this capsule's embedded code on this host."),
-    ] = False,
-    data_root: Annotated[
-        Path | None, typer.Option(help="Folder holding the data (default: the capsule's).")
-    ] = None,
+    image: ImageOption = None,
+    trust: TrustOption = False,
+    data_root: DataRootOption = None,
     run_dir: Annotated[
         Path | None,
         typer.Option(help="Journal and trial folders [default: NAME.run beside the capsule]."),
     ] = None,
-    allow_toolchain_drift: Annotated[
-        bool, typer.Option(help="Run even if the vendor tool differs from the lock (recorded).")
-    ] = False,
+    allow_toolchain_drift: DriftOption = False,
     cache: Annotated[
         bool, typer.Option(help="Reuse stage outputs from the stage cache (capsule cache ls).")
     ] = True,
@@ -310,9 +306,7 @@ def reports(
 @_errors
 def doctor(
     capsule: Annotated[Path | None, typer.Argument(help="Capsule to check for.")] = None,
-    data_root: Annotated[
-        Path | None, typer.Option(help="Folder holding the data (default: the capsule's).")
-    ] = None,
+    data_root: DataRootOption = None,
 ) -> None:
     """Say what this machine can do for a capsule: engine, image, toolchain, data, runtime.
 

@@ -25,7 +25,15 @@ from capsule.hashing import canonical_json
 from capsule.process import log_tail
 from capsule.space import Params
 from capsule.spec import apply_params
-from capsule.trial import RESULT, TrialResult, host_result, read_result, threads_for, trial_params
+from capsule.trial import (
+    RESULT,
+    Status,
+    TrialResult,
+    host_result,
+    read_result,
+    threads_for,
+    trial_params,
+)
 
 UID = "1000:1000"
 RUNTIME = "docker"
@@ -123,37 +131,18 @@ def run_in_container(
             oom = bool(container.attrs["State"].get("OOMKilled"))
         finally:
             container.remove(force=True)
+
+    def ended(status: Status, error: str) -> TrialResult:
+        return host_result(capsule, point, RUNTIME, threads, status, error, out)
+
     if timed_out:
-        return host_result(
-            capsule,
-            point,
-            RUNTIME,
-            threads,
-            "timeout",
-            f"trial ran longer than {runtime.timeout:g} s; container killed",
-            out,
-        )
+        return ended("timeout", f"trial ran longer than {runtime.timeout:g} s; container killed")
     if oom or code == 137:
-        return host_result(
-            capsule,
-            point,
-            RUNTIME,
-            threads,
-            "oom",
-            f"killed for memory: over the {runtime.memory} limit",
-            out,
-        )
+        return ended("oom", f"killed for memory: over the {runtime.memory} limit")
     if (out / RESULT).exists():
         return read_result(out)
-    return host_result(
-        capsule,
-        point,
-        RUNTIME,
-        threads,
-        "failed",
-        f"container exited with {code} and wrote no result: {log_tail(out / LOG, 5)}",
-        out,
-    )
+    tail = log_tail(out / LOG, 5)
+    return ended("failed", f"container exited with {code} and wrote no result: {tail}")
 
 
 def image_environment(engine: Any, image_id: str) -> EnvironmentLock:

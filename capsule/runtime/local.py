@@ -23,7 +23,15 @@ from capsule.hashing import canonical_json
 from capsule.process import log_tail, run_group
 from capsule.space import Params
 from capsule.spec import apply_params
-from capsule.trial import RESULT, TrialResult, host_result, read_result, threads_for, trial_params
+from capsule.trial import (
+    RESULT,
+    Status,
+    TrialResult,
+    host_result,
+    read_result,
+    threads_for,
+    trial_params,
+)
 
 RUNTIME = "local"
 LOG = "process.log"
@@ -80,16 +88,12 @@ def run_local(
         code = run_group(command, log=log, timeout=timeout, env=env, on_spawn=on_spawn)
         out.mkdir(parents=True, exist_ok=True)
         shutil.move(log, out / LOG)
+
+    def ended(status: Status, error: str) -> TrialResult:
+        return host_result(capsule, point, RUNTIME, threads, status, error, out)
+
     if code is None:
-        return host_result(
-            capsule,
-            point,
-            RUNTIME,
-            threads,
-            "timeout",
-            f"trial ran longer than {timeout:g} s; process killed",
-            out,
-        )
+        return ended("timeout", f"trial ran longer than {timeout:g} s; process killed")
     if (out / RESULT).exists():
         return read_result(out)
     if code == -signal.SIGKILL:
@@ -98,12 +102,4 @@ def run_local(
         how = f"killed by {signal.Signals(-code).name}"
     else:
         how = f"exited with {code}"
-    return host_result(
-        capsule,
-        point,
-        RUNTIME,
-        threads,
-        "failed",
-        f"trial process {how} and wrote no result: {log_tail(out / LOG, 5)}",
-        out,
-    )
+    return ended("failed", f"trial process {how} and wrote no result: {log_tail(out / LOG, 5)}")
