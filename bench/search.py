@@ -1,10 +1,10 @@
 """Searches (issue 6): the stage cache end to end, and TPE against random search.
 
-Cache: a 12-point grid over hls4ml settings only (reuse factor x precision) of a jet-tagging-
-sized MLP (16 inputs, 64-32-32, 5 classes) trained for 20 epochs on 200,000 generated samples, run by
-`capsule run` with the stage cache and again with `--no-cache`, each from an empty cache. With the
-cache the model is trained once; every trial still converts, compiles and C-simulates its own
-hls4ml project.
+Cache: a 12-point grid over hls4ml settings only (reuse factor x precision) of a
+jet-tagging-sized MLP (16 inputs, 64-32-32, 5 classes) trained for 20 epochs on 200,000
+generated samples, run by `capsule run` with the stage cache and again with `--no-cache`, each
+from an empty cache. With the cache the model is trained once; every trial still converts,
+compiles and C-simulates its own hls4ml project.
 
 TPE against random: the example experiment (digits) with a discrete space of architectures and
 hls4ml settings, one objective (C-simulation accuracy) under the example's LUT constraint, the
