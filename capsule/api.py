@@ -32,6 +32,8 @@ from capsule.space import Params
 from capsule.spec import Spec, load_spec
 from capsule.toolchain import lock_toolchain
 from capsule.trial import TrialResult, run_trial
+from capsule.verify import Verification, VerifyOptions
+from capsule.verify import verify as verify_trials
 from capsule.version import __version__
 
 TEMPLATE = "exp.toml"
@@ -247,6 +249,21 @@ def trial_here(
     capsule = load(capsule_path)
     root = data_root(capsule_path, capsule, data_root_override)
     return run_trial(capsule, params, out, root, runtime_label, allow_toolchain_drift, reuse)
+
+
+def verify(
+    capsule_path: Path,
+    options: VerifyOptions | None = None,
+    notify: Callable[[str], None] | None = None,
+) -> Verification:
+    """Re-run recorded trials (default: the best) and compare every artifact hash.
+
+    Raises `VerifyBlocked` (exit 2) naming what is missing or drifted before any trial runs.
+    """
+    options = options or VerifyOptions()
+    capsule = load(capsule_path)
+    root = data_root(capsule_path, capsule, options.data_root)
+    return verify_trials(capsule_path, capsule, root, options, notify or (lambda _: None))
 
 
 def run(

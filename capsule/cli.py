@@ -284,6 +284,60 @@ def run(
 
 @app.command()
 @_errors
+def verify(
+    capsule: Annotated[Path, typer.Argument(help="Capsule file holding trial results.")],
+    trial: Annotated[
+        list[int] | None, typer.Option("--trial", help="Trial number to re-run (repeatable).")
+    ] = None,
+    best: Annotated[bool, typer.Option(help="Re-run the best trial [the default].")] = False,
+    all_trials: Annotated[
+        bool, typer.Option("--all", help="Re-run every trial that recorded artifacts.")
+    ] = False,
+    runtime: Annotated[
+        str | None,
+        typer.Option(help="docker or local [default: each trial's recorded runtime]."),
+    ] = None,
+    trust: TrustOption = False,
+    data_root: DataRootOption = None,
+    jobs: Annotated[int, typer.Option(min=1, help="Trials at once.")] = 1,
+    work_dir: Annotated[
+        Path | None, typer.Option(help="Folder for the re-runs [default: a temporary one].")
+    ] = None,
+    keep: Annotated[bool, typer.Option(help="Keep the re-run trial folders.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+) -> None:
+    """Re-run recorded trials without the stage cache and compare every artifact hash.
+
+    Exits 0 when every artifact matches, 1 on any mismatch, 2 when verification cannot run
+    here (data, image, toolchain or trust missing; each is named).
+    """
+    from capsule.verify import VerifyOptions
+
+    if sum([bool(trial), best, all_trials]) > 1:
+        raise CapsuleError("give one of --trial, --best and --all")
+    options = VerifyOptions(
+        trials=trial or (),
+        best=best,
+        all=all_trials,
+        runtime=runtime,
+        trust=trust,
+        data_root=data_root,
+        jobs=jobs,
+        work_dir=work_dir,
+        keep=keep,
+    )
+    outcome = api.verify(capsule, options, lambda line: err.print(line, markup=False))
+    if as_json:
+        rows = [{**dataclasses.asdict(c), "match": c.match} for c in outcome.comparisons]
+        print(json.dumps({"digest": outcome.digest, "ok": outcome.ok, "artifacts": rows}, indent=2))
+    else:
+        console.print(render.verification(outcome))
+    if not outcome.ok:
+        raise typer.Exit(EXIT_MISMATCH)
+
+
+@app.command()
+@_errors
 def reports(
     folder: Annotated[Path, typer.Argument(help="hls4ml project folder, or a folder of reports.")],
     as_json: Annotated[

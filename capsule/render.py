@@ -14,6 +14,7 @@ from capsule.diff import Difference
 from capsule.doctor import Finding
 from capsule.reports import RESOURCE_NAMES, ProjectReports, to_metrics
 from capsule.trial import TrialResult
+from capsule.verify import Verification
 
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")
 
@@ -248,7 +249,7 @@ def _params_text(params: dict[str, Any], space_keys: list[str]) -> str:
 def results(capsule: Capsule, top: int = 10) -> RenderableType:
     """The best trials by the search's loss, then the Pareto front of the objectives."""
     from capsule.run import outcome
-    from capsule.search import losses, pareto_front
+    from capsule.search import losses, pareto_front, ranked
 
     spec = capsule.spec
     trials = capsule.trials
@@ -286,17 +287,15 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             )
         return out
 
-    ranked = sorted(
-        (t for t in trials if scored.get(t.number) is not None),
-        key=lambda t: (scored[t.number], t.number),
-    )
+    by_number = {t.number: t for t in trials}
+    best = [by_number[n] for n in ranked(spec, [outcome(t) for t in trials])]
     failed = [t for t in trials if t.status in ("failed", "timeout", "oom")]
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     front = set(pareto_front(spec, [outcome(t) for t in trials]))
     objectives = " vs ".join(f"{o.metric} ({o.direction[:3]})" for o in spec.objectives)
     parts: list[RenderableType] = [
         Text(f"{len(trials)} trials: {summary}", style="bold"),
-        table(f"best {min(top, len(ranked))} trials", ranked[:top]),
+        table(f"best {min(top, len(best))} trials", best[:top]),
         table(
             f"Pareto front: {objectives}",
             sorted((t for t in trials if t.number in front), key=lambda t: t.number),
@@ -326,3 +325,36 @@ def cache_entries(root: Path, entries: list[Any]) -> RenderableType:
         table.add_row(e.unit, e.key[:23], _size(e.size), when)
     total = sum(e.size for e in entries)
     return Group(table, Text(f"{len(entries)} entries, {_size(total)}"))
+
+
+def verification(outcome: Verification, digits: int = 16) -> RenderableType:
+    """The proof table: each artifact's recorded and re-run hash, mismatches first in red."""
+    table = Table(title=f"verify {outcome.digest}", title_justify="left")
+    for column in ("trial", "artifact", "recorded", "got", "match"):
+        table.add_column(column, overflow="fold")
+    rows = sorted(outcome.comparisons, key=lambda c: (c.match, c.trial, c.artifact))
+    for c in rows:
+        mark = Text("yes", style="green") if c.match else Text("NO", style="bold red")
+        width = digits if c.match else None  # a mismatch shows both hashes whole
+        table.add_row(str(c.trial), c.artifact, c.recorded[:width], c.got[:width], mark)
+    trials = len({c.trial for c in outcome.comparisons})
+    same = sum(c.match for c in outcome.comparisons)
+    parts: list[RenderableType] = [table]
+    if outcome.skipped:
+        listed = ", ".join(f"{t.number} ({t.status})" for t in outcome.skipped)
+        parts.append(Text(f"not verifiable, no artifacts recorded: {listed}"))
+    if outcome.ok:
+        parts.append(
+            Text(
+                f"reproduced: {same} of {len(outcome.comparisons)} artifacts of {trials} "
+                "trials match byte for byte",
+                style="bold green",
+            )
+        )
+    else:
+        bad = sorted({f"trial {c.trial}: {c.artifact}" for c in outcome.mismatched()})
+        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        parts.append(Text(f"NOT reproduced: {shown}", style="bold red"))
+        if outcome.work_dir is not None:
+            parts.append(Text(f"re-run trial folders kept in {outcome.work_dir}"))
+    return Group(*parts)

@@ -226,6 +226,12 @@ def losses(spec: Spec, outcomes: Sequence[Outcome]) -> dict[int, float | None]:
     return result
 
 
+def ranked(spec: Spec, outcomes: Sequence[Outcome]) -> list[int]:
+    """Numbers of the scored trials, best first (ties by number)."""
+    scored = {n: loss for n, loss in losses(spec, outcomes).items() if loss is not None}
+    return sorted(scored, key=lambda n: (scored[n], n))
+
+
 def pareto_front(spec: Spec, outcomes: Sequence[Outcome]) -> list[int]:
     """Numbers of the trials no other constraint-meeting trial dominates, sorted."""
     points = [

@@ -81,3 +81,35 @@ def install_vendor_double(root: Path, tool: str = "vivado_hls", **config: object
 @pytest.fixture
 def vivado_double(tmp_path: Path) -> Path:
     return install_vendor_double(tmp_path / "tools")
+
+
+SMALL_SPACE = """[search.space]
+"model.params.hidden" = { choice = [[8], [16, 8]] }
+"training.learning_rate" = { loguniform = [0.001, 0.01] }
+"hls4ml.precision" = { choice = ["ap_fixed<16,6>", "ap_fixed<8,3>"] }
+"hls4ml.reuse_factor" = { choice = [1, 2, 4] }
+"""
+
+
+def small_capsule(
+    root: Path, max_trials: int, space: str = SMALL_SPACE, builder: str | None = None
+) -> Path:
+    """The example packed at root/exp.capsule with a small space, 1 epoch and `max_trials`;
+    `builder` replaces the model with the researcher's own code (model.py:build)."""
+    spec = api.init(root / "exp")
+    text = spec.read_text().replace("epochs = 30", "epochs = 1")
+    text = text.replace("max_trials = 8", f"max_trials = {max_trials}")
+    start = text.index("[search.space]")
+    end = text.index("# What the search optimises")
+    text = text[:start] + space + "\n" + text[end:]
+    if builder is not None:
+        (root / "exp" / "model.py").write_text(builder)
+        text = text.replace('builder = "mlp"', 'builder = "model.py:build"')
+        text = text.replace('algo = "tpe"', 'algo = "grid"').replace(
+            "timeout = 1800", "timeout = 30"
+        )
+        start, end = text.index("[model.params]"), text.index("[training]")
+        text = text[:start] + '[model.params]\nmode = "fine"\n\n' + text[end:]
+    spec.write_text(text)
+    api.pack(spec, root / "exp.capsule")
+    return root / "exp.capsule"

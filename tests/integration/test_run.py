@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from capsule import api
+from tests.conftest import small_capsule
 
 pytestmark = pytest.mark.slow
 
@@ -23,36 +24,6 @@ CLI = Path(sys.executable).parent / "capsule"
 
 def _env() -> dict[str, str]:
     return {**os.environ, "COLUMNS": "200", "CAPSULE_RUNTIME": "local"}
-
-
-SMALL_SPACE = """[search.space]
-"model.params.hidden" = { choice = [[8], [16, 8]] }
-"training.learning_rate" = { loguniform = [0.001, 0.01] }
-"hls4ml.precision" = { choice = ["ap_fixed<16,6>", "ap_fixed<8,3>"] }
-"hls4ml.reuse_factor" = { choice = [1, 2, 4] }
-"""
-
-
-def _experiment(
-    root: Path, max_trials: int, space: str = SMALL_SPACE, builder: str | None = None
-) -> Path:
-    spec = api.init(root / "exp")
-    text = spec.read_text().replace("epochs = 30", "epochs = 1")
-    text = text.replace("max_trials = 8", f"max_trials = {max_trials}")
-    start = text.index("[search.space]")
-    end = text.index("# What the search optimises")
-    text = text[:start] + space + "\n" + text[end:]
-    if builder is not None:
-        (root / "exp" / "model.py").write_text(builder)
-        text = text.replace('builder = "mlp"', 'builder = "model.py:build"')
-        text = text.replace('algo = "tpe"', 'algo = "grid"').replace(
-            "timeout = 1800", "timeout = 30"
-        )
-        start, end = text.index("[model.params]"), text.index("[training]")
-        text = text[:start] + '[model.params]\nmode = "fine"\n\n' + text[end:]
-    spec.write_text(text)
-    api.pack(spec, root / "exp.capsule")
-    return root / "exp.capsule"
 
 
 def _events(run_dir: Path) -> list[tuple[int, str]]:
@@ -85,7 +56,7 @@ def _leftover_trials(run_dir: Path) -> str:
 
 
 def test_sigkill_and_resume_keep_every_trial_and_match_an_uninterrupted_run(tmp_path: Path) -> None:
-    straight = _experiment(tmp_path / "a", max_trials=3)
+    straight = small_capsule(tmp_path / "a", max_trials=3)
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     killed = tmp_path / "b" / "exp.capsule"
 
@@ -147,7 +118,7 @@ def test_crashing_and_hanging_trials_are_recorded_and_the_search_completes(
     root = tmp_path / "x"
     root.mkdir()
     space = '[search.space]\n"model.params.mode" = { choice = ["crash", "hang", "fine"] }\n'
-    capsule = _experiment(root, max_trials=3, space=space, builder=BUILDER)
+    capsule = small_capsule(root, max_trials=3, space=space, builder=BUILDER)
 
     proc = subprocess.run(
         [str(CLI), "run", str(capsule), "--jobs", "2"], capture_output=True, text=True, env=_env()
@@ -173,7 +144,7 @@ def test_stage_cache_reuses_training_and_whole_trials_with_identical_artifacts(
     tmp_path: Path,
 ) -> None:
     space = '[search.space]\n"hls4ml.reuse_factor" = { choice = [1, 2, 1] }\n'
-    cached = _experiment(tmp_path / "c", max_trials=3, space=space)
+    cached = small_capsule(tmp_path / "c", max_trials=3, space=space)
     spec = tmp_path / "c" / "exp" / "exp.toml"
     spec.write_text(spec.read_text().replace('algo = "tpe"', 'algo = "grid"'))
     api.pack(spec, cached)

@@ -1,0 +1,225 @@
+"""`capsule verify`: re-run recorded trials and prove their artifacts reproduce byte for byte.
+
+What a reader of a paper runs. First everything a re-run needs is checked and every problem
+named at once (data against its hashes, the toolchain against its fingerprint, the locked image on
+the engine, permission to run embedded code on the host); any of them stops verification before
+a trial starts (exit 2), because a re-run that cannot match proves nothing. Then each selected
+trial runs again in its recorded runtime and image with its recorded params, never from the stage
+cache, and every recorded artifact hash is compared with the new one (vendor reports are hashed
+after `reports.canonical`, as when they were recorded). Durations and metrics are not compared:
+metrics derive from the artifacts, and wall-clock time differs on every run.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from capsule import toolchain
+from capsule import trust as trust_store
+from capsule.capsulefile import Capsule, Trial
+from capsule.errors import CapsuleError, CapsuleWarning
+from capsule.hashing import HashCache
+from capsule.lock import check_data
+from capsule.run import outcome
+from capsule.runtime import choose
+from capsule.search import ranked
+from capsule.trial import TrialResult
+
+ABSENT = "-"
+
+
+class VerifyBlocked(CapsuleError):
+    """Verification cannot run here; the message names every missing or drifted input."""
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    trials: Sequence[int] = ()
+    best: bool = False
+    all: bool = False
+    runtime: str | None = None  # default: each trial's recorded runtime
+    trust: bool = False
+    data_root: Path | None = None
+    jobs: int = 1
+    work_dir: Path | None = None  # default: a temporary folder
+    keep: bool = False  # keep the re-run trial folders even when everything matches
+
+
+@dataclass(frozen=True)
+class Comparison:
+    trial: int
+    artifact: str
+    recorded: str
+    got: str
+
+    @property
+    def match(self) -> bool:
+        return self.recorded == self.got
+
+
+@dataclass
+class Verification:
+    digest: str
+    comparisons: list[Comparison] = field(default_factory=list)
+    skipped: list[Trial] = field(default_factory=list)
+    work_dir: Path | None = None  # where the re-runs are, when kept
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.comparisons) and all(c.match for c in self.comparisons)
+
+    def mismatched(self) -> list[Comparison]:
+        return [c for c in self.comparisons if not c.match]
+
+
+def select(capsule: Capsule, options: VerifyOptions) -> tuple[list[Trial], list[Trial]]:
+    """The trials to re-run (default: the best) and, for `--all`, those without artifacts."""
+    by_number = {t.number: t for t in capsule.trials}
+    if not capsule.trials:
+        raise CapsuleError("the capsule holds no trials to verify; `capsule run` records some")
+    if options.trials:
+        chosen = []
+        for number in sorted(set(options.trials)):
+            if number not in by_number:
+                raise CapsuleError(f"trial {number} is not in the capsule")
+            trial = by_number[number]
+            if not trial.artifacts:
+                raise CapsuleError(
+                    f"trial {number} ended {trial.status} ({trial.error or 'no error recorded'}) "
+                    "and recorded no artifacts to verify"
+                )
+            chosen.append(trial)
+        return chosen, []
+    if options.all:
+        with_artifacts = [t for t in capsule.trials if t.artifacts]
+        return with_artifacts, [t for t in capsule.trials if not t.artifacts]
+    outcomes = [outcome(t) for t in capsule.trials]
+    best = [n for n in ranked(capsule.spec, outcomes) if by_number[n].status == "ok"]
+    if not best:
+        raise CapsuleError("no trial met the objectives and constraints; name one with --trial")
+    return [by_number[best[0]]], []
+
+
+def _runtime_of(trial: Trial, options: VerifyOptions) -> str:
+    return options.runtime or (trial.runtime if trial.runtime in ("docker", "local") else "local")
+
+
+def preflight(
+    capsule_path: Path, capsule: Capsule, chosen: list[Trial], options: VerifyOptions, root: Path
+) -> dict[int, choose.Choice]:
+    """Each trial's runtime here, or VerifyBlocked naming everything that is missing or drifted.
+
+    The embedded sources were checked against their hashes when the capsule was read.
+    """
+    problems = []
+    hashes = HashCache.default()
+    try:
+        check_data(capsule, root, hashes)
+    except CapsuleError as exc:
+        problems.append(f"data: {exc}")
+    finally:
+        hashes.close()
+    problems += [f"toolchain: {reason}" for reason in toolchain.drift(capsule.toolchain)]
+    choices: dict[int, choose.Choice] = {}
+    docker = [t for t in chosen if _runtime_of(t, options) == "docker"]
+    engines: dict[str, choose.Choice] = {}
+    for ref in sorted({t.image or choose.image_ref(capsule) for t in docker}):
+        try:
+            engines[ref] = choose.choose(capsule, "docker", ref)
+        except CapsuleError as exc:
+            problems.append(f"image: {exc}")
+    for t in docker:
+        ref = t.image or choose.image_ref(capsule)
+        if ref in engines:
+            choices[t.number] = engines[ref]
+    local = [t for t in chosen if _runtime_of(t, options) == "local"]
+    if local:
+        if options.trust:
+            trust_store.trust(capsule)
+        try:
+            trust_store.require_trust(capsule, str(capsule_path))
+        except CapsuleError as exc:
+            problems.append(f"trust: {exc}")
+        for t in local:
+            if t.runtime != "local":
+                warnings.warn(
+                    CapsuleWarning(
+                        f"trial {t.number} ran on {t.runtime or 'an unknown runtime'}; "
+                        "re-running it on this host's environment instead"
+                    ),
+                    stacklevel=2,
+                )
+            choices[t.number] = choose.Choice("local")
+    if problems:
+        raise VerifyBlocked(f"cannot verify {capsule_path}: " + "; ".join(problems))
+    return choices
+
+
+def compare(trial: Trial, result: TrialResult) -> list[Comparison]:
+    """One row per artifact recorded or produced; a failed re-run is a row of its own."""
+    rows = []
+    if result.status != "ok":
+        got = f"{result.status}: {result.error or ''}".strip(": ")
+        rows.append(Comparison(trial.number, "(trial status)", "ok", got[:200]))
+    for name in sorted(trial.artifacts.keys() | result.artifacts.keys()):
+        rows.append(
+            Comparison(
+                trial.number,
+                name,
+                trial.artifacts.get(name, ABSENT),
+                result.artifacts.get(name, ABSENT),
+            )
+        )
+    return rows
+
+
+def verify(
+    capsule_path: Path,
+    capsule: Capsule,
+    root: Path,
+    options: VerifyOptions,
+    notify: Callable[[str], None] = lambda _: None,
+) -> Verification:
+    """Re-run the selected trials and compare their artifacts with the recorded ones."""
+    from capsule.runtime.docker import run_in_container
+    from capsule.runtime.local import run_local
+
+    if options.jobs < 1:
+        raise CapsuleError(f"--jobs must be at least 1, not {options.jobs}")
+    chosen, skipped = select(capsule, options)
+    choices = preflight(capsule_path, capsule, chosen, options, root)
+    work = options.work_dir or Path(tempfile.mkdtemp(prefix="capsule-verify-"))
+    work.mkdir(parents=True, exist_ok=True)
+
+    def rerun(trial: Trial) -> list[Comparison]:
+        choice = choices[trial.number]
+        folder = work / f"{trial.number:05d}"
+        shutil.rmtree(folder, ignore_errors=True)
+        notify(f"trial {trial.number}: re-running on {choice.kind}")
+        if choice.kind == "docker":
+            assert choice.image is not None
+            result = run_in_container(
+                choice.engine, choice.image, capsule_path, capsule, trial.params, folder, root
+            )
+        else:
+            result = run_local(capsule_path, capsule, trial.params, folder, root)
+        rows = compare(trial, result)
+        same = sum(r.match for r in rows)
+        notify(f"trial {trial.number}: {same} of {len(rows)} artifacts match")
+        return rows
+
+    with ThreadPoolExecutor(max_workers=options.jobs) as pool:
+        per_trial = list(pool.map(rerun, chosen))
+    outcome = Verification(
+        capsule.digest, [row for rows in per_trial for row in rows], skipped, work
+    )
+    if outcome.ok and not options.keep and options.work_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+        outcome.work_dir = None
+    return outcome

@@ -1,0 +1,86 @@
+"""`capsule verify` end to end: a real search, then its proof, then two ways to break it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from capsule import api
+from capsule.capsulefile import write_capsule
+from capsule.run import RunOptions
+from tests.conftest import small_capsule
+
+pytestmark = pytest.mark.slow
+
+CLI = Path(sys.executable).parent / "capsule"
+
+
+def _verify(capsule: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COLUMNS": "250", "CAPSULE_RUNTIME": "local"}
+    return subprocess.run(
+        [str(CLI), "verify", str(capsule), *args], capture_output=True, text=True, env=env
+    )
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A two-trial search of the example, run with the stage cache (as researchers run it)."""
+    root = tmp_path_factory.mktemp("searched")
+    capsule = small_capsule(root, max_trials=2)
+    api.run(capsule, RunOptions(runtime="local"))
+    trials = api.load(capsule).trials
+    assert [t.status for t in trials] == ["ok", "ok"], [t.error for t in trials]
+    assert "train" in trials[1].cache_hits or trials[0].params != trials[1].params
+    return capsule
+
+
+def test_verify_all_reproduces_every_artifact(searched: Path) -> None:
+    done = _verify(searched, "--all")
+    assert done.returncode == 0, done.stdout + done.stderr
+    recorded = sum(len(t.artifacts) for t in api.load(searched).trials)
+    assert recorded > 20
+    assert f"reproduced: {recorded} of {recorded} artifacts of 2 trials" in done.stdout
+    assert "trial 0: re-running on local" in done.stderr
+
+
+def test_one_changed_data_byte_blocks_verification_naming_the_file(
+    searched: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(searched.parent, copy, ignore=shutil.ignore_patterns("*.run"))
+    features = copy / "exp" / "data" / "digits_features.npy"
+    data = bytearray(features.read_bytes())
+    data[-1] ^= 1
+    features.write_bytes(bytes(data))
+    done = _verify(copy / searched.name, "--all")
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith("error: cannot verify ")
+    assert "data.features: data/digits_features.npy sha256" in done.stderr
+    assert "re-running" not in done.stderr  # refused before any trial ran
+
+
+def test_an_edited_artifact_hash_is_a_mismatch_naming_trial_and_artifact(
+    searched: Path, tmp_path: Path
+) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(searched.parent, copy, ignore=shutil.ignore_patterns("*.run"))
+    path = copy / searched.name
+    capsule = api.load(path)
+    trial = capsule.trials[1]
+    artifacts = dict(trial.artifacts)
+    artifacts["csim/predictions.npy"] = "0" * 64
+    edited = trial.model_copy(update={"artifacts": artifacts})
+    write_capsule(capsule.model_copy(update={"trials": [capsule.trials[0], edited]}), path)
+
+    done = _verify(path, "--trial", "1", "--work-dir", str(tmp_path / "work"))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "NOT reproduced: trial 1: csim/predictions.npy" in done.stdout
+    assert "0" * 64 in done.stdout  # the mismatch is shown whole
+    mismatched = [line for line in done.stdout.splitlines() if "NO" in line.split()]
+    assert len(mismatched) == 1 and "csim/predictions.npy" in mismatched[0]
+    assert (tmp_path / "work" / "00001" / "csim" / "predictions.npy").is_file()
