@@ -2,7 +2,9 @@
 
 Both capsules are flattened to `(section, dotted key) -> value` with lists of locks keyed by what
 identifies them (a data input by its role, a source by its name, a trial by its number), so an
-added package or trial shows as one line instead of a shifted list.
+added package or trial shows as one line instead of a shifted list. Trials are compared by their
+results (status, params, metrics with fidelity, artifact hashes, runtime, cache hits); their
+wall-clock `duration_s` differs on every run and is left out.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from capsule.capsulefile import Capsule
 
 MISSING = "(absent)"
+NOT_RESULTS = ("duration_s",)
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,10 @@ def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
         out[prefix] = value if isinstance(value, str) else json.dumps(value)
 
 
+def _result(trial: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in trial.items() if key not in NOT_RESULTS}
+
+
 def _sections(capsule: Capsule) -> dict[str, dict[str, str]]:
     data = capsule.content()
     env = data.pop("environment")
@@ -43,7 +50,7 @@ def _sections(capsule: Capsule) -> dict[str, dict[str, str]]:
         "environment": {k: v for k, v in env.items() if k != "packages"},
         "packages": env["packages"],
         "toolchain": data["toolchain"],
-        "trials": {str(t.pop("number")): t for t in data.get("trials", [])},
+        "trials": {str(t.pop("number")): _result(t) for t in data.get("trials", [])},
     }
     flat: dict[str, dict[str, str]] = {}
     for section, value in keyed.items():

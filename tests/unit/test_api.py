@@ -159,3 +159,32 @@ def test_pack_never_overwrites_recorded_results(experiment: Path, tmp_path: Path
         api.pack(experiment, out)
     assert len(api.load(out).trials) == 1
     assert api.pack(experiment, out, force=True).trials == []
+
+
+def test_diff_compares_results_trial_by_trial_but_not_durations(
+    packed: Path, tmp_path: Path
+) -> None:
+    from capsule.capsulefile import Trial, write_capsule
+
+    capsule = api.load(packed)
+    hashes = {"csim/predictions.npy": "a" * 64, "train/model.weights.h5": "b" * 64}
+
+    def trial(number: int, acc: float, csim: str, seconds: float) -> Trial:
+        return Trial(
+            number=number,
+            status="ok",
+            metrics={"csim_accuracy": acc},
+            artifacts={**hashes, "csim/predictions.npy": csim},
+            duration_s=seconds,
+        )
+
+    a, b = tmp_path / "a.capsule", tmp_path / "b.capsule"
+    write_capsule(capsule.model_copy(update={"trials": [trial(0, 0.9, "a" * 64, 31.0)]}), a)
+    b_trials = [trial(0, 0.8, "c" * 64, 45.0), trial(1, 0.9, "a" * 64, 30.0)]
+    write_capsule(capsule.model_copy(update={"trials": b_trials}), b)
+    diffs = {(d.section, d.key): (d.a, d.b) for d in api.diff(a, b)}
+    assert diffs[("trials", "0.metrics.csim_accuracy")] == ("0.9", "0.8")
+    assert diffs[("trials", "0.artifacts.csim/predictions.npy")] == ("a" * 64, "c" * 64)
+    assert diffs[("trials", "1.status")] == ("(absent)", "ok")
+    assert not [key for section, key in diffs if "duration_s" in key]
+    assert {s for s, _ in diffs} == {"trials"}
