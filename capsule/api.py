@@ -22,6 +22,7 @@ from capsule.capsulefile import Capsule, EnvironmentLock, read_capsule, write_ca
 from capsule.diff import Difference, diff_capsules
 from capsule.environment import host_environment
 from capsule.errors import CapsuleError, CapsuleWarning
+from capsule.export import Export, export_trial
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
 from capsule.lock import check_data, lock_data, lock_sources
@@ -264,6 +265,22 @@ def verify(
     capsule = load(capsule_path)
     root = data_root(capsule_path, capsule, options.data_root)
     return verify_trials(capsule_path, capsule, root, options, notify or (lambda _: None))
+
+
+def export(
+    capsule_path: Path,
+    out: Path,
+    options: VerifyOptions | None = None,
+    run_dir: Path | None = None,
+) -> Export:
+    """Write one trial's hls4ml project, config, weights and metrics into the new folder `out`.
+
+    `options` selects the trial (`trials=[n]`, default the best) and how a re-run may go.
+    """
+    options = options or VerifyOptions()
+    capsule = load(capsule_path)
+    root = data_root(capsule_path, capsule, options.data_root)
+    return export_trial(capsule_path, capsule, root, out, options, run_dir)
 
 
 def run(

@@ -338,6 +338,42 @@ def verify(
 
 @app.command()
 @_errors
+def export(
+    capsule: Annotated[Path, typer.Argument(help="Capsule file holding trial results.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to create.")],
+    trial: Annotated[int | None, typer.Option("--trial", help="Trial number.")] = None,
+    best: Annotated[bool, typer.Option(help="The best trial [the default].")] = False,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="Where `capsule run` kept the trials [default: NAME.run beside it]."),
+    ] = None,
+    runtime: Annotated[
+        str | None, typer.Option(help="For a re-run: docker or local [default: as recorded].")
+    ] = None,
+    trust: TrustOption = False,
+    data_root: DataRootOption = None,
+) -> None:
+    """Write one trial's hls4ml project, config, weights and metrics, for the vendor flow.
+
+    Taken from the run folder when its files still hash as recorded; otherwise the trial is
+    re-run, and exported only when it reproduces (exit 1 when it does not).
+    """
+    from capsule.verify import VerifyOptions
+
+    if trial is not None and best:
+        raise CapsuleError("give one of --trial and --best")
+    options = VerifyOptions(
+        trials=() if trial is None else (trial,), runtime=runtime, trust=trust, data_root=data_root
+    )
+    done = api.export(capsule, output, options, run_dir)
+    console.print(
+        f"exported trial {done.trial.number} ({done.source}, {len(done.files)} files) to "
+        f"{done.out}; see {done.out / 'README.md'}"
+    )
+
+
+@app.command()
+@_errors
 def reports(
     folder: Annotated[Path, typer.Argument(help="hls4ml project folder, or a folder of reports.")],
     as_json: Annotated[

@@ -112,6 +112,14 @@ def _output_to(log: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
+def is_vendor_output(rel: str) -> bool:
+    """Whether a trial-folder path is the vendor tool's (hashed only as a canonical report)."""
+    parts = rel.split("/")
+    return (parts[0] == "hls4ml_prj" and len(parts) > 2 and parts[1].endswith("_prj")) or (
+        rel == "hls4ml_prj/vivado_synth.rpt"
+    )
+
+
 def _artifacts(out: Path, reports: Any) -> dict[str, str]:
     """sha256 of every file a trial produced, except logs, the result and compiled binaries.
 
@@ -127,10 +135,7 @@ def _artifacts(out: Path, reports: Any) -> dict[str, str]:
             continue
         if path.suffix in BUILD_PRODUCTS or path.suffix == ".log":
             continue
-        if rel.startswith("hls4ml_prj/") and (
-            path.relative_to(out / "hls4ml_prj").parts[0].endswith("_prj")
-            or rel == "hls4ml_prj/vivado_synth.rpt"
-        ):
+        if is_vendor_output(rel):
             continue
         files.append((rel, path))
     hashed = dict(zip([r for r, _ in files], hash_files([p for _, p in files]), strict=True))

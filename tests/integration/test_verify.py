@@ -84,3 +84,38 @@ def test_an_edited_artifact_hash_is_a_mismatch_naming_trial_and_artifact(
     mismatched = [line for line in done.stdout.splitlines() if "NO" in line.split()]
     assert len(mismatched) == 1 and "csim/predictions.npy" in mismatched[0]
     assert (tmp_path / "work" / "00001" / "csim" / "predictions.npy").is_file()
+
+
+def test_export_takes_the_recorded_design_from_the_run_folder_or_a_rerun(
+    searched: Path, tmp_path: Path
+) -> None:
+    import json
+
+    capsule = api.load(searched)
+    best = api.export(searched, tmp_path / "best")
+    assert best.source == "run folder"
+    trial = best.trial
+    manifest = json.loads((tmp_path / "best" / "export.json").read_text())
+    assert manifest["capsule_digest"] == capsule.digest and manifest["trial"] == trial.number
+    files = manifest["files"]
+    assert files["model.weights.h5"] == trial.artifacts["train/model.weights.h5"]
+    assert files["hls4ml_config.yml"] == trial.artifacts["hls4ml_prj/hls4ml_config.yml"]
+    assert "hls4ml_prj/firmware/myproject.cpp" in files
+    assert not [name for name in files if name.endswith((".so", ".o"))]
+    assert manifest["metrics"]["csim_accuracy"]["value"] == trial.metrics["csim_accuracy"]
+
+    elsewhere = tmp_path / "elsewhere"  # the capsule and data without the run folder
+    shutil.copytree(searched.parent, elsewhere, ignore=shutil.ignore_patterns("*.run"))
+    again = api.export(elsewhere / searched.name, tmp_path / "again")
+    assert again.source == "re-run"
+    assert again.trial.number == trial.number
+    assert again.files == best.files
+
+    taken = _export_cli(searched, tmp_path / "best")
+    assert taken.returncode == 2 and "export folder exists and is not empty" in taken.stderr
+
+
+def _export_cli(capsule: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(CLI), "export", str(capsule), "-o", str(out)], capture_output=True, text=True
+    )
