@@ -7,7 +7,7 @@ DEMO := capsules/digits-mlp
 UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28
 
-.PHONY: venv demo test lint format bench lock clean image image-check
+.PHONY: venv demo test lint format bench lock clean image image-check verify-check
 
 venv: $(STAMP)
 
@@ -46,6 +46,10 @@ image-check: image
 	first=$$($(BIN)/capsule image build | tail -n 1); \
 	second=$$($(BIN)/capsule image build --no-cache | tail -n 1); \
 	echo "first build  $$first"; echo "second build $$second"; test "$$first" = "$$second"
+
+# A capsule made by this checkout verifies from a fresh clone with its own caches (.ci/cross-verify).
+verify-check: image
+	bash .ci/cross-verify
 
 # Re-resolve the hash-pinned locks from requirements/*.in (needs the registry).
 lock: $(STAMP)
