@@ -283,6 +283,13 @@ def export(
     return export_trial(capsule_path, capsule, root, out, options, run_dir)
 
 
+def report(capsule_path: Path, out: Path) -> list[Path]:
+    """Write the paper's figures and tables for a capsule's results into `out`; the files."""
+    from capsule.report import write_report
+
+    return write_report(load(capsule_path), out)
+
+
 def run(
     capsule_path: Path,
     options: RunOptions | None = None,

@@ -374,6 +374,17 @@ def export(
 
 @app.command()
 @_errors
+def report(
+    capsule: Annotated[Path, typer.Argument(help="Capsule file holding trial results.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write into.")],
+) -> None:
+    """Write index.html, PNG figures, trials.csv and best.md/best.tex for a paper."""
+    written = api.report(capsule, output)
+    console.print(f"wrote {len(written)} files to {output}; open {output / 'index.html'}")
+
+
+@app.command()
+@_errors
 def reports(
     folder: Annotated[Path, typer.Argument(help="hls4ml project folder, or a folder of reports.")],
     as_json: Annotated[

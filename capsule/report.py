@@ -1,0 +1,455 @@
+"""The figures and tables a researcher pastes into a paper, written from a capsule alone.
+
+`write_report` writes `index.html` (one self-contained page: figures embedded as data URIs, and a
+Content-Security-Policy that forbids scripts and any outside resource), `figures/*.png` (the
+Pareto front, each objective over the search, each hls4ml knob against the objectives),
+`trials.csv` (every trial, for pandas) and `best.md` / `best.tex` (the best trials, captioned with
+the capsule digest so a table in a paper names the exact results it came from).
+
+A reviewer must not compare an estimate with a synthesis result unawares: every metric axis names
+the metric and its fidelity (`measured`, `estimate`, `synth`, ...), says "mixed" when the plotted
+trials disagree and gives each fidelity its own marker. The report is deterministic: no dates,
+matplotlib's default style whatever the local rc file says, PNGs saved without the software
+version, so the same capsule gives the same bytes. Every string from the capsule (params, errors,
+names) is untrusted: escaped for HTML, Markdown and LaTeX, and drawn by matplotlib as plain text
+(never as mathtext, where a param such as `$\\x{$` would crash the report). Scores come from
+`capsule.search`, so the report ranks and marks the Pareto front exactly as `capsule run` does.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import itertools
+import json
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from string import Template
+from typing import Any
+
+import matplotlib.style
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from capsule.capsulefile import Capsule, Trial
+from capsule.errors import CapsuleError
+from capsule.files import write_atomic
+from capsule.run import outcome
+from capsule.search import losses, pareto_front, ranked, violation
+from capsule.space import Choice, parameters
+from capsule.spec import Objective, Spec
+
+BEST_TABLE = 5  # rows of best.md and best.tex
+BEST_HTML = 10
+COSTS = ("lut", "dsp", "ff", "bram_18k")  # the hardware cost of a one-objective Pareto figure
+MARKERS = ("o", "s", "^", "D", "v", "P")  # one per fidelity when a metric's fidelities differ
+BROKEN = ("x", "+", "1", "2", "3", "4")  # the same, for trials that break a constraint
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+STYLE = (
+    "body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}"
+    "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.2em .5em}"
+    "th{background:#eee}img{max-width:100%}figure{margin:2em 0}"
+)
+Figures = list[tuple[str, bytes, str]]  # (file stem, PNG, caption), in the page's order
+
+
+def write_report(capsule: Capsule, out: Path) -> list[Path]:
+    """Write the report into folder `out` (created if absent); the files written, sorted."""
+    spec, trials = capsule.spec, sorted(capsule.trials, key=lambda t: t.number)
+    outcomes = [outcome(t) for t in trials]
+    scored, front = losses(spec, outcomes), set(pareto_front(spec, outcomes))
+    by_number = {t.number: t for t in trials}
+    best = [by_number[n] for n in ranked(spec, outcomes) if by_number[n].status == "ok"]
+    figures = _figures(spec, trials)
+    files: dict[str, bytes | str] = {f"figures/{name}.png": png for name, png, _ in figures}
+    files["index.html"] = _html(capsule, trials, scored, front, best[:BEST_HTML], figures)
+    files["trials.csv"] = _csv(spec, trials, scored, front)
+    files["best.md"] = _markdown(capsule, best[:BEST_TABLE])
+    files["best.tex"] = _latex(capsule, best[:BEST_TABLE])
+    for name, data in files.items():
+        try:
+            write_atomic(out / name, data)
+        except OSError as exc:
+            raise CapsuleError(f"{out / name}: cannot write report: {exc.strerror}") from None
+    return sorted(out / name for name in files)
+
+
+# --- values and labels ----------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    """A param value as a researcher writes it: `ap_fixed<16,6>`, `[32, 16]`, `4`, `true`."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _sig(value: float) -> str:
+    """4 significant digits (0.9500); whole numbers (resource counts) as integers."""
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:#.4g}".rstrip(".")
+
+
+def _metric_names(spec: Spec) -> list[str]:
+    names = [o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]
+    return list(dict.fromkeys(names))
+
+
+def _fidelities(trials: Sequence[Trial], metric: str) -> list[str]:
+    return sorted({t.fidelity.get(metric, "unknown") for t in trials if metric in t.metrics})
+
+
+def _label(metric: str, trials: Sequence[Trial], direction: str) -> str:
+    """`dsp (estimate, lower is better)`, `lut (mixed: estimate, synth, lower is better)`."""
+    found = _fidelities(trials, metric)
+    fidelity = (
+        (found[0] if len(found) == 1 else f"mixed: {', '.join(found)}") if found else "no data"
+    )
+    better = "higher" if direction == "maximize" else "lower"
+    return f"{metric} ({fidelity}, {better} is better)"
+
+
+def _done(trials: Sequence[Trial], *metrics: str) -> list[Trial]:
+    """Trials that ran to the end (constraint-breaking too) and have all of `metrics`."""
+    return [
+        t
+        for t in trials
+        if t.status in ("ok", "constraint") and all(m in t.metrics for m in metrics)
+    ]
+
+
+# --- figures --------------------------------------------------------------------------------
+
+
+def _draw(
+    ax: Axes, spec: Spec, points: list[tuple[float, float, Trial]], metrics: list[str]
+) -> None:
+    """Scatter points: a marker per fidelity of each mixed metric, constraint-breakers apart."""
+    if not points:
+        ax.text(0.5, 0.5, "no finished trials", ha="center", va="center", transform=ax.transAxes)
+        return
+    mixed = [m for m in metrics if len(_fidelities([p[2] for p in points], m)) > 1]
+
+    def key(t: Trial) -> tuple[bool, str]:
+        broken = violation(spec.constraints, t.metrics) > 0
+        return broken, ", ".join(f"{m} {t.fidelity.get(m, 'unknown')}" for m in mixed)
+
+    groups = sorted({key(p[2])[1] for p in points})
+    ordered = sorted(points, key=lambda p: key(p[2]))
+    for (broken, group), chosen in itertools.groupby(ordered, key=lambda p: key(p[2])):
+        shown = list(chosen)
+        label = "breaks a constraint" if broken else "meets the constraints"
+        ax.scatter(
+            [p[0] for p in shown],
+            [p[1] for p in shown],
+            marker=(BROKEN if broken else MARKERS)[groups.index(group) % len(MARKERS)],
+            color="tab:gray" if broken else "tab:blue",
+            label=f"{label}: {group}" if group else label,
+            zorder=2,
+        )
+
+
+def _legend(ax: Axes) -> None:
+    if len(ax.get_legend_handles_labels()[1]) > 1:
+        ax.legend(fontsize="small")
+
+
+def _pareto(spec: Spec, trials: Sequence[Trial]) -> tuple[Figure, str]:
+    """The front of the first two objectives, or of the only one against a hardware cost."""
+    objectives = list(spec.objectives[:2])
+    if len(objectives) == 1:
+        seen = {m for t in trials for m in t.metrics}
+        costs = [c.metric for c in spec.constraints] + [m for m in COSTS if m in seen]
+        cost = next((m for m in costs if m != objectives[0].metric), "lut")
+        objectives.append(Objective(metric=cost, direction="minimize"))
+    x, y = objectives
+    done = _done(trials, x.metric, y.metric)
+    xy = {t.number: (t.metrics[x.metric], t.metrics[y.metric]) for t in done}
+    fig = Figure(figsize=(6.4, 4.8), layout="constrained")
+    ax = fig.add_subplot()
+    _draw(ax, spec, [(*xy[t.number], t) for t in done], [x.metric, y.metric])
+    pair = spec.model_copy(update={"objectives": objectives})
+    points = sorted((*xy[n], n) for n in pareto_front(pair, [outcome(t) for t in done]))
+    if points:
+        # A staircase through each neighbour pair's worse corner: the edge of what it dominates.
+        path = [points[0][:2]]
+        for (x0, y0, _), (x1, y1, _) in itertools.pairwise(points):
+            corner_y = min(y0, y1) if y.direction == "maximize" else max(y0, y1)
+            path += [(x0 if x.direction == "maximize" else x1, corner_y), (x1, y1)]
+        ax.plot(*zip(*path, strict=True), color="tab:red", label="Pareto front", zorder=1)
+        for px, py, n in points:
+            ax.annotate(f"#{n}", (px, py), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    _legend(ax)
+    ax.set_xlabel(_label(x.metric, done, x.direction))
+    ax.set_ylabel(_label(y.metric, done, y.direction))
+    ax.set_title(f"Pareto front: {x.metric} vs {y.metric}")
+    return fig, (
+        f"Pareto front of {x.metric} against {y.metric}: finished trials meeting the constraints "
+        "(filled markers) and breaking them (crosses); the front is joined by a step line and "
+        "labelled by trial number."
+    )
+
+
+def _panels(
+    spec: Spec, title: str, xlabel: str, x_of: Callable[[Trial], float], trials: Sequence[Trial]
+) -> Figure:
+    """One subplot per objective: the objective against `x_of(trial)`."""
+    n = len(spec.objectives)
+    fig = Figure(figsize=(5.0 * n, 4.2), layout="constrained")
+    for ax, objective in zip(fig.subplots(1, n, squeeze=False)[0], spec.objectives, strict=True):
+        done = _done(trials, objective.metric)
+        _draw(
+            ax, spec, [(x_of(t), t.metrics[objective.metric], t) for t in done], [objective.metric]
+        )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(_label(objective.metric, done, objective.direction))
+        ax.set_title(f"{title}: {objective.metric}")
+        _legend(ax)
+    return fig
+
+
+def _objectives(spec: Spec, trials: Sequence[Trial]) -> tuple[Figure, str]:
+    fig = _panels(spec, "by trial", "trial number", lambda t: t.number, trials)
+    for ax, objective in zip(fig.axes, spec.objectives, strict=True):
+        sign = -1.0 if objective.direction == "maximize" else 1.0
+        numbers: list[int] = []
+        best: list[float] = []
+        for t in _done(trials, objective.metric):
+            if violation(spec.constraints, t.metrics) == 0:
+                value = t.metrics[objective.metric]
+                numbers.append(t.number)
+                best.append(value if not best or sign * value < sign * best[-1] else best[-1])
+        if numbers:
+            ax.step(numbers, best, where="post", color="tab:red", label="best so far", zorder=1)
+        _legend(ax)
+    return fig, (
+        "Each objective by trial number; the step line is the best so far among the trials "
+        "meeting the constraints."
+    )
+
+
+def _choices(space: dict[str, Any], path: str) -> list[Any]:
+    """The listed values of the choice at `path`, looked for inside branches too."""
+    for key, node in sorted(space.items()):
+        if isinstance(node, Choice) and node.is_branch():
+            for option in node.choice:
+                found = _choices(option, path)  # type: ignore[arg-type]
+                if found:
+                    return found
+        elif isinstance(node, Choice) and key == path:
+            return list(node.choice)
+    return []
+
+
+def _knob(spec: Spec, trials: Sequence[Trial], path: str) -> tuple[Figure, str]:
+    """Numbers on a numeric axis; anything else as categories in the order of the choice list."""
+    values = {t.number: t.params[path] for t in trials if path in t.params}
+    xs = {n: v for n, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    order: list[str] = []
+    if len(xs) < len(values):
+        order = list(dict.fromkeys(_text(v) for v in _choices(spec.search.space, path)))
+        order += sorted({_text(v) for v in values.values()} - set(order))
+        xs = {n: order.index(_text(v)) for n, v in values.items()}
+    chosen = [t for t in trials if t.number in xs]
+    fig = _panels(spec, path, f"{path} (search parameter)", lambda t: float(xs[t.number]), chosen)
+    for ax in fig.axes if order else []:
+        ax.set_xticks(range(len(order)), order, rotation=20 if len(order) > 3 else 0)
+        ax.set_xlim(-0.5, len(order) - 0.5)
+    return fig, f"The search parameter {path} against each objective."
+
+
+def _png(fig: Figure) -> bytes:
+    """PNG bytes without a software version; the axes' labels as JSON under `Description`."""
+    axes = [
+        {"title": a.get_title(), "xlabel": a.get_xlabel(), "ylabel": a.get_ylabel()}
+        for a in fig.axes
+    ]
+    metadata = {"Software": None, "Description": json.dumps({"axes": axes}, sort_keys=True)}
+    buffer = io.BytesIO()
+    FigureCanvasAgg(fig)  # its own canvas: no pyplot, no global figure state
+    fig.savefig(buffer, format="png", dpi=100, metadata=metadata)
+    return buffer.getvalue()
+
+
+def _figures(spec: Spec, trials: Sequence[Trial]) -> Figures:
+    params = parameters(spec.search.space)
+    out: Figures = []
+    # Matplotlib's defaults, not the local matplotlibrc; untrusted text is never parsed as math.
+    with matplotlib.style.context(["default", {"text.parse_math": False}]):
+        for name, make in (("pareto", _pareto), ("objectives", _objectives)):
+            fig, caption = make(spec, trials)
+            out.append((name, _png(fig), caption))
+        for path in [p for p in params if p.startswith("hls4ml.")] or params:
+            name = "knob_" + re.sub(r"[^a-z0-9_]", "_", path.lower())
+            while name in {n for n, _, _ in out}:
+                name += "_"
+            fig, caption = _knob(spec, trials, path)
+            out.append((name, _png(fig), caption))
+    return out
+
+
+# --- tables ---------------------------------------------------------------------------------
+
+
+def _header(spec: Spec) -> list[str]:
+    return ["trial", *parameters(spec.search.space), *_metric_names(spec)]
+
+
+def _cells(spec: Spec, t: Trial) -> list[str]:
+    """A best-table row: trial, each search parameter, each objective and constraint metric."""
+    params = (t.params.get(p, "-") for p in parameters(spec.search.space))
+    metrics = [
+        f"{_sig(t.metrics[m])} ({t.fidelity.get(m, 'unknown')})" if m in t.metrics else "-"
+        for m in _metric_names(spec)
+    ]
+    return [
+        str(t.number),
+        *(f"{v:.4g}" if isinstance(v, float) else _text(v) for v in params),
+        *metrics,
+    ]
+
+
+def _oneline(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _markdown(capsule: Capsule, best: Sequence[Trial]) -> str:
+    def md(text: str) -> str:
+        return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", _oneline(text))
+
+    header = _header(capsule.spec)
+    rows = [[md(c) for c in header], ["---"] * len(header)]
+    rows += [[md(c) for c in _cells(capsule.spec, t)] for t in best]
+    caption = (
+        f"Best {len(best)} trials by the search's loss. "
+        f"Capsule {capsule.digest}, experiment {md(capsule.spec.experiment.name)}."
+    )
+    return "".join(f"| {' | '.join(row)} |\n" for row in rows) + f"\n{caption}\n"
+
+
+TEX = {c: "\\" + c for c in "_&%$#{}"} | {
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "\\": r"\textbackslash{}",
+    "<": r"\textless{}",
+    ">": r"\textgreater{}",
+}
+LATEX = Template(
+    r"""\begin{table}
+\centering
+\caption{$caption}
+\begin{tabular}{$columns}
+\hline
+${header}\hline
+${rows}\hline
+\end{tabular}
+\end{table}
+"""
+)
+
+
+def _latex(capsule: Capsule, best: Sequence[Trial]) -> str:
+    def tex(text: str) -> str:
+        return "".join(TEX.get(c, c) for c in _oneline(text))
+
+    header = _header(capsule.spec)
+    body = [
+        " & ".join(tex(c) for c in row) + " \\\\\n"
+        for row in [header, *(_cells(capsule.spec, t) for t in best)]
+    ]
+    caption = (
+        f"Best {len(best)} trials of experiment {tex(capsule.spec.experiment.name)} by the "
+        f"search's loss (capsule \\texttt{{{tex(capsule.digest)}}})."
+    )
+    columns = "r" + "l" * (len(header) - 1)
+    return LATEX.substitute(
+        caption=caption, columns=columns, header=body[0], rows="".join(body[1:])
+    )
+
+
+def _csv(
+    spec: Spec, trials: Sequence[Trial], scored: dict[int, float | None], front: set[int]
+) -> str:
+    params = parameters(spec.search.space)
+    metrics = sorted({m for t in trials for m in t.metrics})
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(
+        ["number", "status", "loss", "pareto", *params]
+        + [c for m in metrics for c in (m, f"fidelity.{m}")]
+        + ["runtime", "image", "threads", "cache_hits", "stage", "error", "duration_s"]
+    )
+    for t in trials:
+        loss = scored.get(t.number)
+        row = [
+            t.number,
+            t.status,
+            "" if loss is None else repr(loss),
+            str(t.number in front).lower(),
+        ]
+        row += [_text(t.params[p]) if p in t.params else "" for p in params]
+        for m in metrics:
+            row += [repr(t.metrics[m]) if m in t.metrics else "", t.fidelity.get(m, "")]
+        row += [t.runtime, t.image or "", t.threads, ";".join(t.cache_hits), t.stage or ""]
+        writer.writerow([*row, t.error or "", repr(t.duration_s)])
+    return buffer.getvalue()
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    e = html.escape
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>\n" for row in rows)
+    return f"<table>\n<tr>{head}</tr>\n{body}</table>"
+
+
+def _html(
+    capsule: Capsule,
+    trials: Sequence[Trial],
+    scored: dict[int, float | None],
+    front: set[int],
+    best: Sequence[Trial],
+    figures: Figures,
+) -> str:
+    e, spec = html.escape, capsule.spec
+    header = [*_header(spec), "loss"]
+
+    def row(t: Trial) -> list[str]:
+        loss = scored.get(t.number)
+        return [*_cells(spec, t), "-" if loss is None else _sig(loss)]
+
+    statuses = sorted({t.status for t in trials})
+    failed = [t for t in trials if t.status in ("failed", "timeout", "oom")]
+    objectives = " vs ".join(f"{o.metric} ({o.direction})" for o in spec.objectives)
+    parts = [
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
+        f"<title>capsule report: {e(spec.experiment.name)}</title>",
+        f"<style>{STYLE}</style></head><body>",
+        f"<h1>{e(spec.experiment.name)}</h1>",
+        f"<p>{e(spec.experiment.description)}</p>",
+        f"<p>Capsule <code>{e(capsule.digest)}</code>, written by {e(capsule.tool)}.</p>",
+        f"<h2>{len(trials)} trials</h2>",
+        _table(
+            ["status", "trials"], [[s, str(sum(t.status == s for t in trials))] for s in statuses]
+        ),
+        f"<h2>Best {len(best)} trials (by the search's loss)</h2>",
+        _table(header, [row(t) for t in best]),
+        f"<h2>Pareto front: {e(objectives)}</h2>",
+        _table(header, [row(t) for t in trials if t.number in front]),
+        "<h2>Failed trials</h2>",
+        _table(
+            ["trial", "status", "stage", "error"],
+            [[str(t.number), t.status, t.stage or "-", t.error or "-"] for t in failed],
+        ),
+        "<h2>Figures</h2>",
+    ]
+    for name, png, caption in figures:
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(
+            f'<figure id="{e(name)}"><img src="data:image/png;base64,{data}" alt="{e(caption)}">'
+            f"<figcaption>{e(caption)}</figcaption></figure>"
+        )
+    return "\n".join([*parts, "</body></html>\n"])

@@ -1,0 +1,345 @@
+"""`capsule.report` on synthetic trials: CSV, best tables, escaping, figures, determinism."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import pytest
+from PIL import Image
+
+from capsule import api, report
+from capsule.capsulefile import Capsule, Trial
+from capsule.errors import CapsuleError
+from capsule.spec import Objective
+
+SCRIPT = "<script>alert(1)</script>"
+FIGURES = ["knob_hls4ml_precision", "knob_hls4ml_reuse_factor", "objectives", "pareto"]
+ACC = "csim_accuracy (measured, higher is better)"
+DSP_MIXED = "dsp (mixed: estimate, synth, lower is better)"
+
+
+def _trial(
+    number: int,
+    status: str,
+    precision: str,
+    reuse: int,
+    metrics: dict[str, float] | None = None,
+    hw: str = "estimate",
+    **extra: Any,
+) -> Trial:
+    metrics = metrics or {}
+    return Trial(
+        number=number,
+        status=status,  # type: ignore[arg-type]
+        params={
+            "hls4ml.precision": precision,
+            "hls4ml.reuse_factor": reuse,
+            "model.params.hidden": [32, 16],
+            "training.learning_rate": 0.003,
+        },
+        metrics=metrics,
+        fidelity={m: "measured" if m == "csim_accuracy" else hw for m in metrics},
+        runtime="local",
+        duration_s=12.5,
+        **extra,
+    )
+
+
+def _m(acc: float, dsp: float, lut: float) -> dict[str, float]:
+    return {"csim_accuracy": acc, "dsp": dsp, "lut": lut}
+
+
+# The example's objectives: maximise csim_accuracy, minimise dsp (weight 0.5); lut <= 53200.
+# Losses, scaled by trial 0 (0.95, 120): 0 -> -0.5, 1 -> -0.7807, 4 -> -0.7289, 5 -> -0.5614.
+TRIALS = [
+    _trial(0, "ok", "ap_fixed<16,6>", 1, _m(0.95, 120, 30000)),
+    _trial(1, "ok", "ap_fixed<8,3>", 2, _m(0.90, 40, 12000), hw="synth"),
+    _trial(
+        2, "constraint", "ap_fixed<16,6>", 1, _m(0.97, 400, 90000), error="constraint broken: lut"
+    ),
+    _trial(3, "failed", "ap_fixed<12,5>", 4, stage="csim", error=SCRIPT),
+    _trial(4, "ok", "ap_fixed<12,5>", 4, _m(0.93, 60, 20000), cache_hits=["train", "hls"]),
+    _trial(5, "ok", "ap_fixed<8,3>", 1, _m(0.85, 80, 15000)),  # dominated by trial 1
+]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Capsule:
+    root = tmp_path_factory.mktemp("report")
+    return api.pack(api.init(root / "exp"), root / "exp.capsule", runtime="local")
+
+
+@pytest.fixture(scope="module")
+def capsule(base: Capsule) -> Capsule:
+    experiment = base.spec.experiment.model_copy(update={"description": "<img src=x onerror=a()>"})
+    spec = base.spec.model_copy(update={"experiment": experiment})
+    return base.model_copy(update={"spec": spec, "trials": TRIALS}).sealed()
+
+
+@pytest.fixture(scope="module")
+def out(capsule: Capsule, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("out") / "report"
+    written = report.write_report(capsule, folder)
+    expected = [folder / n for n in ("best.md", "best.tex", "index.html", "trials.csv")]
+    expected += [folder / "figures" / f"{n}.png" for n in FIGURES]
+    assert written == sorted(expected)
+    assert sorted(p for p in folder.rglob("*") if p.is_file()) == sorted(expected)
+    return folder
+
+
+def _axes(png: Path) -> list[dict[str, str]]:
+    with Image.open(png) as image:
+        axes: list[dict[str, str]] = json.loads(image.text["Description"])["axes"]
+    return axes
+
+
+def test_csv_has_one_row_per_trial_with_loss_pareto_params_and_fidelity(out: Path) -> None:
+    raw = (out / "trials.csv").read_bytes()
+    assert b"\r" not in raw
+    rows = list(csv.DictReader(raw.decode().splitlines()))
+    assert list(rows[0]) == [
+        "number", "status", "loss", "pareto",
+        "hls4ml.precision", "hls4ml.reuse_factor", "model.params.hidden", "training.learning_rate",
+        "csim_accuracy", "fidelity.csim_accuracy", "dsp", "fidelity.dsp", "lut", "fidelity.lut",
+        "runtime", "image", "threads", "cache_hits", "stage", "error", "duration_s",
+    ]  # fmt: skip
+    by = {int(r["number"]): r for r in rows}
+    assert list(by) == [0, 1, 2, 3, 4, 5]
+    assert [n for n, r in by.items() if r["pareto"] == "true"] == [0, 1, 4]
+    assert {r["pareto"] for r in rows} == {"true", "false"}
+    assert float(by[0]["loss"]) == pytest.approx(-0.5)
+    assert float(by[1]["loss"]) == pytest.approx(-0.9 / 0.95 + 0.5 * 40 / 120)
+    assert by[3]["loss"] == "" and by[3]["status"] == "failed"
+    assert float(by[2]["loss"]) > 0  # broke a constraint: worse than every trial that met them
+    assert by[0]["hls4ml.precision"] == "ap_fixed<16,6>"
+    assert by[0]["model.params.hidden"] == "[32, 16]"
+    assert by[0]["hls4ml.reuse_factor"] == "1"
+    assert by[1]["dsp"] == "40.0" and by[1]["fidelity.dsp"] == "synth"
+    assert by[0]["fidelity.dsp"] == "estimate" and by[0]["fidelity.csim_accuracy"] == "measured"
+    assert by[3]["csim_accuracy"] == "" and by[3]["stage"] == "csim"
+    assert by[3]["error"] == SCRIPT  # data for pandas: kept as recorded
+    assert by[4]["cache_hits"] == "train;hls"
+    assert by[0]["runtime"] == "local" and by[0]["threads"] == "1"
+    assert by[0]["duration_s"] == "12.5"
+
+
+def test_best_markdown_ranks_ok_trials_by_loss_and_names_the_digest(
+    out: Path, capsule: Capsule
+) -> None:
+    lines = (out / "best.md").read_text().splitlines()
+    assert lines[0].startswith("| trial | hls4ml.precision | hls4ml.reuse\\_factor |")
+    assert lines[1] == "| --- " * 8 + "|"
+    body = [line for line in lines[2:] if line.startswith("|")]
+    assert [int(line.split("|")[1]) for line in body] == [1, 4, 5, 0]  # no constraint, no failed
+    assert "| 0.9000 (measured) | 40 (synth) | 12000 (synth) |" in body[0]
+    assert "ap\\_fixed\\<8,3\\>" in body[0]
+    assert lines[-1] == (
+        f"Best 4 trials by the search's loss. Capsule {capsule.digest}, experiment digits-mlp."
+    )
+
+
+def test_best_latex_escapes_cells_and_captions_the_digest(out: Path, capsule: Capsule) -> None:
+    tex = (out / "best.tex").read_text()
+    assert tex.startswith("\\begin{table}\n\\centering\n\\caption{Best 4 trials")
+    assert f"(capsule \\texttt{{{capsule.digest}}})" in tex
+    assert "\\begin{tabular}{rlllllll}" in tex and tex.endswith("\\end{table}\n")
+    assert "csim\\_accuracy" in tex and "hls4ml.reuse\\_factor" in tex
+    rows = [line for line in tex.splitlines() if line.endswith("\\\\")]
+    assert [row.split(" & ")[0] for row in rows] == ["trial", "1", "4", "5", "0"]
+    assert rows[1].split(" & ")[1] == "ap\\_fixed\\textless{}8,3\\textgreater{}"
+    assert "<" not in tex and ">" not in tex
+
+
+def test_untrusted_text_is_escaped_in_latex_and_markdown_and_literal_in_figures(
+    base: Capsule, tmp_path: Path
+) -> None:
+    nasty = "a_b&c%d#e{f}g~h^i<j>k|l $\\m{$\nend"  # $...$ would be mathtext: a parse error
+    trial = _trial(0, "ok", nasty, 1, _m(0.9, 10, 100))
+    report.write_report(base.model_copy(update={"trials": [trial]}), tmp_path)  # no mathtext
+    tex = (tmp_path / "best.tex").read_text()
+    assert (
+        "& a\\_b\\&c\\%d\\#e\\{f\\}g\\textasciitilde{}h\\textasciicircum{}i\\textless{}j"
+        "\\textgreater{}k|l \\$\\textbackslash{}m\\{\\$ end &"
+    ) in tex
+    md = (tmp_path / "best.md").read_text()
+    assert "| a\\_b&c%d\\#e{f}g~h^i\\<j\\>k\\|l $\\\\m{$ end |" in md
+    assert all(line.count("|") - line.count("\\|") == 9 for line in md.splitlines()[:3])
+
+
+def test_html_escapes_untrusted_strings_and_embeds_every_figure(
+    out: Path, capsule: Capsule
+) -> None:
+    page = (out / "index.html").read_text()
+    assert SCRIPT not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "<img src=x" not in page and "&lt;img src=x onerror=a()&gt;" in page
+    assert "<script" not in page.lower()
+    assert capsule.digest in page and "<h1>digits-mlp</h1>" in page
+    assert "<tr><td>ok</td><td>4</td></tr>" in page
+    assert "<tr><td>constraint</td><td>1</td></tr>" in page
+    assert "<tr><td>failed</td><td>1</td></tr>" in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    sources = re.findall(r'<img src="([^"]*)"', page)
+    assert len(sources) == len(FIGURES) == page.count("<figcaption>")
+    order = ["pareto", "objectives", "knob_hls4ml_precision", "knob_hls4ml_reuse_factor"]
+    for name, src in zip(order, sources, strict=True):
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix)
+        assert (
+            base64.b64decode(src.removeprefix(prefix))
+            == (out / "figures" / f"{name}.png").read_bytes()
+        )
+    outside = re.sub(r'src="data:image/png;base64,[A-Za-z0-9+/=]+"', "", page)
+    assert not re.search(r"<[^>]*\s(href|src)=|url\(|https?:", outside), "an outside resource"
+    tables = page.split("<h2>")
+    best = next(t for t in tables if t.startswith("Best 4 trials"))
+    assert re.findall(r"<tr><td>(\d+)</td>", best) == ["1", "4", "5", "0"]
+    front = next(t for t in tables if t.startswith("Pareto front"))
+    assert re.findall(r"<tr><td>(\d+)</td>", front) == ["0", "1", "4"]
+
+
+def test_figures_are_real_images_with_labelled_axes_naming_the_fidelity(out: Path) -> None:
+    for name in FIGURES:
+        with Image.open(out / "figures" / f"{name}.png") as image:
+            assert image.format == "PNG"
+            assert image.width > 200 and image.height > 200
+            low, high = image.convert("L").getextrema()
+            assert low < high, f"{name}.png is a single colour"
+            assert "Software" not in image.text
+        axes = _axes(out / "figures" / f"{name}.png")
+        assert axes, name
+        for ax in axes:
+            assert ax["xlabel"] and ax["ylabel"] and ax["title"], (name, ax)
+            labels = ax["xlabel"] + ax["ylabel"]
+            assert re.search(r"\((measured|estimate|mixed: [a-z, ]+), (higher|lower)", labels)
+    assert _axes(out / "figures" / "pareto.png") == [
+        {"title": "Pareto front: csim_accuracy vs dsp", "xlabel": ACC, "ylabel": DSP_MIXED}
+    ]
+    assert [(a["xlabel"], a["ylabel"]) for a in _axes(out / "figures" / "objectives.png")] == [
+        ("trial number", ACC),
+        ("trial number", DSP_MIXED),
+    ]
+    knob = _axes(out / "figures" / "knob_hls4ml_precision.png")
+    assert [(a["xlabel"], a["ylabel"]) for a in knob] == [
+        ("hls4ml.precision (search parameter)", ACC),
+        ("hls4ml.precision (search parameter)", DSP_MIXED),
+    ]
+
+
+def test_mixed_fidelity_gets_a_marker_per_fidelity(capsule: Capsule) -> None:
+    fig, _ = report._pareto(capsule.spec, TRIALS)
+    collections = {c.get_label(): c for c in fig.axes[0].collections}
+    assert sorted(collections) == [
+        "breaks a constraint: dsp estimate",
+        "meets the constraints: dsp estimate",
+        "meets the constraints: dsp synth",
+    ]
+    estimate, synth = (
+        collections[f"meets the constraints: dsp {f}"] for f in ("estimate", "synth")
+    )
+    assert estimate.get_offsets().tolist() == [[0.95, 120], [0.93, 60], [0.85, 80]]
+    assert synth.get_offsets().tolist() == [[0.90, 40]]
+    assert estimate.get_paths()[0].vertices.tolist() != synth.get_paths()[0].vertices.tolist()
+    assert [t.get_text() for t in fig.axes[0].texts] == ["#1", "#4", "#0"]
+
+    same = [t.model_copy(update={"fidelity": {m: "estimate" for m in t.metrics}}) for t in TRIALS]
+    fig, _ = report._pareto(capsule.spec, same)
+    assert fig.axes[0].get_ylabel() == "dsp (estimate, lower is better)"
+    labels = sorted(str(c.get_label()) for c in fig.axes[0].collections)
+    assert labels == ["breaks a constraint", "meets the constraints"]
+
+
+def test_one_objective_is_plotted_against_a_hardware_cost(capsule: Capsule) -> None:
+    accuracy = [Objective(metric="csim_accuracy", direction="maximize")]
+    spec = capsule.spec.model_copy(update={"objectives": accuracy})
+    fig, _ = report._pareto(spec, TRIALS)
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == (
+        ACC,
+        "lut (mixed: estimate, synth, lower is better)",
+    )
+    # accuracy up, LUTs down: 0 (0.95, 30000), 4 (0.93, 20000), 1 (0.90, 12000) form the front
+    assert sorted(t.get_text() for t in ax.texts) == ["#0", "#1", "#4"]
+    unconstrained = spec.model_copy(update={"constraints": []})
+    no_lut = [
+        t.model_copy(update={"metrics": {k: v for k, v in t.metrics.items() if k != "lut"}})
+        for t in TRIALS
+    ]
+    assert report._pareto(unconstrained, no_lut)[0].axes[0].get_ylabel() == DSP_MIXED
+
+
+def test_knobs_place_categories_in_the_order_of_the_space(capsule: Capsule) -> None:
+    fig, _ = report._knob(capsule.spec, TRIALS, "hls4ml.precision")
+    ax = fig.axes[0]
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["ap_fixed<16,6>", "ap_fixed<12,5>", "ap_fixed<8,3>"]  # not sorted
+    points = {tuple(p) for c in ax.collections for p in c.get_offsets().tolist()}
+    assert points == {(0, 0.95), (2, 0.90), (0, 0.97), (1, 0.93), (2, 0.85)}
+    fig, _ = report._knob(capsule.spec, TRIALS, "hls4ml.reuse_factor")
+    points = {tuple(p) for c in fig.axes[1].collections for p in c.get_offsets().tolist()}
+    assert points == {(1, 120), (2, 40), (1, 400), (4, 60), (1, 80)}  # numbers stay numbers
+
+
+def test_without_hls4ml_parameters_every_parameter_gets_a_figure(
+    capsule: Capsule, tmp_path: Path
+) -> None:
+    space = {k: v for k, v in capsule.spec.search.space.items() if not k.startswith("hls4ml.")}
+    spec = capsule.spec.model_copy(
+        update={"search": capsule.spec.search.model_copy(update={"space": space})}
+    )
+    report.write_report(capsule.model_copy(update={"spec": spec}), tmp_path)
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "knob_model_params_hidden.png",
+        "knob_training_learning_rate.png",
+        "objectives.png",
+        "pareto.png",
+    ]
+    knob = _axes(tmp_path / "figures" / "knob_model_params_hidden.png")
+    assert knob[0]["xlabel"] == "model.params.hidden (search parameter)"
+
+
+def test_the_report_is_byte_identical_whatever_the_local_matplotlib_style(
+    capsule: Capsule, out: Path, tmp_path: Path
+) -> None:
+    with matplotlib.rc_context({"font.size": 20, "axes.facecolor": "black", "figure.dpi": 50}):
+        report.write_report(capsule, tmp_path)
+    mine = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
+    assert mine == sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    for rel in mine:
+        assert (tmp_path / rel).read_bytes() == (out / rel).read_bytes(), rel
+
+
+def test_no_trials_still_gives_every_file_and_labelled_empty_figures(
+    base: Capsule, tmp_path: Path
+) -> None:
+    written = report.write_report(base, tmp_path)
+    assert [p.name for p in written] == [
+        "best.md", "best.tex",
+        "knob_hls4ml_precision.png", "knob_hls4ml_reuse_factor.png", "objectives.png",
+        "pareto.png", "index.html", "trials.csv",
+    ]  # fmt: skip
+    assert (tmp_path / "trials.csv").read_text().count("\n") == 1
+    assert (tmp_path / "best.md").read_text().count("\n| ") == 1  # the separator row only
+    assert "<h2>0 trials</h2>" in (tmp_path / "index.html").read_text()
+    for png in (tmp_path / "figures").iterdir():
+        with Image.open(png) as image:
+            low, high = image.convert("L").getextrema()
+            assert low < high
+        for ax in _axes(png):
+            assert ax["xlabel"] and ax["ylabel"]
+    assert _axes(tmp_path / "figures" / "pareto.png")[0]["xlabel"] == (
+        "csim_accuracy (no data, higher is better)"
+    )
+    fig, _ = report._objectives(base.spec, [])
+    assert [[t.get_text() for t in ax.texts] for ax in fig.axes] == [["no finished trials"]] * 2
+
+
+def test_an_unwritable_folder_is_one_capsule_error(base: Capsule, tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    with pytest.raises(CapsuleError, match=r"taken/figures/pareto.png: cannot write report"):
+        report.write_report(base, tmp_path / "taken")
