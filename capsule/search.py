@@ -40,6 +40,11 @@ from capsule.spec import Constraint, Objective, Spec
 # TPE samples at random until it has this many results (Hyperopt's default is 20, too many for
 # the small budgets of synthesis-bound searches); at least a third of the budget is random.
 TPE_STARTUP_MAX = 20
+# On a discrete space TPE keeps proposing a point it already knows is good; a repeat costs a
+# trial of the budget and teaches nothing, so a proposal that repeats an evaluated point is drawn
+# again with a derived seed (TPE a few times, then at random), this many times at most: a small,
+# exhausted space may still repeat.
+REPEATS_AVOIDED = 16
 
 
 @dataclass(frozen=True)
@@ -303,7 +308,15 @@ class Searcher:
         search_seed = self.spec.search.seed
         if search_seed is None:
             search_seed = self.spec.experiment.seed
-        seed = int(np.random.default_rng([search_seed, number]).integers(2**31 - 1))
-        new = suggest([len(docs)], domain, trials, seed)
-        vals = {k: v[0] for k, v in new[0]["misc"]["vals"].items() if v}
-        return params_from_vals(self.space, vals)
+        seen = [dict(o.params) for o in finished]
+        for attempt in range(REPEATS_AVOIDED):
+            key = [search_seed, number] + ([attempt] if attempt else [])
+            seed = int(np.random.default_rng(key).integers(2**31 - 1))
+            # TPE's choice among its candidates barely depends on the seed: retries sample.
+            draw = suggest if attempt < REPEATS_AVOIDED // 4 else rand.suggest
+            new = draw([len(docs)], domain, trials, seed)
+            vals = {k: v[0] for k, v in new[0]["misc"]["vals"].items() if v}
+            point = params_from_vals(self.space, vals)
+            if point not in seen:
+                break
+        return point

@@ -132,3 +132,22 @@ def test_the_example_space_proposes_within_the_template(tmp_path: Path) -> None:
     spec = load_spec(api.init(tmp_path / "e"))
     point = Searcher(spec).ask(0, [])
     assert sorted(point) == sorted(spec.search.space)
+
+
+@pytest.mark.parametrize("algo", ["tpe", "random"])
+def test_an_evaluated_point_is_not_proposed_again_while_others_remain(algo: str) -> None:
+    small = parse_spec(
+        BRANCHED.split("[search.space]")[0]
+        + '[search.space]\n"hls4ml.reuse_factor" = { choice = [1, 2, 4] }\n'
+        + '"hls4ml.precision" = { choice = ["ap_fixed<16,6>", "ap_fixed<8,3>"] }\n'
+        + BRANCHED[BRANCHED.index("[[objectives]]") :]
+    )
+    searcher = Searcher(small, algo, budget=6)
+    finished: list[Outcome] = []
+    for number in range(6):  # the space has exactly 6 points
+        params = searcher.ask(number, finished)
+        good = params["hls4ml.precision"] == "ap_fixed<16,6>"  # TPE would keep asking for it
+        metrics = {"csim_accuracy": 0.9 if good else 0.5, "dsp": 1.0, "lut": 1.0}
+        finished.append(Outcome(number, params, "ok", metrics))
+    points = {tuple(sorted(o.params.items())) for o in finished}
+    assert len(points) == 6
