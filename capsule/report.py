@@ -180,8 +180,12 @@ def _pareto(spec: Spec, trials: Sequence[Trial]) -> tuple[Figure, str]:
             corner_y = min(y0, y1) if y.direction == "maximize" else max(y0, y1)
             path += [(x0 if x.direction == "maximize" else x1, corner_y), (x1, y1)]
         ax.plot(*zip(*path, strict=True), color="tab:red", label="Pareto front", zorder=1)
-        for px, py, n in points:
-            ax.annotate(f"#{n}", (px, py), xytext=(4, 4), textcoords="offset points", fontsize=8)
+        same: dict[tuple[float, float], list[str]] = {}
+        for px, py, n in points:  # trials at one point (repeats, cache hits) share a label
+            same.setdefault((px, py), []).append(str(n))
+        for (px, py), numbers in same.items():
+            label = "#" + ",".join(numbers)
+            ax.annotate(label, (px, py), xytext=(4, 4), textcoords="offset points", fontsize=8)
     _legend(ax)
     ax.set_xlabel(_label(x.metric, done, x.direction))
     ax.set_ylabel(_label(y.metric, done, y.direction))
