@@ -32,9 +32,16 @@ def _events(run_dir: Path) -> list[tuple[int, str]]:
 
 
 def _kill_when(capsule: Path, line: str, after_s: float) -> None:
-    """Start `capsule run`, wait for `line` in its output, wait `after_s`, then SIGKILL it."""
+    """Start `capsule run`, wait for `line` in its output, wait `after_s`, then SIGKILL it.
+
+    Without the stage cache: the trials it kills must really be running, not restored from the
+    cache an earlier run of the same points filled.
+    """
     proc = subprocess.Popen(
-        [str(CLI), "run", str(capsule)], stdout=subprocess.PIPE, text=True, env=_env()
+        [str(CLI), "run", str(capsule), "--no-cache"],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=_env(),
     )
     assert proc.stdout is not None
     for out in proc.stdout:
@@ -72,7 +79,7 @@ def test_sigkill_and_resume_keep_every_trial_and_match_an_uninterrupted_run(tmp_
     assert _leftover_trials(tmp_path / "b" / "exp.run") == ""
     assert [t.number for t in api.load(killed).trials] == [0, 1]
     resumed = subprocess.run(
-        [str(CLI), "run", str(killed)], capture_output=True, text=True, env=_env()
+        [str(CLI), "run", str(killed), "--no-cache"], capture_output=True, text=True, env=_env()
     )
     assert resumed.returncode == 0, resumed.stderr
     assert "Pareto front" in resumed.stdout
