@@ -129,6 +129,15 @@ class Trial(Locked):
     log_tail: Annotated[str, Field(max_length=4000)] | None = None
     duration_s: Annotated[float, Field(ge=0)] = 0.0
 
+    @field_validator("artifacts")
+    @classmethod
+    def _safe_names(cls, artifacts: dict[str, str]) -> dict[str, str]:
+        for name in artifacts:  # joined to trial folders by verify and export
+            reason = unsafe_relative_name(name)
+            if reason:
+                raise ValueError(f"artifact name {name!r} {reason}")
+        return artifacts
+
 
 class Capsule(Locked):
     format: Literal[1]

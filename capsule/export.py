@@ -11,20 +11,19 @@ every exported file.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError, MismatchError
 from capsule.files import write_atomic
-from capsule.hashing import hash_files
+from capsule.hashing import canonical_json, hash_files, sha256_file
 from capsule.run import default_run_dir
-from capsule.trial import BUILD_PRODUCTS, is_vendor_output
+from capsule.trial import rehash
 from capsule.verify import VerifyOptions, select, verify
 
 MANIFEST = "export.json"
@@ -34,7 +33,8 @@ README = """\
 From capsule {digest} (experiment {name}). `export.json` lists the params, the metrics with their
 fidelity, and the sha256 of every file here.
 
-- `hls4ml_prj/`: the hls4ml project as converted (compiled objects left out). Vendor flow:
+- `hls4ml_prj/`: the hls4ml project files the trial recorded (compiled objects and logs left
+  out; of a vendor run, its reports). Vendor flow:
   `cd hls4ml_prj && vivado_hls -f build_prj.tcl "reset=1 csim=0 synth=1 cosim=0 export=0"`
   (Vitis HLS: `vitis_hls -f build_prj.tcl ...`), or hls4ml's `hls_model.build()`.
 - `hls4ml_config.yml`: the hls4ml configuration of this trial (also in `hls4ml_prj/`).
@@ -51,35 +51,67 @@ class Export:
     files: dict[str, str]  # exported path -> sha256
 
 
-def _intact(folder: Path, trial: Trial) -> bool:
-    """Whether `folder` holds this trial's outputs exactly as the capsule recorded them."""
-    from capsule.reports.canonical import canonical_sha256
-
-    names = sorted(trial.artifacts)
-    if not names or not all((folder / name).is_file() for name in names):
-        return False
-    plain = [n for n in names if not is_vendor_output(n)]
-    got = dict(zip(plain, hash_files([folder / n for n in plain]), strict=True))
-    got.update({n: canonical_sha256(folder / n) for n in names if is_vendor_output(n)})
-    return got == trial.artifacts
+EXTRAS = {  # exported name -> the recorded artifact it is
+    "hls4ml_config.yml": "hls4ml_prj/hls4ml_config.yml",
+    "model.weights.h5": "train/model.weights.h5",
+    "metrics.json": "metrics.json",
+}
 
 
-def _layout(folder: Path) -> dict[str, Path]:
-    """Exported name -> file in the trial folder."""
-    chosen = {
-        "hls4ml_config.yml": folder / "hls4ml_prj" / "hls4ml_config.yml",
-        "model.weights.h5": folder / "train" / "model.weights.h5",
-        "metrics.json": folder / "metrics.json",
-        "params.json": folder / "params.json",
-    }
-    project = folder / "hls4ml_prj"
-    for path in sorted(p for p in project.rglob("*") if p.is_file()):
-        if path.suffix not in BUILD_PRODUCTS:
-            chosen[f"hls4ml_prj/{path.relative_to(project).as_posix()}"] = path
-    missing = [name for name, path in chosen.items() if not path.is_file()]
+def _layout(trial: Trial) -> dict[str, str]:
+    """Exported name -> recorded artifact: the project as recorded, and the extras."""
+    missing = [name for name in EXTRAS.values() if name not in trial.artifacts]
     if missing:
-        raise CapsuleError(f"{folder}: trial folder lacks {', '.join(missing)}")
-    return chosen
+        raise CapsuleError(f"trial {trial.number} recorded no {', '.join(missing)} to export")
+    project = {n: n for n in trial.artifacts if n.startswith("hls4ml_prj/")}
+    return dict(sorted((project | EXTRAS).items()))
+
+
+def _write(
+    capsule: Capsule, trial: Trial, folder: Path, layout: dict[str, str], out: Path
+) -> dict[str, str]:
+    """Copy into a staging folder beside `out`, check the copies, then rename it into place."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for name, recorded in layout.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(folder / recorded, staging / name, follow_symlinks=False)
+        # The copies, not the source folder, are what must be the recorded bytes.
+        copied = rehash(staging, layout)
+        if any(copied.get(n) != trial.artifacts[r] for n, r in layout.items()):
+            raise MismatchError(f"{folder}: trial files changed while they were exported")
+        write_atomic(staging / "params.json", canonical_json(trial.params) + b"\n")
+        digests = dict(zip(layout, hash_files([staging / n for n in layout]), strict=True))
+        digests["params.json"] = sha256_file(staging / "params.json")
+        spec = capsule.spec
+        readme = README.format(
+            number=trial.number, digest=capsule.digest, name=spec.experiment.name
+        )
+        write_atomic(staging / "README.md", readme)
+        manifest = {
+            "capsule_digest": capsule.digest,
+            "experiment": spec.experiment.name,
+            "trial": trial.number,
+            "status": trial.status,
+            "params": trial.params,
+            "metrics": {
+                k: {"value": v, "fidelity": trial.fidelity.get(k, "measured")}
+                for k, v in sorted(trial.metrics.items())
+            },
+            "files": dict(sorted(digests.items())),
+        }
+        write_atomic(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
+        umask = os.umask(0)
+        os.umask(umask)
+        staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would keep the export private
+        if out.is_dir() and not out.is_symlink():
+            out.rmdir()  # empty, checked before the re-run
+        os.replace(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return dict(sorted(digests.items()))
 
 
 def export_trial(
@@ -98,51 +130,21 @@ def export_trial(
         raise CapsuleError("export takes one trial: --trial N or --best")
     trial = chosen[0]
     folder = (run_dir or default_run_dir(capsule_path)) / "trials" / f"{trial.number:05d}"
-    with tempfile.TemporaryDirectory(prefix="capsule-export-") as scratch:
+    layout = _layout(trial)
+    with tempfile.TemporaryDirectory(prefix="capsule-export-", ignore_cleanup_errors=True) as tmp:
         source = "run folder"
-        if not _intact(folder, trial):
+        if rehash(folder, trial.artifacts) != trial.artifacts:
             source = "re-run"
-            rerun = dataclasses.replace(options, work_dir=Path(scratch))
-            checked = verify(capsule_path, capsule, root, rerun)
+            checked = verify(capsule_path, capsule, root, replace(options, work_dir=Path(tmp)))
             if not checked.ok:
                 bad = ", ".join(c.artifact for c in checked.mismatched()[:5])
                 raise MismatchError(
                     f"trial {trial.number} did not reproduce here ({bad}); not exporting a "
                     "design the capsule does not record (see `capsule verify`)"
                 )
-            folder = Path(scratch) / f"{trial.number:05d}"
-        files = _layout(folder)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+            folder = Path(tmp) / f"{trial.number:05d}"
         try:
-            for name, path in files.items():
-                (staging / name).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(path, staging / name)
-            digests = dict(zip(files, hash_files([staging / n for n in files]), strict=True))
-            spec = capsule.spec
-            write_atomic(
-                staging / "README.md",
-                README.format(
-                    number=trial.number, digest=capsule.digest, name=spec.experiment.name
-                ),
-            )
-            manifest = {
-                "capsule_digest": capsule.digest,
-                "experiment": spec.experiment.name,
-                "trial": trial.number,
-                "status": trial.status,
-                "params": trial.params,
-                "metrics": {
-                    k: {"value": v, "fidelity": trial.fidelity.get(k, "measured")}
-                    for k, v in sorted(trial.metrics.items())
-                },
-                "files": dict(sorted(digests.items())),
-            }
-            write_atomic(staging / MANIFEST, json.dumps(manifest, indent=2) + "\n")
-            if out.exists():
-                out.rmdir()
-            os.replace(staging, out)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-    return Export(trial, out, source, dict(sorted(digests.items())))
+            digests = _write(capsule, trial, folder, layout, out)
+        except OSError as exc:
+            raise CapsuleError(f"{out}: cannot export: {exc.strerror or exc}") from None
+    return Export(trial, out, source, digests)

@@ -30,17 +30,17 @@ import shutil
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from capsule import toolchain
 from capsule.cache import UNIT_OF, UNITS, restore
 from capsule.capsulefile import Capsule
 from capsule.errors import CapsuleError, StageError
-from capsule.files import write_atomic
+from capsule.files import unsafe_relative_name, write_atomic
 from capsule.hashing import HashCache, canonical_json, hash_files
 from capsule.lock import check_data
 from capsule.space import Params, default_point
@@ -50,6 +50,7 @@ STAGES = ("data", "train", "convert", "csim", "estimate", "synth", "reports")
 VENDOR_STAGES = ("synth", "reports")
 BUILD_PRODUCTS = (".so", ".o")
 RESULT = "result.json"
+MAX_RESULT_BYTES = 16 << 20
 STAGES_LOG = "stages.log"
 
 
@@ -118,6 +119,29 @@ def is_vendor_output(rel: str) -> bool:
     return (parts[0] == "hls4ml_prj" and len(parts) > 2 and parts[1].endswith("_prj")) or (
         rel == "hls4ml_prj/vivado_synth.rpt"
     )
+
+
+def rehash(out: Path, names: Iterable[str]) -> dict[str, str]:
+    """sha256 of the named artifacts as this host sees them, hashed as `_artifacts` hashes them.
+
+    For checking what a trial process claims: names that are unsafe, missing, or whose path
+    leaves `out` through a symlink are left out, so they compare as absent.
+    """
+    from capsule.reports.canonical import canonical_sha256
+
+    root = out.resolve()
+    found = []
+    for name in sorted(set(names)):
+        path = out / name
+        if unsafe_relative_name(name) or not path.is_file():
+            continue
+        if not path.resolve().is_relative_to(root) or path.is_symlink():
+            continue
+        found.append(name)
+    plain = [n for n in found if not is_vendor_output(n)]
+    hashed = dict(zip(plain, hash_files([out / n for n in plain]), strict=True))
+    hashed.update({n: canonical_sha256(out / n) for n in found if is_vendor_output(n)})
+    return dict(sorted(hashed.items()))
 
 
 def _artifacts(out: Path, reports: Any) -> dict[str, str]:
@@ -281,10 +305,22 @@ def _metrics_json(metrics: dict[str, float], fidelity: dict[str, str]) -> bytes:
 
 
 def read_result(out: Path) -> TrialResult:
+    """The result a trial process wrote; it ran the capsule's code, so it is read warily:
+    not through a symlink, bounded in size, and never quoted back on error."""
+    path = out / RESULT
     try:
-        return TrialResult.model_validate_json((out / RESULT).read_bytes())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read(MAX_RESULT_BYTES + 1)
+        if len(raw) > MAX_RESULT_BYTES:
+            raise ValueError(f"larger than {MAX_RESULT_BYTES} bytes")
+        return TrialResult.model_validate_json(raw)
+    except ValidationError as exc:
+        where = ", ".join(".".join(map(str, e["loc"])) or "(document)" for e in exc.errors()[:3])
+        raise CapsuleError(f"{path}: not a valid trial result ({where})") from None
     except (OSError, ValueError) as exc:
-        raise CapsuleError(f"{out / RESULT}: cannot read trial result: {exc}") from None
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise CapsuleError(f"{path}: cannot read trial result: {reason}") from None
 
 
 # --- stages ---------------------------------------------------------------------------------

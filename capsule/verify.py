@@ -12,6 +12,7 @@ metrics derive from the artifacts, and wall-clock time differs on every run.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import warnings
@@ -26,10 +27,11 @@ from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.hashing import HashCache
 from capsule.lock import check_data
+from capsule.process import kill_leftover
 from capsule.run import outcome
 from capsule.runtime import choose
 from capsule.search import ranked
-from capsule.trial import TrialResult
+from capsule.trial import TrialResult, rehash
 
 ABSENT = "-"
 
@@ -98,7 +100,11 @@ def select(capsule: Capsule, options: VerifyOptions) -> tuple[list[Trial], list[
         return chosen, []
     if options.all:
         with_artifacts = [t for t in capsule.trials if t.artifacts]
-        return with_artifacts, [t for t in capsule.trials if not t.artifacts]
+        without = [t for t in capsule.trials if not t.artifacts]
+        if not with_artifacts:
+            listed = ", ".join(f"{t.number} ({t.status})" for t in without)
+            raise CapsuleError(f"no trial recorded artifacts to verify: {listed}")
+        return with_artifacts, without
     outcomes = [outcome(t) for t in capsule.trials]
     best = [n for n in ranked(capsule.spec, outcomes) if by_number[n].status == "ok"]
     if not best:
@@ -186,36 +192,76 @@ def verify(
     options: VerifyOptions,
     notify: Callable[[str], None] = lambda _: None,
 ) -> Verification:
-    """Re-run the selected trials and compare their artifacts with the recorded ones."""
-    from capsule.runtime.docker import run_in_container
+    """Re-run the selected trials and compare their artifacts with the recorded ones.
+
+    The new hashes are taken on the host from the re-run's folder, not from the `result.json`
+    the trial process (running the capsule's code) wrote. Ctrl-C or a runtime that fails stops
+    the trials still running (process groups, labelled containers) before it propagates.
+    """
+    from capsule.runtime.docker import remove_labelled, run_in_container
     from capsule.runtime.local import run_local
 
     if options.jobs < 1:
         raise CapsuleError(f"--jobs must be at least 1, not {options.jobs}")
+    if options.runtime not in (None, "docker", "local"):
+        raise CapsuleError(f"--runtime must be docker or local, not {options.runtime!r}")
     chosen, skipped = select(capsule, options)
     choices = preflight(capsule_path, capsule, chosen, options, root)
     work = options.work_dir or Path(tempfile.mkdtemp(prefix="capsule-verify-"))
     work.mkdir(parents=True, exist_ok=True)
+    label = f"capsule.verify={os.getpid()}"
+    groups: list[int] = []
 
     def rerun(trial: Trial) -> list[Comparison]:
         choice = choices[trial.number]
         folder = work / f"{trial.number:05d}"
         shutil.rmtree(folder, ignore_errors=True)
         notify(f"trial {trial.number}: re-running on {choice.kind}")
-        if choice.kind == "docker":
-            assert choice.image is not None
-            result = run_in_container(
-                choice.engine, choice.image, capsule_path, capsule, trial.params, folder, root
-            )
-        else:
-            result = run_local(capsule_path, capsule, trial.params, folder, root)
-        rows = compare(trial, result)
+        try:
+            if choice.kind == "docker":
+                assert choice.image is not None
+                key, value = label.split("=")
+                result = run_in_container(
+                    choice.engine,
+                    choice.image,
+                    capsule_path,
+                    capsule,
+                    trial.params,
+                    folder,
+                    root,
+                    labels={key: value},
+                )
+            else:
+                result = run_local(
+                    capsule_path, capsule, trial.params, folder, root, on_spawn=groups.append
+                )
+        except CapsuleError:
+            raise
+        except Exception as exc:  # the engine went away, a folder was unwritable, ...
+            raise VerifyBlocked(
+                f"trial {trial.number}: the {choice.kind} runtime failed: {exc}".splitlines()[0]
+            ) from None
+        seen = rehash(folder, trial.artifacts.keys() | result.artifacts.keys())
+        rows = compare(trial, result.model_copy(update={"artifacts": seen}))
         same = sum(r.match for r in rows)
         notify(f"trial {trial.number}: {same} of {len(rows)} artifacts match")
         return rows
 
-    with ThreadPoolExecutor(max_workers=options.jobs) as pool:
-        per_trial = list(pool.map(rerun, chosen))
+    pool = ThreadPoolExecutor(max_workers=options.jobs)
+    futures = [pool.submit(rerun, trial) for trial in chosen]
+    try:
+        per_trial = [future.result() for future in futures]
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for group in groups:
+            kill_leftover(group, "exec-trial")
+        for choice in {id(c): c for c in choices.values() if c.kind == "docker"}.values():
+            remove_labelled(choice.engine, label)
+        pool.shutdown(wait=True)
+        if options.work_dir is None and not options.keep:
+            shutil.rmtree(work, ignore_errors=True)
+        raise
+    pool.shutdown(wait=True)
     outcome = Verification(
         capsule.digest, [row for rows in per_trial for row in rows], skipped, work
     )

@@ -21,6 +21,7 @@ from typing import Any
 
 from capsule.capsulefile import Capsule, EnvironmentLock, ImageLock
 from capsule.errors import CapsuleError
+from capsule.files import write_atomic
 from capsule.hashing import canonical_json
 from capsule.process import log_tail
 from capsule.space import Params
@@ -126,7 +127,8 @@ def run_in_container(
             except Exception:  # requests' ReadTimeout: the trial ran out of time
                 container.kill()
                 code, timed_out = -1, True
-            (out / LOG).write_bytes(container.logs(stdout=True, stderr=True))
+            # Atomic: a symlink the trial planted at that name is replaced, never followed.
+            write_atomic(out / LOG, container.logs(stdout=True, stderr=True))
             container.reload()
             oom = bool(container.attrs["State"].get("OOMKilled"))
         finally:

@@ -175,6 +175,7 @@ def test_diff_compares_results_trial_by_trial_but_not_durations(
             status="ok",
             metrics={"csim_accuracy": acc},
             artifacts={**hashes, "csim/predictions.npy": csim},
+            log_tail=f"took {seconds} s on this host",
             duration_s=seconds,
         )
 
@@ -186,5 +187,5 @@ def test_diff_compares_results_trial_by_trial_but_not_durations(
     assert diffs[("trials", "0.metrics.csim_accuracy")] == ("0.9", "0.8")
     assert diffs[("trials", "0.artifacts.csim/predictions.npy")] == ("a" * 64, "c" * 64)
     assert diffs[("trials", "1.status")] == ("(absent)", "ok")
-    assert not [key for section, key in diffs if "duration_s" in key]
+    assert not [key for _, key in diffs if "duration_s" in key or "log_tail" in key]
     assert {s for s, _ in diffs} == {"trials"}

@@ -53,3 +53,27 @@ def test_trial_refuses_bad_params_before_starting(packed: Path, tmp_path: Path) 
     with pytest.raises(SpecError, match="hls4ml.reuse_factor"):
         api.trial(packed, tmp_path / "t", {"hls4ml.reuse_factor": "x"})
     assert not (tmp_path / "t").exists()
+
+
+def test_rehash_sees_only_regular_files_inside_the_trial_folder(tmp_path: Path) -> None:
+    from capsule.hashing import sha256_bytes
+    from capsule.trial import rehash
+
+    out = tmp_path / "trial"
+    (out / "csim").mkdir(parents=True)
+    (out / "csim" / "predictions.npy").write_bytes(b"ok")
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"host secret")
+    (out / "leak.h").symlink_to(secret)
+    names = ["csim/predictions.npy", "leak.h", "missing.npy", "../secret.txt"]
+    assert rehash(out, names) == {"csim/predictions.npy": sha256_bytes(b"ok")}
+
+
+def test_a_result_file_planted_as_a_symlink_is_not_read(tmp_path: Path) -> None:
+    from capsule.trial import read_result
+
+    (tmp_path / "elsewhere.json").write_text('{"secret": "not for the capsule"}')
+    (tmp_path / "result.json").symlink_to(tmp_path / "elsewhere.json")
+    with pytest.raises(CapsuleError, match="cannot read trial result") as caught:
+        read_result(tmp_path)
+    assert "secret" not in str(caught.value)

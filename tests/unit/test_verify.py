@@ -141,3 +141,23 @@ def test_compare_lists_changed_missing_and_extra_artifacts() -> None:
     failed = compare(trial, _result("oom", {}))
     assert (failed[0].artifact, failed[0].got) == ("(trial status)", "oom: MemoryError: out")
     assert not any(c.match for c in failed)
+
+
+def test_an_artifact_name_that_leaves_the_trial_folder_is_refused(packed: Path) -> None:
+    from pydantic import ValidationError
+
+    for name in ("../../etc/passwd", "/etc/shadow", "a/./b"):
+        with pytest.raises(ValidationError, match="artifact name"):
+            Trial(number=0, status="ok", artifacts={name: H["a"]})
+
+
+def test_all_without_any_recorded_artifacts_cannot_run(packed: Path) -> None:
+    capsule = api.load(packed)
+    failed = capsule.model_copy(update={"trials": [_trial(0, status="failed")]})
+    with pytest.raises(CapsuleError, match=r"no trial recorded artifacts to verify: 0 \(failed\)"):
+        select(failed, VerifyOptions(all=True))
+
+
+def test_an_unknown_runtime_is_bad_input(with_trials: Path) -> None:
+    with pytest.raises(CapsuleError, match="--runtime must be docker or local, not 'auto'"):
+        api.verify(with_trials, VerifyOptions(runtime="auto"))
