@@ -28,7 +28,7 @@ from capsule.hashing import HashCache
 from capsule.lock import check_data, lock_data, lock_sources
 from capsule.run import Event, Runner, RunOptions
 from capsule.runtime import choose
-from capsule.runtime.local import run_local
+from capsule.runtime.host import run_with
 from capsule.space import Params
 from capsule.spec import Spec, load_spec
 from capsule.toolchain import lock_toolchain
@@ -207,24 +207,11 @@ def trial(
     root = data_root(capsule_path, capsule, data_root_override)
     toolchain.require_no_drift(capsule.toolchain, allow_toolchain_drift)
     choice = runtime_choice(capsule, runtime, image_ref)
-    if choice.kind == "docker":
-        from capsule.runtime.docker import run_in_container
-
-        assert choice.image is not None
-        return run_in_container(
-            choice.engine,
-            choice.image,
-            capsule_path,
-            capsule,
-            params,
-            out,
-            root,
-            allow_toolchain_drift,
-        )
-    if trust:
-        trust_store.trust(capsule)
-    trust_store.require_trust(capsule, str(capsule_path))
-    return run_local(capsule_path, capsule, params, out, root, allow_toolchain_drift)
+    if choice.kind == "local":
+        if trust:
+            trust_store.trust(capsule)
+        trust_store.require_trust(capsule, str(capsule_path))
+    return run_with(choice, capsule_path, capsule, params, out, root, allow_toolchain_drift)
 
 
 def runtime_choice(

@@ -122,6 +122,7 @@ class Trial(Locked):
     artifacts: dict[str, Sha256] = {}
     runtime: str = ""
     image: str | None = None
+    worker: Annotated[str, Field(max_length=256)] | None = None  # the Dask worker that ran it
     threads: Annotated[int, Field(ge=1)] = 1
     cache_hits: list[str] = []
     stage: str | None = None

@@ -234,7 +234,19 @@ def run(
     algo: Annotated[
         str | None, typer.Option(help="tpe, random or grid [default: the spec's search.algo].")
     ] = None,
-    jobs: Annotated[int, typer.Option(min=1, help="Trials at once.")] = 1,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Trials at once [default: 1; on a cluster, its workers' threads]."
+        ),
+    ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="Dask scheduler (tcp://HOST:PORT) to run trials on; 'none' runs them here "
+            "[default: $CAPSULE_SCHEDULER, else the spec's runtime.scheduler]."
+        ),
+    ] = None,
     runtime: RuntimeOption = None,
     image: ImageOption = None,
     trust: TrustOption = False,
@@ -260,6 +272,7 @@ def run(
         algo=algo,
         max_trials=max_trials,
         jobs=jobs,
+        scheduler=scheduler,
         runtime=runtime,
         image=image,
         trust=trust,

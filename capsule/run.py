@@ -15,37 +15,52 @@ budget still honoured, but the set of points may differ from another run's.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from capsule import cache, toolchain
+from capsule import toolchain
 from capsule import trust as trust_store
 from capsule.capsulefile import Capsule, Trial, read_capsule, write_capsule
 from capsule.errors import CapsuleError
-from capsule.files import write_atomic
 from capsule.hashing import HashCache, digest_of
 from capsule.journal import Journal
 from capsule.lock import check_data
-from capsule.process import kill_leftover, log_tail
+from capsule.process import log_tail
+from capsule.runtime.dask import WorkerSetupError, scheduler_address
+from capsule.runtime.host import HostRuntime, Ran
 from capsule.search import Outcome, Searcher, violation
 from capsule.space import Params
-from capsule.spec import Spec, apply_params
-from capsule.trial import TrialResult, threads_for, trial_params
+from capsule.spec import Spec
 
 JOURNAL = "journal.sqlite"
+
+
+class Runtime(Protocol):
+    """Where a search's trials run: `HostRuntime` (this machine) or `DaskRuntime` (a cluster)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    def slots(self) -> int: ...
+
+    def attempt(self, number: int, params: Params, folder: Path, label: str) -> Ran: ...
+
+    def stop(self, number: int, folder: Path, label: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass(frozen=True)
 class RunOptions:
     algo: str | None = None
     max_trials: int | None = None
-    jobs: int = 1
+    jobs: int | None = None  # trials at once: 1 here, the workers' threads on a cluster
+    scheduler: str | None = None  # a Dask scheduler address; see runtime/dask.py
     runtime: str | None = None
     image: str | None = None
     trust: bool = False
@@ -91,14 +106,10 @@ def _log_tail(folder: Path) -> str | None:
 
 
 def to_record(
-    number: int,
-    result: TrialResult,
-    spec: Spec,
-    duration: float,
-    image: str | None,
-    folder: Path | None = None,
+    number: int, ran: Ran, spec: Spec, duration: float, folder: Path | None = None
 ) -> Trial:
     """The capsule's record of a finished trial; a broken constraint becomes its status."""
+    result = ran.result
     broken = [c.metric for c in spec.constraints if violation([c], result.metrics) > 0]
     constrained = result.status == "ok" and bool(broken)
     return Trial(
@@ -109,7 +120,8 @@ def to_record(
         fidelity=result.fidelity,
         artifacts=result.artifacts,
         runtime=result.runtime,
-        image=image if result.runtime == "docker" else None,
+        image=ran.image if result.runtime == "docker" else None,
+        worker=ran.worker,
         threads=result.threads,
         cache_hits=result.cache_hits,
         stage=result.stage,
@@ -125,7 +137,8 @@ def outcome(trial: Trial) -> Outcome:
 
 
 class Runner:
-    """One `capsule run`: journal, searcher, runtime and the capsule on disk."""
+    """One `capsule run`: journal, searcher, the runtime (this host's or a cluster's) and the
+    capsule on disk."""
 
     def __init__(
         self, capsule_path: Path, options: RunOptions, notify: Callable[[Event], None]
@@ -136,29 +149,55 @@ class Runner:
         self.options = options
         self.notify = notify
         self.capsule = read_capsule(capsule_path)
-        spec = self.capsule.spec
-        self.root = api.data_root(capsule_path, self.capsule, options.data_root)
-        hashes = HashCache.default()
-        try:
-            check_data(self.capsule, self.root, hashes)
-        finally:
-            hashes.close()
-        toolchain.require_no_drift(self.capsule.toolchain, options.allow_toolchain_drift)
-        self.choice = api.runtime_choice(self.capsule, options.runtime, options.image)
-        if self.choice.kind == "local":
-            if options.trust:
-                trust_store.trust(self.capsule)
-            trust_store.require_trust(self.capsule, str(capsule_path))
-        if options.jobs < 1:
+        if options.jobs is not None and options.jobs < 1:
             raise CapsuleError(f"--jobs must be at least 1, not {options.jobs}")
-        self.searcher = Searcher(spec, options.algo, options.max_trials)
+        self.root = api.data_root(capsule_path, self.capsule, options.data_root)
+        self.searcher = Searcher(self.capsule.spec, options.algo, options.max_trials)
         self.budget = self.searcher.budget
         self.run_dir = (options.run_dir or default_run_dir(capsule_path)).resolve()
         lock = lock_digest(self.capsule)
-        self.journal = Journal(self.run_dir / JOURNAL, lock)
         self.run_id = lock.removeprefix("sha256:")[:16]
+        self.runtime = self._runtime()
+        self.jobs = options.jobs or self.runtime.slots()
+        self.journal = Journal(self.run_dir / JOURNAL, lock)
         self.trials: dict[int, Trial] = {t.number: t for t in self.capsule.trials}
-        self.stage_cache = cache.StageCache()
+
+    def _runtime(self) -> Runtime:
+        """A cluster's when a scheduler is named, else this host's after its preflight."""
+        from capsule import api
+
+        options, capsule = self.options, self.capsule
+        address = scheduler_address(capsule.spec, options.scheduler)
+        if address is not None:
+            from capsule.runtime.dask import DaskRuntime
+
+            if options.trust:
+                trust_store.trust(capsule)
+            return DaskRuntime(
+                address,
+                self.path,
+                capsule,
+                self.root,
+                runtime=options.runtime,
+                image=options.image,
+                trusted=trust_store.is_trusted(capsule),
+                allow_toolchain_drift=options.allow_toolchain_drift,
+                use_cache=options.cache,
+            )
+        hashes = HashCache.default()
+        try:
+            check_data(capsule, self.root, hashes)
+        finally:
+            hashes.close()
+        toolchain.require_no_drift(capsule.toolchain, options.allow_toolchain_drift)
+        choice = api.runtime_choice(capsule, options.runtime, options.image)
+        if choice.kind == "local":
+            if options.trust:
+                trust_store.trust(capsule)
+            trust_store.require_trust(capsule, str(self.path))
+        return HostRuntime(
+            self.path, capsule, choice, self.root, options.allow_toolchain_drift, options.cache
+        )
 
     # --- bookkeeping ---
 
@@ -185,109 +224,40 @@ class Runner:
 
     # --- one trial ---
 
-    def _run_one(self, number: int, params: Params) -> tuple[int, Trial]:
-        """Run one trial; a runtime that fails outright is that trial's failure, not the run's."""
-        start = time.perf_counter()
-        try:
-            return self._attempt(number, params)
-        except Exception as exc:  # the engine went away, a folder was unwritable, ...
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:1000]
-            trial = Trial(
-                number=number,
-                status="failed",
-                params=params,
-                runtime=self.choice.kind,
-                stage="runtime",
-                error=error,
-                duration_s=round(time.perf_counter() - start, 3),
-            )
-            return number, trial
-
     def _folder(self, number: int) -> Path:
         return self.run_dir / "trials" / f"{number:05d}"
 
     def _label(self, number: int) -> str:
         return f"capsule.trial={self.run_id}/{number}"
 
-    def _reap(self, number: int) -> None:
-        """Stop what a killed search left running for this trial, then clear its folder."""
-        self._kill_leftovers(number)
-        shutil.rmtree(self._folder(number), ignore_errors=True)
+    def _stop(self, number: int) -> None:
+        self.runtime.stop(number, self._folder(number), self._label(number))
 
-    def _kill_leftovers(self, number: int) -> None:
-        """The local runtime's child dies with its parent (`process.die_with_parent`); its
-        process group (g++ and the like) is killed here by the id recorded at spawn.
-        Containers are found by their label."""
+    def _run_one(self, number: int, params: Params) -> tuple[int, Trial]:
+        """Run one trial; a runtime that fails outright is that trial's failure, not the run's,
+        unless the machine cannot run the capsule at all (a worker's setup)."""
         folder = self._folder(number)
-        pid_file = folder.with_suffix(".pid")
-        if pid_file.exists():
-            with contextlib.suppress(ValueError):
-                kill_leftover(int(pid_file.read_text()), str(folder))
-            pid_file.unlink()
-        if self.choice.kind == "docker":
-            from capsule.runtime.docker import remove_labelled
-
-            remove_labelled(self.choice.engine, self._label(number))
-
-    def _spawned(self, pid: int, pid_file: Path) -> None:
-        write_atomic(pid_file, f"{pid}\n")
-
-    def _attempt(self, number: int, params: Params) -> tuple[int, Trial]:
-        from capsule.runtime.local import run_local
-
-        folder = self._folder(number)
-        self._reap(number)
-        spec = apply_params(self.capsule.spec, trial_params(self.capsule.spec, params))
-        unit_keys = cache.keys(
-            self.capsule, spec, cache.environment_identity(self.choice.image), threads_for(spec)
-        )
-        units = [u for u in cache.UNITS if u != "synth" or self.capsule.toolchain.name != "none"]
-        reuse = self.stage_cache.reusable(unit_keys, units) if self.options.cache else {}
+        self._stop(number)  # what a killed search left running for this trial
+        shutil.rmtree(folder, ignore_errors=True)
         start = time.perf_counter()
-        if self.choice.kind == "docker":
-            from capsule.runtime.docker import run_in_container
-
-            assert self.choice.image is not None
-            key, value = self._label(number).split("=", 1)
-            result = run_in_container(
-                self.choice.engine,
-                self.choice.image,
-                self.path,
-                self.capsule,
-                params,
-                folder,
-                self.root,
-                self.options.allow_toolchain_drift,
-                labels={key: value},
-                reuse=reuse,
+        try:
+            ran = self.runtime.attempt(number, params, folder, self._label(number))
+        except WorkerSetupError:
+            raise
+        except Exception as exc:  # the engine went away, a folder was unwritable, ...
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:1000]
+            trial = Trial(
+                number=number,
+                status="failed",
+                params=params,
+                runtime=self.runtime.kind,
+                stage="runtime",
+                error=error,
+                duration_s=round(time.perf_counter() - start, 3),
             )
-        else:
-            pid_file = folder.with_suffix(".pid")
-            folder.parent.mkdir(parents=True, exist_ok=True)
-            result = run_local(
-                self.path,
-                self.capsule,
-                params,
-                folder,
-                self.root,
-                self.options.allow_toolchain_drift,
-                on_spawn=lambda pid: self._spawned(pid, pid_file),
-                reuse=reuse,
-            )
-            pid_file.unlink(missing_ok=True)
-        if self.options.cache:
-            finished = [
-                u
-                for u in units
-                if u not in reuse and all(s in result.timings for s in cache.UNITS[u])
-            ]
-            self.stage_cache.store(
-                unit_keys, finished, folder, result.stage_metrics, result.fidelity
-            )
+            return number, trial
         duration = time.perf_counter() - start
-        return number, to_record(
-            number, result, self.capsule.spec, duration, self.choice.image, folder
-        )
+        return number, to_record(number, ran, self.capsule.spec, duration, folder)
 
     # --- the loop ---
 
@@ -301,8 +271,8 @@ class Runner:
                 info={
                     "budget": self.budget,
                     "trials": [self.trials[n] for n in sorted(self.trials)],
-                    "runtime": self.choice.kind,
-                    "jobs": self.options.jobs,
+                    "runtime": self.runtime.kind,
+                    "jobs": self.jobs,
                 },
             )
         )
@@ -311,14 +281,16 @@ class Runner:
                 running: dict[Future[tuple[int, Trial]], int] = {}
                 try:
                     self._loop(pool, running, queue, next_number)
-                except KeyboardInterrupt:
-                    # Before the pool waits for its threads: their trials must stop now. They
-                    # stay unfinished in the journal and run again on resume.
+                except BaseException:
+                    # Ctrl-C, or a machine that cannot run the capsule: before the pool waits
+                    # for its threads, their trials must stop. They stay unfinished in the
+                    # journal and run again on resume.
                     for number in running.values():
-                        self._kill_leftovers(number)
+                        self._stop(number)
                     raise
         finally:
             self.journal.close()
+            self.runtime.close()
         return self.capsule
 
     def _loop(
@@ -329,7 +301,7 @@ class Runner:
         next_number: int,
     ) -> None:
         while True:
-            while len(running) < self.options.jobs:
+            while len(running) < self.jobs:
                 if queue:
                     number, params = queue.pop(0)
                 elif next_number < self.budget:

@@ -213,6 +213,9 @@ def _check_metric(name: str) -> str:
     return name
 
 
+SCHEDULER_RE = r"^(tcp|tls|ws|wss|ucx|inproc)://[^\s]{1,256}$"
+
+
 class Runtime(Strict):
     kind: Literal["auto", "docker", "local"] = "auto"
     image: str | None = None
@@ -220,6 +223,9 @@ class Runtime(Strict):
     cpus: Annotated[float, Field(gt=0, le=1024)] = 1.0
     pids: Annotated[int, Field(ge=16, le=1 << 22)] = 1024
     timeout: Annotated[float, Field(gt=0)] = 3600.0
+    # A Dask scheduler (tcp://HOST:PORT) to send trials to; --scheduler and $CAPSULE_SCHEDULER
+    # override it (see runtime/dask.py).
+    scheduler: Annotated[str, Field(pattern=SCHEDULER_RE)] | None = None
 
 
 TOOLS = ("none", "vivado_hls", "vitis_hls")
@@ -232,6 +238,9 @@ class Toolchain(Strict):
     vsynth: bool = False
     cosim: bool = False
     timeout: Annotated[float, Field(gt=0)] = 86400.0
+    # The Dask worker resource a trial running this tool asks for (one unit per trial), so only
+    # workers that have the tool and a licence take it [default: vivado].
+    resource: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")] | None = None
 
     @model_validator(mode="after")
     def _declared(self) -> Toolchain:

@@ -198,8 +198,8 @@ def verify(
     the trial process (running the capsule's code) wrote. Ctrl-C or a runtime that fails stops
     the trials still running (process groups, labelled containers) before it propagates.
     """
-    from capsule.runtime.docker import remove_labelled, run_in_container
-    from capsule.runtime.local import run_local
+    from capsule.runtime.docker import remove_labelled
+    from capsule.runtime.host import run_with
 
     if options.jobs < 1:
         raise CapsuleError(f"--jobs must be at least 1, not {options.jobs}")
@@ -218,23 +218,16 @@ def verify(
         shutil.rmtree(folder, ignore_errors=True)
         notify(f"trial {trial.number}: re-running on {choice.kind}")
         try:
-            if choice.kind == "docker":
-                assert choice.image is not None
-                key, value = label.split("=")
-                result = run_in_container(
-                    choice.engine,
-                    choice.image,
-                    capsule_path,
-                    capsule,
-                    trial.params,
-                    folder,
-                    root,
-                    labels={key: value},
-                )
-            else:
-                result = run_local(
-                    capsule_path, capsule, trial.params, folder, root, on_spawn=groups.append
-                )
+            result = run_with(
+                choice,
+                capsule_path,
+                capsule,
+                trial.params,
+                folder,
+                root,
+                label=label,
+                on_spawn=groups.append,
+            )
         except CapsuleError:
             raise
         except Exception as exc:  # the engine went away, a folder was unwritable, ...

@@ -1,0 +1,263 @@
+"""The dask runtime: each trial one task on a Dask cluster, run there by the worker's runtime.
+
+Hyperopt, the journal and the capsule stay on the submitting machine; a worker gets the capsule
+by value and runs the trial exactly as `capsule run` would on that machine (`HostRuntime`: docker
+by default, the worker's own stage cache). Before a trial starts the worker checks the capsule's
+data hashes under its data root and the toolchain's fingerprint at the locked path; a worker
+that cannot run the capsule as locked stops the run with a `WorkerSetupError` naming the worker,
+rather than burning the budget on failures.
+
+Paths on a worker: the data root is $CAPSULE_DATA_ROOT in the worker's environment when set (a
+path mapping, for clusters that mount the data elsewhere), else the submitting side's data root
+(a shared filesystem). The toolchain is looked up at its locked path, as everywhere.
+
+The trial folder is built in the worker's scratch space and sent back as a tar archive, which
+the submitting side unpacks (no links out, no absolute names: tarfile's `data` filter) and
+re-hashes against the result before recording it.
+
+Placement: a trial that runs a vendor tool asks for one unit of a worker resource (`vivado` by
+default, `toolchain.resource` in the spec), so only workers started with `--resources vivado=N`
+take it, at most N at once each: N is the licences that worker may use.
+
+Faults: when a worker dies mid-trial the scheduler runs the task elsewhere (up to
+`distributed.scheduler.allowed-failures` times, then the trial is recorded as failed); the
+journal on the submitting side is untouched by it. A task cannot be interrupted once it runs,
+so a trial whose search was stopped runs to its end on its worker, and its result is dropped.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from capsule import toolchain
+from capsule.cache import code_digest
+from capsule.capsulefile import Capsule, read_capsule
+from capsule.errors import CapsuleError, DataError
+from capsule.hashing import HashCache
+from capsule.lock import check_data
+from capsule.runtime.host import HostRuntime, Ran
+from capsule.space import Params
+from capsule.spec import Spec
+from capsule.trial import rehash
+from capsule.version import __version__
+
+SCHEDULER_ENV = "CAPSULE_SCHEDULER"
+DATA_ROOT_ENV = "CAPSULE_DATA_ROOT"
+DEFAULT_RESOURCE = "vivado"
+CONNECT_TIMEOUT_S = 30
+MAX_ARCHIVE_BYTES = 4 << 30  # a trial folder sent back through the scheduler's network
+
+
+class WorkerSetupError(CapsuleError):
+    """A worker cannot run the capsule's trials as locked: data, toolchain, image or trust."""
+
+
+def tool_identity() -> str:
+    """Which capsule a process runs: a worker must run the submitting side's, code included."""
+    return f"capsule {__version__} ({code_digest().removeprefix('sha256:')[:12]})"
+
+
+def scheduler_address(spec: Spec, given: str | None = None) -> str | None:
+    """The scheduler trials go to: --scheduler, else $CAPSULE_SCHEDULER, else the spec's;
+    `none` (or nothing) runs them on this machine."""
+    address = given or os.environ.get(SCHEDULER_ENV) or spec.runtime.scheduler
+    if not address or address == "none":
+        return None
+    if "://" not in address or any(c.isspace() for c in address):
+        raise CapsuleError(f"scheduler {address!r} is not an address like tcp://HOST:8786")
+    return address
+
+
+def resources(capsule: Capsule) -> dict[str, float]:
+    """The worker resources one trial of `capsule` holds while it runs."""
+    if capsule.toolchain.name == "none":
+        return {}
+    return {capsule.spec.toolchain.resource or DEFAULT_RESOURCE: 1}
+
+
+@dataclass(frozen=True)
+class Task:
+    """All a worker gets: the capsule by value and the submitting side's choices."""
+
+    capsule: bytes
+    number: int
+    params: Params
+    label: str
+    data_root: str
+    runtime: str | None
+    image: str | None
+    trusted: bool
+    allow_toolchain_drift: bool
+    use_cache: bool
+    tool: str
+
+
+@dataclass(frozen=True)
+class Returned:
+    ran: Ran
+    archive: bytes
+
+
+def _archive(folder: Path) -> bytes:
+    size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink())
+    if size > MAX_ARCHIVE_BYTES:
+        raise CapsuleError(
+            f"the trial folder is {size >> 20} MiB, over the {MAX_ARCHIVE_BYTES >> 20} MiB "
+            "a worker sends back"
+        )
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.add(folder, arcname=".")
+    return buffer.getvalue()
+
+
+def _setup(task: Task, scratch: Path, where: str) -> HostRuntime:
+    """The runtime this worker runs the task's trial with, once the capsule checks out here."""
+    from capsule.runtime.choose import choose
+
+    if task.tool != tool_identity():
+        raise WorkerSetupError(f"{where} runs {tool_identity()}, the submitting side {task.tool}")
+    capsule_path = scratch / "exp.capsule"
+    capsule_path.write_bytes(task.capsule)
+    capsule = read_capsule(capsule_path)
+    root = Path(os.environ.get(DATA_ROOT_ENV) or task.data_root)
+    hashes = HashCache.default()
+    try:
+        check_data(capsule, root, hashes)
+        toolchain.require_no_drift(capsule.toolchain, task.allow_toolchain_drift)
+        choice = choose(capsule, task.runtime, task.image)
+    except CapsuleError as exc:
+        hint = f" (set {DATA_ROOT_ENV} on the worker)" if isinstance(exc, DataError) else ""
+        raise WorkerSetupError(f"{where}: {exc}{hint}") from None
+    finally:
+        hashes.close()
+    if choice.kind == "local" and not task.trusted:
+        raise WorkerSetupError(
+            f"{where} has no Docker engine with the capsule's image and would run its code "
+            "unconfined; load the image there, or pass --trust"
+        )
+    return HostRuntime(
+        capsule_path, capsule, choice, root, task.allow_toolchain_drift, task.use_cache
+    )
+
+
+def run_on_worker(task: Task) -> Returned:
+    """The Dask task: one trial in this worker's scratch space, sent back as an archive."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    name = str(worker.name)
+    scratch = Path(
+        tempfile.mkdtemp(prefix=f"capsule-{task.number:05d}-", dir=worker.local_directory)
+    )
+    try:
+        host = _setup(task, scratch, f"worker {name}")
+        folder = scratch / "trial"
+        host.stop(task.number, folder, task.label)  # a container a dead worker here left running
+        ran = host.attempt(task.number, task.params, folder, task.label)
+        return Returned(Ran(ran.result, ran.image, name), _archive(folder))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+class DaskRuntime:
+    """The submitting side: sends trials to the scheduler and unpacks what comes back."""
+
+    kind = "dask"
+
+    def __init__(
+        self,
+        address: str,
+        capsule_path: Path,
+        capsule: Capsule,
+        data_root: Path,
+        *,
+        runtime: str | None,
+        image: str | None,
+        trusted: bool,
+        allow_toolchain_drift: bool,
+        use_cache: bool,
+    ) -> None:
+        from distributed import Client
+
+        try:
+            self.client = Client(  # type: ignore[no-untyped-call]
+                address, timeout=CONNECT_TIMEOUT_S, set_as_default=False
+            )
+        except (OSError, TimeoutError) as exc:
+            raise CapsuleError(f"no Dask scheduler answers at {address}: {exc}") from None
+        self.address = address
+        self.capsule = capsule
+        self.capsule_bytes = capsule_path.read_bytes()
+        self.data_root = str(data_root.resolve())
+        self.options = (runtime, image, trusted, allow_toolchain_drift, use_cache)
+        self.resources = resources(capsule)
+        self.futures: dict[int, Any] = {}
+        self.lock = threading.Lock()
+
+    def slots(self) -> int:
+        """Trials the cluster runs at once now: its workers' threads (at least one)."""
+        workers = self.client.scheduler_info().get("workers", {})
+        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+
+    def attempt(self, number: int, params: Params, folder: Path, label: str) -> Ran:
+        from distributed.scheduler import KilledWorker
+
+        runtime, image, trusted, drift, use_cache = self.options
+        task = Task(
+            self.capsule_bytes,
+            number,
+            params,
+            label,
+            self.data_root,
+            runtime,
+            image,
+            trusted,
+            drift,
+            use_cache,
+            tool_identity(),
+        )
+        run_id = label.rsplit("=", 1)[-1].replace("/", "-")
+        future = self.client.submit(
+            run_on_worker,
+            task,
+            key=f"capsule-trial-{run_id}-{uuid.uuid4().hex[:8]}",
+            pure=False,
+            resources=self.resources or None,
+        )
+        with self.lock:
+            self.futures[number] = future
+        try:
+            returned: Returned = future.result()
+        except KilledWorker as exc:
+            raise CapsuleError(f"every worker that ran it died: {exc}") from None
+        finally:
+            with self.lock:
+                self.futures.pop(number, None)
+        folder.mkdir(parents=True, exist_ok=True)
+        with tarfile.open(fileobj=io.BytesIO(returned.archive), mode="r:") as tar:
+            tar.extractall(folder, filter="data")
+        claimed = returned.ran.result.artifacts
+        if rehash(folder, claimed) != claimed:
+            raise CapsuleError(
+                f"the trial folder worker {returned.ran.worker} sent back does not match its result"
+            )
+        return returned.ran
+
+    def stop(self, number: int, folder: Path, label: str) -> None:
+        with self.lock:
+            future = self.futures.get(number)
+        if future is not None:
+            future.cancel()
+
+    def close(self) -> None:
+        self.client.close()  # type: ignore[no-untyped-call]

@@ -1,0 +1,151 @@
+"""Trials on this machine: the chosen runtime (docker or local) with the stage cache in front.
+
+`capsule run` uses it for the trials it runs itself, and a Dask worker for the trials it is sent
+(`runtime/dask.py`), so a trial runs the same way, with the same cache rules, wherever it runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from capsule import cache
+from capsule.capsulefile import Capsule
+from capsule.files import write_atomic
+from capsule.process import kill_leftover
+from capsule.runtime.choose import Choice
+from capsule.space import Params
+from capsule.spec import apply_params
+from capsule.trial import TrialResult, threads_for, trial_params
+
+
+def run_with(
+    choice: Choice,
+    capsule_path: Path,
+    capsule: Capsule,
+    params: Params | None,
+    out: Path,
+    data_root: Path,
+    allow_toolchain_drift: bool = False,
+    *,
+    label: str | None = None,
+    on_spawn: Callable[[int], None] | None = None,
+    reuse: dict[str, Path] | None = None,
+) -> TrialResult:
+    """One trial in `choice`'s runtime; `label` (`key=value`) marks its container."""
+    if choice.kind == "docker":
+        from capsule.runtime.docker import run_in_container
+
+        assert choice.image is not None
+        labels = dict([label.split("=", 1)]) if label else None
+        return run_in_container(
+            choice.engine,
+            choice.image,
+            capsule_path,
+            capsule,
+            params,
+            out,
+            data_root,
+            allow_toolchain_drift,
+            labels=labels,
+            reuse=reuse,
+        )
+    from capsule.runtime.local import run_local
+
+    return run_local(
+        capsule_path,
+        capsule,
+        params,
+        out,
+        data_root,
+        allow_toolchain_drift,
+        on_spawn=on_spawn,
+        reuse=reuse,
+    )
+
+
+@dataclass(frozen=True)
+class Ran:
+    """A finished trial as a runtime hands it back: its result, the image it ran in (docker)
+    and the Dask worker that ran it (on a cluster)."""
+
+    result: TrialResult
+    image: str | None = None
+    worker: str | None = None
+
+
+@dataclass
+class HostRuntime:
+    """Runs a capsule's trials here, reusing and filling the stage cache unless told not to."""
+
+    capsule_path: Path
+    capsule: Capsule
+    choice: Choice
+    data_root: Path
+    allow_toolchain_drift: bool = False
+    use_cache: bool = True
+    stage_cache: cache.StageCache = field(default_factory=cache.StageCache)
+
+    @property
+    def kind(self) -> str:
+        return self.choice.kind
+
+    def slots(self) -> int:
+        return 1
+
+    def close(self) -> None:
+        pass
+
+    def attempt(self, number: int, params: Params, folder: Path, label: str) -> Ran:
+        """Run one trial into the empty `folder`; its process group id sits beside it meanwhile
+        (`folder.pid`), so a resumed search can kill what a killed one left running."""
+        spec = apply_params(self.capsule.spec, trial_params(self.capsule.spec, params))
+        unit_keys = cache.keys(
+            self.capsule, spec, cache.environment_identity(self.choice.image), threads_for(spec)
+        )
+        units = [u for u in cache.UNITS if u != "synth" or self.capsule.toolchain.name != "none"]
+        reuse = self.stage_cache.reusable(unit_keys, units) if self.use_cache else {}
+        pid_file = folder.with_suffix(".pid")
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        result = run_with(
+            self.choice,
+            self.capsule_path,
+            self.capsule,
+            params,
+            folder,
+            self.data_root,
+            self.allow_toolchain_drift,
+            label=label,
+            on_spawn=lambda pid: write_atomic(pid_file, f"{pid}\n"),
+            reuse=reuse,
+        )
+        pid_file.unlink(missing_ok=True)
+        if self.use_cache:
+            finished = [
+                u
+                for u in units
+                if u not in reuse and all(s in result.timings for s in cache.UNITS[u])
+            ]
+            self.stage_cache.store(
+                unit_keys, finished, folder, result.stage_metrics, result.fidelity
+            )
+        return Ran(result, self.choice.image if self.choice.kind == "docker" else None)
+
+    def stop(self, number: int, folder: Path, label: str) -> None:
+        """Kill what runs (or a killed search left running) for the trial in `folder`.
+
+        The local runtime's child dies with its parent (`process.die_with_parent`); its process
+        group (g++ and the like) is killed here by the id recorded at spawn. Containers are
+        found by their label.
+        """
+        pid_file = folder.with_suffix(".pid")
+        if pid_file.exists():
+            with contextlib.suppress(ValueError):
+                kill_leftover(int(pid_file.read_text()), str(folder))
+            pid_file.unlink()
+        if self.choice.kind == "docker":
+            from capsule.runtime.docker import remove_labelled
+
+            remove_labelled(self.choice.engine, label)
