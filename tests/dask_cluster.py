@@ -3,6 +3,7 @@ would start them by hand (docs/cluster.md). Used by the distributed tests and `m
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -41,7 +42,7 @@ class LoopbackCluster:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.scheduler_file.exists():
             if time.monotonic() > deadline or self.procs["scheduler"].poll() is not None:
-                raise RuntimeError(f"dask scheduler did not start: {self.log('scheduler')}")
+                raise RuntimeError(f"dask scheduler did not start: {self.log('scheduler')[-2000:]}")
             time.sleep(0.2)
         self.address: str = json.loads(self.scheduler_file.read_text())["address"]
         from distributed import Client
@@ -59,7 +60,7 @@ class LoopbackCluster:
         )
 
     def log(self, name: str) -> str:
-        return (self.root / f"{name}.log").read_text(errors="replace")[-3000:]
+        return (self.root / f"{name}.log").read_text(errors="replace")
 
     def add_worker(
         self,
@@ -87,7 +88,7 @@ class LoopbackCluster:
             deadline = time.monotonic() + START_TIMEOUT_S
             while name not in self.worker_names():
                 if time.monotonic() > deadline or self.procs[name].poll() is not None:
-                    raise RuntimeError(f"dask worker {name} did not join: {self.log(name)}")
+                    raise RuntimeError(f"dask worker {name} did not join: {self.log(name)[-2000:]}")
                 time.sleep(0.2)
 
     def workers(self) -> dict[str, Any]:
@@ -128,10 +129,8 @@ class LoopbackCluster:
     def close(self) -> None:
         self.client.close()
         for proc in self.procs.values():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             proc.wait()
 
     def __enter__(self) -> LoopbackCluster:

@@ -1,0 +1,169 @@
+"""Trials on a real Dask cluster: a `dask scheduler` and `dask worker` processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from capsule import api
+from capsule.capsulefile import Capsule
+from capsule.journal import Journal
+from capsule.run import JOURNAL, RunOptions, default_run_dir, lock_digest
+from capsule.runtime.dask import DATA_ROOT_ENV, WorkerSetupError
+from tests.conftest import install_vendor_double, small_capsule
+from tests.dask_cluster import LoopbackCluster
+from tests.integration.test_trial_synth import pack_with_tool
+
+pytestmark = pytest.mark.slow
+
+SPACE = """[search.space]
+"hls4ml.reuse_factor" = { choice = [1, 2, 4] }
+"""
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[LoopbackCluster]:
+    with LoopbackCluster(tmp_path / "cluster") as c:
+        yield c
+
+
+def data_copy(capsule_path: Path, where: Path) -> Path:
+    """The capsule's data at another path, as a cluster node would mount it."""
+    capsule = api.load(capsule_path)
+    shutil.copytree(api.data_root(capsule_path, capsule), where)
+    return where
+
+
+class Background:
+    """`api.run` in a thread, so a test can act on the cluster meanwhile."""
+
+    def __init__(self, capsule: Path, options: RunOptions) -> None:
+        self.result: Capsule | None = None
+        self.error: BaseException | None = None
+
+        def target() -> None:
+            try:
+                self.result = api.run(capsule, options)
+            except BaseException as exc:  # handed to the test
+                self.error = exc
+
+        self.thread = threading.Thread(target=target, daemon=True)
+        self.thread.start()
+
+    def join(self, timeout: float = 900) -> Capsule:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the search did not finish"
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+
+def wait_for(what: str, check: Callable[[], object], timeout: float = 300) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_cluster_trials_have_the_artifacts_of_local_ones(
+    tmp_path: Path, cluster: LoopbackCluster
+) -> None:
+    here = small_capsule(tmp_path / "here", 3, SPACE)
+    there = here.with_name("there.capsule")  # same folder: same relative data root
+    shutil.copyfile(here, there)
+    cluster.add_worker("shared-fs")  # finds the data at the submitting side's path
+    mapped = data_copy(here, tmp_path / "node-mount" / "data")
+    cluster.add_worker("mapped", env={DATA_ROOT_ENV: str(mapped)})  # a documented path mapping
+
+    remote = api.run(there, RunOptions(scheduler=cluster.address, algo="grid", cache=False))
+    local = api.run(here, RunOptions(algo="grid", cache=False))
+
+    assert [t.number for t in remote.trials] == [0, 1, 2]
+    assert {t.worker for t in remote.trials} == {"shared-fs", "mapped"}
+    for r, h in zip(remote.trials, local.trials, strict=True):
+        assert (r.params, r.status, r.metrics) == (h.params, h.status, h.metrics)
+        assert r.runtime == h.runtime == "local"
+        assert len(r.artifacts) > 50
+        assert r.artifacts == h.artifacts, f"trial {r.number} differs"
+    # The trial folders came back whole: every artifact is on the submitting side.
+    folder = default_run_dir(there) / "trials" / "00001"
+    assert (folder / "csim" / "predictions.npy").is_file()
+    assert (folder / "result.json").is_file()
+
+
+def test_a_worker_with_other_data_stops_the_run_naming_it(
+    tmp_path: Path, cluster: LoopbackCluster
+) -> None:
+    capsule = small_capsule(tmp_path / "c", 2, SPACE)
+    mapped = data_copy(capsule, tmp_path / "node-mount" / "data")
+    victim = sorted(p for p in mapped.rglob("*") if p.is_file())[0]
+    raw = bytearray(victim.read_bytes())
+    raw[-1] ^= 1
+    victim.write_bytes(bytes(raw))
+    cluster.add_worker("stale", env={DATA_ROOT_ENV: str(mapped)})
+
+    with pytest.raises(WorkerSetupError) as caught:
+        api.run(capsule, RunOptions(scheduler=cluster.address, algo="grid"))
+    message = str(caught.value)
+    assert message.startswith("worker stale: ")
+    assert victim.name in message and DATA_ROOT_ENV in message
+    assert api.load(capsule).trials == []  # nothing recorded; the trials run again on resume
+    with Journal(default_run_dir(capsule) / JOURNAL, lock_digest(api.load(capsule))) as journal:
+        assert [n for n, _ in journal.unfinished()] == [0]  # one worker thread: one at a time
+
+
+def test_a_killed_worker_costs_no_trial(tmp_path: Path, cluster: LoopbackCluster) -> None:
+    capsule = small_capsule(tmp_path / "c", 3, SPACE)
+    cluster.add_worker("a")
+    cluster.add_worker("b")
+    search = Background(capsule, RunOptions(scheduler=cluster.address, algo="grid", cache=False))
+
+    busy = wait_for("a worker running a trial", cluster.running_on)
+    assert isinstance(busy, dict)
+    name, key = sorted(busy.items())[0]
+    time.sleep(5)  # well into training
+    assert cluster.running_on().get(name) == key
+    pid = cluster.kill_worker_process(name)
+
+    result = search.join()
+    assert f"Worker process {pid} was killed by signal 9" in cluster.log(name)  # its nanny's word
+    assert [t.number for t in result.trials] == [0, 1, 2]
+    assert {t.status for t in result.trials} <= {"ok", "constraint"}
+    with Journal(default_run_dir(capsule) / JOURNAL, lock_digest(result)) as journal:
+        finished = Counter(n for n, kind in journal.events() if kind == "finished")
+        assert finished == {0: 1, 1: 1, 2: 1}
+        assert journal.unfinished() == []
+
+
+def test_a_vendor_trial_waits_for_a_worker_with_the_licence(
+    tmp_path: Path, cluster: LoopbackCluster
+) -> None:
+    install = install_vendor_double(tmp_path / "tools")
+    capsule = pack_with_tool(tmp_path, install)
+    cluster.add_worker("no-licence")
+    search = Background(capsule, RunOptions(scheduler=cluster.address, max_trials=1))
+
+    tasks = wait_for("the trial task", cluster.trial_tasks)
+    assert isinstance(tasks, dict)
+    time.sleep(5)
+    assert set(cluster.trial_tasks().values()) == {"no-worker"}
+    assert cluster.running_on() == {}
+    assert search.thread.is_alive()
+
+    cluster.add_worker("licensed", resources="vivado=1")
+    result = search.join()
+    [trial] = result.trials
+    assert trial.worker == "licensed"
+    assert trial.status in ("ok", "constraint"), trial.error
+    assert trial.fidelity["latency_cycles"] == "csynth"
+    assert trial.metrics["latency_cycles"] == 10  # the real Vivado HLS report, via the double
