@@ -1,0 +1,107 @@
+"""The dask runtime's rules that need no cluster: addresses, placement, a worker's preflight."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from capsule import api
+from capsule.errors import CapsuleError
+from capsule.runtime import dask as dask_runtime
+from capsule.runtime.dask import Task, WorkerSetupError
+from tests.conftest import small_capsule
+
+CODE = "def build(params, input_shape, n_classes):\n    raise SystemExit(3)\n"
+
+
+def test_the_scheduler_comes_from_the_flag_then_the_environment_then_the_spec(
+    packed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = api.load(packed).spec
+    with_scheduler = spec.model_copy(
+        update={"runtime": spec.runtime.model_copy(update={"scheduler": "tcp://spec:8786"})}
+    )
+    monkeypatch.delenv(dask_runtime.SCHEDULER_ENV, raising=False)
+    assert dask_runtime.scheduler_address(spec) is None
+    assert dask_runtime.scheduler_address(with_scheduler) == "tcp://spec:8786"
+    monkeypatch.setenv(dask_runtime.SCHEDULER_ENV, "tcp://env:8786")
+    assert dask_runtime.scheduler_address(with_scheduler) == "tcp://env:8786"
+    assert dask_runtime.scheduler_address(with_scheduler, "tls://flag:8786") == "tls://flag:8786"
+    assert dask_runtime.scheduler_address(with_scheduler, "none") is None
+    with pytest.raises(CapsuleError, match="'host:8786' is not an address like tcp://"):
+        dask_runtime.scheduler_address(spec, "host:8786")
+
+
+def test_the_spec_refuses_a_scheduler_that_is_not_an_address(experiment: Path) -> None:
+    text = experiment.read_text().replace('# scheduler = "tcp://HOST:8786"', 'scheduler = "8786"')
+    experiment.write_text(text)
+    with pytest.raises(CapsuleError, match="runtime.scheduler"):
+        api.pack(experiment, experiment.parent / "x.capsule")
+
+
+def test_only_vendor_trials_ask_for_the_licence_resource(packed: Path) -> None:
+    capsule = api.load(packed)
+    assert dask_runtime.resources(capsule) == {}
+    spec = capsule.spec
+    tool = spec.toolchain.model_copy(
+        update={"name": "vivado_hls", "version": "2020.1", "path": "/opt/x"}
+    )
+    named = capsule.model_copy(
+        update={
+            "toolchain": capsule.toolchain.model_copy(update={"name": "vivado_hls"}),
+            "spec": spec.model_copy(update={"toolchain": tool}),
+        }
+    )
+    assert dask_runtime.resources(named) == {"vivado": 1}
+    own = tool.model_copy(update={"resource": "vitis_licence"})
+    named = named.model_copy(update={"spec": spec.model_copy(update={"toolchain": own})})
+    assert dask_runtime.resources(named) == {"vitis_licence": 1}
+
+
+def _task(capsule: Path, **change: object) -> Task:
+    task = Task(
+        capsule=capsule.read_bytes(),
+        number=0,
+        params={},
+        label="capsule.trial=x/0",
+        data_root=str(api.data_root(capsule, api.load(capsule))),
+        runtime="local",
+        image=None,
+        trusted=False,
+        allow_toolchain_drift=False,
+        use_cache=False,
+        tool=dask_runtime.tool_identity(),
+    )
+    return dataclasses.replace(task, **change)  # type: ignore[arg-type]
+
+
+def test_a_worker_runs_only_the_submitting_sides_capsule_code(packed: Path, tmp_path: Path) -> None:
+    with pytest.raises(
+        WorkerSetupError,
+        match=r"^worker w runs capsule \S+ \(\w{12}\), the submitting side capsule 0.0.1",
+    ):
+        dask_runtime._setup(_task(packed, tool="capsule 0.0.1 (abc)"), tmp_path, "worker w")
+
+
+def test_a_worker_without_the_image_runs_embedded_code_only_when_trusted(
+    tmp_path: Path,
+) -> None:
+    capsule = small_capsule(tmp_path / "c", 1, builder=CODE)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    with pytest.raises(WorkerSetupError, match="^worker w has no Docker engine.*--trust$"):
+        dask_runtime._setup(_task(capsule), scratch, "worker w")
+    host = dask_runtime._setup(_task(capsule, trusted=True), scratch, "worker w")
+    assert host.choice.kind == "local" and host.capsule.digest == api.load(capsule).digest
+
+
+def test_a_worker_whose_data_root_lacks_the_data_says_where_to_map_it(
+    packed: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(dask_runtime.DATA_ROOT_ENV, str(tmp_path / "empty"))
+    with pytest.raises(WorkerSetupError) as caught:
+        dask_runtime._setup(_task(packed), tmp_path, "worker w")
+    assert str(caught.value).startswith("worker w: data.features: no such data file")
+    assert str(caught.value).endswith("(set CAPSULE_DATA_ROOT on the worker)")
