@@ -7,7 +7,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import hashing, memory, runtime, search
+from bench import cluster, hashing, memory, runtime, search
 from bench.common import Row
 
 SUITES = {
@@ -15,6 +15,7 @@ SUITES = {
     "memory": memory.run,
     "runtime": runtime.run,
     "search": search.run,
+    "cluster": cluster.run,
 }
 
 
