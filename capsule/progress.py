@@ -26,7 +26,9 @@ from capsule.spec import Spec
 TOP = 5
 
 
-def current_stage(folder: Path) -> str:
+def current_stage(folder: Path | None) -> str:
+    if folder is None:
+        return "on the cluster"  # its folder comes back when it ends
     try:
         lines = (folder / "stages.log").read_text().split()
     except OSError:
@@ -68,7 +70,7 @@ class Progress:
         self.budget = 0
         self.trials: dict[int, Trial] = {}
         self.new: list[float] = []  # durations of the trials finished in this run
-        self.running: dict[int, tuple[Path, float]] = {}
+        self.running: dict[int, tuple[Path | None, float]] = {}
         self.live: Live | None = None
 
     def __enter__(self) -> Progress:
@@ -91,7 +93,7 @@ class Progress:
                 f"run: {len(self.trials)}/{self.budget} trials done, "
                 f"runtime {event.info['runtime']}, {event.info['jobs']} at a time"
             )
-        elif event.kind == "started" and event.folder is not None:
+        elif event.kind == "started":
             self.running[event.number] = (event.folder, time.monotonic())
             self._line(f"trial {event.number} started: {event.info['params']}")
         elif event.kind == "finished" and event.trial is not None:

@@ -75,6 +75,7 @@ class Event:
     """What the progress display is told: a trial was proposed, started or finished."""
 
     kind: str  # "start", "proposed", "started", "finished"
+    # "started": the trial folder to watch, None when the trial runs elsewhere (a cluster)
     number: int = -1
     trial: Trial | None = None
     folder: Path | None = None
@@ -317,7 +318,12 @@ class Runner:
                     break
                 self.journal.start(number)
                 self.notify(
-                    Event("started", number, folder=self._folder(number), info={"params": params})
+                    Event(
+                        "started",
+                        number,
+                        folder=self._folder(number) if self.runtime.kind != "dask" else None,
+                        info={"params": params},
+                    )
                 )
                 running[pool.submit(self._run_one, number, params)] = number
             if not running:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -21,6 +25,8 @@ from tests.dask_cluster import LoopbackCluster
 from tests.integration.test_trial_synth import pack_with_tool
 
 pytestmark = pytest.mark.slow
+
+CLI = Path(sys.executable).parent / "capsule"
 
 SPACE = """[search.space]
 "hls4ml.reuse_factor" = { choice = [1, 2, 4] }
@@ -167,3 +173,34 @@ def test_a_vendor_trial_waits_for_a_worker_with_the_licence(
     assert trial.status in ("ok", "constraint"), trial.error
     assert trial.fidelity["latency_cycles"] == "csynth"
     assert trial.metrics["latency_cycles"] == 10  # the real Vivado HLS report, via the double
+
+
+def test_a_killed_submitting_side_resumes_with_every_trial_once(
+    tmp_path: Path, cluster: LoopbackCluster
+) -> None:
+    capsule = small_capsule(tmp_path / "c", 3, SPACE)
+    cluster.add_worker("a")
+    cluster.add_worker("b")
+    command = [str(CLI), "run", str(capsule), "--scheduler", cluster.address, "--no-cache"]
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if line.startswith("trial 1 started"):
+            break
+    wait_for("trials running on the workers", lambda: len(cluster.running_on()) == 2)
+    time.sleep(3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert api.load(capsule).trials == []  # killed before any trial finished
+
+    again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    assert again.returncode == 0, again.stderr
+    result = api.load(capsule)
+    assert [t.number for t in result.trials] == [0, 1, 2]
+    assert {t.status for t in result.trials} <= {"ok", "constraint"}
+    with Journal(default_run_dir(capsule) / JOURNAL, lock_digest(result)) as journal:
+        events = journal.events()
+    assert Counter(n for n, kind in events if kind == "finished") == {0: 1, 1: 1, 2: 1}
+    started = Counter(n for n, kind in events if kind == "started")
+    assert started == {0: 2, 1: 2, 2: 1}  # the killed run's two trials ran again
