@@ -246,7 +246,8 @@ class Runner:
         except WorkerSetupError:
             raise
         except Exception as exc:  # the engine went away, a folder was unwritable, ...
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:1000]
+            said = str(exc) if isinstance(exc, CapsuleError) else f"{type(exc).__name__}: {exc}"
+            error = said.splitlines()[0][:1000]
             trial = Trial(
                 number=number,
                 status="failed",

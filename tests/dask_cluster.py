@@ -21,7 +21,7 @@ START_TIMEOUT_S = 60
 class LoopbackCluster:
     """A scheduler, then workers added by name; everything is killed on exit."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, scheduler_env: Mapping[str, str] | None = None) -> None:
         self.root = root
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.scheduler_file = root / "scheduler.json"
@@ -38,6 +38,7 @@ class LoopbackCluster:
                 "--scheduler-file",
                 str(self.scheduler_file),
             ],
+            scheduler_env,
         )
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.scheduler_file.exists():

@@ -239,7 +239,10 @@ class DaskRuntime:
         try:
             returned: Returned = future.result()
         except KilledWorker as exc:
-            raise CapsuleError(f"every worker that ran it died: {exc}") from None
+            raise CapsuleError(
+                "every worker that ran it died; the scheduler's "
+                f"distributed.scheduler.allowed-failures caps the retries: {exc}"
+            ) from None
         finally:
             with self.lock:
                 self.futures.pop(number, None)

@@ -128,18 +128,22 @@ def test_a_worker_with_other_data_stops_the_run_naming_it(
         assert [n for n, _ in journal.unfinished()] == [0]  # one worker thread: one at a time
 
 
-def test_a_killed_worker_costs_no_trial(tmp_path: Path, cluster: LoopbackCluster) -> None:
-    capsule = small_capsule(tmp_path / "c", 3, SPACE)
-    cluster.add_worker("a")
-    cluster.add_worker("b")
-    search = Background(capsule, RunOptions(scheduler=cluster.address, algo="grid", cache=False))
-
+def kill_a_busy_worker(cluster: LoopbackCluster) -> tuple[str, int]:
+    """SIGKILL a worker process well into a trial; its name and pid."""
     busy = wait_for("a worker running a trial", cluster.running_on)
     assert isinstance(busy, dict)
     name, key = sorted(busy.items())[0]
     time.sleep(5)  # well into training
     assert cluster.running_on().get(name) == key
-    pid = cluster.kill_worker_process(name)
+    return name, cluster.kill_worker_process(name)
+
+
+def test_a_killed_worker_costs_no_trial(tmp_path: Path, cluster: LoopbackCluster) -> None:
+    capsule = small_capsule(tmp_path / "c", 3, SPACE)
+    cluster.add_worker("a")
+    cluster.add_worker("b")
+    search = Background(capsule, RunOptions(scheduler=cluster.address, algo="grid", cache=False))
+    name, pid = kill_a_busy_worker(cluster)
 
     result = search.join()
     assert f"Worker process {pid} was killed by signal 9" in cluster.log(name)  # its nanny's word
@@ -149,6 +153,20 @@ def test_a_killed_worker_costs_no_trial(tmp_path: Path, cluster: LoopbackCluster
         finished = Counter(n for n, kind in journal.events() if kind == "finished")
         assert finished == {0: 1, 1: 1, 2: 1}
         assert journal.unfinished() == []
+
+
+def test_a_trial_whose_workers_keep_dying_is_recorded_failed(tmp_path: Path) -> None:
+    no_retries = {"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
+    with LoopbackCluster(tmp_path / "cluster", scheduler_env=no_retries) as cluster:
+        capsule = small_capsule(tmp_path / "c", 2, SPACE)
+        cluster.add_worker("a")
+        search = Background(capsule, RunOptions(scheduler=cluster.address, algo="grid"))
+        kill_a_busy_worker(cluster)
+        result = search.join()
+    first, second = result.trials
+    assert first.status == "failed" and first.stage == "runtime"
+    assert first.error is not None and first.error.startswith("every worker that ran it died")
+    assert second.status in ("ok", "constraint")  # the search went on
 
 
 def test_a_vendor_trial_waits_for_a_worker_with_the_licence(

@@ -162,3 +162,24 @@ def test_a_search_in_containers_records_the_image_and_reuses_the_cache(
     assert second.artifacts == first.artifacts
     leftovers = engine.containers.list(all=True, filters={"label": "capsule.trial"})  # type: ignore[attr-defined]
     assert leftovers == []
+
+
+def test_a_dask_worker_runs_trials_in_the_locked_image(engine: object, tmp_path: Path) -> None:
+    """The default on a cluster: the worker's docker runtime; verify re-runs it here."""
+    from capsule.run import RunOptions
+    from capsule.verify import VerifyOptions
+    from tests.dask_cluster import LoopbackCluster
+
+    path = _capsule(tmp_path, kind="docker")
+    with LoopbackCluster(tmp_path / "cluster") as cluster:
+        cluster.add_worker("node1", env={"CAPSULE_RUNTIME": "docker"})
+        capsule = api.run(path, RunOptions(scheduler=cluster.address, max_trials=1))
+    [trial] = capsule.trials
+    assert trial.status in ("ok", "constraint"), trial.error
+    assert trial.worker == "node1" and trial.runtime == "docker"
+    assert capsule.environment.image is not None
+    assert trial.image == capsule.environment.image.id
+    leftovers = engine.containers.list(all=True, filters={"label": "capsule.trial"})  # type: ignore[attr-defined]
+    assert leftovers == []
+    outcome = api.verify(path, VerifyOptions(all=True))
+    assert outcome.ok and len(outcome.comparisons) == len(trial.artifacts) > 50
