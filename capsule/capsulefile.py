@@ -123,6 +123,8 @@ class Trial(Locked):
     runtime: str = ""
     image: str | None = None
     worker: Annotated[str, Field(max_length=256)] | None = None  # the Dask worker that ran it
+    level: Annotated[int, Field(ge=0, le=2)] | None = None  # fidelity level (capsule.fidelity)
+    tool_s: Annotated[float, Field(ge=0)] | None = None  # seconds the vendor tool ran
     threads: Annotated[int, Field(ge=1)] = 1
     cache_hits: list[str] = []
     stage: str | None = None

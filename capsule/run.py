@@ -27,6 +27,7 @@ from capsule import toolchain
 from capsule import trust as trust_store
 from capsule.capsulefile import Capsule, Trial, read_capsule, write_capsule
 from capsule.errors import CapsuleError
+from capsule.fidelity import level_of, level_params, max_promotions, next_promotion, point_of
 from capsule.hashing import HashCache, digest_of
 from capsule.journal import Journal
 from capsule.lock import check_data
@@ -123,6 +124,8 @@ def to_record(
         runtime=result.runtime,
         image=ran.image if result.runtime == "docker" else None,
         worker=ran.worker,
+        level=level_of(result.params),
+        tool_s=result.timings.get("synth"),
         threads=result.threads,
         cache_hits=result.cache_hits,
         stage=result.stage,
@@ -134,7 +137,7 @@ def to_record(
 
 def outcome(trial: Trial) -> Outcome:
     status = "ok" if trial.status in ("ok", "constraint") else trial.status
-    return Outcome(trial.number, dict(trial.params), status, trial.metrics)
+    return Outcome(trial.number, point_of(trial.params), status, trial.metrics)
 
 
 class Runner:
@@ -154,7 +157,9 @@ class Runner:
             raise CapsuleError(f"--jobs must be at least 1, not {options.jobs}")
         self.root = api.data_root(capsule_path, self.capsule, options.data_root)
         self.searcher = Searcher(self.capsule.spec, options.algo, options.max_trials)
-        self.budget = self.searcher.budget
+        fidelity = self.capsule.spec.search.fidelity
+        # Level-0 points, then promotions (at most; see `capsule.fidelity`).
+        self.budget = self.searcher.budget + (max_promotions(fidelity) if fidelity else 0)
         self.run_dir = (options.run_dir or default_run_dir(capsule_path)).resolve()
         lock = lock_digest(self.capsule)
         self.run_id = lock.removeprefix("sha256:")[:16]
@@ -279,7 +284,7 @@ class Runner:
             )
         )
         try:
-            with ThreadPoolExecutor(max_workers=self.options.jobs) as pool:
+            with ThreadPoolExecutor(max_workers=self.jobs) as pool:
                 running: dict[Future[tuple[int, Trial]], int] = {}
                 try:
                     self._loop(pool, running, queue, next_number)
@@ -295,6 +300,16 @@ class Runner:
             self.runtime.close()
         return self.capsule
 
+    def _propose(self, number: int, pending: list[Params]) -> Params | None:
+        """Trial `number`'s params: the searcher's point (at fidelity level 0 when the search
+        has levels), then promotions; None when nothing can be proposed now."""
+        fidelity = self.capsule.spec.search.fidelity
+        if number < self.searcher.budget:
+            finished = [outcome(t) for t in self.trials.values() if not t.level]
+            point = self.searcher.ask(number, finished)
+            return point if fidelity is None else {**point, **level_params(self.capsule.spec, 0)}
+        return next_promotion(self.capsule.spec, list(self.trials.values()), pending)
+
     def _loop(
         self,
         pool: ThreadPoolExecutor,
@@ -302,17 +317,20 @@ class Runner:
         queue: list[tuple[int, Params]],
         next_number: int,
     ) -> None:
+        pending: dict[int, Params] = {}
         while True:
             while len(running) < self.jobs:
                 if queue:
                     number, params = queue.pop(0)
                 elif next_number < self.budget:
-                    number = next_number
-                    next_number += 1
-                    if number in self.trials:
+                    if next_number in self.trials:
+                        next_number += 1
                         continue
-                    finished = [outcome(t) for t in self.trials.values()]
-                    params = self.searcher.ask(number, finished)
+                    proposed = self._propose(next_number, list(pending.values()))
+                    if proposed is None:
+                        break  # promotions wait for what runs, or are spent
+                    number, params = next_number, proposed
+                    next_number += 1
                     self.journal.propose(number, params)
                     self.notify(Event("proposed", number, info={"params": params}))
                 else:
@@ -326,6 +344,7 @@ class Runner:
                         info={"params": params},
                     )
                 )
+                pending[number] = params
                 running[pool.submit(self._run_one, number, params)] = number
             if not running:
                 break
@@ -333,5 +352,6 @@ class Runner:
             for future in done:
                 del running[future]
                 number, trial = future.result()
+                pending.pop(number, None)
                 self._record(number, trial)
                 self.notify(Event("finished", number, trial=trial))

@@ -176,11 +176,30 @@ class Hls4ml(Strict):
     )
 
 
+class Fidelity(Strict):
+    """Multi-fidelity search (see `capsule.fidelity`): every trial runs level 0 (training, C
+    simulation, estimate); only the best are promoted to the vendor tool's levels."""
+
+    levels: Annotated[list[Literal[0, 1, 2]], Field(min_length=2)] = [0, 1]
+    promote: Annotated[int, Field(ge=1, le=100_000)] = 4  # trials promoted to level 1, at most
+    eta: Annotated[int, Field(ge=2, le=100)] = 3  # each level above promotes 1/eta of the one below
+    tool_hours: Annotated[float, Field(gt=0)] | None = None  # no promotion once spent
+    policy: Literal["pareto", "top"] = "pareto"
+
+    @field_validator("levels")
+    @classmethod
+    def _from_zero(cls, levels: list[int]) -> list[int]:
+        if levels[0] != 0 or levels != sorted(set(levels)):
+            raise ValueError("levels must start at 0 and rise, e.g. [0, 1] or [0, 1, 2]")
+        return levels
+
+
 class Search(Strict):
     algo: Literal["tpe", "random", "grid"] = "tpe"
     max_trials: Annotated[int, Field(ge=1, le=100_000)] = 20
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None  # default: experiment.seed
     space: dict[str, Distribution] = {}
+    fidelity: Fidelity | None = None
 
 
 class Objective(Strict):
@@ -235,6 +254,7 @@ class Toolchain(Strict):
     name: Literal["none", "vivado_hls", "vitis_hls"] = "none"
     version: str | None = None
     path: str | None = None
+    csynth: bool | None = None  # false: no vendor tool at all (fidelity level 0); default true
     vsynth: bool = False
     cosim: bool = False
     timeout: Annotated[float, Field(gt=0)] = 86400.0
@@ -242,8 +262,14 @@ class Toolchain(Strict):
     # workers that have the tool and a licence take it [default: vivado].
     resource: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")] | None = None
 
+    def runs_tool(self) -> bool:
+        """Whether a trial of this spec runs the vendor tool (not at fidelity level 0)."""
+        return self.name != "none" and self.csynth is not False
+
     @model_validator(mode="after")
     def _declared(self) -> Toolchain:
+        if self.csynth is False and (self.vsynth or self.cosim):
+            raise ValueError("vsynth and cosim need csynth")
         if self.name == "none":
             if self.version or self.path:
                 raise ValueError("version and path apply only when a tool is named")
@@ -275,6 +301,20 @@ class Spec(Strict):
     toolchain: Toolchain = Toolchain()
 
     @model_validator(mode="after")
+    def _fidelity(self) -> Spec:
+        fidelity = self.search.fidelity
+        if fidelity is None:
+            return self
+        if self.toolchain.name == "none":
+            raise ValueError("search.fidelity: levels above 0 need a vendor tool (toolchain.name)")
+        if 2 in fidelity.levels and not (self.toolchain.vsynth or self.toolchain.cosim):
+            raise ValueError(
+                "search.fidelity: level 2 is logic synthesis or co-simulation; set "
+                "toolchain.vsynth or toolchain.cosim"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _space_paths(self) -> Spec:
         params = parameters(self.search.space)
         for name in params:
@@ -296,6 +336,10 @@ class Spec(Strict):
         """The spec as plain TOML-able data: every default filled in, nothing None."""
         return self.model_dump(mode="json", exclude_none=True)
 
+
+# Set by the search itself, never by a researcher's space: which vendor steps a trial runs
+# (its fidelity level, see `capsule.fidelity`).
+LEVEL_KEYS = ("toolchain.csynth", "toolchain.vsynth", "toolchain.cosim")
 
 SETTABLE = {
     "training": set(Training.model_fields),
@@ -330,7 +374,7 @@ def apply_params(spec: Spec, params: Params) -> Spec:
     for path, value in sorted(params.items()):
         if path in labels:
             continue
-        reason = _unsettable(path, spec.model.builder)
+        reason = None if path in LEVEL_KEYS else _unsettable(path, spec.model.builder)
         if reason:
             raise SpecError(f"params: {path!r} {reason}")
         *parents, leaf = path.split(".")

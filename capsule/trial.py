@@ -201,7 +201,7 @@ def run_trial(
     stage_metrics: dict[str, dict[str, float]] = {}
     reuse = reuse or {}
     state: dict[str, Any] = {}
-    stages = [st for st in STAGES if capsule.toolchain.name != "none" or st not in VENDOR_STAGES]
+    stages = [st for st in STAGES if spec.toolchain.runs_tool() or st not in VENDOR_STAGES]
     stage = stages[0]
     status: Literal["ok", "failed", "timeout"] = "ok"
     error = None

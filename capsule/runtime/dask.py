@@ -46,8 +46,8 @@ from capsule.hashing import HashCache
 from capsule.lock import check_data
 from capsule.runtime.host import HostRuntime, Ran
 from capsule.space import Params
-from capsule.spec import Spec
-from capsule.trial import rehash
+from capsule.spec import Spec, apply_params
+from capsule.trial import rehash, trial_params
 from capsule.version import __version__
 
 SCHEDULER_ENV = "CAPSULE_SCHEDULER"
@@ -77,11 +77,13 @@ def scheduler_address(spec: Spec, given: str | None = None) -> str | None:
     return address
 
 
-def resources(capsule: Capsule) -> dict[str, float]:
-    """The worker resources one trial of `capsule` holds while it runs."""
-    if capsule.toolchain.name == "none":
+def resources(capsule: Capsule, params: Params | None = None) -> dict[str, float]:
+    """The worker resources one trial of `capsule` at `params` holds while it runs: a licence
+    when it runs the vendor tool (not at fidelity level 0)."""
+    spec = apply_params(capsule.spec, trial_params(capsule.spec, params))
+    if not spec.toolchain.runs_tool():
         return {}
-    return {capsule.spec.toolchain.resource or DEFAULT_RESOURCE: 1}
+    return {spec.toolchain.resource or DEFAULT_RESOURCE: 1}
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,6 @@ class DaskRuntime:
         self.capsule_bytes = capsule_path.read_bytes()
         self.data_root = str(data_root.resolve())
         self.options = (runtime, image, trusted, allow_toolchain_drift, use_cache)
-        self.resources = resources(capsule)
         self.futures: dict[int, Any] = {}
         self.lock = threading.Lock()
 
@@ -232,7 +233,7 @@ class DaskRuntime:
             task,
             key=f"capsule-trial-{run_id}-{uuid.uuid4().hex[:8]}",
             pure=False,
-            resources=self.resources or None,
+            resources=resources(self.capsule, params) or None,
         )
         with self.lock:
             self.futures[number] = future

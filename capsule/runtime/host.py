@@ -105,7 +105,7 @@ class HostRuntime:
         unit_keys = cache.keys(
             self.capsule, spec, cache.environment_identity(self.choice.image), threads_for(spec)
         )
-        units = [u for u in cache.UNITS if u != "synth" or self.capsule.toolchain.name != "none"]
+        units = [u for u in cache.UNITS if u != "synth" or spec.toolchain.runs_tool()]
         reuse = self.stage_cache.reusable(unit_keys, units) if self.use_cache else {}
         pid_file = folder.with_suffix(".pid")
         folder.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,231 @@
+"""Multi-fidelity search: spend vendor-tool hours only on the trials that earn them.
+
+Levels, cheapest first:
+
+    0  training, C simulation and the resource/latency estimate (no vendor tool)
+    1  vendor C synthesis (csynth reports)
+    2  logic synthesis and/or co-simulation, as `toolchain.vsynth` / `toolchain.cosim` say
+
+Every point the search proposes runs level 0. When all of them are done, the best are promoted,
+one trial at a time, to level 1 and then (from those) to level 2, in the style of successive
+halving: at most `promote` trials reach level 1, and each level above promotes at most 1/`eta` of
+the one below (rounded up), all while the vendor tool's hours stay under `tool_hours`. A
+promotion is a new trial record (its own number, `level` set) for the same point; it reuses the
+lower level's cached stages (training, hls4ml project), so it costs the vendor tool only.
+
+Ranking what to promote next (`policy`): `pareto` takes trials by their non-domination front
+(front 1 first) and then by the scalarised loss, `top` by the loss alone. Estimated metrics are
+first multiplied by their calibration: the median ratio of synthesized to estimated value over
+the points already promoted (`calibrate`), so as synthesis results arrive the ranking of what
+remains follows what synthesis said. Kendall's tau between the estimated and synthesized values
+says how far the estimate's ranking can be trusted. Everything here is a pure function of the
+trial records, so `capsule show` and `capsule report` recompute it and a resumed search promotes
+exactly what an uninterrupted one would (one job at a time).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from capsule.capsulefile import Trial
+from capsule.search import Outcome, losses, violation
+from capsule.space import Params
+from capsule.spec import LEVEL_KEYS, Fidelity, Spec
+
+NAMES = {0: "estimate", 1: "C synthesis", 2: "logic synthesis / co-simulation"}
+SYNTHESIZED = ("csynth", "synth", "cosim")
+SCORED = ("ok", "constraint")
+
+
+def level_params(spec: Spec, level: int) -> Params:
+    """The params that make a trial run at `level` (which vendor steps it runs)."""
+    t = spec.toolchain
+    return {
+        "toolchain.csynth": level >= 1,
+        "toolchain.vsynth": level >= 2 and t.vsynth,
+        "toolchain.cosim": level >= 2 and t.cosim,
+    }
+
+
+def level_of(params: Mapping[str, object]) -> int | None:
+    """A trial's level from its params; None for a search without fidelity levels."""
+    if "toolchain.csynth" not in params:
+        return None
+    if not params["toolchain.csynth"]:
+        return 0
+    return 2 if params.get("toolchain.vsynth") or params.get("toolchain.cosim") else 1
+
+
+def point_of(params: Mapping[str, object]) -> Params:
+    """The search point of a trial's params, without its level."""
+    return {k: v for k, v in params.items() if k not in LEVEL_KEYS}
+
+
+def _key(params: Mapping[str, object]) -> str:
+    import json
+
+    return json.dumps(point_of(params), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How a metric's estimate relates to its synthesized value, over the promoted points."""
+
+    metric: str
+    pairs: int
+    ratio: float  # median of synthesized / estimated
+    tau: float | None  # Kendall's rank agreement; None below 3 pairs or without variation
+
+
+def calibrate(trials: Sequence[Trial]) -> dict[str, Calibration]:
+    """Per metric: estimate (level 0) against the highest synthesized value of the same point."""
+    from scipy.stats import kendalltau  # type: ignore[import-untyped]  # scipy comes with scikit-learn
+
+    base = {_key(t.params): t for t in trials if t.level == 0 and t.status in SCORED}
+    best: dict[str, Trial] = {}
+    for t in sorted(trials, key=lambda t: (t.level or 0, t.number)):
+        if (t.level or 0) >= 1 and t.status in SCORED and _key(t.params) in base:
+            best[_key(t.params)] = t
+    found: dict[str, list[tuple[float, float]]] = {}
+    for key, high in sorted(best.items()):
+        low = base[key]
+        for metric, value in sorted(high.metrics.items()):
+            if high.fidelity.get(metric) not in SYNTHESIZED:
+                continue
+            if low.fidelity.get(metric) != "estimate" or metric not in low.metrics:
+                continue
+            found.setdefault(metric, []).append((low.metrics[metric], value))
+    out = {}
+    for metric, pairs in sorted(found.items()):
+        ratios = [s / e for e, s in pairs if e]
+        ratio = statistics.median(ratios) if ratios else 1.0
+        tau = None
+        if len(pairs) >= 3:
+            t = kendalltau([e for e, _ in pairs], [s for _, s in pairs]).statistic
+            tau = None if math.isnan(t) else round(float(t), 6)
+        out[metric] = Calibration(metric, len(pairs), round(ratio, 6), tau)
+    return out
+
+
+def calibrated(trial: Trial, calibration: Mapping[str, Calibration]) -> dict[str, float]:
+    """A trial's metrics with each estimated one scaled by its calibration."""
+    return {
+        m: v * calibration[m].ratio
+        if trial.fidelity.get(m) == "estimate" and m in calibration
+        else v
+        for m, v in trial.metrics.items()
+    }
+
+
+def fronts(spec: Spec, outcomes: Sequence[Outcome]) -> dict[int, int]:
+    """Each scored outcome's non-domination front (1 = the Pareto front), by trial number."""
+    from capsule.search import pareto_front
+
+    left = [o for o in outcomes if all(obj.metric in o.metrics for obj in spec.objectives)]
+    inside = [o for o in left if violation(spec.constraints, o.metrics) == 0]
+    outside = [o for o in left if violation(spec.constraints, o.metrics) > 0]
+    rank: dict[int, int] = {}
+    front = 1
+    while inside:
+        numbers = set(pareto_front(spec, inside))
+        rank.update({n: front for n in numbers})
+        inside = [o for o in inside if o.number not in numbers]
+        front += 1
+    rank.update({o.number: front for o in outside})  # after every front that meets them
+    return rank
+
+
+def ranking(
+    spec: Spec, fidelity: Fidelity, candidates: Sequence[Trial], trials: Sequence[Trial]
+) -> list[Trial]:
+    """`candidates` best first, by calibrated metrics (see the module docstring)."""
+    calibration = calibrate(trials)
+    outcomes = [
+        Outcome(t.number, point_of(t.params), "ok", calibrated(t, calibration)) for t in candidates
+    ]
+    loss = losses(spec, outcomes)
+    front = fronts(spec, outcomes) if fidelity.policy == "pareto" else {}
+    worst = float("inf")
+
+    def order(t: Trial) -> tuple[int, float, int]:
+        value = loss.get(t.number)
+        return (front.get(t.number, 0), worst if value is None else value, t.number)
+
+    return sorted(candidates, key=order)
+
+
+def budget(fidelity: Fidelity, level: int) -> int:
+    """Trials that may reach `level` (>= 1): `promote`, then 1/eta of it per level above."""
+    count = fidelity.promote
+    for _ in range(1, level):
+        count = math.ceil(count / fidelity.eta)
+    return count
+
+
+def max_promotions(fidelity: Fidelity) -> int:
+    return sum(budget(fidelity, level) for level in fidelity.levels if level >= 1)
+
+
+def tool_seconds(trials: Sequence[Trial]) -> float:
+    return sum(t.tool_s or 0.0 for t in trials)
+
+
+def next_promotion(spec: Spec, trials: Sequence[Trial], pending: Sequence[Params]) -> Params | None:
+    """The params of the next trial to promote, or None: nothing left, or the budget spent.
+
+    `trials` are the finished records, `pending` the params of trials proposed but not finished.
+    A level is promoted to only when nothing below it is pending, so its ranking is final.
+    """
+    fidelity = spec.search.fidelity
+    if fidelity is None:
+        return None
+    if fidelity.tool_hours is not None and tool_seconds(trials) >= fidelity.tool_hours * 3600:
+        return None
+    pending_levels = [level_of(p) or 0 for p in pending]
+    for level in fidelity.levels[1:]:
+        below = fidelity.levels[fidelity.levels.index(level) - 1]
+        if any(lv < level for lv in pending_levels):
+            return None
+        reached = {_key(t.params) for t in trials if t.level == level}
+        reached |= {_key(p) for p in pending if level_of(p) == level}
+        if len(reached) >= budget(fidelity, level):
+            continue
+        candidates = [
+            t
+            for t in trials
+            if t.level == below and t.status in SCORED and _key(t.params) not in reached
+        ]
+        if not candidates:
+            continue
+        best = ranking(spec, fidelity, candidates, trials)[0]
+        return {**point_of(best.params), **level_params(spec, level)}
+    return None
+
+
+@dataclass(frozen=True)
+class Funnel:
+    level: int
+    trials: int
+    ok: int
+    tool_hours: float
+
+
+def funnel(spec: Spec, trials: Sequence[Trial]) -> list[Funnel]:
+    """Trials, scored trials and vendor-tool hours per level reached."""
+    levels = spec.search.fidelity.levels if spec.search.fidelity else []
+    out = []
+    for level in levels:
+        at = [t for t in trials if t.level == level]
+        out.append(
+            Funnel(level, len(at), sum(t.status in SCORED for t in at), tool_seconds(at) / 3600)
+        )
+    return out
+
+
+def highest_level(trials: Sequence[Trial]) -> int | None:
+    """The highest level any trial reached with a score; None without levels."""
+    levels = [t.level for t in trials if t.level is not None and t.status in SCORED]
+    return max(levels) if levels else None
