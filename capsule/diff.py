@@ -4,8 +4,8 @@ Both capsules are flattened to `(section, dotted key) -> value` with lists of lo
 identifies them (a data input by its role, a source by its name, a trial by its number), so an
 added package or trial shows as one line instead of a shifted list. Trials are compared by their
 results (status, params, metrics with fidelity, artifact hashes, runtime, cache hits, error);
-their wall-clock `duration_s` and `tool_s`, the log lines of a failed one (`log_tail`) and the cluster
-worker that ran it (`worker`) differ from run to run and host to host, and are left out.
+their wall-clock `duration_s` and `tool_s`, the log lines of a failed one (`log_tail`) and the
+cluster worker that ran it (`worker`) differ from run to run and host to host, and are left out.
 """
 
 from __future__ import annotations

@@ -1,0 +1,190 @@
+"""Promotion rules of the multi-fidelity search, on trial records made up for the purpose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from capsule import fidelity
+from capsule.capsulefile import Trial
+from capsule.errors import SpecError
+from capsule.spec import Spec, parse_spec
+
+SPEC = """
+[experiment]
+name = "f"
+[data.features]
+path = "x.npy"
+[data.labels]
+path = "y.npy"
+[search]
+max_trials = 8
+[search.fidelity]
+levels = [0, 1, 2]
+promote = 3
+eta = 2
+policy = "{policy}"
+[search.space]
+"hls4ml.reuse_factor" = {{ choice = [1, 2, 4, 8, 16, 32, 64, 128] }}
+[[objectives]]
+metric = "csim_accuracy"
+direction = "maximize"
+[[objectives]]
+metric = "lut"
+direction = "minimize"
+[[constraints]]
+metric = "lut"
+max = 1000
+[toolchain]
+name = "vivado_hls"
+version = "2020.1"
+path = "/opt/Xilinx/Vivado/2020.1"
+vsynth = true
+"""
+
+
+def spec(policy: str = "pareto") -> Spec:
+    return parse_spec(SPEC.format(policy=policy), "exp.toml")
+
+
+def trial(number: int, rf: int, level: int, acc: float, lut: float, tool_s: float = 0.0) -> Trial:
+    s = spec()
+    fid = "estimate" if level == 0 else ("csynth" if level == 1 else "synth")
+    return Trial(
+        number=number,
+        status="ok" if lut <= 1000 else "constraint",
+        params={"hls4ml.reuse_factor": rf, **fidelity.level_params(s, level)},
+        metrics={"csim_accuracy": acc, "lut": lut},
+        fidelity={"csim_accuracy": "measured", "lut": fid},
+        level=level,
+        tool_s=tool_s or None,
+    )
+
+
+def level0() -> list[Trial]:
+    # reuse factor: accuracy, estimated LUT
+    values = [(1, 0.90, 900), (2, 0.95, 500), (4, 0.80, 300), (8, 0.97, 950), (16, 0.60, 100)]
+    return [trial(i, rf, 0, acc, lut) for i, (rf, acc, lut) in enumerate(values)]
+
+
+def test_levels_are_params_and_back() -> None:
+    s = spec()
+    assert fidelity.level_params(s, 0) == {
+        "toolchain.csynth": False,
+        "toolchain.vsynth": False,
+        "toolchain.cosim": False,
+    }
+    for level in (0, 1, 2):
+        assert fidelity.level_of(fidelity.level_params(s, level)) == level
+    assert fidelity.level_of({"hls4ml.reuse_factor": 2}) is None
+    assert fidelity.point_of({"a": 1, **fidelity.level_params(s, 2)}) == {"a": 1}
+
+
+def test_budgets_shrink_by_eta_per_level() -> None:
+    f = spec().search.fidelity
+    assert f is not None
+    assert [fidelity.budget(f, level) for level in (1, 2)] == [3, 2]
+    assert fidelity.max_promotions(f) == 5
+
+
+def test_the_first_promotions_are_the_top_of_the_level_0_ranking() -> None:
+    s = spec("top")
+    trials = level0()
+    promoted = []
+    while (params := fidelity.next_promotion(s, trials, [])) is not None:
+        assert fidelity.level_of(params) == 1 or fidelity.level_of(params) == 2
+        rf = params["hls4ml.reuse_factor"]
+        if fidelity.level_of(params) == 2:
+            break
+        promoted.append(rf)
+        acc, lut = {
+            t.params["hls4ml.reuse_factor"]: (t.metrics["csim_accuracy"], t.metrics["lut"])
+            for t in trials
+        }[rf]
+        trials.append(trial(len(trials), rf, 1, acc, lut))  # synthesis agrees with the estimate
+    ranked = fidelity.ranking(s, s.search.fidelity, level0(), level0())  # type: ignore[arg-type]
+    assert promoted == [t.params["hls4ml.reuse_factor"] for t in ranked[:3]]
+    assert len(promoted) == 3
+
+
+def test_nothing_is_promoted_while_a_lower_level_runs() -> None:
+    s = spec()
+    pending = [{"hls4ml.reuse_factor": 32, **fidelity.level_params(s, 0)}]
+    assert fidelity.next_promotion(s, level0(), pending) is None
+    assert fidelity.next_promotion(s, level0(), []) is not None
+
+
+def test_the_tool_hours_budget_stops_promotion() -> None:
+    text = SPEC.format(policy="top").replace("eta = 2", "eta = 2\ntool_hours = 1.0")
+    s = parse_spec(text, "exp.toml")
+    trials = [*level0(), trial(5, 2, 1, 0.95, 520, tool_s=3000)]
+    assert fidelity.next_promotion(s, trials, []) is not None
+    trials.append(trial(6, 1, 1, 0.90, 940, tool_s=700))
+    assert fidelity.next_promotion(s, trials, []) is None
+
+
+def test_calibration_rescales_estimates_and_reorders_what_is_promoted() -> None:
+    accuracy_only = '[[objectives]]\nmetric = "lut"\ndirection = "minimize"\n'
+    s = parse_spec(SPEC.format(policy="top").replace(accuracy_only, ""), "exp.toml")
+    assert [o.metric for o in s.objectives] == ["csim_accuracy"]
+    trials = level0()
+    # Synthesis says LUT is twice the estimate: reuse factor 1 (900 estimated) breaks the limit.
+    trials += [trial(5, 8, 1, 0.97, 1900), trial(6, 2, 1, 0.95, 1000)]
+    calibration = fidelity.calibrate(trials)
+    assert calibration["lut"].pairs == 2 and calibration["lut"].ratio == pytest.approx(2.0)
+    assert calibration["lut"].tau is None  # fewer than 3 pairs
+    assert "csim_accuracy" not in calibration  # measured, not estimated
+    next_params = fidelity.next_promotion(s, trials, [])
+    assert next_params is not None
+    # Uncalibrated, reuse factor 1 (0.90, 900) would be next; calibrated it breaks the LUT limit,
+    # so reuse factor 4 (0.80, 300 -> 585) goes first.
+    assert next_params["hls4ml.reuse_factor"] == 4
+
+
+def test_calibration_reports_rank_agreement() -> None:
+    trials = [
+        *level0(),
+        trial(5, 1, 1, 0.9, 1800),
+        trial(6, 2, 1, 0.95, 1000),
+        trial(7, 4, 1, 0.8, 600),
+    ]
+    lut = fidelity.calibrate(trials)["lut"]
+    assert lut.pairs == 3 and lut.ratio == pytest.approx(2.0) and lut.tau == pytest.approx(1.0)
+
+
+def test_pareto_policy_promotes_the_front_first() -> None:
+    s = spec("pareto")
+    # Front of (accuracy up, LUT down) among those within the limit: rf 2, 8, 4, 16 (rf 1 is
+    # dominated by rf 2); the scalarised loss breaks the tie inside the front.
+    ranked = fidelity.ranking(s, s.search.fidelity, level0(), level0())  # type: ignore[arg-type]
+    fronts = fidelity.fronts(s, [fidelity_outcome(t) for t in level0()])
+    assert fronts[0] == 2  # rf 1 is behind the front
+    assert ranked[-1].params["hls4ml.reuse_factor"] == 1
+
+
+def fidelity_outcome(t: Trial) -> object:
+    from capsule.search import Outcome
+
+    return Outcome(t.number, fidelity.point_of(t.params), "ok", t.metrics)
+
+
+def test_the_funnel_counts_trials_and_tool_hours_per_level() -> None:
+    trials = [*level0(), trial(5, 8, 1, 0.97, 900, tool_s=1800), trial(6, 8, 2, 0.97, 880, 3600)]
+    rows = fidelity.funnel(spec(), trials)
+    assert [(r.level, r.trials, r.ok, r.tool_hours) for r in rows] == [
+        (0, 5, 5, 0.0),
+        (1, 1, 1, 0.5),
+        (2, 1, 1, 1.0),
+    ]
+    assert fidelity.highest_level(trials) == 2
+
+
+def test_fidelity_needs_a_tool_and_level_2_its_steps(tmp_path: Path) -> None:
+    no_tool = SPEC.format(policy="top").split("[toolchain]")[0]
+    with pytest.raises(SpecError, match="levels above 0 need a vendor tool"):
+        parse_spec(no_tool, "exp.toml")
+    with pytest.raises(SpecError, match="level 2 is logic synthesis"):
+        parse_spec(SPEC.format(policy="top").replace("vsynth = true", ""), "exp.toml")
+    with pytest.raises(SpecError, match="levels must start at 0"):
+        parse_spec(SPEC.format(policy="top").replace("[0, 1, 2]", "[1, 2]"), "exp.toml")
