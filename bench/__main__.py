@@ -7,7 +7,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import cluster, hashing, memory, runtime, search
+from bench import cluster, fidelity, hashing, memory, runtime, search
 from bench.common import Row
 
 SUITES = {
@@ -16,6 +16,7 @@ SUITES = {
     "runtime": runtime.run,
     "search": search.run,
     "cluster": cluster.run,
+    "fidelity": fidelity.run,
 }
 
 

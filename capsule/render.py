@@ -9,6 +9,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from capsule import fidelity
 from capsule.capsulefile import Capsule
 from capsule.diff import Difference
 from capsule.doctor import Finding
@@ -287,18 +288,24 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             )
         return out
 
-    by_number = {t.number: t for t in trials}
-    best = [by_number[n] for n in ranked(spec, [outcome(t) for t in trials])]
+    # A multi-fidelity search ranks and fronts the highest level reached only, so estimated and
+    # synthesized values of the same metric are never compared with each other.
+    level = fidelity.highest_level(trials)
+    pool = trials if level is None else [t for t in trials if t.level == level]
+    at = "" if level is None else f" at level {level} ({fidelity.NAMES[level]})"
+    by_number = {t.number: t for t in pool}
+    best = [by_number[n] for n in ranked(spec, [outcome(t) for t in pool])]
     failed = [t for t in trials if t.status in ("failed", "timeout", "oom")]
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    front = set(pareto_front(spec, [outcome(t) for t in trials]))
+    front = set(pareto_front(spec, [outcome(t) for t in pool]))
     objectives = " vs ".join(f"{o.metric} ({o.direction[:3]})" for o in spec.objectives)
     parts: list[RenderableType] = [
         Text(f"{len(trials)} trials: {summary}", style="bold"),
-        table(f"best {min(top, len(best))} trials", best[:top]),
+        *([] if level is None else [levels(capsule)]),
+        table(f"best {min(top, len(best))} trials{at}", best[:top]),
         table(
-            f"Pareto front: {objectives}",
-            sorted((t for t in trials if t.number in front), key=lambda t: t.number),
+            f"Pareto front{at}: {objectives}",
+            sorted((t for t in pool if t.number in front), key=lambda t: t.number),
         ),
     ]
     if failed:
@@ -310,6 +317,32 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             fails.add_row(str(t.number), t.status, t.stage or "-", t.error or "-", "\n".join(tail))
         parts.append(fails)
     return Group(*parts)
+
+
+def levels(capsule: Capsule) -> RenderableType:
+    """The multi-fidelity funnel (trials and tool hours per level) and the calibration."""
+    funnel = Table(title="fidelity funnel", title_justify="left")
+    for column in ("level", "what", "trials", "scored", "tool hours"):
+        funnel.add_column(column)
+    for row in fidelity.funnel(capsule.spec, capsule.trials):
+        funnel.add_row(
+            str(row.level),
+            fidelity.NAMES[row.level],
+            str(row.trials),
+            str(row.ok),
+            f"{row.tool_hours:.3f}",
+        )
+    calibration = fidelity.calibrate(capsule.trials)
+    if not calibration:
+        return funnel
+    cal = Table(title="calibration: synthesized / estimated", title_justify="left")
+    for column in ("metric", "pairs", "median ratio", "Kendall tau"):
+        cal.add_column(column)
+    for c in calibration.values():
+        cal.add_row(
+            c.metric, str(c.pairs), f"{c.ratio:.4g}", "-" if c.tau is None else f"{c.tau:.3f}"
+        )
+    return Group(funnel, cal)
 
 
 def cache_entries(root: Path, entries: list[Any]) -> RenderableType:

@@ -35,6 +35,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from capsule import fidelity
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError
 from capsule.files import write_atomic
@@ -60,13 +61,16 @@ Figures = list[tuple[str, bytes, str]]  # (file stem, PNG, caption), in the page
 def write_report(capsule: Capsule, out: Path) -> list[Path]:
     """Write the report into folder `out` (created if absent); the files written, sorted."""
     spec, trials = capsule.spec, sorted(capsule.trials, key=lambda t: t.number)
-    outcomes = [outcome(t) for t in trials]
+    # A multi-fidelity search is ranked and fronted at the highest level reached only.
+    level = fidelity.highest_level(trials)
+    pool = trials if level is None else [t for t in trials if t.level == level]
+    outcomes = [outcome(t) for t in pool]
     scored, front = losses(spec, outcomes), set(pareto_front(spec, outcomes))
-    by_number = {t.number: t for t in trials}
+    by_number = {t.number: t for t in pool}
     best = [by_number[n] for n in ranked(spec, outcomes) if by_number[n].status == "ok"]
-    figures = _figures(spec, trials)
+    figures = _figures(spec, trials, pool)
     files: dict[str, bytes | str] = {f"figures/{name}.png": png for name, png, _ in figures}
-    files["index.html"] = _html(capsule, trials, scored, front, best[:BEST_HTML], figures)
+    files["index.html"] = _html(capsule, trials, scored, front, best[:BEST_HTML], figures, level)
     files["trials.csv"] = _csv(spec, trials, scored, front)
     files["best.md"] = _markdown(capsule, best[:BEST_TABLE])
     files["best.tex"] = _latex(capsule, best[:BEST_TABLE])
@@ -278,13 +282,14 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _figures(spec: Spec, trials: Sequence[Trial]) -> Figures:
+def _figures(spec: Spec, trials: Sequence[Trial], pool: Sequence[Trial]) -> Figures:
+    """The Pareto figure of `pool` (the highest fidelity level reached), the rest of all."""
     params = parameters(spec.search.space)
     out: Figures = []
     # Matplotlib's defaults, not the local matplotlibrc; untrusted text is never parsed as math.
     with matplotlib.style.context(["default", {"text.parse_math": False}]):
-        for name, make in (("pareto", _pareto), ("objectives", _objectives)):
-            fig, caption = make(spec, trials)
+        for name, make, shown in (("pareto", _pareto, pool), ("objectives", _objectives, trials)):
+            fig, caption = make(spec, shown)
             out.append((name, _png(fig), caption))
         for path in [p for p in params if p.startswith("hls4ml.")] or params:
             name = "knob_" + re.sub(r"[^a-z0-9_]", "_", path.lower())
@@ -385,6 +390,7 @@ def _csv(
         ["number", "status", "loss", "pareto", *params]
         + [c for m in metrics for c in (m, f"fidelity.{m}")]
         + ["runtime", "image", "threads", "cache_hits", "stage", "error", "duration_s"]
+        + ["level", "tool_s"]
     )
     for t in trials:
         loss = scored.get(t.number)
@@ -398,8 +404,31 @@ def _csv(
         for m in metrics:
             row += [repr(t.metrics[m]) if m in t.metrics else "", t.fidelity.get(m, "")]
         row += [t.runtime, t.image or "", t.threads, ";".join(t.cache_hits), t.stage or ""]
-        writer.writerow([*row, t.error or "", repr(t.duration_s)])
+        row += [t.error or "", repr(t.duration_s)]
+        writer.writerow([*row, _text(t.level) if t.level is not None else "", _opt(t.tool_s)])
     return buffer.getvalue()
+
+
+def _opt(value: float | None) -> str:
+    return "" if value is None else repr(value)
+
+
+def _levels(capsule: Capsule) -> list[str]:
+    """The funnel and the calibration of a multi-fidelity search, as HTML."""
+    rows = [
+        [str(f.level), fidelity.NAMES[f.level], str(f.trials), str(f.ok), f"{f.tool_hours:.3f}"]
+        for f in fidelity.funnel(capsule.spec, capsule.trials)
+    ]
+    calibration = [
+        [c.metric, str(c.pairs), _sig(c.ratio), "-" if c.tau is None else f"{c.tau:.3f}"]
+        for c in fidelity.calibrate(capsule.trials).values()
+    ]
+    return [
+        "<h2>Fidelity funnel</h2>",
+        _table(["level", "what", "trials", "scored", "tool hours"], rows),
+        "<h2>Calibration: synthesized / estimated</h2>",
+        _table(["metric", "pairs", "median ratio", "Kendall tau"], calibration),
+    ]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -416,8 +445,10 @@ def _html(
     front: set[int],
     best: Sequence[Trial],
     figures: Figures,
+    level: int | None = None,
 ) -> str:
     e, spec = html.escape, capsule.spec
+    at = "" if level is None else f" at level {level} ({fidelity.NAMES[level]})"
     header = [*_header(spec), "loss"]
 
     def row(t: Trial) -> list[str]:
@@ -439,9 +470,10 @@ def _html(
         _table(
             ["status", "trials"], [[s, str(sum(t.status == s for t in trials))] for s in statuses]
         ),
-        f"<h2>Best {len(best)} trials (by the search's loss)</h2>",
+        *([] if level is None else _levels(capsule)),
+        f"<h2>Best {len(best)} trials{e(at)} (by the search's loss)</h2>",
         _table(header, [row(t) for t in best]),
-        f"<h2>Pareto front: {e(objectives)}</h2>",
+        f"<h2>Pareto front{e(at)}: {e(objectives)}</h2>",
         _table(header, [row(t) for t in trials if t.number in front]),
         "<h2>Failed trials</h2>",
         _table(
