@@ -344,3 +344,46 @@ def test_an_unwritable_folder_is_one_capsule_error(base: Capsule, tmp_path: Path
     (tmp_path / "taken").write_text("a file, not a folder")
     with pytest.raises(CapsuleError, match=r"taken/figures/pareto.png: cannot write report"):
         report.write_report(base, tmp_path / "taken")
+
+
+def test_a_multi_fidelity_search_reports_its_funnel_and_the_highest_level_only(
+    base: Capsule, tmp_path: Path
+) -> None:
+    from capsule import fidelity
+    from capsule.spec import Fidelity
+
+    def at(level: int, t: Trial, number: int, dsp: float) -> Trial:
+        params = {**t.params, **fidelity.level_params(base.spec, level)}
+        hw = "estimate" if level == 0 else "csynth"
+        metrics = {**t.metrics, "dsp": dsp}
+        return t.model_copy(
+            update={
+                "number": number,
+                "params": params,
+                "level": level,
+                "metrics": metrics,
+                "fidelity": {m: "measured" if m == "csim_accuracy" else hw for m in metrics},
+                "tool_s": 900.0 if level else None,
+            }
+        )
+
+    ok = [t for t in TRIALS if t.status == "ok"]  # trials 0, 1, 4, 5
+    trials = [at(0, t, i, t.metrics["dsp"]) for i, t in enumerate(ok)]
+    trials += [at(1, ok[0], 4, 240.0), at(1, ok[2], 5, 120.0)]  # synthesis: twice the estimate
+    search = base.spec.search.model_copy(update={"fidelity": Fidelity(levels=[0, 1], promote=2)})
+    spec = base.spec.model_copy(update={"search": search})
+    capsule = base.model_copy(update={"spec": spec, "trials": trials}).sealed()
+    report.write_report(capsule, tmp_path)
+
+    page = (tmp_path / "index.html").read_text()
+    assert "<h2>Fidelity funnel</h2>" in page
+    assert "<td>0</td><td>estimate</td><td>4</td><td>4</td><td>0.000</td>" in page
+    assert "<td>1</td><td>C synthesis</td><td>2</td><td>2</td><td>0.500</td>" in page
+    assert "<td>dsp</td><td>2</td><td>2</td><td>-</td>" in page  # pairs, median ratio, tau
+    assert "Pareto front at level 1 (C synthesis)" in page
+    rows = list(csv.DictReader((tmp_path / "trials.csv").read_text().splitlines()))
+    assert [(r["level"], r["tool_s"]) for r in rows] == [("0", "")] * 4 + [("1", "900.0")] * 2
+    assert [r["pareto"] for r in rows] == ["false"] * 4 + ["true", "true"]
+    # The Pareto figure shows the synthesized level alone: no mixed fidelity on its axes.
+    [axes] = _axes(tmp_path / "figures" / "pareto.png")
+    assert axes["ylabel"] == "dsp (csynth, lower is better)"
