@@ -16,10 +16,14 @@ lower level's cached stages (training, hls4ml project), so it costs the vendor t
 Ranking what to promote next (`policy`): `pareto` takes trials by their non-domination front
 (front 1 first) and then by the scalarised loss, `top` by the loss alone. Estimated metrics are
 first multiplied by their calibration: the median ratio of synthesized to estimated value over
-the points already promoted (`calibrate`), so as synthesis results arrive the ranking of what
-remains follows what synthesis said. Kendall's tau between the estimated and synthesized values
-says how far the estimate's ranking can be trusted. Everything here is a pure function of the
-trial records, so `capsule show` and `capsule report` recompute it and a resumed search promotes
+the points already promoted (`calibrate`, per metric and synthesized fidelity, the most refined
+one ranking). One ratio per metric keeps the order of trials inside the constraints (a front and
+a loss scaled by a reference trial do not change when every value is scaled alike). What it
+changes is which trials meet a constraint: when synthesis says LUTs are twice the estimate, a
+design estimated just under the limit is no longer promoted ahead of one that fits. Kendall's
+tau between the estimated and synthesized values says how far the estimate's order can be
+trusted at all. Everything here is a pure function of the trial records, so `capsule show` and
+`capsule report` recompute it and a resumed search promotes
 exactly what an uninterrupted one would (one job at a time).
 """
 
@@ -72,42 +76,53 @@ def _key(params: Mapping[str, object]) -> str:
 
 @dataclass(frozen=True)
 class Calibration:
-    """How a metric's estimate relates to its synthesized value, over the promoted points."""
+    """How a metric's estimate relates to one synthesized fidelity of it, over promoted points."""
 
     metric: str
+    fidelity: str  # csynth, synth or cosim
     pairs: int
     ratio: float  # median of synthesized / estimated
     tau: float | None  # Kendall's rank agreement; None below 3 pairs or without variation
 
 
-def calibrate(trials: Sequence[Trial]) -> dict[str, Calibration]:
-    """Per metric: estimate (level 0) against the highest synthesized value of the same point."""
+def calibrations(trials: Sequence[Trial]) -> list[Calibration]:
+    """Per metric and synthesized fidelity: the level-0 estimate against the synthesized value
+    of the same point (each promoted record counts once)."""
     from scipy.stats import kendalltau  # type: ignore[import-untyped]  # scipy comes with scikit-learn
 
     base = {_key(t.params): t for t in trials if t.level == 0 and t.status in SCORED}
-    best: dict[str, Trial] = {}
-    for t in sorted(trials, key=lambda t: (t.level or 0, t.number)):
-        if (t.level or 0) >= 1 and t.status in SCORED and _key(t.params) in base:
-            best[_key(t.params)] = t
-    found: dict[str, list[tuple[float, float]]] = {}
-    for key, high in sorted(best.items()):
-        low = base[key]
+    found: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for high in sorted(trials, key=lambda t: t.number):
+        low = base.get(_key(high.params))
+        if not high.level or high.status not in SCORED or low is None:
+            continue
         for metric, value in sorted(high.metrics.items()):
-            if high.fidelity.get(metric) not in SYNTHESIZED:
+            kind = high.fidelity.get(metric, "")
+            if kind not in SYNTHESIZED or low.fidelity.get(metric) != "estimate":
                 continue
-            if low.fidelity.get(metric) != "estimate" or metric not in low.metrics:
-                continue
-            found.setdefault(metric, []).append((low.metrics[metric], value))
-    out = {}
-    for metric, pairs in sorted(found.items()):
+            if metric in low.metrics:
+                found.setdefault((metric, kind), []).append((low.metrics[metric], value))
+    out = []
+    for (metric, kind), pairs in sorted(found.items()):
         ratios = [s / e for e, s in pairs if e]
         ratio = statistics.median(ratios) if ratios else 1.0
         tau = None
         if len(pairs) >= 3:
             t = kendalltau([e for e, _ in pairs], [s for _, s in pairs]).statistic
             tau = None if math.isnan(t) else round(float(t), 6)
-        out[metric] = Calibration(metric, len(pairs), round(ratio, 6), tau)
+        out.append(Calibration(metric, kind, len(pairs), round(ratio, 6), tau))
     return out
+
+
+def calibrate(trials: Sequence[Trial]) -> dict[str, Calibration]:
+    """The calibration the ranking uses per metric: the most refined synthesized fidelity
+    (logic synthesis over C synthesis), as the final design will be judged by it."""
+    chosen: dict[str, Calibration] = {}
+    for c in calibrations(trials):
+        known = chosen.get(c.metric)
+        if known is None or SYNTHESIZED.index(c.fidelity) > SYNTHESIZED.index(known.fidelity):
+            chosen[c.metric] = c
+    return chosen
 
 
 def calibrated(trial: Trial, calibration: Mapping[str, Calibration]) -> dict[str, float]:
@@ -148,19 +163,21 @@ def ranking(
     ]
     loss = losses(spec, outcomes)
     front = fronts(spec, outcomes) if fidelity.policy == "pareto" else {}
-    worst = float("inf")
+    worst, last = float("inf"), len(candidates) + 1  # unscored: after every scored trial
 
     def order(t: Trial) -> tuple[int, float, int]:
         value = loss.get(t.number)
-        return (front.get(t.number, 0), worst if value is None else value, t.number)
+        rank = front.get(t.number, last) if front else 0
+        return (rank, worst if value is None else value, t.number)
 
     return sorted(candidates, key=order)
 
 
 def budget(fidelity: Fidelity, level: int) -> int:
-    """Trials that may reach `level` (>= 1): `promote`, then 1/eta of it per level above."""
+    """Trials that may reach `level`: `promote` for the first level above 0, then 1/eta of the
+    level below for each further one."""
     count = fidelity.promote
-    for _ in range(1, level):
+    for _ in range(1, [int(x) for x in fidelity.levels].index(level)):
         count = math.ceil(count / fidelity.eta)
     return count
 

@@ -35,3 +35,7 @@ METRICS: dict[str, Metric] = {
     "uram": Metric("UltraRAM blocks used", "count"),
     "bops": Metric("bit operations: multiplications x weight bits x input bits", "count"),
 }
+
+# What a trial without the vendor tool measures (fidelity level 0): the vendor reports alone give
+# the initiation interval and UltraRAM use.
+WITHOUT_TOOL = frozenset(METRICS) - {"interval_cycles", "uram"}

@@ -332,16 +332,15 @@ def levels(capsule: Capsule) -> RenderableType:
             str(row.ok),
             f"{row.tool_hours:.3f}",
         )
-    calibration = fidelity.calibrate(capsule.trials)
+    calibration = fidelity.calibrations(capsule.trials)
     if not calibration:
         return funnel
     cal = Table(title="calibration: synthesized / estimated", title_justify="left")
-    for column in ("metric", "pairs", "median ratio", "Kendall tau"):
+    for column in ("metric", "against", "pairs", "median ratio", "Kendall tau"):
         cal.add_column(column)
-    for c in calibration.values():
-        cal.add_row(
-            c.metric, str(c.pairs), f"{c.ratio:.4g}", "-" if c.tau is None else f"{c.tau:.3f}"
-        )
+    for c in calibration:
+        tau = "-" if c.tau is None else f"{c.tau:.3f}"
+        cal.add_row(c.metric, c.fidelity, str(c.pairs), f"{c.ratio:.4g}", tau)
     return Group(funnel, cal)
 
 

@@ -420,14 +420,20 @@ def _levels(capsule: Capsule) -> list[str]:
         for f in fidelity.funnel(capsule.spec, capsule.trials)
     ]
     calibration = [
-        [c.metric, str(c.pairs), _sig(c.ratio), "-" if c.tau is None else f"{c.tau:.3f}"]
-        for c in fidelity.calibrate(capsule.trials).values()
+        [
+            c.metric,
+            c.fidelity,
+            str(c.pairs),
+            _sig(c.ratio),
+            "-" if c.tau is None else f"{c.tau:.3f}",
+        ]
+        for c in fidelity.calibrations(capsule.trials)
     ]
     return [
         "<h2>Fidelity funnel</h2>",
         _table(["level", "what", "trials", "scored", "tool hours"], rows),
         "<h2>Calibration: synthesized / estimated</h2>",
-        _table(["metric", "pairs", "median ratio", "Kendall tau"], calibration),
+        _table(["metric", "against", "pairs", "median ratio", "Kendall tau"], calibration),
     ]
 
 

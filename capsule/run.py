@@ -125,7 +125,7 @@ def to_record(
         image=ran.image if result.runtime == "docker" else None,
         worker=ran.worker,
         level=level_of(result.params),
-        tool_s=result.timings.get("synth"),
+        tool_s=result.tool_s,
         threads=result.threads,
         cache_hits=result.cache_hits,
         stage=result.stage,
@@ -257,6 +257,7 @@ class Runner:
                 number=number,
                 status="failed",
                 params=params,
+                level=level_of(params),
                 runtime=self.runtime.kind,
                 stage="runtime",
                 error=error,
@@ -294,6 +295,7 @@ class Runner:
                     # journal and run again on resume.
                     for number in running.values():
                         self._stop(number)
+                    self.runtime.close()  # nothing more is sent; queued remote trials go
                     raise
         finally:
             self.journal.close()
@@ -349,9 +351,16 @@ class Runner:
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in done:
-                del running[future]
-                number, trial = future.result()
+            failure = None
+            for future in sorted(done, key=lambda f: running[f]):
+                number = running.pop(future)
+                if future.exception() is not None:
+                    failure = failure or future.exception()
+                    running[future] = number  # still to stop, with the others
+                    continue
+                _, trial = future.result()
                 pending.pop(number, None)
-                self._record(number, trial)
+                self._record(number, trial)  # finished work is kept before any failure is raised
                 self.notify(Event("finished", number, trial=trial))
+            if failure is not None:
+                raise failure

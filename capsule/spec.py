@@ -307,6 +307,16 @@ class Spec(Strict):
             return self
         if self.toolchain.name == "none":
             raise ValueError("search.fidelity: levels above 0 need a vendor tool (toolchain.name)")
+        from capsule.metrics import WITHOUT_TOOL
+
+        ranked_by = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        unmeasured = sorted({m for m in ranked_by if m not in WITHOUT_TOOL})
+        if unmeasured:
+            raise ValueError(
+                f"search.fidelity: level 0 does not measure {', '.join(unmeasured)} (only the "
+                "vendor reports do), so it cannot rank trials by it; leave it out of objectives "
+                "and constraints, or drop search.fidelity"
+            )
         if 2 in fidelity.levels and not (self.toolchain.vsynth or self.toolchain.cosim):
             raise ValueError(
                 "search.fidelity: level 2 is logic synthesis or co-simulation; set "

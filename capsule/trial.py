@@ -77,6 +77,7 @@ class TrialResult(BaseModel):
     metrics: dict[str, float]
     fidelity: dict[str, str]
     estimates: dict[str, float] = {}
+    tool_s: float | None = None  # seconds the vendor tool ran, also when it failed
     artifacts: dict[str, str]
     stage_metrics: dict[str, dict[str, float]] = {}
     cache_hits: list[str] = []
@@ -200,6 +201,7 @@ def run_trial(
     estimates: dict[str, float] = {}
     stage_metrics: dict[str, dict[str, float]] = {}
     reuse = reuse or {}
+    tool_s: float | None = None
     state: dict[str, Any] = {}
     stages = [st for st in STAGES if spec.toolchain.runs_tool() or st not in VENDOR_STAGES]
     stage = stages[0]
@@ -226,7 +228,13 @@ def run_trial(
                 start = time.perf_counter()
                 if stage == "convert" and "model" not in state:
                     state["model"] = _trained_model(spec, out, state)
-                produced, kinds = _STAGE_FUNCS[stage](capsule, spec, out, data_root, threads, state)
+                try:
+                    produced, kinds = _STAGE_FUNCS[stage](
+                        capsule, spec, out, data_root, threads, state
+                    )
+                finally:
+                    if stage == "synth":  # the vendor tool's time counts, also when it failed
+                        tool_s = round(time.perf_counter() - start, 3)
                 produced = {k: float(v) for k, v in produced.items()}  # one type, every path
                 stage_metrics[stage] = produced
                 metrics.update(produced)
@@ -260,6 +268,7 @@ def run_trial(
         metrics=metrics,
         fidelity=fidelity,
         estimates=estimates,
+        tool_s=tool_s,
         artifacts=_artifacts(out, state.get("reports")) if status == "ok" else {},
         stage_metrics=stage_metrics,
         cache_hits=sorted(reuse, key=list(UNITS).index),

@@ -34,6 +34,7 @@ import tarfile
 import tempfile
 import threading
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from typing import Any
 from capsule import toolchain
 from capsule.cache import code_digest
 from capsule.capsulefile import Capsule, read_capsule
-from capsule.errors import CapsuleError, DataError
+from capsule.errors import CapsuleError, CapsuleWarning, DataError
 from capsule.hashing import HashCache
 from capsule.lock import check_data
 from capsule.runtime.host import HostRuntime, Ran
@@ -144,8 +145,9 @@ def _setup(task: Task, scratch: Path, where: str) -> HostRuntime:
         hashes.close()
     if choice.kind == "local" and not task.trusted:
         raise WorkerSetupError(
-            f"{where} has no Docker engine with the capsule's image and would run its code "
-            "unconfined; load the image there, or pass --trust"
+            f"{where} would run the capsule's code unconfined (the local runtime: no Docker "
+            "engine with the image there, or CAPSULE_RUNTIME=local); give it the image, or pass "
+            "--trust"
         )
     return HostRuntime(
         capsule_path, capsule, choice, root, task.allow_toolchain_drift, task.use_cache
@@ -208,6 +210,14 @@ class DaskRuntime:
     def slots(self) -> int:
         """Trials the cluster runs at once now: its workers' threads (at least one)."""
         workers = self.client.scheduler_info().get("workers", {})
+        if not workers:
+            warnings.warn(
+                CapsuleWarning(
+                    f"no workers at {self.address} yet: one trial at a time; pass --jobs N "
+                    "for a cluster that scales up"
+                ),
+                stacklevel=2,
+            )
         return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
 
     def attempt(self, number: int, params: Params, folder: Path, label: str) -> Ran:

@@ -91,7 +91,9 @@ def test_a_worker_without_the_image_runs_embedded_code_only_when_trusted(
     capsule = small_capsule(tmp_path / "c", 1, builder=CODE)
     scratch = tmp_path / "scratch"
     scratch.mkdir()
-    with pytest.raises(WorkerSetupError, match="^worker w has no Docker engine.*--trust$"):
+    with pytest.raises(
+        WorkerSetupError, match="^worker w would run the capsule.s code unconfined.*--trust$"
+    ):
         dask_runtime._setup(_task(capsule), scratch, "worker w")
     host = dask_runtime._setup(_task(capsule, trusted=True), scratch, "worker w")
     assert host.choice.kind == "local" and host.capsule.digest == api.load(capsule).digest

@@ -188,3 +188,30 @@ def test_fidelity_needs_a_tool_and_level_2_its_steps(tmp_path: Path) -> None:
         parse_spec(SPEC.format(policy="top").replace("vsynth = true", ""), "exp.toml")
     with pytest.raises(SpecError, match="levels must start at 0"):
         parse_spec(SPEC.format(policy="top").replace("[0, 1, 2]", "[1, 2]"), "exp.toml")
+
+
+def test_calibration_keeps_each_synthesized_fidelity_apart_and_ranks_by_the_most_refined() -> None:
+    csynth = trial(5, 1, 1, 0.9, 1800)
+    synth = trial(6, 1, 2, 0.9, 1350).model_copy(
+        update={"fidelity": {"csim_accuracy": "measured", "lut": "synth"}}
+    )
+    rows = fidelity.calibrations([*level0(), csynth, synth])
+    assert [(c.metric, c.fidelity, c.pairs, c.ratio) for c in rows] == [
+        ("lut", "csynth", 1, 2.0),
+        ("lut", "synth", 1, 1.5),
+    ]
+    assert fidelity.calibrate([*level0(), csynth, synth])["lut"].fidelity == "synth"
+
+
+def test_a_search_without_level_1_promotes_its_budget_to_level_2() -> None:
+    text = SPEC.format(policy="top").replace("levels = [0, 1, 2]", "levels = [0, 2]")
+    f = parse_spec(text, "exp.toml").search.fidelity
+    assert f is not None and fidelity.budget(f, 2) == 3 and fidelity.max_promotions(f) == 3
+
+
+def test_fidelity_refuses_to_rank_level_0_by_what_only_the_tool_measures() -> None:
+    text = SPEC.format(policy="top").replace(
+        'metric = "lut"\nmax = 1000', 'metric = "uram"\nmax = 4'
+    )
+    with pytest.raises(SpecError, match="level 0 does not measure uram"):
+        parse_spec(text, "exp.toml")

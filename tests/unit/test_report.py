@@ -379,7 +379,7 @@ def test_a_multi_fidelity_search_reports_its_funnel_and_the_highest_level_only(
     assert "<h2>Fidelity funnel</h2>" in page
     assert "<td>0</td><td>estimate</td><td>4</td><td>4</td><td>0.000</td>" in page
     assert "<td>1</td><td>C synthesis</td><td>2</td><td>2</td><td>0.500</td>" in page
-    assert "<td>dsp</td><td>2</td><td>2</td><td>-</td>" in page  # pairs, median ratio, tau
+    assert "<td>dsp</td><td>csynth</td><td>2</td><td>2</td><td>-</td>" in page  # pairs, ratio, tau
     assert "Pareto front at level 1 (C synthesis)" in page
     rows = list(csv.DictReader((tmp_path / "trials.csv").read_text().splitlines()))
     assert [(r["level"], r["tool_s"]) for r in rows] == [("0", "")] * 4 + [("1", "900.0")] * 2
