@@ -193,6 +193,8 @@ class DaskRuntime:
     ) -> None:
         from distributed import Client
 
+        if not hasattr(tarfile, "data_filter"):  # trial folders are unpacked with it
+            raise CapsuleError("running trials on a cluster needs Python 3.11.4 or newer here")
         try:
             self.client = Client(  # type: ignore[no-untyped-call]
                 address, timeout=CONNECT_TIMEOUT_S, set_as_default=False
