@@ -11,6 +11,11 @@ With `jobs = 1` a proposal sees every earlier result, so a resumed run proposes 
 uninterrupted one would (see `search.Searcher`). With more jobs a proposal sees the results
 finished when it is made, which depends on timing: every finished trial is still kept and the
 budget still honoured, but the set of points may differ from another run's.
+
+Where trials run is a `Runtime`: this host's (`runtime/host.py`) or a Dask cluster's
+(`runtime/dask.py`); the loop, the journal and the capsule are the same for both. In a
+multi-fidelity search, numbers below the search's budget are its level-0 points and the numbers
+after them are promotions (`capsule.fidelity`), proposed the same way and journaled alike.
 """
 
 from __future__ import annotations
