@@ -6,12 +6,20 @@ its journaled params on resume), never a finished one. A journal belongs to one 
 digest of the capsule without its results); resuming with another is refused rather than mixing
 results of different experiments.
 
+A run folder has one `capsule run` at a time (`RunLock`): two would both resume the same unfinished
+trials, kill each other's trial processes through their pid files and rewrite the capsule from
+different sets of results.
+
 Timestamps here are wall-clock and for people (progress, post-mortems); nothing hashed reads them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import os
+import socket
 import sqlite3
 import time
 from pathlib import Path
@@ -40,6 +48,76 @@ CREATE TABLE IF NOT EXISTS events (
 
 class JournalError(CapsuleError):
     """The run journal cannot be used: another capsule's, or unreadable."""
+
+
+LOCK = "run.lock"
+MAX_HOLDER_BYTES = 4096
+
+
+class RunBusy(JournalError):
+    """Another `capsule run` holds the run folder."""
+
+
+class RunLock:
+    """An exclusive `flock` on `run.lock` in a run folder, held until `release`.
+
+    The holder writes its pid and host into the file so that a refused run can name it. The lock
+    is the kernel's, not the file's existence: when its holder dies (even by SIGKILL) the lock is
+    released, so a stale lock file is simply taken over, and never needs removing (removing it
+    would let two runs lock two different files of one name).
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.path = run_dir / LOCK
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        except OSError as exc:
+            raise JournalError(
+                f"{self.path}: cannot open the run lock: {exc.strerror or exc}"
+            ) from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(self._fd)
+            self.release()
+            raise RunBusy(
+                f"{run_dir}: another `capsule run` is using this run folder ({holder}); "
+                "wait for it to finish or stop it"
+            ) from None
+        except OSError as exc:
+            self.release()
+            raise JournalError(
+                f"{self.path}: cannot lock the run folder: {exc.strerror or exc}"
+            ) from None
+        holder = json.dumps({"pid": os.getpid(), "host": socket.gethostname()}) + "\n"
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, holder.encode(), 0)
+        os.fsync(self._fd)
+
+    def release(self) -> None:
+        """Unlock (closing the descriptor is what releases a `flock`); idempotent."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def _holder(fd: int) -> str:
+    """'pid N on HOST' as the holder wrote it; the file is read warily (bounded, checked types),
+    since anyone who can write the run folder can write it."""
+    with contextlib.suppress(OSError, ValueError, TypeError, KeyError):
+        data = json.loads(os.pread(fd, MAX_HOLDER_BYTES, 0))
+        pid, host = data["pid"], data["host"]
+        if isinstance(pid, int) and isinstance(host, str):
+            shown = "".join(c if c.isprintable() else "?" for c in host[:255])
+            return f"pid {pid} on {shown}"
+    return "holder unknown"
 
 
 class Journal:

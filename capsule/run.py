@@ -12,6 +12,9 @@ uninterrupted one would (see `search.Searcher`). With more jobs a proposal sees 
 finished when it is made, which depends on timing: every finished trial is still kept and the
 budget still honoured, but the set of points may differ from another run's.
 
+One `capsule run` per run folder: a second is refused while the first holds the folder's lock
+(`journal.RunLock`), and takes it over once the first has died.
+
 Where trials run is a `Runtime`: this host's (`runtime/host.py`) or a Dask cluster's
 (`runtime/dask.py`); the loop, the journal and the capsule are the same for both. In a
 multi-fidelity search, numbers below the search's budget are its level-0 points and the numbers
@@ -34,7 +37,7 @@ from capsule.capsulefile import Capsule, Trial, read_capsule, write_capsule
 from capsule.errors import CapsuleError
 from capsule.fidelity import level_of, level_params, max_promotions, next_promotion, point_of
 from capsule.hashing import HashCache, digest_of
-from capsule.journal import Journal
+from capsule.journal import Journal, RunLock
 from capsule.lock import check_data
 from capsule.process import log_tail
 from capsule.runtime.dask import WorkerSetupError, scheduler_address
@@ -168,9 +171,19 @@ class Runner:
         self.run_dir = (options.run_dir or default_run_dir(capsule_path)).resolve()
         lock = lock_digest(self.capsule)
         self.run_id = lock.removeprefix("sha256:")[:16]
-        self.runtime = self._runtime()
-        self.jobs = options.jobs or self.runtime.slots()
-        self.journal = Journal(self.run_dir / JOURNAL, lock)
+        # Before anything reads or writes the run folder, and held until `run` ends.
+        self.lock = RunLock(self.run_dir)
+        runtime: Runtime | None = None
+        try:
+            runtime = self._runtime()
+            self.runtime = runtime
+            self.jobs = options.jobs or runtime.slots()
+            self.journal = Journal(self.run_dir / JOURNAL, lock)
+        except BaseException:
+            if runtime is not None:
+                runtime.close()
+            self.lock.release()
+            raise
         self.trials: dict[int, Trial] = {t.number: t for t in self.capsule.trials}
 
     def _runtime(self) -> Runtime:
@@ -275,21 +288,21 @@ class Runner:
     # --- the loop ---
 
     def run(self) -> Capsule:
-        self._sync()
-        queue = [(n, p) for n, p in self.journal.unfinished() if n < self.budget]
-        next_number = max([*self.trials, *(n for n, _ in queue), -1]) + 1
-        self.notify(
-            Event(
-                "start",
-                info={
-                    "budget": self.budget,
-                    "trials": [self.trials[n] for n in sorted(self.trials)],
-                    "runtime": self.runtime.kind,
-                    "jobs": self.jobs,
-                },
-            )
-        )
         try:
+            self._sync()
+            queue = [(n, p) for n, p in self.journal.unfinished() if n < self.budget]
+            next_number = max([*self.trials, *(n for n, _ in queue), -1]) + 1
+            self.notify(
+                Event(
+                    "start",
+                    info={
+                        "budget": self.budget,
+                        "trials": [self.trials[n] for n in sorted(self.trials)],
+                        "runtime": self.runtime.kind,
+                        "jobs": self.jobs,
+                    },
+                )
+            )
             with ThreadPoolExecutor(max_workers=self.jobs) as pool:
                 running: dict[Future[tuple[int, Trial]], int] = {}
                 try:
@@ -305,6 +318,7 @@ class Runner:
         finally:
             self.journal.close()
             self.runtime.close()
+            self.lock.release()  # last: nothing of this run touches the folder any more
         return self.capsule
 
     def _propose(self, number: int, pending: list[Params]) -> Params | None:

@@ -10,11 +10,13 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from capsule import api
+from capsule.trial import rehash
 from tests.conftest import small_capsule
 
 pytestmark = pytest.mark.slow
@@ -183,3 +185,66 @@ def test_stage_cache_reuses_training_and_whole_trials_with_identical_artifacts(
         [str(CLI), "cache", "prune"], capture_output=True, text=True, env=_env()
     )
     assert "removed 3 entries" in pruned.stdout
+
+
+WAITING = """\
+import os, time
+import keras
+
+def build(params, input_shape, n_classes):
+    while not os.path.exists({go!r}):  # the test says when this trial may go on
+        time.sleep(0.05)
+    x = inputs = keras.Input(shape=input_shape, name="x")
+    x = keras.layers.Dense(8, activation="relu", name="fc1")(x)
+    out = keras.layers.Dense(n_classes, activation="softmax", name="output")(x)
+    return keras.Model(inputs, out)
+"""
+
+
+def _wait_for(what: str, ready: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
+    """Poll observable state (no fixed sleep) until `ready`, failing if `proc` ends first."""
+    deadline = time.monotonic() + 120
+    while not ready():
+        if proc.poll() is not None:
+            pytest.fail(f"the first `capsule run` ended ({proc.returncode}) before {what}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def test_a_second_run_of_a_running_capsule_is_refused_and_the_first_is_not_damaged(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    root = tmp_path / "x"
+    root.mkdir()
+    go = tmp_path / "go"
+    space = '[search.space]\n"model.params.mode" = { choice = ["fine"] }\n'
+    capsule = small_capsule(root, 1, space=space, builder=WAITING.format(go=str(go)))
+    run_dir = root / "exp.run"
+    first = subprocess.Popen(
+        [str(CLI), "run", str(capsule)], stdout=subprocess.DEVNULL, text=True, env=_env()
+    )
+    try:
+        # The trial runs and its pid file (what a second run used to kill it by) is written.
+        _wait_for("trial 0 started", lambda: (run_dir / "trials" / "00000.pid").exists(), first)
+        second = subprocess.run(
+            [str(CLI), "run", str(capsule)], capture_output=True, text=True, env=_env(), timeout=60
+        )
+        assert second.returncode == 2, second.stderr
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), second.stderr
+        assert f"pid {first.pid} on {socket.gethostname()}" in lines[0]
+        assert "another `capsule run`" in lines[0]
+        go.touch()
+        assert first.wait(timeout=300) == 0
+    finally:
+        go.touch()
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    (trial,) = api.load(capsule).trials
+    assert trial.status == "ok", trial.error
+    assert rehash(run_dir / "trials" / "00000", trial.artifacts) == trial.artifacts
+    assert _events(run_dir) == [(0, "proposed"), (0, "started"), (0, "finished")]
