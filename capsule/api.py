@@ -6,6 +6,7 @@ Each function takes paths and returns values (a Capsule, a list of differences);
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -25,7 +26,7 @@ from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.export import Export, export_trial
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
-from capsule.lock import check_data, lock_data, lock_sources
+from capsule.lock import INPUTS, check_data, lock_data, lock_sources
 from capsule.run import Event, Runner, RunOptions
 from capsule.runtime import choose
 from capsule.runtime.host import run_with
@@ -76,19 +77,26 @@ def pack(
     The data root is recorded relative to the capsule's folder, so a capsule and its experiment
     folder can move together; readers elsewhere point `--data-root` at their copy of the data.
     Packing is idempotent: an existing capsule with the same content is left untouched. One that
-    holds trial results is never overwritten unless `force`, so no completed trial is lost.
+    holds trial results, or does not read (so might), is never overwritten unless `force`, so no
+    completed trial is lost; the spec, data and sources being packed are never overwritten.
     With the docker runtime the environment is the trial image's, read inside it, and the image
     id and layers are locked; with the local runtime it is this host's.
     """
-    previous = _existing(output)
+    spec = load_spec(spec_path)
+    root = spec_path.parent
+    source = str(spec_path)
+    overwritten = _input_at(output, spec, spec_path)
+    if overwritten is not None:
+        raise CapsuleError(
+            f"{output} is {overwritten} of the capsule being packed; write the capsule to "
+            "another file (--force does not change this)"
+        )
+    previous = _existing(output, force)
     if previous is not None and previous.trials and not force:
         raise CapsuleError(
             f"{output} holds {len(previous.trials)} trial results; pack to another file, "
             "or pass --force to discard them"
         )
-    spec = load_spec(spec_path)
-    root = spec_path.parent
-    source = str(spec_path)
     own_cache = cache is None
     cache = HashCache.default() if cache is None else cache
     try:
@@ -104,7 +112,7 @@ def pack(
         spec=spec,
         data_root=data_root,
         data=data,
-        sources=lock_sources(spec, root),
+        sources=lock_sources(spec, root, source),
         environment=_environment(spec, runtime),
         toolchain=lock_toolchain(spec.toolchain),
     ).sealed()
@@ -137,14 +145,41 @@ def _environment(spec: Spec, runtime: str | None) -> EnvironmentLock:
     return image_environment(engine, ref)
 
 
-def _existing(path: Path) -> Capsule | None:
-    """The capsule already at `path`, or None when there is none or it is not readable."""
-    if not path.exists():
+def _existing(path: Path, force: bool) -> Capsule | None:
+    """The capsule already at `path`, or None when there is none (or an empty file).
+
+    A file there that does not read as a capsule (edited by hand, a newer format) may still hold
+    trial results this version cannot see, so it is refused unless `force`: never treated as
+    absent and silently replaced.
+    """
+    if not path.exists() or (path.is_file() and path.stat().st_size == 0):
         return None
     try:
         return read_capsule(path)
-    except CapsuleError:
+    except CapsuleError as exc:
+        if force:
+            return None
+        raise CapsuleError(
+            f"{exc}; it may hold trial results, so it is not overwritten: pack to another "
+            "file, or pass --force to replace it"
+        ) from None
+
+
+def _input_at(output: Path, spec: Spec, spec_path: Path) -> str | None:
+    """Which input of the capsule being packed `output` is (the spec, a data file, a source),
+    or None. Packing over one would destroy what the capsule locks, so even `force` is refused.
+    Compared as files (`samefile`), so symlinks and other spellings of a path are caught."""
+    if not output.exists():
         return None
+    root = spec_path.parent
+    inputs = {"the spec": spec_path}
+    inputs |= {f"data.{n}.path": root / getattr(spec.data, n).path for n in INPUTS}
+    inputs |= {key: root / name for name, key in spec.source_keys().items()}
+    for what, path in inputs.items():
+        with contextlib.suppress(OSError):
+            if os.path.samefile(output, path):
+                return what if what == "the spec" else f"the file of {what}"
+    return None
 
 
 def load(path: Path) -> Capsule:

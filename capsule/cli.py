@@ -107,7 +107,11 @@ def pack(
     spec: Annotated[Path, typer.Argument(help="The experiment spec (exp.toml).")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Capsule file to write.")],
     force: Annotated[
-        bool, typer.Option(help="Overwrite a capsule that holds trial results.")
+        bool,
+        typer.Option(
+            help="Overwrite a capsule that holds trial results or does not read "
+            "(never the spec, data or sources being packed)."
+        ),
     ] = False,
     runtime: RuntimeOption = None,
 ) -> None:

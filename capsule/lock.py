@@ -47,11 +47,23 @@ def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> l
     ]
 
 
-def lock_sources(spec: Spec, root: Path) -> list[SourceLock]:
-    """The researcher's files the spec names, as text with their hashes, sorted by name."""
+def lock_sources(spec: Spec, root: Path, source: str = "spec") -> list[SourceLock]:
+    """The researcher's files the spec names, as text with their hashes, sorted by name.
+
+    Each must resolve inside the experiment folder: the capsule is published, and a symlink
+    (`helpers.py -> ~/.ssh/id_rsa`) would embed a file the researcher never meant to share.
+    """
     locks = []
+    inside = root.resolve()
+    keys = spec.source_keys()
     for name in spec.source_files():
-        text = read_text_limited(root / name, MAX_SOURCE_BYTES, "source file", SourceError)
+        target = (root / name).resolve()
+        if not target.is_relative_to(inside):
+            raise SourceError(
+                f"{source}: {keys[name]}: {name} resolves outside the experiment folder "
+                f"(to {target}); copy the file into {root}"
+            )
+        text = read_text_limited(target, MAX_SOURCE_BYTES, "source file", SourceError)
         locks.append(SourceLock(name=name, sha256=sha256_bytes(text.encode("utf-8")), text=text))
     return locks
 

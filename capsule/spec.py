@@ -338,9 +338,19 @@ class Spec(Strict):
 
     def source_files(self) -> list[str]:
         """The researcher's own files this spec runs, to be embedded in the capsule, sorted."""
-        refs = [self.model.builder, self.preprocess.function]
-        names = {r.split(":", 1)[0] for r in refs if r and r != "mlp"}
-        return sorted(names | set(self.experiment.include))
+        return sorted(self.source_keys())
+
+    def source_keys(self) -> dict[str, str]:
+        """Each of `source_files` with the key that names it, for errors about the file."""
+        keys = {name: f"experiment.include[{i}]" for i, name in enumerate(self.experiment.include)}
+        refs = {
+            "preprocess.function": self.preprocess.function,
+            "model.builder": self.model.builder,
+        }
+        for key, ref in refs.items():
+            if ref and ref != "mlp":
+                keys[ref.split(":", 1)[0]] = key
+        return keys
 
     def to_data(self) -> dict[str, Any]:
         """The spec as plain TOML-able data: every default filled in, nothing None."""

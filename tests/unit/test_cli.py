@@ -120,3 +120,71 @@ def test_reports_of_a_real_vendor_folder() -> None:
         table.returncode == 0 and "7969" in table.stdout and "myproject_cosim.rpt" in table.stdout
     )
     assert_one_line_error(run("reports", folder / "nope"), 2, "not a folder")
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_pack_refuses_a_capsule_that_no_longer_reads_unless_forced(packed: Path) -> None:
+    """Its results are invisible to this version, not absent: replacing it needs --force."""
+    spec = packed.parent / "exp" / "exp.toml"
+    text = packed.read_text()
+    edited = (
+        text.replace("format = 1", "format = 2", 1) + '\n[[trials]]\nnumber = 0\nstatus = "ok"\n'
+    )
+    for content in (edited, text.replace("epochs = 30", "epochs = 999")):  # future, hand-edited
+        packed.write_text(content)
+        assert_one_line_error(run("pack", spec, "-o", packed), 2, "pass --force to replace it")
+        assert packed.read_text() == content
+    forced = run("pack", spec, "--force", "-o", packed)
+    assert forced.returncode == 0, forced.stderr
+    assert run("show", packed).returncode == 0
+
+
+def test_pack_never_overwrites_its_own_spec_data_or_sources(experiment: Path) -> None:
+    folder = experiment.parent
+    (folder / "model.py").write_text("def build(params, input_shape, n_classes):\n    pass\n")
+    text = experiment.read_text().replace('builder = "mlp"', 'builder = "model.py:build"')
+    experiment.write_text(text.replace('"model.params.hidden"', '"model.params.widths"'))
+    (folder / "link.capsule").symlink_to("data/digits_labels.npy")
+    targets = {
+        experiment: "is the spec",
+        folder / "data" / "digits_features.npy": "data.features.path",
+        folder / "link.capsule": "data.labels.path",  # another name for the same file
+        folder / "model.py": "model.builder",
+    }
+    before = {p: _sha256(p) for p in targets}
+    for target, what in targets.items():
+        for force in ((), ("--force",)):
+            assert_one_line_error(run("pack", experiment, *force, "-o", target), 2, what)
+    assert {p: _sha256(p) for p in targets} == before
+
+
+def test_pack_refuses_sources_that_resolve_outside_the_experiment(experiment: Path) -> None:
+    """A symlinked include or builder would publish a file from elsewhere (here /etc/passwd)."""
+    folder = experiment.parent
+    (folder / "helpers.py").symlink_to("/etc/passwd")
+    text = experiment.read_text().replace("seed = 42 ", 'seed = 42\ninclude = ["helpers.py"] ')
+    experiment.write_text(text)
+    out = folder / "out.capsule"
+    assert_one_line_error(
+        run("pack", experiment, "-o", out), 2, "experiment.include[0]: helpers.py resolves outside"
+    )
+    (folder / "helpers.py").unlink()
+    (folder / "helpers.py").write_text("X = 1\n")
+    outside = folder.parent / "model.py"
+    outside.write_text("def build(params, input_shape, n_classes):\n    pass\n")
+    (folder / "lib").symlink_to(folder.parent, target_is_directory=True)  # through a folder
+    text = experiment.read_text().replace('builder = "mlp"', 'builder = "lib/model.py:build"')
+    experiment.write_text(text.replace('"model.params.hidden"', '"model.params.widths"'))
+    assert_one_line_error(
+        run("pack", experiment, "-o", out), 2, "model.builder: lib/model.py resolves outside"
+    )
+    assert not out.exists()
+    (folder / "lib").unlink()
+    (folder / "lib").mkdir()
+    (folder / "lib" / "model.py").symlink_to("../helpers.py")  # a link inside is fine
+    assert run("pack", experiment, "-o", out).returncode == 0
