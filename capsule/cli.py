@@ -325,8 +325,9 @@ def verify(
 ) -> None:
     """Re-run recorded trials without the stage cache and compare every artifact hash.
 
-    Exits 0 when every artifact matches, 1 on any mismatch, 2 when verification cannot run
-    here (data, image, toolchain or trust missing; each is named).
+    Exits 0 when every artifact matches and every recorded metric is the one in the re-run's
+    metrics.json, 1 on any mismatch, 2 when verification cannot run here (data, image,
+    toolchain or trust missing; each is named).
     """
     from capsule.verify import VerifyOptions
 
@@ -346,7 +347,9 @@ def verify(
     outcome = api.verify(capsule, options, lambda line: err.print(line, markup=False))
     if as_json:
         rows = [{**dataclasses.asdict(c), "match": c.match} for c in outcome.comparisons]
-        print(json.dumps({"digest": outcome.digest, "ok": outcome.ok, "artifacts": rows}, indent=2))
+        metrics = [{**dataclasses.asdict(c), "match": c.match} for c in outcome.metrics]
+        found = {"digest": outcome.digest, "ok": outcome.ok, "artifacts": rows, "metrics": metrics}
+        print(json.dumps(found, indent=2))
     else:
         console.print(render.verification(outcome))
     if not outcome.ok:

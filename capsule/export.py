@@ -23,7 +23,7 @@ from capsule.errors import CapsuleError, MismatchError
 from capsule.files import write_atomic
 from capsule.hashing import canonical_json, hash_files, sha256_file
 from capsule.run import default_run_dir
-from capsule.trial import rehash
+from capsule.trial import artifact_metrics, metric_values, rehash
 from capsule.verify import VerifyOptions, select, verify
 
 MANIFEST = "export.json"
@@ -81,6 +81,7 @@ def _write(
         copied = rehash(staging, layout)
         if any(copied.get(n) != trial.artifacts[r] for n, r in layout.items()):
             raise MismatchError(f"{folder}: trial files changed while they were exported")
+        _check_metrics(trial, staging)
         write_atomic(staging / "params.json", canonical_json(trial.params) + b"\n")
         digests = dict(zip(layout, hash_files([staging / n for n in layout]), strict=True))
         digests["params.json"] = sha256_file(staging / "params.json")
@@ -112,6 +113,22 @@ def _write(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return dict(sorted(digests.items()))
+
+
+def _check_metrics(trial: Trial, staging: Path) -> None:
+    """MismatchError unless the recorded metrics are those of the exported `metrics.json`.
+
+    The manifest quotes the recorded metrics; they must be the ones the hashed artifact holds,
+    not numbers edited into the capsule (whose digest anyone can recompute)."""
+    recorded = metric_values(trial.metrics, trial.fidelity)
+    exported = artifact_metrics(staging) or {}
+    for name in sorted(recorded.keys() | exported.keys()):
+        if recorded.get(name) != exported.get(name):
+            raise MismatchError(
+                f"trial {trial.number}: metric {name} is recorded as "
+                f"{recorded.get(name, 'absent')} but the exported metrics.json has "
+                f"{exported.get(name, 'absent')}; not exporting results the artifacts do not back"
+            )
 
 
 def export_trial(

@@ -364,7 +364,8 @@ def verification(outcome: Verification, digits: int = 16) -> RenderableType:
     table = Table(title=f"verify {outcome.digest}", title_justify="left")
     for column in ("trial", "artifact", "recorded", "got", "match"):
         table.add_column(column, overflow="fold")
-    rows = sorted(outcome.comparisons, key=lambda c: (c.match, c.trial, c.artifact))
+    every = outcome.comparisons + outcome.metrics
+    rows = sorted(every, key=lambda c: (c.match, c.trial, c.artifact))
     for c in rows:
         mark = Text("yes", style="green") if c.match else Text("NO", style="bold red")
         width = digits if c.match else None  # a mismatch shows both hashes whole
@@ -383,6 +384,10 @@ def verification(outcome: Verification, digits: int = 16) -> RenderableType:
                 style="bold green",
             )
         )
+        if outcome.metrics:
+            parts.append(
+                Text(f"and all {len(outcome.metrics)} recorded metrics are those of metrics.json")
+            )
     else:
         bad = sorted({f"trial {c.trial}: {c.artifact}" for c in outcome.mismatched()})
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")

@@ -254,7 +254,7 @@ def run_trial(
             if inputs is not None:
                 inputs.close()
     if status == "ok":
-        write_atomic(out / "metrics.json", _metrics_json(metrics, fidelity))
+        write_atomic(out / METRICS, _metrics_json(metrics, fidelity))
     result = TrialResult(
         capsule_digest=capsule.digest,
         status=status,
@@ -311,6 +311,46 @@ def host_result(
 def _metrics_json(metrics: dict[str, float], fidelity: dict[str, str]) -> bytes:
     data = {k: {"value": v, "fidelity": fidelity[k]} for k, v in sorted(metrics.items())}
     return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+
+
+METRICS = "metrics.json"
+MAX_METRICS_BYTES = 1 << 20
+
+
+def metric_values(metrics: dict[str, float], fidelity: dict[str, str]) -> dict[str, str]:
+    """Each metric as it is compared between a record and `metrics.json`: the exact value
+    (`repr` round-trips a float) and its fidelity, e.g. `0.9528 (measured)`."""
+    return {k: f"{float(v)!r} ({fidelity.get(k, 'measured')})" for k, v in sorted(metrics.items())}
+
+
+def artifact_metrics(out: Path) -> dict[str, str] | None:
+    """`metric_values` of the `metrics.json` in `out`, or None when it is absent or malformed.
+
+    `metrics.json` is a hashed artifact; a trial's recorded metrics are checked against it, so a
+    capsule whose metrics were edited (and its digest recomputed) cannot pass `verify` or
+    `export`. A trial process wrote the file, so it is read warily: no symlink, bounded.
+    """
+    try:
+        fd = os.open(out / METRICS, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            raw = f.read(MAX_METRICS_BYTES + 1)
+        data = json.loads(raw) if len(raw) <= MAX_METRICS_BYTES else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    values, kinds = {}, {}
+    for name, entry in data.items():
+        value = entry.get("value") if isinstance(entry, dict) else None
+        kind = entry.get("fidelity") if isinstance(entry, dict) else None
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not isinstance(kind, str)
+        ):
+            return None
+        values[name], kinds[name] = float(value), kind
+    return metric_values(values, kinds)
 
 
 def read_result(out: Path) -> TrialResult:

@@ -6,8 +6,10 @@ the engine, permission to run embedded code on the host); any of them stops veri
 a trial starts (exit 2), because a re-run that cannot match proves nothing. Then each selected
 trial runs again in its recorded runtime and image with its recorded params, never from the stage
 cache, and every recorded artifact hash is compared with the new one (vendor reports are hashed
-after `reports.canonical`, as when they were recorded). Durations and metrics are not compared:
-metrics derive from the artifacts, and wall-clock time differs on every run.
+after `reports.canonical`, as when they were recorded). The recorded metrics are compared too, with
+those in the re-run's `metrics.json`: they are what a paper quotes, and the digest alone does not
+stop someone from editing them and sealing the capsule again. Durations are not compared:
+wall-clock time differs on every run.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from capsule.process import kill_leftover
 from capsule.run import outcome
 from capsule.runtime import choose
 from capsule.search import ranked
-from capsule.trial import TrialResult, rehash
+from capsule.trial import METRICS, TrialResult, artifact_metrics, metric_values, rehash
 
 ABSENT = "-"
 
@@ -71,13 +73,16 @@ class Verification:
     comparisons: list[Comparison] = field(default_factory=list)
     skipped: list[Trial] = field(default_factory=list)
     work_dir: Path | None = None  # where the re-runs are, when kept
+    # recorded metric against the re-run's metrics.json; `artifact` is "metric NAME"
+    metrics: list[Comparison] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return bool(self.comparisons) and all(c.match for c in self.comparisons)
+        rows = self.comparisons + self.metrics
+        return bool(self.comparisons) and all(c.match for c in rows)
 
     def mismatched(self) -> list[Comparison]:
-        return [c for c in self.comparisons if not c.match]
+        return [c for c in self.comparisons + self.metrics if not c.match]
 
 
 def select(capsule: Capsule, options: VerifyOptions) -> tuple[list[Trial], list[Trial]]:
@@ -185,6 +190,21 @@ def compare(trial: Trial, result: TrialResult) -> list[Comparison]:
     return rows
 
 
+def compare_metrics(trial: Trial, folder: Path) -> list[Comparison]:
+    """One row per metric recorded or in the re-run's `metrics.json` (value and fidelity); none
+    for a trial that recorded no `metrics.json`, whose metrics no artifact backs."""
+    if METRICS not in trial.artifacts:
+        return []
+    recorded = metric_values(trial.metrics, trial.fidelity)
+    found = artifact_metrics(folder) or {}
+    return [
+        Comparison(
+            trial.number, f"metric {name}", recorded.get(name, ABSENT), found.get(name, ABSENT)
+        )
+        for name in sorted(recorded.keys() | found.keys())
+    ]
+
+
 def verify(
     capsule_path: Path,
     capsule: Capsule,
@@ -212,7 +232,8 @@ def verify(
     label = f"capsule.verify={os.getpid()}"
     groups: list[int] = []
 
-    def rerun(trial: Trial) -> list[Comparison]:
+    def rerun(trial: Trial) -> tuple[list[Comparison], list[Comparison]]:
+        """The artifact rows, then the metric rows, of one re-run trial."""
         choice = choices[trial.number]
         folder = work / f"{trial.number:05d}"
         shutil.rmtree(folder, ignore_errors=True)
@@ -238,7 +259,7 @@ def verify(
         rows = compare(trial, result.model_copy(update={"artifacts": seen}))
         same = sum(r.match for r in rows)
         notify(f"trial {trial.number}: {same} of {len(rows)} artifacts match")
-        return rows
+        return rows, compare_metrics(trial, folder)
 
     pool = ThreadPoolExecutor(max_workers=options.jobs)
     futures = [pool.submit(rerun, trial) for trial in chosen]
@@ -256,7 +277,11 @@ def verify(
         raise
     pool.shutdown(wait=True)
     outcome = Verification(
-        capsule.digest, [row for rows in per_trial for row in rows], skipped, work
+        capsule.digest,
+        [row for rows, _ in per_trial for row in rows],
+        skipped,
+        work,
+        [row for _, rows in per_trial for row in rows],
     )
     if outcome.ok and not options.keep and options.work_dir is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -45,6 +45,8 @@ def test_verify_all_reproduces_every_artifact(searched: Path) -> None:
     recorded = sum(len(t.artifacts) for t in api.load(searched).trials)
     assert recorded > 20
     assert f"reproduced: {recorded} of {recorded} artifacts of 2 trials" in done.stdout
+    metrics = sum(len(t.metrics) for t in api.load(searched).trials)
+    assert f"and all {metrics} recorded metrics are those of metrics.json" in done.stdout
     assert "trial 0: re-running on local" in done.stderr
 
 
@@ -119,3 +121,40 @@ def _export_cli(capsule: Path, out: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(CLI), "export", str(capsule), "-o", str(out)], capture_output=True, text=True
     )
+
+
+def test_an_edited_metric_is_caught_by_verify_and_export_naming_it(
+    searched: Path, tmp_path: Path
+) -> None:
+    """A metric edited into the capsule, digest recomputed, contradicts the hashed metrics.json."""
+
+    copy = tmp_path / "copy"
+    shutil.copytree(searched.parent, copy)  # with the intact run folder, as export prefers
+    path = copy / searched.name
+    capsule = api.load(path)
+    trial = capsule.trials[0]
+    real = trial.metrics["csim_accuracy"]
+    assert real != 0.999
+    edited = trial.model_copy(update={"metrics": {**trial.metrics, "csim_accuracy": 0.999}})
+    write_capsule(capsule.model_copy(update={"trials": [edited, *capsule.trials[1:]]}), path)
+    assert api.load(path).trials[0].metrics["csim_accuracy"] == 0.999  # the digest is sealed
+
+    out = tmp_path / "export"
+    done = subprocess.run(
+        [str(CLI), "export", str(path), "-o", str(out), "--trial", "0"],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "metric csim_accuracy is recorded as 0.999" in lines[0]
+    assert f"metrics.json has {real!r}" in lines[0]
+    assert not out.exists() and not list(tmp_path.glob(".export.*"))
+
+    done = _verify(path, "--trial", "0")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "NOT reproduced: trial 0: metric csim_accuracy" in done.stdout
+    mismatched = [line for line in done.stdout.splitlines() if "NO" in line.split()]
+    assert len(mismatched) == 1  # the artifacts are genuine; only the metric is not
+    assert "metric csim_accuracy" in mismatched[0] and "0.999 (measured)" in mismatched[0]
+    assert f"{real!r} (measured)" in mismatched[0]

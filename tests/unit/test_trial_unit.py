@@ -77,3 +77,33 @@ def test_a_result_file_planted_as_a_symlink_is_not_read(tmp_path: Path) -> None:
     with pytest.raises(CapsuleError, match="cannot read trial result") as caught:
         read_result(tmp_path)
     assert "secret" not in str(caught.value)
+
+
+def test_metrics_json_reads_back_exactly_and_hostile_files_read_as_absent(tmp_path: Path) -> None:
+    """What verify and export compare recorded metrics with: exact values and fidelities."""
+    from capsule.trial import _metrics_json, artifact_metrics, metric_values
+
+    metrics = {"csim_accuracy": 0.2556, "lut": 1234.0, "latency_ns": 1e-7 * 3}
+    fidelity = {"csim_accuracy": "measured", "lut": "estimate", "latency_ns": "csynth"}
+    (tmp_path / "metrics.json").write_bytes(_metrics_json(metrics, fidelity))
+    assert artifact_metrics(tmp_path) == metric_values(metrics, fidelity)
+    assert metric_values(metrics, fidelity)["csim_accuracy"] == "0.2556 (measured)"
+    assert metric_values({**metrics, "lut": 1235.0}, fidelity) != artifact_metrics(tmp_path)
+
+    hostile = [
+        b"[1, 2]",
+        b'{"a": {"value": "0.5", "fidelity": "measured"}}',
+        b'{"a": {"value": true, "fidelity": "measured"}}',
+        b'{"a": {"value": 1.0}}',
+        b'{"a": 1.0}',
+        b"\xff\x00",
+        b" " * (2 << 20),
+    ]
+    for raw in hostile:
+        (tmp_path / "metrics.json").write_bytes(raw)
+        assert artifact_metrics(tmp_path) is None, raw[:40]
+    (tmp_path / "metrics.json").unlink()
+    assert artifact_metrics(tmp_path) is None
+    (tmp_path / "real.json").write_bytes(_metrics_json(metrics, fidelity))
+    (tmp_path / "metrics.json").symlink_to(tmp_path / "real.json")
+    assert artifact_metrics(tmp_path) is None  # never followed: a trial process made it
