@@ -154,6 +154,8 @@ def _existing(path: Path, force: bool) -> Capsule | None:
     """
     if not path.exists() or (path.is_file() and path.stat().st_size == 0):
         return None
+    if path.is_dir():
+        raise CapsuleError(f"{path} is a directory; give the capsule file to write")
     try:
         return read_capsule(path)
     except CapsuleError as exc:

@@ -139,6 +139,11 @@ def test_pack_refuses_a_capsule_that_no_longer_reads_unless_forced(packed: Path)
         packed.write_text(content)
         assert_one_line_error(run("pack", spec, "-o", packed), 2, "pass --force to replace it")
         assert packed.read_text() == content
+    (packed.parent / "folder").mkdir()
+    for force in ((), ("--force",)):
+        assert_one_line_error(
+            run("pack", spec, *force, "-o", packed.parent / "folder"), 2, "is a directory"
+        )
     forced = run("pack", spec, "--force", "-o", packed)
     assert forced.returncode == 0, forced.stderr
     assert run("show", packed).returncode == 0
