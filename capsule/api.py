@@ -205,12 +205,12 @@ def trial(
     """
     capsule = load(capsule_path)
     root = data_root(capsule_path, capsule, data_root_override)
-    toolchain.require_no_drift(capsule.toolchain, allow_toolchain_drift)
     choice = runtime_choice(capsule, runtime, image_ref)
-    if choice.kind == "local":
+    if choice.kind == "local":  # before the drift check, which runs the tool's version query
         if trust:
             trust_store.trust(capsule)
         trust_store.require_trust(capsule, str(capsule_path))
+    toolchain.require_no_drift(capsule.toolchain, allow_toolchain_drift)
     return run_with(choice, capsule_path, capsule, params, out, root, allow_toolchain_drift)
 
 

@@ -143,7 +143,7 @@ def drift(locked: ToolchainLock) -> list[str]:
     """
     if locked.name == "none" or locked.path is None:
         return []
-    declared = Toolchain(name=locked.name, version=locked.version, path=locked.path)  # type: ignore[arg-type]
+    declared = Toolchain(name=locked.name, version=locked.version, path=locked.path)
     try:
         now = lock_toolchain(declared)
     except SpecError as exc:

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -120,3 +122,67 @@ def test_reports_of_a_real_vendor_folder() -> None:
         table.returncode == 0 and "7969" in table.stdout and "myproject_cosim.rpt" in table.stdout
     )
     assert_one_line_error(run("reports", folder / "nope"), 2, "not a folder")
+
+
+INJECTED_PART = "xc7z020clg400-1[exec sh -c {id > FILE}]"
+
+
+def reseal(path: Path, edit: Callable[[Any], None]) -> None:
+    """Edit a capsule's values and recompute its digest, as someone forging a capsule would."""
+    import tomllib
+
+    import tomlkit
+
+    from capsule.hashing import digest_of
+
+    def digest(doc: Any) -> str:
+        data = tomllib.loads(tomlkit.dumps(doc))
+        data.pop("digest")
+        return digest_of({"sources": [], "trials": [], **data})  # empty lists are not written
+
+    doc = tomlkit.parse(path.read_text())
+    assert digest(doc) == doc["digest"]  # the forger's digest is the tool's
+    edit(doc)
+    doc["digest"] = digest(doc)
+    path.write_text(tomlkit.dumps(doc))
+
+
+def test_a_tcl_command_in_the_part_is_refused_at_pack(experiment: Path, tmp_path: Path) -> None:
+    witness = tmp_path / "witness"
+    part = INJECTED_PART.replace("FILE", str(witness))
+    text = experiment.read_text()
+    experiment.write_text(text.replace('part = "xc7z020clg400-1"', f'part = "{part}"'))
+    out = tmp_path / "out.capsule"
+    proc = run("pack", experiment, "-o", out)
+    assert_one_line_error(proc, 2, "is not an FPGA part name")
+    assert proc.stderr.startswith(f"error: {experiment}:43: hls4ml.part: ")
+    assert not out.exists() and not list(tmp_path.glob(".out.capsule*"))
+    assert not witness.exists()
+
+
+def test_a_tcl_command_injected_into_a_capsule_is_refused_by_every_reader(packed: Path) -> None:
+    def describe(doc: Any) -> None:
+        doc["spec"]["experiment"]["description"] = "edited and resealed"
+
+    reseal(packed, describe)
+    assert run("show", packed).returncode == 0  # a resealed capsule reads: the digest is no guard
+
+    def inject(doc: Any) -> None:
+        doc["spec"]["hls4ml"]["part"] = INJECTED_PART
+
+    reseal(packed, inject)
+    line = next(
+        n for n, t in enumerate(packed.read_text().splitlines(), 1) if INJECTED_PART[:20] in t
+    )
+    out = packed.parent / "t"
+    for command in (
+        ["show", packed],
+        ["show", "--sources", packed],
+        ["trial", packed, "--out", out],
+        ["run", packed],
+        ["verify", packed],
+    ):
+        proc = run(*command)
+        assert_one_line_error(proc, 2, f"{packed}:{line}: spec.hls4ml.part: ")
+        assert "is not an FPGA part name" in proc.stderr
+    assert not out.exists()
