@@ -44,7 +44,9 @@ def _errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except CapsuleError as exc:
-            err.print(f"error: {exc}", markup=False)
+            # One line, whatever the message quotes: a newline in a path from a capsule or the
+            # command line is shown as \n, so it cannot forge a second `error:` line.
+            err.print(f"error: {render.visible(str(exc))}", markup=False)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
@@ -339,7 +341,9 @@ def verify(
         work_dir=work_dir,
         keep=keep,
     )
-    outcome = api.verify(capsule, options, lambda line: err.print(line, markup=False))
+    outcome = api.verify(
+        capsule, options, lambda line: err.print(render.visible(line), markup=False)
+    )
     if as_json:
         rows = [{**dataclasses.asdict(c), "match": c.match} for c in outcome.comparisons]
         print(json.dumps({"digest": outcome.digest, "ok": outcome.ok, "artifacts": rows}, indent=2))
@@ -528,7 +532,7 @@ def _show_warning(
     line: str | None = None,
 ) -> None:
     if issubclass(category, CapsuleWarning):
-        err.print(f"warning: {message}", style="yellow", markup=False)
+        err.print(f"warning: {render.visible(str(message))}", style="yellow", markup=False)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 

