@@ -199,6 +199,9 @@ def exec_trial(
     reuse: Annotated[
         list[str] | None, typer.Option(help="UNIT=ENTRY from the stage cache.")
     ] = None,
+    toolchain_at: Annotated[
+        Path | None, typer.Option(help="Where the locked vendor tool is mounted here.")
+    ] = None,
 ) -> None:
     """One trial in this process: what a runtime's child process or container runs."""
     from capsule.process import die_with_parent
@@ -213,6 +216,7 @@ def exec_trial(
         runtime_label,
         allow_toolchain_drift,
         {unit: Path(entry) for unit, entry in entries.items()},
+        toolchain_at,
     )
     print(f"trial {result.status}")
 
