@@ -119,6 +119,8 @@ def pack(
     if previous is None or previous.digest != capsule.digest:
         write_capsule(capsule, output)
     trust_store.trust(capsule)  # its code came from this machine's own files
+    if capsule.toolchain.present and capsule.toolchain.path:
+        toolchain.offer(capsule.toolchain.path)  # found here, in a spec packed here
     return capsule
 
 
@@ -242,12 +244,12 @@ def trial(
     """
     capsule = load(capsule_path)
     root = data_root(capsule_path, capsule, data_root_override)
-    toolchain.require_no_drift(capsule.toolchain, allow_toolchain_drift)
     choice = runtime_choice(capsule, runtime, image_ref)
-    if choice.kind == "local":
+    if choice.kind == "local":  # before the drift check, which runs the tool's version query
         if trust:
             trust_store.trust(capsule)
         trust_store.require_trust(capsule, str(capsule_path))
+    toolchain.require_no_drift(capsule.toolchain, allow_toolchain_drift)
     return run_with(choice, capsule_path, capsule, params, out, root, allow_toolchain_drift)
 
 
@@ -269,9 +271,17 @@ def trial_here(
     runtime_label: str,
     allow_toolchain_drift: bool = False,
     reuse: dict[str, Path] | None = None,
+    toolchain_at: Path | None = None,
 ) -> TrialResult:
-    """Run one trial in this process: what every runtime's child process or container runs."""
+    """Run one trial in this process: what every runtime's child process or container runs.
+
+    `toolchain_at` is where the locked tool is here when not at its locked path (a container
+    sees it at `toolchain.CONTAINER_PATH`); it is checked against the lock like any install.
+    """
     capsule = load(capsule_path)
+    if toolchain_at is not None:
+        moved = capsule.toolchain.model_copy(update={"path": str(toolchain_at)})
+        capsule = capsule.model_copy(update={"toolchain": moved})
     root = data_root(capsule_path, capsule, data_root_override)
     return run_trial(capsule, params, out, root, runtime_label, allow_toolchain_drift, reuse)
 

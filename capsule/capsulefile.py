@@ -23,7 +23,14 @@ from capsule.errors import CapsuleError, CapsuleFileError, DigestMismatch, Sourc
 from capsule.files import read_text_limited, unsafe_relative_name, write_atomic
 from capsule.hashing import digest_of, sha256_bytes
 from capsule.space import Value
-from capsule.spec import Spec, describe_validation_error
+from capsule.spec import (
+    IMAGE_RE,
+    Spec,
+    check_install_path,
+    check_plain_text,
+    check_version,
+    describe_validation_error,
+)
 
 FORMAT = 1
 MAX_CAPSULE_BYTES = 64 << 20
@@ -54,6 +61,14 @@ class DataLock(Locked):
     size: Annotated[int, Field(ge=0)]
     sha256: Sha256
 
+    @field_validator("path")
+    @classmethod
+    def _safe(cls, path: str) -> str:  # joined to the data root when the data is checked
+        reason = unsafe_relative_name(path)
+        if reason:
+            raise ValueError(f"data path {path!r} {reason}")
+        return path
+
 
 class SourceLock(Locked):
     """One of the researcher's own source files, carried whole so the capsule needs no repo."""
@@ -75,7 +90,7 @@ class ImageLock(Locked):
     """The trial image the environment was read from; its id is a digest of its content."""
 
     id: Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]
-    tag: str
+    tag: Annotated[str, Field(pattern=IMAGE_RE)]
     layers: list[Annotated[str, Field(pattern=r"^sha256:[0-9a-f]{64}$")]]
 
 
@@ -95,15 +110,31 @@ class EnvironmentLock(Locked):
 
 
 class ToolchainLock(Locked):
-    """Which vendor tool the results depend on; `present = false` says it was not found."""
+    """Which vendor tool the results depend on; `present = false` says it was not found.
 
-    name: str
+    Held to the spec's own rules for `name`, `version` and `path`: a lock is read from a foreign
+    capsule too, and its path reaches PATH and (when this host has a matching tool) a mount.
+    """
+
+    name: Literal["none", "vivado_hls", "vitis_hls"]
     version: str | None = None
     path: str | None = None
     present: bool
     executables: dict[str, Sha256] = {}
     fingerprint: str | None = None
-    reported_version: str | None = None
+    reported_version: Annotated[str, Field(max_length=1024)] | None = None
+
+    _version = field_validator("version")(lambda v: v if v is None else check_version(v))
+    _path = field_validator("path")(lambda v: v if v is None else check_install_path(v))
+
+    @field_validator("executables")
+    @classmethod
+    def _safe_names(cls, executables: dict[str, str]) -> dict[str, str]:
+        for name in executables:  # joined to the install folder when the tool is fingerprinted
+            reason = unsafe_relative_name(name)
+            if reason:
+                raise ValueError(f"executable name {name!r} {reason}")
+        return executables
 
 
 class Trial(Locked):
@@ -147,12 +178,14 @@ class Capsule(Locked):
     tool: str
     digest: str
     spec: Spec
-    data_root: str
+    data_root: Annotated[str, Field(min_length=1, max_length=4096)]
     data: list[DataLock]
     sources: Annotated[list[SourceLock], Field(max_length=MAX_SOURCES)] = []
     environment: EnvironmentLock
     toolchain: ToolchainLock
     trials: list[Trial] = []
+
+    _root = field_validator("data_root")(check_plain_text)
 
     def content(self) -> dict[str, Any]:
         """Everything the digest covers, as plain data."""

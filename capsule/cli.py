@@ -44,7 +44,9 @@ def _errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except CapsuleError as exc:
-            err.print(f"error: {exc}", markup=False)
+            # One line, whatever the message quotes: a newline in a path from a capsule or the
+            # command line is shown as \n, so it cannot forge a second `error:` line.
+            err.print(f"error: {render.visible(str(exc))}", markup=False)
             raise typer.Exit(exc.exit_code) from None
 
     return wrapper
@@ -201,6 +203,9 @@ def exec_trial(
     reuse: Annotated[
         list[str] | None, typer.Option(help="UNIT=ENTRY from the stage cache.")
     ] = None,
+    toolchain_at: Annotated[
+        Path | None, typer.Option(help="Where the locked vendor tool is mounted here.")
+    ] = None,
 ) -> None:
     """One trial in this process: what a runtime's child process or container runs."""
     from capsule.process import die_with_parent
@@ -215,6 +220,7 @@ def exec_trial(
         runtime_label,
         allow_toolchain_drift,
         {unit: Path(entry) for unit, entry in entries.items()},
+        toolchain_at,
     )
     print(f"trial {result.status}")
 
@@ -344,7 +350,9 @@ def verify(
         work_dir=work_dir,
         keep=keep,
     )
-    outcome = api.verify(capsule, options, lambda line: err.print(line, markup=False))
+    outcome = api.verify(
+        capsule, options, lambda line: err.print(render.visible(line), markup=False)
+    )
     if as_json:
         rows = [{**dataclasses.asdict(c), "match": c.match} for c in outcome.comparisons]
         metrics = [{**dataclasses.asdict(c), "match": c.match} for c in outcome.metrics]
@@ -535,7 +543,7 @@ def _show_warning(
     line: str | None = None,
 ) -> None:
     if issubclass(category, CapsuleWarning):
-        err.print(f"warning: {message}", style="yellow", markup=False)
+        err.print(f"warning: {render.visible(str(message))}", style="yellow", markup=False)
     else:
         _default_showwarning(message, category, filename, lineno, file, line)
 

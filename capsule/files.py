@@ -65,12 +65,15 @@ def unsafe_relative_name(name: str) -> str | None:
     """Why `name` is not a safe relative POSIX path inside a folder, or None when it is.
 
     Rejects what could escape the folder it is joined to, or mean different files on different
-    systems: absolute paths, `..`, backslashes, drive letters, empty parts and NUL bytes.
+    systems: absolute paths, `..`, backslashes, drive letters, empty parts, NUL bytes, and other
+    control characters (a newline in a name would forge lines wherever the name is printed).
     """
     if not name:
         return "is empty"
     if "\x00" in name:
         return "contains a NUL byte"
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
+        return "contains a control character"
     if "\\" in name:
         return "contains a backslash (use / as separator)"
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):

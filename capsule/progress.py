@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from capsule.capsulefile import Trial
+from capsule.render import visible
 from capsule.run import Event, outcome
 from capsule.search import losses
 from capsule.spec import Spec
@@ -30,10 +31,10 @@ def current_stage(folder: Path | None) -> str:
     if folder is None:
         return "on the cluster"  # its folder comes back when it ends
     try:
-        lines = (folder / "stages.log").read_text().split()
+        lines = (folder / "stages.log").read_text(errors="replace").split()
     except OSError:
         return "starting"
-    return lines[-1] if lines else "starting"
+    return visible(lines[-1]) if lines else "starting"  # written by the trial: its text
 
 
 def _duration(seconds: float) -> str:
@@ -107,7 +108,7 @@ class Progress:
 
     def _line(self, text: str) -> None:
         if not self.live_view:
-            self.console.print(text, markup=False, highlight=False, soft_wrap=True)
+            self.console.print(visible(text), markup=False, highlight=False, soft_wrap=True)
 
     def _eta(self) -> str:
         left = self.budget - len(self.trials)

@@ -1,7 +1,14 @@
-"""Rich renderings of capsules and differences, apart from the CLI so notebooks can use them."""
+"""Rich renderings of capsules and differences, apart from the CLI so notebooks can use them.
+
+Everything shown from a capsule, a trial folder or a report file is someone else's text: it goes
+through `visible` (control characters escaped) and into `Text` cells (never parsed as Rich
+markup), so a description or a source comment cannot move the cursor, erase a line, retitle the
+terminal or open a link while a reader reviews it.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +26,33 @@ from capsule.verify import Verification
 
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")
 
+# C0 and C1 controls, DEL, and the invisible Unicode format characters that reorder or hide text
+# (bidirectional overrides and isolates, zero-width characters, line/paragraph separators).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def visible(text: str, layout: bool = False) -> str:
+    """`text` with every control character written as its escape (ESC as `\\x1b`, a newline as
+    `\\n`), so what a capsule holds is shown, never obeyed by the terminal. `layout` keeps
+    newlines and tabs, for source listings where they are the text's own layout."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        if layout and char in "\n\t":
+            return char
+        return char.encode("unicode_escape").decode("ascii")
+
+    return _CONTROL.sub(escape, text)
+
+
+def plain(text: str, style: str = "") -> Text:
+    """Text from a capsule as a Rich cell: escaped by `visible`, never read as markup."""
+    return Text(visible(text), style=style)
+
+
+def _row(table: Table, *cells: str | Text) -> None:
+    table.add_row(*(plain(c) if isinstance(c, str) else c for c in cells))
+
 
 def _size(n: int) -> str:
     value = float(n)
@@ -29,12 +63,12 @@ def _size(n: int) -> str:
     return f"{n} B"  # pragma: no cover
 
 
-def _kv(title: str, rows: list[tuple[str, str]]) -> Table:
+def _kv(title: str | Text, rows: list[tuple[str, str]]) -> Table:
     table = Table(title=title, title_justify="left", show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold cyan", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in rows:
-        table.add_row(key, value)
+        _row(table, key, value)
     return table
 
 
@@ -43,7 +77,7 @@ def capsule_summary(capsule: Capsule) -> RenderableType:
     parts: list[RenderableType] = []
     parts.append(
         _kv(
-            f"capsule {spec.experiment.name}",
+            plain(f"capsule {spec.experiment.name}"),
             [
                 ("description", spec.experiment.description or "-"),
                 ("format", f"{capsule.format} ({capsule.tool})"),
@@ -81,18 +115,18 @@ def capsule_summary(capsule: Capsule) -> RenderableType:
             ],
         )
     )
-    data = Table(title=f"data (root: {capsule.data_root})", title_justify="left")
+    data = Table(title=plain(f"data (root: {capsule.data_root})"), title_justify="left")
     for column in ("input", "path", "size", "sha256"):
         data.add_column(column, overflow="fold")
     for lock in capsule.data:
-        data.add_row(lock.input, lock.path, _size(lock.size), lock.sha256)
+        _row(data, lock.input, lock.path, _size(lock.size), lock.sha256)
     parts.append(data)
     if capsule.sources:
         sources = Table(title="embedded sources", title_justify="left")
         for column in ("name", "lines", "sha256"):
             sources.add_column(column)
         for src in capsule.sources:
-            sources.add_row(src.name, str(src.text.count("\n")), src.sha256)
+            _row(sources, src.name, str(src.text.count("\n")), src.sha256)
         parts.append(sources)
     env = capsule.environment
     key = [f"{n} {env.packages[n]}" for n in KEY_PACKAGES if n in env.packages]
@@ -135,8 +169,9 @@ def sources(capsule: Capsule) -> RenderableType:
         return Text("no embedded sources: trials run only capsule's own code")
     parts: list[RenderableType] = []
     for src in capsule.sources:
-        parts.append(Text(f"── {src.name} (sha256 {src.sha256})", style="bold"))
-        parts.append(Syntax(src.text, "python", line_numbers=True, word_wrap=True))
+        parts.append(plain(f"── {src.name} (sha256 {src.sha256})", style="bold"))
+        shown = visible(src.text, layout=True)
+        parts.append(Syntax(shown, "python", line_numbers=True, word_wrap=True))
     return Group(*parts)
 
 
@@ -147,7 +182,7 @@ def differences(diffs: list[Difference]) -> RenderableType:
     for column in ("section", "key", "A", "B"):
         table.add_column(column, overflow="fold")
     for d in diffs:
-        table.add_row(d.section, d.key, d.a, d.b)
+        _row(table, d.section, d.key, d.a, d.b)
     return table
 
 
@@ -156,20 +191,21 @@ def trial_result(result: TrialResult, out: Path) -> RenderableType:
     if result.status != "ok":
         return Group(
             params,
-            Text(f"trial failed in stage {result.stage}: {result.error}", style="bold red"),
-            Text(f"log: {out / 'trial.log'}"),
+            plain(f"trial failed in stage {result.stage}: {result.error}", style="bold red"),
+            plain(f"log: {out / 'trial.log'}"),
         )
     table = Table(
-        title=f"trial {out} ({result.runtime}, {result.threads} threads)", title_justify="left"
+        title=plain(f"trial {out} ({result.runtime}, {result.threads} threads)"),
+        title_justify="left",
     )
     for column in ("metric", "value", "fidelity"):
         table.add_column(column)
     for name, value in result.metrics.items():
         shown = f"{value:g}" if float(value).is_integer() else f"{value:.4f}"
-        table.add_row(name, shown, result.fidelity.get(name, ""))
+        _row(table, name, shown, result.fidelity.get(name, ""))
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     return Group(
-        params, table, Text(f"stages: {timings}; {len(result.artifacts)} artifacts hashed")
+        params, table, plain(f"stages: {timings}; {len(result.artifacts)} artifacts hashed")
     )
 
 
@@ -211,7 +247,8 @@ def project_reports(found: ProjectReports) -> RenderableType:
     for name in RESOURCE_NAMES:
         c = cs.resources.get(name) if cs is not None else None
         v = found.synth.resources.get(name) if found.synth is not None else None
-        table.add_row(
+        _row(
+            table,
             name,
             _num(c.used if c else None),
             _num(c.available if c else None),
@@ -222,7 +259,7 @@ def project_reports(found: ProjectReports) -> RenderableType:
     parts.append(table)
     metrics, fidelity = to_metrics(found)
     parts.append(
-        Text("metrics: " + ", ".join(f"{k}={v:g} ({fidelity[k]})" for k, v in metrics.items()))
+        plain("metrics: " + ", ".join(f"{k}={v:g} ({fidelity[k]})" for k, v in metrics.items()))
     )
     return Group(*parts)
 
@@ -236,7 +273,7 @@ def findings(found: list[Finding]) -> RenderableType:
         table.add_column(column, overflow="fold")
     for f in found:
         mark, style = _STATE_STYLE[f.state]
-        table.add_row(Text(mark, style=style), f.check, f.detail, f.fix or "-")
+        _row(table, Text(mark, style=style), f.check, f.detail, f.fix or "-")
     return table
 
 
@@ -271,7 +308,8 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             out.add_column(column, overflow="fold")
         for t in chosen:
             loss = scored.get(t.number)
-            out.add_row(
+            _row(
+                out,
                 str(t.number),
                 t.status,
                 _params_text(dict(t.params), keys),
@@ -300,7 +338,7 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     front = set(pareto_front(spec, [outcome(t) for t in pool]))
     objectives = " vs ".join(f"{o.metric} ({o.direction[:3]})" for o in spec.objectives)
     parts: list[RenderableType] = [
-        Text(f"{len(trials)} trials: {summary}", style="bold"),
+        plain(f"{len(trials)} trials: {summary}", style="bold"),
         *([] if level is None else [levels(capsule)]),
         table(f"best {min(top, len(best))} trials{at}", best[:top]),
         table(
@@ -314,7 +352,8 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             fails.add_column(column, overflow="fold")
         for t in failed:
             tail = (t.log_tail or "-").split(" | ")[-3:]
-            fails.add_row(str(t.number), t.status, t.stage or "-", t.error or "-", "\n".join(tail))
+            tail_text = Text("\n").join(plain(line) for line in tail)  # one line per output line
+            _row(fails, str(t.number), t.status, t.stage or "-", t.error or "-", tail_text)
         parts.append(fails)
     return Group(*parts)
 
@@ -325,7 +364,8 @@ def levels(capsule: Capsule) -> RenderableType:
     for column in ("level", "what", "trials", "scored", "tool hours"):
         funnel.add_column(column)
     for row in fidelity.funnel(capsule.spec, capsule.trials):
-        funnel.add_row(
+        _row(
+            funnel,
             str(row.level),
             fidelity.NAMES[row.level],
             str(row.trials),
@@ -340,21 +380,21 @@ def levels(capsule: Capsule) -> RenderableType:
         cal.add_column(column)
     for c in calibration:
         tau = "-" if c.tau is None else f"{c.tau:.3f}"
-        cal.add_row(c.metric, c.fidelity, str(c.pairs), f"{c.ratio:.4g}", tau)
+        _row(cal, c.metric, c.fidelity, str(c.pairs), f"{c.ratio:.4g}", tau)
     return Group(funnel, cal)
 
 
 def cache_entries(root: Path, entries: list[Any]) -> RenderableType:
     import time
 
-    table = Table(title=f"stage cache: {root}", title_justify="left")
+    table = Table(title=plain(f"stage cache: {root}"), title_justify="left")
     for column in ("unit", "key", "size", "last used"):
         table.add_column(column, overflow="fold")
     now = time.time()
     for e in sorted(entries, key=lambda e: -e.last_used):
         age = now - e.last_used
         when = f"{age / 86400:.1f} d ago" if age > 86400 else f"{age / 3600:.1f} h ago"
-        table.add_row(e.unit, e.key[:23], _size(e.size), when)
+        _row(table, e.unit, e.key[:23], _size(e.size), when)
     total = sum(e.size for e in entries)
     return Group(table, Text(f"{len(entries)} entries, {_size(total)}"))
 
@@ -369,13 +409,13 @@ def verification(outcome: Verification, digits: int = 16) -> RenderableType:
     for c in rows:
         mark = Text("yes", style="green") if c.match else Text("NO", style="bold red")
         width = digits if c.match else None  # a mismatch shows both hashes whole
-        table.add_row(str(c.trial), c.artifact, c.recorded[:width], c.got[:width], mark)
+        _row(table, str(c.trial), c.artifact, c.recorded[:width], c.got[:width], mark)
     trials = len({c.trial for c in outcome.comparisons})
     same = sum(c.match for c in outcome.comparisons)
     parts: list[RenderableType] = [table]
     if outcome.skipped:
         listed = ", ".join(f"{t.number} ({t.status})" for t in outcome.skipped)
-        parts.append(Text(f"not verifiable, no artifacts recorded: {listed}"))
+        parts.append(plain(f"not verifiable, no artifacts recorded: {listed}"))
     if outcome.ok:
         parts.append(
             Text(
@@ -391,7 +431,7 @@ def verification(outcome: Verification, digits: int = 16) -> RenderableType:
     else:
         bad = sorted({f"trial {c.trial}: {c.artifact}" for c in outcome.mismatched()})
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        parts.append(Text(f"NOT reproduced: {shown}", style="bold red"))
+        parts.append(plain(f"NOT reproduced: {shown}", style="bold red"))
         if outcome.work_dir is not None:
-            parts.append(Text(f"re-run trial folders kept in {outcome.work_dir}"))
+            parts.append(plain(f"re-run trial folders kept in {outcome.work_dir}"))
     return Group(*parts)

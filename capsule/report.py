@@ -39,6 +39,7 @@ from capsule import fidelity
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError
 from capsule.files import write_atomic
+from capsule.render import visible
 from capsule.run import outcome
 from capsule.search import losses, pareto_front, ranked, violation
 from capsule.space import Choice, parameters
@@ -322,7 +323,12 @@ def _cells(spec: Spec, t: Trial) -> list[str]:
 
 
 def _oneline(text: str) -> str:
-    return " ".join(text.split())
+    return visible(" ".join(text.split()))
+
+
+def _e(text: str) -> str:
+    """HTML text from a capsule: escaped for HTML, control characters made visible."""
+    return html.escape(visible(text))
 
 
 def _markdown(capsule: Capsule, best: Sequence[Trial]) -> str:
@@ -405,7 +411,8 @@ def _csv(
             row += [repr(t.metrics[m]) if m in t.metrics else "", t.fidelity.get(m, "")]
         row += [t.runtime, t.image or "", t.threads, ";".join(t.cache_hits), t.stage or ""]
         row += [t.error or "", repr(t.duration_s)]
-        writer.writerow([*row, _text(t.level) if t.level is not None else "", _opt(t.tool_s)])
+        row += [_text(t.level) if t.level is not None else "", _opt(t.tool_s)]
+        writer.writerow([visible(c) if isinstance(c, str) else c for c in row])
     return buffer.getvalue()
 
 
@@ -438,7 +445,7 @@ def _levels(capsule: Capsule) -> list[str]:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    e = html.escape
+    e = _e
     head = "".join(f"<th>{e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>\n" for row in rows)
     return f"<table>\n<tr>{head}</tr>\n{body}</table>"
@@ -453,7 +460,7 @@ def _html(
     figures: Figures,
     level: int | None = None,
 ) -> str:
-    e, spec = html.escape, capsule.spec
+    e, spec = _e, capsule.spec
     at = "" if level is None else f" at level {level} ({fidelity.NAMES[level]})"
     header = [*_header(spec), "loss"]
 

@@ -213,12 +213,12 @@ class Runner:
             check_data(capsule, self.root, hashes)
         finally:
             hashes.close()
-        toolchain.require_no_drift(capsule.toolchain, options.allow_toolchain_drift)
         choice = api.runtime_choice(capsule, options.runtime, options.image)
-        if choice.kind == "local":
+        if choice.kind == "local":  # before the drift check, which runs the tool's version query
             if options.trust:
                 trust_store.trust(capsule)
             trust_store.require_trust(capsule, str(self.path))
+        toolchain.require_no_drift(capsule.toolchain, options.allow_toolchain_drift)
         return HostRuntime(
             self.path, capsule, choice, self.root, options.allow_toolchain_drift, options.cache
         )

@@ -38,6 +38,18 @@ PRECISION_RE = re.compile(
 SOURCE_REF_RE = re.compile(r"^(?P<file>[^:]+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 MEMORY_RE = r"^[0-9]+[bkmg]?$"
+# Strings that reach generated files (hls4ml's project.tcl, firmware sources) or command lines are
+# held to what their consumer accepts, because hls4ml writes them unquoted-for-Tcl and the vendor
+# tool sources the result: `[...]` inside a part name runs as a Tcl command. Part names of Xilinx
+# and Intel devices (xcu250-figd2104-2L-e, AGFB014R24A2E2V) are letters, digits, '-', '_', '.'.
+PART_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+LAYER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+IMAGE_RE = r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,255}$"
+# An install folder: absolute, plain components. No ':' (it is put on PATH), no spaces, quotes,
+# '$' or brackets (vendor scripts and Tcl interpolate it), no '.' or '..' components.
+INSTALL_PATH_RE = re.compile(r"^(?:/[A-Za-z0-9_+-][A-Za-z0-9._+-]*){1,64}$")
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 class Strict(BaseModel):
@@ -51,6 +63,49 @@ def _check_relative(name: str) -> str:
     if reason:
         raise ValueError(f"path {name!r} {reason}")
     return name
+
+
+def _check_part(value: str) -> str:
+    if not PART_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not an FPGA part name (letters, digits, '-', '_' and '.', at most 64)"
+        )
+    return value
+
+
+def _check_layer(value: str) -> str:
+    if not LAYER_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a layer name (letters, digits, '_', '-' and '.', at most 128)"
+        )
+    return value
+
+
+def check_version(value: str) -> str:
+    """A tool version such as '2020.1': it is compared and printed, never interpreted."""
+    if not VERSION_RE.match(value):
+        raise ValueError(f"{value!r} is not a version (letters, digits, '-', '_' and '.')")
+    return value
+
+
+def check_install_path(value: str) -> str:
+    """An absolute install folder that is safe on PATH, in a bind mount and in vendor scripts."""
+    parts = value.split("/")
+    if not INSTALL_PATH_RE.match(value) or ".." in parts or "." in parts:
+        raise ValueError(
+            f"{value!r} is not a plain absolute folder (/-separated letters, digits, '.', '_', "
+            "'+' and '-'; no '..')"
+        )
+    return value
+
+
+def check_plain_text(value: str) -> str:
+    """Free text that is joined to paths or passed on (a dataset name, a data root): no control
+    characters, so nothing printed or written from it can carry a terminal sequence or a NUL."""
+    match = CONTROL_RE.search(value)
+    if match:
+        raise ValueError(f"{value!r} contains the control character {match.group()!r}")
+    return value
 
 
 def _check_precision(value: str) -> str:
@@ -79,9 +134,10 @@ class Experiment(Strict):
 class DataInput(Strict):
     path: str
     format: Literal["npy", "hdf5"] | None = None
-    dataset: str | None = None
+    dataset: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
 
     _path = field_validator("path")(_check_relative)
+    _dataset = field_validator("dataset")(lambda v: v if v is None else check_plain_text(v))
 
     @model_validator(mode="after")
     def _format(self) -> DataInput:
@@ -159,7 +215,7 @@ class Training(Strict):
 
 class Hls4ml(Strict):
     backend: Literal["Vivado", "Vitis"] = "Vivado"
-    part: Annotated[str, Field(min_length=1)] = "xc7z020clg400-1"
+    part: str = "xc7z020clg400-1"
     clock_period: Annotated[float, Field(gt=0, le=1000)] = 5.0
     io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
     strategy: Literal["Latency", "Resource"] = "Latency"
@@ -169,10 +225,11 @@ class Hls4ml(Strict):
     granularity: Literal["model", "type", "name"] = "name"
     layer_precision: dict[str, str] = {}
 
+    _part = field_validator("part")(_check_part)
     _precision = field_validator("precision")(_check_precision)
     _output = field_validator("output_precision")(lambda v: v if v is None else _check_precision(v))
     _layers = field_validator("layer_precision")(
-        lambda v: {k: _check_precision(p) for k, p in v.items()}
+        lambda v: {_check_layer(k): _check_precision(p) for k, p in v.items()}
     )
 
 
@@ -237,7 +294,7 @@ SCHEDULER_RE = r"^(tcp|tls|ws|wss|ucx|inproc)://[^\s]{1,256}$"
 
 class Runtime(Strict):
     kind: Literal["auto", "docker", "local"] = "auto"
-    image: str | None = None
+    image: Annotated[str, Field(pattern=IMAGE_RE)] | None = None  # passed to the engine
     memory: Annotated[str, Field(pattern=MEMORY_RE)] = "4g"
     cpus: Annotated[float, Field(gt=0, le=1024)] = 1.0
     pids: Annotated[int, Field(ge=16, le=1 << 22)] = 1024
@@ -261,6 +318,9 @@ class Toolchain(Strict):
     # The Dask worker resource a trial running this tool asks for (one unit per trial), so only
     # workers that have the tool and a licence take it [default: vivado].
     resource: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")] | None = None
+
+    _version = field_validator("version")(lambda v: v if v is None else check_version(v))
+    _path = field_validator("path")(lambda v: v if v is None else check_install_path(v))
 
     def runs_tool(self) -> bool:
         """Whether a trial of this spec runs the vendor tool (not at fidelity level 0)."""

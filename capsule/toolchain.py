@@ -3,8 +3,9 @@
 Results of vendor synthesis depend on the tool's version and build, not only on the design, so a
 capsule records the tool the researcher declared, the version string the tool itself reports, and
 a fingerprint of its executables. The install path is the one absolute path a capsule holds on
-purpose: the tool is mounted into trial containers at that same path, because vendor scripts
-hard-code it.
+purpose, but a capsule never chooses what a trial container sees: the docker runtime mounts only
+an install folder this host offers ($CAPSULE_TOOLCHAINS, or one `capsule pack` found a tool in
+here) whose executables hash to the lock, always at CONTAINER_PATH.
 
 Vendor specifics live in one small class per tool (as hls4ml keeps one backend per vendor):
 where its executables are, how it reports its version, and the command that runs an hls4ml
@@ -16,6 +17,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +27,9 @@ from capsule.hashing import digest_of, hash_files
 from capsule.spec import Toolchain
 
 VERSION_TIMEOUT_S = 120
+HOST_ENV = "CAPSULE_TOOLCHAINS"  # install folders this host offers to trial containers
+OFFERED = "toolchains.txt"  # the folders `capsule pack` found a tool in, under the data dir
+CONTAINER_PATH = "/opt/toolchain"  # where a trial container sees the tool, whatever the capsule
 YEAR_VERSION = re.compile(r"(?<!\d)(20\d\d\.\d)(?!\d)")
 
 
@@ -143,7 +148,7 @@ def drift(locked: ToolchainLock) -> list[str]:
     """
     if locked.name == "none" or locked.path is None:
         return []
-    declared = Toolchain(name=locked.name, version=locked.version, path=locked.path)  # type: ignore[arg-type]
+    declared = Toolchain(name=locked.name, version=locked.version, path=locked.path)
     try:
         now = lock_toolchain(declared)
     except SpecError as exc:
@@ -173,6 +178,53 @@ def require_no_drift(locked: ToolchainLock, allow: bool) -> list[str]:
             f"toolchain drift: {'; '.join(drifted)}; pass --allow-toolchain-drift to run anyway"
         )
     return drifted
+
+
+def offer(install: str) -> None:
+    """Record that this host offers the tool in `install` to trial containers (`pack` found it
+    here, in a spec this host packed)."""
+    from capsule.files import write_atomic
+    from capsule.trust import data_dir
+
+    known = _offered_file()
+    if install not in known:
+        write_atomic(data_dir() / OFFERED, "".join(f"{p}\n" for p in sorted({*known, install})))
+
+
+def _offered_file() -> list[str]:
+    from capsule.trust import data_dir
+
+    try:
+        return (data_dir() / OFFERED).read_text("utf-8").splitlines()
+    except (FileNotFoundError, UnicodeDecodeError):
+        return []
+
+
+def host_installs() -> list[Path]:
+    """The install folders this host offers: $CAPSULE_TOOLCHAINS (separated by ':'), then those
+    `capsule pack` recorded; only absolute folders, each once."""
+    listed = os.environ.get(HOST_ENV, "").split(os.pathsep) + _offered_file()
+    return [Path(p) for p in dict.fromkeys(listed) if p.startswith("/") and Path(p).is_dir()]
+
+
+def host_install(locked: ToolchainLock, offered: Iterable[Path]) -> Path | None:
+    """The first of the `offered` folders holding exactly the locked tool, or None.
+
+    Matched by the sha256 of each locked executable (the fingerprint), never by the capsule's
+    path: a capsule can name any folder, but only a host-declared one that holds the same build
+    is ever mounted. A lock without executables (the tool was absent when packed) matches none.
+    """
+    if locked.name == "none" or not locked.present or not locked.executables:
+        return None
+    names = sorted(locked.executables)
+    if not set(names) <= set(TOOLS[locked.name].executables):
+        return None
+    for folder in offered:
+        if not all((folder / rel).is_file() for rel in names):
+            continue
+        if hash_files([folder / rel for rel in names]) == [locked.executables[n] for n in names]:
+            return folder
+    return None
 
 
 def tool_env(locked: ToolchainLock) -> dict[str, str]:

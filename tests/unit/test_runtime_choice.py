@@ -103,6 +103,45 @@ def test_trust_is_per_code_digest(tmp_path: Path, experiment: Path) -> None:
     assert lines == [trust.code_digest(with_code)]
 
 
+def test_a_foreign_capsule_naming_a_vendor_tool_needs_trust_before_the_tool_runs(
+    tmp_path: Path, experiment: Path, vivado_double: Path
+) -> None:
+    """No embedded code, but its spec writes the Tcl the tool sources: trust, as for code."""
+    experiment.write_text(
+        experiment.read_text().replace(
+            'name = "none"', f'name = "vivado_hls"\nversion = "2020.1"\npath = "{vivado_double}"'
+        )
+    )
+    packed = tmp_path / "tool.capsule"
+    capsule = api.pack(experiment, packed)
+    assert not capsule.sources and trust.is_trusted(capsule)  # packed here
+    calls = vivado_double / "calls.jsonl"
+    before = calls.read_text()
+    elsewhere = {**os.environ, "CAPSULE_DATA_DIR": str(tmp_path / "elsewhere"), "COLUMNS": "400"}
+    out = tmp_path / "t"
+    for command in (["trial", packed, "--out", out], ["run", packed]):
+        proc = subprocess.run(
+            [str(CLI), *map(str, command), "--runtime", "local"],
+            capture_output=True,
+            text=True,
+            env=elsewhere,
+            timeout=120,
+        )
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: {packed} was packed elsewhere")
+        assert "has the vendor tool vivado_hls run a project its spec configures" in lines[0]
+        assert "--trust" in lines[0] and "--runtime docker" in lines[0]
+    assert calls.read_text() == before  # not even its version query ran
+    assert not out.exists() and not (tmp_path / "tool.run").exists()
+    other = api.pack(experiment, tmp_path / "other.capsule")
+    assert trust.code_digest(other) == trust.code_digest(capsule)
+    edited = experiment.read_text().replace("clock_period = 5.0", "clock_period = 4.0")
+    experiment.write_text(edited)
+    changed = api.pack(experiment, tmp_path / "changed.capsule")
+    assert trust.code_digest(changed) != trust.code_digest(capsule)  # the spec is covered
+
+
 def test_doctor_names_each_problem_with_a_fix(packed: Path, tmp_path: Path) -> None:
     data = packed.parent / "exp" / "data" / "digits_labels.npy"
     data.write_bytes(data.read_bytes()[:-1] + b"\x01")

@@ -81,6 +81,73 @@ def test_bad_specs_fail_with_one_line_naming_the_key(old: str, new: str, expecte
     assert "\n" not in str(info.value)
 
 
+INJECTION = "xc7z020clg400-1[exec sh -c {id > FILE}]"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        # hls4ml writes the part into project.tcl inside "..."; the vendor tool sources it.
+        ('part = "xc7z020clg400-1"', f'part = "{INJECTION}"', r"exp.toml:43: hls4ml.part: .*"),
+        ('part = "xc7z020clg400-1"', 'part = "xc7z020\\nset x 1"', "hls4ml.part: 'xc7z020\\\\n"),
+        ('part = "xc7z020clg400-1"', 'part = "$env(HOME)"', "not an FPGA part name"),
+        ('part = "xc7z020clg400-1"', 'part = ""', "not an FPGA part name"),
+        ('part = "xc7z020clg400-1"', f'part = "{"x" * 65}"', "not an FPGA part name"),
+        (
+            '"hls4ml.precision" = { choice',
+            f'"hls4ml.part" = {{ choice = ["xc7z020clg400-1", "{INJECTION}"] }}\n'
+            '"hls4ml.precision" = { choice',
+            "proposes 'xc7z020clg400-1\\[exec",
+        ),
+        (
+            "reuse_factor = 1\n",
+            'reuse_factor = 1\nlayer_precision = { "x[exec id]" = "ap_fixed<8,3>" }\n',
+            "not a layer name",
+        ),
+        (
+            'name = "none"',
+            'name = "vivado_hls"\nversion = "2020.1"\npath = "/opt/x:/tmp/evil"',
+            "toolchain.path: '/opt/x:/tmp/evil' is not a plain absolute folder",
+        ),
+        (
+            'name = "none"',
+            'name = "vivado_hls"\nversion = "2020.1"\npath = "/opt/../root"',
+            "toolchain.path: .* no '..'",
+        ),
+        (
+            'name = "none"',
+            'name = "vivado_hls"\nversion = "2020.1 [exec id]"\npath = "/opt/Xilinx"',
+            "toolchain.version: .* is not a version",
+        ),
+        ('kind = "auto"', 'kind = "auto"\nimage = "x; rm -rf /"', "runtime.image: String should"),
+        (
+            'path = "data/digits_features.npy"',
+            'path = "data/digits\\nerror: forged.npy"',
+            "contains a control character",
+        ),
+    ],
+)
+def test_strings_that_reach_generated_files_are_refused(old: str, new: str, expected: str) -> None:
+    with pytest.raises(SpecError, match=expected) as info:
+        parse_spec(with_change(old, new), "exp.toml")
+    assert "\n" not in str(info.value)
+
+
+def test_real_part_names_and_install_folders_are_accepted() -> None:
+    for part in (
+        "xcu250-figd2104-2L-e",
+        "AGFB014R24A2E2V",
+        "xcvu13p-flga2577-2-e",
+        "10AX115N2F40E2LG",
+    ):
+        spec = parse_spec(with_change('part = "xc7z020clg400-1"', f'part = "{part}"'))
+        assert spec.hls4ml.part == part
+    tool = 'name = "vitis_hls"\nversion = "2023.1"\npath = "/tools/Xilinx/Vitis_HLS/2023.1"'
+    assert parse_spec(with_change('name = "none"', tool)).toolchain.path == (
+        "/tools/Xilinx/Vitis_HLS/2023.1"
+    )
+
+
 def test_malformed_toml_names_line_and_column() -> None:
     broken = TEMPLATE.replace("[experiment]", "[experiment", 1)
     with pytest.raises(SpecError, match=r"exp.toml: not valid TOML: .*\(at line 9, column 12\)"):
