@@ -171,17 +171,20 @@ class Runner:
         self.run_dir = (options.run_dir or default_run_dir(capsule_path)).resolve()
         lock = lock_digest(self.capsule)
         self.run_id = lock.removeprefix("sha256:")[:16]
-        # Before anything reads or writes the run folder, and held until `run` ends.
-        self.lock = RunLock(self.run_dir)
-        runtime: Runtime | None = None
+        # The preflight (data, trust, drift) touches no run folder: a refused capsule leaves none.
+        runtime = self._runtime()
+        self.runtime = runtime
         try:
-            runtime = self._runtime()
-            self.runtime = runtime
+            # Before anything reads or writes the run folder, and held until `run` ends.
+            self.lock = RunLock(self.run_dir)
+        except BaseException:
+            runtime.close()
+            raise
+        try:
             self.jobs = options.jobs or runtime.slots()
             self.journal = Journal(self.run_dir / JOURNAL, lock)
         except BaseException:
-            if runtime is not None:
-                runtime.close()
+            runtime.close()
             self.lock.release()
             raise
         self.trials: dict[int, Trial] = {t.number: t for t in self.capsule.trials}
