@@ -31,7 +31,8 @@ from capsule.run import Event, Runner, RunOptions
 from capsule.runtime import choose
 from capsule.runtime.host import run_with
 from capsule.space import Params
-from capsule.spec import Spec, load_spec
+from capsule.numerics import Mode
+from capsule.spec import Spec, apply_params, load_spec
 from capsule.toolchain import lock_toolchain
 from capsule.trial import TrialResult, run_trial
 from capsule.verify import Verification, VerifyOptions
@@ -83,6 +84,9 @@ def pack(
     id and layers are locked; with the local runtime it is this host's.
     """
     spec = load_spec(spec_path)
+    if spec.runtime.numerics is None:  # written out, so a later default cannot change its meaning
+        numerics = spec.runtime.model_copy(update={"numerics": "portable"})
+        spec = spec.model_copy(update={"runtime": numerics})
     root = spec_path.parent
     source = str(spec_path)
     overwritten = _input_at(output, spec, spec_path)
@@ -261,6 +265,15 @@ def runtime_choice(
     if choice.warning:
         warnings.warn(CapsuleWarning(choice.warning), stacklevel=3)
     return choice
+
+
+def trial_numerics(capsule_path: Path, params: Params | None) -> tuple[Mode, int]:
+    """The numerics mode and thread count a trial of this capsule at `params` runs with."""
+    from capsule.trial import threads_for, trial_params
+
+    spec = load(capsule_path).spec
+    spec = apply_params(spec, trial_params(spec, params))
+    return spec.runtime.numerics_mode(), threads_for(spec)
 
 
 def trial_here(

@@ -22,6 +22,7 @@ from tomlkit.items import Item
 from capsule.errors import CapsuleError, CapsuleFileError, DigestMismatch, SourceError
 from capsule.files import read_text_limited, unsafe_relative_name, write_atomic
 from capsule.hashing import digest_of, sha256_bytes
+from capsule.numerics import Numerics
 from capsule.space import Value
 from capsule.spec import (
     IMAGE_RE,
@@ -162,6 +163,7 @@ class Trial(Locked):
     error: str | None = None
     log_tail: Annotated[str, Field(max_length=4000)] | None = None
     duration_s: Annotated[float, Field(ge=0)] = 0.0
+    numerics: Numerics | None = None  # absent in records made before numerics were recorded
 
     @field_validator("artifacts")
     @classmethod

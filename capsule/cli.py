@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -208,9 +209,12 @@ def exec_trial(
     ] = None,
 ) -> None:
     """One trial in this process: what a runtime's child process or container runs."""
+    from capsule import numerics
     from capsule.process import die_with_parent
 
     die_with_parent()
+    mode, threads = api.trial_numerics(capsule, api.read_params(params))
+    numerics.enter(mode, threads, sys.argv[1:])
     entries = dict(item.split("=", 1) for item in reuse or [])
     result = api.trial_here(
         capsule,

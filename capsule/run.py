@@ -136,6 +136,7 @@ def to_record(
         tool_s=result.tool_s,
         threads=result.threads,
         cache_hits=result.cache_hits,
+        numerics=result.numerics,
         stage=result.stage,
         error=f"constraint broken: {', '.join(broken)}" if constrained else result.error,
         log_tail=_log_tail(folder) if folder is not None and result.status != "ok" else None,

@@ -302,6 +302,13 @@ class Runtime(Strict):
     # A Dask scheduler (tcp://HOST:PORT) to send trials to; --scheduler and $CAPSULE_SCHEDULER
     # override it (see runtime/dask.py).
     scheduler: Annotated[str, Field(pattern=SCHEDULER_RE)] | None = None
+    # portable: kernels pinned to x86-64-v3 so other CPUs reproduce the bytes; native: the host's
+    # fastest, reproducible on the same CPU class only (capsule.numerics). Pack writes portable
+    # when unset; a capsule without it predates recorded numerics (its trials ran native).
+    numerics: Literal["portable", "native"] | None = None
+
+    def numerics_mode(self) -> Literal["portable", "native"]:
+        return self.numerics or "native"
 
 
 TOOLS = ("none", "vivado_hls", "vitis_hls")

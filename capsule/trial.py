@@ -43,6 +43,7 @@ from capsule.errors import CapsuleError, StageError
 from capsule.files import unsafe_relative_name, write_atomic
 from capsule.hashing import HashCache, canonical_json, hash_files
 from capsule.lock import check_data
+from capsule.numerics import Numerics, in_force
 from capsule.space import Params, default_point
 from capsule.spec import Spec, apply_params
 
@@ -81,6 +82,7 @@ class TrialResult(BaseModel):
     artifacts: dict[str, str]
     stage_metrics: dict[str, dict[str, float]] = {}
     cache_hits: list[str] = []
+    numerics: Numerics | None = None  # what the trial process ran with (capsule.numerics)
 
 
 def trial_params(spec: Spec, params: Params | None) -> Params:
@@ -272,6 +274,7 @@ def run_trial(
         artifacts=_artifacts(out, state.get("reports")) if status == "ok" else {},
         stage_metrics=stage_metrics,
         cache_hits=sorted(reuse, key=list(UNITS).index),
+        numerics=in_force(capsule.spec.runtime.numerics_mode()),
     )
     write_atomic(out / RESULT, result.model_dump_json(indent=2, exclude_none=True) + "\n")
     return result

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from capsule import toolchain
+from capsule import numerics
 from capsule.capsulefile import Capsule, EnvironmentLock, ImageLock
 from capsule.errors import CapsuleError
 from capsule.files import write_atomic
@@ -101,7 +102,8 @@ def run_in_container(
             command += ["--toolchain-at", toolchain.CONTAINER_PATH]
         for unit in sorted(reuse or {}):  # the stage cache, read-only
             command += ["--reuse", f"{unit}=/cache/{unit}"]
-        thread_env = {k: str(threads) for k in ("OMP_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")}
+        # The trial entry point would re-execute itself to get these; given, it need not.
+        trial_env = numerics.environment({}, spec.runtime.numerics_mode(), threads)
         container = engine.containers.run(
             image,
             command,
@@ -117,7 +119,7 @@ def run_in_container(
             nano_cpus=int(runtime.cpus * 1e9),
             environment={
                 "CAPSULE_CACHE_DIR": "/tmp/cache",
-                **thread_env,
+                **trial_env,
             },
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],

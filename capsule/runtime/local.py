@@ -17,6 +17,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from capsule import numerics
 from capsule.capsulefile import Capsule
 from capsule.errors import CapsuleError
 from capsule.hashing import canonical_json
@@ -80,11 +81,7 @@ def run_local(
             command.append("--allow-toolchain-drift")
         for unit, entry in sorted((reuse or {}).items()):
             command += ["--reuse", f"{unit}={entry}"]
-        env = {
-            **os.environ,
-            "OMP_NUM_THREADS": str(threads),
-            "TF_NUM_INTRAOP_THREADS": str(threads),
-        }
+        env = numerics.environment(dict(os.environ), spec.runtime.numerics_mode(), threads)
         code = run_group(command, log=log, timeout=timeout, env=env, on_spawn=on_spawn)
         out.mkdir(parents=True, exist_ok=True)
         shutil.move(log, out / LOG)
