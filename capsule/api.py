@@ -27,11 +27,11 @@ from capsule.export import Export, export_trial
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
 from capsule.lock import INPUTS, check_data, lock_data, lock_sources
+from capsule.numerics import Mode
 from capsule.run import Event, Runner, RunOptions
 from capsule.runtime import choose
 from capsule.runtime.host import run_with
 from capsule.space import Params
-from capsule.numerics import Mode
 from capsule.spec import Spec, apply_params, load_spec
 from capsule.toolchain import lock_toolchain
 from capsule.trial import TrialResult, run_trial

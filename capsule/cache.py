@@ -3,7 +3,7 @@
 Units, in trial order, with what each reads and leaves:
 
     train   stage train                      data, preprocessing, model, training, seed, code,
-                                             environment, threads      -> train/
+                                             environment, threads, numerics -> train/
     hls     stages convert, csim, estimate   the train key + [hls4ml]  -> hls4ml_prj/, csim/
     synth   stage synth                      the hls key + the vendor tool's identity and steps
                                              -> hls4ml_prj/ with the tool's tree, synth.log
@@ -88,6 +88,7 @@ def keys(capsule: Capsule, spec: Spec, environment: str, threads: int) -> dict[s
         "seed": spec.experiment.seed,
         "environment": environment,
         "threads": threads,
+        "numerics": spec.runtime.numerics_mode(),
     }
     train = digest_of(
         {

@@ -30,7 +30,6 @@ import functools
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -100,10 +99,19 @@ def environment(base: dict[str, str], mode: Mode, threads: int) -> dict[str, str
     return env
 
 
+# The x86-64 micro-architecture levels by their features, named as numpy's CPUID detection names
+# them (numpy hides its X86_V* groups that NPY_DISABLE_CPU_FEATURES names, not these).
+LEVEL_FEATURES = (
+    ("x86-64-v2", ("SSSE3", "SSE41", "SSE42", "POPCNT", "CX16", "LAHF")),
+    ("x86-64-v3", ("AVX", "AVX2", "FMA3", "F16C", "BMI", "BMI2", "LZCNT", "MOVBE")),
+    ("x86-64-v4", ("AVX512F", "AVX512CD", "AVX512BW", "AVX512DQ", "AVX512VL")),
+)
+
+
 def _isa_level(features: dict[str, bool]) -> str:
     level = "x86-64-v1"
-    for name, flag in (("x86-64-v2", "X86_V2"), ("x86-64-v3", "X86_V3"), ("x86-64-v4", "X86_V4")):
-        if not features.get(flag):
+    for name, needed in LEVEL_FEATURES:
+        if not all(features.get(f) for f in needed):
             break
         level = name
     return level
@@ -125,29 +133,19 @@ def _cpuinfo() -> dict[str, str]:
 
 @functools.cache
 def this_cpu() -> Cpu:
-    """This CPU, with the ISA level from CPUID as numpy detects it (right under emulation too).
-
-    numpy hides the features `NPY_DISABLE_CPU_FEATURES` names, so with that set (a trial's own
-    process) the level is read by a child without it.
-    """
+    """This CPU, with the ISA level from CPUID as numpy detects it (right under emulation too)."""
     arch = platform.machine() or "unknown"
     info = _cpuinfo()
     isa = arch
     if arch in ("x86_64", "AMD64"):
-        if "NPY_DISABLE_CPU_FEATURES" in os.environ:
-            env = {k: v for k, v in os.environ.items() if k != "NPY_DISABLE_CPU_FEATURES"}
-            code = "import capsule.numerics as n; print(n.this_cpu().isa)"
-            found = subprocess.run(
-                [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120
-            )
-            isa = found.stdout.strip() if found.returncode == 0 else "unknown"
-        else:
-            from numpy._core._multiarray_umath import (  # type: ignore[import-not-found]
-                __cpu_features__,
-            )
+        from numpy._core._multiarray_umath import (  # type: ignore[import-not-found]
+            __cpu_features__,
+        )
 
-            isa = _isa_level(__cpu_features__)
-    return Cpu(arch=arch, vendor=info.get("vendor_id", ""), model=info.get("model name", ""), isa=isa)
+        isa = _isa_level(__cpu_features__)
+    return Cpu(
+        arch=arch, vendor=info.get("vendor_id", ""), model=info.get("model name", ""), isa=isa
+    )
 
 
 def meets_baseline(cpu: Cpu) -> bool:
@@ -161,7 +159,7 @@ def enter(mode: Mode, threads: int, argv: list[str]) -> None:
     Libraries read them once, at import or first use, so setting them in a running process is
     too late. Every runtime starts a trial through this (`capsule exec-trial`), whoever starts it.
     """
-    if os.environ.get(APPLIED) == f"{mode}:{threads}" and CPU_FACTS in os.environ:
+    if os.environ.get(APPLIED) == f"{mode}:{threads}":
         return
     env = environment(dict(os.environ), mode, threads)
     sys.stdout.flush()

@@ -14,6 +14,7 @@ wall-clock time differs on every run.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -23,10 +24,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capsule import toolchain
+from capsule import numerics, toolchain
 from capsule import trust as trust_store
 from capsule.capsulefile import Capsule, Trial
-from capsule.errors import CapsuleError, CapsuleWarning
+from capsule.errors import CapsuleError, CapsuleWarning, MismatchError
 from capsule.hashing import HashCache
 from capsule.lock import check_data
 from capsule.process import kill_leftover
@@ -53,6 +54,9 @@ class VerifyOptions:
     jobs: int = 1
     work_dir: Path | None = None  # default: a temporary folder
     keep: bool = False  # keep the re-run trial folders even when everything matches
+    # A trial or export folder whose trained weights (checked against the record) replace
+    # training: only the hardware flow runs again (see `from_weights`).
+    from_weights: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,11 @@ class Verification:
     work_dir: Path | None = None  # where the re-runs are, when kept
     # recorded metric against the re-run's metrics.json; `artifact` is "metric NAME"
     metrics: list[Comparison] = field(default_factory=list)
+    # per trial: what it ran with, and, when it did not reproduce, why it may not have
+    notes: dict[int, list[str]] = field(default_factory=dict)
+    explanations: dict[int, list[str]] = field(default_factory=dict)
+    # with --from-weights: the artifacts taken as recorded, not produced again
+    taken: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -169,9 +178,72 @@ def preflight(
                 stacklevel=2,
             )
         choices[t.number] = choose.Choice("local")
+    here = numerics.this_cpu()
+    portable = [t.number for t in chosen if t.numerics and t.numerics.mode == "portable"]
+    if portable and options.from_weights is None and not numerics.meets_baseline(here):
+        problems.append(
+            f"numerics: this machine ({here.arch}, {here.isa}) is below the portable numerics "
+            f"baseline {numerics.BASELINE} that trial(s) {', '.join(map(str, portable))} ran "
+            "with; `capsule verify --from-weights` re-runs their hardware flow from the recorded "
+            "weights"
+        )
     if problems:
         raise VerifyBlocked(f"cannot verify {capsule_path}: " + "; ".join(problems))
     return choices
+
+
+def numerics_notes(trial: Trial) -> list[str]:
+    """What a reader should know before trusting a match or a mismatch of this trial."""
+    recorded = trial.numerics
+    if recorded is None:
+        return ["predates recorded numerics: re-run with this host's native kernels"]
+    if recorded.mode == "native":
+        cpu = recorded.cpu
+        on = f"{cpu.vendor} {cpu.model} ({cpu.isa})".strip() if cpu else "an unrecorded CPU"
+        return [f"ran with native numerics on {on}: only that CPU class can reproduce it"]
+    return []
+
+
+TRAIN_OUTPUTS = ("train/model.weights.h5", "train/float_predictions.npy")
+
+
+def weights_entry(trial: Trial, source: Path, entry: Path) -> list[str]:
+    """A stage-cache entry in `entry` holding `trial`'s recorded training outputs from `source`.
+
+    `source` is the trial's folder in a run folder (`train/...`) or an export folder (files at
+    its top); each file must hash as the trial recorded it. Returns the artifacts taken.
+    """
+    from capsule.cache import ENTRY
+    from capsule.hashing import sha256_file
+
+    taken = []
+    (entry / "train").mkdir(parents=True)
+    for name in TRAIN_OUTPUTS:
+        if name not in trial.artifacts:
+            raise CapsuleError(f"trial {trial.number} recorded no {name} to take")
+        found = [p for p in (source / name, source / Path(name).name) if p.is_file()]
+        if not found or found[0].is_symlink():
+            raise CapsuleError(
+                f"{source}: no {name} (or {Path(name).name}) for trial {trial.number}"
+            )
+        got = "sha256:" + sha256_file(found[0])
+        if got != trial.artifacts[name]:
+            raise MismatchError(
+                f"{found[0]}: not the weights trial {trial.number} recorded for {name} "
+                f"(recorded {trial.artifacts[name]}, file has {got})"
+            )
+        shutil.copyfile(found[0], entry / name)
+        taken.append(name)
+    produced = {k: v for k, v in trial.metrics.items() if k.startswith("float_")}
+    record = {
+        "unit": "train",
+        "key": "from-weights",
+        "metrics": produced,
+        "fidelity": {k: trial.fidelity[k] for k in produced if k in trial.fidelity},
+        "stage_metrics": {"train": produced},
+    }
+    (entry / ENTRY).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    return taken
 
 
 def compare(trial: Trial, result: TrialResult) -> list[Comparison]:
@@ -233,13 +305,30 @@ def verify(
     work.mkdir(parents=True, exist_ok=True)
     label = f"capsule.verify={os.getpid()}"
     groups: list[int] = []
+    taken: list[str] = []
+    explanations: dict[int, list[str]] = {}
+    if options.from_weights is not None and len(chosen) != 1:
+        raise CapsuleError("--from-weights takes one trial's weights: name it with --trial")
 
     def rerun(trial: Trial) -> tuple[list[Comparison], list[Comparison]]:
         """The artifact rows, then the metric rows, of one re-run trial."""
         choice = choices[trial.number]
         folder = work / f"{trial.number:05d}"
         shutil.rmtree(folder, ignore_errors=True)
-        notify(f"trial {trial.number}: re-running on {choice.kind}")
+        reuse = {}
+        if options.from_weights is not None:
+            entry = work / f"{trial.number:05d}.weights"
+            shutil.rmtree(entry, ignore_errors=True)
+            taken.extend(weights_entry(trial, options.from_weights, entry))
+            reuse["train"] = entry
+            notify(
+                f"trial {trial.number}: training taken as recorded from {options.from_weights}; "
+                f"re-running the hardware flow on {choice.kind}"
+            )
+        else:
+            notify(f"trial {trial.number}: re-running on {choice.kind}")
+        for note in numerics_notes(trial):
+            notify(f"trial {trial.number}: {note}")
         try:
             result = run_with(
                 choice,
@@ -250,6 +339,7 @@ def verify(
                 root,
                 label=label,
                 on_spawn=groups.append,
+                reuse=reuse,
             )
         except CapsuleError:
             raise
@@ -261,6 +351,8 @@ def verify(
         rows = compare(trial, result.model_copy(update={"artifacts": seen}))
         same = sum(r.match for r in rows)
         notify(f"trial {trial.number}: {same} of {len(rows)} artifacts match")
+        if same < len(rows) and result.numerics is not None:
+            explanations[trial.number] = numerics.differences(trial.numerics, result.numerics)
         return rows, compare_metrics(trial, folder)
 
     pool = ThreadPoolExecutor(max_workers=options.jobs)
@@ -284,6 +376,9 @@ def verify(
         skipped,
         work,
         [row for _, rows in per_trial for row in rows],
+        {t.number: numerics_notes(t) for t in chosen if numerics_notes(t)},
+        explanations,
+        sorted(set(taken)),
     )
     if outcome.ok and not options.keep and options.work_dir is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -20,8 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from capsule import toolchain
-from capsule import numerics
+from capsule import numerics, toolchain
 from capsule.capsulefile import Capsule, EnvironmentLock, ImageLock
 from capsule.errors import CapsuleError
 from capsule.files import write_atomic
