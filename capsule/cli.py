@@ -332,6 +332,13 @@ def verify(
     ] = None,
     keep: Annotated[bool, typer.Option(help="Keep the re-run trial folders.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    from_weights: Annotated[
+        Path | None,
+        typer.Option(
+            help="A trial or export folder: take its recorded trained weights and float "
+            "predictions (checked by hash) and re-run only the hardware flow.",
+        ),
+    ] = None,
 ) -> None:
     """Re-run recorded trials without the stage cache and compare every artifact hash.
 
@@ -353,6 +360,7 @@ def verify(
         jobs=jobs,
         work_dir=work_dir,
         keep=keep,
+        from_weights=from_weights,
     )
     outcome = api.verify(
         capsule, options, lambda line: err.print(render.visible(line), markup=False)
@@ -360,7 +368,15 @@ def verify(
     if as_json:
         rows = [{**dataclasses.asdict(c), "match": c.match} for c in outcome.comparisons]
         metrics = [{**dataclasses.asdict(c), "match": c.match} for c in outcome.metrics]
-        found = {"digest": outcome.digest, "ok": outcome.ok, "artifacts": rows, "metrics": metrics}
+        found = {
+            "digest": outcome.digest,
+            "ok": outcome.ok,
+            "artifacts": rows,
+            "metrics": metrics,
+            "taken_as_recorded": outcome.taken,
+            "notes": {str(k): v for k, v in outcome.notes.items()},
+            "explanations": {str(k): v for k, v in outcome.explanations.items()},
+        }
         print(json.dumps(found, indent=2))
     else:
         console.print(render.verification(outcome))

@@ -38,7 +38,8 @@ fidelity, and the sha256 of every file here.
   `cd hls4ml_prj && vivado_hls -f build_prj.tcl "reset=1 csim=0 synth=1 cosim=0 export=0"`
   (Vitis HLS: `vitis_hls -f build_prj.tcl ...`), or hls4ml's `hls_model.build()`.
 - `hls4ml_config.yml`: the hls4ml configuration of this trial (also in `hls4ml_prj/`).
-- `model.weights.h5`: the trained Keras weights.
+- `model.weights.h5`: the trained Keras weights; `float_predictions.npy`: the float model's
+  test-split outputs (`capsule verify --from-weights` takes both to re-check the hardware flow).
 - `metrics.json`: the trial's metrics, each with its fidelity.
 """
 
@@ -54,6 +55,7 @@ class Export:
 EXTRAS = {  # exported name -> the recorded artifact it is
     "hls4ml_config.yml": "hls4ml_prj/hls4ml_config.yml",
     "model.weights.h5": "train/model.weights.h5",
+    "float_predictions.npy": "train/float_predictions.npy",  # for `verify --from-weights`
     "metrics.json": "metrics.json",
 }
 

@@ -416,6 +416,16 @@ def verification(outcome: Verification, digits: int = 16) -> RenderableType:
     if outcome.skipped:
         listed = ", ".join(f"{t.number} ({t.status})" for t in outcome.skipped)
         parts.append(plain(f"not verifiable, no artifacts recorded: {listed}"))
+    if outcome.taken:
+        parts.append(
+            plain(
+                "taken as recorded (checked against their hashes, not produced again): "
+                + ", ".join(outcome.taken)
+                + "; re-run: convert, C simulation, estimate and any vendor steps"
+            )
+        )
+    for number, notes in sorted(outcome.notes.items()):
+        parts.extend(plain(f"trial {number}: {note}") for note in notes)
     if outcome.ok:
         parts.append(
             Text(
@@ -432,6 +442,9 @@ def verification(outcome: Verification, digits: int = 16) -> RenderableType:
         bad = sorted({f"trial {c.trial}: {c.artifact}" for c in outcome.mismatched()})
         shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
         parts.append(plain(f"NOT reproduced: {shown}", style="bold red"))
+        for number, why in sorted(outcome.explanations.items()):
+            reason = "; ".join(why) or "same numerics and CPU as recorded"
+            parts.append(plain(f"trial {number}: {reason}"))
         if outcome.work_dir is not None:
             parts.append(plain(f"re-run trial folders kept in {outcome.work_dir}"))
     return Group(*parts)
