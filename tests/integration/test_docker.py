@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from capsule import api, image
+from capsule import api, image, numerics
 from capsule.capsulefile import read_capsule, write_capsule
 from capsule.errors import CapsuleWarning
 
@@ -116,6 +116,11 @@ def test_container_trial_gives_the_local_trials_artifacts(
     differ = sorted(k for k in local.artifacts if docker.artifacts.get(k) != local.artifacts[k])
     assert differ == []
     assert (tmp_path / "in-docker" / "container.log").exists()
+    # The container's trial process ran with the portable numerics settings, as the local one.
+    assert docker.numerics is not None and local.numerics is not None
+    assert docker.numerics.mode == "portable"
+    assert docker.numerics.settings == numerics.settings("portable", docker.threads)
+    assert docker.numerics.settings == local.numerics.settings
 
 
 def test_container_is_confined(engine: object, tmp_path: Path) -> None:
@@ -201,6 +206,8 @@ def test_a_dask_worker_runs_trials_in_the_locked_image(engine: object, tmp_path:
     [trial] = capsule.trials
     assert trial.status in ("ok", "constraint"), trial.error
     assert trial.worker == "node1" and trial.runtime == "docker"
+    assert trial.numerics is not None  # the worker's container ran with the same settings
+    assert trial.numerics.settings == numerics.settings("portable", trial.threads)
     assert capsule.environment.image is not None
     assert trial.image == capsule.environment.image.id
     leftovers = engine.containers.list(all=True, filters={"label": "capsule.trial"})  # type: ignore[attr-defined]

@@ -87,7 +87,7 @@ def test_portable_trial_from_an_emulated_haswell_verifies_byte_for_byte_here(
     folder = _emulated_trial(capsule, tmp_path / "haswell", "Haswell-v4")
     _record(capsule, folder)
     trial = api.load(capsule).trials[0]
-    assert trial.status == "ok", trial.error
+    assert trial.status in ("ok", "constraint"), trial.error  # the lut limit may bind
     assert trial.numerics is not None and trial.numerics.mode == "portable"
     assert trial.numerics.cpu is not None and trial.numerics.cpu.isa == "x86-64-v3"
     assert trial.numerics.settings == numerics.settings("portable", trial.threads)
