@@ -7,7 +7,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import cluster, fidelity, hashing, memory, runtime, search
+from bench import cluster, fidelity, hashing, memory, numerics, runtime, search
 from bench.common import Row
 
 SUITES = {
@@ -17,6 +17,7 @@ SUITES = {
     "search": search.run,
     "cluster": cluster.run,
     "fidelity": fidelity.run,
+    "numerics": numerics.run,
 }
 
 
