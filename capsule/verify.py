@@ -226,7 +226,7 @@ def weights_entry(trial: Trial, source: Path, entry: Path) -> list[str]:
             raise CapsuleError(
                 f"{source}: no {name} (or {Path(name).name}) for trial {trial.number}"
             )
-        got = "sha256:" + sha256_file(found[0])
+        got = sha256_file(found[0])
         if got != trial.artifacts[name]:
             raise MismatchError(
                 f"{found[0]}: not the weights trial {trial.number} recorded for {name} "
