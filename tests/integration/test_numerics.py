@@ -161,3 +161,50 @@ def test_a_machine_below_the_baseline_is_named_before_anything_runs(tmp_path: Pa
     assert "below the portable numerics baseline x86-64-v3" in lines[0]
     assert "x86-64-v2" in lines[0] and "--from-weights" in lines[0]
     assert not (tmp_path / "w").exists() or not any((tmp_path / "w").iterdir())
+
+
+# The last commit before numerics were recorded: its capsules must still verify here.
+BEFORE_NUMERICS = "bf18964"
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_capsule_packed_before_numerics_were_recorded_still_verifies(tmp_path: Path) -> None:
+    """Packed and run by the real code of the commit before this change (from git history)."""
+    old = tmp_path / "old"
+    old.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", BEFORE_NUMERICS, "capsule"],
+        capture_output=True,
+        timeout=60,
+    )
+    if archive.returncode != 0:
+        pytest.skip(f"no git history with {BEFORE_NUMERICS} here: {archive.stderr[:200]!r}")
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    env = {**os.environ, "PYTHONPATH": str(old), "CAPSULE_RUNTIME": "local"}
+
+    def old_capsule(*args: str) -> None:
+        command = [sys.executable, "-m", "capsule", *args]
+        done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+
+    old_capsule("init", "exp")
+    spec = tmp_path / "exp" / "exp.toml"
+    spec.write_text(
+        spec.read_text()
+        .replace("max_trials = 8", "max_trials = 1")
+        .replace("epochs = 30", "epochs = 3")
+    )
+    old_capsule("pack", "exp/exp.toml", "-o", "old.capsule")
+    old_capsule("run", "old.capsule")
+    capsule = tmp_path / "old.capsule"
+    assert "numerics" not in capsule.read_text()
+    [trial] = api.load(capsule).trials
+    assert trial.numerics is None and api.load(capsule).spec.runtime.numerics is None
+
+    done = _verify(capsule)
+    assert done.returncode == 0, done.stdout + done.stderr
+    n = len(trial.artifacts)
+    assert f"reproduced: {n} of {n} artifacts of 1 trials match byte for byte" in done.stdout
+    assert "trial 0: predates recorded numerics: re-run with this host's native kernels" in (
+        done.stdout
+    )
