@@ -2,7 +2,7 @@
 
 The example experiment (digits) over a 24-point grid of hls4ml settings (reuse factor x
 precision), the vendor tool being the TEST DOUBLE of Vivado HLS (tests/doubles/vendor_hls.py)
-with a synthesis delay of DELAY_S seconds; it writes the real reports of ../shared. Without
+with a synthesis delay of DELAY_S seconds; it writes the real reports of tests/data. Without
 promotion every trial is synthesized; with it every trial runs level 0 (training, C simulation,
 estimate) and the top PROMOTE by the level-0 ranking are synthesized. Reported: the vendor tool's
 total time in each (the `tool_s` of the trials) and the best objective among the synthesized
@@ -41,11 +41,6 @@ def _search(root: Path, promotion: bool) -> tuple[float, float]:
 
 
 def run() -> list[Row]:
-    from tests.conftest import SHARED_REPORTS
-
-    if not SHARED_REPORTS.is_dir():
-        print(f"fidelity bench skipped: no vendor reports at {SHARED_REPORTS}")
-        return []
     base = WORK / "fidelity"
     shutil.rmtree(base, ignore_errors=True)
     every_tool, every_best = _search(base / "exhaustive", promotion=False)

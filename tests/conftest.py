@@ -44,7 +44,8 @@ def packed(experiment: Path) -> Path:
 
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED_REPORTS = REPO.parent / "shared" / "data" / "vendor-reports"
+# Real vendor reports with their licences and provenance (tests/data/vendor-reports/PROVENANCE.md).
+VENDOR_REPORTS = REPO / "tests" / "data" / "vendor-reports"
 DOUBLE = REPO / "tests" / "doubles" / "vendor_hls.py"
 SAMPLES = {
     "vivado_hls": ("hls4ml-fixture-vivado2020.1-z7020", "2020.1", ("bin/vivado_hls",)),
@@ -52,17 +53,15 @@ SAMPLES = {
 }
 
 
-def shared_reports() -> Path:
-    if not SHARED_REPORTS.is_dir():
-        pytest.skip(f"real vendor reports not found at {SHARED_REPORTS} (../shared is absent)")
-    return SHARED_REPORTS
+def vendor_reports() -> Path:
+    return VENDOR_REPORTS
 
 
 def install_vendor_double(root: Path, tool: str = "vivado_hls", **config: object) -> Path:
     """A temporary vendor install folder whose executables are the TEST DOUBLE of the tool.
 
-    The real report files are copied from ../shared into the temporary install (never into the
-    repository) so that the double can also run where only the install folder is mounted.
+    The real report files are copied from tests/data into the temporary install so that the
+    double can also run where only the install folder is mounted.
     """
     import json
     import shutil
@@ -73,7 +72,7 @@ def install_vendor_double(root: Path, tool: str = "vivado_hls", **config: object
     for rel in executables:
         shutil.copyfile(DOUBLE, install / rel)
         (install / rel).chmod(0o755)
-    shutil.copytree(shared_reports() / sample, install / "reports")
+    shutil.copytree(vendor_reports() / sample, install / "reports")
     (install / "double.json").write_text(json.dumps({"mode": "ok", **config}))
     return install
 

@@ -9,7 +9,7 @@ tells it how to behave. It acts like the real tool at the process level only:
 - `vivado_hls -f build_prj.tcl "reset=0 csim=0 synth=1 ... vsynth=0"` and
   `vitis-run --tcl build_prj.tcl --mode hls` (options in build_opt.tcl) check the hls4ml project
   in the working directory and copy REAL report files written by the real tools (from
-  ../shared/data/vendor-reports, copied into the install folder by the test fixture) to where the
+  tests/data/vendor-reports, copied into the install folder by the test fixture) to where the
   real tool writes them: `<top>_prj/solution1/syn/report/<top>_csynth.xml` (+ `csynth.xml` for
   Vitis), and `vivado_synth.rpt` in the project folder for logic synthesis;
 - `double.json` "mode": "ok", "fail" (licence error, exit 1), "hang" (starts a child and sleeps

@@ -1,5 +1,5 @@
 """A multi-fidelity search with the vendor-tool TEST DOUBLE as its toolchain (real reports from
-../shared, a synthesis delay): 24 level-0 trials, and only the budget reaches C synthesis."""
+tests/data, a synthesis delay): 24 level-0 trials, and only the budget reaches C synthesis."""
 
 from __future__ import annotations
 

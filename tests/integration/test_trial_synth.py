@@ -1,5 +1,5 @@
 """A real trial with the vendor-tool TEST DOUBLE mounted as its toolchain: synthesis metrics come
-from the real report files the double copies from ../shared."""
+from the real report files the double copies from tests/data."""
 
 from __future__ import annotations
 

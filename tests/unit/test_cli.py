@@ -109,9 +109,9 @@ def test_version_and_help() -> None:
 
 
 def test_reports_of_a_real_vendor_folder() -> None:
-    from tests.conftest import shared_reports
+    from tests.conftest import vendor_reports
 
-    folder = shared_reports() / "hls4ml-fixture-vivado2020.1-z7020"
+    folder = vendor_reports() / "hls4ml-fixture-vivado2020.1-z7020"
     proc = run("reports", "--json", folder)
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)

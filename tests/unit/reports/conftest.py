@@ -1,7 +1,4 @@
-"""Real vendor reports, read where they live: in `shared/` next to the repository, never copied in.
-
-Tests that need them skip with the reason when that folder is absent (a clone elsewhere).
-"""
+"""Real vendor reports, from tests/data/vendor-reports (licences and provenance beside them)."""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import shared_reports
+from tests.conftest import VENDOR_REPORTS
 
 VIVADO_FIXTURE = "hls4ml-fixture-vivado2020.1-z7020"
 VITIS_PROJECT = "nrp-vitis2022.2-u250"
@@ -53,8 +50,8 @@ def constructed_cosim_rpt() -> str:
 
 @pytest.fixture
 def vendor_reports() -> Path:
-    """The folder of real reports; skips the test when it is not beside the repository."""
-    return shared_reports()
+    """The folder of real reports (tests/data/vendor-reports)."""
+    return VENDOR_REPORTS
 
 
 @pytest.fixture
