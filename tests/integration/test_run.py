@@ -33,35 +33,42 @@ def _events(run_dir: Path) -> list[tuple[int, str]]:
         return list(db.execute("SELECT number, kind FROM events ORDER BY id"))
 
 
-def _kill_when(capsule: Path, line: str, after_s: float) -> None:
-    """Start `capsule run`, wait for `line` in its output, wait `after_s`, then SIGKILL it.
+def _kill_when(capsule: Path, number: int) -> None:
+    """Start `capsule run`, wait until trial `number` is training, then SIGKILL the run.
 
-    Without the stage cache: the trials it kills must really be running, not restored from the
-    cache an earlier run of the same points filled.
+    Training is observable in the trial's `stages.log` (the stage it is in). Without the stage
+    cache: the trials it kills must really be running, not restored from the cache an earlier
+    run of the same points filled.
     """
     proc = subprocess.Popen(
         [str(CLI), "run", str(capsule), "--no-cache"],
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         text=True,
         env=_env(),
     )
-    assert proc.stdout is not None
-    for out in proc.stdout:
-        if out.startswith(line):
-            break
-    else:
-        pytest.fail(f"`capsule run` ended before printing {line!r}")
-    time.sleep(after_s)
+    stages = capsule.with_suffix(".run") / "trials" / f"{number:05d}" / "stages.log"
+    _wait_for(f"trial {number} training", lambda: _stages(stages)[-1:] == ["train"], proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
 
+def _stages(log: Path) -> list[str]:
+    try:
+        return log.read_text().split()
+    except OSError:
+        return []
+
+
 def _leftover_trials(run_dir: Path) -> str:
-    time.sleep(1)
-    found = subprocess.run(
-        ["pgrep", "-af", f"exec-trial.*{run_dir}"], capture_output=True, text=True
-    )
-    return found.stdout
+    """Trial processes of `run_dir` still alive once they have had 30 s to see their parent die."""
+    deadline = time.monotonic() + 30
+    while True:
+        found = subprocess.run(
+            ["pgrep", "-af", f"exec-trial.*{run_dir}"], capture_output=True, text=True
+        )
+        if not found.stdout or time.monotonic() > deadline:
+            return found.stdout
+        time.sleep(0.1)
 
 
 def test_sigkill_and_resume_keep_every_trial_and_match_an_uninterrupted_run(tmp_path: Path) -> None:
@@ -74,10 +81,10 @@ def test_sigkill_and_resume_keep_every_trial_and_match_an_uninterrupted_run(tmp_
     )
     assert done.returncode == 0, done.stderr
 
-    _kill_when(killed, "trial 0 started", after_s=6)  # part-way through the first trial
+    _kill_when(killed, 0)  # part-way through the first trial
     assert _leftover_trials(tmp_path / "b" / "exp.run") == ""
     assert api.load(killed).trials == []
-    _kill_when(killed, "trial 2 started", after_s=4)  # trial 0 was re-run, trial 1 finished
+    _kill_when(killed, 2)  # trial 0 was re-run, trial 1 finished
     assert _leftover_trials(tmp_path / "b" / "exp.run") == ""
     assert [t.number for t in api.load(killed).trials] == [0, 1]
     resumed = subprocess.run(
@@ -201,12 +208,14 @@ def build(params, input_shape, n_classes):
 """
 
 
-def _wait_for(what: str, ready: Callable[[], bool], proc: subprocess.Popen[str]) -> None:
+def _wait_for(
+    what: str, ready: Callable[[], bool], proc: subprocess.Popen[str], limit_s: float = 600
+) -> None:
     """Poll observable state (no fixed sleep) until `ready`, failing if `proc` ends first."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + limit_s
     while not ready():
         if proc.poll() is not None:
-            pytest.fail(f"the first `capsule run` ended ({proc.returncode}) before {what}")
+            pytest.fail(f"`capsule run` ended ({proc.returncode}) before {what}")
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.05)
