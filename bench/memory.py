@@ -6,9 +6,9 @@ imports TensorFlow, builds and warms up the model on a tiny batch, resets its pe
 RSS (`VmHWM`). Not `ru_maxrss`: it survives `execve`, so a child started by a parent that had just
 written gigabytes of data (dirty file pages count in RSS) reported the parent's peak as its own.
 
-The baseline is the plain Keras way: `np.load` both arrays whole and `model.fit(x, y)`. The contender is capsule's own
-pipeline (flow.data + flow.train.make_dataset): explicit reads of each batch from disk into a
-prefetching tf.data pipeline.
+The baseline is the plain Keras way: `np.load` both arrays whole and `model.fit(x, y)`. The
+contender is capsule's own pipeline (flow.data + flow.train.make_dataset): explicit reads of each
+batch from disk into a prefetching tf.data pipeline.
 """
 
 from __future__ import annotations
