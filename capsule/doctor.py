@@ -129,12 +129,30 @@ def _compiler() -> Finding:
     return Finding("host g++", "ok", gxx)
 
 
+def _numerics(capsule: Capsule | None) -> Finding:
+    from capsule import numerics
+
+    cpu = numerics.this_cpu()
+    here = f"{cpu.vendor} {cpu.model} ({cpu.isa})".strip()
+    mode = capsule.spec.runtime.numerics_mode() if capsule is not None else "portable"
+    if mode == "native":
+        return Finding("numerics", "ok", f"native on {here}: reproducible on this CPU class only")
+    if not numerics.meets_baseline(cpu):
+        return Finding(
+            "numerics",
+            "fail",
+            f"{here} is below the portable numerics baseline {numerics.BASELINE}",
+            "run it on an x86-64 with AVX2 and FMA, or verify with --from-weights",
+        )
+    return Finding("numerics", "ok", f"portable ({numerics.BASELINE} kernels) on {here}")
+
+
 def examine(capsule_path: Path | None = None, root: Path | None = None) -> list[Finding]:
     from capsule import api
 
     capsule = api.load(capsule_path) if capsule_path else None
     engine, engine_finding = _engine()
-    findings = [engine_finding, _image(engine, capsule), _compiler()]
+    findings = [engine_finding, _image(engine, capsule), _compiler(), _numerics(capsule)]
     if capsule is not None and capsule_path is not None:
         findings += [
             _toolchain(capsule),

@@ -36,6 +36,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from capsule.errors import CapsuleError
+
 Mode = Literal["portable", "native"]
 BASELINE = "x86-64-v3"
 ISA_LEVELS = ("x86-64-v1", "x86-64-v2", "x86-64-v3", "x86-64-v4")
@@ -159,6 +161,13 @@ def enter(mode: Mode, threads: int, argv: list[str]) -> None:
     Libraries read them once, at import or first use, so setting them in a running process is
     too late. Every runtime starts a trial through this (`capsule exec-trial`), whoever starts it.
     """
+    if mode == "portable" and not meets_baseline(this_cpu()):
+        cpu = this_cpu()
+        raise CapsuleError(
+            f"this CPU ({cpu.arch}, {cpu.isa}) is below the portable numerics baseline {BASELINE}: "
+            'its results would not be portable (runtime.numerics = "native" records them as '
+            "this CPU's)"
+        )
     if os.environ.get(APPLIED) == f"{mode}:{threads}":
         return
     env = environment(dict(os.environ), mode, threads)

@@ -92,3 +92,18 @@ def test_a_hostile_cpu_fact_is_refused() -> None:
         Cpu(arch="x86_64", vendor="\x1b[2J", isa="x86-64-v3")
     with pytest.raises(ValueError):
         Cpu(arch="x86_64", model="x" * 1000, isa="x86-64-v3")
+
+
+def test_below_the_baseline_a_portable_trial_refuses_and_doctor_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from capsule import doctor
+    from capsule.errors import CapsuleError
+
+    old = Cpu(arch="x86_64", vendor="GenuineIntel", model="Core i7 920", isa="x86-64-v2")
+    monkeypatch.setattr(numerics, "this_cpu", lambda: old)
+    with pytest.raises(CapsuleError, match=r"\(x86_64, x86-64-v2\) is below the portable"):
+        numerics.enter("portable", 1, ["exec-trial"])  # refused before re-executing anything
+    finding = doctor._numerics(None)
+    assert finding.state == "fail" and "below the portable numerics baseline" in finding.detail
+    assert "--from-weights" in finding.fix
