@@ -66,7 +66,7 @@ def _check_relative(name: str) -> str:
 
 
 def _check_part(value: str) -> str:
-    if not PART_RE.match(value):
+    if not PART_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not an FPGA part name (letters, digits, '-', '_' and '.', at most 64)"
         )
@@ -74,7 +74,7 @@ def _check_part(value: str) -> str:
 
 
 def _check_layer(value: str) -> str:
-    if not LAYER_RE.match(value):
+    if not LAYER_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a layer name (letters, digits, '_', '-' and '.', at most 128)"
         )
@@ -83,7 +83,7 @@ def _check_layer(value: str) -> str:
 
 def check_version(value: str) -> str:
     """A tool version such as '2020.1': it is compared and printed, never interpreted."""
-    if not VERSION_RE.match(value):
+    if not VERSION_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not a version (letters, digits, '-', '_' and '.')")
     return value
 
@@ -91,10 +91,11 @@ def check_version(value: str) -> str:
 def check_install_path(value: str) -> str:
     """An absolute install folder that is safe on PATH, in a bind mount and in vendor scripts."""
     parts = value.split("/")
-    if not INSTALL_PATH_RE.match(value) or ".." in parts or "." in parts:
+    special = parts[1] in ("proc", "dev", "sys", "run") if len(parts) > 1 else False
+    if not INSTALL_PATH_RE.fullmatch(value) or ".." in parts or "." in parts or special:
         raise ValueError(
             f"{value!r} is not a plain absolute folder (/-separated letters, digits, '.', '_', "
-            "'+' and '-'; no '..')"
+            "'+' and '-'; no '..', and not under /proc, /dev, /sys or /run)"
         )
     return value
 
@@ -109,13 +110,13 @@ def check_plain_text(value: str) -> str:
 
 
 def _check_precision(value: str) -> str:
-    if not PRECISION_RE.match(value):
+    if not PRECISION_RE.fullmatch(value):
         raise ValueError(f"{value!r} is not an hls4ml precision such as 'ap_fixed<16,6>'")
     return value
 
 
 def _check_source_ref(value: str) -> str:
-    match = SOURCE_REF_RE.match(value)
+    match = SOURCE_REF_RE.fullmatch(value)
     if not match:
         raise ValueError(f"{value!r} is not 'file.py:function'")
     _check_relative(match["file"])

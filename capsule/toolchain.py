@@ -112,11 +112,12 @@ def reported_version(tool: VendorTool, install: Path) -> str | None:
     return lines[0] if proc.returncode == 0 and lines else None
 
 
-def lock_toolchain(declared: Toolchain) -> ToolchainLock:
+def lock_toolchain(declared: Toolchain, query: bool = True) -> ToolchainLock:
     """The declared tool with what is installed at its path: fingerprint and reported version.
 
     A tool that is installed but reports another version than the spec declares is an error:
-    the capsule would otherwise promise results from a tool that did not make them.
+    the capsule would otherwise promise results from a tool that did not make them. Without
+    `query` the version is not asked: the executables are hashed, never run.
     """
     if declared.name == "none" or declared.path is None:
         return ToolchainLock(name="none", present=False)
@@ -124,7 +125,7 @@ def lock_toolchain(declared: Toolchain) -> ToolchainLock:
     root = Path(declared.path)
     found = [rel for rel in tool.executables if (root / rel).is_file()]
     executables = dict(zip(found, hash_files([root / rel for rel in found]), strict=True))
-    version = reported_version(tool, root) if executables else None
+    version = reported_version(tool, root) if executables and query else None
     if version is not None and declared.version not in YEAR_VERSION.findall(version):
         raise SpecError(
             f"toolchain.version: declared {declared.version} but {declared.name} at "
@@ -149,8 +150,12 @@ def drift(locked: ToolchainLock) -> list[str]:
     if locked.name == "none" or locked.path is None:
         return []
     declared = Toolchain(name=locked.name, version=locked.version, path=locked.path)
+    # The path comes from the capsule: its executables may be the capsule author's own program
+    # (their hashes are theirs to choose). It is run for its version only where this host offers
+    # that folder as a tool install; elsewhere the fingerprint alone is compared.
+    query = offered_here(locked.path)
     try:
-        now = lock_toolchain(declared)
+        now = lock_toolchain(declared, query=query)
     except SpecError as exc:
         return [str(exc)]
     reasons = []
@@ -163,7 +168,7 @@ def drift(locked: ToolchainLock) -> list[str]:
             f"{locked.name} at {locked.path} has fingerprint {now.fingerprint}, "
             f"locked {locked.fingerprint}"
         )
-    if now.present and locked.present and now.reported_version != locked.reported_version:
+    if query and now.present and locked.present and now.reported_version != locked.reported_version:
         reasons.append(
             f"{locked.name} reports {now.reported_version!r}, locked {locked.reported_version!r}"
         )
@@ -205,6 +210,12 @@ def host_installs() -> list[Path]:
     `capsule pack` recorded; only absolute folders, each once."""
     listed = os.environ.get(HOST_ENV, "").split(os.pathsep) + _offered_file()
     return [Path(p) for p in dict.fromkeys(listed) if p.startswith("/") and Path(p).is_dir()]
+
+
+def offered_here(path: str) -> bool:
+    """Whether `path` is (after resolving links) a tool install folder this host offers."""
+    real = os.path.realpath(path)
+    return any(os.path.realpath(p) == real for p in host_installs())
 
 
 def host_install(locked: ToolchainLock, offered: Iterable[Path]) -> Path | None:

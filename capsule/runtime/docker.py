@@ -82,7 +82,8 @@ def run_in_container(
     with tempfile.TemporaryDirectory(prefix="capsule-params-") as tmp:
         (Path(tmp) / "params.json").write_bytes(canonical_json(point))
         Path(tmp).chmod(0o755)
-        volumes = mounts(capsule_path, data_root, out, Path(tmp), install, reuse or {})
+        data = {d.path: data_root / d.path for d in capsule.data}
+        volumes = mounts(capsule_path, data, out, Path(tmp), install, reuse or {})
         command = [
             "exec-trial",
             "/capsule/exp.capsule",
@@ -156,7 +157,7 @@ Volumes = dict[str, dict[str, str]]
 
 def mounts(
     capsule_path: Path,
-    data_root: Path,
+    data: dict[str, Path],
     out: Path,
     params_dir: Path,
     install: Path | None,
@@ -164,13 +165,19 @@ def mounts(
 ) -> Volumes:
     """The container's bind mounts (host path -> bind and mode): only the trial folder writable,
     the toolchain only as `install` (a folder this host offers, see `toolchain.host_install`)
-    at its fixed path. A pure function, so what a trial can see is testable without an engine."""
+    at its fixed path. A pure function, so what a trial can see is testable without an engine.
+
+    `data` maps each locked data file's relative path to where it is here: only those files are
+    mounted (read-only, under /data), never the data root itself, whose location the capsule
+    names and which may hold anything of the reader's.
+    """
     volumes: Volumes = {
         str(capsule_path.resolve()): {"bind": "/capsule/exp.capsule", "mode": "ro"},
-        str(data_root.resolve()): {"bind": "/data", "mode": "ro"},
         str(out): {"bind": "/trial", "mode": "rw"},
         str(params_dir): {"bind": "/params", "mode": "ro"},
     }
+    for rel, host in sorted(data.items()):
+        volumes[str(host.resolve())] = {"bind": f"/data/{rel}", "mode": "ro"}
     if install is not None:
         volumes[str(install.resolve())] = {"bind": toolchain.CONTAINER_PATH, "mode": "ro"}
     for unit, entry in sorted(reuse.items()):  # the stage cache, read-only

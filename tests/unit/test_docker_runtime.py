@@ -13,9 +13,17 @@ from tests.conftest import install_vendor_double
 
 
 def _mounts(tmp_path: Path, install: Path | None) -> dict[str, dict[str, str]]:
-    return mounts(
-        tmp_path / "c.capsule", tmp_path / "data", tmp_path / "t", tmp_path / "p", install, {}
-    )
+    data = {"data/x.npy": tmp_path / "exp" / "data" / "x.npy"}
+    return mounts(tmp_path / "c.capsule", data, tmp_path / "t", tmp_path / "p", install, {})
+
+
+def test_only_the_locked_data_files_are_mounted_never_the_data_root(tmp_path: Path) -> None:
+    """A capsule names its data root (`..` or absolute allowed): the reader's home, say."""
+    volumes = _mounts(tmp_path, None)
+    binds = {v["bind"]: (host, v["mode"]) for host, v in volumes.items()}
+    assert binds["/data/data/x.npy"] == (str(tmp_path / "exp" / "data" / "x.npy"), "ro")
+    assert str(tmp_path / "exp") not in volumes and str(tmp_path) not in volumes
+    assert [b for b in binds if b.startswith("/data")] == ["/data/data/x.npy"]
 
 
 def test_a_capsule_cannot_name_a_host_folder_to_mount(
@@ -30,7 +38,7 @@ def test_a_capsule_cannot_name_a_host_folder_to_mount(
     assert "/root" not in volumes
     assert sorted(v["bind"] for v in volumes.values()) == [
         "/capsule/exp.capsule",
-        "/data",
+        "/data/data/x.npy",
         "/params",
         "/trial",
     ]
