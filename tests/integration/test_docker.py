@@ -162,6 +162,43 @@ def test_a_capsule_cannot_mount_a_host_folder_it_names(engine: object, tmp_path:
     assert result.error.split("SEEN ", 1)[1].strip() == "nothing"
 
 
+LISTER = """\
+import os
+def build(params, input_shape, n_classes):
+    seen = sorted(os.path.relpath(os.path.join(d, f), "/data")
+                  for d, _, files in os.walk("/data") for f in files)
+    raise RuntimeError("SEEN " + " ".join(seen))
+"""
+
+
+def test_the_container_sees_the_locked_data_files_only(engine: object, tmp_path: Path) -> None:
+    """A capsule re-sealed with its data root at the reader's home (`..` is allowed, the data
+    is found by hash): the container still sees only the two locked files."""
+    home = tmp_path / "home"
+    capsule = _capsule(home / "paper", LISTER)
+    (home / "secret.txt").write_text("READER-SECRET")
+    locked = read_capsule(capsule)
+    moved = {"features": "paper/exp/", "labels": "paper/exp/"}
+    data = [d.model_copy(update={"path": moved[d.input] + d.path}) for d in locked.data]
+    spec_data = locked.spec.data.model_copy(
+        update={
+            name: getattr(locked.spec.data, name).model_copy(
+                update={"path": moved[name] + getattr(locked.spec.data, name).path}
+            )
+            for name in ("features", "labels")
+        }
+    )
+    spec = locked.spec.model_copy(update={"data": spec_data})
+    write_capsule(
+        locked.model_copy(update={"data": data, "spec": spec, "data_root": ".."}), capsule
+    )
+    result = api.trial(capsule, tmp_path / "t", runtime="docker")
+    assert result.status == "failed" and result.error is not None, result
+    seen = result.error.split("SEEN ", 1)[1].split()
+    assert seen == sorted(d.path for d in data)
+    assert "READER-SECRET" not in (tmp_path / "t" / "container.log").read_text()
+
+
 def test_over_memory_trial_is_recorded_as_oom(engine: object, tmp_path: Path) -> None:
     capsule = _capsule(tmp_path, HOG, 'memory = "1500m"')
     result = api.trial(capsule, tmp_path / "t", runtime="docker")
