@@ -218,6 +218,11 @@ def run_trial(
                 if unit in reuse:
                     if stage == UNITS[unit][0]:
                         record = restore(unit, reuse[unit], out)
+                        if unit == "train" and not record["stage_metrics"].get("train"):
+                            record["stage_metrics"]["train"] = _rescored(spec, out, state)
+                            record["fidelity"].update(
+                                dict.fromkeys(record["stage_metrics"]["train"], "measured")
+                            )
                         for name, produced in record["stage_metrics"].items():
                             stage_metrics[name] = produced
                             metrics.update(produced)
@@ -387,6 +392,16 @@ def _measured(metrics: dict[str, float], fidelity: str = "measured") -> Measured
 
 
 _STAGE_FOLDERS = {"train": "train", "convert": "hls4ml_prj", "csim": "csim"}
+
+
+def _rescored(spec: Spec, out: Path, state: dict[str, Any]) -> dict[str, float]:
+    """The float metrics of training outputs that came without them (`verify --from-weights`),
+    computed from the restored predictions and this trial's own test split."""
+    from capsule.flow.train import score_file
+
+    predictions = out / "train" / "float_predictions.npy"
+    batch = spec.training.batch_size
+    return score_file(state["inputs"], state["split"].test, batch, predictions)
 
 
 def _trained_model(spec: Spec, out: Path, state: dict[str, Any]) -> Any:

@@ -179,7 +179,8 @@ def preflight(
             )
         choices[t.number] = choose.Choice("local")
     here = numerics.this_cpu()
-    portable = [t.number for t in chosen if t.numerics and t.numerics.mode == "portable"]
+    # The mode the re-runs will use is the spec's, whatever a record claims.
+    portable = [t.number for t in chosen] if capsule.spec.runtime.numerics == "portable" else []
     if portable and options.from_weights is None and not numerics.meets_baseline(here):
         problems.append(
             f"numerics: this machine ({here.arch}, {here.isa}) is below the portable numerics "
@@ -190,6 +191,29 @@ def preflight(
     if problems:
         raise VerifyBlocked(f"cannot verify {capsule_path}: " + "; ".join(problems))
     return choices
+
+
+# What kernel choices can change: training outputs and everything derived from the weights or
+# the float predictions. A difference only elsewhere is not the CPU's doing.
+NUMERICS_SENSITIVE = ("train/", "csim/", "hls4ml_prj/firmware/weights/", "metrics.json")
+
+
+def _why(trial: Trial, result: TrialResult, rows: list[Comparison]) -> list[str]:
+    """Why a re-run may have differed: numerics and CPU only where they could have mattered."""
+    differing = [r.artifact for r in rows if not r.match]
+    weights_same = all(
+        r.match for r in rows if r.artifact.startswith(("train/", "hls4ml_prj/firmware/weights/"))
+    )
+    sensitive = [a for a in differing if a.startswith(NUMERICS_SENSITIVE)]
+    if not sensitive or (weights_same and sensitive == ["metrics.json"]):
+        return [
+            "the outputs numerics decide (training, predictions) match: a recorded value does "
+            "not match the artifact it derives from"
+        ]
+    if result.numerics is None:
+        return ["the re-run recorded no numerics"]
+    said = numerics.differences(trial.numerics, result.numerics)
+    return [f"{s} (as the capsule records it)" if s.startswith("CPU") else s for s in said]
 
 
 def numerics_notes(trial: Trial) -> list[str]:
@@ -205,6 +229,33 @@ def numerics_notes(trial: Trial) -> list[str]:
 
 
 TRAIN_OUTPUTS = ("train/model.weights.h5", "train/float_predictions.npy")
+MAX_WEIGHTS_BYTES = 4 << 30
+
+
+def _copy_checked(source: Path, target: Path, limit: int) -> str:
+    """Copy a regular file (not through a symlink, at most `limit` bytes) and return the sha256
+    of the bytes copied: the copy is what runs, so the copy is what is checked."""
+    import hashlib
+    import stat
+
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise CapsuleError(f"{source}: cannot read it ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise CapsuleError(f"{source}: not a regular file")
+        if info.st_size > limit:
+            raise CapsuleError(f"{source}: {info.st_size} bytes, more than {limit}")
+        digest = hashlib.sha256()
+        with open(target, "xb") as out:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+                out.write(chunk)
+                if out.tell() > limit:
+                    raise CapsuleError(f"{source}: grew past {limit} bytes while read")
+    return digest.hexdigest()
 
 
 def weights_entry(trial: Trial, source: Path, entry: Path) -> list[str]:
@@ -214,34 +265,25 @@ def weights_entry(trial: Trial, source: Path, entry: Path) -> list[str]:
     its top); each file must hash as the trial recorded it. Returns the artifacts taken.
     """
     from capsule.cache import ENTRY
-    from capsule.hashing import sha256_file
 
     taken = []
     (entry / "train").mkdir(parents=True)
     for name in TRAIN_OUTPUTS:
         if name not in trial.artifacts:
             raise CapsuleError(f"trial {trial.number} recorded no {name} to take")
-        found = [p for p in (source / name, source / Path(name).name) if p.is_file()]
-        if not found or found[0].is_symlink():
-            raise CapsuleError(
-                f"{source}: no {name} (or {Path(name).name}) for trial {trial.number}"
-            )
-        got = sha256_file(found[0])
+        candidates = [source / name, source / Path(name).name]
+        found = next((p for p in candidates if p.exists() or p.is_symlink()), candidates[0])
+        got = _copy_checked(found, entry / name, MAX_WEIGHTS_BYTES)
         if got != trial.artifacts[name]:
             raise MismatchError(
-                f"{found[0]}: not the weights trial {trial.number} recorded for {name} "
+                f"{found}: not the weights trial {trial.number} recorded for {name} "
                 f"(recorded {trial.artifacts[name]}, file has {got})"
             )
-        shutil.copyfile(found[0], entry / name)
         taken.append(name)
-    produced = {k: v for k, v in trial.metrics.items() if k.startswith("float_")}
-    record = {
-        "unit": "train",
-        "key": "from-weights",
-        "metrics": produced,
-        "fidelity": {k: trial.fidelity[k] for k in produced if k in trial.fidelity},
-        "stage_metrics": {"train": produced},
-    }
+    # No metrics: the trial computes the float ones from the predictions (`trial._rescored`),
+    # so a recorded float_accuracy is checked, not copied into the re-run's metrics.json.
+    record = {"unit": "train", "key": "from-weights", "metrics": {}, "fidelity": {}}
+    record["stage_metrics"] = {"train": {}}
     (entry / ENTRY).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     return taken
 
@@ -351,8 +393,8 @@ def verify(
         rows = compare(trial, result.model_copy(update={"artifacts": seen}))
         same = sum(r.match for r in rows)
         notify(f"trial {trial.number}: {same} of {len(rows)} artifacts match")
-        if same < len(rows) and result.numerics is not None:
-            explanations[trial.number] = numerics.differences(trial.numerics, result.numerics)
+        if same < len(rows):
+            explanations[trial.number] = _why(trial, result, rows)
         return rows, compare_metrics(trial, folder)
 
     pool = ThreadPoolExecutor(max_workers=options.jobs)

@@ -128,26 +128,59 @@ def _optimizer(name: str, learning_rate: float) -> Any:
     return classes.get(name, keras.optimizers.RMSprop)(learning_rate=learning_rate)
 
 
+class _Score:
+    """Accuracy and mean cross-entropy, accumulated batch by batch in one fixed order, so that
+    scoring recorded predictions gives the bits scoring them as they were made gave."""
+
+    def __init__(self) -> None:
+        self.correct, self.loss, self.n = 0, 0.0, 0
+
+    def add(self, p: Any, y: Any) -> None:
+        self.correct += int(np.sum(np.argmax(p, axis=1) == np.argmax(y, axis=1)))
+        self.loss += float(-np.sum(y * np.log(np.clip(p, 1e-7, 1.0))))
+        self.n += len(p)
+
+    def metrics(self) -> tuple[float, float]:
+        return self.correct / max(self.n, 1), self.loss / max(self.n, 1)
+
+
 def predict_to_file(
     predict: Any, inputs: Inputs, ranges: list[tuple[int, int]], batch_size: int, path: Path
 ) -> tuple[float, float]:
     """Stream predictions of `ranges` into a .npy; returns (accuracy, mean cross-entropy)."""
     writer: NpyWriter | None = None
-    correct = 0
-    loss = 0.0
-    n = 0
+    score = _Score()
     for batch in iter_batches(ranges, batch_size):
         x, y = inputs.batch(batch)
         p = np.asarray(predict(x), dtype=np.float32)
         if writer is None:
             writer = NpyWriter(path, rows(ranges), tuple(p.shape[1:]), np.float32)
         writer.write(p)
-        correct += int(np.sum(np.argmax(p, axis=1) == np.argmax(y, axis=1)))
-        loss += float(-np.sum(y * np.log(np.clip(p, 1e-7, 1.0))))
-        n += len(x)
+        score.add(p, y)
     if writer is not None:
         writer.close()
-    return correct / max(n, 1), loss / max(n, 1)
+    return score.metrics()
+
+
+def score_file(
+    inputs: Inputs, ranges: list[tuple[int, int]], batch_size: int, path: Path
+) -> dict[str, float]:
+    """The float metrics of predictions recorded in `path` (as `predict_to_file` wrote them):
+    what `verify --from-weights` computes instead of taking the capsule's word for them."""
+    predictions = np.load(path, mmap_mode="r", allow_pickle=False)
+    if predictions.shape[0] != rows(ranges):
+        raise StageError(
+            f"{path.name}: {predictions.shape[0]} rows, the test split has {rows(ranges)}"
+        )
+    score = _Score()
+    offset = 0
+    for batch in iter_batches(ranges, batch_size):
+        _, y = inputs.batch(batch)
+        p = np.asarray(predictions[offset : offset + len(y)], dtype=np.float32)
+        offset += len(y)
+        score.add(p, y)
+    accuracy, loss = score.metrics()
+    return {"float_accuracy": accuracy, "float_loss": loss}
 
 
 def train(

@@ -8,6 +8,7 @@ runtime gives them (`numerics.environment`), instead of re-executing itself into
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,7 +22,7 @@ from capsule import api, numerics
 from capsule.capsulefile import write_capsule
 from capsule.run import to_record
 from capsule.runtime.host import Ran
-from capsule.trial import read_result, trial_params
+from capsule.trial import _metrics_json, read_result, trial_params
 from tests.conftest import small_capsule
 
 pytestmark = pytest.mark.slow
@@ -103,6 +104,22 @@ def test_portable_trial_from_an_emulated_haswell_verifies_byte_for_byte_here(
     assert taken.returncode == 0, taken.stdout + taken.stderr
     assert "taken as recorded" in taken.stdout and "train/model.weights.h5" in taken.stdout
     assert f"reproduced: {n} of {n} artifacts" in taken.stdout
+
+    # A forged float accuracy, resealed with the metrics.json hash it implies: computed again
+    # from the recorded predictions, it is caught (the capsule's word is not taken).
+    loaded = api.load(capsule)
+    metrics = {**trial.metrics, "float_accuracy": 0.999}
+    forged_json = _metrics_json(metrics, trial.fidelity)
+    artifacts = {**trial.artifacts, "metrics.json": hashlib.sha256(forged_json).hexdigest()}
+    forged = trial.model_copy(update={"metrics": metrics, "artifacts": artifacts})
+    forged_capsule = tmp_path / "forged.capsule"
+    write_capsule(loaded.model_copy(update={"trials": [forged]}), forged_capsule)
+    caught = _verify(
+        forged_capsule, "--from-weights", str(folder), "--data-root", str(tmp_path / "exp")
+    )
+    assert caught.returncode == 1, caught.stdout + caught.stderr
+    assert "metric float_accuracy" in caught.stdout
+    assert "a recorded value does not match the artifact it derives from" in caught.stdout
 
     altered = tmp_path / "altered"
     shutil.copytree(folder, altered)

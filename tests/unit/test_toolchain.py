@@ -54,3 +54,25 @@ def test_declared_but_absent_tool_is_recorded_as_not_present(tmp_path: Path) -> 
 def test_no_tool_declared() -> None:
     lock = lock_toolchain(Toolchain())
     assert lock.name == "none" and not lock.present
+
+
+def test_a_capsule_named_tool_folder_is_hashed_not_run_unless_this_host_offers_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock's path and hashes are the capsule author's to choose: a program shipped with a
+    paper and named as the tool must never run for its version (found by a hostile review)."""
+    from capsule import toolchain
+    from tests.conftest import install_vendor_double
+
+    install = install_vendor_double(tmp_path / "paper")
+    monkeypatch.delenv(toolchain.HOST_ENV, raising=False)
+    declared = Toolchain(name="vivado_hls", version="2020.1", path=str(install))
+    lock = toolchain.lock_toolchain(declared)  # as pack does, for its own spec: it runs
+    calls = install / "calls.jsonl"
+    before = calls.read_text()
+    assert lock.present and lock.reported_version is not None
+    assert toolchain.drift(lock) == []  # fingerprint compared, nothing run
+    assert calls.read_text() == before
+    monkeypatch.setenv(toolchain.HOST_ENV, str(install))  # the reader offers this folder
+    assert toolchain.drift(lock) == []
+    assert calls.read_text() != before  # now its version is asked

@@ -161,3 +161,28 @@ def test_all_without_any_recorded_artifacts_cannot_run(packed: Path) -> None:
 def test_an_unknown_runtime_is_bad_input(with_trials: Path) -> None:
     with pytest.raises(CapsuleError, match="--runtime must be docker or local, not 'auto'"):
         api.verify(with_trials, VerifyOptions(runtime="auto"))
+
+
+def test_weights_are_copied_only_from_regular_files_within_a_bound(tmp_path: Path) -> None:
+    """`verify --from-weights` copies what it checks: no symlink, no FIFO, no endless file."""
+    import hashlib
+    import os
+
+    from capsule.errors import CapsuleError
+    from capsule.verify import _copy_checked
+
+    real = tmp_path / "w.h5"
+    real.write_bytes(b"weights" * 100)
+    got = _copy_checked(real, tmp_path / "copy.h5", 1 << 20)
+    assert got == hashlib.sha256(real.read_bytes()).hexdigest()
+    assert (tmp_path / "copy.h5").read_bytes() == real.read_bytes()
+    link = tmp_path / "link.h5"
+    link.symlink_to(real)
+    with pytest.raises(CapsuleError, match="cannot read it"):
+        _copy_checked(link, tmp_path / "c2", 1 << 20)
+    fifo = tmp_path / "fifo.h5"
+    os.mkfifo(fifo)
+    with pytest.raises(CapsuleError, match="not a regular file"):
+        _copy_checked(fifo, tmp_path / "c3", 1 << 20)
+    with pytest.raises(CapsuleError, match="more than 100"):
+        _copy_checked(real, tmp_path / "c4", 100)
