@@ -34,7 +34,7 @@ from capsule.runtime.host import run_with
 from capsule.space import Params
 from capsule.spec import Spec, apply_params, load_spec
 from capsule.toolchain import lock_toolchain
-from capsule.trial import TrialResult, run_trial
+from capsule.trial import TrialResult, check_folder, run_trial
 from capsule.verify import Verification, VerifyOptions
 from capsule.verify import verify as verify_trials
 from capsule.version import __version__
@@ -120,11 +120,13 @@ def pack(
         environment=_environment(spec, runtime),
         toolchain=lock_toolchain(spec.toolchain),
     ).sealed()
-    if previous is None or previous.digest != capsule.digest:
-        write_capsule(capsule, output)
+    # Recorded before the capsule is written, so a data folder that cannot take them
+    # ($CAPSULE_DATA_DIR) fails the pack with nothing written.
     trust_store.trust(capsule)  # its code came from this machine's own files
     if capsule.toolchain.present and capsule.toolchain.path:
         toolchain.offer(capsule.toolchain.path)  # found here, in a spec packed here
+    if previous is None or previous.digest != capsule.digest:
+        write_capsule(capsule, output)
     return capsule
 
 
@@ -203,12 +205,16 @@ def data_root(capsule_path: Path, capsule: Capsule, override: Path | None = None
 def check(capsule_path: Path, override_root: Path | None = None) -> Capsule:
     """Load a capsule and check that its data files are present and match their hashes."""
     capsule = load(capsule_path)
+    _check_data_here(capsule, data_root(capsule_path, capsule, override_root))
+    return capsule
+
+
+def _check_data_here(capsule: Capsule, root: Path) -> None:
     cache = HashCache.default()
     try:
-        check_data(capsule, data_root(capsule_path, capsule, override_root), cache)
+        check_data(capsule, root, cache)
     finally:
         cache.close()
-    return capsule
 
 
 def diff(a: Path, b: Path) -> list[Difference]:
@@ -222,12 +228,18 @@ def read_params(path: Path) -> Params:
     """A trial's params from a JSON object file (parameter path -> value)."""
     raw = read_limited(path, MAX_PARAMS_BYTES, "params", CapsuleError)
     try:
-        params = json.loads(raw)
+        params = json.loads(raw, parse_constant=_no_constant)
+    except RecursionError:
+        raise CapsuleError(f"{path}: params are nested too deeply") from None
     except ValueError as exc:
         raise CapsuleError(f"{path}: not valid JSON: {exc}") from None
     if not isinstance(params, dict):
         raise CapsuleError(f"{path}: params must be a JSON object of parameter path -> value")
     return params
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(f"{name} is not a number a parameter can take")
 
 
 def trial(
@@ -248,6 +260,8 @@ def trial(
     """
     capsule = load(capsule_path)
     root = data_root(capsule_path, capsule, data_root_override)
+    _check_data_here(capsule, root)  # as `run` does: bad data is bad input (exit 2), not a trial
+    check_folder(out)
     choice = runtime_choice(capsule, runtime, image_ref)
     if choice.kind == "local":  # before the drift check, which runs the tool's version query
         if trust:

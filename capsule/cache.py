@@ -28,12 +28,14 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from capsule.capsulefile import Capsule
+from capsule.errors import CapsuleWarning
 from capsule.hashing import default_cache_dir, digest_of, hash_files
 from capsule.spec import Spec
 
@@ -151,8 +153,15 @@ class StageCache:
             target = self.path(unit_keys[unit])
             if target.exists():
                 continue
-            self.root.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+            try:
+                self.root.mkdir(parents=True, exist_ok=True)
+                tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
+            except OSError as exc:  # the trial's result stands; only later reuse is lost
+                warnings.warn(
+                    CapsuleWarning(f"{self.root}: cannot store in the stage cache: {exc.strerror}"),
+                    stacklevel=2,
+                )
+                break
             tmp.chmod(0o755)  # containers read entries as another user
             try:
                 for name in OUTPUTS[unit]:

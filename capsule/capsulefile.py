@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from tomlkit.items import Item
+from tomlkit.items import Array, Item, Trivia, Whitespace
 
 from capsule.errors import CapsuleError, CapsuleFileError, DigestMismatch, SourceError
 from capsule.files import read_text_limited, unsafe_relative_name, write_atomic
@@ -26,18 +26,22 @@ from capsule.numerics import Numerics
 from capsule.space import Value
 from capsule.spec import (
     IMAGE_RE,
+    MAX_SOURCES,
     Spec,
     check_install_path,
     check_plain_text,
     check_version,
     describe_validation_error,
+    load_toml,
 )
 
 FORMAT = 1
 MAX_CAPSULE_BYTES = 64 << 20
 MAX_SOURCE_BYTES = 1 << 20
-MAX_SOURCES = 256
 SHA256_RE = r"^[0-9a-f]{64}$"
+# Trial numbers are SQLite integers in the run journal (64-bit); a search numbers its trials
+# from 0 and is bounded far below this, so anything larger is not a record of a real run.
+MAX_TRIAL_NUMBER = 2**31 - 1
 
 HEADER = (
     "capsule: a locked hls4ml experiment (spec, data hashes, environment, toolchain, results).\n"
@@ -48,7 +52,9 @@ HEADER = (
 
 
 class Locked(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Finite numbers only: a capsule's numbers are sealed by a digest over canonical JSON,
+    # which has no inf or nan (a foreign capsule claiming them is refused as invalid).
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 Sha256 = Annotated[str, Field(pattern=SHA256_RE)]
@@ -146,7 +152,7 @@ class Trial(Locked):
     digest seals it like any value; reproduction compares `artifacts`, never durations.
     """
 
-    number: Annotated[int, Field(ge=0)]
+    number: Annotated[int, Field(ge=0, le=MAX_TRIAL_NUMBER)]
     status: Literal["ok", "failed", "timeout", "oom", "constraint"]
     params: dict[str, Value] = {}
     metrics: dict[str, float] = {}
@@ -189,6 +195,17 @@ class Capsule(Locked):
 
     _root = field_validator("data_root")(check_plain_text)
 
+    @field_validator("trials")
+    @classmethod
+    def _unique_numbers(cls, trials: list[Trial]) -> list[Trial]:
+        """A trial number names one record: verify, export and resume look trials up by it."""
+        seen: set[int] = set()
+        for i, trial in enumerate(trials):
+            if trial.number in seen:
+                raise ValueError(f"trials[{i}]: trial number {trial.number} appears twice")
+            seen.add(trial.number)
+        return trials
+
     def content(self) -> dict[str, Any]:
         """Everything the digest covers, as plain data."""
         data = self.model_dump(mode="json", exclude_none=True)
@@ -221,7 +238,7 @@ def parse_capsule(text: str, source: str = "capsule") -> Capsule:
     if len(text) > MAX_CAPSULE_BYTES:
         raise CapsuleFileError(f"{source}: larger than {MAX_CAPSULE_BYTES} bytes")
     try:
-        data = tomllib.loads(text)
+        data = load_toml(text)
     except tomllib.TOMLDecodeError as exc:
         # Like uv: a newer tool's file may not parse at all; say so rather than quote the parser.
         match = _FORMAT_LINE.search(text)
@@ -267,8 +284,22 @@ def _item(value: Any) -> Item:
         for entry in value:
             aot.append(_item(entry))
         return aot
+    if isinstance(value, list) and not any(isinstance(v, dict) for v in value):
+        return _array(value)
     item: Item = tomlkit.item(value)
     return item
+
+
+def _array(values: list[Any]) -> Array:
+    """A TOML array built in one step, as tomlkit's parser builds one: `tomlkit.item(list)`
+    appends element by element and re-indexes the whole array each time, which made writing a
+    capsule quadratic in the length of a choice (minutes for 60,000 options)."""
+    elements: list[Item] = []
+    for i, value in enumerate(values):
+        if i:
+            elements.append(Whitespace(", "))
+        elements.append(_array(value) if isinstance(value, list) else tomlkit.item(value))
+    return Array(elements, Trivia())
 
 
 def dump_capsule(capsule: Capsule) -> str:

@@ -8,16 +8,47 @@ joined to a directory: a capsule from a collaborator is untrusted input.
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import os
+import socket
+import stat
 import tempfile
 from pathlib import Path, PurePosixPath
 
+# A temp file's name says which process writes it (`.NAME.<pid>-<space>.<random>.tmp`), so the
+# next writer of NAME can remove those of writers that died (SIGKILL, power loss) mid-write: a
+# killed write of a large capsule or report would otherwise leave its size behind for good.
+# `space` names the host and pid namespace, because a container writes into a mounted trial
+# folder with pids the host cannot see: only a writer of the same space is judged dead or alive.
+TMP_SUFFIX = ".tmp"
+
+
+@functools.cache
+def _pid_space() -> str:
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        namespace = ""
+    return hashlib.sha256(f"{socket.gethostname()}\0{namespace}".encode()).hexdigest()[:8]
+
+
+def _writer_tag() -> str:
+    return f"{os.getpid()}-{_pid_space()}"
+
 
 def write_atomic(path: Path, data: bytes | str) -> None:
-    """Write `data` to `path` so that readers see either the old file or the whole new one."""
+    """Write `data` to `path` so that readers see either the old file or the whole new one.
+
+    Temp files of the same target left by dead writers are removed first.
+    """
     payload = data.encode("utf-8") if isinstance(data, str) else data
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.{_writer_tag()}.", suffix=TMP_SUFFIX, dir=path.parent
+    )
     try:
         # mkstemp makes 0600 files; give the file the mode an ordinary write would (0666 less
         # the umask), so containers running as another user can read capsules and data.
@@ -32,15 +63,62 @@ def write_atomic(path: Path, data: bytes | str) -> None:
         raise
 
 
+def remove_stale_temps(path: Path) -> None:
+    """Remove temp files of `path` (from `write_atomic`) whose writing process is gone.
+
+    Only names of the exact form `write_atomic` gives, written on this host and pid namespace by
+    a pid that no longer runs, are touched; a live writer's temp file (another process, or this
+    one) is left alone.
+    """
+    prefix = f".{path.name}."
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(path.parent):
+            name = entry.name
+            if not (name.startswith(prefix) and name.endswith(TMP_SUFFIX)):
+                continue
+            writer, _, rest = name[len(prefix) : -len(TMP_SUFFIX)].partition(".")
+            pid, _, space = writer.partition("-")
+            if not (pid.isdigit() and rest) or space != _pid_space() or _alive(int(pid)):
+                continue
+            with contextlib.suppress(OSError):
+                if entry.is_file(follow_symlinks=False):
+                    os.unlink(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True  # another user's process, or not ours to judge: leave its file
+    return True
+
+
 def read_limited(path: Path, limit: int, what: str, error: type[Exception]) -> bytes:
     """The bytes of `path`, refusing more than `limit` of them: every file capsule reads from
     a spec, a capsule or a tool is bounded, so a hostile or broken input cannot exhaust memory.
-    Errors are `error("<path>: ...")`, one line naming `what` was being read."""
+    Only regular files are read: a FIFO, a device or a socket would block or never end, so the
+    file is opened without blocking and checked (`fstat`) before the first read. Errors are
+    `error("<path>: ...")`, one line naming `what` was being read."""
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+            raise error(f"{path}: cannot read {what}: {kind}")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as f:
             raw = f.read(limit + 1)
     except OSError as exc:
         raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     if len(raw) > limit:
         raise error(f"{path}: {what} is larger than {limit} bytes")
     return raw

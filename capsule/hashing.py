@@ -11,14 +11,17 @@ mtime or ctime, so a stale entry is never used, and re-packing unchanged multi-G
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+
+from capsule.errors import CapsuleError
 
 DIGEST_PREFIX = "sha256:"
 
@@ -65,17 +68,35 @@ def _identity(path: Path) -> tuple[str, int, int, int, int, int]:
 
 
 class HashCache:
-    """File hashes remembered by file identity; safe to share between concurrent processes."""
+    """File hashes remembered by file identity; safe to share between concurrent processes.
+
+    A cache folder that cannot be used (a file, not writable, a corrupt or foreign database) is
+    a `CapsuleError` naming it, raised before anything is written: the cache is this user's, and
+    fixing or moving it ($CAPSULE_CACHE_DIR) is theirs to decide, so it is never replaced.
+    """
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS file_hash ("
-            " path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, size INTEGER,"
-            " mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT NOT NULL)"
-        )
+        self.path = path
+        with self._errors():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS file_hash ("
+                " path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, size INTEGER,"
+                " mtime_ns INTEGER, ctime_ns INTEGER, sha256 TEXT NOT NULL)"
+            )
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, sqlite3.Error) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise CapsuleError(
+                f"{self.path}: cannot use the hash cache: {reason} (set CAPSULE_CACHE_DIR to "
+                "a writable folder, or remove the file)"
+            ) from None
 
     @classmethod
     def default(cls) -> HashCache:
@@ -85,18 +106,20 @@ class HashCache:
         self._db.close()
 
     def lookup(self, identity: tuple[str, int, int, int, int, int]) -> str | None:
-        row = self._db.execute(
-            "SELECT dev, ino, size, mtime_ns, ctime_ns, sha256 FROM file_hash WHERE path = ?",
-            (identity[0],),
-        ).fetchone()
+        with self._errors():
+            row = self._db.execute(
+                "SELECT dev, ino, size, mtime_ns, ctime_ns, sha256 FROM file_hash WHERE path = ?",
+                (identity[0],),
+            ).fetchone()
         if row is None or tuple(row[:5]) != identity[1:]:
             return None
         return str(row[5])
 
     def store(self, identity: tuple[str, int, int, int, int, int], sha256: str) -> None:
-        self._db.execute(
-            "INSERT OR REPLACE INTO file_hash VALUES (?, ?, ?, ?, ?, ?, ?)", (*identity, sha256)
-        )
+        with self._errors():
+            self._db.execute(
+                "INSERT OR REPLACE INTO file_hash VALUES (?, ?, ?, ?, ?, ?, ?)", (*identity, sha256)
+            )
 
 
 def hash_files(

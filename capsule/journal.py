@@ -22,6 +22,7 @@ import os
 import socket
 import sqlite3
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,25 +121,59 @@ def _holder(fd: int) -> str:
     return "holder unknown"
 
 
+COLUMNS = {
+    "meta": ["key", "value"],
+    "trials": ["number", "params", "state", "record"],
+    "events": ["id", "number", "kind", "at", "detail"],
+}
+
+
 class Journal:
+    """The journal of one run folder. Whatever is in the file is checked as it is read (tables
+    and columns when opened, each row's JSON when used): a garbage or foreign file, or rows
+    edited by hand, are a `JournalError` naming the file, never a traceback."""
+
     def __init__(self, path: Path, lock: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        try:
+        with self._errors("not a readable run journal"):
+            path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(path, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
+            for table, columns in COLUMNS.items():
+                found = [r[1] for r in self._db.execute(f"PRAGMA table_info({table})")]
+                if found != columns:
+                    self._db.close()
+                    raise JournalError(
+                        f"{path}: not a run journal of this capsule version (table {table} has "
+                        f"columns {', '.join(found)}); pass another --run-dir, or remove it"
+                    )
             row = self._db.execute("SELECT value FROM meta WHERE key = 'lock'").fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise JournalError(f"{path}: not a readable run journal ({exc})") from None
-        if row is None:
-            self._db.execute("INSERT INTO meta VALUES ('lock', ?)", (lock,))
-        elif row[0] != lock:
+            if row is None:
+                self._db.execute("INSERT INTO meta VALUES ('lock', ?)", (lock,))
+        if row is not None and row[0] != lock:
             raise JournalError(
                 f"{path}: this run folder belongs to another capsule lock ({row[0]}); "
                 "pass another --run-dir, or remove it to start over"
             )
+
+    @contextlib.contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except (OSError, sqlite3.Error, OverflowError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise JournalError(f"{self.path}: {doing} ({reason})") from None
+
+    def _json(self, text: Any, number: Any, what: str) -> Any:
+        try:
+            return json.loads(text)
+        except (TypeError, ValueError, RecursionError):
+            raise JournalError(
+                f"{self.path}: trial {number}: the journaled {what} is not JSON; pass another "
+                "--run-dir, or remove it to start over"
+            ) from None
 
     def close(self) -> None:
         self._db.close()
@@ -157,7 +192,7 @@ class Journal:
 
     def propose(self, number: int, params: Params) -> None:
         text = json.dumps(params, sort_keys=True)
-        with self._db:
+        with self._errors("cannot write the run journal"), self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "INSERT INTO trials (number, params, state) VALUES (?, ?, 'proposed')",
@@ -166,7 +201,7 @@ class Journal:
             self._event(number, "proposed", text)
 
     def start(self, number: int, attempt_detail: str | None = None) -> None:
-        with self._db:
+        with self._errors("cannot write the run journal"), self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("UPDATE trials SET state = 'running' WHERE number = ?", (number,))
             self._event(number, "started", attempt_detail)
@@ -174,7 +209,7 @@ class Journal:
     def finish(self, number: int, record: dict[str, Any]) -> None:
         """Record a finished trial; `record` is what goes into the capsule for it."""
         text = json.dumps(record, sort_keys=True)
-        with self._db:
+        with self._errors("cannot write the run journal"), self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "INSERT INTO trials (number, params, state, record) VALUES (?, ?, 'done', ?) "
@@ -185,16 +220,31 @@ class Journal:
 
     def unfinished(self) -> list[tuple[int, Params]]:
         """Trials proposed or started but without a result, by number: to be run again."""
-        rows = self._db.execute(
-            "SELECT number, params FROM trials WHERE state != 'done' ORDER BY number"
-        )
-        return [(n, json.loads(p)) for n, p in rows]
+        with self._errors("cannot read the run journal"):
+            rows = self._db.execute(
+                "SELECT number, params FROM trials WHERE state != 'done' ORDER BY number"
+            ).fetchall()
+        out = []
+        for number, text in rows:
+            params = self._json(text, number, "params")
+            if not isinstance(number, int) or not isinstance(params, dict):
+                raise JournalError(f"{self.path}: trial {number}: journaled params are not a table")
+            out.append((number, params))
+        return out
 
     def finished(self) -> list[dict[str, Any]]:
-        rows = self._db.execute(
-            "SELECT record FROM trials WHERE state = 'done' ORDER BY number"
-        ).fetchall()
-        return [json.loads(r) for (r,) in rows]
+        """The records of finished trials, as JSON objects (the caller validates their keys)."""
+        with self._errors("cannot read the run journal"):
+            rows = self._db.execute(
+                "SELECT number, record FROM trials WHERE state = 'done' ORDER BY number"
+            ).fetchall()
+        out = []
+        for number, text in rows:
+            record = self._json(text, number, "record")
+            if not isinstance(record, dict) or record.get("number") != number:
+                raise JournalError(f"{self.path}: trial {number}: journaled record is not its own")
+            out.append(record)
+        return out
 
     def events(self) -> list[tuple[int, str]]:
         return [(n, k) for n, k in self._db.execute("SELECT number, kind FROM events ORDER BY id")]

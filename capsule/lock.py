@@ -34,6 +34,7 @@ def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> l
         name: _data_file(root, inp.path, f"{source}: data.{name}.path")
         for name, inp in inputs.items()
     }
+    _check_split(spec, paths["features"], source)
     unique = sorted(set(paths.values()))
     digests = dict(zip(unique, hash_files(unique, cache), strict=True))
     return [
@@ -45,6 +46,30 @@ def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> l
         )
         for name in INPUTS
     ]
+
+
+def _check_split(spec: Spec, features: Path, source: str) -> None:
+    """Refuse a split that leaves train or test without rows for this data (`test = 1e-12`):
+    found here from the array's header, the trial's own split rule, not in a trial's data stage.
+    The data file is opened as the trial opens it, so an unreadable array is refused here too."""
+    from capsule.flow.data import Split, open_array
+
+    d = spec.data
+    try:
+        array = open_array(features, d.features.format or "npy", d.features.dataset)
+    except DataError as exc:
+        raise DataError(f"{source}: data.features: {exc}") from None
+    except (OSError, ValueError) as exc:  # h5py and numpy's own errors for a file they cannot read
+        raise DataError(f"{source}: data.features: {features}: cannot read: {exc}") from None
+    try:
+        n_rows = int(array.shape[0]) if array.shape else 0
+    finally:
+        array.close()
+    fractions = (d.split.train, d.split.validation, d.split.test)
+    try:
+        Split.make(n_rows, fractions, spec.experiment.seed)
+    except DataError as exc:
+        raise DataError(f"{source}: data.split: {exc}") from None
 
 
 def lock_sources(spec: Spec, root: Path, source: str = "spec") -> list[SourceLock]:

@@ -31,20 +31,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from capsule import toolchain
 from capsule import trust as trust_store
 from capsule.capsulefile import Capsule, Trial, read_capsule, write_capsule
 from capsule.errors import CapsuleError
 from capsule.fidelity import level_of, level_params, max_promotions, next_promotion, point_of
 from capsule.hashing import HashCache, digest_of
-from capsule.journal import Journal, RunLock
+from capsule.journal import Journal, JournalError, RunLock
 from capsule.lock import check_data
 from capsule.process import log_tail
 from capsule.runtime.dask import WorkerSetupError, scheduler_address
 from capsule.runtime.host import HostRuntime, Ran
 from capsule.search import Outcome, Searcher, violation
 from capsule.space import Params
-from capsule.spec import Spec
+from capsule.spec import Spec, format_validation_error
 
 JOURNAL = "journal.sqlite"
 
@@ -231,7 +233,7 @@ class Runner:
 
     def _sync(self) -> None:
         """Journal and capsule agree: each gets the finished trials only the other has."""
-        journaled = {r["number"]: Trial.model_validate(r) for r in self.journal.finished()}
+        journaled = {r["number"]: self._journaled(r) for r in self.journal.finished()}
         for number, trial in sorted(self.trials.items()):
             if number not in journaled:
                 self.journal.finish(number, trial.model_dump(mode="json", exclude_none=True))
@@ -239,6 +241,16 @@ class Runner:
         if missing:
             self.trials.update(missing)
             self._write_capsule()
+
+    def _journaled(self, record: dict[str, Any]) -> Trial:
+        """A journaled record as a trial, held to the capsule's own rules for one."""
+        try:
+            return Trial.model_validate(record)
+        except ValidationError as exc:
+            raise JournalError(
+                f"{self.journal.path}: trial {record.get('number')}: the journaled record does "
+                f"not read: {format_validation_error(exc)}; pass another --run-dir, or remove it"
+            ) from None
 
     def _write_capsule(self) -> None:
         trials = [self.trials[n] for n in sorted(self.trials)]

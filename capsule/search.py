@@ -16,9 +16,10 @@ Failed trials (crash, timeout, out of memory) are reported to Hyperopt as failur
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -141,39 +142,82 @@ def vals_from_params(space: Mapping[str, Any], params: Params) -> dict[str, list
     return vals
 
 
-def grid(space: Mapping[str, Any]) -> Iterator[Params]:
-    """Every point of a discrete space, in a fixed order (sorted keys, options as listed)."""
-    keys = sorted(space)
-    axes: list[list[Params]] = []
-    for key in keys:
-        node = space[key]
-        match node:
-            case Choice() if node.is_branch():
-                axes.append(
-                    [{key: i, **sub} for i, opt in enumerate(node.choice) for sub in grid(opt)]  # type: ignore[arg-type]
-                )
-            case Choice():
-                axes.append([{key: v} for v in node.choice])
-            case RandInt():
-                axes.append([{key: v} for v in range(*node.randint)])
-            case QUniform():
-                lo, hi, q = node.quniform
-                steps = range(round(lo / q), round(hi / q) + 1)
-                axes.append(
-                    [{key: int(s * q) if _int_args(node.quniform) else s * q} for s in steps]
-                )
-            case Uniform() | LogUniform() | QLogUniform():
-                raise SpecError(
-                    f"search.space.{key}: grid search needs choice, randint or quniform "
-                    f"parameters, not {type(node).__name__.lower()}"
-                )
-            case _:
-                axes.append([{key: node}])
-    for combo in itertools.product(*axes):
+class Grid:
+    """Every point of a discrete space, in a fixed order (sorted keys, options as listed, the
+    last key varying fastest), computed from its index.
+
+    Nothing is materialised: a fine `quniform` axis has as many points as its range holds, and
+    listing them (or the product of the axes) would exhaust memory long before a search could
+    run them. `size` may exceed what `len` can return, hence not a `Sequence`.
+    """
+
+    def __init__(self, space: Mapping[str, Any]) -> None:
+        self._axes: list[_Axis | Grid] = [_axis(key, space[key]) for key in sorted(space)]
+        self.size: int = math.prod(axis.size for axis in self._axes)
+
+    def __getitem__(self, index: int) -> Params:
+        if not 0 <= index < self.size:
+            raise IndexError(f"grid point {index} of {self.size}")
+        parts = []
+        for axis in reversed(self._axes):
+            index, i = divmod(index, axis.size)
+            parts.append(axis[i])
         point: Params = {}
-        for part in combo:
+        for part in reversed(parts):
             point.update(part)
-        yield point
+        return point
+
+    def __iter__(self) -> Iterator[Params]:
+        return (self[i] for i in range(self.size))
+
+
+@dataclass(frozen=True)
+class _Axis:
+    """One key's points: `size` of them, the i-th from `at(i)`."""
+
+    size: int
+    at: Callable[[int], Params]
+
+    def __getitem__(self, i: int) -> Params:
+        return self.at(i)
+
+
+def _axis(key: str, node: Any) -> _Axis | Grid:
+    match node:
+        case Choice() if node.is_branch():
+            options = [Grid(opt) for opt in node.choice]  # type: ignore[arg-type]
+            starts = list(itertools.accumulate((o.size for o in options), initial=0))
+
+            def branch(i: int) -> Params:
+                j = bisect.bisect_right(starts, i) - 1
+                return {key: j, **options[j][i - starts[j]]}
+
+            return _Axis(starts[-1], branch)
+        case Choice():
+            return _Axis(len(node.choice), lambda i: {key: node.choice[i]})
+        case RandInt():
+            low, high = node.randint
+            return _Axis(high - low, lambda i: {key: low + i})
+        case QUniform():
+            lo, hi, q = node.quniform
+            first, last = round(lo / q), round(hi / q)
+            ints = _int_args(node.quniform)
+            return _Axis(
+                last - first + 1,
+                lambda i: {key: int((first + i) * q) if ints else (first + i) * q},
+            )
+        case Uniform() | LogUniform() | QLogUniform():
+            raise SpecError(
+                f"search.space.{key}: grid search needs choice, randint or quniform "
+                f"parameters, not {type(node).__name__.lower()}"
+            )
+        case _:
+            return _Axis(1, lambda i: {key: node})
+
+
+def grid(space: Mapping[str, Any]) -> Grid:
+    """The grid of a discrete space (see `Grid`)."""
+    return Grid(space)
 
 
 # --- scoring --------------------------------------------------------------------------------
@@ -265,8 +309,8 @@ class Searcher:
         self.budget = budget or spec.search.max_trials
         self.space = spec.search.space
         if self.algo == "grid":
-            self._grid = list(itertools.islice(grid(self.space), self.budget))
-            self.budget = len(self._grid)
+            self._grid = grid(self.space)
+            self.budget = min(self.budget, self._grid.size)
         elif self.algo not in ("tpe", "random"):
             raise SpecError(f"search.algo: {self.algo!r} is not one of tpe, random, grid")
 

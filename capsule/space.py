@@ -28,10 +28,14 @@ Value = Union[Scalar, list[Scalar], list[list[Scalar]]]  # noqa: UP007
 Params = dict[str, Any]
 
 KINDS = ("choice", "uniform", "quniform", "loguniform", "qloguniform", "randint")
+# Options of one choice: more is a range written out (use randint or quniform), and every option
+# is checked against the spec when it is read.
+MAX_OPTIONS = 10_000
 
 
 class _Dist(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # Finite numbers only (choice values too): see `spec.Strict`.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 # int | float keeps TOML ints as ints: q-distributions whose arguments are all ints yield ints.
@@ -40,10 +44,15 @@ Triple = Annotated[list[int | float], Field(min_length=3, max_length=3)]
 
 
 class Choice(_Dist):
-    choice: Annotated[list[Union[Value, dict[str, Node]]], Field(min_length=1)]  # noqa: UP007
+    choice: Annotated[
+        list[Union[Value, dict[str, Node]]],  # noqa: UP007
+        Field(min_length=1, max_length=MAX_OPTIONS),
+    ]
 
     def is_branch(self) -> bool:
-        return any(isinstance(option, dict) for option in self.choice)
+        # Options are all tables or none (checked below), so the first one tells; O(1) because
+        # every walk over a space asks each choice.
+        return isinstance(self.choice[0], dict)
 
     @model_validator(mode="after")
     def _all_or_none_tables(self) -> Choice:
@@ -100,6 +109,11 @@ class RandInt(_Dist):
         return self
 
 
+# A quantized value is round(x / q) * q: beyond 2**53 steps of q from zero the step count is no
+# longer an exact float (and at q = 1e-320, x / q overflows), so q must be coarser than that.
+MAX_STEPS = 2**53
+
+
 def _check_range(low: float, high: float, *, positive: bool, q: float | None = None) -> None:
     if not all(math.isfinite(v) for v in (low, high, q if q is not None else 1.0)):
         raise ValueError("bounds must be finite numbers")
@@ -109,6 +123,8 @@ def _check_range(low: float, high: float, *, positive: bool, q: float | None = N
         raise ValueError("log distributions need low > 0")
     if q is not None and q <= 0:
         raise ValueError("q must be > 0")
+    if q is not None and max(abs(low), abs(high)) / q > MAX_STEPS:
+        raise ValueError("q is too small for the bounds (at most 2**53 steps of q from 0)")
 
 
 def _kind(value: Any) -> str | None:

@@ -9,7 +9,6 @@ typo found after an overnight search costs a night. docs/capsule-format.md docum
 
 from __future__ import annotations
 
-import copy
 import re
 import tomllib
 from pathlib import Path
@@ -31,10 +30,18 @@ from capsule.metrics import METRICS
 from capsule.space import Distribution, Params, Value, branch_labels, candidates, parameters
 
 MAX_SPEC_BYTES = 1 << 20
+MAX_DEPTH = 32  # tables and arrays inside each other, in a spec or a capsule
+# Embedded sources a capsule may carry: the includes, a model builder and a preprocessing
+# function. The spec bounds its includes so that pack refuses too many with the key's line.
+MAX_SOURCES = 256
+MAX_INCLUDES = MAX_SOURCES - 2
 
 PRECISION_RE = re.compile(
-    r"^(?:(?:ap_)?u?fixed<\s*\d+\s*,\s*-?\d+\s*(?:,\s*\w+\s*){0,3}>|(?:ap_)?u?int<\s*\d+\s*>)$"
+    r"^(?:(?:ap_)?u?fixed<\s*(?P<fw>\d+)\s*,\s*(?P<fi>-?\d+)\s*(?:,\s*\w+\s*){0,3}>"
+    r"|(?:ap_)?u?int<\s*(?P<iw>\d+)\s*>)$"
 )
+# ap_types' default limit on a width (AP_INT_MAX_W); hls4ml passes W and I through to them.
+MAX_PRECISION_WIDTH = 1024
 SOURCE_REF_RE = re.compile(r"^(?P<file>[^:]+\.py):(?P<function>[A-Za-z_][A-Za-z0-9_]*)$")
 NAME_RE = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 MEMORY_RE = r"^[0-9]+[bkmg]?$"
@@ -55,7 +62,11 @@ CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 class Strict(BaseModel):
     # validate_default: defaults pass the same validators as written values, so a spec that
     # omits a section normalises exactly like one that spells the defaults out.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=True)
+    # allow_inf_nan=False: TOML has inf and nan, but no timeout, weight, bound or choice means
+    # anything with them, and the digest (canonical JSON) cannot hold them.
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, validate_default=True, allow_inf_nan=False
+    )
 
 
 def _check_relative(name: str) -> str:
@@ -110,9 +121,29 @@ def check_plain_text(value: str) -> str:
 
 
 def _check_precision(value: str) -> str:
-    if not PRECISION_RE.fullmatch(value):
+    """A precision hls4ml and ap_types accept: a width W from 1 to 1024 (ap_types' default
+    AP_INT_MAX_W) and, for fixed point, integer bits I at most W and at least -1024. Checked
+    here because g++ refuses anything else only when a trial compiles its C simulation."""
+    match = PRECISION_RE.fullmatch(value)
+    if not match:
         raise ValueError(f"{value!r} is not an hls4ml precision such as 'ap_fixed<16,6>'")
+    width = _bits(match["fw"] or match["iw"])
+    if not 1 <= width <= MAX_PRECISION_WIDTH:
+        raise ValueError(f"{value!r}: the width must be from 1 to {MAX_PRECISION_WIDTH} bits")
+    if match["fi"] is not None and not -MAX_PRECISION_WIDTH <= _bits(match["fi"]) <= width:
+        raise ValueError(
+            f"{value!r}: the integer bits must be at most the width "
+            f"(and at least -{MAX_PRECISION_WIDTH})"
+        )
     return value
+
+
+def _bits(digits: str) -> int:
+    """A bit count as written; more than 8 digits is out of range anyway (and Python refuses
+    to convert very long digit strings)."""
+    if len(digits.lstrip("-")) > 8:
+        return -(10**9) if digits.startswith("-") else 10**9
+    return int(digits)
 
 
 def _check_source_ref(value: str) -> str:
@@ -127,7 +158,7 @@ class Experiment(Strict):
     name: Annotated[str, Field(pattern=NAME_RE)]
     description: str = ""
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 0
-    include: list[str] = []
+    include: Annotated[list[str], Field(max_length=MAX_INCLUDES)] = []
 
     _paths = field_validator("include")(lambda v: [_check_relative(p) for p in v])
 
@@ -457,7 +488,7 @@ def apply_params(spec: Spec, params: Params) -> Spec:
 
     Branch labels are skipped: they only record which option of a nested choice was taken.
     """
-    data = copy.deepcopy(spec.to_data())
+    data = spec.to_data()
     labels = set(branch_labels(spec.search.space))
     for path, value in sorted(params.items()):
         if path in labels:
@@ -465,15 +496,21 @@ def apply_params(spec: Spec, params: Params) -> Spec:
         reason = None if path in LEVEL_KEYS else _unsettable(path, spec.model.builder)
         if reason:
             raise SpecError(f"params: {path!r} {reason}")
-        *parents, leaf = path.split(".")
-        node = data
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
+        data = _set(data, path.split("."), value)
     try:
         return Spec.model_validate(data)
     except ValidationError as exc:
         raise SpecError(f"params: {format_validation_error(exc)}") from None
+
+
+def _set(data: dict[str, Any], keys: list[str], value: Any) -> dict[str, Any]:
+    """`data` with `value` at the key path, copying only the tables on the path: `data` itself
+    is never changed, and setting one value costs the depth of its path, not the spec's size."""
+    head, *rest = keys
+    below = data.get(head)
+    copied = dict(data)
+    copied[head] = _set(below if isinstance(below, dict) else {}, rest, value) if rest else value
+    return copied
 
 
 def format_loc(loc: tuple[int | str, ...]) -> str:
@@ -502,10 +539,19 @@ def _clean_loc(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
     return tuple(cleaned)
 
 
+def _best_error(exc: ValidationError) -> Any:
+    """The most specific problem pydantic found: the deepest key, and there a problem with the
+    value itself (`finite_number`, a bound) before "not a bool" from each member of a union."""
+    return max(
+        exc.errors(include_url=False),
+        key=lambda e: (len(_clean_loc(e["loc"])), not str(e["type"]).endswith("_type")),
+    )
+
+
 def format_validation_error(exc: ValidationError) -> str:
-    """One line for the most specific problem pydantic found (the deepest key)."""
+    """One line for the most specific problem pydantic found (see `_best_error`)."""
     errors = exc.errors(include_url=False)
-    best = max(errors, key=lambda e: len(_clean_loc(e["loc"])))
+    best = _best_error(exc)
     loc = format_loc(_clean_loc(best["loc"]))
     msg = str(best["msg"]).removeprefix("Value error, ")
     if best["type"] == "extra_forbidden":
@@ -516,8 +562,7 @@ def format_validation_error(exc: ValidationError) -> str:
 
 def describe_validation_error(exc: ValidationError, text: str, source: str) -> str:
     """`file:line: key.path: problem` for the most specific error in `exc`."""
-    best = max(exc.errors(), key=lambda e: len(_clean_loc(e["loc"])))
-    line = line_of(text, best["loc"])
+    line = line_of(text, _best_error(exc)["loc"])
     where = f"{source}:{line}" if line else source
     return f"{where}: {format_validation_error(exc)}"
 
@@ -547,12 +592,30 @@ def line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     return None if found is None else text.count("\n", 0, found) + 1
 
 
+def load_toml(text: str) -> dict[str, Any]:
+    """`tomllib.loads` for untrusted text: nesting deeper than `MAX_DEPTH` (tables or arrays) is
+    a `TOMLDecodeError` like any other, never a `RecursionError` from the parser or later from
+    validation. No spec or capsule key nests deeper than a few levels."""
+    try:
+        data = tomllib.loads(text)
+    except RecursionError:
+        raise tomllib.TOMLDecodeError(f"nested deeper than {MAX_DEPTH} levels") from None
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise tomllib.TOMLDecodeError(f"nested deeper than {MAX_DEPTH} levels")
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return data
+
+
 def parse_spec(text: str, source: str = "exp.toml") -> Spec:
     """A validated spec from TOML text; `source` names the file in error messages."""
     if len(text.encode("utf-8")) > MAX_SPEC_BYTES:
         raise SpecError(f"{source}: larger than {MAX_SPEC_BYTES} bytes")
     try:
-        data = tomllib.loads(text)
+        data = load_toml(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{source}: not valid TOML: {exc}") from None
     try:
@@ -565,11 +628,20 @@ def parse_spec(text: str, source: str = "exp.toml") -> Spec:
 
 def _check_space_values(spec: Spec, text: str, source: str) -> None:
     """Every value the space can propose must make a valid spec: a float range on an int key or
-    a misspelt precision among the choices fails here, not in trial 37."""
+    a misspelt precision among the choices fails here, not in trial 37.
+
+    Each value is set into the spec without its space (a value's validity does not depend on
+    the space), so the check is linear in the number of values, not quadratic."""
+    bare = spec.model_copy(update={"search": spec.search.model_copy(update={"space": {}})})
     for path, values in candidates(spec.search.space):
+        seen: set[str] = set()
         for value in values:
+            key = repr((type(value), value))
+            if key in seen:  # a repeated option is checked once
+                continue
+            seen.add(key)
             try:
-                apply_params(spec, {path: value})
+                apply_params(bare, {path: value})
             except SpecError as exc:
                 line = line_of(text, ("search", "space", path))
                 where = f"{source}:{line}" if line else source

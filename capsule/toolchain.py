@@ -188,21 +188,17 @@ def require_no_drift(locked: ToolchainLock, allow: bool) -> list[str]:
 def offer(install: str) -> None:
     """Record that this host offers the tool in `install` to trial containers (`pack` found it
     here, in a spec this host packed)."""
-    from capsule.files import write_atomic
-    from capsule.trust import data_dir
+    from capsule.trust import write_lines
 
     known = _offered_file()
     if install not in known:
-        write_atomic(data_dir() / OFFERED, "".join(f"{p}\n" for p in sorted({*known, install})))
+        write_lines(OFFERED, sorted({*known, install}))
 
 
 def _offered_file() -> list[str]:
-    from capsule.trust import data_dir
+    from capsule.trust import read_lines
 
-    try:
-        return (data_dir() / OFFERED).read_text("utf-8").splitlines()
-    except (FileNotFoundError, UnicodeDecodeError):
-        return []
+    return [line for line in read_lines(OFFERED) if line]
 
 
 def host_installs() -> list[Path]:

@@ -28,6 +28,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Iterable, Iterator
@@ -172,6 +173,30 @@ def _artifacts(out: Path, reports: Any) -> dict[str, str]:
     return dict(sorted(hashed.items()))
 
 
+def check_folder(out: Path) -> None:
+    """Refuse a trial folder that is not absent or an empty directory, naming it."""
+    try:
+        if (out.exists() or out.is_symlink()) and not out.is_dir():
+            raise CapsuleError(f"{out}: the trial folder is not a directory")
+        if out.is_dir() and any(out.iterdir()):
+            raise CapsuleError(f"{out}: trial folder is not empty")
+    except OSError as exc:
+        raise CapsuleError(f"{out}: cannot use the trial folder: {exc.strerror or exc}") from None
+
+
+def make_folder(out: Path) -> None:
+    """Create the trial folder and show it takes files, before any work is spent on the trial:
+    a read-only file system or a file on the way is one line naming `out`, not a traceback
+    after training."""
+    check_folder(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        raise CapsuleError(f"{out}: cannot write the trial folder: {exc.strerror or exc}") from None
+
+
 def run_trial(
     capsule: Capsule,
     params: Params | None,
@@ -188,12 +213,11 @@ def run_trial(
     `reuse` maps stage-cache units to cached entries whose outputs replace running their stages
     (see `capsule.cache`).
     """
-    if out.exists() and any(out.iterdir()):
-        raise CapsuleError(f"{out}: trial folder is not empty")
+    check_folder(out)
     drifted = toolchain.require_no_drift(capsule.toolchain, allow_toolchain_drift)
     point = trial_params(capsule.spec, params)
     spec = apply_params(capsule.spec, point)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     out = out.resolve()
     write_atomic(out / "params.json", canonical_json(point) + b"\n")
     threads = threads_for(spec)

@@ -16,11 +16,12 @@ own code and needs no trust.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 from capsule.capsulefile import Capsule
 from capsule.errors import CapsuleError
-from capsule.files import write_atomic
+from capsule.files import read_text_limited, write_atomic
 from capsule.hashing import digest_of
 
 STORE = "trusted.txt"
@@ -54,11 +55,41 @@ def code_digest(capsule: Capsule) -> str | None:
     return digest_of(sources)
 
 
-def _trusted() -> set[str]:
+MAX_STORE_BYTES = 16 << 20
+
+
+def read_lines(name: str) -> list[str]:
+    """The lines of the file `name` in `data_dir()`, none when it does not exist; a
+    `CapsuleError` naming the file when it cannot be read (a file-typed or unreadable data
+    folder, a FIFO, not UTF-8)."""
+    path = data_dir() / name
     try:
-        return set((data_dir() / STORE).read_text("utf-8").split())
+        os.stat(path)
     except FileNotFoundError:
-        return set()
+        return []
+    except OSError:
+        pass  # read_text_limited says why
+    try:
+        text = read_text_limited(path, MAX_STORE_BYTES, "capsule's data file", CapsuleError)
+    except CapsuleError as exc:
+        raise CapsuleError(f"{exc} (set CAPSULE_DATA_DIR to a usable folder)") from None
+    return text.split("\n")
+
+
+def write_lines(name: str, lines: Iterable[str]) -> None:
+    """Replace the file `name` in `data_dir()` atomically; a `CapsuleError` naming it on failure."""
+    path = data_dir() / name
+    try:
+        write_atomic(path, "".join(f"{line}\n" for line in lines))
+    except OSError as exc:
+        raise CapsuleError(
+            f"{path}: cannot write capsule's data file: {exc.strerror or exc} (set "
+            "CAPSULE_DATA_DIR to a writable folder)"
+        ) from None
+
+
+def _trusted() -> set[str]:
+    return {line.strip() for line in read_lines(STORE) if line.strip()}
 
 
 def is_trusted(capsule: Capsule) -> bool:
@@ -69,10 +100,12 @@ def is_trusted(capsule: Capsule) -> bool:
 def trust(capsule: Capsule) -> None:
     """Record that this machine runs `capsule`'s embedded code on the host."""
     code = code_digest(capsule)
-    known = _trusted()
-    if code is None or code in known:
+    if code is None:
         return
-    write_atomic(data_dir() / STORE, "".join(f"{d}\n" for d in sorted(known | {code})))
+    known = _trusted()
+    if code in known:
+        return
+    write_lines(STORE, sorted(known | {code}))
 
 
 def require_trust(capsule: Capsule, source: str) -> None:

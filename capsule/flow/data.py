@@ -131,8 +131,13 @@ class Split:
         order = np.random.default_rng([seed, 0x5B117]).permutation(len(blocks))
         n_train = round(fractions[0] * len(blocks))
         n_val = round(fractions[1] * len(blocks))
-        if n_train < 1 or len(blocks) - n_train - n_val < 1:
-            raise DataError(f"{n_rows} rows are too few to split into train and test")
+        n_test = len(blocks) - n_train - n_val
+        empty = [part for part, n in (("train", n_train), ("test", n_test)) if n < 1]
+        if empty:
+            raise DataError(
+                f"{n_rows} rows in {len(blocks)} blocks leave the {empty[0]} part without rows; "
+                f"raise data.split.{empty[0]} or add data"
+            )
         pick = [blocks[i] for i in order]
         part = (pick[:n_train], pick[n_train : n_train + n_val], pick[n_train + n_val :])
         return Split(*(sorted(p) for p in part))

@@ -32,7 +32,9 @@ from capsule.trial import (
     RESULT,
     Status,
     TrialResult,
+    check_folder,
     host_result,
+    make_folder,
     read_result,
     threads_for,
     trial_params,
@@ -59,12 +61,11 @@ def run_in_container(
 
     `labels` mark the container so a resumed search can find and remove one left running.
     """
-    if out.exists() and any(out.iterdir()):
-        raise CapsuleError(f"{out}: trial folder is not empty")
+    check_folder(out)
     point = trial_params(capsule.spec, params)
     spec = apply_params(capsule.spec, point)
     threads = threads_for(spec)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     out = out.resolve()
     uid, gid = (int(x) for x in UID.split(":"))
     if os.geteuid() == 0:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 from capsule import numerics
 from capsule.capsulefile import Capsule
-from capsule.errors import CapsuleError
 from capsule.hashing import canonical_json
 from capsule.process import log_tail, run_group
 from capsule.space import Params
@@ -28,7 +27,9 @@ from capsule.trial import (
     RESULT,
     Status,
     TrialResult,
+    check_folder,
     host_result,
+    make_folder,
     read_result,
     threads_for,
     trial_params,
@@ -52,10 +53,10 @@ def run_local(
 
     `on_spawn` gets the child's process group id (see `process.run_group`).
     """
-    if out.exists() and any(out.iterdir()):
-        raise CapsuleError(f"{out}: trial folder is not empty")
+    check_folder(out)
     point = trial_params(capsule.spec, params)
     spec = apply_params(capsule.spec, point)
+    make_folder(out)  # empty: the child fills it
     threads = threads_for(spec)
     timeout = spec.runtime.timeout
     with tempfile.TemporaryDirectory(prefix="capsule-trial-") as tmp:

@@ -128,7 +128,7 @@ def test_diff_names_a_changed_data_file_and_both_hashes(experiment: Path, tmp_pa
 
 
 def test_a_minimal_spec_packs_and_reads_back_with_defaults(tmp_path: Path) -> None:
-    (tmp_path / "x.npy").write_bytes(b"x")
+    np.save(tmp_path / "x.npy", np.zeros((8, 2), dtype=np.float32))
     (tmp_path / "exp.toml").write_text(
         '[experiment]\nname = "m"\n[data.features]\npath = "x.npy"\n[data.labels]\npath = "x.npy"\n'
     )
