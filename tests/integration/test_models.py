@@ -1,0 +1,85 @@
+"""The architectures physicists bring (issue 16), each through a real trial: TensorFlow training,
+hls4ml conversion, g++ C simulation and the estimate, on the digits with tiny models.
+
+Each model is the researcher's own builder (`model.py:build`), fed the stored row shape (64,)
+and reshaping it itself, as the builder contract says.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from capsule import api
+from capsule.trial import TrialResult
+from tests.conftest import small_capsule
+
+pytestmark = pytest.mark.slow
+
+SPACE = '[search.space]\n"training.epochs" = { choice = [4] }\n'
+
+BN_MLP = '''
+import keras
+
+
+def build(params, input_shape, n_classes):
+    """Dense -> BatchNorm -> softmax at the output: hls4ml fuses the BatchNorm into the Dense."""
+    x = inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Dense(16, name="fc1")(x)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.Activation("relu", name="relu1")(x)
+    x = keras.layers.Dense(n_classes, name="output")(x)
+    x = keras.layers.BatchNormalization(name="bn_out")(x)
+    outputs = keras.layers.Activation("softmax", name="softmax")(x)
+    return keras.Model(inputs, outputs)
+'''
+
+CONV1D = '''
+import keras
+
+
+def build(params, input_shape, n_classes):
+    """Two Conv1D layers over the 64 features read as 16 steps of 4 channels."""
+    x = inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Reshape((16, 4), name="steps")(x)
+    x = keras.layers.Conv1D(8, 3, name="conv1", activation="relu")(x)
+    x = keras.layers.Conv1D(8, 3, strides=2, name="conv2", activation="relu")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    x = keras.layers.Dense(n_classes, name="output")(x)
+    outputs = keras.layers.Activation("softmax", name="softmax")(x)
+    return keras.Model(inputs, outputs)
+'''
+
+CONV2D = '''
+import keras
+
+
+def build(params, input_shape, n_classes):
+    """The 8x8 image: a strided "same" Conv2D with BatchNorm, pooling, a Dense, softmax."""
+    x = inputs = keras.Input(shape=input_shape)
+    x = keras.layers.Reshape((8, 8, 1), name="image")(x)
+    x = keras.layers.Conv2D(4, 3, strides=2, padding="same", name="conv1")(x)
+    x = keras.layers.BatchNormalization(name="bn1")(x)
+    x = keras.layers.Activation("relu", name="relu1")(x)
+    x = keras.layers.Conv2D(8, 3, padding="same", name="conv2", activation="relu")(x)
+    x = keras.layers.MaxPooling2D(2, name="pool")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    x = keras.layers.Dense(n_classes, name="output")(x)
+    outputs = keras.layers.Activation("softmax", name="softmax")(x)
+    return keras.Model(inputs, outputs)
+'''
+
+
+def run(root: Path, builder: str, params: dict[str, object]) -> TrialResult:
+    capsule = small_capsule(root, 1, SPACE, builder=builder)
+    spec = root / "exp" / "exp.toml"  # a loaded CI machine needs more than the helper's 30 s
+    spec.write_text(spec.read_text().replace("timeout = 30\n", "timeout = 300\n"))
+    api.pack(spec, capsule, force=True)
+    return api.trial(capsule, root / "trial", {"training.epochs": 4, **params}, trust=True)
+
+
+def test_dense_batchnorm_softmax_keeps_its_output_precision(tmp_path: Path) -> None:
+    result = run(tmp_path, BN_MLP, {"hls4ml.precision": "ap_fixed<16,6>"})
+    assert result.status == "ok", result.error
+    assert result.metrics["csim_agreement"] >= 0.95, result.metrics
