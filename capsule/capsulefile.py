@@ -138,16 +138,21 @@ class ToolchainLock(Locked):
         return executables
 
 
+RecordStatus = Literal["ok", "failed", "timeout", "oom", "constraint", "collapsed"]
+
+
 class Trial(Locked):
     """One evaluated point of the search, as recorded in the capsule.
 
-    `status` is the trial's own (`ok`, `failed`, `timeout`, `oom`) or `constraint` when it ran
-    but broke a constraint. `duration_s` is wall-clock time: it differs run to run, and the
-    digest seals it like any value; reproduction compares `artifacts`, never durations.
+    `status` is the trial's own (`ok`, `failed`, `timeout`, `oom`), `constraint` when it ran
+    but broke a constraint, or `collapsed` when its C simulation disagrees with the float model
+    (`checks.csim_agreement_min`; `error` says by how much): such a trial is never scored.
+    `duration_s` is wall-clock time: it differs run to run, and the digest seals it like any
+    value; reproduction compares `artifacts`, never durations.
     """
 
     number: Annotated[int, Field(ge=0)]
-    status: Literal["ok", "failed", "timeout", "oom", "constraint"]
+    status: RecordStatus
     params: dict[str, Value] = {}
     metrics: dict[str, float] = {}
     fidelity: dict[str, str] = {}

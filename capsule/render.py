@@ -186,8 +186,16 @@ def differences(diffs: list[Difference]) -> RenderableType:
     return table
 
 
+# Trials listed with their error: failures, and C simulations that collapsed (not scored).
+FLAGGED = ("failed", "timeout", "oom", "collapsed")
+
+
 def trial_result(result: TrialResult, out: Path) -> RenderableType:
-    params = _kv("params", [(k, str(v)) for k, v in result.params.items()] or [("-", "")])
+    params: RenderableType = (
+        _kv("params", [(k, str(v)) for k, v in result.params.items()])
+        if result.params
+        else plain("params: none (the spec as written)")
+    )
     if result.status != "ok":
         return Group(
             params,
@@ -204,8 +212,13 @@ def trial_result(result: TrialResult, out: Path) -> RenderableType:
         shown = f"{value:g}" if float(value).is_integer() else f"{value:.4f}"
         _row(table, name, shown, result.fidelity.get(name, ""))
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+    flag = [plain(result.collapse, style="bold red")] if result.collapse else []
     return Group(
-        params, table, plain(f"stages: {timings}; {len(result.artifacts)} artifacts hashed")
+        params,
+        *flag,
+        table,
+        *flag,
+        plain(f"stages: {timings}; {len(result.artifacts)} artifacts hashed"),
     )
 
 
@@ -333,7 +346,7 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     at = "" if level is None else f" at level {level} ({fidelity.NAMES[level]})"
     by_number = {t.number: t for t in pool}
     best = [by_number[n] for n in ranked(spec, [outcome(t) for t in pool])]
-    failed = [t for t in trials if t.status in ("failed", "timeout", "oom")]
+    failed = [t for t in trials if t.status in FLAGGED]
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     front = set(pareto_front(spec, [outcome(t) for t in pool]))
     objectives = " vs ".join(f"{o.metric} ({o.direction[:3]})" for o in spec.objectives)
@@ -347,7 +360,7 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
         ),
     ]
     if failed:
-        fails = Table(title="failed trials", title_justify="left")
+        fails = Table(title="failed or collapsed trials", title_justify="left")
         for column in ("trial", "status", "stage", "error", "last output"):
             fails.add_column(column, overflow="fold")
         for t in failed:

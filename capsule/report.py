@@ -469,7 +469,7 @@ def _html(
         return [*_cells(spec, t), "-" if loss is None else _sig(loss)]
 
     statuses = sorted({t.status for t in trials})
-    failed = [t for t in trials if t.status in ("failed", "timeout", "oom")]
+    failed = [t for t in trials if t.status in ("failed", "timeout", "oom", "collapsed")]
     objectives = " vs ".join(f"{o.metric} ({o.direction})" for o in spec.objectives)
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
@@ -488,7 +488,7 @@ def _html(
         _table(header, [row(t) for t in best]),
         f"<h2>Pareto front{e(at)}: {e(objectives)}</h2>",
         _table(header, [row(t) for t in trials if t.number in front]),
-        "<h2>Failed trials</h2>",
+        "<h2>Failed trials, and collapsed C simulations (not scored)</h2>",
         _table(
             ["trial", "status", "stage", "error"],
             [[str(t.number), t.status, t.stage or "-", t.error or "-"] for t in failed],

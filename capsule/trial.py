@@ -83,6 +83,25 @@ class TrialResult(BaseModel):
     stage_metrics: dict[str, dict[str, float]] = {}
     cache_hits: list[str] = []
     numerics: Numerics | None = None  # what the trial process ran with (capsule.numerics)
+    # Why the C simulation is not a result to trust (`collapse_of`); the trial still ran.
+    collapse: str | None = None
+
+
+def collapse_of(spec: Spec, metrics: dict[str, float]) -> str | None:
+    """Why the trial's C simulation has collapsed, or None when it has not (or did not run).
+
+    Agreement with the float model far below its accuracy means the fixed-point design computes
+    something else (the softmax trap gave one value for every class), a silently wrong result
+    that must not be ranked with the others.
+    """
+    agreement = metrics.get("csim_agreement")
+    floor = spec.csim_agreement_min()
+    if agreement is None or agreement >= floor:
+        return None
+    return (
+        f"C simulation collapsed: it agrees with the float model on {agreement:.1%} of the test "
+        f"samples (checks.csim_agreement_min {floor:.0%})"
+    )
 
 
 def trial_params(spec: Spec, params: Params | None) -> Params:
@@ -255,6 +274,10 @@ def run_trial(
             inputs = state.get("inputs")
             if inputs is not None:
                 inputs.close()
+    collapse = collapse_of(spec, metrics) if status == "ok" else None
+    if collapse is not None:
+        with open(log, "a") as f:
+            f.write(f"{collapse}\n")
     if status == "ok":
         write_atomic(out / METRICS, _metrics_json(metrics, fidelity))
     result = TrialResult(
@@ -275,6 +298,7 @@ def run_trial(
         stage_metrics=stage_metrics,
         cache_hits=sorted(reuse, key=list(UNITS).index),
         numerics=in_force(capsule.spec.runtime.numerics_mode()),
+        collapse=collapse,
     )
     write_atomic(out / RESULT, result.model_dump_json(indent=2, exclude_none=True) + "\n")
     return result

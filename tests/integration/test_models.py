@@ -83,3 +83,18 @@ def test_dense_batchnorm_softmax_keeps_its_output_precision(tmp_path: Path) -> N
     result = run(tmp_path, BN_MLP, {"hls4ml.precision": "ap_fixed<16,6>"})
     assert result.status == "ok", result.error
     assert result.metrics["csim_agreement"] >= 0.95, result.metrics
+
+
+def test_a_collapsed_c_simulation_is_flagged_not_scored(tmp_path: Path) -> None:
+    """A 2-bit output precision rounds every softmax output to 0: argmax is class 0 always."""
+    result = run(tmp_path, BN_MLP, {"hls4ml.output_precision": "ap_fixed<2,1>"})
+    assert result.status == "ok", result.error
+    assert result.metrics["csim_agreement"] < 0.5
+    assert result.collapse is not None and "collapsed" in result.collapse
+    from capsule.run import outcome, to_record  # the record a search would keep
+    from capsule.runtime.host import Ran
+    from capsule.search import losses
+
+    record = to_record(0, Ran(result), api.load(tmp_path / "exp.capsule").spec, 1.0)
+    assert record.status == "collapsed" and record.error == result.collapse
+    assert losses(api.load(tmp_path / "exp.capsule").spec, [outcome(record)]) == {0: None}
