@@ -138,6 +138,20 @@ class ToolchainLock(Locked):
         return executables
 
 
+Short = Annotated[str, Field(max_length=256)]
+
+
+class AppliedLayer(Locked):
+    """A layer of the trial's converted model as hls4ml built it: its kind, the reuse factor it
+    applied (it lowers one that does not divide the layer's sizes) and the precisions."""
+
+    name: Short
+    kind: Short
+    reuse_factor: Annotated[int, Field(ge=1)]
+    result: Short
+    weight: Short | None = None
+
+
 RecordStatus = Literal["ok", "failed", "timeout", "oom", "constraint", "collapsed"]
 
 
@@ -169,6 +183,8 @@ class Trial(Locked):
     log_tail: Annotated[str, Field(max_length=4000)] | None = None
     duration_s: Annotated[float, Field(ge=0)] = 0.0
     numerics: Numerics | None = None  # absent in records made before numerics were recorded
+    layers: Annotated[list[AppliedLayer], Field(max_length=10_000)] | None = None
+    estimate_missing: Annotated[list[Short], Field(max_length=10_000)] | None = None
 
     @field_validator("artifacts")
     @classmethod

@@ -33,7 +33,14 @@ from typing import Any, Protocol
 
 from capsule import toolchain
 from capsule import trust as trust_store
-from capsule.capsulefile import Capsule, RecordStatus, Trial, read_capsule, write_capsule
+from capsule.capsulefile import (
+    AppliedLayer,
+    Capsule,
+    RecordStatus,
+    Trial,
+    read_capsule,
+    write_capsule,
+)
 from capsule.errors import CapsuleError
 from capsule.fidelity import level_of, level_params, max_promotions, next_promotion, point_of
 from capsule.hashing import HashCache, digest_of
@@ -146,6 +153,18 @@ def to_record(
         threads=result.threads,
         cache_hits=result.cache_hits,
         numerics=result.numerics,
+        layers=[
+            AppliedLayer(
+                name=x.name,
+                kind=x.kind,
+                reuse_factor=x.reuse_factor,
+                result=x.result,
+                weight=x.weight,
+            )
+            for x in result.layers
+        ]
+        or None,
+        estimate_missing=result.estimate_missing or None,
         stage=result.stage,
         error=error,
         log_tail=_log_tail(folder) if folder is not None and result.status != "ok" else None,

@@ -38,10 +38,12 @@ import numpy as np
 
 from capsule.errors import StageError
 from capsule.flow.data import Inputs, NpyFile, NpyWriter, iter_batches, read_ranges, rows
+from capsule.flow.estimate import FORMULAS, Layer
 from capsule.spec import Spec
 
 PROJECT = "myproject"
 STAMP_KEY = "CapsuleStamp"
+LAYERS = "capsule_layers.json"  # in the project: the layers as converted (`describe`)
 _PASS = "capsule_content_stamp"
 
 
@@ -251,3 +253,71 @@ def csim(
         "csim_agreement": agree / n,
         "csim_max_abs_diff": max_diff,
     }
+
+
+def _kind(layer: Any) -> str:
+    """The hls4ml layer class the estimate knows this layer by (backends subclass them, e.g.
+    VivadoConv2D), else its own class name without the backend prefix."""
+    for cls in type(layer).__mro__:
+        if cls.__name__ in FORMULAS:
+            return cls.__name__
+    name = type(layer).__name__
+    for prefix in ("Vivado", "Vitis"):
+        name = name.removeprefix(prefix)
+    return name
+
+
+def _bits(variable: Any) -> int:
+    return int(getattr(variable.type.precision, "width", 0) or 0) if variable is not None else 0
+
+
+def describe(hls_model: Any, io_type: str, strategy: str) -> list[Layer]:
+    """Every layer of the converted model with the reuse factor, strategy and precisions hls4ml
+    applied (it lowers a reuse factor that does not divide a layer's sizes, e.g. 16 to 14),
+    and the sizes the estimate needs."""
+    described = []
+    for layer in hls_model.get_layers():
+        out = layer.get_output_variable()
+        inp = layer.get_input_variable() if layer.inputs else None
+        weights = layer.weights.get("weight") or layer.weights.get("scale")
+        data = np.asarray(weights.data) if weights is not None else np.zeros(0)
+        attr = layer.get_attr
+        described.append(
+            Layer(
+                name=layer.name,
+                kind=_kind(layer),
+                reuse_factor=int(attr("reuse_factor", 1)),
+                strategy=str(attr("strategy", strategy)).lower(),
+                io_type=io_type,
+                result=str(out.type.precision),
+                weight=str(weights.type.precision) if weights is not None else None,
+                result_bits=_bits(out),
+                input_bits=_bits(inp) or _bits(out),
+                weight_bits=int(getattr(weights.type.precision, "width", 0)) if weights else 0,
+                in_shape=[int(d) for d in (inp.shape if inp is not None else out.shape)],
+                out_shape=[int(d) for d in out.shape],
+                n_weights=int(data.size),
+                nnz=int(np.count_nonzero(data)),
+                kernel=int(
+                    attr("filt_height", 1) * attr("filt_width", 1)
+                    if attr("filt_width") is not None
+                    else attr("pool_height", 1) * attr("pool_width", 1)
+                ),
+                kernel_rows=int(attr("filt_height", attr("pool_height", 1)) or 1),
+                n_chan=int(attr("n_chan", 0) or 0),
+                n_filt=int(attr("n_filt", 0) or 0),
+                n_partitions=int(attr("n_partitions", 0) or 0),
+                activation=str(attr("activation")) if attr("activation") is not None else None,
+            )
+        )
+    return described
+
+
+def write_layers(layers: list[Layer], path: Path) -> None:
+    """The described layers as canonical JSON (an artifact of the convert stage)."""
+    data = [layer.model_dump(mode="json") for layer in layers]
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def read_layers(path: Path) -> list[Layer]:
+    return [Layer.model_validate(item) for item in json.loads(path.read_text())]

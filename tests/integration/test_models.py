@@ -7,6 +7,7 @@ and reshaping it itself, as the builder contract says.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -74,15 +75,79 @@ def build(params, input_shape, n_classes):
 def run(root: Path, builder: str, params: dict[str, object]) -> TrialResult:
     capsule = small_capsule(root, 1, SPACE, builder=builder)
     spec = root / "exp" / "exp.toml"  # a loaded CI machine needs more than the helper's 30 s
-    spec.write_text(spec.read_text().replace("timeout = 30\n", "timeout = 300\n"))
+    spec.write_text(re.sub(r"(?m)^timeout = 30\b", "timeout = 300", spec.read_text()))
     api.pack(spec, capsule, force=True)
     return api.trial(capsule, root / "trial", {"training.epochs": 4, **params}, trust=True)
 
 
+def multiplier_limits(project: Path) -> dict[str, int]:
+    """hls4ml's own multiplier count per layer: `multiplier_limit` in the generated config,
+    DIV_ROUNDUP(n_in * n_out, reuse_factor) - n_zeros / reuse_factor, evaluated."""
+    text = (project / "firmware" / "parameters.h").read_text()
+    counts: dict[str, int] = {}
+    for struct in re.finditer(
+        r"struct (config\d+)(_mult)? : nnet::(dense|conv\dd)_config \{(.*?)\};", text, re.S
+    ):
+        body = struct.group(4)
+        values = {k: int(v) for k, v in re.findall(r"unsigned (\w+) = (\d+);", body)}
+        if "n_in" in values:  # dense, or the dense product inside a convolution
+            n = values["n_in"] * values["n_out"]
+        else:
+            n = (
+                values["filt_height"]
+                * values.get("filt_width", 1)
+                * values["n_chan"]
+                * values["n_filt"]
+                if "filt_height" in values
+                else values["filt_width"] * values["n_chan"] * values["n_filt"]
+            )
+        rf = values["reuse_factor"]
+        counts[struct.group(1)] = -(-n // rf) - values["n_zeros"] // rf
+    return counts
+
+
+def check_model(result: TrialResult, out: Path, kinds: set[str]) -> None:
+    """csim agrees with float; every layer is estimated; reuse factors are recorded as applied."""
+    assert result.status == "ok", result.error
+    assert result.collapse is None
+    assert result.metrics["csim_agreement"] >= 0.95, result.metrics
+    assert result.estimate_missing == []
+    assert kinds <= {layer.kind for layer in result.layers}
+    from capsule.flow.estimate import estimate
+
+    found = estimate(result.layers, 5.0)
+    assert set(found.per_layer) == {layer.name for layer in result.layers}
+    for name in ("dsp", "lut", "ff", "bram_18k", "latency_cycles"):
+        assert found.metrics[name] == result.metrics[name], name
+    computed = [layer for layer in result.layers if layer.kind in ("Dense", "Conv1D", "Conv2D")]
+    ours = sorted(found.per_layer[layer.name].multipliers for layer in computed)
+    assert ours == sorted(multiplier_limits(out / "hls4ml_prj").values())
+    print(result.metrics, [(x.name, x.kind, x.reuse_factor) for x in result.layers])
+
+
 def test_dense_batchnorm_softmax_keeps_its_output_precision(tmp_path: Path) -> None:
     result = run(tmp_path, BN_MLP, {"hls4ml.precision": "ap_fixed<16,6>"})
-    assert result.status == "ok", result.error
-    assert result.metrics["csim_agreement"] >= 0.95, result.metrics
+    check_model(result, tmp_path / "trial", {"Dense", "Softmax"})
+    output = [layer for layer in result.layers if layer.name in ("output", "bn_out", "softmax")]
+    assert output and all(layer.result.startswith("fixed<16,6,") for layer in output)
+
+
+def test_conv1d_io_stream_resource(tmp_path: Path) -> None:
+    """Reuse factor 16 is not a divisor hls4ml accepts for every layer: it applies others."""
+    params = {
+        "hls4ml.io_type": "io_stream",
+        "hls4ml.strategy": "Resource",
+        "hls4ml.reuse_factor": 16,
+    }
+    result = run(tmp_path, CONV1D, params)
+    check_model(result, tmp_path / "trial", {"Conv1D", "Dense", "Softmax"})
+    applied = {layer.name: layer.reuse_factor for layer in result.layers}
+    assert any(rf != 16 for name, rf in applied.items() if name in ("conv1", "conv2", "output"))
+
+
+def test_conv2d_io_stream_batchnorm(tmp_path: Path) -> None:
+    result = run(tmp_path, CONV2D, {"hls4ml.io_type": "io_stream"})
+    check_model(result, tmp_path / "trial", {"Conv2D", "Pooling2D", "Dense", "Softmax"})
 
 
 def test_a_collapsed_c_simulation_is_flagged_not_scored(tmp_path: Path) -> None:
