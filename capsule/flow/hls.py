@@ -125,7 +125,7 @@ def check_output_path(hls_model: Any, declared: str) -> list[str]:
             got = str(layer.get_output_variable().type.precision)
             if got != want:
                 raise StageError(
-                    f"hls4ml output path: {layer.name} ({type(layer).__name__}) produces {got},"
+                    f"hls4ml output path: {layer.name} ({_kind(layer)}) produces {got},"
                     f" not the declared output precision {want}"
                 )
             checked.append(layer.name)

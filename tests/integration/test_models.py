@@ -163,3 +163,24 @@ def test_a_collapsed_c_simulation_is_flagged_not_scored(tmp_path: Path) -> None:
     record = to_record(0, Ran(result), api.load(tmp_path / "exp.capsule").spec, 1.0)
     assert record.status == "collapsed" and record.error == result.collapse
     assert losses(api.load(tmp_path / "exp.capsule").spec, [outcome(record)]) == {0: None}
+
+
+def test_the_output_path_check_catches_the_softmax_trap(tmp_path: Path) -> None:
+    """What capsule asked of hls4ml before: the output precision on BatchNorm and softmax only.
+    hls4ml folds the BatchNorm into the Dense, whose result stays 'auto': the check says so."""
+    import hls4ml
+
+    from capsule.errors import StageError
+    from capsule.flow.hls import check_output_path
+
+    namespace: dict[str, object] = {}
+    exec(BN_MLP, namespace)
+    model = namespace["build"]({}, (64,), 10)  # type: ignore[operator]
+    config = hls4ml.utils.config_from_keras_model(model, granularity="name")
+    for name in ("bn_out", "softmax"):
+        config["LayerName"][name]["Precision"] = {"result": "ap_fixed<16,6>"}
+    hls_model = hls4ml.converters.convert_from_keras_model(
+        model, hls_config=config, output_dir=str(tmp_path / "prj"), allow_da_fallback=False
+    )
+    with pytest.raises(StageError, match=r"output \(Dense\) produces fixed<\d\d,\d\d"):
+        check_output_path(hls_model, "ap_fixed<16,6>")
