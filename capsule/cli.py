@@ -457,6 +457,7 @@ def reports(
 def doctor(
     capsule: Annotated[Path | None, typer.Argument(help="Capsule to check for.")] = None,
     data_root: DataRootOption = None,
+    runtime: RuntimeOption = None,
 ) -> None:
     """Say what this machine can do for a capsule: engine, image, toolchain, data, runtime.
 
@@ -464,7 +465,7 @@ def doctor(
     """
     from capsule.doctor import examine
 
-    found = examine(capsule, data_root)
+    found = examine(capsule, data_root, runtime)
     console.print(render.findings(found))
     if any(f.state == "fail" for f in found):
         raise typer.Exit(EXIT_MISMATCH)
