@@ -16,8 +16,7 @@ from pathlib import Path
 
 from bench.common import Row
 from capsule import api
-from tests.conftest import small_capsule
-from tests.integration.test_models import BN_MLP, CONV1D, CONV2D, SPACE, multiplier_limits
+from tests.integration.test_models import BN_MLP, CONV1D, CONV2D, model_capsule, multiplier_limits
 
 MODELS = {
     "Dense-BatchNorm MLP": (BN_MLP, {}),
@@ -34,7 +33,7 @@ def run() -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="capsule-bench-models-") as tmp:
         for label, (builder, params) in MODELS.items():
             root = Path(tmp) / label.split()[0]
-            capsule = small_capsule(root, 1, SPACE, builder=builder)
+            capsule = model_capsule(root, builder)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 result = api.trial(

@@ -72,11 +72,17 @@ def build(params, input_shape, n_classes):
 '''
 
 
-def run(root: Path, builder: str, params: dict[str, object]) -> TrialResult:
+def model_capsule(root: Path, builder: str) -> Path:
+    """The example with `builder` as its model, packed at root/exp.capsule."""
     capsule = small_capsule(root, 1, SPACE, builder=builder)
     spec = root / "exp" / "exp.toml"  # a loaded CI machine needs more than the helper's 30 s
     spec.write_text(re.sub(r"(?m)^timeout = 30\b", "timeout = 300", spec.read_text()))
     api.pack(spec, capsule, force=True)
+    return capsule
+
+
+def run(root: Path, builder: str, params: dict[str, object]) -> TrialResult:
+    capsule = model_capsule(root, builder)
     return api.trial(capsule, root / "trial", {"training.epochs": 4, **params}, trust=True)
 
 
