@@ -7,7 +7,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import cluster, fidelity, hashing, memory, numerics, runtime, search
+from bench import cluster, fidelity, hashing, memory, models, numerics, runtime, search
 from bench.common import Row
 
 SUITES = {
@@ -18,6 +18,7 @@ SUITES = {
     "cluster": cluster.run,
     "fidelity": fidelity.run,
     "numerics": numerics.run,
+    "models": models.run,
 }
 
 

@@ -32,7 +32,7 @@ from capsule.run import Event, Runner, RunOptions
 from capsule.runtime import choose
 from capsule.runtime.host import run_with
 from capsule.space import Params
-from capsule.spec import Spec, apply_params, load_spec
+from capsule.spec import Checks, Spec, apply_params, load_spec
 from capsule.toolchain import lock_toolchain
 from capsule.trial import TrialResult, check_folder, run_trial
 from capsule.verify import Verification, VerifyOptions
@@ -87,6 +87,8 @@ def pack(
     if spec.runtime.numerics is None:  # written out, so a later default cannot change its meaning
         numerics = spec.runtime.model_copy(update={"numerics": "portable"})
         spec = spec.model_copy(update={"runtime": numerics})
+    if spec.checks is None:  # likewise
+        spec = spec.model_copy(update={"checks": Checks()})
     root = spec_path.parent
     source = str(spec_path)
     overwritten = _input_at(output, spec, spec_path)

@@ -144,16 +144,35 @@ class ToolchainLock(Locked):
         return executables
 
 
+Short = Annotated[str, Field(max_length=256)]
+
+
+class AppliedLayer(Locked):
+    """A layer of the trial's converted model as hls4ml built it: its kind, the reuse factor it
+    applied (it lowers one that does not divide the layer's sizes) and the precisions."""
+
+    name: Short
+    kind: Short
+    reuse_factor: Annotated[int, Field(ge=1)]
+    result: Short
+    weight: Short | None = None
+
+
+RecordStatus = Literal["ok", "failed", "timeout", "oom", "constraint", "collapsed"]
+
+
 class Trial(Locked):
     """One evaluated point of the search, as recorded in the capsule.
 
-    `status` is the trial's own (`ok`, `failed`, `timeout`, `oom`) or `constraint` when it ran
-    but broke a constraint. `duration_s` is wall-clock time: it differs run to run, and the
-    digest seals it like any value; reproduction compares `artifacts`, never durations.
+    `status` is the trial's own (`ok`, `failed`, `timeout`, `oom`), `constraint` when it ran
+    but broke a constraint, or `collapsed` when its C simulation disagrees with the float model
+    (`checks.csim_agreement_min`; `error` says by how much): such a trial is never scored.
+    `duration_s` is wall-clock time: it differs run to run, and the digest seals it like any
+    value; reproduction compares `artifacts`, never durations.
     """
 
     number: Annotated[int, Field(ge=0, le=MAX_TRIAL_NUMBER)]
-    status: Literal["ok", "failed", "timeout", "oom", "constraint"]
+    status: RecordStatus
     params: dict[str, Value] = {}
     metrics: dict[str, float] = {}
     fidelity: dict[str, str] = {}
@@ -170,6 +189,8 @@ class Trial(Locked):
     log_tail: Annotated[str, Field(max_length=4000)] | None = None
     duration_s: Annotated[float, Field(ge=0)] = 0.0
     numerics: Numerics | None = None  # absent in records made before numerics were recorded
+    layers: Annotated[list[AppliedLayer], Field(max_length=10_000)] | None = None
+    estimate_missing: Annotated[list[Short], Field(max_length=10_000)] | None = None
 
     @field_validator("artifacts")
     @classmethod

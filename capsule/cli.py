@@ -181,14 +181,15 @@ def trial(
 ) -> None:
     """Run one trial end to end: train, hls4ml, C simulation, estimate, vendor synthesis.
 
-    Writes result.json last; exits 1 when a stage failed or timed out (see result.json).
+    Writes result.json last; exits 1 when a stage failed or timed out, or the C simulation
+    collapsed (see result.json). Every stage runs: only `capsule run` uses the stage cache.
     """
     given = api.read_params(params) if params is not None else None
     result = api.trial(
         capsule, out, given, data_root, allow_toolchain_drift, runtime, image, trust=trust
     )
     console.print(render.trial_result(result, out))
-    if result.status != "ok":
+    if result.status != "ok" or result.collapse is not None:
         raise typer.Exit(EXIT_MISMATCH)
 
 
@@ -456,6 +457,7 @@ def reports(
 def doctor(
     capsule: Annotated[Path | None, typer.Argument(help="Capsule to check for.")] = None,
     data_root: DataRootOption = None,
+    runtime: RuntimeOption = None,
 ) -> None:
     """Say what this machine can do for a capsule: engine, image, toolchain, data, runtime.
 
@@ -463,7 +465,7 @@ def doctor(
     """
     from capsule.doctor import examine
 
-    found = examine(capsule, data_root)
+    found = examine(capsule, data_root, runtime)
     console.print(render.findings(found))
     if any(f.state == "fail" for f in found):
         raise typer.Exit(EXIT_MISMATCH)

@@ -99,23 +99,29 @@ def _data(capsule_path: Path, capsule: Capsule, root: Path | None) -> Finding:
     return Finding("data", "ok", f"{len(capsule.data)} files, {total} bytes under {where} match")
 
 
-def _runtime(capsule: Capsule, engine_ok: bool, image_ok: bool) -> Finding:
-    kind = choose.requested(capsule.spec, None)
+def _runtime(
+    capsule: Capsule, engine_ok: bool, image_ok: bool, runtime: str | None = None
+) -> Finding:
+    """Where trials would run; the fix names only what is actually wrong (the engine, the
+    image, or trust), never the engine when it answered."""
+    kind = choose.requested(capsule.spec, runtime)
+    broken = "the engine above" if not engine_ok else "the image above"
     if kind == "local" or not (engine_ok and image_ok):
         if kind == "docker":
             return Finding(
-                "runtime",
-                "fail",
-                "docker requested, but it cannot run here",
-                "fix the engine and image above",
+                "runtime", "fail", "docker requested, but it cannot run here", f"fix {broken}"
             )
         untrusted = not trust.is_trusted(capsule)
+        fixes = [] if kind == "local" else [f"fix {broken} to run trials in containers"]
+        if untrusted:
+            fixes.append("pass --trust to run its embedded code here")
         return Finding(
             "runtime",
-            "warn",
-            "trials would run on this host, unconfined"
+            "warn" if untrusted or kind != "local" else "ok",
+            ("local runtime: " if kind == "local" else "")
+            + "trials would run on this host, unconfined"
             + (" (its embedded code is not trusted yet)" if untrusted else ""),
-            "fix the engine and image above" + (", or pass --trust" if untrusted else ""),
+            "; ".join(fixes),
         )
     return Finding("runtime", "ok", f"{kind}: trials run in containers of the locked image")
 
@@ -147,7 +153,9 @@ def _numerics(capsule: Capsule | None) -> Finding:
     return Finding("numerics", "ok", f"portable ({numerics.BASELINE} kernels) on {here}")
 
 
-def examine(capsule_path: Path | None = None, root: Path | None = None) -> list[Finding]:
+def examine(
+    capsule_path: Path | None = None, root: Path | None = None, runtime: str | None = None
+) -> list[Finding]:
     from capsule import api
 
     capsule = api.load(capsule_path) if capsule_path else None
@@ -157,6 +165,6 @@ def examine(capsule_path: Path | None = None, root: Path | None = None) -> list[
         findings += [
             _toolchain(capsule),
             _data(capsule_path, capsule, root),
-            _runtime(capsule, engine is not None, findings[1].state != "fail"),
+            _runtime(capsule, engine is not None, findings[1].state != "fail", runtime),
         ]
     return findings

@@ -108,6 +108,9 @@ def _write(
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would keep the export private
+        for name in layout:  # hls4ml runs `./build_lib.sh`; copyfile leaves it 0644
+            if name.endswith(".sh"):
+                (staging / name).chmod(0o777 & ~umask)
         if out.is_dir() and not out.is_symlink():
             out.rmdir()  # empty, checked before the re-run
         os.replace(staging, out)

@@ -103,6 +103,8 @@ class Progress:
             self.new.append(event.trial.duration_s)
             t = event.trial
             detail = metrics_text(self.spec, t) if t.status in ("ok", "constraint") else t.error
+            if t.status == "collapsed":
+                detail = f"{t.error}; {metrics_text(self.spec, t)}"
             hits = f" (cache: {', '.join(t.cache_hits)})" if t.cache_hits else ""
             self._line(f"trial {t.number} {t.status} in {t.duration_s:.1f} s{hits}: {detail}")
 

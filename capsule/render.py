@@ -17,9 +17,10 @@ from rich.table import Table
 from rich.text import Text
 
 from capsule import fidelity
-from capsule.capsulefile import Capsule
+from capsule.capsulefile import AppliedLayer, Capsule
 from capsule.diff import Difference
 from capsule.doctor import Finding
+from capsule.flow.estimate import Layer
 from capsule.reports import RESOURCE_NAMES, ProjectReports, to_metrics
 from capsule.trial import TrialResult
 from capsule.verify import Verification
@@ -186,8 +187,16 @@ def differences(diffs: list[Difference]) -> RenderableType:
     return table
 
 
+# Trials listed with their error: failures, and C simulations that collapsed (not scored).
+FLAGGED = ("failed", "timeout", "oom", "collapsed")
+
+
 def trial_result(result: TrialResult, out: Path) -> RenderableType:
-    params = _kv("params", [(k, str(v)) for k, v in result.params.items()] or [("-", "")])
+    params: RenderableType = (
+        _kv("params", [(k, str(v)) for k, v in result.params.items()])
+        if result.params
+        else plain("params: none (the spec as written)")
+    )
     if result.status != "ok":
         return Group(
             params,
@@ -204,9 +213,40 @@ def trial_result(result: TrialResult, out: Path) -> RenderableType:
         shown = f"{value:g}" if float(value).is_integer() else f"{value:.4f}"
         _row(table, name, shown, result.fidelity.get(name, ""))
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
-    return Group(
-        params, table, plain(f"stages: {timings}; {len(result.artifacts)} artifacts hashed")
+    flag = [plain(result.collapse, style="bold red")] if result.collapse else []
+    partial = (
+        [plain(f"estimate is partial, not counted: {', '.join(result.estimate_missing)}")]
+        if result.estimate_missing
+        else []
     )
+    built = [layers_table("layers as hls4ml built them", result.layers)] if result.layers else []
+    return Group(
+        params,
+        *flag,
+        table,
+        *partial,
+        *built,
+        *flag,
+        plain(f"stages: {timings}; {len(result.artifacts)} artifacts hashed"),
+    )
+
+
+def layer_rows(layers: list[AppliedLayer] | list[Layer]) -> list[list[str]]:
+    """One row per converted layer: name, kind, applied reuse factor, result and weight types."""
+    return [[x.name, x.kind, str(x.reuse_factor), x.result, x.weight or "-"] for x in layers]
+
+
+LAYER_COLUMNS = ("layer", "kind", "reuse factor", "result", "weight")
+
+
+def layers_table(title: str, layers: list[AppliedLayer] | list[Layer]) -> Table:
+    """What hls4ml built: the reuse factor it applied may be lower than the one asked for."""
+    table = Table(title=plain(title), title_justify="left")
+    for column in LAYER_COLUMNS:
+        table.add_column(column, overflow="fold")
+    for row in layer_rows(layers):
+        _row(table, *row)
+    return table
 
 
 def _num(value: float | int | None, unit: str = "") -> str:
@@ -333,7 +373,7 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     at = "" if level is None else f" at level {level} ({fidelity.NAMES[level]})"
     by_number = {t.number: t for t in pool}
     best = [by_number[n] for n in ranked(spec, [outcome(t) for t in pool])]
-    failed = [t for t in trials if t.status in ("failed", "timeout", "oom")]
+    failed = [t for t in trials if t.status in FLAGGED]
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     front = set(pareto_front(spec, [outcome(t) for t in pool]))
     objectives = " vs ".join(f"{o.metric} ({o.direction[:3]})" for o in spec.objectives)
@@ -346,8 +386,15 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             sorted((t for t in pool if t.number in front), key=lambda t: t.number),
         ),
     ]
+    if best and best[0].layers:
+        parts.append(
+            layers_table(f"layers of trial {best[0].number} as hls4ml built them", best[0].layers)
+        )
+    if best and best[0].estimate_missing:
+        missing = ", ".join(best[0].estimate_missing)
+        parts.append(plain(f"trial {best[0].number}: estimate is partial, not counted: {missing}"))
     if failed:
-        fails = Table(title="failed trials", title_justify="left")
+        fails = Table(title="failed or collapsed trials", title_justify="left")
         for column in ("trial", "status", "stage", "error", "last output"):
             fails.add_column(column, overflow="fold")
         for t in failed:

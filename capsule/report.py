@@ -444,6 +444,22 @@ def _levels(capsule: Capsule) -> list[str]:
     ]
 
 
+def _built(trial: Trial | None) -> list[str]:
+    """The best trial's layers as hls4ml built them (applied reuse factors and precisions)."""
+    from capsule.render import LAYER_COLUMNS, layer_rows
+
+    if trial is None or not trial.layers:
+        return []
+    parts = [
+        f"<h2>Layers of trial {trial.number} as hls4ml built them</h2>",
+        _table(LAYER_COLUMNS, layer_rows(trial.layers)),
+    ]
+    if trial.estimate_missing:
+        missing = ", ".join(trial.estimate_missing)
+        parts.append(f"<p>The estimate is partial: not counted {_e(missing)}.</p>")
+    return parts
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     e = _e
     head = "".join(f"<th>{e(h)}</th>" for h in header)
@@ -469,7 +485,7 @@ def _html(
         return [*_cells(spec, t), "-" if loss is None else _sig(loss)]
 
     statuses = sorted({t.status for t in trials})
-    failed = [t for t in trials if t.status in ("failed", "timeout", "oom")]
+    failed = [t for t in trials if t.status in ("failed", "timeout", "oom", "collapsed")]
     objectives = " vs ".join(f"{o.metric} ({o.direction})" for o in spec.objectives)
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
@@ -488,7 +504,8 @@ def _html(
         _table(header, [row(t) for t in best]),
         f"<h2>Pareto front{e(at)}: {e(objectives)}</h2>",
         _table(header, [row(t) for t in trials if t.number in front]),
-        "<h2>Failed trials</h2>",
+        *_built(best[0] if best else None),
+        "<h2>Failed trials, and collapsed C simulations (not scored)</h2>",
         _table(
             ["trial", "status", "stage", "error"],
             [[str(t.number), t.status, t.stage or "-", t.error or "-"] for t in failed],

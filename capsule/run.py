@@ -35,7 +35,14 @@ from pydantic import ValidationError
 
 from capsule import toolchain
 from capsule import trust as trust_store
-from capsule.capsulefile import Capsule, Trial, read_capsule, write_capsule
+from capsule.capsulefile import (
+    AppliedLayer,
+    Capsule,
+    RecordStatus,
+    Trial,
+    read_capsule,
+    write_capsule,
+)
 from capsule.errors import CapsuleError
 from capsule.fidelity import level_of, level_params, max_promotions, next_promotion, point_of
 from capsule.hashing import HashCache, digest_of
@@ -120,13 +127,22 @@ def _log_tail(folder: Path) -> str | None:
 def to_record(
     number: int, ran: Ran, spec: Spec, duration: float, folder: Path | None = None
 ) -> Trial:
-    """The capsule's record of a finished trial; a broken constraint becomes its status."""
+    """The capsule's record of a finished trial; a collapsed C simulation, else a broken
+    constraint, becomes its status."""
     result = ran.result
     broken = [c.metric for c in spec.constraints if violation([c], result.metrics) > 0]
     constrained = result.status == "ok" and bool(broken)
+    status: RecordStatus
+    error: str | None
+    if result.status == "ok" and result.collapse is not None:
+        status, error = "collapsed", result.collapse
+    elif constrained:
+        status, error = "constraint", f"constraint broken: {', '.join(broken)}"
+    else:
+        status, error = result.status, result.error
     return Trial(
         number=number,
-        status="constraint" if constrained else result.status,
+        status=status,
         params=result.params,
         metrics=result.metrics,
         fidelity=result.fidelity,
@@ -139,8 +155,20 @@ def to_record(
         threads=result.threads,
         cache_hits=result.cache_hits,
         numerics=result.numerics,
+        layers=[
+            AppliedLayer(
+                name=x.name,
+                kind=x.kind,
+                reuse_factor=x.reuse_factor,
+                result=x.result,
+                weight=x.weight,
+            )
+            for x in result.layers
+        ]
+        or None,
+        estimate_missing=result.estimate_missing or None,
         stage=result.stage,
-        error=f"constraint broken: {', '.join(broken)}" if constrained else result.error,
+        error=error,
         log_tail=_log_tail(folder) if folder is not None and result.status != "ok" else None,
         duration_s=round(duration, 3),
     )

@@ -254,7 +254,10 @@ class Hls4ml(Strict):
     precision: str = "ap_fixed<16,6>"
     output_precision: str | None = None
     reuse_factor: Annotated[int, Field(ge=1, le=1 << 16)] = 1
-    granularity: Literal["model", "type", "name"] = "name"
+    # "model": every layer at `precision`. "name" leaves each intermediate result at hls4ml's
+    # 'auto' (37-39 bits): on the example the LUT estimate doubled for the same accuracy
+    # (docs/capsule-format.md). Capsules written out "name" before this default keep it.
+    granularity: Literal["model", "type", "name"] = "model"
     layer_precision: dict[str, str] = {}
 
     _part = field_validator("part")(_check_part)
@@ -343,6 +346,14 @@ class Runtime(Strict):
         return self.numerics or "native"
 
 
+class Checks(Strict):
+    """Sanity checks on a trial's results (capsule.trial). A C simulation that agrees with the
+    float model on fewer than `csim_agreement_min` of the test samples has collapsed (e.g. an
+    output precision too narrow for the values): the trial is flagged `collapsed`, not scored."""
+
+    csim_agreement_min: Annotated[float, Field(ge=0, le=1)] = 0.5
+
+
 TOOLS = ("none", "vivado_hls", "vitis_hls")
 
 
@@ -398,6 +409,12 @@ class Spec(Strict):
     constraints: list[Constraint] = []
     runtime: Runtime = Runtime()
     toolchain: Toolchain = Toolchain()
+    # Absent in capsules packed before the checks existed (they read with the defaults); pack
+    # writes it out, so a later default cannot change a capsule's meaning.
+    checks: Checks | None = None
+
+    def csim_agreement_min(self) -> float:
+        return (self.checks or Checks()).csim_agreement_min
 
     @model_validator(mode="after")
     def _fidelity(self) -> Spec:

@@ -42,6 +42,7 @@ from capsule.cache import UNIT_OF, UNITS, restore
 from capsule.capsulefile import Capsule
 from capsule.errors import CapsuleError, StageError
 from capsule.files import unsafe_relative_name, write_atomic
+from capsule.flow.estimate import Layer
 from capsule.hashing import HashCache, canonical_json, hash_files
 from capsule.lock import check_data
 from capsule.numerics import Numerics, in_force
@@ -84,6 +85,28 @@ class TrialResult(BaseModel):
     stage_metrics: dict[str, dict[str, float]] = {}
     cache_hits: list[str] = []
     numerics: Numerics | None = None  # what the trial process ran with (capsule.numerics)
+    # Why the C simulation is not a result to trust (`collapse_of`); the trial still ran.
+    collapse: str | None = None
+    # The converted model's layers as hls4ml applied them (reuse factor, precisions, sizes).
+    layers: list[Layer] = []
+    estimate_missing: list[str] = []  # layers the estimate could not count: it is partial
+
+
+def collapse_of(spec: Spec, metrics: dict[str, float]) -> str | None:
+    """Why the trial's C simulation has collapsed, or None when it has not (or did not run).
+
+    Agreement with the float model far below its accuracy means the fixed-point design computes
+    something else (the softmax trap gave one value for every class), a silently wrong result
+    that must not be ranked with the others.
+    """
+    agreement = metrics.get("csim_agreement")
+    floor = spec.csim_agreement_min()
+    if agreement is None or agreement >= floor:
+        return None
+    return (
+        f"C simulation collapsed: it agrees with the float model on {agreement:.1%} of the test "
+        f"samples (checks.csim_agreement_min {floor:.0%})"
+    )
 
 
 def trial_params(spec: Spec, params: Params | None) -> Params:
@@ -284,6 +307,12 @@ def run_trial(
             inputs = state.get("inputs")
             if inputs is not None:
                 inputs.close()
+    collapse = collapse_of(spec, metrics) if status == "ok" else None
+    layers = _converted_layers(out) if status == "ok" else []
+    missing = _unestimated(layers) if "estimate" in stage_metrics else []
+    if collapse is not None:
+        with open(log, "a") as f:
+            f.write(f"{collapse}\n")
     if status == "ok":
         write_atomic(out / METRICS, _metrics_json(metrics, fidelity))
     result = TrialResult(
@@ -304,9 +333,26 @@ def run_trial(
         stage_metrics=stage_metrics,
         cache_hits=sorted(reuse, key=list(UNITS).index),
         numerics=in_force(capsule.spec.runtime.numerics_mode()),
+        collapse=collapse,
+        layers=layers,
+        estimate_missing=missing,
     )
     write_atomic(out / RESULT, result.model_dump_json(indent=2, exclude_none=True) + "\n")
     return result
+
+
+def _converted_layers(out: Path) -> list[Layer]:
+    """The layers the convert stage described (also when restored from the stage cache)."""
+    from capsule.flow.hls import LAYERS, read_layers
+
+    path = out / "hls4ml_prj" / LAYERS
+    return read_layers(path) if path.is_file() else []
+
+
+def _unestimated(layers: list[Layer]) -> list[str]:
+    from capsule.flow.estimate import FORMULAS
+
+    return [f"{layer.name} ({layer.kind})" for layer in layers if layer.kind not in FORMULAS]
 
 
 def host_result(
@@ -484,10 +530,13 @@ def _stage_train(
 def _stage_convert(
     capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
 ) -> Measured:
-    from capsule.flow.hls import convert
+    from capsule.flow.hls import LAYERS, convert, describe, write_layers
 
     weights = out / "train" / "model.weights.h5"
-    state["hls_model"] = convert(spec, state["model"], weights, out / "hls4ml_prj")
+    project = out / "hls4ml_prj"
+    state["hls_model"] = convert(spec, state["model"], weights, project)
+    h = spec.hls4ml
+    write_layers(describe(state["hls_model"], h.io_type, h.strategy), project / LAYERS)
     return _measured({})
 
 
@@ -513,12 +562,13 @@ def _stage_estimate(
 ) -> Measured:
     from capsule.flow.estimate import estimate
 
-    if "hls_model" not in state:
+    layers = _converted_layers(out)
+    if not layers:
         raise StageError("no converted model to estimate")
-    hls_model = state["hls_model"]
-    return _measured(
-        estimate(hls_model, spec.hls4ml.clock_period, spec.hls4ml.strategy), "estimate"
-    )
+    found = estimate(layers, spec.hls4ml.clock_period)
+    if found.missing:
+        print(f"estimate is partial: not counted {', '.join(found.missing)}")
+    return _measured(found.metrics, "estimate")
 
 
 def _stage_synth(

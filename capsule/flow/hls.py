@@ -14,25 +14,36 @@ hls4ml, left to itself, makes every write different (measured with hls4ml 1.3.0)
   on the first predict). The `.so` is a build product of hashed sources and is not itself an
   artifact; its behaviour is, through the C-simulation predictions.
 
-The output layer's result precision is always set explicitly: with `granularity = "name"` hls4ml
-leaves it 'auto' (e.g. fixed<38,18>) and softmax then outputs the same value for every class.
+The output path's result precision is always set explicitly, and checked after conversion: left
+to hls4ml's 'auto' (e.g. fixed<38,18> with `granularity = "name"`) the softmax outputs the same
+value for every class. Setting it on the Keras output layers is not enough: hls4ml's optimisers
+fold a BatchNormalization into the Dense or Conv before it, and the fused layer keeps the Dense's
+own ('auto') result type. So the whole tail is set, from the last computing layer (Dense, Conv)
+through BatchNorm, Dropout and activations to the output, and `check_output_path` reads the
+converted graph and refuses a project whose output path has any other type.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from capsule.errors import StageError
 from capsule.flow.data import Inputs, NpyFile, NpyWriter, iter_batches, read_ranges, rows
+from capsule.flow.estimate import FORMULAS, Layer
 from capsule.spec import Spec
 
 PROJECT = "myproject"
 STAMP_KEY = "CapsuleStamp"
+LAYERS = "capsule_layers.json"  # in the project: the layers as converted (`describe`)
 _PASS = "capsule_content_stamp"
 
 
@@ -68,30 +79,76 @@ def _install_stamp_pass(writer_flow: str) -> None:
     update_flow(writer_flow, add_optimizers=[_PASS if p == "make_stamp" else p for p in passes])
 
 
+# Keras layers that pass their input's values on (hls4ml fuses or applies them elementwise): the
+# output path runs back through them to the layer that computes the output.
+_TAIL = frozenset(
+    {"Activation", "Softmax", "ReLU", "LeakyReLU", "BatchNormalization", "Dropout", "Flatten"}
+)
+# hls4ml layer classes the converted output path runs back through (backends subclass them).
+_HLS_TAIL = ("Activation", "BatchNormalization", "Reshape")
+
+
 def output_layers(model: Any) -> list[str]:
-    """hls4ml layer names of the model's output: its last layer, the layer feeding a final
-    activation, and the activation hls4ml splits off a Dense (`<name>_<activation>`)."""
-    last = model.layers[-1]
-    names = [last.name]
-    activation = getattr(last, "activation", None)
-    if activation is not None and getattr(activation, "__name__", "linear") != "linear":
-        names.append(f"{last.name}_{activation.__name__}")
-    if type(last).__name__ in ("Activation", "Softmax") and len(model.layers) > 1:
-        names.append(model.layers[-2].name)
+    """hls4ml layer names of the model's output path: the last layer, back through activations,
+    BatchNorm and Dropout to the first layer that computes (Dense, Conv, ...), and the activation
+    hls4ml splits off a layer with one (`<name>_<activation>`).
+
+    Follows the topological order of `model.layers`; a tail that branches is not walked.
+    """
+    names: list[str] = []
+    for layer in reversed(model.layers):
+        names.append(layer.name)
+        activation = getattr(layer, "activation", None)
+        if activation is not None and getattr(activation, "__name__", "linear") != "linear":
+            names.append(f"{layer.name}_{activation.__name__}")
+        if type(layer).__name__ not in _TAIL:
+            break
     return names
+
+
+def check_output_path(hls_model: Any, declared: str) -> list[str]:
+    """The converted model's output path, checked: each output layer and, back through
+    activations and BatchNorm, the layer that computes it must produce the declared type.
+
+    Returns the names checked; raises StageError naming the first layer whose type differs,
+    because a wrong type there gives a silently wrong C simulation (the softmax trap).
+    """
+    from hls4ml.backends.fpga.fpga_backend import FPGABackend
+    from hls4ml.model import layers
+
+    want = str(FPGABackend.convert_precision_string(declared))
+    tail = tuple(getattr(layers, name) for name in _HLS_TAIL)
+    checked: list[str] = []
+    for name in hls_model.outputs:
+        layer = hls_model.graph[name]
+        while True:
+            got = str(layer.get_output_variable().type.precision)
+            if got != want:
+                raise StageError(
+                    f"hls4ml output path: {layer.name} ({_kind(layer)}) produces {got},"
+                    f" not the declared output precision {want}"
+                )
+            checked.append(layer.name)
+            if not isinstance(layer, tail):
+                break
+            layer = layer.get_input_node()
+            if layer is None or isinstance(layer, layers.Input):
+                break
+    return checked
 
 
 def hls_config(spec: Spec, model: Any) -> dict[str, Any]:
     import hls4ml
 
     h = spec.hls4ml
-    config: dict[str, Any] = hls4ml.utils.config_from_keras_model(
-        model,
-        granularity=h.granularity,
-        backend=h.backend,
-        default_precision=h.precision,
-        default_reuse_factor=h.reuse_factor,
-    )
+    with _once_each_line():
+        config: dict[str, Any] = hls4ml.utils.config_from_keras_model(
+            model,
+            granularity=h.granularity,
+            backend=h.backend,
+            default_precision=h.precision,
+            default_reuse_factor=h.reuse_factor,
+        )
     config["Model"]["Strategy"] = h.strategy
     layers = config.setdefault("LayerName", {})
     for name, precision in sorted(h.layer_precision.items()):
@@ -105,22 +162,46 @@ def hls_config(spec: Spec, model: Any) -> dict[str, Any]:
     return config
 
 
+@contextlib.contextmanager
+def _once_each_line() -> Iterator[None]:
+    """Print what hls4ml prints inside, each distinct line once (in order of first appearance).
+
+    hls4ml's Keras 3 parser prints "da4ml not installed" for every layer it hands to a fallback,
+    each time it parses the model (and "da_call requires da4ml" on stderr); trial.log is for
+    reading.
+    """
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield
+    finally:
+        print("".join(dict.fromkeys(buffer.getvalue().splitlines(keepends=True))), end="")
+
+
 def convert(spec: Spec, model: Any, weights: Path, out: Path) -> Any:
-    """Write and compile the hls4ml project in `out`; returns the compiled HLS model."""
+    """Write and compile the hls4ml project in `out`; returns the compiled HLS model.
+
+    DA fallback (da4ml's combinational logic for layers without a Keras 3 handler, BatchNorm
+    among them) is turned off: it needs a da4ml release the environment may or may not have, and
+    a design must not depend on which one is installed. Keras 2 handlers cover those layers.
+    """
     import hls4ml
 
     h = spec.hls4ml
     config = hls_config(spec, model)
-    hls_model = hls4ml.converters.convert_from_keras_model(
-        model,
-        hls_config=config,
-        output_dir=str(out),
-        project_name=PROJECT,
-        backend=h.backend,
-        part=h.part,
-        clock_period=h.clock_period,
-        io_type=h.io_type,
-    )
+    with _once_each_line():
+        hls_model = hls4ml.converters.convert_from_keras_model(
+            model,
+            hls_config=config,
+            output_dir=str(out),
+            project_name=PROJECT,
+            backend=h.backend,
+            part=h.part,
+            clock_period=h.clock_period,
+            io_type=h.io_type,
+            allow_da_fallback=False,
+        )
+    check_output_path(hls_model, h.output_precision or h.precision)
     _install_stamp_pass(hls_model.config.backend.get_writer_flow())
     hls_model.config.config.pop("KerasModel", None)
     digest = hashlib.sha256(weights.read_bytes())
@@ -172,3 +253,71 @@ def csim(
         "csim_agreement": agree / n,
         "csim_max_abs_diff": max_diff,
     }
+
+
+def _kind(layer: Any) -> str:
+    """The hls4ml layer class the estimate knows this layer by (backends subclass them, e.g.
+    VivadoConv2D), else its own class name without the backend prefix."""
+    for cls in type(layer).__mro__:
+        if cls.__name__ in FORMULAS:
+            return cls.__name__
+    name = type(layer).__name__
+    for prefix in ("Vivado", "Vitis"):
+        name = name.removeprefix(prefix)
+    return name
+
+
+def _bits(variable: Any) -> int:
+    return int(getattr(variable.type.precision, "width", 0) or 0) if variable is not None else 0
+
+
+def describe(hls_model: Any, io_type: str, strategy: str) -> list[Layer]:
+    """Every layer of the converted model with the reuse factor, strategy and precisions hls4ml
+    applied (it lowers a reuse factor that does not divide a layer's sizes, e.g. 16 to 14),
+    and the sizes the estimate needs."""
+    described = []
+    for layer in hls_model.get_layers():
+        out = layer.get_output_variable()
+        inp = layer.get_input_variable() if layer.inputs else None
+        weights = layer.weights.get("weight") or layer.weights.get("scale")
+        data = np.asarray(weights.data) if weights is not None else np.zeros(0)
+        attr = layer.get_attr
+        described.append(
+            Layer(
+                name=layer.name,
+                kind=_kind(layer),
+                reuse_factor=int(attr("reuse_factor", 1)),
+                strategy=str(attr("strategy", strategy)).lower(),
+                io_type=io_type,
+                result=str(out.type.precision),
+                weight=str(weights.type.precision) if weights is not None else None,
+                result_bits=_bits(out),
+                input_bits=_bits(inp) or _bits(out),
+                weight_bits=int(getattr(weights.type.precision, "width", 0)) if weights else 0,
+                in_shape=[int(d) for d in (inp.shape if inp is not None else out.shape)],
+                out_shape=[int(d) for d in out.shape],
+                n_weights=int(data.size),
+                nnz=int(np.count_nonzero(data)),
+                kernel=int(
+                    attr("filt_height", 1) * attr("filt_width", 1)
+                    if attr("filt_width") is not None
+                    else attr("pool_height", 1) * attr("pool_width", 1)
+                ),
+                kernel_rows=int(attr("filt_height", attr("pool_height", 1)) or 1),
+                n_chan=int(attr("n_chan", 0) or 0),
+                n_filt=int(attr("n_filt", 0) or 0),
+                n_partitions=int(attr("n_partitions", 0) or 0),
+                activation=str(attr("activation")) if attr("activation") is not None else None,
+            )
+        )
+    return described
+
+
+def write_layers(layers: list[Layer], path: Path) -> None:
+    """The described layers as canonical JSON (an artifact of the convert stage)."""
+    data = [layer.model_dump(mode="json") for layer in layers]
+    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+
+
+def read_layers(path: Path) -> list[Layer]:
+    return [Layer.model_validate(item) for item in json.loads(path.read_text())]

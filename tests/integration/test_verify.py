@@ -104,6 +104,8 @@ def test_export_takes_the_recorded_design_from_the_run_folder_or_a_rerun(
     assert files["hls4ml_config.yml"] == trial.artifacts["hls4ml_prj/hls4ml_config.yml"]
     assert "hls4ml_prj/firmware/myproject.cpp" in files
     assert not [name for name in files if name.endswith((".so", ".o"))]
+    build_lib = tmp_path / "best" / "hls4ml_prj" / "build_lib.sh"  # hls4ml runs ./build_lib.sh
+    assert build_lib.stat().st_mode & 0o100, oct(build_lib.stat().st_mode)
     assert manifest["metrics"]["csim_accuracy"]["value"] == trial.metrics["csim_accuracy"]
 
     elsewhere = tmp_path / "elsewhere"  # the capsule and data without the run folder

@@ -145,7 +145,12 @@ def test_a_foreign_capsule_naming_a_vendor_tool_needs_trust_before_the_tool_runs
 def test_doctor_names_each_problem_with_a_fix(packed: Path, tmp_path: Path) -> None:
     data = packed.parent / "exp" / "data" / "digits_labels.npy"
     data.write_bytes(data.read_bytes()[:-1] + b"\x01")
-    env = {"DOCKER_HOST": NO_ENGINE, "COLUMNS": "400", "PATH": "/usr/bin:/bin"}
+    env = {
+        "DOCKER_HOST": NO_ENGINE,
+        "COLUMNS": "400",
+        "PATH": "/usr/bin:/bin",
+        "CAPSULE_RUNTIME": "auto",
+    }
     proc = subprocess.run(
         [str(CLI), "doctor", str(packed)],
         capture_output=True,
@@ -160,3 +165,14 @@ def test_doctor_names_each_problem_with_a_fix(packed: Path, tmp_path: Path) -> N
     assert "--data-root" in lines["data"]
     assert "✓" in lines["vendor toolchain"]
     assert "!" in lines["runtime"] and "unconfined" in lines["runtime"]
+    assert "fix the engine above" in lines["runtime"]
+    local = subprocess.run(
+        [str(CLI), "doctor", str(packed), "--runtime", "local"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+    )
+    assert "No such option" not in local.stderr, local.stderr
+    lines = {ln.split("│")[2].strip(): ln for ln in local.stdout.splitlines() if ln.count("│") >= 4}
+    assert "local runtime" in lines["runtime"] and "engine" not in lines["runtime"]

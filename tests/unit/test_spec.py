@@ -21,7 +21,7 @@ def test_template_is_a_valid_spec_with_defaults_filled_in() -> None:
     assert spec.experiment.name == "digits-mlp"
     assert spec.data.features.format == "npy"
     assert spec.model.params == {"hidden": [32, 16], "activation": "relu", "l1": 0.0, "l2": 0.0}
-    assert spec.hls4ml.granularity == "name"
+    assert spec.hls4ml.granularity == "model"
     assert [o.metric for o in spec.objectives] == ["csim_accuracy", "dsp"]
     assert spec.source_files() == []
 

@@ -107,3 +107,53 @@ def test_metrics_json_reads_back_exactly_and_hostile_files_read_as_absent(tmp_pa
     (tmp_path / "real.json").write_bytes(_metrics_json(metrics, fidelity))
     (tmp_path / "metrics.json").symlink_to(tmp_path / "real.json")
     assert artifact_metrics(tmp_path) is None  # never followed: a trial process made it
+
+
+def test_a_c_simulation_below_the_agreement_floor_has_collapsed() -> None:
+    from capsule.spec import Checks
+    from capsule.trial import collapse_of
+
+    assert SPEC.csim_agreement_min() == 0.5
+    assert collapse_of(SPEC, {"csim_agreement": 0.5}) is None
+    assert collapse_of(SPEC, {"float_accuracy": 0.9}) is None  # no C simulation ran
+    said = collapse_of(SPEC, {"csim_agreement": 0.188})
+    assert said is not None and "18.8%" in said and "50%" in said
+    strict = SPEC.model_copy(update={"checks": Checks(csim_agreement_min=0.99)})
+    assert collapse_of(strict, {"csim_agreement": 0.98}) is not None
+
+
+def test_a_collapsed_result_is_recorded_as_collapsed_and_never_scored(tmp_path: Path) -> None:
+    from capsule import render
+    from capsule.run import outcome, to_record
+    from capsule.runtime.host import Ran
+    from capsule.search import losses
+    from capsule.trial import TrialResult
+
+    def result(collapse: str | None) -> TrialResult:
+        metrics = {"csim_accuracy": 0.2, "csim_agreement": 0.19, "dsp": 1.0, "lut": 1.0}
+        return TrialResult(
+            capsule_digest="sha256:0",
+            status="ok",
+            params={},
+            runtime="local",
+            threads=1,
+            timings={},
+            metrics=metrics,
+            fidelity=dict.fromkeys(metrics, "measured"),
+            artifacts={},
+            collapse=collapse,
+        )
+
+    flagged = to_record(0, Ran(result("C simulation collapsed: 19.0%")), SPEC, 1.0)
+    plain = to_record(1, Ran(result(None)), SPEC, 1.0)
+    assert flagged.status == "collapsed" and flagged.error == "C simulation collapsed: 19.0%"
+    assert plain.status == "ok"
+    assert losses(SPEC, [outcome(flagged), outcome(plain)])[0] is None
+
+    from rich.console import Console
+
+    console = Console(width=100, record=True)
+    console.print(render.trial_result(result("C simulation collapsed: 19.0%"), tmp_path))
+    text = console.export_text()
+    assert "C simulation collapsed: 19.0%" in text
+    assert "params: none" in text  # not a garbled one-column table
