@@ -84,9 +84,14 @@ def pack(
     id and layers are locked; with the local runtime it is this host's.
     """
     spec = load_spec(spec_path)
-    if spec.runtime.numerics is None:  # written out, so a later default cannot change its meaning
+    # Written out, so that a later default cannot change what this capsule's records mean.
+    if spec.runtime.numerics is None:
         numerics = spec.runtime.model_copy(update={"numerics": "portable"})
         spec = spec.model_copy(update={"runtime": numerics})
+    if spec.hls4ml.estimate is None:
+        spec = spec.model_copy(
+            update={"hls4ml": spec.hls4ml.model_copy(update={"estimate": "layers"})}
+        )
     if spec.checks is None:  # likewise
         spec = spec.model_copy(update={"checks": Checks()})
     root = spec_path.parent

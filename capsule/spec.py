@@ -259,6 +259,11 @@ class Hls4ml(Strict):
     # (docs/capsule-format.md). Capsules written out "name" before this default keep it.
     granularity: Literal["model", "type", "name"] = "model"
     layer_precision: dict[str, str] = {}
+    # The resource/latency estimate model (capsule.flow.estimate): "layers" counts every layer
+    # hls4ml builds; "dense" counts Dense layers only, as capsules packed before the per-layer
+    # estimate did. Pack writes "layers" when unset; a capsule without it is "dense", so its
+    # recorded estimates keep their meaning and it still verifies.
+    estimate: Literal["layers", "dense"] | None = None
 
     _part = field_validator("part")(_check_part)
     _precision = field_validator("precision")(_check_precision)

@@ -536,7 +536,8 @@ def _stage_convert(
     project = out / "hls4ml_prj"
     state["hls_model"] = convert(spec, state["model"], weights, project)
     h = spec.hls4ml
-    write_layers(describe(state["hls_model"], h.io_type, h.strategy), project / LAYERS)
+    if h.estimate == "layers":
+        write_layers(describe(state["hls_model"], h.io_type, h.strategy), project / LAYERS)
     return _measured({})
 
 
@@ -562,6 +563,12 @@ def _stage_estimate(
 ) -> Measured:
     from capsule.flow.estimate import estimate
 
+    h = spec.hls4ml
+    if h.estimate in (None, "dense"):  # the model capsules packed before the per-layer one had
+        from capsule.flow.estimate_dense import estimate_dense
+
+        dense = estimate_dense(state["hls_model"], h.clock_period, h.strategy)
+        return _measured(dense, "estimate")
     layers = _converted_layers(out)
     if not layers:
         raise StageError("no converted model to estimate")
