@@ -7,7 +7,7 @@ DEMO := capsules/digits-mlp
 UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28
 
-.PHONY: venv demo test lint format bench lock clean image image-check verify-check
+.PHONY: venv demo test test-fast lint format bench lock clean image image-check verify-check
 
 venv: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/pytest
+
+# The unit tests only (about 2 minutes): the edit loop's check.
+test-fast: $(STAMP)
+	$(BIN)/pytest tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
