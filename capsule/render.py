@@ -317,11 +317,43 @@ def findings(found: list[Finding]) -> RenderableType:
     return table
 
 
-def _params_text(params: dict[str, Any], space_keys: list[str]) -> str:
-    def short(v: Any) -> str:
-        return f"{v:.3g}" if isinstance(v, float) else str(v)
+def compact(value: float | int) -> str:
+    """A number short enough never to be folded by a narrow table: 1,184; 11.0k; 2.35M;
+    0.9528; 3.162e-05. The full values are in `show --json` and the report's trials.csv."""
+    v = float(value)
+    if v.is_integer() and abs(v) < 10_000:
+        return f"{int(v):,}"
+    if abs(v) >= 1e9:
+        return f"{v / 1e9:.3g}G"
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:.3g}M"
+    if abs(v) >= 1e4:
+        return f"{v / 1e3:.1f}k"
+    return f"{v:.4g}"
 
-    return ", ".join(f"{k.split('.')[-1]}={short(params[k])}" for k in space_keys if k in params)
+
+def _param(value: Any) -> str:
+    if isinstance(value, float):
+        return compact(value)
+    if isinstance(value, list):
+        return "[" + ",".join(_param(v) for v in value) + "]"
+    return str(value)
+
+
+def params_table(title: str, trials: list[Any], space_keys: list[str]) -> Table:
+    """One column per searched parameter (its last name part), a row per trial, never wrapped:
+    a parameter value folded across lines reads as two values."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("trial", justify="right", no_wrap=True)
+    for key in space_keys:
+        table.add_column(key.split(".")[-1], no_wrap=True)
+    for t in trials:
+        _row(
+            table,
+            str(t.number),
+            *(_param(t.params[k]) if k in t.params else "-" for k in space_keys),
+        )
+    return table
 
 
 def results(capsule: Capsule, top: int = 10) -> RenderableType:
@@ -343,26 +375,36 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
         counts[t.status] = counts.get(t.status, 0) + 1
 
     def table(title: str, chosen: list[Any]) -> Table:
+        """Numbers right-aligned and never wrapped; a metric's fidelity in its header when every
+        row shares it, else under the value."""
         out = Table(title=title, title_justify="left")
-        for column in ("trial", "status", "params", *names, "loss", "runtime", "time", "cache"):
-            out.add_column(column, overflow="fold")
+        out.add_column("trial", justify="right", no_wrap=True)
+        out.add_column("status", no_wrap=True)
+        shared = {}
+        for n in names:
+            kinds = {t.fidelity.get(n) for t in chosen if n in t.metrics}
+            shared[n] = kinds.pop() if len(kinds) == 1 else None
+            header = n if shared[n] is None else f"{n}\n({shared[n]})"
+            out.add_column(header, justify="right", no_wrap=True)
+        out.add_column("loss", justify="right", no_wrap=True)
+        out.add_column("time", justify="right", no_wrap=True)
         for t in chosen:
             loss = scored.get(t.number)
+            cells = []
+            for n in names:
+                if n not in t.metrics:
+                    cells.append("-")
+                elif shared[n] is None and n in t.fidelity:
+                    cells.append(f"{compact(t.metrics[n])}\n({t.fidelity[n]})")
+                else:
+                    cells.append(compact(t.metrics[n]))
             _row(
                 out,
                 str(t.number),
                 t.status,
-                _params_text(dict(t.params), keys),
-                *[
-                    f"{t.metrics[n]:.4g}" + (f" ({t.fidelity[n]})" if n in t.fidelity else "")
-                    if n in t.metrics
-                    else "-"
-                    for n in names
-                ],
-                "-" if loss is None else f"{loss:.4g}",
-                t.runtime,
+                *cells,
+                "-" if loss is None else compact(loss),
                 f"{t.duration_s:.0f} s",
-                ", ".join(t.cache_hits) or "-",
             )
         return out
 
@@ -377,8 +419,12 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
     front = set(pareto_front(spec, [outcome(t) for t in pool]))
     objectives = " vs ".join(f"{o.metric} ({o.direction[:3]})" for o in spec.objectives)
+    runtimes = sorted({t.runtime or "?" for t in trials})
+    hits = {u: sum(u in t.cache_hits for t in trials) for u in ("train", "hls", "synth")}
+    reused = ", ".join(f"{u} in {n}" for u, n in hits.items() if n) or "none"
     parts: list[RenderableType] = [
         plain(f"{len(trials)} trials: {summary}", style="bold"),
+        plain(f"runtime {', '.join(runtimes)}; taken from the stage cache: {reused}"),
         *([] if level is None else [levels(capsule)]),
         table(f"best {min(top, len(best))} trials{at}", best[:top]),
         table(
@@ -386,6 +432,9 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             sorted((t for t in pool if t.number in front), key=lambda t: t.number),
         ),
     ]
+    shown = {t.number for t in best[:top]} | front
+    listed = [t for t in pool if t.number in shown]
+    parts.append(params_table("params of the trials above", listed, keys))
     if best and best[0].layers:
         parts.append(
             layers_table(f"layers of trial {best[0].number} as hls4ml built them", best[0].layers)

@@ -1,0 +1,75 @@
+"""Output that never lies at any width: every number the wide rendering shows appears whole at 80
+columns too (non-terminal output, such as a log, is 80 columns wide)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from capsule import api, render
+from capsule.capsulefile import Trial, write_capsule
+from capsule.diff import diff_capsules
+
+NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?k?M?(?![\w.])")
+
+
+def _text(renderable: object, width: int) -> str:
+    console = Console(width=width, record=True, color_system=None, force_terminal=False)
+    console.print(renderable)
+    return console.export_text()
+
+
+def _searched(packed: Path) -> Path:
+    capsule = api.load(packed)
+    trials = [
+        Trial(
+            number=n,
+            status="ok",
+            params={
+                "hls4ml.precision": "ap_fixed<16,6>",
+                "hls4ml.reuse_factor": 4,
+                "model.params.hidden": [64, 32, 32],
+                "training.learning_rate": 0.0031622776601683794,
+            },
+            metrics={"csim_accuracy": 0.9527777 - n / 100, "dsp": 1184.0 + n, "lut": 11040.0 + n},
+            fidelity={"csim_accuracy": "measured", "dsp": "estimate", "lut": "estimate"},
+            artifacts={"metrics.json": "0" * 64},
+            runtime="local",
+            duration_s=123.4,
+            cache_hits=["train", "hls"],
+        )
+        for n in range(3)
+    ]
+    write_capsule(capsule.model_copy(update={"trials": trials}), packed)
+    return packed
+
+
+def _numbers(text: str) -> set[str]:
+    return set(NUMBER.findall(text))
+
+
+@pytest.mark.parametrize("narrow", [80, 100])
+def test_run_summary_and_show_numbers_appear_whole_at_80_columns(packed: Path, narrow: int) -> None:
+    capsule = api.load(_searched(packed))
+    for renderable in (render.results(capsule), render.capsule_summary(capsule)):
+        wide, small = _text(renderable, 200), _text(renderable, narrow)
+        missing = sorted(_numbers(wide) - _numbers(small))
+        assert missing == [], f"cut at {narrow} columns: {missing}\n{small}"
+    small = _text(render.results(capsule), narrow)
+    for shown in ("11.0k", "1,184", "0.9528"):  # lut, dsp, accuracy: compact, never cut
+        assert shown in small, small
+    assert max(len(line) for line in small.splitlines()) <= narrow
+
+
+def test_diff_numbers_appear_whole_at_80_columns(packed: Path, tmp_path: Path) -> None:
+    a = api.load(packed)
+    spec = a.spec.model_copy(
+        update={"training": a.spec.training.model_copy(update={"learning_rate": 0.000123456})}
+    )
+    b = a.model_copy(update={"spec": spec})
+    diffs = diff_capsules(a, b)
+    wide, small = _text(render.differences(diffs), 200), _text(render.differences(diffs), 80)
+    assert sorted(_numbers(wide) - _numbers(small)) == []
