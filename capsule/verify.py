@@ -418,7 +418,7 @@ def verify(
         skipped,
         work,
         [row for _, rows in per_trial for row in rows],
-        {t.number: numerics_notes(t) for t in chosen if numerics_notes(t)},
+        {t.number: notes for t in chosen if (notes := numerics_notes(t))},
         explanations,
         sorted(set(taken)),
     )
