@@ -34,7 +34,8 @@ from capsule.errors import CapsuleError
 from capsule.hashing import default_cache_dir, sha256_file
 from capsule.version import __version__
 
-BASE_TAG = "capsule-base:bookworm"
+# The base is built only when its tag is absent: a change to images/base gets a new tag.
+BASE_TAG = "capsule-base:bookworm-2"
 TRIAL_REPO = "capsule-trial"
 FIXED_DATE = "1970-01-01T00:00:00Z"
 REPO_ROOT = Path(__file__).resolve().parent.parent

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The trial image's base for offline machines (air-gapped labs, CI here): Debian bookworm made
 # with debootstrap from Debian's own packages, with what trials need from the system: Python 3.11
-# (python3, python3-venv) and g++ for hls4ml's C simulation. Writes a normalised root-filesystem
+# (python3, python3-venv), g++ for hls4ml's C simulation, and the open RTL flow's Verilator and
+# Yosys (Debian's 5.006 and 0.23). Writes a normalised root-filesystem
 # tarball (sorted, owners numeric, every mtime 0, run-to-run files removed) that
 # `capsule image build` loads as the base image.
 #
@@ -11,7 +12,7 @@ out=$1
 mirror=${2:-http://deb.debian.org/debian}
 work=$(mktemp -d /var/tmp/capsule-base.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-debootstrap --variant=minbase --include=python3,python3-venv,g++ bookworm "$work/rootfs" "$mirror"
+debootstrap --variant=minbase --include=python3,python3-venv,g++,yosys,verilator bookworm "$work/rootfs" "$mirror"
 # Debian compiles the standard library to timestamp .pyc, which the normalised mtimes (0) turn
 # stale: with a read-only root every container would compile it again at each start. Unchecked-
 # hash .pyc need no timestamps and no checking; these sources never change inside an image.
