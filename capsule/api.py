@@ -19,7 +19,7 @@ import numpy as np
 
 from capsule import toolchain
 from capsule import trust as trust_store
-from capsule.capsulefile import Capsule, EnvironmentLock, read_capsule, write_capsule
+from capsule.capsulefile import FORMAT, Capsule, EnvironmentLock, read_capsule, write_capsule
 from capsule.diff import Difference, diff_capsules
 from capsule.environment import host_environment
 from capsule.errors import CapsuleError, CapsuleWarning
@@ -117,7 +117,7 @@ def pack(
             cache.close()
     data_root = Path(os.path.relpath(root.resolve(), output.resolve().parent)).as_posix()
     capsule = Capsule(
-        format=1,
+        format=FORMAT,
         tool=f"capsule {__version__}",
         digest="",
         spec=spec,

@@ -61,7 +61,7 @@ def test_show_json_is_the_whole_capsule(packed: Path) -> None:
     proc = run("show", "--json", packed)
     assert proc.returncode == 0
     data = json.loads(proc.stdout)
-    assert data["format"] == 1 and data["spec"]["experiment"]["name"] == "digits-mlp"
+    assert data["format"] == 2 and data["spec"]["experiment"]["name"] == "digits-mlp"
     assert {d["input"] for d in data["data"]} == {"features", "labels"}
 
 
@@ -210,13 +210,16 @@ def reseal(path: Path, edit: Callable[[Any], None]) -> None:
 
     def digest(doc: Any) -> str:
         data = tomllib.loads(tomlkit.dumps(doc))
-        data.pop("digest")
-        return digest_of({"sources": [], "trials": [], **data})  # empty lists are not written
+        for key in ("digest", "sealed", "trials"):  # the records chain from the digest
+            data.pop(key)
+        return digest_of({"sources": [], **data})  # empty lists are not written
 
     doc = tomlkit.parse(path.read_text())
     assert digest(doc) == doc["digest"]  # the forger's digest is the tool's
+    assert doc["trials"] == {}  # no records, so the seal is the digest itself
     edit(doc)
     doc["digest"] = digest(doc)
+    doc["sealed"] = f"{0:09d} {doc['digest']}"
     path.write_text(tomlkit.dumps(doc))
 
 
