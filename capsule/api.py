@@ -199,9 +199,10 @@ def _input_at(output: Path, spec: Spec, spec_path: Path) -> str | None:
     return None
 
 
-def load(path: Path) -> Capsule:
-    """Read and check a capsule: format, schema, digest and embedded sources."""
-    return read_capsule(path)
+def load(path: Path, trials: bool = True) -> Capsule:
+    """Read and check a capsule: format, schema, digest, embedded sources and (unless `trials`
+    is false: a trial needs none of them) the chained trial records."""
+    return read_capsule(path, trials)
 
 
 def data_root(capsule_path: Path, capsule: Capsule, override: Path | None = None) -> Path:
@@ -265,7 +266,7 @@ def trial(
     can); `image_ref` overrides the image. `trust` lets the local runtime run the capsule's
     embedded code on this host, and remembers that (see `capsule.trust`).
     """
-    capsule = load(capsule_path)
+    capsule = load(capsule_path, trials=False)
     root = data_root(capsule_path, capsule, data_root_override)
     _check_data_here(capsule, root)  # as `run` does: bad data is bad input (exit 2), not a trial
     check_folder(out)
@@ -292,7 +293,7 @@ def trial_numerics(capsule_path: Path, params: Params | None) -> tuple[Mode, int
     """The numerics mode and thread count a trial of this capsule at `params` runs with."""
     from capsule.trial import threads_for, trial_params
 
-    spec = load(capsule_path).spec
+    spec = load(capsule_path, trials=False).spec
     spec = apply_params(spec, trial_params(spec, params))
     return spec.runtime.numerics_mode(), threads_for(spec)
 
@@ -312,7 +313,7 @@ def trial_here(
     `toolchain_at` is where the locked tool is here when not at its locked path (a container
     sees it at `toolchain.CONTAINER_PATH`); it is checked against the lock like any install.
     """
-    capsule = load(capsule_path)
+    capsule = load(capsule_path, trials=False)
     if toolchain_at is not None:
         moved = capsule.toolchain.model_copy(update={"path": str(toolchain_at)})
         capsule = capsule.model_copy(update={"toolchain": moved})

@@ -328,6 +328,15 @@ def _trials(found: list[records.Record], source: str) -> list[Trial]:
     return out
 
 
+def header_bytes(path: Path) -> bytes:
+    """The capsule without its trial records (format 2): what a trial elsewhere needs of it,
+    readable there with `trials=False`. A format-1 capsule is returned whole."""
+    raw = read_text_limited(path, MAX_CAPSULE_BYTES, "capsule", CapsuleFileError).encode()
+    marker = f"\n{records.SECTION}\n".encode()
+    at = raw.find(marker)
+    return raw if at < 0 else raw[: at + len(marker)]
+
+
 def read_capsule(path: Path, trials: bool = True) -> Capsule:
     text = read_text_limited(path, MAX_CAPSULE_BYTES, "capsule", CapsuleFileError)
     return parse_capsule(text, str(path), trials)

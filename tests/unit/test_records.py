@@ -19,6 +19,7 @@ from capsule.capsulefile import (
     Trial,
     _item,
     append_trial,
+    header_bytes,
     parse_capsule,
     read_capsule,
     write_capsule,
@@ -249,3 +250,12 @@ def test_a_source_with_a_records_line_in_it_is_not_taken_for_the_records(packed:
     assert (
         "\n[trials]\n" not in packed.read_text().split("[[sources]]")[1].split("[environment]")[0]
     )
+
+
+def test_a_worker_gets_the_header_without_the_records(recorded: Path, tmp_path: Path) -> None:
+    header = tmp_path / "sent-to-a-worker.capsule"
+    header.write_bytes(header_bytes(recorded))
+    assert len(header.read_bytes()) < len(recorded.read_bytes())
+    assert read_capsule(header, trials=False) == read_capsule(recorded, trials=False)
+    with pytest.raises(CapsuleFileError, match=r"do not match the seal \(4 sealed, 0 found\)"):
+        read_capsule(header)
