@@ -121,11 +121,20 @@ def parse_stat(text: str, ltp: str | None = None) -> Netlist:
 
 
 def script(design: Design, family: str) -> str:
-    """The Yosys script: read the design, synthesize it flat for `family`, write statistics."""
+    """The Yosys script: read the design, synthesize it flat for `family`, write statistics.
+
+    `-defer` elaborates modules with their actual parameters only, so da4ml's `lookup_table`
+    is never elaborated with its placeholder memory file. Yosys 0.23's `memory_libmap` finds no
+    mapping for da4ml's tables (asynchronous ROMs marked `rom_style = "distributed"`), so a
+    design with tables has them turned into logic first (`memory_map`); a 7-series LUT ROM is
+    logic in LUTs too.
+    """
     check_family(family)
+    tables = [f"hierarchy -top {TOP}", "proc", "memory -nomap", "memory_map"]
     return "\n".join(
         [
-            f"read_verilog -sv {' '.join(design.sources)}",
+            f"read_verilog -defer -sv {' '.join(design.sources)}",
+            *(tables if design.memfiles else []),
             f"synth_xilinx -flatten -family {family} -top {TOP}",
             "tee -q -o stat.json stat -json",
             "tee -q -o ltp.txt ltp -noff",
