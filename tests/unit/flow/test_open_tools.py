@@ -39,3 +39,11 @@ def test_a_plain_keras_model_is_one_line_saying_the_flow_needs_hgq2() -> None:
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     with pytest.raises(StageError, match="^da4ml cannot trace the model .*needs an HGQ2 model"):
         trace(model)
+
+
+def test_verilator_names_its_runtime_sources(tmp_path: Path) -> None:
+    from capsule.flow.rtlsim import verilator_root
+
+    root = verilator_root(tmp_path, 30, tmp_path / "tool.log")
+    assert (root / "include" / "verilated.h").is_file()
+    assert (root / "include" / "verilated_threads.cpp").is_file()
