@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capsule.errors import StageError
+from capsule.files import write_atomic
 from capsule.flow.rtl import TOP, Design
 from capsule.process import log_tail
 
@@ -172,5 +173,5 @@ def synthesize(
         "longest_path_cells": netlist.longest_path,
         "metrics": metrics,
     }
-    (out / STATS).write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    write_atomic(out / STATS, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return metrics
