@@ -26,7 +26,7 @@ from pydantic import (
 
 from capsule.errors import SpecError
 from capsule.files import read_text_limited, unsafe_relative_name
-from capsule.metrics import METRICS
+from capsule.metrics import HLS4ML_METRICS, METRICS
 from capsule.space import Distribution, Params, Value, branch_labels, candidates, parameters
 
 MAX_SPEC_BYTES = 1 << 20
@@ -396,6 +396,28 @@ class Toolchain(Strict):
         return self
 
 
+class OpenFlow(Strict):
+    """The open hardware flow (capsule.flow.rtl, rtlsim, yosys): the trained HGQ2 model through
+    da4ml to Verilog, simulated with Verilator against Keras and synthesized with Yosys for a
+    Xilinx family. Its own toolchain, beside hls4ml and the vendor tool: a capsule can use
+    either or both. Absent, trials run as before."""
+
+    family: str = "xc7"  # `synth_xilinx -family`: xc7 (7 series), xcu, xcup (capsule.flow.yosys)
+    rtlsim: bool = True  # Verilator simulation of the test split, compared with Keras
+    synth: bool = True  # Yosys logic synthesis
+    # Whether the trial also converts with hls4ml and C-simulates (the vendor flow's route);
+    # false runs the open flow alone, e.g. for a model hls4ml does not convert.
+    hls4ml: bool = True
+    timeout: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0  # seconds, per tool run
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str) -> str:
+        from capsule.flow.yosys import check_family
+
+        return check_family(value)
+
+
 def _default_objectives() -> list[Objective]:
     return [Objective(metric="csim_accuracy", direction="maximize")]
 
@@ -417,6 +439,11 @@ class Spec(Strict):
     # Absent in capsules packed before the checks existed (they read with the defaults); pack
     # writes it out, so a later default cannot change a capsule's meaning.
     checks: Checks | None = None
+    open_flow: OpenFlow | None = None  # absent: no open flow (capsules before it stay as they were)
+
+    def runs_hls4ml(self) -> bool:
+        """Whether trials convert with hls4ml and C-simulate (all but open-flow-only specs)."""
+        return self.open_flow is None or self.open_flow.hls4ml
 
     def csim_agreement_min(self) -> float:
         return (self.checks or Checks()).csim_agreement_min
@@ -442,6 +469,24 @@ class Spec(Strict):
             raise ValueError(
                 "search.fidelity: level 2 is logic synthesis or co-simulation; set "
                 "toolchain.vsynth or toolchain.cosim"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _flows(self) -> Spec:
+        if self.runs_hls4ml():
+            return self
+        if self.toolchain.name != "none":
+            raise ValueError(
+                "open_flow.hls4ml: the vendor tool synthesizes hls4ml's project; "
+                "set hls4ml = true or toolchain.name = 'none'"
+            )
+        ranked_by = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        unmeasured = sorted({m for m in ranked_by if m in HLS4ML_METRICS})
+        if unmeasured:
+            raise ValueError(
+                f"open_flow.hls4ml: without hls4ml no trial measures {', '.join(unmeasured)}; "
+                "rank by the open flow's metrics (e.g. rtlsim_accuracy, lut) instead"
             )
         return self
 
