@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capsule.errors import SpecError
 from capsule.search import (
@@ -151,3 +153,22 @@ def test_an_evaluated_point_is_not_proposed_again_while_others_remain(algo: str)
         finished.append(Outcome(number, params, "ok", metrics))
     points = {tuple(sorted(o.params.items())) for o in finished}
     assert len(points) == 6
+
+
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 5)), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_the_pareto_front_is_every_point_no_other_dominates(points: list[tuple[int, ...]]) -> None:
+    """Against the definition, checked pair by pair: ties, duplicates and three objectives."""
+    three = BRANCHED.replace("[[constraints]]", '[[objectives]]\nmetric = "lut"\ndirection = "minimize"\n[[constraints]]')
+    spec = parse_spec(three.replace("max = 1000", "max = 1e9"))
+    outcomes = [
+        Outcome(i, {}, "ok", {"csim_accuracy": a, "dsp": b, "lut": c})
+        for i, (a, b, c) in enumerate(points)
+    ]
+    signed = {i: (-a, b, c) for i, (a, b, c) in enumerate(points)}
+
+    def dominates(p: tuple[int, ...], q: tuple[int, ...]) -> bool:
+        return all(x <= y for x, y in zip(p, q, strict=True)) and p != q
+
+    expected = [i for i in signed if not any(dominates(signed[j], signed[i]) for j in signed)]
+    assert pareto_front(spec, outcomes) == expected
