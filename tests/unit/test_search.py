@@ -155,17 +155,23 @@ def test_an_evaluated_point_is_not_proposed_again_while_others_remain(algo: str)
     assert len(points) == 6
 
 
+@pytest.mark.parametrize("dimensions", [2, 3])
 @given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 5)), max_size=40))
 @settings(max_examples=300, deadline=None)
-def test_the_pareto_front_is_every_point_no_other_dominates(points: list[tuple[int, ...]]) -> None:
-    """Against the definition, checked pair by pair: ties, duplicates and three objectives."""
-    three = BRANCHED.replace("[[constraints]]", '[[objectives]]\nmetric = "lut"\ndirection = "minimize"\n[[constraints]]')
-    spec = parse_spec(three.replace("max = 1000", "max = 1e9"))
+def test_the_pareto_front_is_every_point_no_other_dominates(
+    dimensions: int, points: list[tuple[int, int, int]]
+) -> None:
+    """Against the definition, checked pair by pair: ties, duplicates, two objectives (a sweep
+    of its own) and three."""
+    three = BRANCHED.replace(
+        "[[constraints]]", '[[objectives]]\nmetric = "lut"\ndirection = "minimize"\n[[constraints]]'
+    )
+    spec = parse_spec(three.replace("max = 1000", "max = 1e9") if dimensions == 3 else BRANCHED)
     outcomes = [
         Outcome(i, {}, "ok", {"csim_accuracy": a, "dsp": b, "lut": c})
         for i, (a, b, c) in enumerate(points)
     ]
-    signed = {i: (-a, b, c) for i, (a, b, c) in enumerate(points)}
+    signed = {i: (-a, b, c)[:dimensions] for i, (a, b, c) in enumerate(points)}
 
     def dominates(p: tuple[int, ...], q: tuple[int, ...]) -> bool:
         return all(x <= y for x, y in zip(p, q, strict=True)) and p != q
