@@ -34,6 +34,14 @@ METRICS: dict[str, Metric] = {
     "bram_18k": Metric("18 Kb block RAMs used", "count"),
     "uram": Metric("UltraRAM blocks used", "count"),
     "bops": Metric("bit operations: multiplications x weight bits x input bits", "count"),
+    "ebops": Metric(
+        "effective bit operations of a quantization-aware (HGQ2) model, from its learned widths",
+        "count",
+    ),
+    "weight_sparsity": Metric(
+        "fraction of a quantization-aware model's weights trained to zero bits (pruned)",
+        "fraction",
+    ),
 }
 
 # What a trial without the vendor tool measures (fidelity level 0): the vendor reports alone give

@@ -138,9 +138,15 @@ def check_output_path(hls_model: Any, declared: str) -> list[str]:
 
 
 def hls_config(spec: Spec, model: Any) -> dict[str, Any]:
+    """The hls4ml configuration of a trial: the spec's precisions for a float model; for a
+    quantization-aware (HGQ2) model, none at all (see `qat_config`)."""
     import hls4ml
 
+    from capsule.flow import qat
+
     h = spec.hls4ml
+    if qat.is_hgq(model):
+        return qat_config(spec, model)
     with _once_each_line():
         config: dict[str, Any] = hls4ml.utils.config_from_keras_model(
             model,
@@ -159,6 +165,38 @@ def hls_config(spec: Spec, model: Any) -> dict[str, Any]:
         if not isinstance(entry.get("Precision"), dict):
             entry["Precision"] = {} if "Precision" not in entry else {"default": entry["Precision"]}
         entry["Precision"]["result"] = result
+    return config
+
+
+def qat_config(spec: Spec, model: Any) -> dict[str, Any]:
+    """An HGQ2 model's configuration: its quantizers carry every bit width, and hls4ml's
+    bit-exact pass derives each layer's types from them (on by default when the model has
+    quantizers; set here so that a later default cannot change it). No precision of the spec
+    is set on any layer, so none can override the model's own; `granularity = "model"` keeps
+    hls4ml from writing per-layer entries. The model-wide precision is only what a layer
+    without a quantizer would fall back to: the bit-exact pass leaves none such in a model whose
+    layers are all HGQ2's. A spec that sets output or per-layer precisions on a model like this
+    is refused, naming the key.
+    """
+    import hls4ml
+
+    h = spec.hls4ml
+    for key in ("output_precision", "layer_precision"):
+        if getattr(h, key):
+            raise StageError(
+                f"hls4ml.{key}: the model is quantization-aware (HGQ2) and its bit widths are "
+                "its own; remove the key"
+            )
+    with _once_each_line():
+        config: dict[str, Any] = hls4ml.utils.config_from_keras_model(
+            model,
+            granularity="model",
+            backend=h.backend,
+            default_precision=h.precision,
+            default_reuse_factor=h.reuse_factor,
+        )
+    config["Model"]["Strategy"] = h.strategy
+    config["Model"]["BitExact"] = True
     return config
 
 
@@ -187,6 +225,8 @@ def convert(spec: Spec, model: Any, weights: Path, out: Path) -> Any:
     """
     import hls4ml
 
+    from capsule.flow import qat
+
     h = spec.hls4ml
     config = hls_config(spec, model)
     with _once_each_line():
@@ -201,7 +241,8 @@ def convert(spec: Spec, model: Any, weights: Path, out: Path) -> Any:
             io_type=h.io_type,
             allow_da_fallback=False,
         )
-    check_output_path(hls_model, h.output_precision or h.precision)
+    if not qat.is_hgq(model):  # an HGQ2 model's output path has the types it learned
+        check_output_path(hls_model, h.output_precision or h.precision)
     _install_stamp_pass(hls_model.config.backend.get_writer_flow())
     hls_model.config.config.pop("KerasModel", None)
     digest = hashlib.sha256(weights.read_bytes())

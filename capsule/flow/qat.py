@@ -1,0 +1,202 @@
+"""Quantization-aware models (HGQ2): the built-in builders, their training callbacks, and what
+a trial measures of what it trained.
+
+A float model is quantized after training to one `ap_fixed` precision, and half of a search
+over that precision is spent on designs no one would build. An HGQ2 model learns a bit width
+per weight and per activation, with the design's EBOPs (effective bit operations, HGQ2's
+resource proxy) weighted by `beta` in the loss; a weight whose width reaches zero is pruned.
+hls4ml converts such a model with its own widths, bit for bit, and da4ml traces it to RTL.
+
+After training, `calibrate` runs HGQ2's `trace_minmax` over the training split (streamed):
+activations quantized with WRAP overflow keep the integer bits they were trained with
+otherwise, and may overflow in hardware on values training never saw at the end. The weights
+are saved after it, so the saved model is the one converted. `measure` then reads EBOPs and
+the fraction of zero-bit weights from the saved state, a pure function of the weights file.
+
+Nothing here imports HGQ2 at module level: a float trial never pays for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from capsule.errors import StageError
+from capsule.spec import HgqConvParams, HgqMlpParams, HgqQuant, Spec
+
+# The metric names a quantization-aware trial adds (see capsule.metrics).
+QAT_METRICS = ("ebops", "weight_sparsity")
+
+
+def is_hgq(model: Any) -> bool:
+    """Whether `model` has HGQ2 layers: judged by the layers' module, so that a float model's
+    trial does not import HGQ2 to find out."""
+    return any(type(layer).__module__.startswith("hgq.") for layer in model._flatten_layers())
+
+
+def _configs(p: HgqQuant) -> dict[str, Any]:
+    """HGQ2 quantizer configs for weights, biases and activations (datalanes), built per
+    layer rather than through HGQ2's global config scopes, so that nothing leaks between two
+    models built in one process."""
+    from hgq.config import QuantizerConfig
+
+    def conf(q_type: str, place: str, bits: int, int_bits: int, overflow: str) -> Any:
+        widths = {"b0": bits, "i0": int_bits} if q_type == "kbi" else {}
+        if q_type == "kif":
+            widths = {"i0": int_bits, "f0": bits - int_bits}
+        return QuantizerConfig(
+            q_type, place, overflow_mode=overflow, round_mode=p.round_mode, **widths
+        )
+
+    w = (p.weight_quantizer, p.weight_bits, p.weight_int_bits, p.weight_overflow)
+    a = (p.activation_quantizer, p.activation_bits, p.activation_int_bits, p.activation_overflow)
+    return {
+        "kq_conf": conf(w[0], "weight", *w[1:]),
+        "bq_conf": conf(w[0], "bias", *w[1:]),
+        "iq_conf": conf(a[0], "datalane", *a[1:]),
+    }
+
+
+def _beta0(p: HgqQuant) -> float:
+    return p.beta if p.beta_start is None or p.beta_schedule == "constant" else p.beta_start
+
+
+def build_hgq_mlp(p: HgqMlpParams, input_shape: tuple[int, ...], n_classes: int) -> Any:
+    """QDense layers (ReLU), a QDense output named `output` and a QSoftmax named `softmax`."""
+    import keras
+    from hgq.layers import QDense, QSoftmax
+
+    if len(input_shape) != 1:
+        raise StageError(f"the built-in hgq-mlp needs 1-d feature rows, got shape {input_shape}")
+    beta0 = _beta0(p)
+    x = inputs = keras.Input(shape=input_shape, name="features")
+    for i, width in enumerate(p.hidden):
+        x = QDense(width, activation="relu", beta0=beta0, name=f"fc{i + 1}", **_configs(p))(x)
+    x = QDense(n_classes, beta0=beta0, name="output", **_configs(p))(x)
+    outputs = QSoftmax(beta0=beta0, name="softmax")(x)
+    return keras.Model(inputs, outputs, name="hgq_mlp")
+
+
+def build_hgq_conv(p: HgqConvParams, input_shape: tuple[int, ...], n_classes: int) -> Any:
+    """QConv1D or QConv2D blocks (ReLU, max pooling), flattened into QDense layers and a
+    QSoftmax; the rank of the (reshaped) input picks the convolution."""
+    import keras
+    from hgq.layers import QConv1D, QConv2D, QDense, QMaxPooling1D, QMaxPooling2D, QSoftmax
+
+    shape = tuple(p.reshape) if p.reshape else input_shape
+    if int(np.prod(shape)) != int(np.prod(input_shape)):
+        raise StageError(
+            f"model.params.reshape: {list(shape)} does not hold rows of shape {input_shape}"
+        )
+    if len(shape) not in (2, 3):
+        raise StageError(
+            f"the built-in hgq-conv needs (length, channels) or (height, width, channels) "
+            f"rows, got shape {shape}; set model.params.reshape"
+        )
+    conv, pool = (QConv1D, QMaxPooling1D) if len(shape) == 2 else (QConv2D, QMaxPooling2D)
+    beta0 = _beta0(p)
+    x = inputs = keras.Input(shape=input_shape, name="features")
+    if shape != input_shape:
+        x = keras.layers.Reshape(shape, name="reshape")(x)
+    for i, filters in enumerate(p.filters):
+        x = conv(
+            filters,
+            p.kernel_size,
+            activation="relu",
+            beta0=beta0,
+            name=f"conv{i + 1}",
+            **_configs(p),
+        )(x)
+        if p.pool > 1:
+            x = pool(p.pool, name=f"pool{i + 1}", beta0=beta0)(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    for i, width in enumerate(p.hidden):
+        x = QDense(width, activation="relu", beta0=beta0, name=f"fc{i + 1}", **_configs(p))(x)
+    x = QDense(n_classes, beta0=beta0, name="output", **_configs(p))(x)
+    outputs = QSoftmax(beta0=beta0, name="softmax")(x)
+    return keras.Model(inputs, outputs, name="hgq_conv")
+
+
+def builtin_params(spec: Spec) -> HgqQuant | None:
+    """The quantization knobs of a built-in HGQ2 builder, or None for any other builder (a
+    researcher's HGQ2 model keeps the beta its own layers were given)."""
+    if spec.model.builder == "hgq-mlp":
+        return HgqMlpParams.model_validate(spec.model.params)
+    if spec.model.builder == "hgq-conv":
+        return HgqConvParams.model_validate(spec.model.params)
+    return None
+
+
+def beta_at(p: HgqQuant, epochs: int) -> Any:
+    """beta at each epoch: `beta_start` at epoch 0 to `beta` at the last, as HGQ2's
+    PieceWiseSchedule interpolates it (constant: `beta` throughout)."""
+    from hgq.utils.sugar import PieceWiseSchedule
+
+    start = _beta0(p)
+    if p.beta_schedule == "constant" or epochs < 2:
+        return PieceWiseSchedule([(0, p.beta, "constant")])
+    return PieceWiseSchedule([(0, start, p.beta_schedule), (epochs - 1, p.beta, "constant")])
+
+
+def callbacks(spec: Spec) -> list[Any]:
+    """HGQ2's own training callbacks: EBOPs in the logs every epoch, and the beta schedule for
+    a built-in builder."""
+    from hgq.utils.sugar import BetaScheduler, FreeEBOPs
+
+    found: list[Any] = [FreeEBOPs()]
+    p = builtin_params(spec)
+    if p is not None:
+        found.append(BetaScheduler(beta_at(p, spec.training.epochs)))
+    return found
+
+
+def calibrate(model: Any, batches: Any) -> None:
+    """HGQ2's `trace_minmax` over `batches` (a keras PyDataset of (x, y)): the integer bits of
+    WRAP-overflow activations cover every value of the training split."""
+    from hgq.utils import trace_minmax
+
+    trace_minmax(model, batches, reset=True, verbose=0)
+
+
+def ebops(model: Any) -> float:
+    """The model's EBOPs from its current bit widths, as HGQ2's `trace_minmax` totals them:
+    each top-level layer's `_compute_ebops` on its input shapes with batch 1, times its factor
+    (a QSoftmax counts its own tables). Computed without a forward pass, so nothing about the
+    model changes."""
+    from hgq.layers import QLayerBase
+    from keras import ops
+
+    total = 0.0
+    for layer in model.layers:
+        if not isinstance(layer, QLayerBase) or not layer.enable_ebops:
+            continue
+        tensors = layer.input if isinstance(layer.input, list | tuple) else [layer.input]
+        shapes = [(1, *tuple(t.shape)[1:]) for t in tensors]
+        value = layer._compute_ebops(*shapes) * layer.ebops_factor
+        total += float(ops.convert_to_numpy(value))
+    return total
+
+
+def weight_bits(model: Any) -> list[np.ndarray]:
+    """Each quantized kernel's bit width per weight (sign included, as hls4ml reads them:
+    k + i + f), in layer order."""
+    from keras import ops
+
+    found = []
+    for layer in model._flatten_layers():
+        kq = getattr(layer, "_kq", None)
+        kernel = getattr(layer, "kernel", None)
+        if kq is None or kernel is None:
+            continue
+        k, i, f = (ops.convert_to_numpy(v) for v in kq.quantizer.kif)
+        found.append(np.broadcast_to(k + i + f, tuple(kernel.shape)))
+    return found
+
+
+def measure(model: Any) -> dict[str, float]:
+    """`ebops` and `weight_sparsity` (the fraction of kernel weights with zero bits: pruned)."""
+    bits = weight_bits(model)
+    total = sum(b.size for b in bits)
+    zero = sum(int(np.count_nonzero(b <= 0)) for b in bits)
+    return {"ebops": ebops(model), "weight_sparsity": zero / total if total else 0.0}
