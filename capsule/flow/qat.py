@@ -151,6 +151,21 @@ def callbacks(spec: Spec) -> list[Any]:
     return found
 
 
+def reproducible_graphs() -> None:
+    """Turn off Grappler's arithmetic optimizer for this process, before an HGQ2 model is fit.
+
+    Measured here (TF 2.21, HGQ2 0.2.0, op determinism on, one thread): with `beta` above 0 the
+    kernel bit widths get gradient terms from the loss, the EBOPs term and the bit
+    regularizer, and the arithmetic optimizer's rewrite of their sum differs between processes:
+    Adam's moments, and in time the weights, differed in the last bit from run to run. Without
+    it, five runs gave the same bytes, equal to an eager run's. A float model has no such sums
+    and keeps the default (its recorded trials stay byte for byte what they were).
+    """
+    import tensorflow as tf
+
+    tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
+
+
 def calibrate(model: Any, batches: Any) -> None:
     """HGQ2's `trace_minmax` over `batches` (a keras PyDataset of (x, y)): the integer bits of
     WRAP-overflow activations cover every value of the training split."""

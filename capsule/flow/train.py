@@ -238,6 +238,8 @@ def train(
 
     model = build_model(spec, tuple(inputs.features.shape[1:]), inputs.n_classes, sources)
     quantized = qat.is_hgq(model)
+    if quantized:
+        qat.reproducible_graphs()
     model.compile(
         optimizer=_optimizer(spec.training.optimizer, spec.training.learning_rate),
         loss="categorical_crossentropy",
