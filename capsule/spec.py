@@ -573,7 +573,8 @@ def _unsettable(path: str, builder: str) -> str | None:
     if parts[:2] == ["model", "params"] and len(parts) == 3:
         builtin = BUILDER_PARAMS.get(builder)
         if builtin is not None and parts[2] not in builtin.model_fields:
-            return f"is not a parameter of the built-in {builder} ({', '.join(builtin.model_fields)})"
+            known = ", ".join(builtin.model_fields)
+            return f"is not a parameter of the built-in {builder} ({known})"
         return None
     if parts[:2] == ["hls4ml", "layer_precision"] and len(parts) == 3:
         return None

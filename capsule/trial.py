@@ -467,9 +467,8 @@ _STAGE_FOLDERS = {"train": "train", "convert": "hls4ml_prj", "csim": "csim"}
 def _rescored(spec: Spec, out: Path, state: dict[str, Any]) -> dict[str, float]:
     """The float metrics of training outputs that came without them (`verify --from-weights`),
     computed from the restored predictions and this trial's own test split."""
-    from capsule.flow.train import score_file
-
     from capsule.flow import qat
+    from capsule.flow.train import score_file
 
     predictions = out / "train" / "float_predictions.npy"
     batch = spec.training.batch_size
