@@ -476,7 +476,10 @@ def _rescored(spec: Spec, out: Path, state: dict[str, Any]) -> dict[str, float]:
     if "model" not in state:
         state["model"] = _trained_model(spec, out, state)
     if qat.is_hgq(state["model"]):
-        metrics.update(qat.measure(state["model"]))
+        from capsule.flow.train import batches_of
+
+        train = batches_of(state["inputs"], state["split"].train, batch)
+        metrics.update(qat.calibrate(state["model"], train))
     return metrics
 
 

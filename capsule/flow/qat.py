@@ -10,8 +10,9 @@ hls4ml converts such a model with its own widths, bit for bit, and da4ml traces 
 After training, `calibrate` runs HGQ2's `trace_minmax` over the training split (streamed):
 activations quantized with WRAP overflow keep the integer bits they were trained with
 otherwise, and may overflow in hardware on values training never saw at the end. The weights
-are saved after it, so the saved model is the one converted. `measure` then reads EBOPs and
-the fraction of zero-bit weights from the saved state, a pure function of the weights file.
+are saved after it, so the saved model is the one converted, and the EBOPs recorded are the
+total `trace_minmax` reports for it (HGQ2's own count, not a re-derivation that could drift from
+it: a QSoftmax's count differs by a few percent between its traced and its static form).
 
 Nothing here imports HGQ2 at module level: a float trial never pays for it.
 """
@@ -166,36 +167,25 @@ def reproducible_graphs() -> None:
     tf.config.optimizer.set_experimental_options({"arithmetic_optimization": False})
 
 
-def calibrate(model: Any, batches: Any) -> None:
-    """HGQ2's `trace_minmax` over `batches` (a keras PyDataset of (x, y)): the integer bits of
-    WRAP-overflow activations cover every value of the training split."""
+def calibrate(model: Any, batches: Any) -> dict[str, float]:
+    """Run HGQ2's `trace_minmax` over `batches` (a keras PyDataset of (x, y)), so that the
+    integer bits of WRAP-overflow activations cover every value of the training split, and
+    return what the trial records of the model: `ebops` as `trace_minmax` totals them (HGQ2's
+    own count, from the calibrated widths) and `weight_sparsity`.
+
+    Calibration resets and retraces, so on a model loaded from its saved (calibrated) weights
+    it changes nothing and returns the same numbers: `verify --from-weights` recomputes them so.
+    """
     from hgq.utils import trace_minmax
 
-    trace_minmax(model, batches, reset=True, verbose=0)
-
-
-def ebops(model: Any) -> float:
-    """The model's EBOPs from its current bit widths, as HGQ2's `trace_minmax` totals them:
-    each top-level layer's `_compute_ebops` on its input shapes with batch 1, times its factor
-    (a QSoftmax counts its own tables). Computed without a forward pass, so nothing about the
-    model changes."""
-    from hgq.layers import QLayerBase
-    from keras import ops
-
-    total = 0.0
-    for layer in model.layers:
-        if not isinstance(layer, QLayerBase) or not layer.enable_ebops:
-            continue
-        tensors = layer.input if isinstance(layer.input, list | tuple) else [layer.input]
-        shapes = [(1, *tuple(t.shape)[1:]) for t in tensors]
-        value = layer._compute_ebops(*shapes) * layer.ebops_factor
-        total += float(ops.convert_to_numpy(value))
-    return total
+    total = trace_minmax(model, batches, reset=True, verbose=0)
+    return {"ebops": float(total), "weight_sparsity": sparsity(model)}
 
 
 def weight_bits(model: Any) -> list[np.ndarray]:
-    """Each quantized kernel's bit width per weight (sign included, as hls4ml reads them:
-    k + i + f), in layer order."""
+    """Each quantized kernel's bits per weight, the sign excluded (HGQ2's integer plus
+    fractional bits, i + f; a kbi quantizer's b), in layer order. A weight with none is 0
+    whatever its value: it is pruned, and hls4ml writes it as 0."""
     from keras import ops
 
     found = []
@@ -204,14 +194,13 @@ def weight_bits(model: Any) -> list[np.ndarray]:
         kernel = getattr(layer, "kernel", None)
         if kq is None or kernel is None:
             continue
-        k, i, f = (ops.convert_to_numpy(v) for v in kq.quantizer.kif)
-        found.append(np.broadcast_to(k + i + f, tuple(kernel.shape)))
+        _, i, f = (ops.convert_to_numpy(v) for v in kq.quantizer.kif)
+        found.append(np.broadcast_to(i + f, tuple(kernel.shape)))
     return found
 
 
-def measure(model: Any) -> dict[str, float]:
-    """`ebops` and `weight_sparsity` (the fraction of kernel weights with zero bits: pruned)."""
+def sparsity(model: Any) -> float:
+    """The fraction of kernel weights with zero bits (pruned), over every quantized kernel."""
     bits = weight_bits(model)
     total = sum(b.size for b in bits)
-    zero = sum(int(np.count_nonzero(b <= 0)) for b in bits)
-    return {"ebops": ebops(model), "weight_sparsity": zero / total if total else 0.0}
+    return sum(int(np.count_nonzero(b <= 0)) for b in bits) / total if total else 0.0

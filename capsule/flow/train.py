@@ -255,14 +255,10 @@ def train(
         verbose=0,
         callbacks=qat.callbacks(spec) if quantized else None,
     )
-    if quantized:
-        qat.calibrate(model, batches_of(inputs, split.train, bs))
+    measured = qat.calibrate(model, batches_of(inputs, split.train, bs)) if quantized else {}
     out.mkdir(parents=True, exist_ok=True)
     model.save_weights(out / "model.weights.h5")
     accuracy, loss = predict_to_file(
         model.predict_on_batch, inputs, split.test, bs, out / "float_predictions.npy"
     )
-    metrics = {"float_accuracy": accuracy, "float_loss": loss}
-    if quantized:
-        metrics.update(qat.measure(model))
-    return model, metrics
+    return model, {"float_accuracy": accuracy, "float_loss": loss, **measured}

@@ -1,0 +1,176 @@
+"""Quantization-aware (HGQ2) trials, run as a user would: real HGQ2 training, hls4ml conversion
+with the model's own bit widths, g++ C simulation bit-exact against Keras."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from capsule import api
+
+pytestmark = pytest.mark.slow
+
+CLI = Path(sys.executable).parent / "capsule"
+# Tiny and quick: one 8-unit hidden layer, two epochs, two-bit weights and a learning rate
+# high enough that some of their widths reach zero (pruned) within them. (Adam normalises the
+# bit widths' gradient, so how far they move depends on the learning rate and steps far more
+# than on beta.)
+TINY = {
+    "hidden = [32, 16]": "hidden = [8]",
+    "weight_bits = 6 ": "weight_bits = 2 ",
+    "beta = 1e-5 ": "beta = 1e-3 ",
+    'beta_schedule = "log" ': 'beta_schedule = "constant" ',
+    "epochs = 30": "epochs = 2",
+    "learning_rate = 0.003": "learning_rate = 0.045",
+}
+
+
+def tiny_qat(root: Path, builder: str | None = None) -> Path:
+    """The `qat` example made tiny and packed; `builder` replaces the built-in hgq-mlp."""
+    spec = api.init(root / "exp", example="qat")
+    text = spec.read_text()
+    for old, new in TINY.items():
+        assert old in text, old
+        text = text.replace(old, new)
+    start, end = text.index("[search.space]"), text.index("[[objectives]]")
+    text = text[:start] + text[end:]  # the default trial is the spec as written
+    if builder is not None:
+        (spec.parent / "model.py").write_text(builder)
+        start, end = text.index("[model]"), text.index("[training]")
+        text = text[:start] + '[model]\nbuilder = "model.py:build"\n\n' + text[end:]
+    spec.write_text(text)
+    api.pack(spec, root / "qat.capsule")
+    return root / "qat.capsule"
+
+
+def start_trial(capsule: Path, out: Path) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [str(CLI), "trial", str(capsule), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+
+def finish(proc: subprocess.Popen[str], out: Path) -> dict:  # type: ignore[type-arg]
+    _, stderr = proc.communicate(timeout=900)
+    assert "Traceback" not in stderr, stderr
+    assert proc.returncode == 0, stderr
+    result: dict = json.loads((out / "result.json").read_text())  # type: ignore[type-arg]
+    assert result["status"] == "ok", result.get("error")
+    return result
+
+
+@pytest.fixture(scope="module")
+def qat_trials(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The tiny qat example's default point, run at once in two differently named folders."""
+    root = tmp_path_factory.mktemp("qat")
+    capsule = tiny_qat(root)
+    a, b = root / "runs" / "first", root / "elsewhere" / "second-run"
+    procs = [start_trial(capsule, a), start_trial(capsule, b)]
+    finish(procs[0], a)
+    finish(procs[1], b)
+    return a, b
+
+
+def test_hgq_trial_is_bit_exact_in_c_simulation(qat_trials: tuple[Path, Path]) -> None:
+    result = json.loads((qat_trials[0] / "result.json").read_text())
+    m = result["metrics"]
+    assert m["csim_max_abs_diff"] == 0.0
+    assert m["csim_agreement"] == 1.0
+    assert m["csim_accuracy"] == m["float_accuracy"]
+    assert m["float_accuracy"] > 0.5  # it learned something in two epochs (chance is 0.1)
+    keras_p = np.load(qat_trials[0] / "train" / "float_predictions.npy")
+    csim_p = np.load(qat_trials[0] / "csim" / "predictions.npy")
+    assert keras_p.shape == csim_p.shape == (360, 10)
+    assert np.array_equal(keras_p, csim_p)
+    assert result["fidelity"]["ebops"] == result["fidelity"]["weight_sparsity"] == "measured"
+
+
+def test_hgq_trial_records_ebops_and_sparsity_of_what_it_trained(
+    qat_trials: tuple[Path, Path],
+) -> None:
+    """EBOPs are HGQ2's own count on the saved model, and the pruned fraction is what the
+    saved widths say; the firmware holds at least as many zero weights as were pruned."""
+    from hgq.utils import trace_minmax
+
+    from capsule.flow import qat
+    from capsule.flow.train import load_model
+
+    out = qat_trials[0]
+    m = json.loads((out / "result.json").read_text())["metrics"]
+    assert 1_000 < m["ebops"] < 10_000  # 3,134 here
+    assert 0.02 < m["weight_sparsity"] < 0.5  # 0.093 here
+    capsule = api.load(out.parent.parent / "qat.capsule")
+    model = load_model(capsule.spec, (64,), 10, out / "src", out / "train" / "model.weights.h5")
+    assert qat.is_hgq(model)
+    bits = np.concatenate([b.ravel() for b in qat.weight_bits(model)])
+    assert bits.size == 64 * 8 + 8 * 10
+    assert m["weight_sparsity"] == np.count_nonzero(bits <= 0) / bits.size == qat.sparsity(model)
+    # Tracing zeros without a reset keeps the calibrated widths: HGQ2 counts the same EBOPs.
+    assert trace_minmax(model, np.zeros((64, 64), np.float32), reset=False) == m["ebops"]
+    firmware = out / "hls4ml_prj" / "firmware" / "weights"
+    zeros = total = 0
+    for name in ("w2.txt", "w4.txt"):
+        w = np.array([float(v) for v in (firmware / name).read_text().split(",")])
+        zeros, total = zeros + int(np.count_nonzero(w == 0)), total + w.size
+    assert total == bits.size
+    assert zeros >= np.count_nonzero(bits <= 0)
+
+
+def test_hgq_conversion_keeps_the_models_own_bit_widths(qat_trials: tuple[Path, Path]) -> None:
+    result = json.loads((qat_trials[0] / "result.json").read_text())
+    layers = {layer["name"]: layer for layer in result["layers"]}
+    assert layers["softmax"]["result"].startswith("ufixed<")  # QSoftmax's own table type
+    assert all(layer["weight"] != "fixed<16,6,TRN,WRAP,0>" for layer in layers.values())
+    # two-bit weights and a sign: training can only have narrowed them
+    assert 0 < layers["fc1"]["weight_bits"] <= 3
+
+
+def test_hgq_artifacts_are_identical_across_folders(qat_trials: tuple[Path, Path]) -> None:
+    a, b = (json.loads((p / "result.json").read_text()) for p in qat_trials)
+    for required in (
+        "train/model.weights.h5",
+        "train/float_predictions.npy",
+        "hls4ml_prj/firmware/myproject.cpp",
+        "hls4ml_prj/hls4ml_config.yml",
+        "csim/predictions.npy",
+        "metrics.json",
+    ):
+        assert required in a["artifacts"], required
+    assert a["artifacts"] == b["artifacts"]
+    assert a["metrics"] == b["metrics"]
+
+
+USER_BUILDER = '''
+import keras
+from hgq.config import QuantizerConfig
+from hgq.layers import QDense, QSoftmax
+
+
+def build(params, input_shape, n_classes):
+    """A researcher's own HGQ2 model: 4-bit kif weights, a beta of its own."""
+    weights = QuantizerConfig("kif", "weight", i0=1, f0=3)
+    x = inputs = keras.Input(shape=input_shape)
+    x = QDense(6, activation="relu", kq_conf=weights, beta0=1e-5, name="hidden")(x)
+    x = QDense(n_classes, kq_conf=weights, beta0=1e-5, name="logits")(x)
+    return keras.Model(inputs, QSoftmax(name="probabilities")(x))
+'''
+
+
+def test_a_user_builder_returning_an_hgq_model_is_quantization_aware(tmp_path: Path) -> None:
+    capsule = tiny_qat(tmp_path, USER_BUILDER)
+    out = tmp_path / "t"
+    result = finish(start_trial(capsule, out), out)
+    m = result["metrics"]
+    assert m["csim_max_abs_diff"] == 0.0
+    assert m["ebops"] > 0 and 0.0 <= m["weight_sparsity"] <= 1.0
+    layers = {layer["name"]: layer for layer in result["layers"]}
+    assert layers["probabilities"]["result"].startswith("ufixed<")
