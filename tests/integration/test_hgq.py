@@ -106,8 +106,8 @@ def test_hgq_trial_records_ebops_and_sparsity_of_what_it_trained(
 
     out = qat_trials[0]
     m = json.loads((out / "result.json").read_text())["metrics"]
-    assert 1_000 < m["ebops"] < 10_000  # 3,134 here
-    assert 0.02 < m["weight_sparsity"] < 0.5  # 0.093 here
+    assert 1_000 < m["ebops"] < 10_000  # 3,968 here
+    assert 0.02 < m["weight_sparsity"] < 0.5  # 0.111 here
     capsule = api.load(out.parent.parent / "qat.capsule")
     model = load_model(capsule.spec, (64,), 10, out / "src", out / "train" / "model.weights.h5")
     assert qat.is_hgq(model)
@@ -118,8 +118,8 @@ def test_hgq_trial_records_ebops_and_sparsity_of_what_it_trained(
     assert trace_minmax(model, np.zeros((64, 64), np.float32), reset=False) == m["ebops"]
     firmware = out / "hls4ml_prj" / "firmware" / "weights"
     zeros = total = 0
-    for name in ("w2.txt", "w4.txt"):
-        w = np.array([float(v) for v in (firmware / name).read_text().split(",")])
+    for path in sorted(firmware.glob("w*.txt")):  # the two kernels, numbered as hls4ml does
+        w = np.array([float(v) for v in path.read_text().split(",")])
         zeros, total = zeros + int(np.count_nonzero(w == 0)), total + w.size
     assert total == bits.size
     assert zeros >= np.count_nonzero(bits <= 0)
@@ -129,7 +129,7 @@ def test_hgq_conversion_keeps_the_models_own_bit_widths(qat_trials: tuple[Path, 
     result = json.loads((qat_trials[0] / "result.json").read_text())
     layers = {layer["name"]: layer for layer in result["layers"]}
     assert layers["softmax"]["result"].startswith("ufixed<")  # QSoftmax's own table type
-    assert all(layer["weight"] != "fixed<16,6,TRN,WRAP,0>" for layer in layers.values())
+    assert all(layer.get("weight") != "fixed<16,6,TRN,WRAP,0>" for layer in layers.values())
     # two-bit weights and a sign: training can only have narrowed them
     assert 0 < layers["fc1"]["weight_bits"] <= 3
 
