@@ -21,6 +21,10 @@ fold a BatchNormalization into the Dense or Conv before it, and the fused layer 
 own ('auto') result type. So the whole tail is set, from the last computing layer (Dense, Conv)
 through BatchNorm, Dropout and activations to the output, and `check_output_path` reads the
 converted graph and refuses a project whose output path has any other type.
+
+A quantization-aware (HGQ2) model is the exception: its quantizers give every type, hls4ml's
+bit-exact pass applies them, and nothing of the spec's precisions is set over them
+(`qat_config`); its C simulation equals Keras bit for bit instead.
 """
 
 from __future__ import annotations
