@@ -151,3 +151,13 @@ def test_an_evaluated_point_is_not_proposed_again_while_others_remain(algo: str)
         finished.append(Outcome(number, params, "ok", metrics))
     points = {tuple(sorted(o.params.items())) for o in finished}
     assert len(points) == 6
+
+
+def test_a_bit_exactness_constraint_admits_only_a_zero_difference() -> None:
+    from capsule.search import violation
+    from capsule.spec import Constraint
+
+    exact = [Constraint(metric="csim_max_abs_diff", max=0.0)]
+    assert violation(exact, {"csim_max_abs_diff": 0.0}) == 0.0
+    assert violation(exact, {"csim_max_abs_diff": 2.0**-12}) > 0.0
+    assert violation(exact, {}) == 1.0  # not measured: outside
