@@ -26,10 +26,6 @@ import numpy as np
 from capsule.errors import StageError
 from capsule.spec import HgqConvParams, HgqMlpParams, HgqQuant, Spec
 
-# The metric names a quantization-aware trial adds (see capsule.metrics).
-QAT_METRICS = ("ebops", "weight_sparsity")
-
-
 def is_hgq(model: Any) -> bool:
     """Whether `model` has HGQ2 layers: judged by the layers' module, so that a float model's
     trial does not import HGQ2 to find out."""
