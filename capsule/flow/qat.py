@@ -26,6 +26,7 @@ import numpy as np
 from capsule.errors import StageError
 from capsule.spec import HgqConvParams, HgqMlpParams, HgqQuant, Spec
 
+
 def is_hgq(model: Any) -> bool:
     """Whether `model` has HGQ2 layers: judged by the layers' module, so that a float model's
     trial does not import HGQ2 to find out."""

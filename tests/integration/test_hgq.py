@@ -31,8 +31,9 @@ TINY = {
 }
 
 
-def tiny_qat(root: Path, builder: str | None = None) -> Path:
-    """The `qat` example made tiny and packed; `builder` replaces the built-in hgq-mlp."""
+def tiny_qat(root: Path, model: str | None = None, builder: str | None = None) -> Path:
+    """The `qat` example made tiny and packed; `model` replaces its `[model]` tables, and
+    `builder` is written as the experiment's `model.py`."""
     spec = api.init(root / "exp", example="qat")
     text = spec.read_text()
     for old, new in TINY.items():
@@ -42,8 +43,9 @@ def tiny_qat(root: Path, builder: str | None = None) -> Path:
     text = text[:start] + text[end:]  # the default trial is the spec as written
     if builder is not None:
         (spec.parent / "model.py").write_text(builder)
+    if model is not None:
         start, end = text.index("[model]"), text.index("[training]")
-        text = text[:start] + '[model]\nbuilder = "model.py:build"\n\n' + text[end:]
+        text = text[:start] + model + "\n" + text[end:]
     spec.write_text(text)
     api.pack(spec, root / "qat.capsule")
     return root / "qat.capsule"
@@ -68,16 +70,52 @@ def finish(proc: subprocess.Popen[str], out: Path) -> dict:  # type: ignore[type
     return result
 
 
+USER_BUILDER = '''
+import keras
+from hgq.config import QuantizerConfig
+from hgq.layers import QDense, QSoftmax
+
+
+def build(params, input_shape, n_classes):
+    """A researcher's own HGQ2 model: 4-bit kif weights, a beta of its own."""
+    weights = QuantizerConfig("kif", "weight", i0=1, f0=3)
+    x = inputs = keras.Input(shape=input_shape)
+    x = QDense(6, activation="relu", kq_conf=weights, beta0=1e-5, name="hidden")(x)
+    x = QDense(n_classes, kq_conf=weights, beta0=1e-5, name="logits")(x)
+    return keras.Model(inputs, QSoftmax(name="probabilities")(x))
+'''
+CONV = """[model]
+builder = "hgq-conv"
+[model.params]
+filters = [2]
+hidden = []
+reshape = [8, 8, 1]
+"""
+
+
 @pytest.fixture(scope="module")
-def qat_trials(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The tiny qat example's default point, run at once in two differently named folders."""
+def trials(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Four tiny trials started at once (two cores): the qat example's default point in two
+    differently named folders, a researcher's HGQ2 builder, and the built-in hgq-conv."""
     root = tmp_path_factory.mktemp("qat")
-    capsule = tiny_qat(root)
-    a, b = root / "runs" / "first", root / "elsewhere" / "second-run"
-    procs = [start_trial(capsule, a), start_trial(capsule, b)]
-    finish(procs[0], a)
-    finish(procs[1], b)
-    return a, b
+    mlp = tiny_qat(root / "mlp")
+    user = tiny_qat(root / "user", '[model]\nbuilder = "model.py:build"\n', USER_BUILDER)
+    conv = tiny_qat(root / "conv", CONV)
+    folders = {
+        "first": (mlp, root / "runs" / "first"),
+        "second": (mlp, root / "elsewhere" / "second-run"),
+        "user": (user, root / "user" / "t"),
+        "conv": (conv, root / "conv" / "t"),
+    }
+    procs = {name: start_trial(capsule, out) for name, (capsule, out) in folders.items()}
+    for name, proc in procs.items():
+        finish(proc, folders[name][1])
+    return {name: out for name, (_, out) in folders.items()}
+
+
+@pytest.fixture(scope="module")
+def qat_trials(trials: dict[str, Path]) -> tuple[Path, Path]:
+    return trials["first"], trials["second"]
 
 
 def test_hgq_trial_is_bit_exact_in_c_simulation(qat_trials: tuple[Path, Path]) -> None:
@@ -149,28 +187,22 @@ def test_hgq_artifacts_are_identical_across_folders(qat_trials: tuple[Path, Path
     assert a["metrics"] == b["metrics"]
 
 
-USER_BUILDER = '''
-import keras
-from hgq.config import QuantizerConfig
-from hgq.layers import QDense, QSoftmax
-
-
-def build(params, input_shape, n_classes):
-    """A researcher's own HGQ2 model: 4-bit kif weights, a beta of its own."""
-    weights = QuantizerConfig("kif", "weight", i0=1, f0=3)
-    x = inputs = keras.Input(shape=input_shape)
-    x = QDense(6, activation="relu", kq_conf=weights, beta0=1e-5, name="hidden")(x)
-    x = QDense(n_classes, kq_conf=weights, beta0=1e-5, name="logits")(x)
-    return keras.Model(inputs, QSoftmax(name="probabilities")(x))
-'''
-
-
-def test_a_user_builder_returning_an_hgq_model_is_quantization_aware(tmp_path: Path) -> None:
-    capsule = tiny_qat(tmp_path, USER_BUILDER)
-    out = tmp_path / "t"
-    result = finish(start_trial(capsule, out), out)
+def test_a_user_builder_returning_an_hgq_model_is_quantization_aware(
+    trials: dict[str, Path],
+) -> None:
+    result = json.loads((trials["user"] / "result.json").read_text())
     m = result["metrics"]
-    assert m["csim_max_abs_diff"] == 0.0
+    assert m["csim_max_abs_diff"] == 0.0 and m["csim_agreement"] == 1.0
     assert m["ebops"] > 0 and 0.0 <= m["weight_sparsity"] <= 1.0
     layers = {layer["name"]: layer for layer in result["layers"]}
     assert layers["probabilities"]["result"].startswith("ufixed<")
+    assert layers["hidden"]["weight_bits"] <= 5  # its own 4-bit kif weights and a sign
+
+
+def test_the_built_in_conv_model_is_bit_exact_too(trials: dict[str, Path]) -> None:
+    result = json.loads((trials["conv"] / "result.json").read_text())
+    m = result["metrics"]
+    assert m["csim_max_abs_diff"] == 0.0 and m["csim_agreement"] == 1.0
+    assert m["ebops"] > 0 and 0.0 <= m["weight_sparsity"] <= 1.0
+    kinds = {layer["name"]: layer["kind"] for layer in result["layers"]}
+    assert kinds["conv1"] == "Conv2D" and kinds["pool1"] == "Pooling2D"
