@@ -22,7 +22,7 @@ from capsule import trust as trust_store
 from capsule.capsulefile import FORMAT, Capsule, EnvironmentLock, read_capsule, write_capsule
 from capsule.diff import Difference, diff_capsules
 from capsule.environment import host_environment
-from capsule.errors import CapsuleError, CapsuleWarning
+from capsule.errors import CapsuleError, CapsuleWarning, SpecError
 from capsule.export import Export, export_trial
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
@@ -40,14 +40,20 @@ from capsule.verify import verify as verify_trials
 from capsule.version import __version__
 
 TEMPLATE = "exp.toml"
+# `capsule init --example NAME`: the template each example writes (all use the digits data).
+EXAMPLES = {"digits": TEMPLATE, "qat": "qat.toml"}
 
 
-def init(folder: Path, force: bool = False) -> Path:
+def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
     """Write an example experiment into `folder`: exp.toml and the digits data as .npy files.
 
-    The digits ship inside scikit-learn, so this works offline; the arrays are written in a fixed
-    dtype so that every machine produces the same bytes and so the same data hashes.
+    `example` picks the spec: "digits" searches a float MLP's post-training precision, "qat" an
+    HGQ2 model's learned bit widths and beta. The digits ship inside scikit-learn, so this works
+    offline; the arrays are written in a fixed dtype so that every machine produces the same
+    bytes and so the same data hashes.
     """
+    if example not in EXAMPLES:
+        raise SpecError(f"--example: unknown example {example!r}; known: {', '.join(EXAMPLES)}")
     from sklearn.datasets import load_digits
 
     spec_path = folder / "exp.toml"
@@ -62,7 +68,8 @@ def init(folder: Path, force: bool = False) -> Path:
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
         write_atomic(folder / "data" / name, buffer.getvalue())
-    write_atomic(spec_path, files("capsule.templates").joinpath(TEMPLATE).read_text("utf-8"))
+    template = files("capsule.templates").joinpath(EXAMPLES[example])
+    write_atomic(spec_path, template.read_text("utf-8"))
     return spec_path
 
 

@@ -51,6 +51,14 @@ METRICS: dict[str, Metric] = {
         "cells",
     ),
     "da4ml_lut": Metric("da4ml's own LUT estimate of the open flow's logic", "count"),
+    "ebops": Metric(
+        "effective bit operations of a quantization-aware (HGQ2) model, from its learned widths",
+        "count",
+    ),
+    "weight_sparsity": Metric(
+        "fraction of a quantization-aware model's weights trained to zero bits (pruned)",
+        "fraction",
+    ),
 }
 
 # Where each metric's value came from, least refined first. `open-synth` is Yosys's netlist:

@@ -497,22 +497,31 @@ _STAGE_FOLDERS = {
 def _rescored(spec: Spec, out: Path, state: dict[str, Any]) -> dict[str, float]:
     """The float metrics of training outputs that came without them (`verify --from-weights`),
     computed from the restored predictions and this trial's own test split."""
+    from capsule.flow import qat
     from capsule.flow.train import score_file
 
     predictions = out / "train" / "float_predictions.npy"
     batch = spec.training.batch_size
-    return score_file(state["inputs"], state["split"].test, batch, predictions)
+    metrics = score_file(state["inputs"], state["split"].test, batch, predictions)
+    if "model" not in state:
+        state["model"] = _trained_model(spec, out, state)
+    if qat.is_hgq(state["model"]):
+        from capsule.flow.train import batches_of
+
+        train = batches_of(state["inputs"], state["split"].train, batch)
+        metrics.update(qat.calibrate(state["model"], train))
+    return metrics
 
 
 def _trained_model(spec: Spec, out: Path, state: dict[str, Any]) -> Any:
     """The trained Keras model from a cached `train/`: built again, weights loaded."""
-    from capsule.flow.train import build_model, configure_tensorflow
+    from capsule.flow.train import configure_tensorflow, load_model
 
     inputs = state["inputs"]
     configure_tensorflow(spec.experiment.seed, threads_for(spec))
-    model = build_model(spec, tuple(inputs.features.shape[1:]), inputs.n_classes, state["sources"])
-    model.load_weights(out / "train" / "model.weights.h5")
-    return model
+    shape = tuple(inputs.features.shape[1:])
+    weights = out / "train" / "model.weights.h5"
+    return load_model(spec, shape, inputs.n_classes, state["sources"], weights)
 
 
 def _stage_data(

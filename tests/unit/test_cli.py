@@ -303,3 +303,15 @@ def test_show_makes_control_characters_visible(experiment: Path, tmp_path: Path)
 def test_a_newline_in_a_path_cannot_forge_a_second_error_line(tmp_path: Path) -> None:
     forged = tmp_path / "x.capsule\nerror: all trials verified, nothing to see"
     assert_one_line_error(run("show", forged), 2, "x.capsule\\nerror: all trials verified")
+
+
+def test_init_example_qat_writes_a_quantization_aware_search(tmp_path: Path) -> None:
+    proc = run("init", tmp_path / "qat", "--example", "qat")
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "qat" / "exp.toml").read_text()
+    assert 'builder = "hgq-mlp"' in text and '"model.params.beta"' in text
+    assert (tmp_path / "qat" / "data" / "digits_features.npy").is_file()
+    packed = run("pack", tmp_path / "qat" / "exp.toml", "-o", tmp_path / "qat.capsule")
+    assert packed.returncode == 0, packed.stderr
+    assert_one_line_error(run("init", tmp_path / "x", "--example", "qkeras"), 2, "--example")
+    assert not (tmp_path / "x").exists()

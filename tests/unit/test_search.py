@@ -178,3 +178,13 @@ def test_the_pareto_front_is_every_point_no_other_dominates(
 
     expected = [i for i in signed if not any(dominates(signed[j], signed[i]) for j in signed)]
     assert pareto_front(spec, outcomes) == expected
+
+
+def test_a_bit_exactness_constraint_admits_only_a_zero_difference() -> None:
+    from capsule.search import violation
+    from capsule.spec import Constraint
+
+    exact = [Constraint(metric="csim_max_abs_diff", max=0.0)]
+    assert violation(exact, {"csim_max_abs_diff": 0.0}) == 0.0
+    assert violation(exact, {"csim_max_abs_diff": 2.0**-12}) > 0.0
+    assert violation(exact, {}) == 1.0  # not measured: outside
