@@ -17,15 +17,20 @@ from rich.table import Table
 from rich.text import Text
 
 from capsule import fidelity
-from capsule.capsulefile import AppliedLayer, Capsule
+from capsule.capsulefile import AppliedLayer, Capsule, Trial
 from capsule.diff import Difference
 from capsule.doctor import Finding
 from capsule.flow.estimate import Layer
 from capsule.reports import RESOURCE_NAMES, ProjectReports, to_metrics
+from capsule.spec import Spec
 from capsule.trial import TrialResult
 from capsule.verify import Verification
 
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")
+# Rows of the run summary's Pareto front and failed-trials tables: a search of thousands of
+# trials is summarised, its every trial listed in the report's trials.csv.
+FRONT_ROWS = 20
+FAILED_ROWS = 10
 
 # C0 and C1 controls, DEL, and the invisible Unicode format characters that reorder or hide text
 # (bidirectional overrides and isolates, zero-width characters, line/paragraph separators).
@@ -422,17 +427,22 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     runtimes = sorted({t.runtime or "?" for t in trials})
     hits = {u: sum(u in t.cache_hits for t in trials) for u in ("train", "hls", "synth")}
     reused = ", ".join(f"{u} in {n}" for u, n in hits.items() if n) or "none"
+    on_front = sorted((t for t in pool if t.number in front), key=lambda t: t.number)
+    front_rows = along_front(spec, on_front, FRONT_ROWS)
+    front_title = f"Pareto front{at}: {objectives}"
+    if len(front_rows) < len(on_front):
+        front_title += (
+            f" ({len(front_rows)} of {len(on_front)}, evenly along "
+            f"{spec.objectives[0].metric}; every trial: trials.csv of `capsule report`)"
+        )
     parts: list[RenderableType] = [
         plain(f"{len(trials)} trials: {summary}", style="bold"),
         plain(f"runtime {', '.join(runtimes)}; taken from the stage cache: {reused}"),
         *([] if level is None else [levels(capsule)]),
         table(f"best {min(top, len(best))} trials{at}", best[:top]),
-        table(
-            f"Pareto front{at}: {objectives}",
-            sorted((t for t in pool if t.number in front), key=lambda t: t.number),
-        ),
+        table(front_title, front_rows),
     ]
-    shown = {t.number for t in best[:top]} | front
+    shown = {t.number for t in best[:top]} | {t.number for t in front_rows}
     listed = [t for t in pool if t.number in shown]
     parts.append(params_table("params of the trials above", listed, keys))
     if best and best[0].layers:
@@ -443,7 +453,11 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
         missing = ", ".join(best[0].estimate_missing)
         parts.append(plain(f"trial {best[0].number}: estimate is partial, not counted: {missing}"))
     if failed:
-        fails = Table(title="failed or collapsed trials", title_justify="left")
+        title = "failed or collapsed trials"
+        if len(failed) > FAILED_ROWS:
+            title += f" (the last {FAILED_ROWS} of {len(failed)}; every trial: trials.csv)"
+            failed = failed[-FAILED_ROWS:]
+        fails = Table(title=title, title_justify="left")
         for column in ("trial", "status", "stage", "error", "last output"):
             fails.add_column(column, overflow="fold")
         for t in failed:
@@ -452,6 +466,17 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             _row(fails, str(t.number), t.status, t.stage or "-", t.error or "-", tail_text)
         parts.append(fails)
     return Group(*parts)
+
+
+def along_front(spec: Spec, front: list[Trial], rows: int) -> list[Trial]:
+    """At most `rows` trials of a Pareto front, evenly spaced along its first objective, its
+    two ends included: a front of thousands stays a table a reader can follow."""
+    if len(front) <= rows:
+        return front
+    first = spec.objectives[0].metric
+    ordered = sorted(front, key=lambda t: (t.metrics[first], t.number))
+    picks = sorted({round(i * (len(ordered) - 1) / (rows - 1)) for i in range(rows)})
+    return sorted((ordered[i] for i in picks), key=lambda t: t.number)
 
 
 def levels(capsule: Capsule) -> RenderableType:

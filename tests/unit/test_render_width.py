@@ -73,3 +73,26 @@ def test_diff_numbers_appear_whole_at_80_columns(packed: Path, tmp_path: Path) -
     diffs = diff_capsules(a, b)
     wide, small = _text(render.differences(diffs), 200), _text(render.differences(diffs), 80)
     assert sorted(_numbers(wide) - _numbers(small)) == []
+
+
+def test_a_search_of_thousands_is_summarised_not_listed(packed: Path) -> None:
+    """2,000 trials all on the front (accuracy and DSPs rise together), 30 failed: the front
+    shows 20 rows spread along it, ends included, and the failures the last 10."""
+    capsule = api.load(packed)
+    trials = [
+        Trial(
+            number=n,
+            status="ok",
+            metrics={"csim_accuracy": 0.5 + n / 10_000, "dsp": 10.0 + n, "lut": 100.0},
+            fidelity={"csim_accuracy": "measured", "dsp": "estimate", "lut": "estimate"},
+        )
+        for n in range(2_000)
+    ] + [Trial(number=2_000 + n, status="failed", error=f"crash {n}") for n in range(30)]
+    text = _text(render.results(capsule.model_copy(update={"trials": trials})), 200)
+    words = " ".join(text.split())  # titles wrap at their table's width
+    assert "(20 of 2000, evenly along csim_accuracy;" in words
+    assert "(the last 10 of 30;" in words
+    assert "crash 29" in text and "crash 19" not in text
+    front = text.split("Pareto front")[1].split("params of the trials above")[0]
+    rows = re.findall(r"^│\s+(\d+) │ ok", front, flags=re.MULTILINE)
+    assert len(rows) == 20 and rows[0] == "0" and rows[-1] == "1999"
