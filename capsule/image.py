@@ -291,7 +291,9 @@ def build_base(engine: Any) -> str:
             text=True,
         )
         if proc.returncode != 0:
-            raise ImageError(f"base image build failed: {proc.stderr.strip().splitlines()[-1:]}")
+            # debootstrap reports some failures on stdout only, so neither stream alone will do.
+            said = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+            raise ImageError(f"base image build failed (exit {proc.returncode}): {said[:300]}")
         return load_base(engine, rootfs)
 
 

@@ -16,6 +16,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+import pytest
 from packaging.requirements import Requirement
 from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name
@@ -195,3 +196,19 @@ def test_pins_and_the_lock_lie_inside_the_declared_ranges() -> None:
     }
     assert outside == {}
     assert Version("3.11.0") in SpecifierSet(PYPROJECT["project"]["requires-python"])
+
+
+def test_a_failed_base_build_says_why_even_on_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "base").mkdir()
+    # Not executable: a packaged copy may have lost its exec bit, so bash runs it.
+    (tmp_path / "base" / "build.sh").write_text(
+        "echo 'I: Retrieving Release'\necho 'E: no mirror'\nexit 3\n"
+    )
+    monkeypatch.setattr(image, "IMAGES", tmp_path)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/sbin/{name}")
+    with pytest.raises(
+        image.ImageError, match=r"^base image build failed \(exit 3\): E: no mirror$"
+    ):
+        image.build_base(engine=None)
