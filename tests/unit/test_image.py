@@ -212,3 +212,48 @@ def test_a_failed_base_build_says_why_even_on_stdout(
         image.ImageError, match=r"^base image build failed \(exit 3\): E: no mirror$"
     ):
         image.build_base(engine=None)
+
+
+def test_the_context_takes_locked_wheels_from_the_cache_without_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dep = cache / "tiny-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(dep, "w") as zf:
+        zf.writestr("tiny/__init__.py", "")
+        zf.writestr(
+            "tiny-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: tiny\nVersion: 1.0\n"
+        )
+        zf.writestr(
+            "tiny-1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        zf.writestr("tiny-1.0.dist-info/RECORD", "")
+    lock = tmp_path / "lock.txt"
+    lock.write_text(
+        f"tiny==1.0 \\\n    --hash=sha256:{hashlib.sha256(dep.read_bytes()).hexdigest()}\n"
+    )
+    monkeypatch.setattr(image, "LOCK", lock)
+    monkeypatch.setattr(image, "wheels_dir", lambda: cache)
+    calls: list[tuple[str, ...]] = []
+    pip = image._pip
+
+    def spy(*args: str) -> None:
+        calls.append(args)
+        pip(*args)
+
+    monkeypatch.setattr(image, "_pip", spy)
+    ctx = image._context(tmp_path / "work")
+    assert len(calls) == 1 and "--no-index" in calls[0]
+    capsule = image.capsule_wheel(tmp_path)
+    wheels = ctx / "wheels"
+    assert sorted(p.name for p in wheels.iterdir()) == sorted(
+        [capsule.name, dep.name, "requirements.txt"]
+    )
+    assert (wheels / capsule.name).read_bytes() == capsule.read_bytes()
+    assert (wheels / "requirements.txt").read_text() == lock.read_text() + (
+        f"capsule @ file:///wheels/{capsule.name} \\\n"
+        f"    --hash=sha256:{hashlib.sha256(capsule.read_bytes()).hexdigest()}\n"
+    )
+    assert (ctx / "Dockerfile").read_bytes() == (image.IMAGES / "trial" / "Dockerfile").read_bytes()
