@@ -10,8 +10,9 @@ requirements and pip installs capsule's wheel itself.
 
 A full image build from each venv (5-10 min each) is not repeated here. The image id is a
 function of the build context (`make image-check` shows two builds of one context give one id),
-so the test compares what the installed package puts into the context with the checkout's: the
-Dockerfiles, build.sh, the lock and capsule's own wheel, byte for byte.
+so the test builds the context from the installed package and compares it with the checkout's:
+the Dockerfile, the same locked wheels (fetched for the image's Python 3.11 even when capsule runs
+on 3.12) and capsule's own wheel, byte for byte; and finds build.sh and the base's Dockerfile.
 
 Needs python3.11 and python3.12 (on PATH or under pyenv); a missing one skips, except under CI
 (CI=true), where it is a failure.
@@ -37,16 +38,25 @@ pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHONS = ("3.11", "3.12")
-# Run by the installed interpreter: where the image's inputs come from, and their hashes.
+# Run by the installed interpreter: where the image's inputs come from, and what it puts into
+# the build context (the lock's wheels from the user's wheel cache, fetched for the image's
+# Python 3.11 whatever Python runs this; capsule's own wheel written from the installed files).
 IMAGE_INPUTS = """
 import hashlib, json, sys
 from pathlib import Path
 from capsule import image
-from capsule.version import __version__
 def sha(p): return hashlib.sha256(Path(p).read_bytes()).hexdigest()
-files = {n: sha(image.IMAGES / n) for n in sys.argv[2:]}
-print(json.dumps({"package": str(image.PACKAGE), "files": files,
-                  "wheel": sha(image.capsule_wheel(Path(sys.argv[1])))}))
+out, context, names = Path(sys.argv[1]), sys.argv[2] == "context", sys.argv[3:]
+found = {"package": str(image.PACKAGE), "files": {n: sha(image.IMAGES / n) for n in names}}
+if context:
+    ctx = image._context(out)
+    found["wheels"] = sorted(p.name for p in (ctx / "wheels").glob("*.whl"))
+    found["context"] = {n: sha(ctx / n) for n in ("Dockerfile", "wheels/requirements.txt")}
+    out = ctx / "wheels"
+else:
+    out.mkdir()
+found["wheel"] = sha(image.capsule_wheel(out))
+print(json.dumps(found))
 """
 IMAGE_FILES = (
     "base/Dockerfile",
@@ -82,12 +92,17 @@ def _need_python(minor: str) -> str:
     return python
 
 
-def _run(*args: str | Path, cwd: Path) -> str:
+def _run(*args: str | Path, cwd: Path, env: dict[str, str] | None = None) -> str:
     """Run a command outside the checkout: neither PYTHONPATH nor the working folder may let
     the installed interpreter import the checkout's capsule."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     proc = subprocess.run(
-        [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=1200
+        [str(a) for a in args],
+        cwd=cwd,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     assert proc.returncode == 0, f"{args[:3]} exit {proc.returncode}:\n{proc.stderr[-3000:]}"
     return proc.stdout
@@ -172,18 +187,37 @@ def test_the_built_wheel_installs_and_runs_a_trial(minor: str, wheel: Path, tmp_
     assert "train/model.weights.h5" in artifacts and len(artifacts) > 20
     assert {name: _sha256(tmp_path / "trial" / name) for name in artifacts} == artifacts
 
-    (tmp_path / "wheel").mkdir()
+    # The build context on 3.12 only, where pip fetches the lock's wheels for another Python
+    # than its own; from the user's wheel cache, which `make image` fills (no download).
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "capsule"
+    context = minor != "3.11"
     found = json.loads(
         _run(
             venv / "bin" / "python",
             "-c",
             IMAGE_INPUTS,
-            tmp_path / "wheel",
+            tmp_path / "installed",
+            "context" if context else "wheel",
             *IMAGE_FILES,
             cwd=tmp_path,
+            env={"CAPSULE_CACHE_DIR": str(cache)},
         )
     )
     assert Path(found["package"]).is_relative_to(venv)  # not the checkout
     assert found["files"] == {name: _sha256(image.IMAGES / name) for name in IMAGE_FILES}
-    (tmp_path / "checkout-wheel").mkdir()
-    assert found["wheel"] == _sha256(image.capsule_wheel(tmp_path / "checkout-wheel"))
+    checkout = image.capsule_wheel(tmp_path)
+    assert found["wheel"] == _sha256(checkout)
+    print(f"python {minor}: capsule wheel for the image {found['wheel']}")
+    if context:
+        requirements = (
+            image.LOCK.read_bytes()
+            + (
+                f"capsule @ file:///wheels/{checkout.name} \\\n    --hash=sha256:{found['wheel']}\n"
+            ).encode()
+        )
+        assert found["context"] == {
+            "Dockerfile": _sha256(image.IMAGES / "trial" / "Dockerfile"),
+            "wheels/requirements.txt": hashlib.sha256(requirements).hexdigest(),
+        }
+        assert "tensorflow_cpu-2.21.0-cp311-cp311-manylinux_2_27_x86_64.whl" in found["wheels"]
+        assert [w for w in found["wheels"] if "cp312" in w] == []
