@@ -19,10 +19,10 @@ import numpy as np
 
 from capsule import toolchain
 from capsule import trust as trust_store
-from capsule.capsulefile import Capsule, EnvironmentLock, read_capsule, write_capsule
+from capsule.capsulefile import FORMAT, Capsule, EnvironmentLock, read_capsule, write_capsule
 from capsule.diff import Difference, diff_capsules
 from capsule.environment import host_environment
-from capsule.errors import CapsuleError, CapsuleWarning
+from capsule.errors import CapsuleError, CapsuleWarning, SpecError
 from capsule.export import Export, export_trial
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
@@ -40,14 +40,20 @@ from capsule.verify import verify as verify_trials
 from capsule.version import __version__
 
 TEMPLATE = "exp.toml"
+# `capsule init --example NAME`: the template each example writes (all use the digits data).
+EXAMPLES = {"digits": TEMPLATE, "qat": "qat.toml"}
 
 
-def init(folder: Path, force: bool = False) -> Path:
+def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
     """Write an example experiment into `folder`: exp.toml and the digits data as .npy files.
 
-    The digits ship inside scikit-learn, so this works offline; the arrays are written in a fixed
-    dtype so that every machine produces the same bytes and so the same data hashes.
+    `example` picks the spec: "digits" searches a float MLP's post-training precision, "qat" an
+    HGQ2 model's learned bit widths and beta. The digits ship inside scikit-learn, so this works
+    offline; the arrays are written in a fixed dtype so that every machine produces the same
+    bytes and so the same data hashes.
     """
+    if example not in EXAMPLES:
+        raise SpecError(f"--example: unknown example {example!r}; known: {', '.join(EXAMPLES)}")
     from sklearn.datasets import load_digits
 
     spec_path = folder / "exp.toml"
@@ -62,7 +68,8 @@ def init(folder: Path, force: bool = False) -> Path:
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
         write_atomic(folder / "data" / name, buffer.getvalue())
-    write_atomic(spec_path, files("capsule.templates").joinpath(TEMPLATE).read_text("utf-8"))
+    template = files("capsule.templates").joinpath(EXAMPLES[example])
+    write_atomic(spec_path, template.read_text("utf-8"))
     return spec_path
 
 
@@ -117,7 +124,7 @@ def pack(
             cache.close()
     data_root = Path(os.path.relpath(root.resolve(), output.resolve().parent)).as_posix()
     capsule = Capsule(
-        format=1,
+        format=FORMAT,
         tool=f"capsule {__version__}",
         digest="",
         spec=spec,
@@ -199,9 +206,10 @@ def _input_at(output: Path, spec: Spec, spec_path: Path) -> str | None:
     return None
 
 
-def load(path: Path) -> Capsule:
-    """Read and check a capsule: format, schema, digest and embedded sources."""
-    return read_capsule(path)
+def load(path: Path, trials: bool = True) -> Capsule:
+    """Read and check a capsule: format, schema, digest, embedded sources and (unless `trials`
+    is false: a trial needs none of them) the chained trial records."""
+    return read_capsule(path, trials)
 
 
 def data_root(capsule_path: Path, capsule: Capsule, override: Path | None = None) -> Path:
@@ -265,7 +273,7 @@ def trial(
     can); `image_ref` overrides the image. `trust` lets the local runtime run the capsule's
     embedded code on this host, and remembers that (see `capsule.trust`).
     """
-    capsule = load(capsule_path)
+    capsule = load(capsule_path, trials=False)
     root = data_root(capsule_path, capsule, data_root_override)
     _check_data_here(capsule, root)  # as `run` does: bad data is bad input (exit 2), not a trial
     check_folder(out)
@@ -292,7 +300,7 @@ def trial_numerics(capsule_path: Path, params: Params | None) -> tuple[Mode, int
     """The numerics mode and thread count a trial of this capsule at `params` runs with."""
     from capsule.trial import threads_for, trial_params
 
-    spec = load(capsule_path).spec
+    spec = load(capsule_path, trials=False).spec
     spec = apply_params(spec, trial_params(spec, params))
     return spec.runtime.numerics_mode(), threads_for(spec)
 
@@ -312,7 +320,7 @@ def trial_here(
     `toolchain_at` is where the locked tool is here when not at its locked path (a container
     sees it at `toolchain.CONTAINER_PATH`); it is checked against the lock like any install.
     """
-    capsule = load(capsule_path)
+    capsule = load(capsule_path, trials=False)
     if toolchain_at is not None:
         moved = capsule.toolchain.model_copy(update={"path": str(toolchain_at)})
         capsule = capsule.model_copy(update={"toolchain": moved})

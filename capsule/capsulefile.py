@@ -1,11 +1,15 @@
 """The capsule file: one TOML document holding a spec, its lock, and the results run from it.
 
 Reading is strict because a capsule from a collaborator is untrusted input: the size is bounded,
-the format version must be exactly the one this tool reads, every key is validated, and the digest
-must match. The digest is `sha256:` over the canonical JSON (`hashing.canonical_json`) of the
-validated document without its `digest` key, so comments and layout may change but any edit to a
-value — a data hash, a package version, a recorded metric — is caught. Writing is canonical (fixed
-key order, sorted maps, LF, trailing newline) and atomic.
+the format version must be one this tool reads, every key is validated, and the digest must
+match. The digest is `sha256:` over the canonical JSON (`hashing.canonical_json`) of the
+validated header (everything but `digest` and the trial records), so comments and layout may
+change but any edit to a value — a data hash, a package version — is caught. Trial records are
+appended one line each, chained from the digest and sealed (`capsule.records`). Writing is
+canonical (fixed key order, sorted maps, LF, trailing newline) and atomic.
+
+Format 1 (before records) sealed its trials inside the digest and rewrote the whole file after
+each trial; it still reads, and the first trial recorded into it rewrites it as format 2.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from tomlkit.items import Array, Item, Trivia, Whitespace
 
+from capsule import records
 from capsule.errors import CapsuleError, CapsuleFileError, DigestMismatch, SourceError
 from capsule.files import read_text_limited, unsafe_relative_name, write_atomic
 from capsule.hashing import digest_of, sha256_bytes
@@ -32,11 +37,14 @@ from capsule.spec import (
     check_plain_text,
     check_version,
     describe_validation_error,
+    format_validation_error,
     load_toml,
 )
 
-FORMAT = 1
-MAX_CAPSULE_BYTES = 64 << 20
+FORMAT: Literal[2] = 2
+READS = (1, 2)
+MAX_CAPSULE_BYTES = 1 << 30  # about 75,000 trial records of the example's size
+MAX_HEADER_BYTES = 64 << 20
 MAX_SOURCE_BYTES = 1 << 20
 SHA256_RE = r"^[0-9a-f]{64}$"
 # Trial numbers are SQLite integers in the run journal (64-bit); a search numbers its trials
@@ -203,7 +211,7 @@ class Trial(Locked):
 
 
 class Capsule(Locked):
-    format: Literal[1]
+    format: Literal[1, 2]
     tool: str
     digest: str
     spec: Spec
@@ -228,9 +236,11 @@ class Capsule(Locked):
         return trials
 
     def content(self) -> dict[str, Any]:
-        """Everything the digest covers, as plain data."""
-        data = self.model_dump(mode="json", exclude_none=True)
+        """Everything the digest covers, as plain data: format 2 chains its trials instead."""
+        data = self.model_dump(mode="json", exclude_none=True, exclude={"trials"})
         data.pop("digest")
+        if self.format == 1:
+            data["trials"] = [t.model_dump(mode="json", exclude_none=True) for t in self.trials]
         return data
 
     def computed_digest(self) -> str:
@@ -242,35 +252,49 @@ class Capsule(Locked):
 
 
 _FORMAT_LINE = re.compile(r"^format\s*=\s*(\S+)", re.MULTILINE)
+SEAL_SEARCH = records.SEAL_WITHIN
 
 
 def _check_format(value: Any, source: str) -> None:
     if value is None:
         raise CapsuleFileError(f"{source}: not a capsule (no 'format' key)")
-    if value != FORMAT or isinstance(value, bool):
+    if value not in READS or isinstance(value, bool):
         raise CapsuleFileError(
-            f"{source}: unsupported capsule format {value}; this capsule tool reads format "
-            f"{FORMAT} (a newer capsule needs a newer capsule tool)"
+            f"{source}: unsupported capsule format {value}; this capsule tool reads formats "
+            f"{' and '.join(map(str, READS))} (a newer capsule needs a newer capsule tool)"
         )
 
 
-def parse_capsule(text: str, source: str = "capsule") -> Capsule:
-    """A validated, digest-checked capsule from its text, or a CapsuleError saying why not."""
+def parse_capsule(text: str, source: str = "capsule", trials: bool = True) -> Capsule:
+    """A validated, digest-checked capsule from its text, or a CapsuleError saying why not.
+
+    With `trials=False` the records of a format-2 capsule are neither read nor checked (a trial
+    process needs the header only, and a capsule may hold thousands of records).
+    """
     if len(text) > MAX_CAPSULE_BYTES:
         raise CapsuleFileError(f"{source}: larger than {MAX_CAPSULE_BYTES} bytes")
+    match = _FORMAT_LINE.search(text[:SEAL_SEARCH])
+    if match is not None and match.group(1) == str(FORMAT):
+        header, records_text, first_line = records.split(text, source)
+    else:
+        header, records_text, first_line = text, "", 0
+    if len(header) > MAX_HEADER_BYTES:
+        raise CapsuleFileError(f"{source}: header larger than {MAX_HEADER_BYTES} bytes")
     try:
-        data = load_toml(text)
+        data = load_toml(header)
     except tomllib.TOMLDecodeError as exc:
         # Like uv: a newer tool's file may not parse at all; say so rather than quote the parser.
-        match = _FORMAT_LINE.search(text)
-        if match and match.group(1) != str(FORMAT):
+        if match and match.group(1) not in map(str, READS):
             _check_format(match.group(1), source)
         raise CapsuleFileError(f"{source}: not valid TOML: {exc}") from None
     _check_format(data.get("format"), source)
+    seal = records.parse_seal(data, source) if data["format"] == 2 else None
+    if seal is not None and "trials" in data:
+        raise CapsuleFileError(f"{source}: trials: recorded above the {records.SECTION} section")
     try:
         capsule = Capsule.model_validate(data)
     except ValidationError as exc:
-        raise CapsuleFileError(describe_validation_error(exc, text, source)) from None
+        raise CapsuleFileError(describe_validation_error(exc, header, source)) from None
     if capsule.computed_digest() != capsule.digest:
         raise DigestMismatch(
             f"{source}: capsule digest mismatch: a locked value was edited after packing "
@@ -279,17 +303,51 @@ def parse_capsule(text: str, source: str = "capsule") -> Capsule:
     for src in capsule.sources:
         if sha256_bytes(src.text.encode("utf-8")) != src.sha256:
             raise SourceError(f"{source}: embedded source {src.name}: text does not match sha256")
-    return capsule
+    if seal is None or not trials:
+        return capsule
+    found, _cut = records.read(records_text, first_line, capsule.digest, seal, source)
+    return capsule.model_copy(update={"trials": _trials(found, source)})
 
 
-def read_capsule(path: Path) -> Capsule:
+def _trials(found: list[records.Record], source: str) -> list[Trial]:
+    out: list[Trial] = []
+    seen: dict[int, int] = {}
+    for record in found:
+        where = f"{source}:{record.line}: trial record {record.index:05d}"
+        try:
+            trial = Trial.model_validate_json(record.json)
+        except ValidationError as exc:
+            raise CapsuleFileError(f"{where}: {format_validation_error(exc)}") from None
+        if trial.number in seen:
+            raise CapsuleFileError(
+                f"{where}: trial number {trial.number} appears twice (also record "
+                f"{seen[trial.number]:05d})"
+            )
+        seen[trial.number] = record.index
+        out.append(trial)
+    return out
+
+
+def header_bytes(path: Path) -> bytes:
+    """The capsule without its trial records (format 2): what a trial elsewhere needs of it,
+    readable there with `trials=False`. A format-1 capsule is returned whole."""
+    raw = read_text_limited(path, MAX_CAPSULE_BYTES, "capsule", CapsuleFileError).encode()
+    marker = f"\n{records.SECTION}\n".encode()
+    at = raw.find(marker)
+    return raw if at < 0 else raw[: at + len(marker)]
+
+
+def read_capsule(path: Path, trials: bool = True) -> Capsule:
     text = read_text_limited(path, MAX_CAPSULE_BYTES, "capsule", CapsuleFileError)
-    return parse_capsule(text, str(path))
+    return parse_capsule(text, str(path), trials)
 
 
 def _literal_ok(text: str) -> bool:
-    """Whether `text` survives a TOML multi-line literal string byte for byte."""
+    """Whether `text` survives a TOML multi-line literal string byte for byte, and holds no line
+    that would read as the start of the trial records."""
     if "'''" in text or text.startswith("\n") or text.endswith("'"):
+        return False
+    if f"\n{records.SECTION}\n" in f"\n{text}\n":
         return False
     return not any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in text)
 
@@ -324,15 +382,20 @@ def _array(values: list[Any]) -> Array:
 
 
 def dump_capsule(capsule: Capsule) -> str:
-    """The capsule's canonical text: fixed key order, source text readable as written."""
+    """The capsule's canonical text (format 2): the header, its seal, then the trial records."""
     doc = tomlkit.document()
     for line in HEADER.splitlines():
         doc.add(tomlkit.comment(line))
     data = capsule.model_dump(mode="json", exclude_none=True)
-    for key in ("format", "tool", "digest", "data_root"):
+    trials = data.pop("trials")
+    data["format"] = FORMAT
+    section, count, last = records.render(capsule.digest, trials)
+    for key in ("format", "tool", "digest"):
         doc.add(key, data.pop(key))
+    doc.add(records.SEAL_KEY, "")  # replaced below by the fixed-width seal line
+    doc.add("data_root", data.pop("data_root"))
     data["environment"]["packages"] = dict(sorted(data["environment"]["packages"].items()))
-    for key in ("spec", "data", "sources", "environment", "toolchain", "trials"):
+    for key in ("spec", "data", "sources", "environment", "toolchain"):
         value = data.pop(key)
         if key == "sources":
             sources = tomlkit.aot()
@@ -349,12 +412,14 @@ def dump_capsule(capsule: Capsule) -> str:
             doc.add(key, _item(value))
     assert not data, f"capsule keys not written: {sorted(data)}"
     text = tomlkit.dumps(doc)
-    return text if text.endswith("\n") else text + "\n"
+    text = text.replace(f'{records.SEAL_KEY} = ""\n', records.seal_line(count, last) + "\n", 1)
+    text = text if text.endswith("\n") else text + "\n"
+    return f"{text}\n{records.SECTION_COMMENT}{records.SECTION}\n{section}"
 
 
 def write_capsule(capsule: Capsule, path: Path) -> None:
-    """Seal and write atomically; refuses to write anything it could not read back."""
-    sealed = capsule.sealed()
+    """Seal and write atomically (as format 2); refuses to write what it could not read back."""
+    sealed = capsule.model_copy(update={"format": FORMAT}).sealed()
     text = dump_capsule(sealed)
     if parse_capsule(text, str(path)) != sealed:
         raise CapsuleError(f"{path}: internal error: capsule does not read back as written")
@@ -362,3 +427,14 @@ def write_capsule(capsule: Capsule, path: Path) -> None:
         write_atomic(path, text)
     except OSError as exc:
         raise CapsuleError(f"{path}: cannot write capsule: {exc.strerror}") from None
+
+
+def append_trial(path: Path, capsule: Capsule, trial: Trial) -> Capsule:
+    """Record one more trial: appended to a format-2 capsule (a cost that does not grow with the
+    trials before it); a format-1 capsule is rewritten once as format 2 with it."""
+    updated = capsule.model_copy(update={"trials": [*capsule.trials, trial]})
+    if capsule.format != FORMAT:
+        write_capsule(updated, path)
+        return updated.model_copy(update={"format": FORMAT}).sealed()
+    records.append(path, trial.model_dump(mode="json", exclude_none=True))
+    return updated

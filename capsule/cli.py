@@ -98,9 +98,16 @@ DriftOption = Annotated[
 def init(
     folder: Annotated[Path, typer.Argument(help="Folder for the example experiment.")],
     force: Annotated[bool, typer.Option(help="Overwrite an existing exp.toml.")] = False,
+    example: Annotated[
+        str,
+        typer.Option(
+            help="digits: a float MLP quantized after training (post-training precision "
+            "search); qat: an HGQ2 quantization-aware MLP (bit widths and beta searched)."
+        ),
+    ] = "digits",
 ) -> None:
     """Write an example experiment (digits data as .npy, a small MLP) into FOLDER."""
-    spec = api.init(folder, force=force)
+    spec = api.init(folder, force=force, example=example)
     console.print(f"wrote {spec} and its data; next: capsule pack {spec} -o <name>.capsule")
 
 

@@ -51,7 +51,10 @@ def _sections(capsule: Capsule) -> dict[str, dict[str, str]]:
         "environment": {k: v for k, v in env.items() if k != "packages"},
         "packages": env["packages"],
         "toolchain": data["toolchain"],
-        "trials": {str(t.pop("number")): _result(t) for t in data.get("trials", [])},
+        "trials": {
+            str(t.number): _result(t.model_dump(mode="json", exclude_none=True))
+            for t in capsule.trials
+        },
     }
     flat: dict[str, dict[str, str]] = {}
     for section, value in keyed.items():

@@ -15,6 +15,7 @@ from capsule import trust
 from capsule.capsulefile import Capsule
 from capsule.errors import CapsuleError
 from capsule.runtime import choose
+from capsule.spec import OpenFlow
 from capsule.toolchain import drift
 
 State = Literal["ok", "warn", "fail"]
@@ -135,6 +136,31 @@ def _compiler() -> Finding:
     return Finding("host g++", "ok", gxx)
 
 
+OPEN_TOOLS = {
+    "yosys": (["yosys", "-V"], "synth", "logic synthesis (open_flow.synth)"),
+    "verilator": (["verilator", "--version"], "rtlsim", "RTL simulation (open_flow.rtlsim)"),
+}
+
+
+def _open_tool(name: str, flow: OpenFlow | None) -> Finding:
+    """One tool of the open flow: a capsule that runs the step fails without it; otherwise a
+    missing tool is only worth knowing (the open flow cannot run here)."""
+    import subprocess
+
+    command, step, what = OPEN_TOOLS[name]
+    needed = flow is not None and bool(getattr(flow, step))
+    fix = f"install {name} (Debian: apt-get install {name}); the open flow needs it for {what}"
+    path = shutil.which(name)
+    if path is None:
+        return Finding(name, "fail" if needed else "warn", "not found", fix)
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return Finding(name, "fail" if needed else "warn", f"{path} does not run: {exc}", fix)
+    version = (proc.stdout.strip().splitlines() or ["?"])[0]
+    return Finding(name, "ok", f"{version} ({path})")
+
+
 def _numerics(capsule: Capsule | None) -> Finding:
     from capsule import numerics
 
@@ -161,6 +187,8 @@ def examine(
     capsule = api.load(capsule_path) if capsule_path else None
     engine, engine_finding = _engine()
     findings = [engine_finding, _image(engine, capsule), _compiler(), _numerics(capsule)]
+    flow = capsule.spec.open_flow if capsule is not None else None
+    findings += [_open_tool(name, flow) for name in OPEN_TOOLS]
     if capsule is not None and capsule_path is not None:
         findings += [
             _toolchain(capsule),

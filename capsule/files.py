@@ -12,6 +12,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 import socket
 import stat
 import tempfile
@@ -139,6 +140,11 @@ def _umask() -> int:
     return mask
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
+# Cached: each trial record names the same hundred-odd artifacts, read again for every trial.
+@functools.lru_cache(maxsize=1 << 16)
 def unsafe_relative_name(name: str) -> str | None:
     """Why `name` is not a safe relative POSIX path inside a folder, or None when it is.
 
@@ -150,7 +156,7 @@ def unsafe_relative_name(name: str) -> str | None:
         return "is empty"
     if "\x00" in name:
         return "contains a NUL byte"
-    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in name):
+    if _CONTROL.search(name):
         return "contains a control character"
     if "\\" in name:
         return "contains a backslash (use / as separator)"

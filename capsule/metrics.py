@@ -34,7 +34,43 @@ METRICS: dict[str, Metric] = {
     "bram_18k": Metric("18 Kb block RAMs used", "count"),
     "uram": Metric("UltraRAM blocks used", "count"),
     "bops": Metric("bit operations: multiplications x weight bits x input bits", "count"),
+    # The open flow (capsule.flow.rtl, rtlsim, yosys); `lut`, `ff` and `dsp` above come from
+    # Yosys there, with fidelity `open-synth`.
+    "rtlsim_accuracy": Metric(
+        "accuracy of the Verilator RTL simulation on the test split", "fraction"
+    ),
+    "rtlsim_agreement": Metric(
+        "fraction of test samples where RTL simulation and Keras argmax agree", "fraction"
+    ),
+    "rtlsim_max_abs_diff": Metric(
+        "largest |RTL simulation output - Keras output| on the test split (0 is bit-exact)", ""
+    ),
+    "carry": Metric("carry-chain cells used (CARRY4 or CARRY8, by family)", "count"),
+    "logic_depth": Metric(
+        "cells on the longest combinational path of the Yosys netlist, I/O buffers included",
+        "cells",
+    ),
+    "da4ml_lut": Metric("da4ml's own LUT estimate of the open flow's logic", "count"),
+    "ebops": Metric(
+        "effective bit operations of a quantization-aware (HGQ2) model, from its learned widths",
+        "count",
+    ),
+    "weight_sparsity": Metric(
+        "fraction of a quantization-aware model's weights trained to zero bits (pruned)",
+        "fraction",
+    ),
 }
+
+# Where each metric's value came from, least refined first. `open-synth` is Yosys's netlist:
+# real logic synthesis, but not the vendor's mapping, so between the estimate and `csynth`.
+FIDELITIES = ("measured", "estimate", "open-synth", "csynth", "synth", "cosim")
+
+# What only hls4ml's route (conversion, C simulation, its estimate or the vendor reports)
+# measures; an open-flow-only spec (`open_flow.hls4ml = false`) cannot rank by them.
+HLS4ML_METRICS = frozenset(
+    {"csim_accuracy", "csim_agreement", "csim_max_abs_diff", "latency_cycles", "latency_ns"}
+    | {"interval_cycles", "bram_18k", "uram", "bops"}
+)
 
 # What a trial without the vendor tool measures (fidelity level 0): the vendor reports alone give
 # the initiation interval and UltraRAM use.

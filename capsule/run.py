@@ -40,8 +40,8 @@ from capsule.capsulefile import (
     Capsule,
     RecordStatus,
     Trial,
+    append_trial,
     read_capsule,
-    write_capsule,
 )
 from capsule.errors import CapsuleError
 from capsule.fidelity import level_of, level_params, max_promotions, next_promotion, point_of
@@ -101,9 +101,11 @@ class Event:
 
 
 def lock_digest(capsule: Capsule) -> str:
-    """The capsule without its results: what a run journal belongs to."""
+    """The capsule without its results: what a run journal belongs to (the same whether its
+    trials are sealed in the digest, format 1, or chained after it, format 2)."""
     content = capsule.content()
     content.pop("trials", None)
+    content.pop("format")
     return digest_of(content)
 
 
@@ -265,10 +267,8 @@ class Runner:
         for number, trial in sorted(self.trials.items()):
             if number not in journaled:
                 self.journal.finish(number, trial.model_dump(mode="json", exclude_none=True))
-        missing = {n: t for n, t in journaled.items() if n not in self.trials}
-        if missing:
-            self.trials.update(missing)
-            self._write_capsule()
+        for number in sorted(set(journaled) - set(self.trials)):
+            self._append(journaled[number])
 
     def _journaled(self, record: dict[str, Any]) -> Trial:
         """A journaled record as a trial, held to the capsule's own rules for one."""
@@ -280,15 +280,13 @@ class Runner:
                 f"not read: {format_validation_error(exc)}; pass another --run-dir, or remove it"
             ) from None
 
-    def _write_capsule(self) -> None:
-        trials = [self.trials[n] for n in sorted(self.trials)]
-        self.capsule = self.capsule.model_copy(update={"trials": trials})
-        write_capsule(self.capsule, self.path)
+    def _append(self, trial: Trial) -> None:
+        self.capsule = append_trial(self.path, self.capsule, trial)
+        self.trials[trial.number] = trial
 
     def _record(self, number: int, trial: Trial) -> None:
         self.journal.finish(number, trial.model_dump(mode="json", exclude_none=True))
-        self.trials[number] = trial
-        self._write_capsule()
+        self._append(trial)
 
     # --- one trial ---
 

@@ -26,7 +26,7 @@ from pydantic import (
 
 from capsule.errors import SpecError
 from capsule.files import read_text_limited, unsafe_relative_name
-from capsule.metrics import METRICS
+from capsule.metrics import HLS4ML_METRICS, METRICS
 from capsule.space import Distribution, Params, Value, branch_labels, candidates, parameters
 
 MAX_SPEC_BYTES = 1 << 20
@@ -221,6 +221,71 @@ class MlpParams(Strict):
     l2: Annotated[float, Field(ge=0)] = 0.0
 
 
+class HgqQuant(Strict):
+    """The quantization knobs shared by the built-in HGQ2 builders (`capsule.flow.qat`).
+
+    Bit widths are HGQ2's initial values: training moves each weight's and activation's own
+    width from there, pulled down by `beta` times the design's EBOPs (effective bit operations)
+    in the loss. Widths count bits without the sign, as HGQ2 does; a weight whose width reaches 0
+    is pruned. `beta` is the value at the last epoch; `beta_schedule` ramps to it from
+    `beta_start` (HGQ2's BetaScheduler over a PieceWiseSchedule), so early epochs can learn the
+    task before the resource term bites.
+    """
+
+    weight_quantizer: Literal["kbi", "kif"] = "kbi"
+    weight_bits: Annotated[int, Field(ge=0, le=23)] = 6
+    weight_int_bits: Annotated[int, Field(ge=-16, le=23)] = 1
+    weight_overflow: Literal["SAT", "SAT_SYM", "WRAP"] = "SAT_SYM"
+    activation_quantizer: Literal["kif", "kbi"] = "kif"
+    activation_bits: Annotated[int, Field(ge=0, le=24)] = 8
+    activation_int_bits: Annotated[int, Field(ge=-16, le=24)] = 3
+    activation_overflow: Literal["WRAP", "SAT", "SAT_SYM"] = "WRAP"
+    round_mode: Literal["RND", "RND_CONV", "TRN", "S_RND", "S_RND_CONV"] = "RND"
+    beta: Annotated[float, Field(ge=0, le=1)] = 1e-5
+    beta_start: Annotated[float, Field(ge=0, le=1)] | None = None  # default: beta
+    beta_schedule: Literal["constant", "linear", "log"] = "constant"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> HgqQuant:
+        for kind in ("weight", "activation"):
+            if getattr(self, f"{kind}_int_bits") > getattr(self, f"{kind}_bits"):
+                raise ValueError(f"{kind}_int_bits must not exceed {kind}_bits")
+        start = self.beta if self.beta_start is None else self.beta_start
+        if self.beta_schedule == "log" and (start <= 0 or self.beta <= 0):
+            raise ValueError("beta_schedule 'log' needs beta_start and beta above 0")
+        return self
+
+
+class HgqMlpParams(HgqQuant):
+    """Parameters of the built-in HGQ2 MLP (`builder = "hgq-mlp"`): QDense layers with ReLU,
+    a QDense output and a QSoftmax, all converted bit-exactly by hls4ml and traced by da4ml."""
+
+    hidden: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = [32, 16]
+
+
+class HgqConvParams(HgqQuant):
+    """Parameters of the built-in HGQ2 convolutional model (`builder = "hgq-conv"`): QConv1D on
+    (length, channels) rows, QConv2D on (height, width, channels), each followed by max
+    pooling, then QDense layers and a QSoftmax. `reshape` turns flat feature rows into an image
+    (digits' 64 features as [8, 8, 1])."""
+
+    filters: Annotated[list[Annotated[int, Field(ge=1, le=1024)]], Field(min_length=1)] = [4]
+    kernel_size: Annotated[int, Field(ge=1, le=15)] = 3
+    pool: Annotated[int, Field(ge=1, le=8)] = 2
+    hidden: list[Annotated[int, Field(ge=1, le=4096)]] = [16]
+    reshape: Annotated[list[Annotated[int, Field(ge=1, le=1 << 16)]], Field(max_length=3)] = []
+
+
+BUILDER_PARAMS: dict[str, type[Strict]] = {
+    "mlp": MlpParams,
+    "hgq-mlp": HgqMlpParams,
+    "hgq-conv": HgqConvParams,
+}
+# The built-in builders whose models are quantization-aware (HGQ2): their bit widths are their
+# own, so a spec cannot set hls4ml precisions over them.
+QAT_BUILDERS = frozenset({"hgq-mlp", "hgq-conv"})
+
+
 class Model(Strict):
     builder: str = "mlp"
     params: dict[str, Value] = {}
@@ -228,13 +293,15 @@ class Model(Strict):
     @field_validator("builder")
     @classmethod
     def _builder(cls, value: str) -> str:
-        return value if value == "mlp" else _check_source_ref(value)
+        return value if value in BUILDER_PARAMS else _check_source_ref(value)
 
     @field_validator("params")
     @classmethod
-    def _mlp_params(cls, params: dict[str, Value], info: ValidationInfo) -> dict[str, Value]:
-        if info.data.get("builder") == "mlp":
-            return MlpParams.model_validate(params).model_dump()
+    def _builtin_params(cls, params: dict[str, Value], info: ValidationInfo) -> dict[str, Value]:
+        builtin = BUILDER_PARAMS.get(info.data.get("builder", ""))
+        if builtin is not None:
+            dumped: dict[str, Value] = builtin.model_validate(params).model_dump(exclude_none=True)
+            return dumped
         return params
 
 
@@ -396,6 +463,28 @@ class Toolchain(Strict):
         return self
 
 
+class OpenFlow(Strict):
+    """The open hardware flow (capsule.flow.rtl, rtlsim, yosys): the trained HGQ2 model through
+    da4ml to Verilog, simulated with Verilator against Keras and synthesized with Yosys for a
+    Xilinx family. Its own toolchain, beside hls4ml and the vendor tool: a capsule can use
+    either or both. Absent, trials run as before."""
+
+    family: str = "xc7"  # `synth_xilinx -family`: xc7 (7 series), xcu, xcup (capsule.flow.yosys)
+    rtlsim: bool = True  # Verilator simulation of the test split, compared with Keras
+    synth: bool = True  # Yosys logic synthesis
+    # Whether the trial also converts with hls4ml and C-simulates (the vendor flow's route);
+    # false runs the open flow alone, e.g. for a model hls4ml does not convert.
+    hls4ml: bool = True
+    timeout: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0  # seconds, per tool run
+
+    @field_validator("family")
+    @classmethod
+    def _family(cls, value: str) -> str:
+        from capsule.flow.yosys import check_family
+
+        return check_family(value)
+
+
 def _default_objectives() -> list[Objective]:
     return [Objective(metric="csim_accuracy", direction="maximize")]
 
@@ -417,6 +506,11 @@ class Spec(Strict):
     # Absent in capsules packed before the checks existed (they read with the defaults); pack
     # writes it out, so a later default cannot change a capsule's meaning.
     checks: Checks | None = None
+    open_flow: OpenFlow | None = None  # absent: no open flow (capsules before it stay as they were)
+
+    def runs_hls4ml(self) -> bool:
+        """Whether trials convert with hls4ml and C-simulate (all but open-flow-only specs)."""
+        return self.open_flow is None or self.open_flow.hls4ml
 
     def csim_agreement_min(self) -> float:
         return (self.checks or Checks()).csim_agreement_min
@@ -446,6 +540,36 @@ class Spec(Strict):
         return self
 
     @model_validator(mode="after")
+    def _flows(self) -> Spec:
+        if self.runs_hls4ml():
+            return self
+        if self.toolchain.name != "none":
+            raise ValueError(
+                "open_flow.hls4ml: the vendor tool synthesizes hls4ml's project; "
+                "set hls4ml = true or toolchain.name = 'none'"
+            )
+        ranked_by = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        unmeasured = sorted({m for m in ranked_by if m in HLS4ML_METRICS})
+        if unmeasured:
+            raise ValueError(
+                f"open_flow.hls4ml: without hls4ml no trial measures {', '.join(unmeasured)}; "
+                "rank by the open flow's metrics (e.g. rtlsim_accuracy, lut) instead"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _qat_precisions(self) -> Spec:
+        if self.model.builder not in QAT_BUILDERS:
+            return self
+        for key in ("output_precision", "layer_precision"):
+            if getattr(self.hls4ml, key):
+                raise ValueError(
+                    f"hls4ml.{key}: the {self.model.builder} model's bit widths are its own "
+                    "(hls4ml converts them bit-exactly); remove the key"
+                )
+        return self
+
+    @model_validator(mode="after")
     def _space_paths(self) -> Spec:
         params = parameters(self.search.space)
         for name in params:
@@ -469,7 +593,7 @@ class Spec(Strict):
             "model.builder": self.model.builder,
         }
         for key, ref in refs.items():
-            if ref and ref != "mlp":
+            if ref and ref not in BUILDER_PARAMS:
                 keys[ref.split(":", 1)[0]] = key
         return keys
 
@@ -492,8 +616,10 @@ def _unsettable(path: str, builder: str) -> str | None:
     """Why a search parameter path cannot be set, or None when it can."""
     parts = path.split(".")
     if parts[:2] == ["model", "params"] and len(parts) == 3:
-        if builder == "mlp" and parts[2] not in MlpParams.model_fields:
-            return f"is not a parameter of the built-in mlp ({', '.join(MlpParams.model_fields)})"
+        builtin = BUILDER_PARAMS.get(builder)
+        if builtin is not None and parts[2] not in builtin.model_fields:
+            known = ", ".join(builtin.model_fields)
+            return f"is not a parameter of the built-in {builder} ({known})"
         return None
     if parts[:2] == ["hls4ml", "layer_precision"] and len(parts) == 3:
         return None

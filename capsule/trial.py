@@ -10,12 +10,17 @@ files in the trial folder:
     convert   hls4ml project, compiled (g++)     -> hls4ml_prj/
     csim      C simulation of the test split     -> csim/predictions.npy
     estimate  resources and latency (estimated)  -> metrics.json
+    rtl       open flow: da4ml Verilog (HGQ2)     -> rtl/
+    rtlsim    open flow: Verilator vs Keras       -> rtlsim/predictions.npy
+    yosys     open flow: Yosys synth_xilinx       -> yosys/netlist_stats.json
     synth     vendor synthesis (a tool is named) -> hls4ml_prj/<top>_prj/, synth.log
     reports   vendor reports into metrics        -> metrics.json
 
 `result.json` is written last and atomically: params, status, the failed stage and its error,
 per-stage timings, metrics with their fidelity, and the sha256 of every artifact. A failed stage's
 output folder is removed, so nothing half-written is left; the full log is in `trial.log`.
+The open flow's stages run when the spec has `[open_flow]`; with `open_flow.hls4ml = false` they
+replace convert, csim and estimate.
 The artifacts are byte-identical for the same capsule, params and thread count, wherever the
 trial folder is; `result.json` itself holds timings and is not.
 """
@@ -49,8 +54,12 @@ from capsule.numerics import Numerics, in_force
 from capsule.space import Params, default_point
 from capsule.spec import Spec, apply_params
 
-STAGES = ("data", "train", "convert", "csim", "estimate", "synth", "reports")
+STAGES = (
+    "data", "train", "convert", "csim", "estimate", "rtl", "rtlsim", "yosys", "synth", "reports"
+)  # fmt: skip
 VENDOR_STAGES = ("synth", "reports")
+HLS4ML_STAGES = ("convert", "csim", "estimate")
+OPEN_STAGES = ("rtl", "rtlsim", "yosys")
 BUILD_PRODUCTS = (".so", ".o")
 RESULT = "result.json"
 MAX_RESULT_BYTES = 16 << 20
@@ -90,6 +99,20 @@ class TrialResult(BaseModel):
     # The converted model's layers as hls4ml applied them (reuse factor, precisions, sizes).
     layers: list[Layer] = []
     estimate_missing: list[str] = []  # layers the estimate could not count: it is partial
+
+
+def runs_stage(spec: Spec, stage: str) -> bool:
+    """Whether a trial of `spec` runs `stage`: the vendor tool's when one is named and the
+    level asks for it, hls4ml's unless the spec runs the open flow alone, the open flow's
+    when the spec asks for it (simulation and synthesis each can be turned off)."""
+    if stage in VENDOR_STAGES:
+        return spec.toolchain.runs_tool()
+    if stage in HLS4ML_STAGES:
+        return spec.runs_hls4ml()
+    if stage in OPEN_STAGES:
+        o = spec.open_flow
+        return o is not None and {"rtl": True, "rtlsim": o.rtlsim, "yosys": o.synth}[stage]
+    return True
 
 
 def collapse_of(spec: Spec, metrics: dict[str, float]) -> str | None:
@@ -252,7 +275,7 @@ def run_trial(
     reuse = reuse or {}
     tool_s: float | None = None
     state: dict[str, Any] = {}
-    stages = [st for st in STAGES if spec.toolchain.runs_tool() or st not in VENDOR_STAGES]
+    stages = [st for st in STAGES if runs_stage(spec, st)]
     stage = stages[0]
     status: Literal["ok", "failed", "timeout"] = "ok"
     error = None
@@ -461,28 +484,44 @@ def _measured(metrics: dict[str, float], fidelity: str = "measured") -> Measured
     return metrics, dict.fromkeys(metrics, fidelity)
 
 
-_STAGE_FOLDERS = {"train": "train", "convert": "hls4ml_prj", "csim": "csim"}
+_STAGE_FOLDERS = {
+    "train": "train",
+    "convert": "hls4ml_prj",
+    "csim": "csim",
+    "rtl": "rtl",
+    "rtlsim": "rtlsim",
+    "yosys": "yosys",
+}
 
 
 def _rescored(spec: Spec, out: Path, state: dict[str, Any]) -> dict[str, float]:
     """The float metrics of training outputs that came without them (`verify --from-weights`),
     computed from the restored predictions and this trial's own test split."""
+    from capsule.flow import qat
     from capsule.flow.train import score_file
 
     predictions = out / "train" / "float_predictions.npy"
     batch = spec.training.batch_size
-    return score_file(state["inputs"], state["split"].test, batch, predictions)
+    metrics = score_file(state["inputs"], state["split"].test, batch, predictions)
+    if "model" not in state:
+        state["model"] = _trained_model(spec, out, state)
+    if qat.is_hgq(state["model"]):
+        from capsule.flow.train import batches_of
+
+        train = batches_of(state["inputs"], state["split"].train, batch)
+        metrics.update(qat.calibrate(state["model"], train))
+    return metrics
 
 
 def _trained_model(spec: Spec, out: Path, state: dict[str, Any]) -> Any:
     """The trained Keras model from a cached `train/`: built again, weights loaded."""
-    from capsule.flow.train import build_model, configure_tensorflow
+    from capsule.flow.train import configure_tensorflow, load_model
 
     inputs = state["inputs"]
     configure_tensorflow(spec.experiment.seed, threads_for(spec))
-    model = build_model(spec, tuple(inputs.features.shape[1:]), inputs.n_classes, state["sources"])
-    model.load_weights(out / "train" / "model.weights.h5")
-    return model
+    shape = tuple(inputs.features.shape[1:])
+    weights = out / "train" / "model.weights.h5"
+    return load_model(spec, shape, inputs.n_classes, state["sources"], weights)
 
 
 def _stage_data(
@@ -620,12 +659,62 @@ def _stage_reports(
     return to_metrics(reports)
 
 
+def _stage_rtl(
+    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
+) -> Measured:
+    from capsule.flow.rtl import trace, write_rtl
+
+    if "model" not in state:  # training came from the stage cache
+        state["model"] = _trained_model(spec, out, state)
+    design = write_rtl(trace(state["model"]), out / "rtl")
+    return {"da4ml_lut": design.lut_estimate}, {"da4ml_lut": "estimate"}
+
+
+def _stage_rtlsim(
+    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
+) -> Measured:
+    from capsule.flow.rtl import read_design
+    from capsule.flow.rtlsim import rtlsim
+
+    assert spec.open_flow is not None
+    rtl = out / "rtl"
+    (out / "rtlsim").mkdir(parents=True, exist_ok=True)
+    found = rtlsim(
+        rtl,
+        read_design(rtl),
+        state["inputs"],
+        state["split"].test,
+        spec.training.batch_size,
+        out / "train" / "float_predictions.npy",
+        out / "rtlsim",
+        spec.open_flow.timeout,
+    )
+    return _measured(found)
+
+
+def _stage_yosys(
+    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
+) -> Measured:
+    from capsule.flow.rtl import read_design
+    from capsule.flow.yosys import synthesize
+
+    assert spec.open_flow is not None
+    rtl = out / "rtl"
+    (out / "yosys").mkdir(parents=True, exist_ok=True)
+    o = spec.open_flow
+    found = synthesize(rtl, read_design(rtl), o.family, out / "yosys", o.timeout)
+    return _measured(found, "open-synth")
+
+
 _STAGE_FUNCS = {
     "data": _stage_data,
     "train": _stage_train,
     "convert": _stage_convert,
     "csim": _stage_csim,
     "estimate": _stage_estimate,
+    "rtl": _stage_rtl,
+    "rtlsim": _stage_rtlsim,
+    "yosys": _stage_yosys,
     "synth": _stage_synth,
     "reports": _stage_reports,
 }

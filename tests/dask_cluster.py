@@ -119,6 +119,18 @@ class LoopbackCluster:
             if keys and addr in names
         }
 
+    def stage_on(self, name: str) -> str | None:
+        """The stage of the trial worker `name` is running, from the `stages.log` in its scratch
+        space (`--local-directory`), or None when it runs none."""
+        for log in sorted((self.root / name).rglob("capsule-*/trial/stages.log")):
+            try:
+                stages = log.read_text().split()
+            except OSError:  # the trial ended and its scratch space went away
+                continue
+            if stages:
+                return stages[-1]
+        return None
+
     def kill_worker_process(self, name: str) -> int:
         """SIGKILL the worker process (not its nanny) named `name`; its pid."""
         pids = self.client.run(os.getpid)

@@ -21,6 +21,10 @@ fold a BatchNormalization into the Dense or Conv before it, and the fused layer 
 own ('auto') result type. So the whole tail is set, from the last computing layer (Dense, Conv)
 through BatchNorm, Dropout and activations to the output, and `check_output_path` reads the
 converted graph and refuses a project whose output path has any other type.
+
+A quantization-aware (HGQ2) model is the exception: its quantizers give every type, hls4ml's
+bit-exact pass applies them, and nothing of the spec's precisions is set over them
+(`qat_config`); its C simulation equals Keras bit for bit instead.
 """
 
 from __future__ import annotations
@@ -138,9 +142,15 @@ def check_output_path(hls_model: Any, declared: str) -> list[str]:
 
 
 def hls_config(spec: Spec, model: Any) -> dict[str, Any]:
+    """The hls4ml configuration of a trial: the spec's precisions for a float model; for a
+    quantization-aware (HGQ2) model, none at all (see `qat_config`)."""
     import hls4ml
 
+    from capsule.flow import qat
+
     h = spec.hls4ml
+    if qat.is_hgq(model):
+        return qat_config(spec, model)
     with _once_each_line():
         config: dict[str, Any] = hls4ml.utils.config_from_keras_model(
             model,
@@ -159,6 +169,38 @@ def hls_config(spec: Spec, model: Any) -> dict[str, Any]:
         if not isinstance(entry.get("Precision"), dict):
             entry["Precision"] = {} if "Precision" not in entry else {"default": entry["Precision"]}
         entry["Precision"]["result"] = result
+    return config
+
+
+def qat_config(spec: Spec, model: Any) -> dict[str, Any]:
+    """An HGQ2 model's configuration: its quantizers carry every bit width, and hls4ml's
+    bit-exact pass derives each layer's types from them (on by default when the model has
+    quantizers; set here so that a later default cannot change it). No precision of the spec
+    is set on any layer, so none can override the model's own; `granularity = "model"` keeps
+    hls4ml from writing per-layer entries. The model-wide precision is only what a layer
+    without a quantizer would fall back to: the bit-exact pass leaves none such in a model whose
+    layers are all HGQ2's. A spec that sets output or per-layer precisions on a model like this
+    is refused, naming the key.
+    """
+    import hls4ml
+
+    h = spec.hls4ml
+    for key in ("output_precision", "layer_precision"):
+        if getattr(h, key):
+            raise StageError(
+                f"hls4ml.{key}: the model is quantization-aware (HGQ2) and its bit widths are "
+                "its own; remove the key"
+            )
+    with _once_each_line():
+        config: dict[str, Any] = hls4ml.utils.config_from_keras_model(
+            model,
+            granularity="model",
+            backend=h.backend,
+            default_precision=h.precision,
+            default_reuse_factor=h.reuse_factor,
+        )
+    config["Model"]["Strategy"] = h.strategy
+    config["Model"]["BitExact"] = True
     return config
 
 
@@ -187,6 +229,8 @@ def convert(spec: Spec, model: Any, weights: Path, out: Path) -> Any:
     """
     import hls4ml
 
+    from capsule.flow import qat
+
     h = spec.hls4ml
     config = hls_config(spec, model)
     with _once_each_line():
@@ -201,7 +245,8 @@ def convert(spec: Spec, model: Any, weights: Path, out: Path) -> Any:
             io_type=h.io_type,
             allow_da_fallback=False,
         )
-    check_output_path(hls_model, h.output_precision or h.precision)
+    if not qat.is_hgq(model):  # an HGQ2 model's output path has the types it learned
+        check_output_path(hls_model, h.output_precision or h.precision)
     _install_stamp_pass(hls_model.config.backend.get_writer_flow())
     hls_model.config.config.pop("KerasModel", None)
     digest = hashlib.sha256(weights.read_bytes())

@@ -17,7 +17,7 @@ import numpy as np
 
 from capsule.errors import StageError
 from capsule.flow.data import Inputs, NpyWriter, iter_batches, rows
-from capsule.spec import MlpParams, Spec
+from capsule.spec import HgqConvParams, HgqMlpParams, MlpParams, Spec
 
 
 def configure_tensorflow(seed: int, threads: int) -> None:
@@ -57,13 +57,24 @@ def load_function(sources: Path, ref: str) -> Any:
 
 
 def build_model(spec: Spec, input_shape: tuple[int, ...], n_classes: int, sources: Path) -> Any:
-    """The built-in MLP, or the researcher's builder called with (params, input_shape, n_classes).
+    """A built-in model (`mlp`, or the HGQ2 `hgq-mlp` and `hgq-conv` of `flow.qat`), or the
+    researcher's builder called with (params, input_shape, n_classes).
 
     The built-in MLP ends in a Dense layer named `output` and a softmax named `softmax`, names
     the hls4ml conversion relies on to set the output precision explicitly.
     """
     import keras
 
+    if spec.model.builder in ("hgq-mlp", "hgq-conv"):
+        from capsule.flow import qat
+
+        if spec.model.builder == "hgq-mlp":
+            return qat.build_hgq_mlp(
+                HgqMlpParams.model_validate(spec.model.params), input_shape, n_classes
+            )
+        return qat.build_hgq_conv(
+            HgqConvParams.model_validate(spec.model.params), input_shape, n_classes
+        )
     if spec.model.builder != "mlp":
         fn = load_function(sources, spec.model.builder)
         model = fn(params=dict(spec.model.params), input_shape=input_shape, n_classes=n_classes)
@@ -84,6 +95,38 @@ def build_model(spec: Spec, input_shape: tuple[int, ...], n_classes: int, source
     x = keras.layers.Dense(n_classes, kernel_regularizer=reg, name="output")(x)
     outputs = keras.layers.Activation("softmax", name="softmax")(x)
     return keras.Model(inputs, outputs, name="mlp")
+
+
+def load_model(
+    spec: Spec, input_shape: tuple[int, ...], n_classes: int, sources: Path, weights: Path
+) -> Any:
+    """The trained model of a trial: built again from the spec, the weights file loaded.
+
+    An HGQ2 model's weights file holds its learned bit widths and calibrated integer bits too,
+    so this is the model that was converted, for any stage that starts from a trial folder.
+    """
+    model = build_model(spec, input_shape, n_classes, sources)
+    model.load_weights(weights)
+    return model
+
+
+def batches_of(inputs: Inputs, ranges: list[tuple[int, int]], batch_size: int) -> Any:
+    """`ranges` as a keras PyDataset of (x, y) batches in order, read when asked for (HGQ2's
+    calibration takes one)."""
+    import keras
+
+    class Batches(keras.utils.PyDataset):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__()
+            self.order = list(iter_batches(ranges, batch_size))
+
+        def __len__(self) -> int:
+            return len(self.order)
+
+        def __getitem__(self, index: int) -> Any:
+            return inputs.batch(self.order[index])
+
+    return Batches()
 
 
 def make_dataset(
@@ -186,8 +229,17 @@ def score_file(
 def train(
     spec: Spec, inputs: Inputs, split: Any, sources: Path, out: Path
 ) -> tuple[Any, dict[str, float]]:
-    """Build, fit and evaluate; writes `model.weights.h5` and `float_predictions.npy` in `out`."""
+    """Build, fit and evaluate; writes `model.weights.h5` and `float_predictions.npy` in `out`.
+
+    An HGQ2 model trains with HGQ2's callbacks, is calibrated on the training split before its
+    weights are saved, and adds `ebops` and `weight_sparsity` to the metrics (`flow.qat`).
+    """
+    from capsule.flow import qat
+
     model = build_model(spec, tuple(inputs.features.shape[1:]), inputs.n_classes, sources)
+    quantized = qat.is_hgq(model)
+    if quantized:
+        qat.reproducible_graphs()
     model.compile(
         optimizer=_optimizer(spec.training.optimizer, spec.training.learning_rate),
         loss="categorical_crossentropy",
@@ -196,10 +248,17 @@ def train(
     bs = spec.training.batch_size
     train_ds = make_dataset(inputs, split.train, bs, shuffle_seed=spec.experiment.seed)
     val_ds = make_dataset(inputs, split.validation, bs, None) if split.validation else None
-    model.fit(train_ds, validation_data=val_ds, epochs=spec.training.epochs, verbose=0)
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=spec.training.epochs,
+        verbose=0,
+        callbacks=qat.callbacks(spec) if quantized else None,
+    )
+    measured = qat.calibrate(model, batches_of(inputs, split.train, bs)) if quantized else {}
     out.mkdir(parents=True, exist_ok=True)
     model.save_weights(out / "model.weights.h5")
     accuracy, loss = predict_to_file(
         model.predict_on_batch, inputs, split.test, bs, out / "float_predictions.npy"
     )
-    return model, {"float_accuracy": accuracy, "float_loss": loss}
+    return model, {"float_accuracy": accuracy, "float_loss": loss, **measured}

@@ -41,7 +41,7 @@ from typing import Any
 
 from capsule import toolchain
 from capsule.cache import code_digest
-from capsule.capsulefile import Capsule, read_capsule
+from capsule.capsulefile import Capsule, header_bytes, read_capsule
 from capsule.errors import CapsuleError, CapsuleWarning, DataError
 from capsule.hashing import HashCache
 from capsule.lock import check_data
@@ -131,7 +131,7 @@ def _setup(task: Task, scratch: Path, where: str) -> HostRuntime:
         raise WorkerSetupError(f"{where} runs {tool_identity()}, the submitting side {task.tool}")
     capsule_path = scratch / "exp.capsule"
     capsule_path.write_bytes(task.capsule)
-    capsule = read_capsule(capsule_path)
+    capsule = read_capsule(capsule_path, trials=False)
     root = Path(os.environ.get(DATA_ROOT_ENV) or task.data_root)
     hashes = HashCache.default()
     try:
@@ -203,7 +203,7 @@ class DaskRuntime:
             raise CapsuleError(f"no Dask scheduler answers at {address}: {exc}") from None
         self.address = address
         self.capsule = capsule
-        self.capsule_bytes = capsule_path.read_bytes()
+        self.capsule_bytes = header_bytes(capsule_path)  # its records stay here
         self.data_root = str(data_root.resolve())
         self.options = (runtime, image, trusted, allow_toolchain_drift, use_cache)
         self.futures: dict[int, Any] = {}

@@ -14,6 +14,7 @@ writes `result.json` with that status, so every trial ends with a result.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import tempfile
@@ -23,8 +24,8 @@ from typing import Any
 from capsule import numerics, toolchain
 from capsule.capsulefile import Capsule, EnvironmentLock, ImageLock
 from capsule.errors import CapsuleError
-from capsule.files import write_atomic
-from capsule.hashing import canonical_json
+from capsule.files import read_limited, write_atomic
+from capsule.hashing import canonical_json, default_cache_dir
 from capsule.process import log_tail
 from capsule.space import Params
 from capsule.spec import apply_params
@@ -187,11 +188,32 @@ def mounts(
 
 
 def image_environment(engine: Any, image_id: str) -> EnvironmentLock:
-    """The environment inside an image, read there by `capsule environment`.
+    """The environment inside an image, read there by `capsule environment` once per image id.
 
     Read in a throwaway container (no network, read-only) because the packages that matter are
-    the image's, not the packing host's.
+    the image's, not the packing host's. The id is the hash of the image's files and config, so
+    what was read in it holds for every later pack with it: kept in the cache, a re-pack starts
+    no container (about 0.4 s each).
     """
+    from capsule import image
+
+    found = image.info(engine, image_id)
+    cached = default_cache_dir() / "environments" / f"{found.id.removeprefix('sha256:')}.json"
+    env = None
+    with contextlib.suppress(CapsuleError, ValueError):  # absent or unreadable: read again
+        env = EnvironmentLock.model_validate_json(
+            read_limited(cached, 1 << 20, "environment", CapsuleError)
+        )
+    if env is None:
+        env = _read_environment(engine, found.id)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(cached, env.model_dump_json())
+    tag = found.tags[0] if found.tags else found.id
+    lock = ImageLock(id=found.id, tag=tag, layers=found.layers)
+    return env.model_copy(update={"source": "image", "image": lock})
+
+
+def _read_environment(engine: Any, image_id: str) -> EnvironmentLock:
     from docker.errors import ContainerError
 
     from capsule import image
@@ -216,12 +238,9 @@ def image_environment(engine: Any, image_id: str) -> EnvironmentLock:
             "of this version? (`capsule image build`)"
         ) from None
     try:
-        env = EnvironmentLock.model_validate_json(raw)
+        return EnvironmentLock.model_validate_json(raw)
     except ValueError as exc:
         raise CapsuleError(f"image {found.id}: unreadable environment: {exc}") from None
-    tag = found.tags[0] if found.tags else found.id
-    lock = ImageLock(id=found.id, tag=tag, layers=found.layers)
-    return env.model_copy(update={"source": "image", "image": lock})
 
 
 def remove_labelled(engine: Any, label: str) -> int:

@@ -18,7 +18,7 @@ from capsule.process import kill_leftover
 from capsule.runtime.choose import Choice
 from capsule.space import Params
 from capsule.spec import apply_params
-from capsule.trial import TrialResult, threads_for, trial_params
+from capsule.trial import TrialResult, runs_stage, threads_for, trial_params
 
 
 def run_with(
@@ -105,7 +105,9 @@ class HostRuntime:
         unit_keys = cache.keys(
             self.capsule, spec, cache.environment_identity(self.choice.image), threads_for(spec)
         )
-        units = [u for u in cache.UNITS if u != "synth" or spec.toolchain.runs_tool()]
+        # The units whose stages this trial runs: no vendor tool, no synth unit; an open-flow-only
+        # spec, no hls unit (its entry would be counted a hit, though nothing restores it).
+        units = [u for u in cache.UNITS if all(runs_stage(spec, s) for s in cache.UNITS[u])]
         reuse = self.stage_cache.reusable(unit_keys, units) if self.use_cache else {}
         pid_file = folder.with_suffix(".pid")
         folder.parent.mkdir(parents=True, exist_ok=True)

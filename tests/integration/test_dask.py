@@ -129,11 +129,11 @@ def test_a_worker_with_other_data_stops_the_run_naming_it(
 
 
 def kill_a_busy_worker(cluster: LoopbackCluster) -> tuple[str, int]:
-    """SIGKILL a worker process well into a trial; its name and pid."""
+    """SIGKILL a worker process while its trial trains; its name and pid."""
     busy = wait_for("a worker running a trial", cluster.running_on)
     assert isinstance(busy, dict)
     name, key = sorted(busy.items())[0]
-    time.sleep(5)  # well into training
+    wait_for(f"{name}'s trial training", lambda: cluster.stage_on(name) == "train")
     assert cluster.running_on().get(name) == key
     return name, cluster.kill_worker_process(name)
 
@@ -177,10 +177,11 @@ def test_a_vendor_trial_waits_for_a_worker_with_the_licence(
     cluster.add_worker("no-licence")
     search = Background(capsule, RunOptions(scheduler=cluster.address, max_trials=1))
 
-    tasks = wait_for("the trial task", cluster.trial_tasks)
-    assert isinstance(tasks, dict)
-    time.sleep(5)
-    assert set(cluster.trial_tasks().values()) == {"no-worker"}
+    # The scheduler's own verdict: no worker it knows can take the task (not a state on the way).
+    wait_for(
+        "the trial task without a worker",
+        lambda: set(cluster.trial_tasks().values()) == {"no-worker"},
+    )
     assert cluster.running_on() == {}
     assert search.thread.is_alive()
 
@@ -207,7 +208,7 @@ def test_a_killed_submitting_side_resumes_with_every_trial_once(
         if line.startswith("trial 1 started"):
             break
     wait_for("trials running on the workers", lambda: len(cluster.running_on()) == 2)
-    time.sleep(3)
+    wait_for("both trials training", lambda: {cluster.stage_on(w) for w in "ab"} == {"train"})
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert api.load(capsule).trials == []  # killed before any trial finished

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from capsule import api, image, numerics
-from capsule.capsulefile import read_capsule, write_capsule
+from capsule import api, hashing, image, numerics
+from capsule.capsulefile import EnvironmentLock, read_capsule, write_capsule
 from capsule.errors import CapsuleWarning
 
 pytestmark = pytest.mark.slow
@@ -86,6 +86,26 @@ def test_pack_for_docker_locks_the_image_and_the_packages_inside_it(
     assert f"hls4ml=={env.packages['hls4ml']} " in pinned
     assert "pytest" not in env.packages  # read inside the image, not from this (dev) host
     assert env.python.startswith("3.11.")
+
+
+def test_the_environment_of_an_image_is_read_in_it_once_per_image_id(
+    engine: object, tmp_path: Path
+) -> None:
+    first = api.load(_capsule(tmp_path / "a", kind="docker")).environment
+    assert first.image is not None
+    cached = hashing.default_cache_dir() / "environments" / f"{first.image.id[7:]}.json"
+    assert EnvironmentLock.model_validate_json(cached.read_text()).packages == first.packages
+    # A mark only the cache holds: the second pack reads it there, starting no container.
+    marked = first.model_copy(update={"python": "3.11.99-cached"})
+    cached.write_text(marked.model_dump_json())
+    second = api.load(_capsule(tmp_path / "b", kind="docker")).environment
+    assert second.python == "3.11.99-cached"
+    assert second.image == first.image
+    # An unreadable entry is read again in the image and replaced.
+    cached.write_text("{not json")
+    third = api.load(_capsule(tmp_path / "c", kind="docker")).environment
+    assert third.python == first.python
+    assert EnvironmentLock.model_validate_json(cached.read_text()).python == first.python
 
 
 def test_locked_image_absent_is_refused_with_how_to_get_it(engine: object, tmp_path: Path) -> None:

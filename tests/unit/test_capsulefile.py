@@ -44,8 +44,8 @@ def test_comments_and_layout_are_not_sealed(packed: Path) -> None:
 
 def test_unsupported_format_is_named_even_when_the_rest_does_not_parse(packed: Path) -> None:
     text = packed.read_text()
-    with pytest.raises(CapsuleFileError, match="unsupported capsule format 2"):
-        parse_capsule(text.replace("format = 1", "format = 2", 1))
+    with pytest.raises(CapsuleFileError, match="unsupported capsule format 3"):
+        parse_capsule(text.replace("format = 2", "format = 3", 1))
     with pytest.raises(CapsuleFileError, match="unsupported capsule format 7"):
         parse_capsule("format = 7\n[new syntax that we cannot read\n")
     with pytest.raises(CapsuleFileError, match="not a capsule"):

@@ -61,7 +61,7 @@ def test_show_json_is_the_whole_capsule(packed: Path) -> None:
     proc = run("show", "--json", packed)
     assert proc.returncode == 0
     data = json.loads(proc.stdout)
-    assert data["format"] == 1 and data["spec"]["experiment"]["name"] == "digits-mlp"
+    assert data["format"] == 2 and data["spec"]["experiment"]["name"] == "digits-mlp"
     assert {d["input"] for d in data["data"]} == {"features", "labels"}
 
 
@@ -210,13 +210,16 @@ def reseal(path: Path, edit: Callable[[Any], None]) -> None:
 
     def digest(doc: Any) -> str:
         data = tomllib.loads(tomlkit.dumps(doc))
-        data.pop("digest")
-        return digest_of({"sources": [], "trials": [], **data})  # empty lists are not written
+        for key in ("digest", "sealed", "trials"):  # the records chain from the digest
+            data.pop(key)
+        return digest_of({"sources": [], **data})  # empty lists are not written
 
     doc = tomlkit.parse(path.read_text())
     assert digest(doc) == doc["digest"]  # the forger's digest is the tool's
+    assert doc["trials"] == {}  # no records, so the seal is the digest itself
     edit(doc)
     doc["digest"] = digest(doc)
+    doc["sealed"] = f"{0:09d} {doc['digest']}"
     path.write_text(tomlkit.dumps(doc))
 
 
@@ -300,3 +303,15 @@ def test_show_makes_control_characters_visible(experiment: Path, tmp_path: Path)
 def test_a_newline_in_a_path_cannot_forge_a_second_error_line(tmp_path: Path) -> None:
     forged = tmp_path / "x.capsule\nerror: all trials verified, nothing to see"
     assert_one_line_error(run("show", forged), 2, "x.capsule\\nerror: all trials verified")
+
+
+def test_init_example_qat_writes_a_quantization_aware_search(tmp_path: Path) -> None:
+    proc = run("init", tmp_path / "qat", "--example", "qat")
+    assert proc.returncode == 0, proc.stderr
+    text = (tmp_path / "qat" / "exp.toml").read_text()
+    assert 'builder = "hgq-mlp"' in text and '"model.params.beta"' in text
+    assert (tmp_path / "qat" / "data" / "digits_features.npy").is_file()
+    packed = run("pack", tmp_path / "qat" / "exp.toml", "-o", tmp_path / "qat.capsule")
+    assert packed.returncode == 0, packed.stderr
+    assert_one_line_error(run("init", tmp_path / "x", "--example", "qkeras"), 2, "--example")
+    assert not (tmp_path / "x").exists()

@@ -171,24 +171,28 @@ def test_a_nul_byte_in_the_data_root_of_a_capsule_is_refused(packed: Path) -> No
 
 def _with_trials(packed: Path, numbers: list[int]) -> None:
     """Failed-trial records with these numbers, every default written out as the tool writes
-    it, and the digest recomputed: only the numbers are wrong."""
-    import tomlkit
+    it, chained and sealed as the tool does: only the numbers are wrong."""
+    import re
+    import tomllib
 
+    from capsule import records
     from capsule.capsulefile import Trial
 
-    def add(doc: Any) -> None:
-        trials = tomlkit.aot()
-        for n in numbers:
-            record = Trial.model_construct(number=n, status="failed")
-            trials.append(tomlkit.item(record.model_dump(mode="json", exclude_none=True)))
-        doc["trials"] = trials
-
-    reseal(packed, add)
+    text = packed.read_text()
+    marker = f"\n{records.SECTION}\n"
+    header = text[: text.index(marker) + len(marker)]
+    trials = [
+        Trial.model_construct(number=n, status="failed").model_dump(mode="json", exclude_none=True)
+        for n in numbers
+    ]
+    lines, count, last = records.render(tomllib.loads(header)["digest"], trials)
+    header = re.sub(r'^sealed = ".*"$', records.seal_line(count, last), header, flags=re.M)
+    packed.write_text(header + lines)
 
 
 def test_a_trial_number_beyond_the_journal_is_refused(packed: Path) -> None:
     _with_trials(packed, [10**20])
-    refused(cli("show", packed), "trials[0].number")
+    refused(cli("show", packed), "trial record 00000", "number")
 
 
 def test_an_unusable_cache_folder_is_one_line_and_no_capsule(

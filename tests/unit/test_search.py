@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from capsule.errors import SpecError
 from capsule.search import (
@@ -151,3 +153,38 @@ def test_an_evaluated_point_is_not_proposed_again_while_others_remain(algo: str)
         finished.append(Outcome(number, params, "ok", metrics))
     points = {tuple(sorted(o.params.items())) for o in finished}
     assert len(points) == 6
+
+
+@pytest.mark.parametrize("dimensions", [2, 3])
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5), st.integers(0, 5)), max_size=40))
+@settings(max_examples=300, deadline=None)
+def test_the_pareto_front_is_every_point_no_other_dominates(
+    dimensions: int, points: list[tuple[int, int, int]]
+) -> None:
+    """Against the definition, checked pair by pair: ties, duplicates, two objectives (a sweep
+    of its own) and three."""
+    three = BRANCHED.replace(
+        "[[constraints]]", '[[objectives]]\nmetric = "lut"\ndirection = "minimize"\n[[constraints]]'
+    )
+    spec = parse_spec(three.replace("max = 1000", "max = 1e9") if dimensions == 3 else BRANCHED)
+    outcomes = [
+        Outcome(i, {}, "ok", {"csim_accuracy": a, "dsp": b, "lut": c})
+        for i, (a, b, c) in enumerate(points)
+    ]
+    signed = {i: (-a, b, c)[:dimensions] for i, (a, b, c) in enumerate(points)}
+
+    def dominates(p: tuple[int, ...], q: tuple[int, ...]) -> bool:
+        return all(x <= y for x, y in zip(p, q, strict=True)) and p != q
+
+    expected = [i for i in signed if not any(dominates(signed[j], signed[i]) for j in signed)]
+    assert pareto_front(spec, outcomes) == expected
+
+
+def test_a_bit_exactness_constraint_admits_only_a_zero_difference() -> None:
+    from capsule.search import violation
+    from capsule.spec import Constraint
+
+    exact = [Constraint(metric="csim_max_abs_diff", max=0.0)]
+    assert violation(exact, {"csim_max_abs_diff": 0.0}) == 0.0
+    assert violation(exact, {"csim_max_abs_diff": 2.0**-12}) > 0.0
+    assert violation(exact, {}) == 1.0  # not measured: outside

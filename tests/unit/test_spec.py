@@ -187,3 +187,80 @@ def test_load_spec_rejects_oversized_and_non_utf8(tmp_path: Path) -> None:
         load_spec(bad)
     with pytest.raises(SpecError, match="cannot read spec"):
         load_spec(tmp_path / "missing.toml")
+
+
+QAT = files("capsule.templates").joinpath("qat.toml").read_text("utf-8")
+
+
+def qat_with(old: str, new: str) -> str:
+    assert old in QAT, old
+    return QAT.replace(old, new, 1)
+
+
+def test_qat_template_fills_in_the_hgq_knobs() -> None:
+    spec = parse_spec(QAT)
+    assert spec.model.builder == "hgq-mlp"
+    assert spec.model.params["beta_schedule"] == "log"
+    assert spec.model.params["weight_quantizer"] == "kbi"
+    assert spec.hls4ml.output_precision is None
+    assert [(c.metric, c.max) for c in spec.constraints] == [("csim_max_abs_diff", 0.0)]
+    assert spec.source_files() == []  # a built-in builder is not a file to embed
+    bare = parse_spec(qat_with("beta_start = 1e-7 ", "# "))
+    assert "beta_start" not in bare.model.params  # unset, so beta throughout; never a null
+    assert "beta_start" not in bare.to_data()["model"]["params"]
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("weight_bits = 6", "weight_bits = 40", r"exp.toml:\d+: model.params.weight_bits: Input"),
+        ("weight_bits = 6", "weight_bits = 6.5", r"model.params.weight_bits: Input should be"),
+        ('weight_quantizer = "kbi"', 'weight_quantizer = "float"', "model.params.weight_quantizer"),
+        ('weight_overflow = "SAT_SYM"', 'weight_overflow = "CLIP"', "model.params.weight_overflow"),
+        ('activation_overflow = "WRAP"', 'activation_overflow = "wrap"', "activation_overflow"),
+        ('round_mode = "RND"', 'round_mode = "ROUND"', "model.params.round_mode: Input"),
+        ("beta = 1e-5", "beta = -1e-5", r"model.params.beta: Input should be greater"),
+        ('beta_schedule = "log"', 'beta_schedule = "cosine"', "model.params.beta_schedule"),
+        ("beta_start = 1e-7", "beta_start = 0.0", "beta_schedule 'log' needs beta_start and beta"),
+        ("activation_int_bits = 3", "activation_int_bits = 9", "activation_int_bits must not"),
+        ("hidden = [32, 16]", "hidden = []", "model.params.hidden: List should have at least"),
+        ("hidden = [32, 16]", "hidden = [32]\nfilters = [4]", "model.params.filters: unknown key"),
+        ('builder = "hgq-mlp"', 'builder = "hgq-rnn"', "not 'file.py:function'"),
+        (
+            "reuse_factor = 1\n",
+            'reuse_factor = 1\noutput_precision = "ap_fixed<16,6>"\n',
+            "hls4ml.output_precision: the hgq-mlp model's bit widths are its own",
+        ),
+        (
+            '"model.params.beta" = { loguniform',
+            '"model.params.betta" = { loguniform',
+            r"'model.params.betta' is not a parameter of the built-in hgq-mlp \(weight_quantizer, "
+            r".*, hidden\)",
+        ),
+        (
+            '"model.params.weight_bits" = { choice = [3, 4, 6, 8] }',
+            '"model.params.weight_bits" = { choice = [3, 4, 30] }',
+            r'search.space."model.params.weight_bits" proposes 30: model.params.weight_bits',
+        ),
+        (
+            '"model.params.beta" = { loguniform',
+            '"hls4ml.layer_precision.fc1" = { choice = ["ap_fixed<8,3>"] }\n'
+            '"model.params.beta" = { loguniform',
+            "hls4ml.layer_precision: the hgq-mlp model's bit widths are its own",
+        ),
+    ],
+)
+def test_bad_hgq_knobs_fail_with_one_line_naming_the_key(old: str, new: str, expected: str) -> None:
+    with pytest.raises(SpecError, match=expected) as info:
+        parse_spec(qat_with(old, new), "exp.toml")
+    assert "\n" not in str(info.value)
+    assert str(info.value).startswith("exp.toml")
+
+
+def test_hgq_conv_params_and_searching_them() -> None:
+    spec = parse_spec(qat_with('builder = "hgq-mlp"', 'builder = "hgq-conv"'))
+    assert spec.model.params["filters"] == [4] and spec.model.params["reshape"] == []
+    out = apply_params(spec, {"model.params.reshape": [8, 8, 1], "model.params.beta": 1e-4})
+    assert out.model.params["reshape"] == [8, 8, 1] and out.model.params["beta"] == 1e-4
+    with pytest.raises(SpecError, match=r"params: model.params.reshape: List should have at most"):
+        apply_params(spec, {"model.params.reshape": [1, 8, 8, 1]})

@@ -12,7 +12,16 @@ out=$1
 mirror=${2:-http://deb.debian.org/debian}
 work=$(mktemp -d /var/tmp/capsule-base.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-debootstrap --variant=minbase --include=python3,python3-venv,g++,yosys,verilator bookworm "$work/rootfs" "$mirror"
+debootstrap --variant=minbase \
+    --include=python3,python3-venv,g++,make,verilator,berkeley-abc,libtcl8.6,libreadline8,libffi8 \
+    bookworm "$work/rootfs" "$mirror"
+# Yosys without its graph viewer: Debian's package depends on xdot (GTK, hundreds of MB, and it
+# does not configure inside debootstrap). Trials never draw, so yosys is unpacked with that one
+# dependency unmet; every library its binary and ABC link is installed above.
+cp /etc/resolv.conf "$work/rootfs/etc/resolv.conf"
+chroot "$work/rootfs" sh -c 'cd /tmp && apt-get update -qq && apt-get download -qq yosys \
+    && dpkg --force-depends -i yosys_*.deb >/dev/null && rm yosys_*.deb'
+chroot "$work/rootfs" yosys -V >/dev/null
 # Debian compiles the standard library to timestamp .pyc, which the normalised mtimes (0) turn
 # stale: with a read-only root every container would compile it again at each start. Unchecked-
 # hash .pyc need no timestamps and no checking; these sources never change inside an image.
@@ -22,7 +31,7 @@ chroot "$work/rootfs" python3 -m compileall -q -f --invalidation-mode unchecked-
 rm -rf "$work"/rootfs/var/log/* "$work"/rootfs/var/cache/apt/* "$work"/rootfs/var/lib/apt/lists/* \
     "$work"/rootfs/var/cache/ldconfig/aux-cache "$work"/rootfs/var/cache/debconf/*-old \
     "$work"/rootfs/var/lib/dpkg/*-old "$work"/rootfs/etc/machine-id "$work"/rootfs/tmp/* \
-    "$work"/rootfs/root/.cache
+    "$work"/rootfs/root/.cache "$work"/rootfs/etc/resolv.conf
 tar --sort=name --mtime=@0 --owner=0 --group=0 --numeric-owner --xattrs \
     -C "$work/rootfs" -cf "$out.partial" .
 mv "$out.partial" "$out"

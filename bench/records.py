@@ -1,0 +1,155 @@
+"""Recording and reading trials at architecture-search scale (issue 19).
+
+The capsule is the example's, packed here; its trials are synthetic records shaped like the
+example's own (103 artifact hashes, twelve metrics with their fidelity, four layers, params),
+each with its own values. Recording goes through the real code path (`append_trial`, what
+`capsule run` calls after each trial); the baseline is what format 1 did after every trial:
+rewrite the whole capsule (`write_capsule`). Reading is `capsule show` in a fresh process.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import Row
+from capsule import api
+from capsule.capsulefile import (
+    AppliedLayer,
+    Capsule,
+    Trial,
+    append_trial,
+    read_capsule,
+    write_capsule,
+)
+
+SIZES = (10, 1_000, 10_000)
+METRICS = [
+    "float_accuracy",
+    "float_loss",
+    "csim_accuracy",
+    "csim_agreement",
+    "csim_max_abs_diff",
+    "dsp",
+    "lut",
+    "ff",
+    "bram_18k",
+    "latency_cycles",
+    "latency_ns",
+    "bops",
+]
+ARTIFACTS = [f"hls4ml_prj/firmware/weights/w{i}.txt" for i in range(96)] + [
+    "csim/predictions.npy",
+    "hls4ml_prj/build_lib.sh",
+    "hls4ml_prj/build_prj.tcl",
+    "hls4ml_prj/capsule_layers.json",
+    "hls4ml_prj/firmware/myproject.cpp",
+    "train/model.weights.h5",
+    "train/metrics.json",
+]
+
+
+def trial(number: int) -> Trial:
+    def h(i: int) -> str:
+        return f"{number:032x}{i:032x}"
+
+    return Trial(
+        number=number,
+        status="ok",
+        params={
+            "hls4ml.precision": "ap_fixed<12,5>",
+            "hls4ml.reuse_factor": 1 + number % 8,
+            "model.params.hidden": [32, 16],
+            "training.learning_rate": 0.001 + number * 1e-7,
+        },
+        metrics={m: 0.5 + (number % 1000) / 1e4 + i for i, m in enumerate(METRICS)},
+        fidelity={m: "estimate" if i > 4 else "measured" for i, m in enumerate(METRICS)},
+        artifacts={name: h(i) for i, name in enumerate(ARTIFACTS)},
+        runtime="docker",
+        image="sha256:" + "e" * 64,
+        threads=2,
+        duration_s=15.375,
+        layers=[
+            AppliedLayer(
+                name=f"fc{i}", kind="Dense", reuse_factor=2, result="ap_fixed<12,5>", weight="x"
+            )
+            for i in range(4)
+        ],
+    )
+
+
+def _capsule(work: Path) -> tuple[Path, Capsule]:
+    api.init(work / "exp")
+    path = work / "exp.capsule"
+    return path, api.pack(work / "exp" / "exp.toml", path)
+
+
+def run() -> list[Row]:
+    rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="capsule-bench-records-") as tmp:
+        path, packed = _capsule(Path(tmp))
+        append_s: dict[int, float] = {}
+        rewrite_s: dict[int, float] = {}
+        size: dict[int, int] = {}
+        for n in SIZES:
+            before = packed.model_copy(update={"trials": [trial(i) for i in range(n - 1)]})
+            write_capsule(before, path)
+            start = time.perf_counter()
+            append_trial(path, before, trial(n - 1))
+            append_s[n] = time.perf_counter() - start
+            size[n] = path.stat().st_size
+            old = path.with_suffix(".rewrite")
+            start = time.perf_counter()
+            write_capsule(before.model_copy(update={"trials": [*before.trials, trial(n)]}), old)
+            rewrite_s[n] = time.perf_counter() - start
+        assert len(read_capsule(path).trials) == SIZES[-1]
+        last = SIZES[-1]
+        rows.append(
+            Row(
+                f"record trial {last:,} (ms)",
+                f"rewrite whole {rewrite_s[last] * 1e3:.0f}",
+                f"append {append_s[last] * 1e3:.1f}",
+                rewrite_s[last] / append_s[last],
+                "<= 50 ms",
+                append_s[last] <= 0.05,
+            )
+        )
+        rows.append(
+            Row(
+                f"record trial {last:,} against trial {SIZES[0]} (ms)",
+                f"trial {SIZES[0]}: {append_s[SIZES[0]] * 1e3:.1f}",
+                " ".join(f"{n:,}: {append_s[n] * 1e3:.1f}" for n in SIZES[1:]),
+                append_s[last] / append_s[SIZES[0]],
+                "<= 2 (flat)",
+                append_s[last] <= 2 * append_s[SIZES[0]],
+            )
+        )
+        per = (size[last] - size[SIZES[0]]) / (last - SIZES[0])
+        rows.append(Row("bytes per trial record", "-", f"{per:,.0f}", 1.0, "-", None))
+        start = time.perf_counter()
+        shown = subprocess.run(
+            [sys.executable, "-m", "capsule", "show", str(path)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "120"},
+        )
+        show_s = time.perf_counter() - start
+        assert shown.returncode == 0, shown.stderr
+        start = time.perf_counter()
+        read_capsule(path)
+        read_s = time.perf_counter() - start
+        rows.append(
+            Row(
+                f"capsule show, {last:,} trials (s)",
+                f"read alone {read_s:.2f}",
+                f"{show_s:.2f}",
+                show_s / read_s,
+                "<= 2 s",
+                show_s <= 2.0,
+            )
+        )
+    return rows

@@ -1,0 +1,49 @@
+"""How the open flow's tool runs fail: out of time, not installed, a model da4ml cannot trace."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from capsule.errors import StageError
+from capsule.flow.rtlsim import run_tool
+from capsule.trial import StageTimeout
+
+
+def test_a_tool_out_of_time_is_killed_and_a_stage_timeout(tmp_path: Path) -> None:
+    start = time.monotonic()
+    with pytest.raises(StageTimeout, match="sleep ran out of its 0.3 s"):
+        run_tool(["sleep", "30"], tmp_path, 0.3, tmp_path / "tool.log")
+    assert time.monotonic() - start < 10
+
+
+def test_a_missing_tool_names_itself_and_doctor(tmp_path: Path) -> None:
+    with pytest.raises(StageError, match="^no-such-yosys is not installed \\(capsule doctor\\)$"):
+        run_tool(["no-such-yosys", "-V"], tmp_path, 5, tmp_path / "tool.log")
+
+
+def test_exit_code_and_log_come_back(tmp_path: Path) -> None:
+    log = tmp_path / "tool.log"
+    assert run_tool(["sh", "-c", "echo hello; exit 3"], tmp_path, 5, log) == 3
+    assert log.read_text() == "hello\n"
+
+
+@pytest.mark.slow
+def test_a_plain_keras_model_is_one_line_saying_the_flow_needs_hgq2() -> None:
+    import keras
+
+    from capsule.flow.rtl import trace
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    with pytest.raises(StageError, match="^da4ml cannot trace the model .*needs an HGQ2 model"):
+        trace(model)
+
+
+def test_verilator_names_its_runtime_sources(tmp_path: Path) -> None:
+    from capsule.flow.rtlsim import verilator_root
+
+    root = verilator_root(tmp_path, 30, tmp_path / "tool.log")
+    assert (root / "include" / "verilated.h").is_file()
+    assert (root / "include" / "verilated_threads.cpp").is_file()
