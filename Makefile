@@ -55,7 +55,8 @@ image-check: image
 verify-check: image
 	bash .ci/cross-verify
 
-# Re-resolve the hash-pinned locks from requirements/*.in (needs the registry).
+# Re-resolve the hash-pinned locks from requirements/*.in (needs the registry). runtime.txt is a
+# link to the lock inside the package (capsule/images/trial/requirements.txt), which uv writes through.
 lock: $(STAMP)
 	$(UV_COMPILE) requirements/runtime.in -o requirements/runtime.txt
 	$(UV_COMPILE) requirements/dev.in -o requirements/dev.txt

@@ -12,10 +12,15 @@ docker load`):
 
 So the id is a function of the files in the image and its config, and a capsule can lock it.
 The base image is loaded the same way from a root-filesystem tarball (images/base/build.sh).
+
+The Dockerfiles, build.sh and the lock ship inside the package (capsule/images/), so an installed
+capsule builds the same image as a source checkout: capsule's own wheel for the image is written
+here from the package's files, byte for byte the same wherever capsule is installed.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import hashlib
 import io
@@ -25,6 +30,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +44,29 @@ from capsule.version import __version__
 BASE_TAG = "capsule-base:bookworm-2"
 TRIAL_REPO = "capsule-trial"
 FIXED_DATE = "1970-01-01T00:00:00Z"
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+IMAGES = PACKAGE / "images"
+# The hash-pinned lock the image installs (requirements/runtime.txt in a checkout links here).
+LOCK = IMAGES / "trial" / "requirements.txt"
+# What capsule's wheel holds besides its modules; pyproject.toml's package-data and
+# [project.scripts] say the same (tests/unit/test_image.py checks), so the wheel written for the
+# image has what `python -m build` puts in the published one.
+PACKAGE_DATA = ("py.typed", "templates/*", "images/*/*")
+CONSOLE_SCRIPTS = {"capsule": "capsule.cli:main"}
+# The wheels the image's Python takes (Debian bookworm's 3.11, glibc 2.36; the lock is resolved
+# for manylinux_2_28), whatever Python runs capsule: pip expands no manylinux_2_N tag to older
+# ones by itself, so every one is named.
+IMAGE_PLATFORM = (
+    "--python-version=3.11",
+    "--implementation=cp",
+    "--abi=cp311",
+    "--abi=abi3",
+    "--abi=none",
+    *(f"--platform=manylinux_2_{minor}_x86_64" for minor in range(28, 4, -1)),
+    *(f"--platform={tag}_x86_64" for tag in ("manylinux2014", "manylinux2010", "manylinux1")),
+)
+# A wheel's zip entries need a date; this one never changes (zip cannot store dates before 1980).
+WHEEL_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 class ImageError(CapsuleError):
@@ -236,6 +264,8 @@ def load_base(engine: Any, rootfs_tar: Path) -> str:
             "architecture": "amd64",
             "os": "linux",
             "config": {"Env": ["PATH=/usr/local/bin:/usr/bin:/bin"], "Cmd": ["/bin/bash"]},
+            # The script's path before it moved into the package; the text is part of the
+            # base's id, which only a new BASE_TAG may change.
             "history": [{"created_by": "images/base/build.sh (debootstrap bookworm)"}],
         }
         archive = Path(tmp) / "image.tar"
@@ -246,21 +276,24 @@ def load_base(engine: Any, rootfs_tar: Path) -> str:
 
 
 def build_base(engine: Any) -> str:
-    """Build the base with debootstrap (images/base/build.sh) and load it."""
+    """Build the base with debootstrap (images/base/build.sh, run by bash: a packaged copy may
+    have lost its exec bit) and load it."""
     if shutil.which("debootstrap") is None:
         raise ImageError(
             "no base image and no debootstrap: install it (apt-get install debootstrap) or "
-            f"build {BASE_TAG} from images/base/Dockerfile"
+            f"build {BASE_TAG} from {IMAGES / 'base' / 'Dockerfile'}"
         )
     with tempfile.TemporaryDirectory(prefix="capsule-base-", dir="/var/tmp") as tmp:
         rootfs = Path(tmp) / "rootfs.tar"
         proc = subprocess.run(
-            [str(REPO_ROOT / "images" / "base" / "build.sh"), str(rootfs)],
+            ["bash", str(IMAGES / "base" / "build.sh"), str(rootfs)],
             capture_output=True,
             text=True,
         )
         if proc.returncode != 0:
-            raise ImageError(f"base image build failed: {proc.stderr.strip().splitlines()[-1:]}")
+            # debootstrap reports some failures on stdout only, so neither stream alone will do.
+            said = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
+            raise ImageError(f"base image build failed (exit {proc.returncode}): {said[:300]}")
         return load_base(engine, rootfs)
 
 
@@ -268,53 +301,97 @@ def wheels_dir() -> Path:
     return default_cache_dir() / "wheels"
 
 
+def package_files(root: Path = PACKAGE) -> list[Path]:
+    """The files of capsule's wheel under `root`, sorted: its modules and PACKAGE_DATA.
+
+    Chosen by the same rule in a source checkout and in an installed package, so bytecode,
+    editor leftovers or a stray file in a checkout never reach the image.
+    """
+    found = {p for p in root.rglob("*.py") if "__pycache__" not in p.parts}
+    for pattern in PACKAGE_DATA:
+        found.update(p for p in root.glob(pattern) if p.is_file())
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
+
+def capsule_wheel(out: Path, root: Path = PACKAGE) -> Path:
+    """Write capsule's own wheel for the image from the package at `root`; returns its path.
+
+    Written here rather than by setuptools: its bytes then depend only on the package's files
+    and version (fixed dates and modes, stored uncompressed, sorted entries), not on the
+    setuptools, wheel or zlib of the host, and an installed capsule (where setuptools may be
+    absent) builds the same wheel, hence the same image id, as a source checkout. It declares no
+    dependencies: the lock installs them.
+    """
+    dist_info = f"capsule-{__version__}.dist-info"
+    scripts = "".join(f"{name} = {target}\n" for name, target in CONSOLE_SCRIPTS.items())
+    entries: list[tuple[str, bytes]] = [
+        (f"capsule/{p.relative_to(root).as_posix()}", p.read_bytes()) for p in package_files(root)
+    ]
+    entries += [
+        (
+            f"{dist_info}/METADATA",
+            f"Metadata-Version: 2.1\nName: capsule\nVersion: {__version__}\n".encode(),
+        ),
+        (
+            f"{dist_info}/WHEEL",
+            b"Wheel-Version: 1.0\nGenerator: capsule\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        ),
+        (f"{dist_info}/entry_points.txt", f"[console_scripts]\n{scripts}".encode()),
+    ]
+    record = "".join(
+        f"{name},sha256={_urlsafe_sha256(data)},{len(data)}\n" for name, data in entries
+    )
+    entries.append((f"{dist_info}/RECORD", f"{record}{dist_info}/RECORD,,\n".encode()))
+    wheel = out / f"capsule-{__version__}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in entries:
+            entry = zipfile.ZipInfo(name, date_time=WHEEL_DATE)
+            entry.external_attr = 0o100644 << 16
+            zf.writestr(entry, data)
+    return wheel
+
+
+def _urlsafe_sha256(data: bytes) -> str:
+    return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+
 def _context(work: Path) -> Path:
     """The build context: the Dockerfile, and every wheel with a hash-pinned requirements file.
 
-    The dependencies come from PyPI (or a local wheel cache) by `pip download --require-hashes`
-    on the host, checked against requirements/runtime.txt; capsule's own wheel is built from
-    this checkout with SOURCE_DATE_EPOCH set, so its bytes (and hash) repeat.
+    The dependencies come from the wheel cache, or from the index when the cache lacks one, by
+    `pip download --require-hashes` on the host, checked against the lock; capsule's own wheel
+    comes from `capsule_wheel`.
     """
     ctx = work / "context"
     wheels = ctx / "wheels"
     wheels.mkdir(parents=True)
-    shutil.copyfile(REPO_ROOT / "images" / "trial" / "Dockerfile", ctx / "Dockerfile")
-    lock = REPO_ROOT / "requirements" / "runtime.txt"
+    shutil.copyfile(IMAGES / "trial" / "Dockerfile", ctx / "Dockerfile")
     cache = wheels_dir()
-    _pip(
+    download = (
         "download",
         "--quiet",
         "--require-hashes",
         "--only-binary=:all:",
+        *IMAGE_PLATFORM,
         "-r",
-        str(lock),
+        str(LOCK),
         "-d",
         str(cache),
     )
-    source = work / "source"
-    for name in ("capsule", "pyproject.toml", "README.md"):
-        src = REPO_ROOT / name
-        (shutil.copytree if src.is_dir() else shutil.copyfile)(src, source / name)
-    shutil.rmtree(source / "capsule" / "__pycache__", ignore_errors=True)
-    _pip(
-        "wheel",
-        "--quiet",
-        "--no-deps",
-        "--no-build-isolation",
-        str(source),
-        "-w",
-        str(wheels),
-        env={"SOURCE_DATE_EPOCH": "315532800"},
-    )
+    try:
+        # The cache alone first: a rebuild then needs no network, and skips asking the index
+        # about each of the ~100 locked packages (about a minute here).
+        _pip(*download, "--no-index", "--find-links", str(cache))
+    except ImageError:
+        _pip(*download)
     for wheel in sorted(cache.glob("*.whl")):
         if _same_fs(cache, wheels):
             os.link(wheel, wheels / wheel.name)
         else:
             shutil.copyfile(wheel, wheels / wheel.name)
-    (capsule_wheel,) = wheels.glob("capsule-*.whl")
-    requirements = lock.read_text() + (
-        f"capsule @ file:///wheels/{capsule_wheel.name} \\\n"
-        f"    --hash=sha256:{sha256_file(capsule_wheel)}\n"
+    capsule = capsule_wheel(wheels)
+    requirements = LOCK.read_text() + (
+        f"capsule @ file:///wheels/{capsule.name} \\\n    --hash=sha256:{sha256_file(capsule)}\n"
     )
     (wheels / "requirements.txt").write_text(requirements)
     return ctx
@@ -324,15 +401,10 @@ def _same_fs(a: Path, b: Path) -> bool:
     return os.stat(a).st_dev == os.stat(b).st_dev
 
 
-def _pip(*args: str, env: dict[str, str] | None = None) -> None:
+def _pip(*args: str) -> None:
     import sys
 
-    proc = subprocess.run(
-        [sys.executable, "-m", "pip", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
+    proc = subprocess.run([sys.executable, "-m", "pip", *args], capture_output=True, text=True)
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise ImageError(f"pip {args[0]} failed: {tail}")

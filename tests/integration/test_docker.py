@@ -16,8 +16,6 @@ from capsule import api, hashing, image, numerics
 from capsule.capsulefile import EnvironmentLock, read_capsule, write_capsule
 from capsule.errors import CapsuleWarning
 
-REPO = Path(__file__).resolve().parents[2]
-
 pytestmark = pytest.mark.slow
 
 PROBE = """\
@@ -84,7 +82,7 @@ def test_pack_for_docker_locks_the_image_and_the_packages_inside_it(
     assert env.source == "image" and env.image is not None
     assert env.image.id == found.id and env.image.layers == found.layers
     assert env.image.tag == image.trial_tag()
-    pinned = (REPO / "requirements" / "runtime.txt").read_text()
+    pinned = image.LOCK.read_text()
     assert f"hls4ml=={env.packages['hls4ml']} " in pinned
     assert "pytest" not in env.packages  # read inside the image, not from this (dev) host
     assert env.python.startswith("3.11.")

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import io
 import json
+import os
+import re
+import shutil
+import subprocess
+import sys
 import tarfile
+import tomllib
+import zipfile
 from pathlib import Path
 
+import pytest
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.utils import canonicalize_name
+from packaging.version import Version
+
+from capsule import image
 from capsule.image import _normalised_config, _normalised_layer
+from capsule.version import __version__
 
 
 def layer(
@@ -76,3 +93,167 @@ def test_config_loses_build_time_fields() -> None:
     assert out["config"]["Hostname"] == "" and out["config"]["Env"] == ["A=1"]
     assert out["history"][0] == {"created": "1970-01-01T00:00:00Z", "created_by": "RUN x"}
     assert out["rootfs"]["diff_ids"] == ["sha256:new"]
+
+
+# --- packaging: what an installed capsule builds the image from -----------------------------
+
+REPO = Path(__file__).resolve().parents[2]
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def _package_copy(tmp: Path) -> Path:
+    root = tmp / "capsule"
+    shutil.copytree(image.PACKAGE, root, ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def test_the_wheel_for_the_image_ships_what_pyproject_ships() -> None:
+    assert PYPROJECT["tool"]["setuptools"]["package-data"]["capsule"] == list(image.PACKAGE_DATA)
+    assert PYPROJECT["project"]["scripts"] == image.CONSOLE_SCRIPTS
+    names = {p.relative_to(image.PACKAGE).as_posix() for p in image.package_files()}
+    assert {"images/trial/Dockerfile", "images/trial/requirements.txt"} <= names
+    assert {"images/base/build.sh", "templates/exp.toml", "cli.py", "flow/__init__.py"} <= names
+
+
+def test_the_checkout_lock_is_the_packaged_lock() -> None:
+    link = REPO / "requirements" / "runtime.txt"
+    assert link.is_symlink() and link.resolve() == image.LOCK
+
+
+def test_the_capsule_wheel_depends_on_content_only(tmp_path: Path) -> None:
+    first = _package_copy(tmp_path / "a")
+    second = _package_copy(tmp_path / "b")
+    # What differs between a checkout and an installed package: mtimes, modes, bytecode, strays.
+    for path in second.rglob("*"):
+        os.utime(path, (1_000_000_000, 1_000_000_000))
+    (second / "images" / "base" / "build.sh").chmod(0o644)
+    (second / "__pycache__").mkdir()
+    (second / "__pycache__" / "cli.cpython-312.pyc").write_bytes(b"\0")
+    (second / "cli.py.orig").write_text("stray")
+    (tmp_path / "wa").mkdir()
+    (tmp_path / "wb").mkdir()
+    wheel_a = image.capsule_wheel(tmp_path / "wa", first)
+    wheel_b = image.capsule_wheel(tmp_path / "wb", second)
+    assert wheel_a.name == f"capsule-{__version__}-py3-none-any.whl"
+    assert wheel_a.read_bytes() == wheel_b.read_bytes()
+    (second / "render.py").write_text((second / "render.py").read_text() + "\n")
+    assert image.capsule_wheel(tmp_path / "wb", second).read_bytes() != wheel_a.read_bytes()
+
+
+def test_the_capsule_wheel_installs_with_its_data_and_command(tmp_path: Path) -> None:
+    wheel = image.capsule_wheel(tmp_path)
+    with zipfile.ZipFile(wheel) as zf:
+        record = zf.read(f"capsule-{__version__}.dist-info/RECORD").decode().splitlines()
+        for line in record[:-1]:
+            name, digest, size = line.split(",")
+            data = zf.read(name)
+            assert len(data) == int(size)
+            assert (
+                digest
+                == "sha256="
+                + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+            )
+        assert len(record) == len(zf.namelist())
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-compile",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    installed = target / "capsule" / "images" / "trial" / "requirements.txt"
+    assert installed.read_bytes() == image.LOCK.read_bytes()
+    assert "capsule.cli" in (target / "bin" / "capsule").read_text()
+
+
+def _pins(text: str) -> dict[str, Version]:
+    found = re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", text, re.MULTILINE)
+    return {canonicalize_name(name): Version(version) for name, version in found}
+
+
+def test_pins_and_the_lock_lie_inside_the_declared_ranges() -> None:
+    ranges = {
+        canonicalize_name(r.name): r.specifier
+        for r in map(Requirement, PYPROJECT["project"]["dependencies"])
+    }
+    pinned = _pins((REPO / "requirements" / "runtime.in").read_text())
+    assert set(pinned) == set(ranges)
+    locked = _pins(image.LOCK.read_text())
+    outside = {
+        name: (str(pinned[name]), str(locked[name]), str(spec))
+        for name, spec in ranges.items()
+        if pinned[name] not in spec or locked[name] != pinned[name]
+    }
+    assert outside == {}
+    assert Version("3.11.0") in SpecifierSet(PYPROJECT["project"]["requires-python"])
+
+
+def test_a_failed_base_build_says_why_even_on_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "base").mkdir()
+    # Not executable: a packaged copy may have lost its exec bit, so bash runs it.
+    (tmp_path / "base" / "build.sh").write_text(
+        "echo 'I: Retrieving Release'\necho 'E: no mirror'\nexit 3\n"
+    )
+    monkeypatch.setattr(image, "IMAGES", tmp_path)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/sbin/{name}")
+    with pytest.raises(
+        image.ImageError, match=r"^base image build failed \(exit 3\): E: no mirror$"
+    ):
+        image.build_base(engine=None)
+
+
+def test_the_context_takes_locked_wheels_from_the_cache_without_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    dep = cache / "tiny-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(dep, "w") as zf:
+        zf.writestr("tiny/__init__.py", "")
+        zf.writestr(
+            "tiny-1.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: tiny\nVersion: 1.0\n"
+        )
+        zf.writestr(
+            "tiny-1.0.dist-info/WHEEL",
+            "Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        )
+        zf.writestr("tiny-1.0.dist-info/RECORD", "")
+    lock = tmp_path / "lock.txt"
+    lock.write_text(
+        f"tiny==1.0 \\\n    --hash=sha256:{hashlib.sha256(dep.read_bytes()).hexdigest()}\n"
+    )
+    monkeypatch.setattr(image, "LOCK", lock)
+    monkeypatch.setattr(image, "wheels_dir", lambda: cache)
+    calls: list[tuple[str, ...]] = []
+    pip = image._pip
+
+    def spy(*args: str) -> None:
+        calls.append(args)
+        pip(*args)
+
+    monkeypatch.setattr(image, "_pip", spy)
+    ctx = image._context(tmp_path / "work")
+    assert len(calls) == 1 and "--no-index" in calls[0]
+    capsule = image.capsule_wheel(tmp_path)
+    wheels = ctx / "wheels"
+    assert sorted(p.name for p in wheels.iterdir()) == sorted(
+        [capsule.name, dep.name, "requirements.txt"]
+    )
+    assert (wheels / capsule.name).read_bytes() == capsule.read_bytes()
+    assert (wheels / "requirements.txt").read_text() == lock.read_text() + (
+        f"capsule @ file:///wheels/{capsule.name} \\\n"
+        f"    --hash=sha256:{hashlib.sha256(capsule.read_bytes()).hexdigest()}\n"
+    )
+    assert (ctx / "Dockerfile").read_bytes() == (image.IMAGES / "trial" / "Dockerfile").read_bytes()

@@ -6,7 +6,7 @@
 # tarball (sorted, owners numeric, every mtime 0, run-to-run files removed) that
 # `capsule image build` loads as the base image.
 #
-# usage: images/base/build.sh OUT.tar [MIRROR]
+# usage: bash build.sh OUT.tar [MIRROR]   (`capsule image build` runs it when the base is absent)
 set -euo pipefail
 out=$1
 mirror=${2:-http://deb.debian.org/debian}
