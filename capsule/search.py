@@ -12,6 +12,11 @@ lowest-numbered trial that met the constraints), so accuracy and DSP counts weig
 weights say, not as their units do. A trial that breaks a constraint gets the worst loss of the
 trials that met them plus one plus its relative violation, so TPE learns to avoid the region.
 Failed trials (crash, timeout, out of memory) are reported to Hyperopt as failures.
+
+`algo = "nsga2"` and `"motpe"` hand the objectives to Optuna unscalarised, in the same ask/tell
+design (`capsule.optuna_search`); they accept one objective too (NSGA-II is then a genetic
+algorithm, MOTPE Optuna's TPE). Whatever proposed the trials, `hypervolume` measures the front
+they reached.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ TPE_STARTUP_MAX = 20
 # again with a derived seed (TPE a few times, then at random), this many times at most: a small,
 # exhausted space may still repeat.
 REPEATS_AVOIDED = 16
+ALGOS = ("tpe", "random", "grid", "nsga2", "motpe")
 
 
 @dataclass(frozen=True)
@@ -283,7 +289,35 @@ def ranked(spec: Spec, outcomes: Sequence[Outcome]) -> list[int]:
 
 def pareto_front(spec: Spec, outcomes: Sequence[Outcome]) -> list[int]:
     """Numbers of the trials no other constraint-meeting trial dominates, sorted."""
-    points = [
+    points = _feasible_points(spec, outcomes)
+
+    def dominates(a: list[float], b: list[float]) -> bool:
+        return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
+
+    return sorted(n for n, p in points if not any(dominates(q, p) for _, q in points))
+
+
+# Hypervolume is exact by slicing (one axis at a time), whose cost grows as n^(d-1): fine for
+# the fronts of a few hundred points a search reaches with 2 to 4 objectives, not beyond.
+HYPERVOLUME_MAX_OBJECTIVES = 4
+# With no reference point given, each objective's is its worst value among the trials meeting
+# the constraints, moved away from the best by this share of their range.
+REFERENCE_MARGIN = 0.1
+
+
+@dataclass(frozen=True)
+class Hypervolume:
+    """The volume the front dominates up to `reference`: bigger is better, in the product of the
+    objectives' units, comparable only between fronts measured from the same reference."""
+
+    value: float
+    reference: tuple[float, ...]  # per objective, in its own units
+    front: tuple[int, ...]
+    how: str  # how the reference point was chosen, for the reader
+
+
+def _feasible_points(spec: Spec, outcomes: Sequence[Outcome]) -> list[tuple[int, list[float]]]:
+    return [
         (o.number, [_signed(obj, o.metrics) for obj in spec.objectives])
         for o in outcomes
         if o.status == "ok"
@@ -291,10 +325,67 @@ def pareto_front(spec: Spec, outcomes: Sequence[Outcome]) -> list[int]:
         and violation(spec.constraints, o.metrics) == 0
     ]
 
-    def dominates(a: list[float], b: list[float]) -> bool:
-        return all(x <= y for x, y in zip(a, b, strict=True)) and a != b
 
-    return sorted(n for n, p in points if not any(dominates(q, p) for _, q in points))
+def volume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
+    """The exact volume dominated by `points` (every axis minimised) inside `reference`."""
+    inside = [tuple(p) for p in points if all(x < r for x, r in zip(p, reference, strict=True))]
+    if not inside:
+        return 0.0
+    if len(reference) == 1:
+        return reference[0] - min(p[0] for p in inside)
+    if len(reference) == 2:
+        total, floor = 0.0, reference[1]
+        for x, y in sorted(inside):
+            if y < floor:
+                total += (reference[0] - x) * (floor - y)
+                floor = y
+        return total
+    inside.sort(key=lambda p: p[-1])
+    total = 0.0
+    for i, p in enumerate(inside):
+        top = inside[i + 1][-1] if i + 1 < len(inside) else reference[-1]
+        if top > p[-1]:
+            total += volume([q[:-1] for q in inside[: i + 1]], reference[:-1]) * (top - p[-1])
+    return total
+
+
+def hypervolume(
+    spec: Spec, outcomes: Sequence[Outcome], reference: Sequence[float] | None = None
+) -> Hypervolume | None:
+    """The hypervolume of the constraint-meeting trials' front; None with one objective (the
+    best trial says it all), more than `HYPERVOLUME_MAX_OBJECTIVES`, or no such trial. Without
+    `reference` (in the objectives' units) it is the nadir of those trials plus a margin, so it
+    moves with the trials: compare searches with a reference given."""
+    objectives = spec.objectives
+    if not 2 <= len(objectives) <= HYPERVOLUME_MAX_OBJECTIVES:
+        return None
+    points = _feasible_points(spec, outcomes)
+    if not points:
+        return None
+    if reference is None:
+        signed_ref = []
+        for axis in range(len(objectives)):
+            values = [p[axis] for _, p in points]
+            worst, best = max(values), min(values)
+            span = (worst - best) or abs(worst) or 1.0
+            signed_ref.append(worst + REFERENCE_MARGIN * span)
+        how = (
+            f"nadir of the {len(points)} trials meeting the constraints "
+            f"+ {REFERENCE_MARGIN:.0%} of each objective's range"
+        )
+    else:
+        if len(reference) != len(objectives):
+            raise ValueError(f"{len(reference)} reference values for {len(objectives)} objectives")
+        signed_ref = [
+            -r if o.direction == "maximize" else r
+            for r, o in zip(reference, objectives, strict=True)
+        ]
+        how = "given"
+    value = volume([p for _, p in points], signed_ref)
+    units = tuple(
+        -r if o.direction == "maximize" else r for r, o in zip(signed_ref, objectives, strict=True)
+    )
+    return Hypervolume(value, units, tuple(pareto_front(spec, outcomes)), how)
 
 
 # --- proposals ------------------------------------------------------------------------------
@@ -311,14 +402,23 @@ class Searcher:
         if self.algo == "grid":
             self._grid = grid(self.space)
             self.budget = min(self.budget, self._grid.size)
-        elif self.algo not in ("tpe", "random"):
-            raise SpecError(f"search.algo: {self.algo!r} is not one of tpe, random, grid")
+        elif self.algo not in ALGOS:
+            raise SpecError(f"search.algo: {self.algo!r} is not one of {', '.join(ALGOS)}")
 
     def ask(self, number: int, finished: Sequence[Outcome]) -> Params:
         if self.algo == "grid":
             return dict(self._grid[number])
         if not self.space:
             return {}
+        search_seed = self.spec.search.seed
+        if search_seed is None:
+            search_seed = self.spec.experiment.seed
+        if self.algo in ("nsga2", "motpe"):
+            from capsule.optuna_search import propose
+
+            return propose(
+                self.spec, self.algo, self.budget, number, finished, search_seed, REPEATS_AVOIDED
+            )
         from hyperopt import STATUS_FAIL, STATUS_OK, Domain, Trials, rand, tpe
         from hyperopt.base import JOB_STATE_DONE
 
@@ -349,9 +449,6 @@ class Searcher:
             suggest = partial(tpe.suggest, n_startup_jobs=startup)
         else:
             suggest = rand.suggest
-        search_seed = self.spec.search.seed
-        if search_seed is None:
-            search_seed = self.spec.experiment.seed
         seen = [dict(o.params) for o in finished]
         for attempt in range(REPEATS_AVOIDED):
             key = [search_seed, number] + ([attempt] if attempt else [])

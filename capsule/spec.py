@@ -292,7 +292,7 @@ class Fidelity(Strict):
 
 
 class Search(Strict):
-    algo: Literal["tpe", "random", "grid"] = "tpe"
+    algo: Literal["tpe", "random", "grid", "nsga2", "motpe"] = "tpe"
     max_trials: Annotated[int, Field(ge=1, le=100_000)] = 20
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None  # default: experiment.seed
     space: dict[str, Distribution] = {}
