@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -144,7 +144,7 @@ def suggest(trial: BaseTrial, space: Mapping[str, Any]) -> Params:
             point[key] = node
             continue
         if isinstance(dist, CategoricalDistribution):
-            internal: Any = trial.suggest_categorical(key, dist.choices)  # type: ignore[arg-type]
+            internal: Any = trial.suggest_categorical(key, dist.choices)
         elif isinstance(dist, FloatDistribution):
             internal = trial.suggest_float(key, dist.low, dist.high, log=dist.log)
         else:
@@ -180,9 +180,9 @@ def internals(
             if value_of(node, internal) != params[key]:
                 return False  # not on the grid of q: Optuna could not have proposed it
             values[key], dists[key] = internal, dist
-            if isinstance(node, Choice) and node.is_branch():
-                if not walk(node.choice[internal]):  # type: ignore[arg-type]
-                    return False
+            branch = isinstance(node, Choice) and node.is_branch()
+            if branch and not walk(node.choice[internal]):
+                return False
         return True
 
     return (values, dists) if walk(space) else None
@@ -244,7 +244,7 @@ def sampler(algo: str, spec: Spec, budget: int, seed: int) -> BaseSampler:
     raise ValueError(f"not an Optuna algo: {algo!r}")  # pragma: no cover
 
 
-def directions(spec: Spec) -> list[str]:
+def directions(spec: Spec) -> list[Literal["minimize", "maximize"]]:
     return [o.direction for o in spec.objectives]
 
 

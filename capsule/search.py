@@ -315,6 +315,17 @@ class Hypervolume:
     front: tuple[int, ...]
     how: str  # how the reference point was chosen, for the reader
 
+    def describe(self, objectives: Sequence[Objective]) -> str:
+        """One line for `show` and `report`: the value, the front, and the reference point."""
+        point = ", ".join(
+            f"{o.metric} {r:.6g}" for o, r in zip(objectives, self.reference, strict=True)
+        )
+        n = len(self.front)
+        return (
+            f"hypervolume {self.value:.6g} of a front of {n} trial{'' if n == 1 else 's'}; "
+            f"reference point {point} ({self.how})"
+        )
+
 
 def _feasible_points(spec: Spec, outcomes: Sequence[Outcome]) -> list[tuple[int, list[float]]]:
     return [
