@@ -7,7 +7,7 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import cluster, fidelity, hashing, memory, models, numerics, runtime, search
+from bench import cluster, fidelity, hashing, memory, models, moo, numerics, runtime, search
 from bench.common import Row
 
 SUITES = {
@@ -19,6 +19,7 @@ SUITES = {
     "fidelity": fidelity.run,
     "numerics": numerics.run,
     "models": models.run,
+    "moo": moo.run,
 }
 
 

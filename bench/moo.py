@@ -1,0 +1,108 @@
+"""Multi-objective search (issue 19): NSGA-II and MOTPE against scalarised TPE, same budget.
+
+The problem is ZDT1 (Zitzler, Deb and Thiele 2000) with 10 variables in [0, 1]: f1 = x1,
+g = 1 + 9 * mean(x2..x10), f2 = g * (1 - sqrt(f1 / g)), both minimised; its front (g = 1) is
+convex. Each search is the real `capsule.search.Searcher` (the ask path `capsule run` uses:
+Hyperopt's TPE over the weighted sum of the two objectives, each normalised by the first trial,
+weights 1, as capsule scalarises today; or Optuna's NSGA-II / MOTPE rebuilt before every ask),
+driven by a loop that evaluates ZDT1 instead of running a trial. The objectives are recorded
+under two metric names the spec accepts (`dsp`, `lut`); only their values matter here.
+
+Hypervolume from the reference point (1.1, 11): the worst value each objective can take on
+ZDT1 (f1 <= 1, f2 <= g <= 10) plus 10%, the same for every search; the best reachable is
+1.1 * 11 - 1/3 = 11.767. Three search seeds each; the median is compared. Nothing was tuned:
+the budget, the variable count and capsule's sampler settings were fixed before measuring.
+
+The issue also asks for the digits example at level 0. It is not in this suite: at about 15 s
+per trial on this machine's two cores, three algorithms x three seeds x a budget worth
+comparing (>= 40) is 1.5 hours of training per run of the bench.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+
+from bench.common import Row
+
+VARIABLES = 10
+BUDGET = 100
+SEEDS = (1, 2, 3)
+REFERENCE = (1.1, 11.0)
+ALGOS = ("tpe", "nsga2", "motpe")  # tpe: Hyperopt on the weighted sum, capsule's default
+
+SPEC = """\
+[experiment]
+name = "zdt1"
+seed = 1
+[data.features]
+path = "x.npy"
+[data.labels]
+path = "y.npy"
+[[objectives]]
+metric = "dsp"
+direction = "minimize"
+[[objectives]]
+metric = "lut"
+direction = "minimize"
+"""
+
+
+def zdt1(x: list[float]) -> tuple[float, float]:
+    f1 = x[0]
+    g = 1 + 9 * sum(x[1:]) / (len(x) - 1)
+    return f1, g * (1 - math.sqrt(f1 / g))
+
+
+def search(algo: str, seed: int) -> tuple[float, float]:
+    """The hypervolume one search reaches, and its wall time."""
+    from capsule.search import Outcome, Searcher, hypervolume
+    from capsule.space import Uniform
+    from capsule.spec import parse_spec
+
+    spec = parse_spec(SPEC)
+    # The space's keys are ZDT1's variables, not trial params: set past the spec's own check
+    # (which knows only real params), since no trial ever runs here.
+    space = {f"x{i:02d}": Uniform(uniform=[0.0, 1.0]) for i in range(VARIABLES)}
+    search = spec.search.model_copy(
+        update={"algo": algo, "seed": seed, "max_trials": BUDGET, "space": space}
+    )
+    spec = spec.model_copy(update={"search": search})
+    searcher = Searcher(spec)
+    finished: list[Outcome] = []
+    start = time.perf_counter()
+    for number in range(BUDGET):
+        params = searcher.ask(number, finished)
+        f1, f2 = zdt1([params[k] for k in sorted(space)])
+        finished.append(Outcome(number, params, "ok", {"dsp": f1, "lut": f2}))
+    elapsed = time.perf_counter() - start
+    volume = hypervolume(spec, finished, reference=REFERENCE)
+    assert volume is not None
+    return volume.value, elapsed
+
+
+def run() -> list[Row]:
+    found = {algo: [search(algo, seed) for seed in SEEDS] for algo in ALGOS}
+    median = {algo: statistics.median(v for v, _ in runs) for algo, runs in found.items()}
+
+    def cell(algo: str) -> str:
+        values = ", ".join(f"{v:.3f}" for v, _ in found[algo])
+        seconds = sum(t for _, t in found[algo]) / len(SEEDS)
+        return f"{median[algo]:.3f} ({values}; {seconds:.1f} s per search)"
+
+    names = {"nsga2": "NSGA-II", "motpe": "MOTPE"}
+    return [
+        Row(
+            measure=(
+                f"hypervolume, ZDT1 ({VARIABLES} variables), {BUDGET} trials, median of seeds "
+                f"{', '.join(map(str, SEEDS))}; reference {REFERENCE}, best 11.767"
+            ),
+            baseline=f"scalarised TPE {cell('tpe')}",
+            capsule=f"{names[algo]} {cell(algo)}",
+            ratio=median[algo] / median["tpe"],
+            target=">= 1 (median seed)",
+            ok=median[algo] >= median["tpe"],
+        )
+        for algo in ("nsga2", "motpe")
+    ]
