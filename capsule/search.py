@@ -414,7 +414,8 @@ class Searcher:
             self._grid = grid(self.space)
             self.budget = min(self.budget, self._grid.size)
         elif self.algo not in ALGOS:
-            raise SpecError(f"search.algo: {self.algo!r} is not one of {', '.join(ALGOS)}")
+            where = "search.algo" if algo is None else "--algo"
+            raise SpecError(f"{where}: {self.algo!r} is not one of {', '.join(ALGOS)}")
 
     def ask(self, number: int, finished: Sequence[Outcome]) -> Params:
         if self.algo == "grid":

@@ -137,7 +137,7 @@ def test_one_objective_is_allowed_and_an_unknown_algo_is_one_line() -> None:
         finished.append(Outcome(n, point, *_evaluate(n, point)))
     assert len({str(sorted(o.params.items())) for o in finished}) == 6
     with pytest.raises(
-        SpecError, match=r"^search.algo: 'cmaes' is not one of tpe, random, grid, nsga2, motpe$"
+        SpecError, match=r"^--algo: 'cmaes' is not one of tpe, random, grid, nsga2, motpe$"
     ):
         Searcher(spec, "cmaes")
 
