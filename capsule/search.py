@@ -365,8 +365,9 @@ def hypervolume(
 ) -> Hypervolume | None:
     """The hypervolume of the constraint-meeting trials' front; None with one objective (the
     best trial says it all), more than `HYPERVOLUME_MAX_OBJECTIVES`, or no such trial. Without
-    `reference` (in the objectives' units) it is the nadir of those trials plus a margin, so it
-    moves with the trials: compare searches with a reference given."""
+    `reference` (in the objectives' units) each objective's is its `reference` in the spec, else
+    the nadir of those trials plus a margin, which moves with the trials: compare searches from
+    a reference point that does not."""
     objectives = spec.objectives
     if not 2 <= len(objectives) <= HYPERVOLUME_MAX_OBJECTIVES:
         return None
@@ -375,15 +376,26 @@ def hypervolume(
         return None
     if reference is None:
         signed_ref = []
-        for axis in range(len(objectives)):
+        for axis, objective in enumerate(objectives):
+            if objective.reference is not None:
+                value = objective.reference
+                signed_ref.append(-value if objective.direction == "maximize" else value)
+                continue
             values = [p[axis] for _, p in points]
             worst, best = max(values), min(values)
             span = (worst - best) or abs(worst) or 1.0
             signed_ref.append(worst + REFERENCE_MARGIN * span)
-        how = (
+        given = [o.metric for o in objectives if o.reference is not None]
+        derived = (
             f"nadir of the {len(points)} trials meeting the constraints "
             f"+ {REFERENCE_MARGIN:.0%} of each objective's range"
         )
+        if len(given) == len(objectives):
+            how = "objectives' reference in the spec"
+        elif given:
+            how = f"{', '.join(given)} from the spec; the rest: {derived}"
+        else:
+            how = derived
     else:
         if len(reference) != len(objectives):
             raise ValueError(f"{len(reference)} reference values for {len(objectives)} objectives")

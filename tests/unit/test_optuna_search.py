@@ -163,5 +163,16 @@ def test_hypervolume_is_exact_and_names_its_reference() -> None:
     assert derived.reference == pytest.approx((0.7 - 0.02, 40.0 + 3.0))
     assert derived.value == pytest.approx((0.8 - 0.68) * (43 - 10) + (0.9 - 0.8) * (43 - 30))
     assert pareto_front(spec, outcomes) == list(derived.front)
+    # The spec's references: one objective's (the other derived), then both (as given above).
+    acc_ref = 'direction = "maximize"\nreference = 0.5'
+    half = hypervolume(parse_spec(BRANCHED.replace('direction = "maximize"', acc_ref)), outcomes)
+    assert half is not None and half.reference == pytest.approx((0.5, 43.0))
+    assert half.how.startswith("csim_accuracy from the spec; the rest: nadir")
+    both_text = BRANCHED.replace('direction = "maximize"', acc_ref).replace(
+        "weight = 0.5", "weight = 0.5\nreference = 50"
+    )
+    both = hypervolume(parse_spec(both_text), outcomes)
+    assert both is not None and both.how == "objectives' reference in the spec"
+    assert both.value == given.value and both.reference == (0.5, 50.0)
     one = parse_spec(BRANCHED.split('[[objectives]]\nmetric = "dsp"')[0])
     assert hypervolume(one, outcomes) is None
