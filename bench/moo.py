@@ -13,14 +13,18 @@ ZDT1 (f1 <= 1, f2 <= g <= 10) plus 10%, the same for every search; the best reac
 1.1 * 11 - 1/3 = 11.767. Three search seeds each; the median is compared. Nothing was tuned:
 the budget, the variable count and capsule's sampler settings were fixed before measuring.
 
-The issue also asks for the digits example at level 0. It is not in this suite: at about 15 s
-per trial on this machine's two cores, three algorithms x three seeds x a budget worth
-comparing (>= 40) is 1.5 hours of training per run of the bench.
+The digits example at level 0 (`digits_rows`): `capsule run` for real, the example's own
+objectives (C-simulation accuracy up, DSPs down, LUTs <= 53,200) over bench `search`'s discrete
+36-point space of architectures and hls4ml settings, 12 trials per search, one stage cache for
+all nine searches (training seed fixed, `search.seed` varies), so each point costs one real
+trial however many searches propose it. The reference point is common to the nine searches:
+the nadir of every constraint-meeting trial any of them ran, plus 10% of each range.
 """
 
 from __future__ import annotations
 
 import math
+import shutil
 import statistics
 import time
 
@@ -85,7 +89,73 @@ def search(algo: str, seed: int) -> tuple[float, float]:
     return volume.value, elapsed
 
 
-def run() -> list[Row]:
+DIGITS_BUDGET = 12
+
+
+def digits_rows() -> list[Row]:
+    from bench.common import WORK
+    from bench.search import SEARCH_SPACE, _timed_run
+    from capsule import api
+    from capsule.run import outcome
+    from capsule.search import hypervolume
+
+    root = WORK / "moo-digits"
+    shutil.rmtree(root, ignore_errors=True)
+    spec_path = api.init(root / "exp")
+    text = spec_path.read_text()
+    start, end = text.index("[search.space]"), text.index("[runtime]")
+    objectives = text[text.index("[[objectives]]") : end]
+    space = SEARCH_SPACE[: SEARCH_SPACE.index("[[objectives]]")]
+    text = text[:start] + space + "\n" + objectives + text[end:]
+    text = text.replace("max_trials = 8", f"max_trials = {DIGITS_BUDGET}")
+    outcomes: dict[str, list[list[object]]] = {algo: [] for algo in ALGOS}
+    seconds: dict[str, float] = {algo: 0.0 for algo in ALGOS}
+    spec = None
+    for seed in SEEDS:
+        for algo in ALGOS:
+            spec_path.write_text(text.replace('algo = "tpe"', f'algo = "{algo}"\nseed = {seed}'))
+            capsule = root / f"{algo}-{seed}.capsule"
+            spec = api.pack(spec_path, capsule, runtime="local").spec
+            took, trials = _timed_run(capsule, True, root / "cache")
+            seconds[algo] += took / len(SEEDS)
+            outcomes[algo].append([outcome(t) for t in trials])  # type: ignore[arg-type]
+    assert spec is not None
+    pooled = [o for runs in outcomes.values() for run in runs for o in run]
+    common = hypervolume(spec, pooled)  # type: ignore[arg-type]
+    assert common is not None
+    volumes = {
+        algo: [
+            hypervolume(spec, run, reference=common.reference).value  # type: ignore[arg-type, union-attr]
+            for run in runs
+        ]
+        for algo, runs in outcomes.items()
+    }
+    median = {algo: statistics.median(v) for algo, v in volumes.items()}
+    reference = ", ".join(f"{r:.4g}" for r in common.reference)
+
+    def cell(algo: str) -> str:
+        values = ", ".join(f"{v:.4g}" for v in volumes[algo])
+        return f"{median[algo]:.4g} ({values}; {seconds[algo]:.0f} s per search)"
+
+    names = {"nsga2": "NSGA-II", "motpe": "MOTPE"}
+    return [
+        Row(
+            measure=(
+                f"hypervolume, digits level 0 (accuracy up, DSPs down, LUT <= 53,200), "
+                f"{DIGITS_BUDGET} trials, median of seeds {', '.join(map(str, SEEDS))}; "
+                f"reference ({reference})"
+            ),
+            baseline=f"scalarised TPE {cell('tpe')}",
+            capsule=f"{names[algo]} {cell(algo)}",
+            ratio=median[algo] / median["tpe"] if median["tpe"] else float("nan"),
+            target=">= 1 (median seed)",
+            ok=median[algo] >= median["tpe"],
+        )
+        for algo in ("nsga2", "motpe")
+    ]
+
+
+def zdt1_rows() -> list[Row]:
     found = {algo: [search(algo, seed) for seed in SEEDS] for algo in ALGOS}
     median = {algo: statistics.median(v for v, _ in runs) for algo, runs in found.items()}
 
@@ -109,3 +179,7 @@ def run() -> list[Row]:
         )
         for algo in ("nsga2", "motpe")
     ]
+
+
+def run() -> list[Row]:
+    return zdt1_rows() + digits_rows()
