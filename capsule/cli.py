@@ -254,7 +254,8 @@ def run(
         int | None, typer.Option(min=1, help="Budget [default: the spec's search.max_trials].")
     ] = None,
     algo: Annotated[
-        str | None, typer.Option(help="tpe, random or grid [default: the spec's search.algo].")
+        str | None,
+        typer.Option(help="tpe, random, grid, nsga2 or motpe [default: the spec's search.algo]."),
     ] = None,
     jobs: Annotated[
         int | None,

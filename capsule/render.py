@@ -364,7 +364,7 @@ def params_table(title: str, trials: list[Any], space_keys: list[str]) -> Table:
 def results(capsule: Capsule, top: int = 10) -> RenderableType:
     """The best trials by the search's loss, then the Pareto front of the objectives."""
     from capsule.run import outcome
-    from capsule.search import losses, pareto_front, ranked
+    from capsule.search import hypervolume, losses, pareto_front, ranked
 
     spec = capsule.spec
     trials = capsule.trials
@@ -442,6 +442,9 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
         table(f"best {min(top, len(best))} trials{at}", best[:top]),
         table(front_title, front_rows),
     ]
+    volume = hypervolume(spec, [outcome(t) for t in pool])
+    if volume is not None:
+        parts.append(plain(volume.describe(spec.objectives) + at))
     shown = {t.number for t in best[:top]} | {t.number for t in front_rows}
     listed = [t for t in pool if t.number in shown]
     parts.append(params_table("params of the trials above", listed, keys))

@@ -41,7 +41,7 @@ from capsule.errors import CapsuleError
 from capsule.files import write_atomic
 from capsule.render import visible
 from capsule.run import outcome
-from capsule.search import losses, pareto_front, ranked, violation
+from capsule.search import Hypervolume, hypervolume, losses, pareto_front, ranked, violation
 from capsule.space import Choice, parameters
 from capsule.spec import Objective, Spec
 
@@ -71,7 +71,10 @@ def write_report(capsule: Capsule, out: Path) -> list[Path]:
     best = [by_number[n] for n in ranked(spec, outcomes) if by_number[n].status == "ok"]
     figures = _figures(spec, trials, pool)
     files: dict[str, bytes | str] = {f"figures/{name}.png": png for name, png, _ in figures}
-    files["index.html"] = _html(capsule, trials, scored, front, best[:BEST_HTML], figures, level)
+    volume = hypervolume(spec, outcomes)  # of the same front, whatever proposed the trials
+    files["index.html"] = _html(
+        capsule, trials, scored, front, best[:BEST_HTML], figures, level, volume
+    )
     files["trials.csv"] = _csv(spec, trials, scored, front)
     files["best.md"] = _markdown(capsule, best[:BEST_TABLE])
     files["best.tex"] = _latex(capsule, best[:BEST_TABLE])
@@ -475,6 +478,7 @@ def _html(
     best: Sequence[Trial],
     figures: Figures,
     level: int | None = None,
+    volume: Hypervolume | None = None,
 ) -> str:
     e, spec = _e, capsule.spec
     at = "" if level is None else f" at level {level} ({fidelity.NAMES[level]})"
@@ -504,6 +508,7 @@ def _html(
         _table(header, [row(t) for t in best]),
         f"<h2>Pareto front{e(at)}: {e(objectives)}</h2>",
         _table(header, [row(t) for t in trials if t.number in front]),
+        *([] if volume is None else [f"<p>{e(volume.describe(spec.objectives))}{e(at)}.</p>"]),
         *_built(best[0] if best else None),
         "<h2>Failed trials, and collapsed C simulations (not scored)</h2>",
         _table(

@@ -12,6 +12,11 @@ lowest-numbered trial that met the constraints), so accuracy and DSP counts weig
 weights say, not as their units do. A trial that breaks a constraint gets the worst loss of the
 trials that met them plus one plus its relative violation, so TPE learns to avoid the region.
 Failed trials (crash, timeout, out of memory) are reported to Hyperopt as failures.
+
+`algo = "nsga2"` and `"motpe"` hand the objectives to Optuna unscalarised, in the same ask/tell
+design (`capsule.optuna_search`); they accept one objective too (NSGA-II is then a genetic
+algorithm, MOTPE Optuna's TPE). Whatever proposed the trials, `hypervolume` measures the front
+they reached.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ TPE_STARTUP_MAX = 20
 # again with a derived seed (TPE a few times, then at random), this many times at most: a small,
 # exhausted space may still repeat.
 REPEATS_AVOIDED = 16
+ALGOS = ("tpe", "random", "grid", "nsga2", "motpe")
 
 
 @dataclass(frozen=True)
@@ -283,14 +289,7 @@ def ranked(spec: Spec, outcomes: Sequence[Outcome]) -> list[int]:
 
 def pareto_front(spec: Spec, outcomes: Sequence[Outcome]) -> list[int]:
     """Numbers of the trials no other constraint-meeting trial dominates, sorted."""
-    points = [
-        (o.number, [_signed(obj, o.metrics) for obj in spec.objectives])
-        for o in outcomes
-        if o.status == "ok"
-        and all(obj.metric in o.metrics for obj in spec.objectives)
-        and violation(spec.constraints, o.metrics) == 0
-    ]
-
+    points = _feasible_points(spec, outcomes)
     if len(spec.objectives) == 2:
         return _front_2d(points)
 
@@ -322,6 +321,122 @@ def _front_2d(points: list[tuple[int, list[float]]]) -> list[int]:
     return sorted(front)
 
 
+# Hypervolume is exact by slicing (one axis at a time), whose cost grows as n^(d-1): fine for
+# the fronts of a few hundred points a search reaches with 2 to 4 objectives, not beyond.
+HYPERVOLUME_MAX_OBJECTIVES = 4
+# With no reference point given, each objective's is its worst value among the trials meeting
+# the constraints, moved away from the best by this share of their range.
+REFERENCE_MARGIN = 0.1
+
+
+@dataclass(frozen=True)
+class Hypervolume:
+    """The volume the front dominates up to `reference`: bigger is better, in the product of the
+    objectives' units, comparable only between fronts measured from the same reference."""
+
+    value: float
+    reference: tuple[float, ...]  # per objective, in its own units
+    front: tuple[int, ...]
+    how: str  # how the reference point was chosen, for the reader
+
+    def describe(self, objectives: Sequence[Objective]) -> str:
+        """One line for `show` and `report`: the value, the front, and the reference point."""
+        point = ", ".join(
+            f"{o.metric} {r:.6g}" for o, r in zip(objectives, self.reference, strict=True)
+        )
+        n = len(self.front)
+        return (
+            f"hypervolume {self.value:.6g} of a front of {n} trial{'' if n == 1 else 's'}; "
+            f"reference point {point} ({self.how})"
+        )
+
+
+def _feasible_points(spec: Spec, outcomes: Sequence[Outcome]) -> list[tuple[int, list[float]]]:
+    return [
+        (o.number, [_signed(obj, o.metrics) for obj in spec.objectives])
+        for o in outcomes
+        if o.status == "ok"
+        and all(obj.metric in o.metrics for obj in spec.objectives)
+        and violation(spec.constraints, o.metrics) == 0
+    ]
+
+
+def volume(points: Sequence[Sequence[float]], reference: Sequence[float]) -> float:
+    """The exact volume dominated by `points` (every axis minimised) inside `reference`."""
+    inside = [tuple(p) for p in points if all(x < r for x, r in zip(p, reference, strict=True))]
+    if not inside:
+        return 0.0
+    if len(reference) == 1:
+        return reference[0] - min(p[0] for p in inside)
+    if len(reference) == 2:
+        total, floor = 0.0, reference[1]
+        for x, y in sorted(inside):
+            if y < floor:
+                total += (reference[0] - x) * (floor - y)
+                floor = y
+        return total
+    inside.sort(key=lambda p: p[-1])
+    total = 0.0
+    for i, p in enumerate(inside):
+        top = inside[i + 1][-1] if i + 1 < len(inside) else reference[-1]
+        if top > p[-1]:
+            total += volume([q[:-1] for q in inside[: i + 1]], reference[:-1]) * (top - p[-1])
+    return total
+
+
+def hypervolume(
+    spec: Spec, outcomes: Sequence[Outcome], reference: Sequence[float] | None = None
+) -> Hypervolume | None:
+    """The hypervolume of the constraint-meeting trials' front; None with one objective (the
+    best trial says it all), more than `HYPERVOLUME_MAX_OBJECTIVES`, or no such trial. Without
+    `reference` (in the objectives' units) each objective's is its `reference` in the spec, else
+    the nadir of those trials plus a margin, which moves with the trials: compare searches from
+    a reference point that does not."""
+    objectives = spec.objectives
+    if not 2 <= len(objectives) <= HYPERVOLUME_MAX_OBJECTIVES:
+        return None
+    points = _feasible_points(spec, outcomes)
+    if not points:
+        return None
+    if reference is None:
+        signed_ref = []
+        for axis, objective in enumerate(objectives):
+            if objective.reference is not None:
+                value = objective.reference
+                signed_ref.append(-value if objective.direction == "maximize" else value)
+                continue
+            values = [p[axis] for _, p in points]
+            worst, best = max(values), min(values)
+            span = (worst - best) or abs(worst) or 1.0
+            signed_ref.append(worst + REFERENCE_MARGIN * span)
+        given = [o.metric for o in objectives if o.reference is not None]
+        derived = (
+            f"nadir of the {len(points)} trials meeting the constraints "
+            f"+ {REFERENCE_MARGIN:.0%} of each objective's range"
+        )
+        if len(given) == len(objectives):
+            how = "objectives' reference in the spec"
+        elif given:
+            how = f"{', '.join(given)} from the spec; the rest: {derived}"
+        else:
+            how = derived
+    else:
+        if len(reference) != len(objectives):
+            raise ValueError(f"{len(reference)} reference values for {len(objectives)} objectives")
+        signed_ref = [
+            -r if o.direction == "maximize" else r
+            for r, o in zip(reference, objectives, strict=True)
+        ]
+        how = "given"
+    front = pareto_front(spec, outcomes)
+    on_front = set(front)  # what the front dominates is all the points dominate
+    value = volume([p for n, p in points if n in on_front], signed_ref)
+    units = tuple(
+        -r if o.direction == "maximize" else r for r, o in zip(signed_ref, objectives, strict=True)
+    )
+    return Hypervolume(value, units, tuple(front), how)
+
+
 # --- proposals ------------------------------------------------------------------------------
 
 
@@ -336,14 +451,24 @@ class Searcher:
         if self.algo == "grid":
             self._grid = grid(self.space)
             self.budget = min(self.budget, self._grid.size)
-        elif self.algo not in ("tpe", "random"):
-            raise SpecError(f"search.algo: {self.algo!r} is not one of tpe, random, grid")
+        elif self.algo not in ALGOS:
+            where = "search.algo" if algo is None else "--algo"
+            raise SpecError(f"{where}: {self.algo!r} is not one of {', '.join(ALGOS)}")
 
     def ask(self, number: int, finished: Sequence[Outcome]) -> Params:
         if self.algo == "grid":
             return dict(self._grid[number])
         if not self.space:
             return {}
+        search_seed = self.spec.search.seed
+        if search_seed is None:
+            search_seed = self.spec.experiment.seed
+        if self.algo in ("nsga2", "motpe"):
+            from capsule.optuna_search import propose
+
+            return propose(
+                self.spec, self.algo, self.budget, number, finished, search_seed, REPEATS_AVOIDED
+            )
         from hyperopt import STATUS_FAIL, STATUS_OK, Domain, Trials, rand, tpe
         from hyperopt.base import JOB_STATE_DONE
 
@@ -374,9 +499,6 @@ class Searcher:
             suggest = partial(tpe.suggest, n_startup_jobs=startup)
         else:
             suggest = rand.suggest
-        search_seed = self.spec.search.seed
-        if search_seed is None:
-            search_seed = self.spec.experiment.seed
         seen = [dict(o.params) for o in finished]
         for attempt in range(REPEATS_AVOIDED):
             key = [search_seed, number] + ([attempt] if attempt else [])

@@ -359,7 +359,7 @@ class Fidelity(Strict):
 
 
 class Search(Strict):
-    algo: Literal["tpe", "random", "grid"] = "tpe"
+    algo: Literal["tpe", "random", "grid", "nsga2", "motpe"] = "tpe"
     max_trials: Annotated[int, Field(ge=1, le=100_000)] = 20
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None  # default: experiment.seed
     space: dict[str, Distribution] = {}
@@ -370,6 +370,9 @@ class Objective(Strict):
     metric: str
     direction: Literal["minimize", "maximize"]
     weight: Annotated[float, Field(gt=0)] = 1.0
+    # The hypervolume's reference value for this objective (see `search.hypervolume`): fixed in
+    # the spec, hypervolumes of different searches of it can be compared.
+    reference: float | None = None
 
     _metric = field_validator("metric")(lambda v: _check_metric(v))
 

@@ -85,6 +85,10 @@ def test_tampered_data_hash_is_a_digest_mismatch(packed: Path) -> None:
             lambda t: t.replace('path = "data/digits_labels.npy"', 'path = "no.npy"'),
             "no such data file",
         ),
+        (
+            lambda t: t.replace('algo = "tpe"', 'algo = "nsga3"'),
+            "search.algo: Input should be 'tpe', 'random', 'grid', 'nsga2' or 'motpe'",
+        ),
     ],
 )
 def test_bad_spec_is_one_line_exit_2_and_no_output(experiment: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -93,6 +97,12 @@ def test_bad_spec_is_one_line_exit_2_and_no_output(experiment: Path, edit, messa
     assert_one_line_error(run("pack", experiment, "-o", out), 2, message)
     assert not out.exists()
     assert not list(experiment.parent.glob(".out.capsule*"))
+
+
+def test_an_unknown_algo_on_the_command_line_is_one_line_exit_2(packed: Path) -> None:
+    proc = run("run", packed, "--algo", "cmaes", "--runtime", "local")
+    assert_one_line_error(proc, 2, "--algo: 'cmaes' is not one of tpe, random, grid, nsga2, motpe")
+    assert not packed.with_suffix(".run").exists()
 
 
 def test_missing_and_foreign_files(tmp_path: Path) -> None:

@@ -62,6 +62,8 @@ def test_run_summary_and_show_numbers_appear_whole_at_80_columns(packed: Path, n
     for shown in ("11.0k", "1,184", "0.9528"):  # lut, dsp, accuracy: compact, never cut
         assert shown in small, small
     assert max(len(line) for line in small.splitlines()) <= narrow
+    # One trial dominates: accuracy 0.9528 - 0.9308, dsp 1186.2 - 1184 to the nadir + 10%.
+    assert "hypervolume 0.0484 of a front of 1 trial;" in " ".join(small.split())
 
 
 def test_diff_numbers_appear_whole_at_80_columns(packed: Path, tmp_path: Path) -> None:

@@ -202,6 +202,11 @@ def test_html_escapes_untrusted_strings_and_embeds_every_figure(
     assert re.findall(r"<tr><td>(\d+)</td>", best) == ["1", "4", "5", "0"]
     front = next(t for t in tables if t.startswith("Pareto front"))
     assert re.findall(r"<tr><td>(\d+)</td>", front) == ["0", "1", "4"]
+    # Nadir of trials 0, 1, 4, 5 plus 10% of each range: accuracy 0.85 - 0.01, dsp 120 + 8.
+    assert (
+        "<p>hypervolume 7.48 of a front of 3 trials; reference point csim_accuracy 0.84, dsp 128 "
+        "(nadir of the 4 trials meeting the constraints + 10% of each objective&#x27;s range).</p>"
+    ) in front
 
 
 def test_figures_are_real_images_with_labelled_axes_naming_the_fidelity(out: Path) -> None:

@@ -136,7 +136,7 @@ def test_the_example_space_proposes_within_the_template(tmp_path: Path) -> None:
     assert sorted(point) == sorted(spec.search.space)
 
 
-@pytest.mark.parametrize("algo", ["tpe", "random"])
+@pytest.mark.parametrize("algo", ["tpe", "random", "nsga2", "motpe"])
 def test_an_evaluated_point_is_not_proposed_again_while_others_remain(algo: str) -> None:
     small = parse_spec(
         BRANCHED.split("[search.space]")[0]
