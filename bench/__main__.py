@@ -7,7 +7,18 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
-from bench import cluster, fidelity, hashing, memory, models, numerics, records, runtime, search
+from bench import (
+    cluster,
+    fidelity,
+    hashing,
+    memory,
+    models,
+    numerics,
+    openflow,
+    records,
+    runtime,
+    search,
+)
 from bench.common import Row
 
 SUITES = {
@@ -20,6 +31,7 @@ SUITES = {
     "numerics": numerics.run,
     "models": models.run,
     "records": records.run,
+    "openflow": openflow.run,
 }
 
 
