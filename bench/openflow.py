@@ -19,9 +19,10 @@ Every trial runs end to end through `api.trial` (training, hls4ml C simulation, 
 Yosys) in a local child process, about 50 s each on two cores; the suite took 6.5 minutes.
 
 Measured (2026-11-30, 7 trials, Yosys 1642 to 12818 LUTs): da4ml median relative error 49.8%
-(it over-counts every design by 1.4x to 1.8x; Yosys also maps some arithmetic to DSP48E1, 10 in
-the smallest design, which da4ml counts as LUTs), Kendall's tau 0.90; capsule's partial
-estimate median relative error 372% (3.6x to 4.8x too high: it costs hls4ml's design), tau 1.00.
+(it over-counts every design, by 1.3x to 1.8x; Yosys also maps some arithmetic to DSP48E1, 10
+in a 2-bit-weight trial of the same example, which its `lut` does not count), Kendall's tau
+0.90; capsule's partial estimate median relative error 372% (3.0x to 5.1x too high: it costs
+hls4ml's design), tau 1.00.
 Both rank the designs well; neither sizes them. Issue 18 quotes da4ml within 1.8% on a 64-16-10
 model at other widths: the error depends on the design, and this row is what to watch.
 """
