@@ -36,6 +36,7 @@ def test_both_searches_share_widths_training_flow_and_objectives(tmp_path: Path)
         assert [o.metric for o in spec.objectives] == ["rtlsim_accuracy", "lut"]
         assert [c.metric for c in spec.constraints] == ["csim_max_abs_diff", "rtlsim_max_abs_diff"]
     assert "model.params.precision" in ptq.search.space
+    assert ptq.hls4ml.output_precision is None  # hls4ml refuses it over HGQ2 widths
     floats = load_spec(float_spec(tmp_path / "float"))
     assert floats.model.builder == "mlp" and floats.training.epochs == 10
     assert list(floats.search.space) == ["model.params.hidden"]
