@@ -18,6 +18,7 @@ from bench import (
     records,
     runtime,
     search,
+    searchquality,
 )
 from bench.common import Row
 
@@ -32,6 +33,7 @@ SUITES = {
     "models": models.run,
     "records": records.run,
     "openflow": openflow.run,
+    "searchquality": searchquality.run,
 }
 
 
