@@ -15,9 +15,11 @@ from bench import (
     models,
     moo,
     numerics,
+    openflow,
     records,
     runtime,
     search,
+    searchquality,
 )
 from bench.common import Row
 
@@ -32,6 +34,8 @@ SUITES = {
     "models": models.run,
     "records": records.run,
     "moo": moo.run,
+    "openflow": openflow.run,
+    "searchquality": searchquality.run,
 }
 
 

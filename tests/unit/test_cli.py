@@ -320,6 +320,24 @@ def test_init_example_qat_writes_a_quantization_aware_search(tmp_path: Path) -> 
     assert proc.returncode == 0, proc.stderr
     text = (tmp_path / "qat" / "exp.toml").read_text()
     assert 'builder = "hgq-mlp"' in text and '"model.params.beta"' in text
+    # It synthesizes with the open flow and trades the Verilog's accuracy against Yosys LUTs,
+    # counting only designs bit-exact in both simulations; its trials stay cheap.
+    from capsule.spec import load_spec
+
+    spec = load_spec(tmp_path / "qat" / "exp.toml")
+    flow = spec.open_flow
+    assert flow is not None and (flow.family, flow.rtlsim, flow.synth) == ("xc7", True, True)
+    assert spec.runs_hls4ml() and spec.toolchain.name == "none"
+    assert [(o.metric, o.direction) for o in spec.objectives] == [
+        ("rtlsim_accuracy", "maximize"),
+        ("lut", "minimize"),
+    ]
+    assert [(c.metric, c.min, c.max) for c in spec.constraints] == [
+        ("csim_max_abs_diff", None, 0.0),
+        ("rtlsim_max_abs_diff", None, 0.0),
+    ]
+    assert spec.training.epochs <= 10 and max(spec.model.params["hidden"]) <= 16
+    assert spec.search.max_trials == 16
     assert (tmp_path / "qat" / "data" / "digits_features.npy").is_file()
     packed = run("pack", tmp_path / "qat" / "exp.toml", "-o", tmp_path / "qat.capsule")
     assert packed.returncode == 0, packed.stderr

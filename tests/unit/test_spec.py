@@ -203,7 +203,10 @@ def test_qat_template_fills_in_the_hgq_knobs() -> None:
     assert spec.model.params["beta_schedule"] == "log"
     assert spec.model.params["weight_quantizer"] == "kbi"
     assert spec.hls4ml.output_precision is None
-    assert [(c.metric, c.max) for c in spec.constraints] == [("csim_max_abs_diff", 0.0)]
+    assert [(c.metric, c.max) for c in spec.constraints] == [
+        ("csim_max_abs_diff", 0.0),
+        ("rtlsim_max_abs_diff", 0.0),
+    ]
     assert spec.source_files() == []  # a built-in builder is not a file to embed
     bare = parse_spec(qat_with("beta_start = 1e-7 ", "# "))
     assert "beta_start" not in bare.model.params  # unset, so beta throughout; never a null
@@ -213,8 +216,8 @@ def test_qat_template_fills_in_the_hgq_knobs() -> None:
 @pytest.mark.parametrize(
     ("old", "new", "expected"),
     [
-        ("weight_bits = 6", "weight_bits = 40", r"exp.toml:\d+: model.params.weight_bits: Input"),
-        ("weight_bits = 6", "weight_bits = 6.5", r"model.params.weight_bits: Input should be"),
+        ("weight_bits = 4", "weight_bits = 40", r"exp.toml:\d+: model.params.weight_bits: Input"),
+        ("weight_bits = 4", "weight_bits = 4.5", r"model.params.weight_bits: Input should be"),
         ('weight_quantizer = "kbi"', 'weight_quantizer = "float"', "model.params.weight_quantizer"),
         ('weight_overflow = "SAT_SYM"', 'weight_overflow = "CLIP"', "model.params.weight_overflow"),
         ('activation_overflow = "WRAP"', 'activation_overflow = "wrap"', "activation_overflow"),
@@ -223,8 +226,8 @@ def test_qat_template_fills_in_the_hgq_knobs() -> None:
         ('beta_schedule = "log"', 'beta_schedule = "cosine"', "model.params.beta_schedule"),
         ("beta_start = 1e-7", "beta_start = 0.0", "beta_schedule 'log' needs beta_start and beta"),
         ("activation_int_bits = 3", "activation_int_bits = 9", "activation_int_bits must not"),
-        ("hidden = [32, 16]", "hidden = []", "model.params.hidden: List should have at least"),
-        ("hidden = [32, 16]", "hidden = [32]\nfilters = [4]", "model.params.filters: unknown key"),
+        ("hidden = [16]", "hidden = []", "model.params.hidden: List should have at least"),
+        ("hidden = [16]", "hidden = [16]\nfilters = [4]", "model.params.filters: unknown key"),
         ('builder = "hgq-mlp"', 'builder = "hgq-rnn"', "not 'file.py:function'"),
         (
             "reuse_factor = 1\n",
@@ -238,7 +241,7 @@ def test_qat_template_fills_in_the_hgq_knobs() -> None:
             r".*, hidden\)",
         ),
         (
-            '"model.params.weight_bits" = { choice = [3, 4, 6, 8] }',
+            '"model.params.weight_bits" = { choice = [2, 3, 4, 6] }',
             '"model.params.weight_bits" = { choice = [3, 4, 30] }',
             r'search.space."model.params.weight_bits" proposes 30: model.params.weight_bits',
         ),
