@@ -306,7 +306,10 @@ def parse_capsule(text: str, source: str = "capsule", trials: bool = True) -> Ca
     if seal is None or not trials:
         return capsule
     found, _cut = records.read(records_text, first_line, capsule.digest, seal, source)
-    return capsule.model_copy(update={"trials": _trials(found, source)})
+    # Records are in the order trials finished (the chain's); readers get them by number, as
+    # format 1 kept them.
+    trials = sorted(_trials(found, source), key=lambda t: t.number)
+    return capsule.model_copy(update={"trials": trials})
 
 
 def _trials(found: list[records.Record], source: str) -> list[Trial]:
@@ -432,7 +435,8 @@ def write_capsule(capsule: Capsule, path: Path) -> None:
 def append_trial(path: Path, capsule: Capsule, trial: Trial) -> Capsule:
     """Record one more trial: appended to a format-2 capsule (a cost that does not grow with the
     trials before it); a format-1 capsule is rewritten once as format 2 with it."""
-    updated = capsule.model_copy(update={"trials": [*capsule.trials, trial]})
+    trials = sorted([*capsule.trials, trial], key=lambda t: t.number)
+    updated = capsule.model_copy(update={"trials": trials})
     if capsule.format != FORMAT:
         write_capsule(updated, path)
         return updated.model_copy(update={"format": FORMAT}).sealed()

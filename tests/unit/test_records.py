@@ -259,3 +259,18 @@ def test_a_worker_gets_the_header_without_the_records(recorded: Path, tmp_path: 
     assert read_capsule(header, trials=False) == read_capsule(recorded, trials=False)
     with pytest.raises(CapsuleFileError, match=r"do not match the seal \(4 sealed, 0 found\)"):
         read_capsule(header)
+
+
+def test_records_in_the_order_trials_finished_read_by_number(packed: Path) -> None:
+    """With several jobs trial 1 can finish before trial 0: the records keep the order they
+    were written in (the chain's), readers get the trials by number."""
+    capsule = read_capsule(packed)
+    for n in (1, 0, 3, 2):
+        capsule = append_trial(packed, capsule, trial(n))
+        assert [t.number for t in capsule.trials] == sorted(t.number for t in capsule.trials)
+    assert [t.number for t in read_capsule(packed).trials] == [0, 1, 2, 3]
+    order = [
+        int(tomllib.loads(line)[f"{i:05d}"][0].split('"number":')[1].split(",")[0])
+        for i, line in enumerate(record_lines(packed.read_text())[1])
+    ]
+    assert order == [1, 0, 3, 2]
