@@ -308,8 +308,8 @@ def parse_capsule(text: str, source: str = "capsule", trials: bool = True) -> Ca
     found, _cut = records.read(records_text, first_line, capsule.digest, seal, source)
     # Records are in the order trials finished (the chain's); readers get them by number, as
     # format 1 kept them.
-    trials = sorted(_trials(found, source), key=lambda t: t.number)
-    return capsule.model_copy(update={"trials": trials})
+    by_number = sorted(_trials(found, source), key=lambda t: t.number)
+    return capsule.model_copy(update={"trials": by_number})
 
 
 def _trials(found: list[records.Record], source: str) -> list[Trial]:
