@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from capsule.errors import CapsuleError
+from capsule.files import write_atomic
 from capsule.hashing import default_cache_dir, sha256_file
 from capsule.version import __version__
 
@@ -355,12 +356,46 @@ def _urlsafe_sha256(data: bytes) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
 
 
-def _context(work: Path) -> Path:
+def _requirements(capsule: Path) -> str:
+    """The image's requirements: the lock, and capsule's own wheel pinned by its hash."""
+    return LOCK.read_text() + (
+        f"capsule @ file:///wheels/{capsule.name} \\\n    --hash=sha256:{sha256_file(capsule)}\n"
+    )
+
+
+def build_key(base_id: str, capsule: Path) -> str:
+    """What decides the trial image's bytes: the base, the Dockerfile and the hash-pinned
+    requirements (pip checks every wheel against them, and the build has no network)."""
+    h = hashlib.sha256()
+    for part in (base_id, (IMAGES / "trial" / "Dockerfile").read_text(), _requirements(capsule)):
+        h.update(part.encode() + b"\0")
+    return h.hexdigest()
+
+
+def _built_dir() -> Path:
+    return default_cache_dir() / "images"
+
+
+def _already_built(engine: Any, key: str) -> ImageInfo | None:
+    """The image an earlier build made from the same inputs, if the engine still has it."""
+    from docker.errors import ImageNotFound
+
+    try:
+        image_id = (_built_dir() / key).read_text().strip()
+        if not image_id.startswith("sha256:"):
+            return None
+        engine.images.get(image_id).tag(trial_tag())
+    except (OSError, ImageNotFound):
+        return None
+    return info(engine, image_id)
+
+
+def _context(work: Path, capsule: Path) -> Path:
     """The build context: the Dockerfile, and every wheel with a hash-pinned requirements file.
 
     The dependencies come from the wheel cache, or from the index when the cache lacks one, by
     `pip download --require-hashes` on the host, checked against the lock; capsule's own wheel
-    comes from `capsule_wheel`.
+    (`capsule`, from `capsule_wheel`) is copied in.
     """
     ctx = work / "context"
     wheels = ctx / "wheels"
@@ -389,11 +424,8 @@ def _context(work: Path) -> Path:
             os.link(wheel, wheels / wheel.name)
         else:
             shutil.copyfile(wheel, wheels / wheel.name)
-    capsule = capsule_wheel(wheels)
-    requirements = LOCK.read_text() + (
-        f"capsule @ file:///wheels/{capsule.name} \\\n    --hash=sha256:{sha256_file(capsule)}\n"
-    )
-    (wheels / "requirements.txt").write_text(requirements)
+    shutil.copyfile(capsule, wheels / capsule.name)
+    (wheels / "requirements.txt").write_text(_requirements(capsule))
     return ctx
 
 
@@ -421,15 +453,24 @@ def _stream(lines: Iterator[dict[str, Any]]) -> list[str]:
 
 
 def build_trial(engine: Any, nocache: bool = False) -> ImageInfo:
-    """Build the trial image offline (--network none) on the base, normalise it, tag it."""
+    """Build the trial image offline (--network none) on the base, normalise it, tag it.
+
+    An image built here before from the same inputs (`build_key`) is taken as it is, unless
+    `nocache`: the build is reproducible (a `nocache` build gives the same id), and a real one
+    costs minutes each time it is asked for."""
     from docker.errors import ImageNotFound
 
     try:
-        engine.images.get(BASE_TAG)
+        base_id = engine.images.get(BASE_TAG).id
     except ImageNotFound:
-        build_base(engine)
+        base_id = build_base(engine)
     with tempfile.TemporaryDirectory(prefix="capsule-build-", dir="/var/tmp") as tmp:
-        ctx = _context(Path(tmp))
+        capsule = capsule_wheel(Path(tmp))
+        key = build_key(base_id, capsule)
+        known = None if nocache else _already_built(engine, key)
+        if known is not None:
+            return known
+        ctx = _context(Path(tmp), capsule)
         raw_tag = f"{TRIAL_REPO}:build"
         _stream(
             engine.api.build(
@@ -447,6 +488,8 @@ def build_trial(engine: Any, nocache: bool = False) -> ImageInfo:
     engine.images.remove(raw_tag, noprune=False)
     # The install stage (all wheels, several GB) is of no use once the image is built.
     engine.images.prune(filters={"dangling": True, "label": "capsule.stage=install"})
+    _built_dir().mkdir(parents=True, exist_ok=True)
+    write_atomic(_built_dir() / key, f"{image_id}\n".encode())
     return info(engine, image_id)
 
 

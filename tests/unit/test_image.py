@@ -257,3 +257,52 @@ def test_the_context_takes_locked_wheels_from_the_cache_without_the_index(
         f"    --hash=sha256:{hashlib.sha256(capsule.read_bytes()).hexdigest()}\n"
     )
     assert (ctx / "Dockerfile").read_bytes() == (image.IMAGES / "trial" / "Dockerfile").read_bytes()
+
+
+class _Image:
+    def __init__(self, image_id: str) -> None:
+        self.id = image_id
+        self.tags: list[str] = []
+        self.attrs = {"RootFS": {"Layers": ["sha256:" + "1" * 64]}, "Size": 1}
+
+    def tag(self, ref: str) -> None:
+        self.tags.append(ref)
+
+
+class _Images:
+    def __init__(self, *ids: str) -> None:
+        self.have = {i: _Image(i) for i in ids}
+
+    def get(self, ref: str) -> _Image:
+        from docker.errors import ImageNotFound
+
+        if ref not in self.have:
+            raise ImageNotFound(ref)
+        return self.have[ref]
+
+
+class _Engine:
+    def __init__(self, *ids: str) -> None:
+        self.images = _Images(*ids)
+
+
+def test_a_build_from_the_same_inputs_is_taken_as_it_is_while_the_engine_has_it(
+    tmp_path: Path,
+) -> None:
+    """`capsule image build` again costs nothing, but only for the same base, Dockerfile, lock
+    and capsule wheel, and only while the engine still has the image it made."""
+    built = "sha256:" + "a" * 64
+    wheel = image.capsule_wheel(tmp_path)
+    key = image.build_key("sha256:base1", wheel)
+    assert key != image.build_key("sha256:base2", wheel)
+    engine = _Engine(built)
+    assert image._already_built(engine, key) is None  # never built here
+    records = Path(os.environ["CAPSULE_CACHE_DIR"]) / "images"
+    records.mkdir(parents=True)
+    (records / key).write_text(built + "\n")
+    found = image._already_built(engine, key)
+    assert found is not None and found.id == built
+    assert engine.images.have[built].tags == [image.trial_tag()]
+    assert image._already_built(_Engine(), key) is None  # the engine lost it: build again
+    (records / key).write_text("../../etc/passwd\n")
+    assert image._already_built(engine, key) is None
