@@ -11,9 +11,13 @@ UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/runtime.txt requirements/dev.txt
+# pip installs uv (hash-pinned), and uv the locks: the same hashes checked, in seconds rather than
+# the minutes pip takes (downloads in parallel, a shared cache linked into each venv).
+$(STAMP): pyproject.toml requirements/uv.txt requirements/runtime.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --require-hashes -r requirements/runtime.txt -r requirements/dev.txt
+	$(BIN)/pip install --quiet --require-hashes -r requirements/uv.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes \
+		-r requirements/runtime.txt -r requirements/dev.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -60,6 +64,7 @@ verify-check: image
 lock: $(STAMP)
 	$(UV_COMPILE) requirements/runtime.in -o requirements/runtime.txt
 	$(UV_COMPILE) requirements/dev.in -o requirements/dev.txt
+	$(UV_COMPILE) requirements/uv.in -o requirements/uv.txt
 
 clean:
 	rm -rf $(VENV) $(DEMO) $(DEMO).capsule $(DEMO)-trial .pytest_cache .mypy_cache .ruff_cache
