@@ -26,8 +26,10 @@ demo: $(STAMP)
 	test -f $(DEMO).capsule || $(BIN)/capsule pack $(DEMO)/exp.toml -o $(DEMO).capsule
 	$(BIN)/capsule run $(DEMO).capsule
 
+# Two workers, one per core; a test file stays on one worker, so its module fixtures (a trained
+# model, a packed capsule) are made once and its Docker checks see only its own containers.
 test: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 # The unit tests only (about 2 minutes): the edit loop's check.
 test-fast: $(STAMP)
