@@ -14,10 +14,12 @@ each trial; it still reads, and the first trial recorded into it rewrites it as 
 
 from __future__ import annotations
 
+import io
 import re
 import tomllib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -25,7 +27,7 @@ from tomlkit.items import Array, Item, Trivia, Whitespace
 
 from capsule import records
 from capsule.errors import CapsuleError, CapsuleFileError, DigestMismatch, SourceError
-from capsule.files import read_text_limited, unsafe_relative_name, write_atomic
+from capsule.files import open_regular, read_text_limited, unsafe_relative_name, write_atomic
 from capsule.hashing import digest_of, sha256_bytes
 from capsule.numerics import Numerics
 from capsule.space import Value
@@ -273,13 +275,73 @@ def parse_capsule(text: str, source: str = "capsule", trials: bool = True) -> Ca
     """
     if len(text) > MAX_CAPSULE_BYTES:
         raise CapsuleFileError(f"{source}: larger than {MAX_CAPSULE_BYTES} bytes")
-    match = _FORMAT_LINE.search(text[:SEAL_SEARCH])
-    if match is not None and match.group(1) == str(FORMAT):
-        header, records_text, first_line = records.split(text, source)
-    else:
-        header, records_text, first_line = text, "", 0
-    if len(header) > MAX_HEADER_BYTES:
-        raise CapsuleFileError(f"{source}: header larger than {MAX_HEADER_BYTES} bytes")
+    return _parse(_Lines(io.BytesIO(text.encode("utf-8", "surrogatepass")), source), trials)
+
+
+class _Lines:
+    """A capsule's lines as bytes, newlines kept, at most MAX_CAPSULE_BYTES of them in all.
+
+    A capsule is read line by line, so the header is decoded alone and each trial record is
+    checked and validated as it comes: reading never holds the file's text, let alone copies.
+    """
+
+    def __init__(self, stream: BinaryIO, source: str) -> None:
+        self.stream = stream
+        self.source = source
+        self.left = MAX_CAPSULE_BYTES
+        self.number = 0  # lines read so far
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.stream.readline(self.left + 1)
+        if not line:
+            raise StopIteration
+        self.left -= len(line)
+        if self.left < 0:
+            raise CapsuleFileError(f"{self.source}: larger than {MAX_CAPSULE_BYTES} bytes")
+        self.number += 1
+        return line
+
+    def header(self) -> tuple[bytes, bool]:
+        """The lines up to the records' section line, and whether that line was found."""
+        lines: list[bytes] = []
+        size = 0
+        marker = records.SECTION.encode()
+        for line in self:
+            if line.rstrip(b"\n") == marker and self.number > 1:
+                return b"".join(lines), True
+            size += len(line)
+            if size > MAX_HEADER_BYTES:
+                raise CapsuleFileError(
+                    f"{self.source}: header larger than {MAX_HEADER_BYTES} bytes"
+                )
+            lines.append(line)
+        return b"".join(lines), False
+
+
+def _decoded(raw: bytes, source: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise CapsuleFileError(f"{source}: capsule is not UTF-8 text (byte {exc.start})") from None
+
+
+def _parse(lines: _Lines, trials: bool) -> Capsule:
+    source = lines.source
+    raw, marked = lines.header()
+    header = _decoded(raw, source)
+    match = _FORMAT_LINE.search(header[:SEAL_SEARCH])
+    format2 = match is not None and match.group(1) == str(FORMAT)
+    if format2 and not marked:
+        raise CapsuleFileError(f"{source}: no {records.SECTION} section: not a capsule of format 2")
+    first_line = lines.number + 1
+    if not format2 and marked:  # the whole file is the header (format 1, or not a capsule)
+        rest = b"".join(lines)
+        if len(raw) + len(rest) > MAX_HEADER_BYTES:
+            raise CapsuleFileError(f"{source}: header larger than {MAX_HEADER_BYTES} bytes")
+        header = _decoded(raw + records.SECTION.encode() + b"\n" + rest, source)
     try:
         data = load_toml(header)
     except tomllib.TOMLDecodeError as exc:
@@ -305,17 +367,9 @@ def parse_capsule(text: str, source: str = "capsule", trials: bool = True) -> Ca
             raise SourceError(f"{source}: embedded source {src.name}: text does not match sha256")
     if seal is None or not trials:
         return capsule
-    found, _cut = records.read(records_text, first_line, capsule.digest, seal, source)
-    # Records are in the order trials finished (the chain's); readers get them by number, as
-    # format 1 kept them.
-    by_number = sorted(_trials(found, source), key=lambda t: t.number)
-    return capsule.model_copy(update={"trials": by_number})
-
-
-def _trials(found: list[records.Record], source: str) -> list[Trial]:
-    out: list[Trial] = []
     seen: dict[int, int] = {}
-    for record in found:
+
+    def accept(record: records.Record) -> Trial:
         where = f"{source}:{record.line}: trial record {record.index:05d}"
         try:
             trial = Trial.model_validate_json(record.json)
@@ -327,8 +381,12 @@ def _trials(found: list[records.Record], source: str) -> list[Trial]:
                 f"{seen[trial.number]:05d})"
             )
         seen[trial.number] = record.index
-        out.append(trial)
-    return out
+        return trial
+
+    found, _cut = records.read(lines, first_line, capsule.digest, seal, source, accept)
+    # Records are in the order trials finished (the chain's); readers get them by number, as
+    # format 1 kept them.
+    return capsule.model_copy(update={"trials": sorted(found, key=lambda t: t.number)})
 
 
 def header_bytes(path: Path) -> bytes:
@@ -341,8 +399,8 @@ def header_bytes(path: Path) -> bytes:
 
 
 def read_capsule(path: Path, trials: bool = True) -> Capsule:
-    text = read_text_limited(path, MAX_CAPSULE_BYTES, "capsule", CapsuleFileError)
-    return parse_capsule(text, str(path), trials)
+    with open_regular(path, "capsule", CapsuleFileError) as stream:
+        return _parse(_Lines(stream, str(path)), trials)
 
 
 def _literal_ok(text: str) -> bool:
