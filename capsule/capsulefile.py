@@ -186,7 +186,7 @@ class Trial(Locked):
     params: dict[str, Value] = {}
     metrics: dict[str, float] = {}
     fidelity: dict[str, str] = {}
-    artifacts: dict[str, Sha256] = {}
+    artifacts: dict[str, str] = {}  # name -> sha256 hex digest (see `_checked_artifacts`)
     runtime: str = ""
     image: str | None = None
     worker: Annotated[str, Field(max_length=256)] | None = None  # the Dask worker that ran it
@@ -204,12 +204,33 @@ class Trial(Locked):
 
     @field_validator("artifacts")
     @classmethod
-    def _safe_names(cls, artifacts: dict[str, str]) -> dict[str, str]:
-        for name in artifacts:  # joined to trial folders by verify and export
+    def _checked_artifacts(cls, artifacts: dict[str, str]) -> dict[str, str]:
+        """Names safe to join to trial folders (verify and export do), values sha256 digests.
+
+        Checked in one pass over all of a trial's hundred-odd artifacts: a pattern per value
+        and a call per name took half the time of reading 10,000 records. Every value 64
+        characters long, and nothing left of them all once the lowercase hex digits are
+        deleted, is each value a digest.
+        """
+        values = "".join(artifacts.values())
+        lengths = set(map(len, artifacts.values()))
+        if lengths - {64} or values.encode("utf-8", "replace").translate(None, _HEX_DIGITS):
+            name = next(n for n, v in artifacts.items() if not re.fullmatch(SHA256_RE, v))
+            raise ValueError(f"artifact {name!r}: not a sha256 digest (64 hex digits, lowercase)")
+        unseen = artifacts.keys() - _SAFE_NAMES
+        for name in sorted(unseen):
             reason = unsafe_relative_name(name)
             if reason:
                 raise ValueError(f"artifact name {name!r} {reason}")
+        if len(_SAFE_NAMES) < MAX_SAFE_NAMES:
+            _SAFE_NAMES.update(unseen)
         return artifacts
+
+
+# Artifact names found safe, remembered: every record names the same hundred-odd artifacts.
+_SAFE_NAMES: set[str] = set()
+MAX_SAFE_NAMES = 1 << 16
+_HEX_DIGITS = b"0123456789abcdef"
 
 
 class Capsule(Locked):

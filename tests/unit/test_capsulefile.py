@@ -192,3 +192,16 @@ def test_written_files_get_ordinary_permissions(packed: Path, tmp_path: Path) ->
     out = tmp_path / "c.capsule"
     write_capsule(read_capsule(packed), out)
     assert out.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["a" * 63, "a" * 65, "A" * 64, "a" * 63 + "\n", "a" * 63 + "g", "é" * 64, "a" * 62 + "  "],
+)
+def test_an_artifact_hash_that_is_not_a_sha256_digest_is_refused_naming_it(bad: str) -> None:
+    from pydantic import ValidationError
+
+    good = "0123456789abcdef" * 4
+    with pytest.raises(ValidationError, match="artifact 'b': not a sha256 digest"):
+        Trial(number=0, status="ok", artifacts={"a": good, "b": bad, "c": good})
+    assert Trial(number=0, status="ok", artifacts={"a": good, "c": good}).artifacts["c"] == good
