@@ -14,6 +14,8 @@ each trial; it still reads, and the first trial recorded into it rewrites it as 
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import io
 import re
 import tomllib
@@ -404,10 +406,25 @@ def _parse(lines: _Lines, trials: bool) -> Capsule:
         seen[trial.number] = record.index
         return trial
 
-    found, _cut = records.read(lines, first_line, capsule.digest, seal, source, accept)
+    with _collector_paused():
+        found, _cut = records.read(lines, first_line, capsule.digest, seal, source, accept)
     # Records are in the order trials finished (the chain's); readers get them by number, as
     # format 1 kept them.
     return capsule.model_copy(update={"trials": sorted(found, key=lambda t: t.number)})
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while records are read: they are millions of objects
+    and none of them garbage, and its full passes over them took a fifth of reading 10,000
+    records. Reference counting still frees what is dropped."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def header_bytes(path: Path) -> bytes:
