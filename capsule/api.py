@@ -153,7 +153,7 @@ def _environment(spec: Spec, runtime: str | None) -> EnvironmentLock:
     ref = spec.runtime.image or image.trial_tag()
     try:
         engine = image.client()
-        image.info(engine, ref)
+        found = image.info(engine, ref)
     except image.ImageError as exc:
         if kind == "docker":
             raise
@@ -164,7 +164,7 @@ def _environment(spec: Spec, runtime: str | None) -> EnvironmentLock:
         return host_environment()
     from capsule.runtime.docker import image_environment
 
-    return image_environment(engine, ref)
+    return image_environment(engine, found)
 
 
 def _existing(path: Path, force: bool) -> Capsule | None:
