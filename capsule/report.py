@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import html
 import io
 import itertools
@@ -31,6 +32,7 @@ from string import Template
 from typing import Any
 
 import matplotlib.style
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -142,14 +144,15 @@ def _draw(
 
     # Thousands of points in default-sized markers merge into one blot; smaller ones do not.
     size = None if len(points) <= DENSE else 4.0
-    groups = sorted({key(p[2])[1] for p in points})
-    ordered = sorted(points, key=lambda p: key(p[2]))
-    for (broken, group), chosen in itertools.groupby(ordered, key=lambda p: key(p[2])):
-        shown = list(chosen)
+    keyed = [(key(p[2]), p) for p in points]  # once each: thousands of points
+    groups = sorted({k[1] for k, _ in keyed})
+    ordered = sorted(keyed, key=lambda kp: kp[0])
+    for (broken, group), chosen in itertools.groupby(ordered, key=lambda kp: kp[0]):
+        shown = [p for _, p in chosen]
         label = "breaks a constraint" if broken else "meets the constraints"
         ax.scatter(
-            [p[0] for p in shown],
-            [p[1] for p in shown],
+            np.array([p[0] for p in shown], dtype=float),  # lists cost matplotlib a mask each
+            np.array([p[1] for p in shown], dtype=float),
             marker=(BROKEN if broken else MARKERS)[groups.index(group) % len(MARKERS)],
             color="tab:gray" if broken else "tab:blue",
             label=f"{label}: {group}" if group else label,
@@ -399,6 +402,7 @@ def _csv(
 ) -> str:
     params = parameters(spec.search.space)
     metrics = sorted({m for t in trials for m in t.metrics})
+    shown = functools.lru_cache(maxsize=1 << 14)(visible)  # cells repeat across trials
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
@@ -421,7 +425,7 @@ def _csv(
         row += [t.runtime, t.image or "", t.threads, ";".join(t.cache_hits), t.stage or ""]
         row += [t.error or "", repr(t.duration_s)]
         row += [_text(t.level) if t.level is not None else "", _opt(t.tool_s)]
-        writer.writerow([visible(c) if isinstance(c, str) else c for c in row])
+        writer.writerow([shown(c) if isinstance(c, str) else c for c in row])
     return buffer.getvalue()
 
 
