@@ -318,21 +318,29 @@ class _Lines:
         return self
 
     def __next__(self) -> bytes:
-        line = self.stream.readline(self.left + 1)
-        if not line:
+        line = self.line(self.left)
+        if line is None:
             raise StopIteration
+        return line
+
+    def line(self, most: int) -> bytes | None:
+        """The next line, or None at the end; a line longer than `most` comes back cut at
+        `most` + 1 bytes (so a caller bounding a part of the file sees it is too long)."""
+        line = self.stream.readline(min(self.left, most) + 1)
+        if not line:
+            return None
         self.left -= len(line)
         if self.left < 0:
             raise CapsuleFileError(f"{self.source}: larger than {MAX_CAPSULE_BYTES} bytes")
         self.number += 1
         return line
 
-    def header(self) -> tuple[bytes, bool]:
-        """The lines up to the records' section line, and whether that line was found."""
+    def header(self, size: int = 0) -> tuple[bytes, bool]:
+        """The lines up to the records' section line, and whether that line was found; at most
+        MAX_HEADER_BYTES in all, `size` of them read before."""
         lines: list[bytes] = []
-        size = 0
         marker = records.SECTION.encode()
-        for line in self:
+        while (line := self.line(MAX_HEADER_BYTES - size)) is not None:
             if line.rstrip(b"\n") == marker and self.number > 1:
                 return b"".join(lines), True
             size += len(line)
@@ -342,6 +350,18 @@ class _Lines:
                 )
             lines.append(line)
         return b"".join(lines), False
+
+    def rest(self, size: int) -> bytes:
+        """The lines left, all header (a file with no records), `size` bytes of it read before."""
+        parts = []
+        while True:
+            part, marked = self.header(size)
+            parts.append(part)
+            size += len(part)
+            if not marked:
+                return b"".join(parts)
+            parts.append(records.SECTION.encode() + b"\n")
+            size += len(parts[-1])
 
 
 def _decoded(raw: bytes, source: str) -> str:
@@ -361,10 +381,8 @@ def _parse(lines: _Lines, trials: bool) -> Capsule:
         raise CapsuleFileError(f"{source}: no {records.SECTION} section: not a capsule of format 2")
     first_line = lines.number + 1
     if not format2 and marked:  # the whole file is the header (format 1, or not a capsule)
-        rest = b"".join(lines)
-        if len(raw) + len(rest) > MAX_HEADER_BYTES:
-            raise CapsuleFileError(f"{source}: header larger than {MAX_HEADER_BYTES} bytes")
-        header = _decoded(raw + records.SECTION.encode() + b"\n" + rest, source)
+        marker = records.SECTION.encode() + b"\n"
+        header = _decoded(raw + marker + lines.rest(len(raw) + len(marker)), source)
     try:
         data = load_toml(header)
     except tomllib.TOMLDecodeError as exc:
