@@ -4,7 +4,8 @@ The capsule is the example's, packed here; its trials are synthetic records shap
 example's own (103 artifact hashes, twelve metrics with their fidelity, four layers, params),
 each with its own values. Recording goes through the real code path (`append_trial`, what
 `capsule run` calls after each trial); the baseline is what format 1 did after every trial:
-rewrite the whole capsule (`write_capsule`). Reading is `capsule show` in a fresh process.
+rewrite the whole capsule (`write_capsule`). Reading is `capsule show` in a fresh process, and
+`capsule report` (its tables summarised, every trial in trials.csv, which is checked) in another.
 """
 
 from __future__ import annotations
@@ -150,6 +151,26 @@ def run() -> list[Row]:
                 show_s / read_s,
                 "<= 2 s",
                 show_s <= 2.0,
+            )
+        )
+        start = time.perf_counter()
+        written = subprocess.run(
+            [sys.executable, "-m", "capsule", "report", str(path), "-o", f"{tmp}/report"],
+            capture_output=True,
+            text=True,
+        )
+        report_s = time.perf_counter() - start
+        assert written.returncode == 0, written.stderr
+        csv_rows = (Path(tmp) / "report" / "trials.csv").read_text().count("\n") - 1
+        assert csv_rows == last, csv_rows
+        rows.append(
+            Row(
+                f"capsule report, {last:,} trials (s)",
+                f"read alone {read_s:.2f}",
+                f"{report_s:.2f}",
+                report_s / read_s,
+                "-",
+                None,
             )
         )
     return rows

@@ -153,7 +153,7 @@ def _environment(spec: Spec, runtime: str | None) -> EnvironmentLock:
     ref = spec.runtime.image or image.trial_tag()
     try:
         engine = image.client()
-        image.info(engine, ref)
+        found = image.info(engine, ref)
     except image.ImageError as exc:
         if kind == "docker":
             raise
@@ -164,7 +164,7 @@ def _environment(spec: Spec, runtime: str | None) -> EnvironmentLock:
         return host_environment()
     from capsule.runtime.docker import image_environment
 
-    return image_environment(engine, ref)
+    return image_environment(engine, found)
 
 
 def _existing(path: Path, force: bool) -> Capsule | None:
@@ -359,11 +359,12 @@ def export(
     return export_trial(capsule_path, capsule, root, out, options, run_dir)
 
 
-def report(capsule_path: Path, out: Path) -> list[Path]:
-    """Write the paper's figures and tables for a capsule's results into `out`; the files."""
+def report(capsule: Path | Capsule, out: Path) -> list[Path]:
+    """Write the paper's figures and tables for a capsule's results (a file, or one already
+    read) into `out`; the files."""
     from capsule.report import write_report
 
-    return write_report(load(capsule_path), out)
+    return write_report(capsule if isinstance(capsule, Capsule) else load(capsule), out)
 
 
 def run(

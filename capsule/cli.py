@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import json
 import sys
 import warnings
@@ -20,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from capsule import api, render
+from capsule.capsulefile import Capsule
 from capsule.errors import EXIT_MISMATCH, CapsuleError, CapsuleWarning
 from capsule.version import __version__
 
@@ -133,6 +135,16 @@ def pack(
     console.print(f"packed {output} ({capsule.digest})")
 
 
+def _read_to_keep(path: Path) -> Capsule:
+    """`api.load` for a command that reads a capsule, prints and exits: what it read lives
+    until the process ends, so it is moved out of the cyclic collector's sight (`gc.freeze`),
+    whose passes over 10,000 trial records (millions of objects, none garbage) took a fifth of
+    `capsule show`."""
+    capsule = api.load(path)
+    gc.freeze()
+    return capsule
+
+
 @app.command()
 @_errors
 def show(
@@ -145,7 +157,7 @@ def show(
     ] = False,
 ) -> None:
     """Check a capsule (format, schema, digest) and summarise it."""
-    loaded = api.load(capsule)
+    loaded = _read_to_keep(capsule)
     if sources:
         console.print(render.sources(loaded))
     elif as_json:
@@ -436,7 +448,7 @@ def report(
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write into.")],
 ) -> None:
     """Write index.html, PNG figures, trials.csv and best.md/best.tex for a paper."""
-    written = api.report(capsule, output)
+    written = api.report(_read_to_keep(capsule), output)
     console.print(f"wrote {len(written)} files to {output}; open {output / 'index.html'}")
 
 

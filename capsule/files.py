@@ -16,7 +16,9 @@ import re
 import socket
 import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 # A temp file's name says which process writes it (`.NAME.<pid>-<space>.<random>.tmp`), so the
 # next writer of NAME can remove those of writers that died (SIGKILL, power loss) mid-write: a
@@ -98,12 +100,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def read_limited(path: Path, limit: int, what: str, error: type[Exception]) -> bytes:
-    """The bytes of `path`, refusing more than `limit` of them: every file capsule reads from
-    a spec, a capsule or a tool is bounded, so a hostile or broken input cannot exhaust memory.
-    Only regular files are read: a FIFO, a device or a socket would block or never end, so the
-    file is opened without blocking and checked (`fstat`) before the first read. Errors are
-    `error("<path>: ...")`, one line naming `what` was being read."""
+@contextlib.contextmanager
+def open_regular(path: Path, what: str, error: type[Exception]) -> Iterator[BinaryIO]:
+    """`path` opened for reading, if it is a regular file: a FIFO, a device or a socket would
+    block or never end, so the file is opened without blocking and checked (`fstat`) before
+    the first read. Errors are `error("<path>: ...")`, one line naming `what` was being read;
+    the caller bounds what it reads."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
@@ -114,12 +116,22 @@ def read_limited(path: Path, limit: int, what: str, error: type[Exception]) -> b
             kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
             raise error(f"{path}: cannot read {what}: {kind}")
         os.set_blocking(fd, True)
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            raw = f.read(limit + 1)
+        # 64 KiB buffers: reading a capsule's 10,000 records line by line through the default
+        # 8 KiB took three times as long.
+        with os.fdopen(fd, "rb", buffering=1 << 16, closefd=False) as f:
+            yield f
     except OSError as exc:
         raise error(f"{path}: cannot read {what}: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
+
+
+def read_limited(path: Path, limit: int, what: str, error: type[Exception]) -> bytes:
+    """The bytes of `path`, refusing more than `limit` of them: every file capsule reads from
+    a spec, a capsule or a tool is bounded, so a hostile or broken input cannot exhaust memory.
+    Only regular files are read (`open_regular`)."""
+    with open_regular(path, what, error) as f:
+        raw = f.read(limit + 1)
     if len(raw) > limit:
         raise error(f"{path}: {what} is larger than {limit} bytes")
     return raw

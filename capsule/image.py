@@ -92,8 +92,9 @@ def client() -> Any:
     from docker.errors import DockerException
 
     try:
+        # Asks the engine its API version (no version given), which a ping would only repeat:
+        # each request is a few milliseconds of a warm re-pack.
         engine = docker.from_env(timeout=600)
-        engine.ping()
     except DockerException as exc:
         raise ImageError(
             f"no Docker engine answers ({str(exc).splitlines()[0][:200]}); start it "

@@ -28,9 +28,10 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from capsule.errors import CapsuleError, CapsuleFileError
 
@@ -43,22 +44,23 @@ SECTION_COMMENT = (
 COUNT_DIGITS = 9
 SEAL_KEY = "sealed"
 _SEAL_RE = re.compile(rb'^sealed = "(\d{9}) (sha256:[0-9a-f]{64})"$', re.MULTILINE)
-_LINE_HEAD = re.compile(r"(\d{5,9}) = \['")
-_LINE_TAIL = re.compile(r"""', "(sha256:[0-9a-f]{64})"\]""")
+_LINE_HEAD = re.compile(rb"(\d{5,9}) = \['")
+_LINE_TAIL = re.compile(rb"""', "(sha256:[0-9a-f]{64})"\]""")
 TAIL_LEN = len('\', "sha256:"]') + 64
 # The seal sits right below the header's first keys; a capsule whose seal is not in its first
 # bytes was not written by capsule.
 SEAL_WITHIN = 64 << 10
 TAIL_CHUNK = 256 << 10
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class Record:
-    """One parsed record line: where it is, its JSON text and its link."""
+    """One parsed record line: where it is, its JSON bytes and its link."""
 
     index: int
     line: int  # 1-based, in the whole file
-    json: str
+    json: bytes
     link: str
 
     def data(self) -> Any:
@@ -73,22 +75,29 @@ def encode(data: dict[str, Any]) -> str:
     return text.replace("'", "\\u0027").replace("\x7f", "\\u007f")
 
 
-def _parse_line(text: str) -> tuple[str, str, str] | None:
-    """A record line's key, JSON and link, or None. Its two ends by pattern and the middle by
-    a search for `'` (which no record JSON holds): a regular expression over the whole line
-    took most of the time of reading 10,000 records."""
+def _parse_line(text: bytes) -> tuple[int, bytes, str] | None:
+    """A record line's (without its newline) key, JSON and link, or None. Its two ends by
+    pattern and the middle by a search for `'` (which no record JSON holds): a regular
+    expression over the whole line took most of the time of reading 10,000 records. The JSON is
+    ASCII, as `encode` writes it."""
     head = _LINE_HEAD.match(text)
     tail = _LINE_TAIL.fullmatch(text, len(text) - TAIL_LEN) if len(text) > TAIL_LEN else None
     if head is None or tail is None or head.end() > len(text) - TAIL_LEN:
         return None
     middle = text[head.end() : len(text) - TAIL_LEN]
-    if "'" in middle:
+    if b"'" in middle or not middle.isascii():
         return None
-    return head.group(1), middle, tail.group(1)
+    return int(head.group(1)), middle, tail.group(1).decode()
+
+
+def _link(previous: str, json_bytes: bytes) -> str:
+    digest = hashlib.sha256(previous.encode() + b"\n")
+    digest.update(json_bytes)
+    return "sha256:" + digest.hexdigest()
 
 
 def link(previous: str, json_text: str) -> str:
-    return "sha256:" + hashlib.sha256(f"{previous}\n{json_text}".encode()).hexdigest()
+    return _link(previous, json_text.encode())
 
 
 def line(index: int, json_text: str, this_link: str) -> str:
@@ -110,57 +119,61 @@ def render(start: str, trials: list[dict[str, Any]]) -> tuple[str, int, str]:
     return "".join(parts), len(trials), last
 
 
-def split(text: str, source: str) -> tuple[str, str, int]:
-    """The header's text, the records' text and the line the records start on."""
-    marker = f"\n{SECTION}\n"
-    at = (text + "\n").find(marker)  # a file that ends at the marker line holds no records
-    if at < 0:
-        raise CapsuleFileError(f"{source}: no {SECTION} section: not a capsule of format 2")
-    header = text[: at + 1]
-    return header, text[at + len(marker) :], header.count("\n") + 2
-
-
 def read(
-    records_text: str, first_line: int, start: str, seal: tuple[int, str], source: str
-) -> tuple[list[Record], bool]:
-    """Every whole record, checked against the chain and the seal; and whether a last line cut
-    short (by a kill) was dropped. Anything else that does not chain is refused, named."""
-    lines = records_text.split("\n")
-    cut = lines[-1] != ""  # no newline after the last line: written in part
-    whole = lines[:-1]
-    out: list[Record] = []
+    lines: Iterable[bytes],
+    first_line: int,
+    start: str,
+    seal: tuple[int, str],
+    source: str,
+    accept: Callable[[Record], T],
+) -> tuple[list[T], bool]:
+    """What `accept` makes of every whole record, each checked against the chain before it is
+    accepted and all against the seal; and whether a last line cut short (by a kill) was
+    dropped. Anything else that does not chain is refused, named.
+
+    `lines` are the file's lines after the section line, as bytes with their newlines (a
+    file's own iterator): each record is hashed and handed on as it is read, so reading holds
+    the accepted records and one line, never the records' text whole.
+    """
+    out: list[T] = []
+    links: list[str] = []
     previous = start
-    for offset, text in enumerate(whole):
+    cut = False
+    for offset, raw in enumerate(lines):
+        if not raw.endswith(b"\n"):  # no newline after the last line: written in part
+            cut = True
+            break
         number = first_line + offset
-        parsed = _parse_line(text)
+        parsed = _parse_line(raw[:-1])
         where = f"{source}:{number}"
         if parsed is None:
             raise CapsuleFileError(f"{where}: not a trial record line (edited?)")
-        key, json_text, this_link = parsed
-        if int(key) != len(out):
+        key, json_bytes, this_link = parsed
+        if key != len(links):
             raise CapsuleFileError(
-                f"{where}: trial record {key} where record {len(out):05d} belongs (records "
-                "removed, reordered or duplicated)"
+                f"{where}: trial record {key:05d} where record {len(links):05d} belongs "
+                "(records removed, reordered or duplicated)"
             )
-        if link(previous, json_text) != this_link:
+        if _link(previous, json_bytes) != this_link:
             raise CapsuleFileError(
-                f"{where}: trial record {key} does not chain: it, or a record before it, was "
-                "edited, removed or reordered"
+                f"{where}: trial record {key:05d} does not chain: it, or a record before it, "
+                "was edited, removed or reordered"
             )
-        out.append(Record(len(out), number, json_text, this_link))
+        out.append(accept(Record(len(links), number, json_bytes, this_link)))
+        links.append(this_link)
         previous = this_link
     count, sealed_link = seal
     sealed_ok = (count == 0 and sealed_link == start) or (
-        0 < count <= len(out) and out[count - 1].link == sealed_link
+        0 < count <= len(links) and links[count - 1] == sealed_link
     )
     if not sealed_ok:
         raise CapsuleFileError(
-            f"{source}: trial records do not match the seal ({count} sealed, {len(out)} found): "
-            "records were removed or edited"
+            f"{source}: trial records do not match the seal ({count} sealed, {len(links)} "
+            "found): records were removed or edited"
         )
-    if len(out) > count + 1:
+    if len(links) > count + 1:
         raise CapsuleFileError(
-            f"{source}: {len(out) - count} trial records after the seal (at most one, from a "
+            f"{source}: {len(links) - count} trial records after the seal (at most one, from a "
             "run killed while it recorded): records were added by hand"
         )
     return out, cut
@@ -217,7 +230,7 @@ def append(path: Path, data: dict[str, Any]) -> None:
             os.ftruncate(fd, end)
             size = end
             end, last = _last_line(fd, size)
-        index, previous = _tail(last.decode("utf-8", "replace").rstrip("\n"), count, sealed_link)
+        index, previous = _tail(last.rstrip(b"\n"), count, sealed_link)
         text = encode(data)
         new_link = link(previous, text)
         os.lseek(fd, size, os.SEEK_SET)
@@ -230,16 +243,16 @@ def append(path: Path, data: dict[str, Any]) -> None:
         os.close(fd)
 
 
-def _tail(last: str, count: int, sealed_link: str) -> tuple[int, str]:
+def _tail(last: bytes, count: int, sealed_link: str) -> tuple[int, str]:
     """The next record's index and the link it chains from, given the file's last line."""
-    if last == SECTION:
+    if last == SECTION.encode():
         if count != 0:
             raise CapsuleFileError(f"the seal counts {count} records but there are none")
         return 0, sealed_link
     parsed = _parse_line(last)
     if parsed is None:
         raise CapsuleFileError("its last line is not a trial record (edited?)")
-    index, this_link = int(parsed[0]), parsed[2]
+    index, this_link = parsed[0], parsed[2]
     if (index == count - 1 and this_link == sealed_link) or index == count:
         return index + 1, this_link  # sealed; or whole but not yet sealed (a kill): sealed now
     raise CapsuleFileError(f"its last record ({index:05d}) does not match the seal ({count})")

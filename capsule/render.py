@@ -17,20 +17,16 @@ from rich.table import Table
 from rich.text import Text
 
 from capsule import fidelity
-from capsule.capsulefile import AppliedLayer, Capsule, Trial
+from capsule.capsulefile import AppliedLayer, Capsule
 from capsule.diff import Difference
 from capsule.doctor import Finding
 from capsule.flow.estimate import Layer
 from capsule.reports import RESOURCE_NAMES, ProjectReports, to_metrics
-from capsule.spec import Spec
+from capsule.summary import summarise
 from capsule.trial import TrialResult
 from capsule.verify import Verification
 
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")
-# Rows of the run summary's Pareto front and failed-trials tables: a search of thousands of
-# trials is summarised, its every trial listed in the report's trials.csv.
-FRONT_ROWS = 20
-FAILED_ROWS = 10
 
 # C0 and C1 controls, DEL, and the invisible Unicode format characters that reorder or hide text
 # (bidirectional overrides and isolates, zero-width characters, line/paragraph separators).
@@ -190,10 +186,6 @@ def differences(diffs: list[Difference]) -> RenderableType:
     for d in diffs:
         _row(table, d.section, d.key, d.a, d.b)
     return table
-
-
-# Trials listed with their error: failures, and C simulations that collapsed (not scored).
-FLAGGED = ("failed", "timeout", "oom", "collapsed")
 
 
 def trial_result(result: TrialResult, out: Path) -> RenderableType:
@@ -363,21 +355,15 @@ def params_table(title: str, trials: list[Any], space_keys: list[str]) -> Table:
 
 def results(capsule: Capsule, top: int = 10) -> RenderableType:
     """The best trials by the search's loss, then the Pareto front of the objectives."""
-    from capsule.run import outcome
-    from capsule.search import hypervolume, losses, pareto_front, ranked
-
     spec = capsule.spec
-    trials = capsule.trials
-    if not trials:
+    if not capsule.trials:
         return Text("no trials yet (`capsule run CAPSULE` searches)")
+    found = summarise(capsule)
+    trials, scored, at = found.trials, found.scored, found.at
     keys = sorted(spec.search.space)
-    scored = losses(spec, [outcome(t) for t in trials])
     names = list(
         dict.fromkeys([o.metric for o in spec.objectives] + [c.metric for c in spec.constraints])
     )
-    counts: dict[str, int] = {}
-    for t in trials:
-        counts[t.status] = counts.get(t.status, 0) + 1
 
     def table(title: str, chosen: list[Any]) -> Table:
         """Numbers right-aligned and never wrapped; a metric's fidelity in its header when every
@@ -413,40 +399,30 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             )
         return out
 
-    # A multi-fidelity search ranks and fronts the highest level reached only, so estimated and
-    # synthesized values of the same metric are never compared with each other.
-    level = fidelity.highest_level(trials)
-    pool = trials if level is None else [t for t in trials if t.level == level]
-    at = "" if level is None else f" at level {level} ({fidelity.NAMES[level]})"
-    by_number = {t.number: t for t in pool}
-    best = [by_number[n] for n in ranked(spec, [outcome(t) for t in pool])]
-    failed = [t for t in trials if t.status in FLAGGED]
-    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
-    front = set(pareto_front(spec, [outcome(t) for t in pool]))
+    best = found.ranked
+    summary = ", ".join(f"{n} {status}" for status, n in found.counts.items())
     objectives = " vs ".join(f"{o.metric} ({o.direction[:3]})" for o in spec.objectives)
     runtimes = sorted({t.runtime or "?" for t in trials})
     hits = {u: sum(u in t.cache_hits for t in trials) for u in ("train", "hls", "synth")}
     reused = ", ".join(f"{u} in {n}" for u, n in hits.items() if n) or "none"
-    on_front = sorted((t for t in pool if t.number in front), key=lambda t: t.number)
-    front_rows = along_front(spec, on_front, FRONT_ROWS)
+    front_rows = found.front_rows(spec)
     front_title = f"Pareto front{at}: {objectives}"
-    if len(front_rows) < len(on_front):
+    if len(front_rows) < len(found.front):
         front_title += (
-            f" ({len(front_rows)} of {len(on_front)}, evenly along "
+            f" ({len(front_rows)} of {len(found.front)}, evenly along "
             f"{spec.objectives[0].metric}; every trial: trials.csv of `capsule report`)"
         )
     parts: list[RenderableType] = [
         plain(f"{len(trials)} trials: {summary}", style="bold"),
         plain(f"runtime {', '.join(runtimes)}; taken from the stage cache: {reused}"),
-        *([] if level is None else [levels(capsule)]),
+        *([] if found.level is None else [levels(capsule)]),
         table(f"best {min(top, len(best))} trials{at}", best[:top]),
         table(front_title, front_rows),
     ]
-    volume = hypervolume(spec, [outcome(t) for t in pool])
-    if volume is not None:
-        parts.append(plain(volume.describe(spec.objectives) + at))
+    if found.volume is not None:
+        parts.append(plain(found.volume.describe(spec.objectives) + at))
     shown = {t.number for t in best[:top]} | {t.number for t in front_rows}
-    listed = [t for t in pool if t.number in shown]
+    listed = [t for t in found.pool if t.number in shown]
     parts.append(params_table("params of the trials above", listed, keys))
     if best and best[0].layers:
         parts.append(
@@ -455,11 +431,11 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     if best and best[0].estimate_missing:
         missing = ", ".join(best[0].estimate_missing)
         parts.append(plain(f"trial {best[0].number}: estimate is partial, not counted: {missing}"))
-    if failed:
+    if found.failed:
+        failed = found.last_failed()
         title = "failed or collapsed trials"
-        if len(failed) > FAILED_ROWS:
-            title += f" (the last {FAILED_ROWS} of {len(failed)}; every trial: trials.csv)"
-            failed = failed[-FAILED_ROWS:]
+        if len(failed) < len(found.failed):
+            title += f" (the last {len(failed)} of {len(found.failed)}; every trial: trials.csv)"
         fails = Table(title=title, title_justify="left")
         for column in ("trial", "status", "stage", "error", "last output"):
             fails.add_column(column, overflow="fold")
@@ -469,17 +445,6 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             _row(fails, str(t.number), t.status, t.stage or "-", t.error or "-", tail_text)
         parts.append(fails)
     return Group(*parts)
-
-
-def along_front(spec: Spec, front: list[Trial], rows: int) -> list[Trial]:
-    """At most `rows` trials of a Pareto front, evenly spaced along its first objective, its
-    two ends included: a front of thousands stays a table a reader can follow."""
-    if len(front) <= rows:
-        return front
-    first = spec.objectives[0].metric
-    ordered = sorted(front, key=lambda t: (t.metrics[first], t.number))
-    picks = sorted({round(i * (len(ordered) - 1) / (rows - 1)) for i in range(rows)})
-    return sorted((ordered[i] for i in picks), key=lambda t: t.number)
 
 
 def levels(capsule: Capsule) -> RenderableType:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import html
 import io
 import itertools
@@ -31,6 +32,7 @@ from string import Template
 from typing import Any
 
 import matplotlib.style
+import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -41,15 +43,17 @@ from capsule.errors import CapsuleError
 from capsule.files import write_atomic
 from capsule.render import visible
 from capsule.run import outcome
-from capsule.search import Hypervolume, hypervolume, losses, pareto_front, ranked, violation
+from capsule.search import pareto_front, violation
 from capsule.space import Choice, parameters
 from capsule.spec import Objective, Spec
+from capsule.summary import FRONT_ROWS, Summary, along_front, summarise
 
 BEST_TABLE = 5  # rows of best.md and best.tex
 BEST_HTML = 10
 COSTS = ("lut", "dsp", "ff", "bram_18k")  # the hardware cost of a one-objective Pareto figure
 MARKERS = ("o", "s", "^", "D", "v", "P")  # one per fidelity when a metric's fidelities differ
 BROKEN = ("x", "+", "1", "2", "3", "4")  # the same, for trials that break a constraint
+DENSE = 1000  # points in one plot above which markers are drawn small
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = (
     "body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}"
@@ -61,21 +65,14 @@ Figures = list[tuple[str, bytes, str]]  # (file stem, PNG, caption), in the page
 
 def write_report(capsule: Capsule, out: Path) -> list[Path]:
     """Write the report into folder `out` (created if absent); the files written, sorted."""
-    spec, trials = capsule.spec, sorted(capsule.trials, key=lambda t: t.number)
-    # A multi-fidelity search is ranked and fronted at the highest level reached only.
-    level = fidelity.highest_level(trials)
-    pool = trials if level is None else [t for t in trials if t.level == level]
-    outcomes = [outcome(t) for t in pool]
-    scored, front = losses(spec, outcomes), set(pareto_front(spec, outcomes))
-    by_number = {t.number: t for t in pool}
-    best = [by_number[n] for n in ranked(spec, outcomes) if by_number[n].status == "ok"]
-    figures = _figures(spec, trials, pool)
+    found = summarise(capsule)  # what `capsule show` summarises, ranked as `capsule run` does
+    spec, trials = capsule.spec, found.trials
+    front = {t.number for t in found.front}
+    best = [t for t in found.ranked if t.status == "ok"]
+    figures = _figures(spec, trials, found.pool)
     files: dict[str, bytes | str] = {f"figures/{name}.png": png for name, png, _ in figures}
-    volume = hypervolume(spec, outcomes)  # of the same front, whatever proposed the trials
-    files["index.html"] = _html(
-        capsule, trials, scored, front, best[:BEST_HTML], figures, level, volume
-    )
-    files["trials.csv"] = _csv(spec, trials, scored, front)
+    files["index.html"] = _html(capsule, found, best[:BEST_HTML], figures)
+    files["trials.csv"] = _csv(spec, trials, found.scored, front)
     files["best.md"] = _markdown(capsule, best[:BEST_TABLE])
     files["best.tex"] = _latex(capsule, best[:BEST_TABLE])
     for name, data in files.items():
@@ -145,17 +142,21 @@ def _draw(
         broken = violation(spec.constraints, t.metrics) > 0
         return broken, ", ".join(f"{m} {t.fidelity.get(m, 'unknown')}" for m in mixed)
 
-    groups = sorted({key(p[2])[1] for p in points})
-    ordered = sorted(points, key=lambda p: key(p[2]))
-    for (broken, group), chosen in itertools.groupby(ordered, key=lambda p: key(p[2])):
-        shown = list(chosen)
+    # Thousands of points in default-sized markers merge into one blot; smaller ones do not.
+    size = None if len(points) <= DENSE else 4.0
+    keyed = [(key(p[2]), p) for p in points]  # once each: thousands of points
+    groups = sorted({k[1] for k, _ in keyed})
+    ordered = sorted(keyed, key=lambda kp: kp[0])
+    for (broken, group), chosen in itertools.groupby(ordered, key=lambda kp: kp[0]):
+        shown = [p for _, p in chosen]
         label = "breaks a constraint" if broken else "meets the constraints"
         ax.scatter(
-            [p[0] for p in shown],
-            [p[1] for p in shown],
+            np.array([p[0] for p in shown], dtype=float),  # lists cost matplotlib a mask each
+            np.array([p[1] for p in shown], dtype=float),
             marker=(BROKEN if broken else MARKERS)[groups.index(group) % len(MARKERS)],
             color="tab:gray" if broken else "tab:blue",
             label=f"{label}: {group}" if group else label,
+            s=size,
             zorder=2,
         )
 
@@ -176,11 +177,13 @@ def _pareto(spec: Spec, trials: Sequence[Trial]) -> tuple[Figure, str]:
     x, y = objectives
     done = _done(trials, x.metric, y.metric)
     xy = {t.number: (t.metrics[x.metric], t.metrics[y.metric]) for t in done}
+    by_number = {t.number: t for t in done}
     fig = Figure(figsize=(6.4, 4.8), layout="constrained")
     ax = fig.add_subplot()
     _draw(ax, spec, [(*xy[t.number], t) for t in done], [x.metric, y.metric])
     pair = spec.model_copy(update={"objectives": objectives})
     points = sorted((*xy[n], n) for n in pareto_front(pair, [outcome(t) for t in done]))
+    thinned = len(points) > FRONT_ROWS
     if points:
         # A staircase through each neighbour pair's worse corner: the edge of what it dominates.
         path = [points[0][:2]]
@@ -188,9 +191,14 @@ def _pareto(spec: Spec, trials: Sequence[Trial]) -> tuple[Figure, str]:
             corner_y = min(y0, y1) if y.direction == "maximize" else max(y0, y1)
             path += [(x0 if x.direction == "maximize" else x1, corner_y), (x1, y1)]
         ax.plot(*zip(*path, strict=True), color="tab:red", label="Pareto front", zorder=1)
+        # A front of thousands gets the labels of at most FRONT_ROWS trials along it, the ones
+        # `capsule show` lists.
+        on_front = [by_number[n] for _, _, n in points]
+        labelled = {t.number for t in along_front(pair, on_front, FRONT_ROWS)}
         same: dict[tuple[float, float], list[str]] = {}
         for px, py, n in points:  # trials at one point (repeats, cache hits) share a label
-            same.setdefault((px, py), []).append(str(n))
+            if n in labelled:
+                same.setdefault((px, py), []).append(str(n))
         for (px, py), numbers in same.items():
             label = "#" + ",".join(numbers)
             ax.annotate(label, (px, py), xytext=(4, 4), textcoords="offset points", fontsize=8)
@@ -201,7 +209,8 @@ def _pareto(spec: Spec, trials: Sequence[Trial]) -> tuple[Figure, str]:
     return fig, (
         f"Pareto front of {x.metric} against {y.metric}: finished trials meeting the constraints "
         "(filled markers) and breaking them (crosses); the front is joined by a step line and "
-        "labelled by trial number."
+        "labelled by trial number"
+        + (f" ({FRONT_ROWS} of its {len(points)} trials, evenly along it)." if thinned else ".")
     )
 
 
@@ -393,6 +402,7 @@ def _csv(
 ) -> str:
     params = parameters(spec.search.space)
     metrics = sorted({m for t in trials for m in t.metrics})
+    shown = functools.lru_cache(maxsize=1 << 14)(visible)  # cells repeat across trials
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(
@@ -415,7 +425,7 @@ def _csv(
         row += [t.runtime, t.image or "", t.threads, ";".join(t.cache_hits), t.stage or ""]
         row += [t.error or "", repr(t.duration_s)]
         row += [_text(t.level) if t.level is not None else "", _opt(t.tool_s)]
-        writer.writerow([visible(c) if isinstance(c, str) else c for c in row])
+        writer.writerow([shown(c) if isinstance(c, str) else c for c in row])
     return buffer.getvalue()
 
 
@@ -470,27 +480,33 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table>\n<tr>{head}</tr>\n{body}</table>"
 
 
-def _html(
-    capsule: Capsule,
-    trials: Sequence[Trial],
-    scored: dict[int, float | None],
-    front: set[int],
-    best: Sequence[Trial],
-    figures: Figures,
-    level: int | None = None,
-    volume: Hypervolume | None = None,
-) -> str:
-    e, spec = _e, capsule.spec
-    at = "" if level is None else f" at level {level} ({fidelity.NAMES[level]})"
+def _html(capsule: Capsule, found: Summary, best: Sequence[Trial], figures: Figures) -> str:
+    """The page: counts, the best trials, the front and the failures as summaries (at most
+    `FRONT_ROWS` and `FAILED_ROWS` rows, as `capsule show` gives them), every trial in
+    trials.csv."""
+    e, spec, trials, at = _e, capsule.spec, found.trials, found.at
     header = [*_header(spec), "loss"]
 
     def row(t: Trial) -> list[str]:
-        loss = scored.get(t.number)
+        loss = found.scored.get(t.number)
         return [*_cells(spec, t), "-" if loss is None else _sig(loss)]
 
-    statuses = sorted({t.status for t in trials})
-    failed = [t for t in trials if t.status in ("failed", "timeout", "oom", "collapsed")]
     objectives = " vs ".join(f"{o.metric} ({o.direction})" for o in spec.objectives)
+    front = found.front_rows(spec)
+    front_note = (
+        f"<p>{len(front)} of the {len(found.front)} trials on the front, evenly along "
+        f"{e(spec.objectives[0].metric)}, its two ends included; every trial is in "
+        "trials.csv.</p>"
+        if len(front) < len(found.front)
+        else ""
+    )
+    failed = found.last_failed()
+    failed_note = (
+        f"<p>The last {len(failed)} of {len(found.failed)}; every trial is in trials.csv.</p>"
+        if len(failed) < len(found.failed)
+        else ""
+    )
+    volume = found.volume
     parts = [
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">',
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">',
@@ -500,14 +516,13 @@ def _html(
         f"<p>{e(spec.experiment.description)}</p>",
         f"<p>Capsule <code>{e(capsule.digest)}</code>, written by {e(capsule.tool)}.</p>",
         f"<h2>{len(trials)} trials</h2>",
-        _table(
-            ["status", "trials"], [[s, str(sum(t.status == s for t in trials))] for s in statuses]
-        ),
-        *([] if level is None else _levels(capsule)),
+        _table(["status", "trials"], [[s, str(n)] for s, n in found.counts.items()]),
+        *([] if found.level is None else _levels(capsule)),
         f"<h2>Best {len(best)} trials{e(at)} (by the search's loss)</h2>",
         _table(header, [row(t) for t in best]),
         f"<h2>Pareto front{e(at)}: {e(objectives)}</h2>",
-        _table(header, [row(t) for t in trials if t.number in front]),
+        _table(header, [row(t) for t in front]),
+        *([front_note] if front_note else []),
         *([] if volume is None else [f"<p>{e(volume.describe(spec.objectives))}{e(at)}.</p>"]),
         *_built(best[0] if best else None),
         "<h2>Failed trials, and collapsed C simulations (not scored)</h2>",
@@ -515,6 +530,7 @@ def _html(
             ["trial", "status", "stage", "error"],
             [[str(t.number), t.status, t.stage or "-", t.error or "-"] for t in failed],
         ),
+        *([failed_note] if failed_note else []),
         "<h2>Figures</h2>",
     ]
     for name, png, caption in figures:

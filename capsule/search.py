@@ -289,7 +289,10 @@ def ranked(spec: Spec, outcomes: Sequence[Outcome]) -> list[int]:
 
 def pareto_front(spec: Spec, outcomes: Sequence[Outcome]) -> list[int]:
     """Numbers of the trials no other constraint-meeting trial dominates, sorted."""
-    points = _feasible_points(spec, outcomes)
+    return _front(spec, _feasible_points(spec, outcomes))
+
+
+def _front(spec: Spec, points: list[tuple[int, list[float]]]) -> list[int]:
     if len(spec.objectives) == 2:
         return _front_2d(points)
 
@@ -428,7 +431,7 @@ def hypervolume(
             for r, o in zip(reference, objectives, strict=True)
         ]
         how = "given"
-    front = pareto_front(spec, outcomes)
+    front = _front(spec, points)  # the points already found: each outcome checked once
     on_front = set(front)  # what the front dominates is all the points dominate
     value = volume([p for n, p in points if n in on_front], signed_ref)
     units = tuple(

@@ -19,7 +19,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from capsule import numerics, toolchain
 from capsule.capsulefile import Capsule, EnvironmentLock, ImageLock
@@ -40,6 +40,9 @@ from capsule.trial import (
     threads_for,
     trial_params,
 )
+
+if TYPE_CHECKING:
+    from capsule.image import ImageInfo
 
 UID = "1000:1000"
 RUNTIME = "docker"
@@ -187,17 +190,14 @@ def mounts(
     return volumes
 
 
-def image_environment(engine: Any, image_id: str) -> EnvironmentLock:
+def image_environment(engine: Any, found: ImageInfo) -> EnvironmentLock:
     """The environment inside an image, read there by `capsule environment` once per image id.
 
     Read in a throwaway container (no network, read-only) because the packages that matter are
     the image's, not the packing host's. The id is the hash of the image's files and config, so
     what was read in it holds for every later pack with it: kept in the cache, a re-pack starts
-    no container (about 0.4 s each).
+    no container (about 0.4 s each). `found` is the image as the engine described it.
     """
-    from capsule import image
-
-    found = image.info(engine, image_id)
     cached = default_cache_dir() / "environments" / f"{found.id.removeprefix('sha256:')}.json"
     env = None
     with contextlib.suppress(CapsuleError, ValueError):  # absent or unreadable: read again

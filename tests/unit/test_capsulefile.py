@@ -192,3 +192,44 @@ def test_written_files_get_ordinary_permissions(packed: Path, tmp_path: Path) ->
     out = tmp_path / "c.capsule"
     write_capsule(read_capsule(packed), out)
     assert out.stat().st_mode & 0o777 == 0o644
+
+
+@pytest.mark.parametrize(
+    "bad",
+    ["a" * 63, "a" * 65, "A" * 64, "a" * 63 + "\n", "a" * 63 + "g", "é" * 64, "a" * 62 + "  "],
+)
+def test_an_artifact_hash_that_is_not_a_sha256_digest_is_refused_naming_it(bad: str) -> None:
+    from pydantic import ValidationError
+
+    good = "0123456789abcdef" * 4
+    with pytest.raises(ValidationError, match="artifact 'b': not a sha256 digest"):
+        Trial(number=0, status="ok", artifacts={"a": good, "b": bad, "c": good})
+    assert Trial(number=0, status="ok", artifacts={"a": good, "c": good}).artifacts["c"] == good
+
+
+def test_a_header_is_read_no_further_than_its_bound(
+    packed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One header line longer than the bound is refused after reading just past the bound, not
+    the whole line; a format-1 capsule (no records section) is held to it all the same."""
+    import capsule.capsulefile as capsulefile
+
+    monkeypatch.setattr(capsulefile, "MAX_HEADER_BYTES", 4096)
+    reads: list[int] = []
+
+    class Counting(capsulefile._Lines):
+        def line(self, most: int) -> bytes | None:
+            got = super().line(most)
+            reads.append(len(got or b""))
+            return got
+
+    monkeypatch.setattr(capsulefile, "_Lines", Counting)
+    long_line = b"format = 2\nx = '" + b"a" * 100_000 + b"'\n[trials]\n"
+    (packed.parent / "long.capsule").write_bytes(long_line)
+    with pytest.raises(CapsuleFileError, match="long.capsule: header larger than 4096 bytes"):
+        read_capsule(packed.parent / "long.capsule")
+    assert max(reads) <= 4097
+    old = b"format = 1\n[trials]\n" + b"# padding\n" * 1_000
+    (packed.parent / "old.capsule").write_bytes(old)
+    with pytest.raises(CapsuleFileError, match="old.capsule: header larger than 4096 bytes"):
+        read_capsule(packed.parent / "old.capsule")

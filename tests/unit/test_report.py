@@ -392,3 +392,45 @@ def test_a_multi_fidelity_search_reports_its_funnel_and_the_highest_level_only(
     # The Pareto figure shows the synthesized level alone: no mixed fidelity on its axes.
     [axes] = _axes(tmp_path / "figures" / "pareto.png")
     assert axes["ylabel"] == "dsp (csynth, lower is better)"
+
+
+def test_a_search_of_thousands_gives_summary_tables_and_every_trial_in_the_csv(
+    base: Capsule, tmp_path: Path
+) -> None:
+    """3,000 trials: 2,960 on the front (accuracy and DSPs rise together), 40 failed. The page
+    lists the best 10, 20 trials along the front (ends included) and the last 10 failures,
+    as `capsule show` does; trials.csv holds all 3,000, each once."""
+    n_ok, n_failed = 2_960, 40
+    trials = [
+        _trial(n, "ok", "ap_fixed<16,6>", 1 + n % 4, _m(0.5 + n / 10_000, 10.0 + n, 1_000.0 + n))
+        for n in range(n_ok)
+    ] + [
+        _trial(n_ok + n, "failed", "ap_fixed<8,3>", 1, stage="train", error=f"crash {n}")
+        for n in range(n_failed)
+    ]
+    capsule = base.model_copy(update={"trials": trials}).sealed()
+    report.write_report(capsule, tmp_path)
+
+    page = (tmp_path / "index.html").read_text()
+    sections = dict(re.findall(r"<h2>([^<]*)</h2>\n(<table>.*?</table>)", page, flags=re.DOTALL))
+
+    def numbers(title: str) -> list[int]:
+        [table] = [t for h, t in sections.items() if h.startswith(title)]
+        return [int(n) for n in re.findall(r"<tr><td>(\d+)</td>", table)]
+
+    assert numbers("3000 trials") == []  # the status counts: ok and failed, no trial rows
+    assert "<tr><td>ok</td><td>2960</td></tr>" in page
+    assert numbers("Best 10 trials") == list(range(10))  # DSPs outgrow accuracy in the loss
+    front = numbers("Pareto front")
+    assert len(front) == 20 and front[0] == 0 and front[-1] == n_ok - 1
+    assert front == sorted(front) and len(set(front)) == 20
+    assert "<p>20 of the 2960 trials on the front, evenly along csim_accuracy" in page
+    assert numbers("Failed trials") == list(range(n_ok + n_failed - 10, n_ok + n_failed))
+    assert "<p>The last 10 of 40; every trial is in trials.csv.</p>" in page
+    assert page.count("<tr>") == (1 + 2) + (1 + 10) + (1 + 20) + (1 + 10)  # headers, rows
+    rows = list(csv.DictReader((tmp_path / "trials.csv").read_text().splitlines()))
+    assert [int(r["number"]) for r in rows] == list(range(n_ok + n_failed))
+    assert sum(r["pareto"] == "true" for r in rows) == n_ok
+    assert rows[-1]["error"] == "crash 39" and rows[5]["dsp"] == "15.0"
+    [pareto] = [a for a in _axes(tmp_path / "figures" / "pareto.png")]
+    assert pareto["title"] == "Pareto front: csim_accuracy vs dsp"

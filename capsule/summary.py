@@ -1,0 +1,97 @@
+"""One summary of a capsule's results, for `capsule show` (render) and `capsule report`.
+
+Both must rank, front and count the same trials the same way `capsule run` scores them, so
+they share this one computation rather than each deriving it again; it is also where a search
+of thousands of trials becomes something a reader can follow (a front of at most `FRONT_ROWS`
+rows, the last `FAILED_ROWS` failures), the full table being the report's trials.csv.
+
+Every trial's outcome is computed once: losses, the ranking, the Pareto front and the
+hypervolume all read the same list.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from capsule import fidelity
+from capsule.capsulefile import Capsule, Trial
+from capsule.run import outcome
+from capsule.search import Hypervolume, hypervolume, losses, pareto_front
+from capsule.spec import Spec
+
+# Rows of a Pareto front and of the failed trials shown: a search of thousands of trials is
+# summarised, its every trial listed in the report's trials.csv.
+FRONT_ROWS = 20
+FAILED_ROWS = 10
+# Trials listed with their error: failures, and C simulations that collapsed (not scored).
+FLAGGED = ("failed", "timeout", "oom", "collapsed")
+
+
+@dataclass(frozen=True)
+class Summary:
+    """A capsule's results as `show` and `report` present them.
+
+    A multi-fidelity search is ranked and fronted at the highest level reached only (`pool`),
+    so estimated and synthesized values of one metric are never compared with each other.
+    """
+
+    trials: list[Trial]  # every trial, by number
+    level: int | None  # the highest fidelity level reached; None without levels
+    pool: list[Trial]  # the trials ranked and fronted: those at `level`
+    scored: dict[int, float | None]  # each pooled trial's loss (None: not scored)
+    ranked: list[Trial]  # the pool's scored trials, best first (ties by number)
+    front: list[Trial]  # the pool's Pareto front, by number
+    volume: Hypervolume | None  # of that front, whatever proposed the trials
+    counts: dict[str, int]  # trials per status, by status
+    failed: list[Trial]  # trials that failed or collapsed (`FLAGGED`), by number
+
+    @property
+    def at(self) -> str:
+        """` at level 1 (csynth)` for a multi-fidelity search, else nothing."""
+        return (
+            "" if self.level is None else f" at level {self.level} ({fidelity.NAMES[self.level]})"
+        )
+
+    def front_rows(self, spec: Spec, rows: int = FRONT_ROWS) -> list[Trial]:
+        return along_front(spec, self.front, rows)
+
+    def last_failed(self, rows: int = FAILED_ROWS) -> list[Trial]:
+        return self.failed[-rows:]
+
+
+def summarise(capsule: Capsule) -> Summary:
+    spec = capsule.spec
+    trials = sorted(capsule.trials, key=lambda t: t.number)
+    level = fidelity.highest_level(trials)
+    pool = trials if level is None else [t for t in trials if t.level == level]
+    outcomes = [outcome(t) for t in pool]
+    scored = losses(spec, outcomes)
+    by_number = {t.number: t for t in pool}
+    best = sorted(
+        (n for n, loss in scored.items() if loss is not None),
+        key=lambda n: (scored[n], n),
+    )
+    front = [by_number[n] for n in pareto_front(spec, outcomes)]
+    return Summary(
+        trials=trials,
+        level=level,
+        pool=pool,
+        scored=scored,
+        ranked=[by_number[n] for n in best],
+        front=sorted(front, key=lambda t: t.number),
+        volume=hypervolume(spec, outcomes),
+        counts=dict(sorted(Counter(t.status for t in trials).items())),
+        failed=[t for t in trials if t.status in FLAGGED],
+    )
+
+
+def along_front(spec: Spec, front: list[Trial], rows: int) -> list[Trial]:
+    """At most `rows` trials of a Pareto front, evenly spaced along its first objective, its
+    two ends included: a front of thousands stays a table a reader can follow."""
+    if len(front) <= rows:
+        return front
+    first = spec.objectives[0].metric
+    ordered = sorted(front, key=lambda t: (t.metrics[first], t.number))
+    picks = sorted({round(i * (len(ordered) - 1) / (rows - 1)) for i in range(rows)})
+    return sorted((ordered[i] for i in picks), key=lambda t: t.number)
