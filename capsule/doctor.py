@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from capsule import trust
-from capsule.capsulefile import Capsule
+from capsule.capsulefile import Capsule, read_capsule
 from capsule.errors import CapsuleError
+from capsule.hashing import HashCache
+from capsule.lock import check_data, data_root
 from capsule.runtime import choose
 from capsule.spec import OpenFlow
 from capsule.toolchain import drift
@@ -89,13 +91,14 @@ def _toolchain(capsule: Capsule) -> Finding:
 
 
 def _data(capsule_path: Path, capsule: Capsule, root: Path | None) -> Finding:
-    from capsule import api
-
-    where = api.data_root(capsule_path, capsule, root)
+    where = data_root(capsule_path, capsule, root)
+    cache = HashCache.default()
     try:
-        api.check(capsule_path, root)
+        check_data(capsule, where, cache)
     except CapsuleError as exc:
         return Finding("data", "fail", str(exc), "point --data-root at a copy of the data")
+    finally:
+        cache.close()
     total = sum(d.size for d in capsule.data)
     return Finding("data", "ok", f"{len(capsule.data)} files, {total} bytes under {where} match")
 
@@ -182,9 +185,7 @@ def _numerics(capsule: Capsule | None) -> Finding:
 def examine(
     capsule_path: Path | None = None, root: Path | None = None, runtime: str | None = None
 ) -> list[Finding]:
-    from capsule import api
-
-    capsule = api.load(capsule_path) if capsule_path else None
+    capsule = read_capsule(capsule_path) if capsule_path else None
     engine, engine_finding = _engine()
     findings = [engine_finding, _image(engine, capsule), _compiler(), _numerics(capsule)]
     flow = capsule.spec.open_flow if capsule is not None else None

@@ -22,7 +22,7 @@ from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError, MismatchError
 from capsule.files import write_atomic
 from capsule.hashing import canonical_json, hash_files, sha256_file
-from capsule.run import default_run_dir
+from capsule.journal import default_run_dir
 from capsule.trial import artifact_metrics, metric_values, rehash
 from capsule.verify import VerifyOptions, select, verify
 

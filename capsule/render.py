@@ -363,7 +363,7 @@ def params_table(title: str, trials: list[Any], space_keys: list[str]) -> Table:
 
 def results(capsule: Capsule, top: int = 10) -> RenderableType:
     """The best trials by the search's loss, then the Pareto front of the objectives."""
-    from capsule.run import outcome
+    from capsule.fidelity import outcome
     from capsule.search import hypervolume, losses, pareto_front, ranked
 
     spec = capsule.spec

@@ -45,7 +45,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from capsule import toolchain
 from capsule.cache import UNIT_OF, UNITS, restore
 from capsule.capsulefile import Capsule
-from capsule.errors import CapsuleError, StageError
+from capsule.errors import CapsuleError, StageError, StageTimeout
 from capsule.files import unsafe_relative_name, write_atomic
 from capsule.flow.estimate import Layer
 from capsule.hashing import HashCache, canonical_json, hash_files
@@ -64,10 +64,6 @@ BUILD_PRODUCTS = (".so", ".o")
 RESULT = "result.json"
 MAX_RESULT_BYTES = 16 << 20
 STAGES_LOG = "stages.log"
-
-
-class StageTimeout(StageError):
-    """A stage ran out of its time; the trial's status is `timeout`."""
 
 
 Status = Literal["ok", "failed", "timeout", "oom"]

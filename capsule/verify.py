@@ -28,10 +28,10 @@ from capsule import numerics, toolchain
 from capsule import trust as trust_store
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError, CapsuleWarning, MismatchError
+from capsule.fidelity import outcome
 from capsule.hashing import HashCache
 from capsule.lock import check_data
 from capsule.process import kill_leftover
-from capsule.run import outcome
 from capsule.runtime import choose
 from capsule.search import ranked
 from capsule.trial import METRICS, TrialResult, artifact_metrics, metric_values, rehash

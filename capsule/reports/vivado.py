@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar
 from lxml import etree
 
 from capsule.files import unsafe_relative_name
-from capsule.reports import (
+from capsule.reports.model import (
     RESOURCE_NAMES,
     CosimReport,
     CsynthReport,
