@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from capsule import trust
+from capsule import trust, vendors
 from capsule.capsulefile import Capsule, read_capsule
 from capsule.errors import CapsuleError
 from capsule.hashing import HashCache
 from capsule.lock import check_data, data_root
 from capsule.runtime import choose
 from capsule.spec import OpenFlow
-from capsule.toolchain import drift
+from capsule.toolchain import drift, host_installs
 
 State = Literal["ok", "warn", "fail"]
 
@@ -66,6 +66,17 @@ def _image(engine: Any, capsule: Capsule | None) -> Finding:
             "re-pack with --runtime docker to lock the image",
         )
     return Finding("trial image", "ok", f"{found.id} ({', '.join(found.tags) or 'untagged'})")
+
+
+def _vendor_tools() -> Finding:
+    """The vendor tools capsule knows (the registry), and those this host offers an install of."""
+    offered = []
+    for tool in vendors.tools():
+        installs = [p for p in host_installs() if tool.runner(p).is_file()]
+        offered += [f"{tool.name} at {installs[0]}"] if installs else []
+    known = ", ".join(vendors.names())
+    here = "; offered here: " + ", ".join(offered) if offered else "; none offered here"
+    return Finding("vendor tools", "ok", f"{known}{here}")
 
 
 def _toolchain(capsule: Capsule) -> Finding:
@@ -190,6 +201,7 @@ def examine(
     findings = [engine_finding, _image(engine, capsule), _compiler(), _numerics(capsule)]
     flow = capsule.spec.open_flow if capsule is not None else None
     findings += [_open_tool(name, flow) for name in OPEN_TOOLS]
+    findings.append(_vendor_tools())
     if capsule is not None and capsule_path is not None:
         findings += [
             _toolchain(capsule),

@@ -5,17 +5,19 @@ readers print and return None when something is absent, keep every number as the
 wrote, and name one quantity differently per vendor (`DSP48E` vs `DSP`). A search over thousands of
 trials needs the opposite: one model for every vendor, numbers as numbers, an absent value as
 `None` and never as 0 (0 DSPs is a result, not a gap), every gap named in `missing`, and a
-malformed file as a `ReportError` naming it. Each vendor module (`vivado.py` today) turns its own
-files into this model; `read_project` finds them and `to_metrics` turns them into capsule metrics,
-each with its fidelity, so a result never passes an HLS estimate off as a post-synthesis count.
+malformed file as a `ReportError` naming it. Each vendor's reader (`capsule.vendors`) turns its
+own files into this model (`reports.model`); `read_project` finds them and `to_metrics` turns them
+into capsule metrics, each with its fidelity, so a result never passes an HLS estimate off as a
+post-synthesis count.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from capsule.reports import vivado
 from capsule.reports.model import (
+    AMD_RESOURCES,
+    INTEL_RESOURCES,
     MAX_REPORT_BYTES,
     RESOURCE_NAMES,
     CosimReport,
@@ -29,6 +31,8 @@ from capsule.reports.model import (
 )
 
 __all__ = [
+    "AMD_RESOURCES",
+    "INTEL_RESOURCES",
     "MAX_REPORT_BYTES",
     "RESOURCE_NAMES",
     "CosimReport",
@@ -44,15 +48,14 @@ __all__ = [
 ]
 
 
-def read_project(folder: Path) -> ProjectReports:
-    """The reports found in an HLS project folder, in the layouts hls4ml projects have.
+def read_project(folder: Path, tool: str | None = None) -> ProjectReports:
+    """The reports found in an hls4ml project folder, read by `tool`'s reader (a name in the
+    vendor registry), else by the first registered tool that recognises the folder's layout."""
+    from capsule import vendors  # the vendor readers import the model this package re-exports
 
-    Only AMD/Xilinx (Vivado HLS, Vitis HLS, Vivado) reports exist so far; a further vendor module
-    adds its own layout check here.
-    """
     if not folder.is_dir():
         raise ReportError(f"{folder}: not a folder")
-    return vivado.read_project(folder)
+    return vendors.reader_for(folder, tool).read_project(folder)
 
 
 _SYNTH_METRICS = ("dsp", "lut", "ff", "bram_18k", "uram")
@@ -61,8 +64,9 @@ _SYNTH_METRICS = ("dsp", "lut", "ff", "bram_18k", "uram")
 def to_metrics(reports: ProjectReports) -> tuple[dict[str, float], dict[str, str]]:
     """Capsule metrics from the reports, and for each the fidelity it was measured at.
 
-    Fidelity, highest first: "synth" (Vivado synthesis) for resources, "cosim" (RTL simulation
-    that passed) for latency and interval, else "csynth" (the HLS estimate). Latency in ns from
+    Fidelity, highest first: "synth" (logic synthesis, or place and route) for resources,
+    "cosim" (RTL simulation that passed) for latency and interval, else "csynth" (the HLS
+    estimate). Latency in ns from
     co-simulation is its cycles times the target clock, as the HLS tools compute their own ns;
     the same product stands in when a csynth report gives cycles but no ns (Vivado HLS 2018).
     A value no report gives is left out, never set to 0.
@@ -77,7 +81,7 @@ def to_metrics(reports: ProjectReports) -> tuple[dict[str, float], dict[str, str
 
     cs = reports.csynth
     if cs is not None:
-        for name in RESOURCE_NAMES:
+        for name in reports.resource_names:
             put(name, cs.resources.get(name).used, "csynth")
         put("latency_cycles", cs.latency_worst_cycles, "csynth")
         worst_ns = cs.latency_worst_ns
@@ -86,7 +90,11 @@ def to_metrics(reports: ProjectReports) -> tuple[dict[str, float], dict[str, str
         put("latency_ns", worst_ns, "csynth")
         put("interval_cycles", cs.interval_max_cycles, "csynth")
     if reports.synth is not None:
-        for name in _SYNTH_METRICS:
+        names = reports.resource_names
+        ordered = [n for n in _SYNTH_METRICS if n in names] + [
+            n for n in names if n not in _SYNTH_METRICS
+        ]
+        for name in ordered:
             put(name, reports.synth.resources.get(name).used, "synth")
     co = reports.cosim
     if co is not None and co.status == "Pass":

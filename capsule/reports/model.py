@@ -17,8 +17,12 @@ MAX_REPORT_BYTES = 64 * 1024 * 1024
 """Largest report read. Real ones are KB to a few MB (a big Vitis `csynth.xml` is 1.6 MB); a
 larger file is not a report and would only cost memory."""
 
-RESOURCE_NAMES = ("bram_18k", "dsp", "ff", "lut", "uram")
-"""The resources every report is normalised to, named as the capsule metrics are."""
+AMD_RESOURCES = ("bram_18k", "dsp", "ff", "lut", "uram")
+INTEL_RESOURCES = ("alm", "dsp", "ff", "lut", "m20k", "mlab")
+RESOURCE_NAMES = ("alm", "bram_18k", "dsp", "ff", "lut", "m20k", "mlab", "uram")
+"""The resources every report is normalised to, named as the capsule metrics are. A vendor's
+own names map onto them (`DSP48E` and Intel's `DSP` -> `dsp`, Intel's ALUT -> `lut`, registers
+-> `ff`); blocks of other kinds keep their own (Intel's M20K RAM and MLAB, ALMs)."""
 
 
 class ReportError(CapsuleError):
@@ -44,6 +48,9 @@ class Resources:
     ff: Resource = Resource()
     lut: Resource = Resource()
     uram: Resource = Resource()
+    alm: Resource = Resource()
+    m20k: Resource = Resource()
+    mlab: Resource = Resource()
 
     def get(self, name: str) -> Resource:
         """The resource called `name`, one of `RESOURCE_NAMES`."""
@@ -128,6 +135,7 @@ class ProjectReports:
     cosim: CosimReport | None = None
     files: dict[str, str] = field(default_factory=dict)
     missing: tuple[str, ...] = ()
+    resource_names: tuple[str, ...] = AMD_RESOURCES  # the resources this vendor's parts have
 
 
 def read_report_bytes(path: Path) -> bytes:

@@ -15,9 +15,10 @@ The trial folder is built in the worker's scratch space and sent back as a tar a
 the submitting side unpacks (no links out, no absolute names: tarfile's `data` filter) and
 re-hashes against the result before recording it.
 
-Placement: a trial that runs a vendor tool asks for one unit of a worker resource (`vivado` by
-default, `toolchain.resource` in the spec), so only workers started with `--resources vivado=N`
-take it, at most N at once each: N is the licences that worker may use.
+Placement: a trial that runs a vendor tool asks for one unit of a worker resource (the tool's
+own, `vivado` for the AMD tools and `quartus` for oneAPI, or `toolchain.resource` in the spec),
+so only workers started with `--resources vivado=N` take it, at most N at once each: N is the
+licences that worker may use.
 
 Faults: when a worker dies mid-trial the scheduler runs the task elsewhere (up to
 `distributed.scheduler.allowed-failures` times, then the trial is recorded as failed); the
@@ -39,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from capsule import toolchain
+from capsule import toolchain, vendors
 from capsule.cache import code_digest
 from capsule.capsulefile import Capsule, header_bytes, read_capsule
 from capsule.errors import CapsuleError, CapsuleWarning, DataError
@@ -53,7 +54,6 @@ from capsule.version import __version__
 
 SCHEDULER_ENV = "CAPSULE_SCHEDULER"
 DATA_ROOT_ENV = "CAPSULE_DATA_ROOT"
-DEFAULT_RESOURCE = "vivado"
 CONNECT_TIMEOUT_S = 30
 MAX_ARCHIVE_BYTES = 4 << 30  # a trial folder sent back through the scheduler's network
 
@@ -84,7 +84,7 @@ def resources(capsule: Capsule, params: Params | None = None) -> dict[str, float
     spec = apply_params(capsule.spec, trial_params(capsule.spec, params))
     if not spec.toolchain.runs_tool():
         return {}
-    return {spec.toolchain.resource or DEFAULT_RESOURCE: 1}
+    return {spec.toolchain.resource or vendors.get(spec.toolchain.name).resource: 1}
 
 
 @dataclass(frozen=True)
