@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capsule import toolchain
+from capsule import preflight, toolchain
 from capsule import trust as trust_store
 from capsule.capsulefile import FORMAT, Capsule, EnvironmentLock, read_capsule, write_capsule
 from capsule.diff import Difference, diff_capsules
@@ -30,7 +30,6 @@ from capsule.lock import INPUTS, check_data, data_root, lock_data, lock_sources
 from capsule.numerics import Mode
 from capsule.run import Event, Runner, RunOptions
 from capsule.runtime import choose
-from capsule.runtime.choose import runtime_choice
 from capsule.runtime.host import run_with
 from capsule.space import Params
 from capsule.spec import Checks, Spec, apply_params, load_spec
@@ -271,15 +270,11 @@ def trial(
     """
     capsule = load(capsule_path, trials=False)
     root = data_root(capsule_path, capsule, data_root_override)
-    _check_data_here(capsule, root)  # as `run` does: bad data is bad input (exit 2), not a trial
     check_folder(out)
-    choice = runtime_choice(capsule, runtime, image_ref)
-    if choice.kind == "local":  # before the drift check, which runs the tool's version query
-        if trust:
-            trust_store.trust(capsule)
-        trust_store.require_trust(capsule, str(capsule_path))
-    toolchain.require_no_drift(capsule.toolchain, allow_toolchain_drift)
-    return run_with(choice, capsule_path, capsule, params, out, root, allow_toolchain_drift)
+    # As `run` does: bad data is bad input (exit 2), not a failed trial.
+    request = preflight.Request(runtime, image_ref, trust, allow_toolchain_drift)
+    ready = preflight.require(capsule_path, capsule, root, request)
+    return run_with(ready.choice, capsule_path, capsule, params, out, root, allow_toolchain_drift)
 
 
 def trial_numerics(capsule_path: Path, params: Params | None) -> tuple[Mode, int]:

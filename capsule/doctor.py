@@ -7,13 +7,14 @@ and each says ok, warn (works, but not as locked) or fail (cannot run as locked)
 from __future__ import annotations
 
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from capsule import trust, vendors
+from capsule import preflight, trust, vendors
 from capsule.capsulefile import Capsule, read_capsule
-from capsule.errors import CapsuleError
+from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.hashing import HashCache
 from capsule.lock import check_data, data_root
 from capsule.runtime import choose
@@ -66,6 +67,20 @@ def _image(engine: Any, capsule: Capsule | None) -> Finding:
             "re-pack with --runtime docker to lock the image",
         )
     return Finding("trial image", "ok", f"{found.id} ({', '.join(found.tags) or 'untagged'})")
+
+
+def _preflight(
+    capsule_path: Path, capsule: Capsule, root: Path | None, runtime: str | None
+) -> Finding:
+    """What `trial` and `run` would say here: every problem at once, as `preflight` finds them."""
+    where = data_root(capsule_path, capsule, root)
+    with warnings.catch_warnings():  # a fallback to local is the runtime finding's to explain
+        warnings.simplefilter("ignore", CapsuleWarning)
+        found = preflight.check(capsule_path, capsule, where, preflight.Request(runtime))
+    if isinstance(found, preflight.Ready):
+        return Finding("preflight", "ok", f"trials can run here ({found.choice.kind})")
+    fix = "see the findings above; `capsule trial` and `run` stop at the first"
+    return Finding("preflight", "fail", "; ".join(str(p) for p in found), fix)
 
 
 def _vendor_tools() -> Finding:
@@ -207,5 +222,6 @@ def examine(
             _toolchain(capsule),
             _data(capsule_path, capsule, root),
             _runtime(capsule, engine is not None, findings[1].state != "fail", runtime),
+            _preflight(capsule_path, capsule, root, runtime),
         ]
     return findings

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from capsule import toolchain
+from capsule import preflight
 from capsule import trust as trust_store
 from capsule.capsulefile import (
     AppliedLayer,
@@ -45,11 +45,10 @@ from capsule.capsulefile import (
 )
 from capsule.errors import CapsuleError
 from capsule.fidelity import level_of, level_params, max_promotions, next_promotion, outcome
-from capsule.hashing import HashCache, digest_of
+from capsule.hashing import digest_of
 from capsule.journal import Journal, JournalError, RunLock, default_run_dir
-from capsule.lock import check_data, data_root
+from capsule.lock import data_root
 from capsule.process import log_tail
-from capsule.runtime.choose import runtime_choice
 from capsule.runtime.dask import WorkerSetupError, scheduler_address
 from capsule.runtime.host import HostRuntime, Ran
 from capsule.search import Searcher, violation
@@ -234,19 +233,17 @@ class Runner:
                 allow_toolchain_drift=options.allow_toolchain_drift,
                 use_cache=options.cache,
             )
-        hashes = HashCache.default()
-        try:
-            check_data(capsule, self.root, hashes)
-        finally:
-            hashes.close()
-        choice = runtime_choice(capsule, options.runtime, options.image)
-        if choice.kind == "local":  # before the drift check, which runs the tool's version query
-            if options.trust:
-                trust_store.trust(capsule)
-            trust_store.require_trust(capsule, str(self.path))
-        toolchain.require_no_drift(capsule.toolchain, options.allow_toolchain_drift)
+        request = preflight.Request(
+            options.runtime, options.image, options.trust, options.allow_toolchain_drift
+        )
+        ready = preflight.require(self.path, capsule, self.root, request)
         return HostRuntime(
-            self.path, capsule, choice, self.root, options.allow_toolchain_drift, options.cache
+            self.path,
+            capsule,
+            ready.choice,
+            self.root,
+            options.allow_toolchain_drift,
+            options.cache,
         )
 
     # --- bookkeeping ---

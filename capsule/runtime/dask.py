@@ -40,12 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from capsule import toolchain, vendors
+from capsule import vendors
 from capsule.cache import code_digest
 from capsule.capsulefile import Capsule, header_bytes, read_capsule
-from capsule.errors import CapsuleError, CapsuleWarning, DataError
-from capsule.hashing import HashCache
-from capsule.lock import check_data
+from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.runtime.host import HostRuntime, Ran
 from capsule.space import Params
 from capsule.spec import Spec, apply_params
@@ -125,7 +123,7 @@ def _archive(folder: Path) -> bytes:
 
 def _setup(task: Task, scratch: Path, where: str) -> HostRuntime:
     """The runtime this worker runs the task's trial with, once the capsule checks out here."""
-    from capsule.runtime.choose import choose
+    from capsule import preflight
 
     if task.tool != tool_identity():
         raise WorkerSetupError(f"{where} runs {tool_identity()}, the submitting side {task.tool}")
@@ -133,24 +131,19 @@ def _setup(task: Task, scratch: Path, where: str) -> HostRuntime:
     capsule_path.write_bytes(task.capsule)
     capsule = read_capsule(capsule_path, trials=False)
     root = Path(os.environ.get(DATA_ROOT_ENV) or task.data_root)
-    hashes = HashCache.default()
-    try:
-        check_data(capsule, root, hashes)
-        toolchain.require_no_drift(capsule.toolchain, task.allow_toolchain_drift)
-        choice = choose(capsule, task.runtime, task.image)
-    except CapsuleError as exc:
-        hint = f" (set {DATA_ROOT_ENV} on the worker)" if isinstance(exc, DataError) else ""
-        raise WorkerSetupError(f"{where}: {exc}{hint}") from None
-    finally:
-        hashes.close()
-    if choice.kind == "local" and not task.trusted:
-        raise WorkerSetupError(
-            f"{where} would run the capsule's code unconfined (the local runtime: no Docker "
-            "engine with the image there, or CAPSULE_RUNTIME=local); give it the image, or pass "
-            "--trust"
-        )
+    request = preflight.Request(
+        task.runtime, task.image, allow_drift=task.allow_toolchain_drift, trusted=task.trusted
+    )
+    found = preflight.check(capsule_path, capsule, root, request, first=True)
+    if isinstance(found, list):
+        problem = found[0]
+        if problem.check == "trust":
+            raise WorkerSetupError(f"{where} {problem.error}")
+        data = problem.check == "data"
+        hint = f" (set {DATA_ROOT_ENV} on the worker)" if data else ""
+        raise WorkerSetupError(f"{where}: {problem.error}{hint}")
     return HostRuntime(
-        capsule_path, capsule, choice, root, task.allow_toolchain_drift, task.use_cache
+        capsule_path, capsule, found.choice, root, task.allow_toolchain_drift, task.use_cache
     )
 
 
