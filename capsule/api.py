@@ -31,6 +31,7 @@ from capsule.numerics import Mode
 from capsule.run import Event, Runner, RunOptions
 from capsule.runtime import choose
 from capsule.runtime.host import run_with
+from capsule.runtime.job import TrialJob
 from capsule.space import Params
 from capsule.spec import Checks, Spec, apply_params, load_spec
 from capsule.toolchain import lock_toolchain
@@ -274,7 +275,8 @@ def trial(
     # As `run` does: bad data is bad input (exit 2), not a failed trial.
     request = preflight.Request(runtime, image_ref, trust, allow_toolchain_drift)
     ready = preflight.require(capsule_path, capsule, root, request)
-    return run_with(ready.choice, capsule_path, capsule, params, out, root, allow_toolchain_drift)
+    job = TrialJob.build(capsule_path, capsule, params, root, allow_toolchain_drift)
+    return run_with(ready.choice, job, out)
 
 
 def trial_numerics(capsule_path: Path, params: Params | None) -> tuple[Mode, int]:

@@ -336,6 +336,7 @@ def verify(
     """
     from capsule.runtime.docker import remove_labelled
     from capsule.runtime.host import run_with
+    from capsule.runtime.job import TrialJob
 
     if options.jobs < 1:
         raise CapsuleError(f"--jobs must be at least 1, not {options.jobs}")
@@ -372,17 +373,8 @@ def verify(
         for note in numerics_notes(trial):
             notify(f"trial {trial.number}: {note}")
         try:
-            result = run_with(
-                choice,
-                capsule_path,
-                capsule,
-                trial.params,
-                folder,
-                root,
-                label=label,
-                on_spawn=groups.append,
-                reuse=reuse,
-            )
+            job = TrialJob.build(capsule_path, capsule, trial.params, root).reusing(reuse)
+            result = run_with(choice, job, folder, label=label, on_spawn=groups.append)
         except CapsuleError:
             raise
         except Exception as exc:  # the engine went away, a folder was unwritable, ...
