@@ -62,21 +62,42 @@ class Ready:
     drift: list[str] = field(default_factory=list)
 
 
+def data_problem(capsule: Capsule, root: Path) -> Problem | None:
+    """The data files under `root` against their locked sizes and hashes."""
+    cache = HashCache.default()
+    try:
+        check_data(capsule, root, cache)
+    except CapsuleError as exc:
+        return Problem("data", exc)
+    finally:
+        cache.close()
+    return None
+
+
+def trust_problem(capsule_path: Path, capsule: Capsule, request: Request) -> Problem | None:
+    """Whether the capsule's code may run unconfined here (asked only for the local runtime)."""
+    if request.trusted is not None:
+        return None if request.trusted else Problem("trust", CapsuleError(UNCONFINED))
+    if request.trust:
+        trust_store.trust(capsule)
+    try:
+        trust_store.require_trust(capsule, str(capsule_path))
+    except CapsuleError as exc:
+        return Problem("trust", exc)
+    return None
+
+
 def check(
     capsule_path: Path, capsule: Capsule, root: Path, request: Request, first: bool = False
 ) -> Ready | list[Problem]:
     """Ready to run, or the problems (only the first when `first`: later checks then do not
     run, so nothing is asked of a host that already cannot run the capsule)."""
     problems: list[Problem] = []
-    cache = HashCache.default()
-    try:
-        check_data(capsule, root, cache)
-    except CapsuleError as exc:
-        problems.append(Problem("data", exc))
-    finally:
-        cache.close()
-    if problems and first:
-        return problems
+    data = data_problem(capsule, root)
+    if data is not None:
+        problems.append(data)
+        if first:
+            return problems
     choice: Choice | None = None
     try:
         choice = runtime_choice(capsule, request.runtime, request.image)
@@ -84,23 +105,15 @@ def check(
         problems.append(Problem("runtime", exc))
         if first:
             return problems
-    trusted = True
+    untrusted = None
     if choice is not None and choice.kind == "local":
-        if request.trusted is not None:
-            trusted = request.trusted
-            if not trusted:
-                problems.append(Problem("trust", CapsuleError(UNCONFINED)))
-        else:
-            if request.trust:
-                trust_store.trust(capsule)
-            try:
-                trust_store.require_trust(capsule, str(capsule_path))
-            except CapsuleError as exc:
-                problems.append(Problem("trust", exc))
-                trusted = False
-        if not trusted and first:
-            return problems
-    drifted = toolchain.drift(capsule.toolchain) if trusted else []
+        untrusted = trust_problem(capsule_path, capsule, request)
+        if untrusted is not None:
+            problems.append(untrusted)
+            if first:
+                return problems
+    # The drift check runs the tool's version query: not for a capsule not yet trusted here.
+    drifted = toolchain.drift(capsule.toolchain) if untrusted is None else []
     if drifted and not request.allow_drift:
         reason = f"toolchain drift: {'; '.join(drifted)}"
         allow = "pass --allow-toolchain-drift to run anyway"

@@ -25,12 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from capsule import numerics, toolchain
-from capsule import trust as trust_store
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError, CapsuleWarning, MismatchError
 from capsule.fidelity import outcome
-from capsule.hashing import HashCache
-from capsule.lock import check_data
+from capsule.preflight import Request, data_problem, trust_problem
 from capsule.process import kill_leftover
 from capsule.runtime import choose
 from capsule.search import ranked
@@ -137,22 +135,11 @@ def preflight(
 
     The embedded sources were checked against their hashes when the capsule was read.
     """
-    problems = []
-    hashes = HashCache.default()
-    try:
-        check_data(capsule, root, hashes)
-    except CapsuleError as exc:
-        problems.append(f"data: {exc}")
-    finally:
-        hashes.close()
+    found = [data_problem(capsule, root)]
     local = [t for t in chosen if _runtime_of(t, options) == "local"]
     if local:
-        if options.trust:
-            trust_store.trust(capsule)
-        try:
-            trust_store.require_trust(capsule, str(capsule_path))
-        except CapsuleError as exc:
-            problems.append(f"trust: {exc}")
+        found.append(trust_problem(capsule_path, capsule, Request(trust=options.trust)))
+    problems = [str(p) for p in found if p is not None]
     if not any(p.startswith("trust: ") for p in problems):
         # The drift check runs the tool's version query: not for a capsule not yet trusted.
         problems += [f"toolchain: {reason}" for reason in toolchain.drift(capsule.toolchain)]
