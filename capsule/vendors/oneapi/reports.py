@@ -196,8 +196,10 @@ def oneapi_name(top: str) -> str:
     return name.replace("_", "")
 
 
-def parse_quartus(path: Path, top: str) -> SynthReport:
-    """The fitter's utilisation of the design's kernel (else of the whole device image)."""
+def parse_quartus(path: Path, top: str, available: Resources | None = None) -> SynthReport:
+    """The fitter's utilisation of the design's kernel (else of the whole device image), against
+    what the part has (`available`, from the HLS report of the same build; the fitter's summary
+    does not say)."""
     data = _load(path, read_report_bytes(path).decode("utf-8", errors="replace"))
     summary = data.get("quartusFitResourceUsageSummary") if isinstance(data, dict) else None
     nodes = summary.get("nodes") if isinstance(summary, dict) else None
@@ -211,7 +213,8 @@ def parse_quartus(path: Path, top: str) -> SynthReport:
         used = _count(_number(path, f"{node.get('name')} {key}", node.get(key)))
         if used is None:
             missing.append(f"resources.{name}")
-        resources[name] = Resource(used)
+        total = available.get(name).available if available is not None else None
+        resources[name] = Resource(used, total, _percent(used, total))
     raw = {str(n.get("name")): {k: str(v) for k, v in n.items()} for n in nodes}
     clocks = data.get("quartusFitClockSummary", {})
     clock_nodes = clocks.get("nodes") if isinstance(clocks, dict) else None
@@ -262,7 +265,7 @@ def read_project(folder: Path) -> ProjectReports:
     fpga = builds.get("fpga")
     quartus = fpga[1] / JSON_DIR / "quartus.ndjson" if fpga else None
     if fpga is not None and quartus is not None and quartus.is_file():
-        synth = parse_quartus(quartus, fpga[0])
+        synth = parse_quartus(quartus, fpga[0], csynth.resources if csynth else None)
         files["synth"] = quartus
         top = top or fpga[0]
     else:

@@ -49,6 +49,8 @@ def test_real_fpga_build_reports_map_onto_capsule_metrics(tmp_path: Path) -> Non
     assert cs.estimated_clock_ns == pytest.approx(1000 / 480, abs=1e-6)
     assert reports.synth is not None and reports.synth.design == "Myproject"
     assert reports.synth.raw["clock"]["clock fmax"] == "597.73"
+    assert reports.synth.resources.get("lut").percent == 0.43  # 4181 of 974400 ALUTs
+    assert reports.synth.resources.get("alm").available is None  # the HLS report has no ALMs
     metrics, fidelity = to_metrics(reports)
     assert metrics == {
         "dsp": 40.0,
