@@ -24,6 +24,7 @@ __all__ = [
     "Command",
     "Steps",
     "VendorTool",
+    "builder_of",
     "get",
     "is_output",
     "names",
@@ -81,6 +82,14 @@ def get(name: str) -> VendorTool:
     if tool is None:
         raise CapsuleError(f"no vendor tool {name!r}; known: {', '.join(names())}")
     return tool
+
+
+def builder_of(name: str, backend: str) -> VendorTool:
+    """The tool that builds a project: the named one, else the one whose own backend (its
+    first) is `backend`, else Vivado HLS."""
+    if name != NONE:
+        return get(name)
+    return next((t for t in tools() if t.backends[0] == backend), None) or get("vivado_hls")
 
 
 def is_output(rel: str) -> bool:

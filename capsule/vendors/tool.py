@@ -53,7 +53,7 @@ class VendorTool:
     #: Executables whose bytes identify a tool build, relative to its install folder; the first
     #: is the one that runs builds.
     executables: tuple[str, ...] = ()
-    #: The hls4ml backends whose projects this tool builds.
+    #: The hls4ml backends whose projects this tool builds, its own first.
     backends: tuple[str, ...] = ()
     #: The steps it can run (a subset of `STEPS`, always with csynth) and what each measures.
     fidelity: ClassVar[Mapping[str, str]] = {"csynth": "csynth"}
@@ -61,6 +61,8 @@ class VendorTool:
     resource = ""
     #: An example of the version the spec declares, for error messages.
     version_example = "2020.1"
+    #: How a researcher builds an exported project by hand (Markdown, for its README).
+    manual_build = ""
 
     def runner(self, install: Path) -> Path:
         return install / self.executables[0]

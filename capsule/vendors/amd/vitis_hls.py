@@ -11,7 +11,9 @@ from capsule.vendors.tool import Command, Steps
 class VitisHls(AmdHls):
     name = "vitis_hls"
     executables = ("bin/vitis-run", "bin/vitis_hls")
+    backends = ("Vitis", "Vivado")  # its own first
     version_example = "2022.2"
+    manual_build = "`cd hls4ml_prj && vitis_hls -f build_prj.tcl` (options in `build_opt.tcl`)"
 
     def version_command(self, install: Path) -> list[str]:
         return [str(install / "bin" / "vitis_hls"), "-version"]

@@ -11,6 +11,9 @@ from capsule.vendors.tool import Command, Steps
 class VivadoHls(AmdHls):
     name = "vivado_hls"
     executables = ("bin/vivado_hls",)
+    manual_build = (
+        '`cd hls4ml_prj && vivado_hls -f build_prj.tcl "reset=1 csim=0 synth=1 cosim=0 export=0"`'
+    )
 
     def build(self, install: Path, project: Path, steps: Steps) -> list[Command]:
         # hls4ml's build_prj.tcl reads "key=value" words from its argument.

@@ -29,6 +29,10 @@ class OneApi(VendorTool):
     fidelity: ClassVar[Mapping[str, str]] = {"csynth": "csynth", "vsynth": "synth"}
     resource = "quartus"
     version_example = "2025.0"
+    manual_build = (
+        "`cd hls4ml_prj && mkdir -p build && cd build && cmake .. && make report` (or `make "
+        "fpga`), with oneAPI's `icpx` on PATH"
+    )
 
     def version_command(self, install: Path) -> list[str]:
         return [str(self.runner(install)), "--version"]
