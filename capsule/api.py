@@ -30,6 +30,7 @@ from capsule.lock import INPUTS, check_data, data_root, lock_data, lock_sources
 from capsule.numerics import Mode
 from capsule.run import Event, Runner, RunOptions
 from capsule.runtime import choose
+from capsule.runtime.choose import runtime_choice as runtime_choice  # what a notebook calls
 from capsule.runtime.host import run_with
 from capsule.runtime.job import TrialJob
 from capsule.space import Params
