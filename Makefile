@@ -39,6 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy capsule
+	$(BIN)/python .ci/import_cycles.py capsule
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

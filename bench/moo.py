@@ -96,7 +96,7 @@ def digits_rows() -> list[Row]:
     from bench.common import WORK
     from bench.search import SEARCH_SPACE, _timed_run
     from capsule import api
-    from capsule.run import outcome
+    from capsule.fidelity import outcome
     from capsule.search import hypervolume
 
     root = WORK / "moo-digits"

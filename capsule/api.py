@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capsule import toolchain
+from capsule import preflight, toolchain
 from capsule import trust as trust_store
 from capsule.capsulefile import FORMAT, Capsule, EnvironmentLock, read_capsule, write_capsule
 from capsule.diff import Difference, diff_capsules
@@ -26,11 +26,13 @@ from capsule.errors import CapsuleError, CapsuleWarning, SpecError
 from capsule.export import Export, export_trial
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
-from capsule.lock import INPUTS, check_data, lock_data, lock_sources
+from capsule.lock import INPUTS, check_data, data_root, lock_data, lock_sources
 from capsule.numerics import Mode
 from capsule.run import Event, Runner, RunOptions
 from capsule.runtime import choose
+from capsule.runtime.choose import runtime_choice as runtime_choice  # what a notebook calls
 from capsule.runtime.host import run_with
+from capsule.runtime.job import TrialJob
 from capsule.space import Params
 from capsule.spec import Checks, Spec, apply_params, load_spec
 from capsule.toolchain import lock_toolchain
@@ -212,11 +214,6 @@ def load(path: Path, trials: bool = True) -> Capsule:
     return read_capsule(path, trials)
 
 
-def data_root(capsule_path: Path, capsule: Capsule, override: Path | None = None) -> Path:
-    """Where a capsule's data files are looked up: `override`, else its recorded data root."""
-    return override if override is not None else capsule_path.parent / capsule.data_root
-
-
 def check(capsule_path: Path, override_root: Path | None = None) -> Capsule:
     """Load a capsule and check that its data files are present and match their hashes."""
     capsule = load(capsule_path)
@@ -275,25 +272,12 @@ def trial(
     """
     capsule = load(capsule_path, trials=False)
     root = data_root(capsule_path, capsule, data_root_override)
-    _check_data_here(capsule, root)  # as `run` does: bad data is bad input (exit 2), not a trial
     check_folder(out)
-    choice = runtime_choice(capsule, runtime, image_ref)
-    if choice.kind == "local":  # before the drift check, which runs the tool's version query
-        if trust:
-            trust_store.trust(capsule)
-        trust_store.require_trust(capsule, str(capsule_path))
-    toolchain.require_no_drift(capsule.toolchain, allow_toolchain_drift)
-    return run_with(choice, capsule_path, capsule, params, out, root, allow_toolchain_drift)
-
-
-def runtime_choice(
-    capsule: Capsule, runtime: str | None = None, image_ref: str | None = None
-) -> choose.Choice:
-    """Where this capsule's trials run here; a fallback to local is a CapsuleWarning."""
-    choice = choose.choose(capsule, runtime, image_ref)
-    if choice.warning:
-        warnings.warn(CapsuleWarning(choice.warning), stacklevel=3)
-    return choice
+    # As `run` does: bad data is bad input (exit 2), not a failed trial.
+    request = preflight.Request(runtime, image_ref, trust, allow_toolchain_drift)
+    ready = preflight.require(capsule_path, capsule, root, request)
+    job = TrialJob.build(capsule_path, capsule, params, root, allow_toolchain_drift)
+    return run_with(ready.choice, job, out)
 
 
 def trial_numerics(capsule_path: Path, params: Params | None) -> tuple[Mode, int]:

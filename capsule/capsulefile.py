@@ -39,6 +39,7 @@ from capsule.spec import (
     Spec,
     check_install_path,
     check_plain_text,
+    check_tool,
     check_version,
     describe_validation_error,
     format_validation_error,
@@ -135,7 +136,7 @@ class ToolchainLock(Locked):
     capsule too, and its path reaches PATH and (when this host has a matching tool) a mount.
     """
 
-    name: Literal["none", "vivado_hls", "vitis_hls"]
+    name: str
     version: str | None = None
     path: str | None = None
     present: bool
@@ -143,6 +144,7 @@ class ToolchainLock(Locked):
     fingerprint: str | None = None
     reported_version: Annotated[str, Field(max_length=1024)] | None = None
 
+    _name = field_validator("name")(check_tool)
     _version = field_validator("version")(lambda v: v if v is None else check_version(v))
     _path = field_validator("path")(lambda v: v if v is None else check_install_path(v))
 

@@ -7,16 +7,19 @@ and each says ok, warn (works, but not as locked) or fail (cannot run as locked)
 from __future__ import annotations
 
 import shutil
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from capsule import trust
-from capsule.capsulefile import Capsule
-from capsule.errors import CapsuleError
+from capsule import preflight, trust, vendors
+from capsule.capsulefile import Capsule, read_capsule
+from capsule.errors import CapsuleError, CapsuleWarning
+from capsule.hashing import HashCache
+from capsule.lock import check_data, data_root
 from capsule.runtime import choose
 from capsule.spec import OpenFlow
-from capsule.toolchain import drift
+from capsule.toolchain import drift, host_installs
 
 State = Literal["ok", "warn", "fail"]
 
@@ -66,6 +69,31 @@ def _image(engine: Any, capsule: Capsule | None) -> Finding:
     return Finding("trial image", "ok", f"{found.id} ({', '.join(found.tags) or 'untagged'})")
 
 
+def _preflight(
+    capsule_path: Path, capsule: Capsule, root: Path | None, runtime: str | None
+) -> Finding:
+    """What `trial` and `run` would say here: every problem at once, as `preflight` finds them."""
+    where = data_root(capsule_path, capsule, root)
+    with warnings.catch_warnings():  # a fallback to local is the runtime finding's to explain
+        warnings.simplefilter("ignore", CapsuleWarning)
+        found = preflight.check(capsule_path, capsule, where, preflight.Request(runtime))
+    if isinstance(found, preflight.Ready):
+        return Finding("preflight", "ok", f"trials can run here ({found.choice.kind})")
+    fix = "see the findings above; `capsule trial` and `run` stop at the first"
+    return Finding("preflight", "fail", "; ".join(str(p) for p in found), fix)
+
+
+def _vendor_tools() -> Finding:
+    """The vendor tools capsule knows (the registry), and those this host offers an install of."""
+    offered = []
+    for tool in vendors.tools():
+        installs = [p for p in host_installs() if tool.runner(p).is_file()]
+        offered += [f"{tool.name} at {installs[0]}"] if installs else []
+    known = ", ".join(vendors.names())
+    here = "; offered here: " + ", ".join(offered) if offered else "; none offered here"
+    return Finding("vendor tools", "ok", f"{known}{here}")
+
+
 def _toolchain(capsule: Capsule) -> Finding:
     tool = capsule.toolchain
     if tool.name == "none":
@@ -89,13 +117,14 @@ def _toolchain(capsule: Capsule) -> Finding:
 
 
 def _data(capsule_path: Path, capsule: Capsule, root: Path | None) -> Finding:
-    from capsule import api
-
-    where = api.data_root(capsule_path, capsule, root)
+    where = data_root(capsule_path, capsule, root)
+    cache = HashCache.default()
     try:
-        api.check(capsule_path, root)
+        check_data(capsule, where, cache)
     except CapsuleError as exc:
         return Finding("data", "fail", str(exc), "point --data-root at a copy of the data")
+    finally:
+        cache.close()
     total = sum(d.size for d in capsule.data)
     return Finding("data", "ok", f"{len(capsule.data)} files, {total} bytes under {where} match")
 
@@ -182,17 +211,17 @@ def _numerics(capsule: Capsule | None) -> Finding:
 def examine(
     capsule_path: Path | None = None, root: Path | None = None, runtime: str | None = None
 ) -> list[Finding]:
-    from capsule import api
-
-    capsule = api.load(capsule_path) if capsule_path else None
+    capsule = read_capsule(capsule_path) if capsule_path else None
     engine, engine_finding = _engine()
     findings = [engine_finding, _image(engine, capsule), _compiler(), _numerics(capsule)]
     flow = capsule.spec.open_flow if capsule is not None else None
     findings += [_open_tool(name, flow) for name in OPEN_TOOLS]
+    findings.append(_vendor_tools())
     if capsule is not None and capsule_path is not None:
         findings += [
             _toolchain(capsule),
             _data(capsule_path, capsule, root),
             _runtime(capsule, engine is not None, findings[1].state != "fail", runtime),
+            _preflight(capsule_path, capsule, root, runtime),
         ]
     return findings

@@ -52,6 +52,10 @@ class StageError(CapsuleError):
     """A trial stage failed for a reason of the experiment: its code, data or settings."""
 
 
+class StageTimeout(StageError):
+    """A stage ran out of its time; the trial's status is `timeout`."""
+
+
 class MismatchError(CapsuleError):
     """A comparison found differences; scripts tell this apart from bad input by exit code 1."""
 

@@ -1,6 +1,7 @@
 """`capsule export`: one trial's hls4ml project, config, weights and metrics, for the vendor flow.
 
-The researcher takes the chosen design into Vivado or Vitis by hand; what they take must be the
+The researcher takes the chosen design into the vendor's tool by hand (the README says how, in
+the tool's own words: `VendorTool.manual_build`); what they take must be the
 design the capsule recorded. So the files come from the trial's folder in the run folder only
 when every recorded artifact among them still hashes as recorded; otherwise (a capsule from
 elsewhere, a pruned run folder) the trial is re-run as `capsule verify` does, and exported only
@@ -18,11 +19,12 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from capsule import vendors
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError, MismatchError
 from capsule.files import write_atomic
 from capsule.hashing import canonical_json, hash_files, sha256_file
-from capsule.run import default_run_dir
+from capsule.journal import default_run_dir
 from capsule.trial import artifact_metrics, metric_values, rehash
 from capsule.verify import VerifyOptions, select, verify
 
@@ -34,9 +36,8 @@ From capsule {digest} (experiment {name}). `export.json` lists the params, the m
 fidelity, and the sha256 of every file here.
 
 - `hls4ml_prj/`: the hls4ml project files the trial recorded (compiled objects and logs left
-  out; of a vendor run, its reports). Vendor flow:
-  `cd hls4ml_prj && vivado_hls -f build_prj.tcl "reset=1 csim=0 synth=1 cosim=0 export=0"`
-  (Vitis HLS: `vitis_hls -f build_prj.tcl ...`), or hls4ml's `hls_model.build()`.
+  out; of a vendor run, its reports). Vendor flow: {manual_build}, or hls4ml's
+  `hls_model.build()`.
 - `hls4ml_config.yml`: the hls4ml configuration of this trial (also in `hls4ml_prj/`).
 - `model.weights.h5`: the trained Keras weights; `float_predictions.npy`: the float model's
   test-split outputs (`capsule verify --from-weights` takes both to re-check the hardware flow).
@@ -89,7 +90,10 @@ def _write(
         digests["params.json"] = sha256_file(staging / "params.json")
         spec = capsule.spec
         readme = README.format(
-            number=trial.number, digest=capsule.digest, name=spec.experiment.name
+            number=trial.number,
+            digest=capsule.digest,
+            name=spec.experiment.name,
+            manual_build=vendors.builder_of(spec.toolchain.name, spec.hls4ml.backend).manual_build,
         )
         write_atomic(staging / "README.md", readme)
         manifest = {

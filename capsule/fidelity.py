@@ -68,6 +68,13 @@ def point_of(params: Mapping[str, object]) -> Params:
     return {k: v for k, v in params.items() if k not in LEVEL_KEYS}
 
 
+def outcome(trial: Trial) -> Outcome:
+    """What the search sees of a trial record: its point without the level; a trial that broke a
+    constraint is a finished one, which the losses then penalise."""
+    status = "ok" if trial.status in ("ok", "constraint") else trial.status
+    return Outcome(trial.number, point_of(trial.params), status, trial.metrics)
+
+
 def _key(params: Mapping[str, object]) -> str:
     import json
 

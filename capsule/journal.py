@@ -47,6 +47,11 @@ CREATE TABLE IF NOT EXISTS events (
 """
 
 
+def default_run_dir(capsule_path: Path) -> Path:
+    """A run's folder when none is named: beside the capsule, `NAME.run` for `NAME.capsule`."""
+    return capsule_path.with_name(capsule_path.name.removesuffix(".capsule") + ".run")
+
+
 class JournalError(CapsuleError):
     """The run journal cannot be used: another capsule's, or unreadable."""
 

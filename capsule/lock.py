@@ -18,6 +18,11 @@ from capsule.spec import Spec
 INPUTS = ("features", "labels")
 
 
+def data_root(capsule_path: Path, capsule: Capsule, override: Path | None = None) -> Path:
+    """Where a capsule's data files are looked up: `override`, else its recorded data root."""
+    return override if override is not None else capsule_path.parent / capsule.data_root
+
+
 def _data_file(root: Path, rel: str, where: str) -> Path:
     path = root / rel
     if not path.exists():

@@ -33,6 +33,10 @@ METRICS: dict[str, Metric] = {
     "ff": Metric("flip-flops used", "count"),
     "bram_18k": Metric("18 Kb block RAMs used", "count"),
     "uram": Metric("UltraRAM blocks used", "count"),
+    # Intel parts (oneAPI): ALUTs count as `lut`, registers as `ff`; these have no AMD kin.
+    "alm": Metric("adaptive logic modules used (Intel)", "count"),
+    "m20k": Metric("M20K block RAMs used (Intel)", "count"),
+    "mlab": Metric("memory LABs used (Intel)", "count"),
     "bops": Metric("bit operations: multiplications x weight bits x input bits", "count"),
     # The open flow (capsule.flow.rtl, rtlsim, yosys); `lut`, `ff` and `dsp` above come from
     # Yosys there, with fidelity `open-synth`.
@@ -69,9 +73,9 @@ FIDELITIES = ("measured", "estimate", "open-synth", "csynth", "synth", "cosim")
 # measures; an open-flow-only spec (`open_flow.hls4ml = false`) cannot rank by them.
 HLS4ML_METRICS = frozenset(
     {"csim_accuracy", "csim_agreement", "csim_max_abs_diff", "latency_cycles", "latency_ns"}
-    | {"interval_cycles", "bram_18k", "uram", "bops"}
+    | {"interval_cycles", "bram_18k", "uram", "bops", "alm", "m20k", "mlab"}
 )
 
 # What a trial without the vendor tool measures (fidelity level 0): the vendor reports alone give
-# the initiation interval and UltraRAM use.
-WITHOUT_TOOL = frozenset(METRICS) - {"interval_cycles", "uram"}
+# the initiation interval, UltraRAM use and the Intel-only resources.
+WITHOUT_TOOL = frozenset(METRICS) - {"interval_cycles", "uram", "alm", "m20k", "mlab"}

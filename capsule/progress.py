@@ -19,8 +19,9 @@ from rich.table import Table
 from rich.text import Text
 
 from capsule.capsulefile import Trial
+from capsule.fidelity import outcome
 from capsule.render import visible
-from capsule.run import Event, outcome
+from capsule.run import Event
 from capsule.search import losses
 from capsule.spec import Spec
 

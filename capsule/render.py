@@ -21,7 +21,7 @@ from capsule.capsulefile import AppliedLayer, Capsule
 from capsule.diff import Difference
 from capsule.doctor import Finding
 from capsule.flow.estimate import Layer
-from capsule.reports import RESOURCE_NAMES, ProjectReports, to_metrics
+from capsule.reports import ProjectReports, to_metrics
 from capsule.summary import summarise
 from capsule.trial import TrialResult
 from capsule.verify import Verification
@@ -281,7 +281,7 @@ def project_reports(found: ProjectReports) -> RenderableType:
     table = Table(title="resources", title_justify="left")
     for column in ("resource", "csynth used", "available", "%", "synth used", "synth %"):
         table.add_column(column, justify="right")
-    for name in RESOURCE_NAMES:
+    for name in found.resource_names:
         c = cs.resources.get(name) if cs is not None else None
         v = found.synth.resources.get(name) if found.synth is not None else None
         _row(

@@ -40,9 +40,9 @@ from matplotlib.figure import Figure
 from capsule import fidelity
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError
+from capsule.fidelity import outcome
 from capsule.files import write_atomic
 from capsule.render import visible
-from capsule.run import outcome
 from capsule.search import pareto_front, violation
 from capsule.space import Choice, parameters
 from capsule.spec import Objective, Spec

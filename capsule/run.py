@@ -33,7 +33,7 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from capsule import toolchain
+from capsule import preflight
 from capsule import trust as trust_store
 from capsule.capsulefile import (
     AppliedLayer,
@@ -44,14 +44,14 @@ from capsule.capsulefile import (
     read_capsule,
 )
 from capsule.errors import CapsuleError
-from capsule.fidelity import level_of, level_params, max_promotions, next_promotion, point_of
-from capsule.hashing import HashCache, digest_of
-from capsule.journal import Journal, JournalError, RunLock
-from capsule.lock import check_data
+from capsule.fidelity import level_of, level_params, max_promotions, next_promotion, outcome
+from capsule.hashing import digest_of
+from capsule.journal import Journal, JournalError, RunLock, default_run_dir
+from capsule.lock import data_root
 from capsule.process import log_tail
 from capsule.runtime.dask import WorkerSetupError, scheduler_address
 from capsule.runtime.host import HostRuntime, Ran
-from capsule.search import Outcome, Searcher, violation
+from capsule.search import Searcher, violation
 from capsule.space import Params
 from capsule.spec import Spec, format_validation_error
 
@@ -107,10 +107,6 @@ def lock_digest(capsule: Capsule) -> str:
     content.pop("trials", None)
     content.pop("format")
     return digest_of(content)
-
-
-def default_run_dir(capsule_path: Path) -> Path:
-    return capsule_path.with_name(capsule_path.name.removesuffix(".capsule") + ".run")
 
 
 LOGS = ("trial.log", "process.log", "container.log")
@@ -176,11 +172,6 @@ def to_record(
     )
 
 
-def outcome(trial: Trial) -> Outcome:
-    status = "ok" if trial.status in ("ok", "constraint") else trial.status
-    return Outcome(trial.number, point_of(trial.params), status, trial.metrics)
-
-
 class Runner:
     """One `capsule run`: journal, searcher, the runtime (this host's or a cluster's) and the
     capsule on disk."""
@@ -188,7 +179,6 @@ class Runner:
     def __init__(
         self, capsule_path: Path, options: RunOptions, notify: Callable[[Event], None]
     ) -> None:
-        from capsule import api
 
         self.path = capsule_path
         self.options = options
@@ -196,7 +186,7 @@ class Runner:
         self.capsule = read_capsule(capsule_path)
         if options.jobs is not None and options.jobs < 1:
             raise CapsuleError(f"--jobs must be at least 1, not {options.jobs}")
-        self.root = api.data_root(capsule_path, self.capsule, options.data_root)
+        self.root = data_root(capsule_path, self.capsule, options.data_root)
         self.searcher = Searcher(self.capsule.spec, options.algo, options.max_trials)
         fidelity = self.capsule.spec.search.fidelity
         # Level-0 points, then promotions (at most; see `capsule.fidelity`).
@@ -224,7 +214,6 @@ class Runner:
 
     def _runtime(self) -> Runtime:
         """A cluster's when a scheduler is named, else this host's after its preflight."""
-        from capsule import api
 
         options, capsule = self.options, self.capsule
         address = scheduler_address(capsule.spec, options.scheduler)
@@ -244,19 +233,17 @@ class Runner:
                 allow_toolchain_drift=options.allow_toolchain_drift,
                 use_cache=options.cache,
             )
-        hashes = HashCache.default()
-        try:
-            check_data(capsule, self.root, hashes)
-        finally:
-            hashes.close()
-        choice = api.runtime_choice(capsule, options.runtime, options.image)
-        if choice.kind == "local":  # before the drift check, which runs the tool's version query
-            if options.trust:
-                trust_store.trust(capsule)
-            trust_store.require_trust(capsule, str(self.path))
-        toolchain.require_no_drift(capsule.toolchain, options.allow_toolchain_drift)
+        request = preflight.Request(
+            options.runtime, options.image, options.trust, options.allow_toolchain_drift
+        )
+        ready = preflight.require(self.path, capsule, self.root, request)
         return HostRuntime(
-            self.path, capsule, choice, self.root, options.allow_toolchain_drift, options.cache
+            self.path,
+            capsule,
+            ready.choice,
+            self.root,
+            options.allow_toolchain_drift,
+            options.cache,
         )
 
     # --- bookkeeping ---

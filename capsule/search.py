@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from capsule.errors import SpecError
+from capsule.optuna_search import startup_trials
 from capsule.space import (
     Choice,
     LogUniform,
@@ -43,9 +44,6 @@ from capsule.space import (
 )
 from capsule.spec import Constraint, Objective, Spec
 
-# TPE samples at random until it has this many results (Hyperopt's default is 20, too many for
-# the small budgets of synthesis-bound searches); at least a third of the budget is random.
-TPE_STARTUP_MAX = 20
 # On a discrete space TPE keeps proposing a point it already knows is good; a repeat costs a
 # trial of the budget and teaches nothing, so a proposal that repeats an evaluated point is drawn
 # again with a derived seed (TPE a few times, then at random), this many times at most: a small,
@@ -498,7 +496,7 @@ class Searcher:
         trials.insert_trial_docs(docs)
         trials.refresh()
         if self.algo == "tpe":
-            startup = max(1, min(TPE_STARTUP_MAX, self.budget // 3))
+            startup = startup_trials(self.budget)
             suggest = partial(tpe.suggest, n_startup_jobs=startup)
         else:
             suggest = rand.suggest

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from capsule import vendors
 from capsule.errors import SpecError
 from capsule.files import read_text_limited, unsafe_relative_name
 from capsule.metrics import HLS4ML_METRICS, METRICS
@@ -90,6 +91,26 @@ def _check_layer(value: str) -> str:
             f"{value!r} is not a layer name (letters, digits, '_', '-' and '.', at most 128)"
         )
     return value
+
+
+# The backends whose C simulation hls4ml builds with g++; oneAPI's needs the vendor's icpx.
+CSIM_BACKENDS = ("Vivado", "Vitis")
+
+
+def check_tool(name: str) -> str:
+    """A registered vendor tool's name, or `none` (the registry decides which exist)."""
+    if name != vendors.NONE and name not in vendors.names():
+        known = ", ".join(repr(n) for n in (vendors.NONE, *vendors.names()))
+        raise ValueError(f"{name!r} is not a vendor tool; known: {known}")
+    return name
+
+
+def check_backend(name: str) -> str:
+    """An hls4ml backend some registered vendor tool builds (Vivado when no tool is named)."""
+    known = sorted({b for tool in vendors.tools() for b in tool.backends} | {"Vivado"})
+    if name not in known:
+        raise ValueError(f"{name!r} is not a backend of a vendor tool; known: {', '.join(known)}")
+    return name
 
 
 def check_version(value: str) -> str:
@@ -313,7 +334,7 @@ class Training(Strict):
 
 
 class Hls4ml(Strict):
-    backend: Literal["Vivado", "Vitis"] = "Vivado"
+    backend: str = "Vivado"
     part: str = "xc7z020clg400-1"
     clock_period: Annotated[float, Field(gt=0, le=1000)] = 5.0
     io_type: Literal["io_parallel", "io_stream"] = "io_parallel"
@@ -332,6 +353,7 @@ class Hls4ml(Strict):
     # recorded estimates keep their meaning and it still verifies.
     estimate: Literal["layers", "dense"] | None = None
 
+    _backend = field_validator("backend")(check_backend)
     _part = field_validator("part")(_check_part)
     _precision = field_validator("precision")(_check_precision)
     _output = field_validator("output_precision")(lambda v: v if v is None else _check_precision(v))
@@ -429,11 +451,8 @@ class Checks(Strict):
     csim_agreement_min: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
-TOOLS = ("none", "vivado_hls", "vitis_hls")
-
-
 class Toolchain(Strict):
-    name: Literal["none", "vivado_hls", "vitis_hls"] = "none"
+    name: str = "none"
     version: str | None = None
     path: str | None = None
     csynth: bool | None = None  # false: no vendor tool at all (fidelity level 0); default true
@@ -444,6 +463,7 @@ class Toolchain(Strict):
     # workers that have the tool and a licence take it [default: vivado].
     resource: Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")] | None = None
 
+    _name = field_validator("name")(check_tool)
     _version = field_validator("version")(lambda v: v if v is None else check_version(v))
     _path = field_validator("path")(lambda v: v if v is None else check_install_path(v))
 
@@ -459,8 +479,12 @@ class Toolchain(Strict):
             if self.version or self.path:
                 raise ValueError("version and path apply only when a tool is named")
             return self
+        tool = vendors.get(self.name)
         if not self.version:
-            raise ValueError(f"toolchain {self.name} needs version, e.g. '2020.1'")
+            raise ValueError(f"toolchain {self.name} needs version, e.g. '{tool.version_example}'")
+        lacking = [s for s in ("vsynth", "cosim") if getattr(self, s) and s not in tool.fidelity]
+        if lacking:
+            raise ValueError(f"{self.name} has no {' or '.join(lacking)} step")
         if not self.path or not self.path.startswith("/"):
             raise ValueError(f"toolchain {self.name} needs path, the absolute install folder")
         return self
@@ -539,6 +563,21 @@ class Spec(Strict):
             raise ValueError(
                 "search.fidelity: level 2 is logic synthesis or co-simulation; set "
                 "toolchain.vsynth or toolchain.cosim"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _backend(self) -> Spec:
+        name, backend = self.toolchain.name, self.hls4ml.backend
+        if name != vendors.NONE and backend not in vendors.get(name).backends:
+            builds = ", ".join(vendors.get(name).backends)
+            raise ValueError(f"hls4ml.backend: {name} builds {builds} projects, not {backend}")
+        ranked_by = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        unmeasured = sorted(m for m in set(ranked_by) if m.startswith("csim_"))
+        if backend not in CSIM_BACKENDS and unmeasured:
+            raise ValueError(
+                f"hls4ml.backend: {backend} projects are not C-simulated here (hls4ml compiles "
+                f"them with the vendor's compiler), so nothing measures {', '.join(unmeasured)}"
             )
         return self
 

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 from capsule import fidelity
 from capsule.capsulefile import Capsule, Trial
-from capsule.run import outcome
 from capsule.search import Hypervolume, hypervolume, losses, pareto_front
 from capsule.spec import Spec
 
@@ -65,7 +64,7 @@ def summarise(capsule: Capsule) -> Summary:
     trials = sorted(capsule.trials, key=lambda t: t.number)
     level = fidelity.highest_level(trials)
     pool = trials if level is None else [t for t in trials if t.level == level]
-    outcomes = [outcome(t) for t in pool]
+    outcomes = [fidelity.outcome(t) for t in pool]
     scored = losses(spec, outcomes)
     by_number = {t.number: t for t in pool}
     best = sorted(

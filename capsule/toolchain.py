@@ -7,93 +7,28 @@ purpose, but a capsule never chooses what a trial container sees: the docker run
 an install folder this host offers ($CAPSULE_TOOLCHAINS, or one `capsule pack` found a tool in
 here) whose executables hash to the lock, always at CONTAINER_PATH.
 
-Vendor specifics live in one small class per tool (as hls4ml keeps one backend per vendor):
-where its executables are, how it reports its version, and the command that runs an hls4ml
-project's `build_prj.tcl`. Quartus and oneAPI fit the same interface.
+Vendor specifics (executables, version banner, build commands) live in `capsule.vendors`, one
+class per tool; this module holds what is the same for every tool: locking, drift, and which
+installs this host offers.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from capsule.capsulefile import ToolchainLock
 from capsule.errors import CapsuleError, SpecError
 from capsule.hashing import digest_of, hash_files
 from capsule.spec import Toolchain
+from capsule.vendors import VendorTool, get
 
 VERSION_TIMEOUT_S = 120
 HOST_ENV = "CAPSULE_TOOLCHAINS"  # install folders this host offers to trial containers
 OFFERED = "toolchains.txt"  # the folders `capsule pack` found a tool in, under the data dir
 CONTAINER_PATH = "/opt/toolchain"  # where a trial container sees the tool, whatever the capsule
-YEAR_VERSION = re.compile(r"(?<!\d)(20\d\d\.\d)(?!\d)")
-
-
-@dataclass(frozen=True)
-class Steps:
-    """Which vendor steps a synthesis run performs."""
-
-    csynth: bool = True
-    vsynth: bool = False
-    cosim: bool = False
-
-
-class VendorTool:
-    """One vendor HLS tool: its executables, version query and build command."""
-
-    name = ""
-    #: Executables whose bytes identify a tool build, relative to its install folder; the first
-    #: is the one that runs builds.
-    executables: tuple[str, ...] = ()
-
-    def runner(self, install: Path) -> Path:
-        return install / self.executables[0]
-
-    def version_command(self, install: Path) -> list[str]:
-        return [str(self.runner(install)), "-version"]
-
-    def build_command(self, install: Path, project: Path, steps: Steps) -> list[str]:
-        raise NotImplementedError
-
-
-class VivadoHls(VendorTool):
-    name = "vivado_hls"
-    executables = ("bin/vivado_hls",)
-
-    def build_command(self, install: Path, project: Path, steps: Steps) -> list[str]:
-        # hls4ml's build_prj.tcl reads "key=value" words from its argument.
-        opts = (
-            f"reset=0 csim=0 synth={int(steps.csynth)} cosim={int(steps.cosim)} validation=0 "
-            f"export=0 vsynth={int(steps.vsynth)} fifo_opt=0"
-        )
-        return [str(self.runner(install)), "-f", "build_prj.tcl", opts]
-
-
-class VitisHls(VendorTool):
-    name = "vitis_hls"
-    executables = ("bin/vitis-run", "bin/vitis_hls")
-
-    def version_command(self, install: Path) -> list[str]:
-        return [str(install / "bin" / "vitis_hls"), "-version"]
-
-    def build_command(self, install: Path, project: Path, steps: Steps) -> list[str]:
-        # hls4ml's Vitis backend reads its options from build_opt.tcl next to build_prj.tcl.
-        (project / "build_opt.tcl").write_text(
-            "array set opt {\n"
-            "    reset      0\n    csim       0\n"
-            f"    synth      {int(steps.csynth)}\n    cosim      {int(steps.cosim)}\n"
-            "    validation 0\n    export     0\n"
-            f"    vsynth     {int(steps.vsynth)}\n    fifo_opt   0\n"
-            "}\n"
-        )
-        return [str(self.runner(install)), "--tcl", "build_prj.tcl", "--mode", "hls"]
-
-
-TOOLS: dict[str, VendorTool] = {tool.name: tool for tool in (VivadoHls(), VitisHls())}
 
 
 def reported_version(tool: VendorTool, install: Path) -> str | None:
@@ -121,12 +56,12 @@ def lock_toolchain(declared: Toolchain, query: bool = True) -> ToolchainLock:
     """
     if declared.name == "none" or declared.path is None:
         return ToolchainLock(name="none", present=False)
-    tool = TOOLS[declared.name]
+    tool = get(declared.name)
     root = Path(declared.path)
     found = [rel for rel in tool.executables if (root / rel).is_file()]
     executables = dict(zip(found, hash_files([root / rel for rel in found]), strict=True))
     version = reported_version(tool, root) if executables and query else None
-    if version is not None and declared.version not in YEAR_VERSION.findall(version):
+    if version is not None and declared.version not in tool.versions_in(version):
         raise SpecError(
             f"toolchain.version: declared {declared.version} but {declared.name} at "
             f"{declared.path} reports {version!r}"
@@ -224,7 +159,7 @@ def host_install(locked: ToolchainLock, offered: Iterable[Path]) -> Path | None:
     if locked.name == "none" or not locked.present or not locked.executables:
         return None
     names = sorted(locked.executables)
-    if not set(names) <= set(TOOLS[locked.name].executables):
+    if not set(names) <= set(get(locked.name).executables):
         return None
     for folder in offered:
         if not all((folder / rel).is_file() for rel in names):

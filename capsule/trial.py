@@ -42,17 +42,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from capsule import toolchain
+from capsule import toolchain, vendors
 from capsule.cache import UNIT_OF, UNITS, restore
 from capsule.capsulefile import Capsule
-from capsule.errors import CapsuleError, StageError
+from capsule.errors import CapsuleError, StageError, StageTimeout
 from capsule.files import unsafe_relative_name, write_atomic
 from capsule.flow.estimate import Layer
 from capsule.hashing import HashCache, canonical_json, hash_files
 from capsule.lock import check_data
 from capsule.numerics import Numerics, in_force
 from capsule.space import Params, default_point
-from capsule.spec import Spec, apply_params
+from capsule.spec import CSIM_BACKENDS, Spec, apply_params
 
 STAGES = (
     "data", "train", "convert", "csim", "estimate", "rtl", "rtlsim", "yosys", "synth", "reports"
@@ -64,10 +64,6 @@ BUILD_PRODUCTS = (".so", ".o")
 RESULT = "result.json"
 MAX_RESULT_BYTES = 16 << 20
 STAGES_LOG = "stages.log"
-
-
-class StageTimeout(StageError):
-    """A stage ran out of its time; the trial's status is `timeout`."""
 
 
 Status = Literal["ok", "failed", "timeout", "oom"]
@@ -107,6 +103,8 @@ def runs_stage(spec: Spec, stage: str) -> bool:
     when the spec asks for it (simulation and synthesis each can be turned off)."""
     if stage in VENDOR_STAGES:
         return spec.toolchain.runs_tool()
+    if stage == "csim":  # hls4ml's oneAPI C simulation compiles with the vendor's icpx
+        return spec.runs_hls4ml() and spec.hls4ml.backend in CSIM_BACKENDS
     if stage in HLS4ML_STAGES:
         return spec.runs_hls4ml()
     if stage in OPEN_STAGES:
@@ -164,11 +162,8 @@ def _output_to(log: Path) -> Iterator[None]:
 
 
 def is_vendor_output(rel: str) -> bool:
-    """Whether a trial-folder path is the vendor tool's (hashed only as a canonical report)."""
-    parts = rel.split("/")
-    return (parts[0] == "hls4ml_prj" and len(parts) > 2 and parts[1].endswith("_prj")) or (
-        rel == "hls4ml_prj/vivado_synth.rpt"
-    )
+    """Whether a trial-folder path is a vendor tool's (hashed only as a canonical report)."""
+    return vendors.is_output(rel)
 
 
 def rehash(out: Path, names: Iterable[str]) -> dict[str, str]:
@@ -627,13 +622,12 @@ def _stage_synth(
     outcome = run_synthesis(
         capsule.toolchain,
         project,
-        toolchain.Steps(True, t.vsynth, t.cosim),
+        vendors.Steps(True, t.vsynth, t.cosim),
         t.timeout,
         out / "synth.log",
     )
     if outcome.status != "ok":
-        for vendor_output in project.glob("*_prj"):
-            shutil.rmtree(vendor_output, ignore_errors=True)
+        vendors.get(t.name).clean(project)
     if outcome.status == "timeout":
         raise StageTimeout(outcome.error)
     if outcome.status == "failed":
@@ -646,13 +640,9 @@ def _stage_reports(
 ) -> Measured:
     from capsule.reports import read_project, to_metrics
 
-    reports = read_project(out / "hls4ml_prj")
-    wanted = {"csynth": reports.csynth is not None}
-    if spec.toolchain.vsynth:
-        wanted["vivado_synth.rpt"] = reports.synth is not None
-    if spec.toolchain.cosim:
-        wanted["cosim report"] = reports.cosim is not None
-    missing = [name for name, found in wanted.items() if not found]
+    t = spec.toolchain
+    reports = read_project(out / "hls4ml_prj", t.name)
+    missing = vendors.get(t.name).missing(reports, vendors.Steps(True, t.vsynth, t.cosim))
     if missing:
         raise StageError(f"reports missing after synthesis: {', '.join(missing)}")
     state["reports"] = reports

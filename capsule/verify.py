@@ -25,13 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from capsule import numerics, toolchain
-from capsule import trust as trust_store
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError, CapsuleWarning, MismatchError
-from capsule.hashing import HashCache
-from capsule.lock import check_data
+from capsule.fidelity import outcome
+from capsule.preflight import Request, data_problem, trust_problem
 from capsule.process import kill_leftover
-from capsule.run import outcome
 from capsule.runtime import choose
 from capsule.search import ranked
 from capsule.trial import METRICS, TrialResult, artifact_metrics, metric_values, rehash
@@ -137,22 +135,11 @@ def preflight(
 
     The embedded sources were checked against their hashes when the capsule was read.
     """
-    problems = []
-    hashes = HashCache.default()
-    try:
-        check_data(capsule, root, hashes)
-    except CapsuleError as exc:
-        problems.append(f"data: {exc}")
-    finally:
-        hashes.close()
+    found = [data_problem(capsule, root)]
     local = [t for t in chosen if _runtime_of(t, options) == "local"]
     if local:
-        if options.trust:
-            trust_store.trust(capsule)
-        try:
-            trust_store.require_trust(capsule, str(capsule_path))
-        except CapsuleError as exc:
-            problems.append(f"trust: {exc}")
+        found.append(trust_problem(capsule_path, capsule, Request(trust=options.trust)))
+    problems = [str(p) for p in found if p is not None]
     if not any(p.startswith("trust: ") for p in problems):
         # The drift check runs the tool's version query: not for a capsule not yet trusted.
         problems += [f"toolchain: {reason}" for reason in toolchain.drift(capsule.toolchain)]
@@ -336,6 +323,7 @@ def verify(
     """
     from capsule.runtime.docker import remove_labelled
     from capsule.runtime.host import run_with
+    from capsule.runtime.job import TrialJob
 
     if options.jobs < 1:
         raise CapsuleError(f"--jobs must be at least 1, not {options.jobs}")
@@ -372,17 +360,8 @@ def verify(
         for note in numerics_notes(trial):
             notify(f"trial {trial.number}: {note}")
         try:
-            result = run_with(
-                choice,
-                capsule_path,
-                capsule,
-                trial.params,
-                folder,
-                root,
-                label=label,
-                on_spawn=groups.append,
-                reuse=reuse,
-            )
+            job = TrialJob.build(capsule_path, capsule, trial.params, root).reusing(reuse)
+            result = run_with(choice, job, folder, label=label, on_spawn=groups.append)
         except CapsuleError:
             raise
         except Exception as exc:  # the engine went away, a folder was unwritable, ...

@@ -50,6 +50,7 @@ DOUBLE = REPO / "tests" / "doubles" / "vendor_hls.py"
 SAMPLES = {
     "vivado_hls": ("hls4ml-fixture-vivado2020.1-z7020", "2020.1", ("bin/vivado_hls",)),
     "vitis_hls": ("nrp-vitis2022.2-u250", "2022.2", ("bin/vitis-run", "bin/vitis_hls")),
+    "oneapi": ("hls4ml-fixture-oneapi", "2025.0", ("bin/icpx",)),
 }
 
 

@@ -43,7 +43,7 @@ import numpy as np
 from capsule.errors import StageError
 from capsule.flow.data import Inputs, NpyFile, NpyWriter, iter_batches, read_ranges, rows
 from capsule.flow.estimate import FORMULAS, Layer
-from capsule.spec import Spec
+from capsule.spec import CSIM_BACKENDS, Spec
 
 PROJECT = "myproject"
 STAMP_KEY = "CapsuleStamp"
@@ -221,7 +221,7 @@ def _once_each_line() -> Iterator[None]:
 
 
 def convert(spec: Spec, model: Any, weights: Path, out: Path) -> Any:
-    """Write and compile the hls4ml project in `out`; returns the compiled HLS model.
+    """Write (and, where g++ builds its simulation, compile) the hls4ml project in `out`.
 
     DA fallback (da4ml's combinational logic for layers without a Keras 3 handler, BatchNorm
     among them) is turned off: it needs a da4ml release the environment may or may not have, and
@@ -253,7 +253,10 @@ def convert(spec: Spec, model: Any, weights: Path, out: Path) -> Any:
     digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     digest.update(hls4ml.__version__.encode())
     hls_model.config.config[STAMP_KEY] = digest.hexdigest()[:8]
-    hls_model.compile()
+    if h.backend in CSIM_BACKENDS:
+        hls_model.compile()
+    else:  # oneAPI's simulation library needs the vendor's icpx: the project is written only
+        hls_model.write()
     yml = out / "hls4ml_config.yml"
     lines = yml.read_text().splitlines(keepends=True)
     yml.write_text("".join("OutputDir: .\n" if ln.startswith("OutputDir:") else ln for ln in lines))

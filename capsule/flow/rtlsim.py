@@ -191,7 +191,7 @@ def run_tool(command: list[str], cwd: Path, timeout: float, log: Path) -> int:
     except FileNotFoundError:
         raise StageError(f"{command[0]} is not installed (capsule doctor)") from None
     if code is None:
-        from capsule.trial import StageTimeout
+        from capsule.errors import StageTimeout
 
         raise StageTimeout(f"{Path(command[0]).name} ran out of its {timeout:g} s")
     return code

@@ -9,11 +9,12 @@ with a warning, because a result from the host's environment may differ from the
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from capsule.capsulefile import Capsule
-from capsule.errors import CapsuleError
+from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.spec import Spec
 
 KINDS = ("auto", "docker", "local")
@@ -90,3 +91,13 @@ def choose(
             f"image {image_override} is {found.id}, but the capsule locks {locked.id}"
         )
     return Choice("docker", image=found.id, engine=engine)
+
+
+def runtime_choice(
+    capsule: Capsule, runtime: str | None = None, image_ref: str | None = None
+) -> Choice:
+    """Where this capsule's trials run here; a fallback to local is a CapsuleWarning."""
+    choice = choose(capsule, runtime, image_ref)
+    if choice.warning:
+        warnings.warn(CapsuleWarning(choice.warning), stacklevel=3)
+    return choice

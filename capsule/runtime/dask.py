@@ -15,9 +15,10 @@ The trial folder is built in the worker's scratch space and sent back as a tar a
 the submitting side unpacks (no links out, no absolute names: tarfile's `data` filter) and
 re-hashes against the result before recording it.
 
-Placement: a trial that runs a vendor tool asks for one unit of a worker resource (`vivado` by
-default, `toolchain.resource` in the spec), so only workers started with `--resources vivado=N`
-take it, at most N at once each: N is the licences that worker may use.
+Placement: a trial that runs a vendor tool asks for one unit of a worker resource (the tool's
+own, `vivado` for the AMD tools and `quartus` for oneAPI, or `toolchain.resource` in the spec),
+so only workers started with `--resources vivado=N` take it, at most N at once each: N is the
+licences that worker may use.
 
 Faults: when a worker dies mid-trial the scheduler runs the task elsewhere (up to
 `distributed.scheduler.allowed-failures` times, then the trial is recorded as failed); the
@@ -39,12 +40,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from capsule import toolchain
+from capsule import vendors
 from capsule.cache import code_digest
 from capsule.capsulefile import Capsule, header_bytes, read_capsule
-from capsule.errors import CapsuleError, CapsuleWarning, DataError
-from capsule.hashing import HashCache
-from capsule.lock import check_data
+from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.runtime.host import HostRuntime, Ran
 from capsule.space import Params
 from capsule.spec import Spec, apply_params
@@ -53,7 +52,6 @@ from capsule.version import __version__
 
 SCHEDULER_ENV = "CAPSULE_SCHEDULER"
 DATA_ROOT_ENV = "CAPSULE_DATA_ROOT"
-DEFAULT_RESOURCE = "vivado"
 CONNECT_TIMEOUT_S = 30
 MAX_ARCHIVE_BYTES = 4 << 30  # a trial folder sent back through the scheduler's network
 
@@ -84,7 +82,7 @@ def resources(capsule: Capsule, params: Params | None = None) -> dict[str, float
     spec = apply_params(capsule.spec, trial_params(capsule.spec, params))
     if not spec.toolchain.runs_tool():
         return {}
-    return {spec.toolchain.resource or DEFAULT_RESOURCE: 1}
+    return {spec.toolchain.resource or vendors.get(spec.toolchain.name).resource: 1}
 
 
 @dataclass(frozen=True)
@@ -125,7 +123,7 @@ def _archive(folder: Path) -> bytes:
 
 def _setup(task: Task, scratch: Path, where: str) -> HostRuntime:
     """The runtime this worker runs the task's trial with, once the capsule checks out here."""
-    from capsule.runtime.choose import choose
+    from capsule import preflight
 
     if task.tool != tool_identity():
         raise WorkerSetupError(f"{where} runs {tool_identity()}, the submitting side {task.tool}")
@@ -133,24 +131,19 @@ def _setup(task: Task, scratch: Path, where: str) -> HostRuntime:
     capsule_path.write_bytes(task.capsule)
     capsule = read_capsule(capsule_path, trials=False)
     root = Path(os.environ.get(DATA_ROOT_ENV) or task.data_root)
-    hashes = HashCache.default()
-    try:
-        check_data(capsule, root, hashes)
-        toolchain.require_no_drift(capsule.toolchain, task.allow_toolchain_drift)
-        choice = choose(capsule, task.runtime, task.image)
-    except CapsuleError as exc:
-        hint = f" (set {DATA_ROOT_ENV} on the worker)" if isinstance(exc, DataError) else ""
-        raise WorkerSetupError(f"{where}: {exc}{hint}") from None
-    finally:
-        hashes.close()
-    if choice.kind == "local" and not task.trusted:
-        raise WorkerSetupError(
-            f"{where} would run the capsule's code unconfined (the local runtime: no Docker "
-            "engine with the image there, or CAPSULE_RUNTIME=local); give it the image, or pass "
-            "--trust"
-        )
+    request = preflight.Request(
+        task.runtime, task.image, allow_drift=task.allow_toolchain_drift, trusted=task.trusted
+    )
+    found = preflight.check(capsule_path, capsule, root, request, first=True)
+    if isinstance(found, list):
+        problem = found[0]
+        if problem.check == "trust":
+            raise WorkerSetupError(f"{where} {problem.error}")
+        data = problem.check == "data"
+        hint = f" (set {DATA_ROOT_ENV} on the worker)" if data else ""
+        raise WorkerSetupError(f"{where}: {problem.error}{hint}")
     return HostRuntime(
-        capsule_path, capsule, choice, root, task.allow_toolchain_drift, task.use_cache
+        capsule_path, capsule, found.choice, root, task.allow_toolchain_drift, task.use_cache
     )
 
 

@@ -21,14 +21,13 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from capsule import numerics, toolchain
-from capsule.capsulefile import Capsule, EnvironmentLock, ImageLock
+from capsule import toolchain
+from capsule.capsulefile import EnvironmentLock, ImageLock
 from capsule.errors import CapsuleError
 from capsule.files import read_limited, write_atomic
-from capsule.hashing import canonical_json, default_cache_dir
+from capsule.hashing import default_cache_dir
 from capsule.process import log_tail
-from capsule.space import Params
-from capsule.spec import apply_params
+from capsule.runtime.job import TrialJob
 from capsule.trial import (
     RESULT,
     Status,
@@ -37,8 +36,6 @@ from capsule.trial import (
     host_result,
     make_folder,
     read_result,
-    threads_for,
-    trial_params,
 )
 
 if TYPE_CHECKING:
@@ -50,25 +47,15 @@ LOG = "container.log"
 
 
 def run_in_container(
-    engine: Any,
-    image: str,
-    capsule_path: Path,
-    capsule: Capsule,
-    params: Params | None,
-    out: Path,
-    data_root: Path,
-    allow_toolchain_drift: bool = False,
-    labels: dict[str, str] | None = None,
-    reuse: dict[str, Path] | None = None,
+    engine: Any, image: str, job: TrialJob, out: Path, labels: dict[str, str] | None = None
 ) -> TrialResult:
-    """Run one trial of `capsule` in a container of `image`; the result, also on failure.
+    """Run one trial in a container of `image`; the result, also on failure.
 
     `labels` mark the container so a resumed search can find and remove one left running.
     """
+    capsule = job.capsule
     check_folder(out)
-    point = trial_params(capsule.spec, params)
-    spec = apply_params(capsule.spec, point)
-    threads = threads_for(spec)
+    point, spec, threads = job.point, job.spec, job.threads
     make_folder(out)
     out = out.resolve()
     uid, gid = (int(x) for x in UID.split(":"))
@@ -78,37 +65,29 @@ def run_in_container(
         out.chmod(0o777)
     runtime = spec.runtime
     install = toolchain.host_install(capsule.toolchain, toolchain.host_installs())
-    if install is None and spec.toolchain.runs_tool() and not allow_toolchain_drift:
+    if install is None and spec.toolchain.runs_tool() and not job.allow_toolchain_drift:
         raise CapsuleError(
             f"toolchain: this host offers no {capsule.toolchain.name} install matching the lock "
             f"({capsule.toolchain.fingerprint or 'not present when packed'}); add its folder to "
             f"${toolchain.HOST_ENV}, or pass --allow-toolchain-drift"
         )
     with tempfile.TemporaryDirectory(prefix="capsule-params-") as tmp:
-        (Path(tmp) / "params.json").write_bytes(canonical_json(point))
+        (Path(tmp) / "params.json").write_bytes(job.params_json())
         Path(tmp).chmod(0o755)
-        data = {d.path: data_root / d.path for d in capsule.data}
-        volumes = mounts(capsule_path, data, out, Path(tmp), install, reuse or {})
-        command = [
-            "exec-trial",
-            "/capsule/exp.capsule",
-            "--out",
-            "/trial",
-            "--data-root",
-            "/data",
-            "--params",
-            "/params/params.json",
-            "--runtime-label",
-            RUNTIME,
-        ]
-        if allow_toolchain_drift:
-            command.append("--allow-toolchain-drift")
-        if capsule.toolchain.name != "none":  # never the capsule's own path, mounted or not
-            command += ["--toolchain-at", toolchain.CONTAINER_PATH]
-        for unit in sorted(reuse or {}):  # the stage cache, read-only
-            command += ["--reuse", f"{unit}=/cache/{unit}"]
+        data = {d.path: job.data_root / d.path for d in capsule.data}
+        volumes = mounts(job.capsule_path, data, out, Path(tmp), install, dict(job.reuse))
+        command = job.exec_args(
+            capsule="/capsule/exp.capsule",
+            out="/trial",
+            data_root="/data",
+            params="/params/params.json",
+            runtime=RUNTIME,
+            # Never the capsule's own path, mounted or not.
+            toolchain_at=toolchain.CONTAINER_PATH if capsule.toolchain.name != "none" else None,
+            reuse={unit: f"/cache/{unit}" for unit in job.reuse},  # the stage cache, read-only
+        )
         # The trial entry point would re-execute itself to get these; given, it need not.
-        trial_env = numerics.environment({}, spec.runtime.numerics_mode(), threads)
+        trial_env = job.environment({})
         container = engine.containers.run(
             image,
             command,

@@ -16,23 +16,18 @@ from capsule.capsulefile import Capsule
 from capsule.files import write_atomic
 from capsule.process import kill_leftover
 from capsule.runtime.choose import Choice
+from capsule.runtime.job import TrialJob
 from capsule.space import Params
-from capsule.spec import apply_params
-from capsule.trial import TrialResult, runs_stage, threads_for, trial_params
+from capsule.trial import TrialResult, runs_stage
 
 
 def run_with(
     choice: Choice,
-    capsule_path: Path,
-    capsule: Capsule,
-    params: Params | None,
+    job: TrialJob,
     out: Path,
-    data_root: Path,
-    allow_toolchain_drift: bool = False,
     *,
     label: str | None = None,
     on_spawn: Callable[[int], None] | None = None,
-    reuse: dict[str, Path] | None = None,
 ) -> TrialResult:
     """One trial in `choice`'s runtime; `label` (`key=value`) marks its container."""
     if choice.kind == "docker":
@@ -40,30 +35,10 @@ def run_with(
 
         assert choice.image is not None
         labels = dict([label.split("=", 1)]) if label else None
-        return run_in_container(
-            choice.engine,
-            choice.image,
-            capsule_path,
-            capsule,
-            params,
-            out,
-            data_root,
-            allow_toolchain_drift,
-            labels=labels,
-            reuse=reuse,
-        )
+        return run_in_container(choice.engine, choice.image, job, out, labels=labels)
     from capsule.runtime.local import run_local
 
-    return run_local(
-        capsule_path,
-        capsule,
-        params,
-        out,
-        data_root,
-        allow_toolchain_drift,
-        on_spawn=on_spawn,
-        reuse=reuse,
-    )
+    return run_local(job, out, on_spawn=on_spawn)
 
 
 @dataclass(frozen=True)
@@ -101,34 +76,34 @@ class HostRuntime:
     def attempt(self, number: int, params: Params, folder: Path, label: str) -> Ran:
         """Run one trial into the empty `folder`; its process group id sits beside it meanwhile
         (`folder.pid`), so a resumed search can kill what a killed one left running."""
-        spec = apply_params(self.capsule.spec, trial_params(self.capsule.spec, params))
-        unit_keys = cache.keys(
-            self.capsule, spec, cache.environment_identity(self.choice.image), threads_for(spec)
+        job = TrialJob.build(
+            self.capsule_path, self.capsule, params, self.data_root, self.allow_toolchain_drift
         )
-        # The units whose stages this trial runs: no vendor tool, no synth unit; an open-flow-only
-        # spec, no hls unit (its entry would be counted a hit, though nothing restores it).
-        units = [u for u in cache.UNITS if all(runs_stage(spec, s) for s in cache.UNITS[u])]
+        spec = job.spec
+        unit_keys = cache.keys(
+            self.capsule, spec, cache.environment_identity(self.choice.image), job.threads
+        )
+        # The units whose first stage this trial runs: no vendor tool, no synth unit; an
+        # open-flow-only spec, no hls unit (its entry would be counted a hit, though nothing
+        # restores it). A oneAPI project is not C-simulated, yet its hls unit is cached.
+        units = [u for u in cache.UNITS if runs_stage(spec, cache.UNITS[u][0])]
         reuse = self.stage_cache.reusable(unit_keys, units) if self.use_cache else {}
         pid_file = folder.with_suffix(".pid")
         folder.parent.mkdir(parents=True, exist_ok=True)
         result = run_with(
             self.choice,
-            self.capsule_path,
-            self.capsule,
-            params,
+            job.reusing(reuse),
             folder,
-            self.data_root,
-            self.allow_toolchain_drift,
             label=label,
             on_spawn=lambda pid: write_atomic(pid_file, f"{pid}\n"),
-            reuse=reuse,
         )
         pid_file.unlink(missing_ok=True)
         if self.use_cache:
             finished = [
                 u
                 for u in units
-                if u not in reuse and all(s in result.timings for s in cache.UNITS[u])
+                if u not in reuse
+                and all(s in result.timings for s in cache.UNITS[u] if runs_stage(spec, s))
             ]
             self.stage_cache.store(
                 unit_keys, finished, folder, result.stage_metrics, result.fidelity

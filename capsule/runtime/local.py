@@ -17,12 +17,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from capsule import numerics
-from capsule.capsulefile import Capsule
-from capsule.hashing import canonical_json
 from capsule.process import log_tail, run_group
-from capsule.space import Params
-from capsule.spec import apply_params
+from capsule.runtime.job import TrialJob
 from capsule.trial import (
     RESULT,
     Status,
@@ -31,8 +27,6 @@ from capsule.trial import (
     host_result,
     make_folder,
     read_result,
-    threads_for,
-    trial_params,
 )
 
 RUNTIME = "local"
@@ -40,55 +34,34 @@ LOG = "process.log"
 
 
 def run_local(
-    capsule_path: Path,
-    capsule: Capsule,
-    params: Params | None,
-    out: Path,
-    data_root: Path,
-    allow_toolchain_drift: bool = False,
-    on_spawn: Callable[[int], None] | None = None,
-    reuse: dict[str, Path] | None = None,
+    job: TrialJob, out: Path, on_spawn: Callable[[int], None] | None = None
 ) -> TrialResult:
-    """Run one trial of `capsule` in a child process; the result, also when the child died.
+    """Run one trial in a child process; the result, also when the child died.
 
     `on_spawn` gets the child's process group id (see `process.run_group`).
     """
     check_folder(out)
-    point = trial_params(capsule.spec, params)
-    spec = apply_params(capsule.spec, point)
     make_folder(out)  # empty: the child fills it
-    threads = threads_for(spec)
-    timeout = spec.runtime.timeout
+    timeout = job.timeout
     with tempfile.TemporaryDirectory(prefix="capsule-trial-") as tmp:
         params_file = Path(tmp) / "params.json"
-        params_file.write_bytes(canonical_json(point))
+        params_file.write_bytes(job.params_json())
         log = Path(tmp) / LOG  # the trial folder must be empty when the trial starts
-        command = [
-            sys.executable,
-            "-m",
-            "capsule",
-            "exec-trial",
-            str(capsule_path),
-            "--out",
-            str(out),
-            "--data-root",
-            str(data_root),
-            "--params",
-            str(params_file),
-            "--runtime-label",
-            RUNTIME,
-        ]
-        if allow_toolchain_drift:
-            command.append("--allow-toolchain-drift")
-        for unit, entry in sorted((reuse or {}).items()):
-            command += ["--reuse", f"{unit}={entry}"]
-        env = numerics.environment(dict(os.environ), spec.runtime.numerics_mode(), threads)
+        args = job.exec_args(
+            capsule=str(job.capsule_path),
+            out=str(out),
+            data_root=str(job.data_root),
+            params=str(params_file),
+            runtime=RUNTIME,
+        )
+        command = [sys.executable, "-m", "capsule", *args]
+        env = job.environment(os.environ)
         code = run_group(command, log=log, timeout=timeout, env=env, on_spawn=on_spawn)
         out.mkdir(parents=True, exist_ok=True)
         shutil.move(log, out / LOG)
 
     def ended(status: Status, error: str) -> TrialResult:
-        return host_result(capsule, point, RUNTIME, threads, status, error, out)
+        return host_result(job.capsule, job.point, RUNTIME, job.threads, status, error, out)
 
     if code is None:
         return ended("timeout", f"trial ran longer than {timeout:g} s; process killed")

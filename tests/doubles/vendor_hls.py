@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""TEST DOUBLE of the vendor HLS tools (vivado_hls, vitis-run, vitis_hls): NOT a real HLS tool.
+"""TEST DOUBLE of the vendor HLS tools (vivado_hls, vitis-run, vitis_hls, icpx): NOT a real tool.
 
 Nobody can install Vivado here, so tests install this script as `<install>/bin/vivado_hls` (or
 `bin/vitis-run` and `bin/vitis_hls`) in a temporary install folder, next to a `double.json` that
@@ -12,6 +12,12 @@ tells it how to behave. It acts like the real tool at the process level only:
   tests/data/vendor-reports, copied into the install folder by the test fixture) to where the
   real tool writes them: `<top>_prj/solution1/syn/report/<top>_csynth.xml` (+ `csynth.xml` for
   Vitis), and `vivado_synth.rpt` in the project folder for logic synthesis;
+- as oneAPI's `icpx`, run by hls4ml's CMake project (`cmake ..`, `make report|fpga` in build/):
+  without `-fsycl` it is the host C++ compiler and hands its arguments to g++ unchanged (CMake's
+  compiler checks); with `-fsycl -c` it writes an empty object; the FPGA link (`-Xshardware
+  ... -o NAME`) writes the REAL oneAPI report JSON (tests/data/vendor-reports/
+  hls4ml-fixture-oneapi) to `NAME.prj/reports/resources/json/` as the compiler does, without
+  `quartus.ndjson` for the early `report` link (`-fsycl-link=early`);
 - `double.json` "mode": "ok", "fail" (licence error, exit 1), "hang" (starts a child and sleeps
   forever, to test that the whole process tree is killed), "no-reports" (exit 0, writes nothing);
   "delay_s" sleeps before writing the reports (synthesis time).
@@ -34,7 +40,10 @@ BANNERS = {
     "vivado_hls": "Vivado HLS 2020.1 (64-bit)\nSW Build 2902540 on Wed May 27 19:54:35 MDT 2020",
     "vitis_hls": "Vitis HLS - High-Level Synthesis from C, C++ and OpenCL v2022.2 (64-bit)\n"
     "SW Build 3670227 on Oct 13 2022",
+    "icpx": "Intel(R) oneAPI DPC++/C++ Compiler 2025.0.4 (2025.0.4.20241205)\n"
+    "Target: x86_64-unknown-linux-gnu",
 }
+ONEAPI_JSON = "reports/resources/json"
 
 
 def log(line: str) -> None:
@@ -49,9 +58,51 @@ def options() -> dict[str, int]:
     return {k: int(v) for k, v in re.findall(r"^\s*(\w+)\s+(\d)\s*$", text, re.MULTILINE)}
 
 
+def misbehave() -> int | None:
+    """What "mode" asks for instead of a build: an exit code, a hang, or None to go on."""
+    mode = CONFIG.get("mode", "ok")
+    if mode == "fail":
+        log("ERROR: [Common 17-345] A valid license was not found for feature 'HLS'.")
+        return 1
+    if mode == "hang":
+        subprocess.Popen(["sleep", "7777"])  # a child in the same group: must die with us
+        while True:
+            time.sleep(1)
+    time.sleep(float(CONFIG.get("delay_s", 0)))
+    return 0 if mode == "no-reports" else None
+
+
+def icpx(args: list[str]) -> int:
+    if args == ["--version"]:
+        print(BANNERS["icpx"])
+        return 0
+    if "-fsycl" not in args:  # CMake's compiler checks: icpx is a host C++ compiler too
+        os.execvp("g++", ["g++", *args])
+    out = Path(args[args.index("-o") + 1]) if "-o" in args else Path("a.out")
+    if "-c" in args:
+        out.write_bytes(b"")
+        return 0
+    if "-Xshardware" in args:
+        log(f"icpx (test double): FPGA link of {out.name}")
+        code = misbehave()
+        if code is not None:
+            return code
+        target = Path(f"{out}.prj") / ONEAPI_JSON
+        target.mkdir(parents=True, exist_ok=True)
+        names = ["summary.ndjson", "loop_attr.ndjson"]
+        if "-fsycl-link=early" not in args:
+            names.append("quartus.ndjson")
+        for name in names:
+            shutil.copyfile(INSTALL / "reports" / name, target / name)
+    out.write_bytes(b"")
+    return 0
+
+
 def main() -> int:
     with open(INSTALL / "calls.jsonl", "a") as f:
         f.write(json.dumps({"tool": TOOL, "args": sys.argv[1:], "cwd": os.getcwd()}) + "\n")
+    if TOOL == "icpx":
+        return icpx(sys.argv[1:])
     if sys.argv[1:] == ["-version"]:
         print(BANNERS["vitis_hls" if TOOL.startswith("vitis") else "vivado_hls"])
         return 0

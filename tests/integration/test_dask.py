@@ -17,8 +17,8 @@ import pytest
 
 from capsule import api
 from capsule.capsulefile import Capsule
-from capsule.journal import Journal
-from capsule.run import JOURNAL, RunOptions, default_run_dir, lock_digest
+from capsule.journal import Journal, default_run_dir
+from capsule.run import JOURNAL, RunOptions, lock_digest
 from capsule.runtime.dask import DATA_ROOT_ENV, WorkerSetupError
 from tests.conftest import install_vendor_double, small_capsule
 from tests.dask_cluster import LoopbackCluster

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from capsule import api, fidelity
-from capsule.run import RunOptions, outcome
+from capsule.fidelity import outcome
+from capsule.run import RunOptions
 from capsule.search import ranked
 from tests.conftest import install_vendor_double
 

@@ -162,7 +162,8 @@ def test_a_collapsed_c_simulation_is_flagged_not_scored(tmp_path: Path) -> None:
     assert result.status == "ok", result.error
     assert result.metrics["csim_agreement"] < 0.5
     assert result.collapse is not None and "collapsed" in result.collapse
-    from capsule.run import outcome, to_record  # the record a search would keep
+    from capsule.fidelity import outcome
+    from capsule.run import to_record  # the record a search would keep
     from capsule.runtime.host import Ran
     from capsule.search import losses
 

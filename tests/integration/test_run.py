@@ -17,8 +17,8 @@ import pytest
 from optuna.samplers import NSGAIISampler
 
 from capsule import api
+from capsule.fidelity import outcome
 from capsule.optuna_search import study
-from capsule.run import outcome
 from capsule.trial import rehash
 from tests.conftest import small_capsule
 

@@ -244,9 +244,9 @@ def test_the_context_takes_locked_wheels_from_the_cache_without_the_index(
         pip(*args)
 
     monkeypatch.setattr(image, "_pip", spy)
-    ctx = image._context(tmp_path / "work")
-    assert len(calls) == 1 and "--no-index" in calls[0]
     capsule = image.capsule_wheel(tmp_path)
+    ctx = image._context(tmp_path / "work", capsule)
+    assert len(calls) == 1 and "--no-index" in calls[0]
     wheels = ctx / "wheels"
     assert sorted(p.name for p in wheels.iterdir()) == sorted(
         [capsule.name, dep.name, "requirements.txt"]

@@ -124,7 +124,8 @@ def test_a_c_simulation_below_the_agreement_floor_has_collapsed() -> None:
 
 def test_a_collapsed_result_is_recorded_as_collapsed_and_never_scored(tmp_path: Path) -> None:
     from capsule import render
-    from capsule.run import outcome, to_record
+    from capsule.fidelity import outcome
+    from capsule.run import to_record
     from capsule.runtime.host import Ran
     from capsule.search import losses
     from capsule.trial import TrialResult

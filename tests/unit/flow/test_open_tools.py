@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from capsule.errors import StageError
+from capsule.errors import StageError, StageTimeout
 from capsule.flow.rtlsim import run_tool
-from capsule.trial import StageTimeout
 
 
 def test_a_tool_out_of_time_is_killed_and_a_stage_timeout(tmp_path: Path) -> None:

@@ -12,7 +12,8 @@ import pytest
 from capsule.capsulefile import ToolchainLock
 from capsule.flow.synth import run_synthesis
 from capsule.spec import Toolchain
-from capsule.toolchain import Steps, lock_toolchain
+from capsule.toolchain import lock_toolchain
+from capsule.vendors import Steps
 from tests.conftest import install_vendor_double
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from capsule.reports import ReportError
-from capsule.reports.vivado import parse_cosim_rpt
+from capsule.vendors.amd.reports import parse_cosim_rpt
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-import capsule.reports
+import capsule.reports.model
 from capsule.reports import ProjectReports, ReportError, Resource, to_metrics
-from capsule.reports.vivado import parse_csynth_xml
+from capsule.vendors.amd.reports import parse_csynth_xml
 
 
 def test_vitis_full_csynth_xml_gives_the_top_level_summary(vitis_dir: Path) -> None:
@@ -184,7 +184,7 @@ def test_external_entities_are_not_resolved(tmp_path: Path) -> None:
 def test_file_size_is_bounded(
     vivado_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(capsule.reports, "MAX_REPORT_BYTES", 1000)
+    monkeypatch.setattr(capsule.reports.model, "MAX_REPORT_BYTES", 1000)
     with pytest.raises(ReportError, match="larger than"):
         parse_csynth_xml(vivado_dir / "myproject_csynth.xml")
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from capsule.reports import ReportError, Resource
-from capsule.reports.vivado import parse_synth_rpt
+from capsule.vendors.amd.reports import parse_synth_rpt
 
 
 def test_real_report_values(vivado_dir: Path) -> None:

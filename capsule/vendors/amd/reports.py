@@ -24,8 +24,8 @@ from typing import Any, Literal, TypeVar
 from lxml import etree
 
 from capsule.files import unsafe_relative_name
-from capsule.reports import (
-    RESOURCE_NAMES,
+from capsule.reports.model import (
+    AMD_RESOURCES,
     CosimReport,
     CsynthReport,
     ProjectReports,
@@ -187,7 +187,7 @@ def parse_csynth_xml(path: Path) -> CsynthReport:
             if normalised is not None:
                 found.setdefault(normalised, str(child.text or "").strip())
     resources: dict[str, Resource] = {}
-    for name in RESOURCE_NAMES:
+    for name in AMD_RESOURCES:
         used = values.integer(f"resources.{name}.used", area["Resources"].get(name))
         available = values.integer(
             f"resources.{name}.available", area["AvailableResources"].get(name)
