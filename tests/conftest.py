@@ -106,7 +106,7 @@ def small_capsule(
         (root / "exp" / "model.py").write_text(builder)
         text = text.replace('builder = "mlp"', 'builder = "model.py:build"')
         text = text.replace('algo = "tpe"', 'algo = "grid"').replace(
-            "timeout = 1800", "timeout = 30"
+            "timeout = 1800", "timeout = 60"
         )
         start, end = text.index("[model.params]"), text.index("[training]")
         text = text[:start] + '[model.params]\nmode = "fine"\n\n' + text[end:]

@@ -48,14 +48,14 @@ from capsule import image
 def sha(p): return hashlib.sha256(Path(p).read_bytes()).hexdigest()
 out, context, names = Path(sys.argv[1]), sys.argv[2] == "context", sys.argv[3:]
 found = {"package": str(image.PACKAGE), "files": {n: sha(image.IMAGES / n) for n in names}}
+out.mkdir()
+wheel = image.capsule_wheel(out)
+found["wheel"] = sha(wheel)
 if context:
-    ctx = image._context(out)
+    ctx = image._context(out, wheel)
     found["wheels"] = sorted(p.name for p in (ctx / "wheels").glob("*.whl"))
     found["context"] = {n: sha(ctx / n) for n in ("Dockerfile", "wheels/requirements.txt")}
-    out = ctx / "wheels"
-else:
-    out.mkdir()
-found["wheel"] = sha(image.capsule_wheel(out))
+    found["wheel"] = sha(ctx / "wheels" / wheel.name)
 print(json.dumps(found))
 """
 IMAGE_FILES = (
