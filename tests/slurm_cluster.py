@@ -86,7 +86,7 @@ def slurm_cluster(scratch: Path, **adapt: int) -> Iterator[Any]:
     scratch.mkdir(parents=True, exist_ok=True)
     cluster = SLURMCluster(
         **job_options(scratch),
-        scheduler_options={"host": "127.0.0.1", "port": 0, "dashboard_address": None},
+        scheduler_options={"host": "127.0.0.1", "port": 0, "dashboard_address": ":0"},
     )
     try:
         cluster.adapt(**adapt)

@@ -174,7 +174,10 @@ def run_on_worker(task: Task) -> Returned:
     worker = get_worker()
     name = str(worker.name)
     place = here(name)
-    worker.log_event(ATTEMPT_TOPIC, {"key": task.key, "address": worker.address, **place.named()})
+    # The scheduler adds the worker's address as "worker": its name goes as "name".
+    worker.log_event(
+        ATTEMPT_TOPIC, {"key": task.key, "host": place.host, "job": place.job, "name": name}
+    )
     scratch = Path(
         tempfile.mkdtemp(prefix=f"capsule-{task.number:05d}-", dir=worker.local_directory)
     )
@@ -230,7 +233,7 @@ class Attempts:
         if not isinstance(msg, dict):
             return
         key = msg.get("key")
-        place = Place(_text(msg.get("host")), _text(msg.get("job")), _text(msg.get("worker")))
+        place = Place(_text(msg.get("host")), _text(msg.get("job")), _text(msg.get("name")))
         with self.lock:
             runs = self.seen.get(key) if isinstance(key, str) else None
             if runs is None:
@@ -242,7 +245,7 @@ class Attempts:
                 if last.ended is None:
                     last.ended, last.why = now, f"{last.who()} stopped mid-trial"
                 why = last.why
-            runs.append(_Seen(place, _text(msg.get("address")) or "", now))
+            runs.append(_Seen(place, _text(msg.get("worker")) or "", now))
             watcher = self.watchers.get(key) if isinstance(key, str) else None
         if watcher is not None:
             watcher(place, why)
