@@ -101,7 +101,9 @@ def test_a_vendor_trial_runs_only_on_a_job_with_the_licence(tmp_path: Path) -> N
     with slurm_cluster(scratch, minimum_jobs=1, maximum_jobs=1) as cluster:
         client = cluster.get_client()
         wait_for("a worker job without the licence", lambda: worker_jobs(client))
-        search = Background(capsule, RunOptions(scheduler=cluster.scheduler_address, jobs=1))
+        search = Background(
+            capsule, RunOptions(scheduler=cluster.scheduler_address, jobs=1, max_trials=1)
+        )
 
         def states() -> set[str]:
             return set(
