@@ -31,7 +31,8 @@ def summary(trials: Sequence[Trial]) -> str | None:
     parts = [f"ran on {len(hosts)} host{'s' * (len(hosts) != 1)}"]
     if jobs:
         parts[0] += f" in {len(jobs)} batch job{'s' * (len(jobs) != 1)}"
-    parts.append(f"{len(retried)} trial{'s' * (len(retried) != 1)} retried ({lost} attempts lost)")
+    retries = f"{len(retried)} trial{'s' * (len(retried) != 1)} retried"
+    parts.append(f"{retries} ({lost} attempt{'s' * (lost != 1)} lost)")
     if waits:
         parts.append(f"waited for a worker {sum(waits):.0f} s in all (longest {max(waits):.0f} s)")
     return "; ".join(parts)

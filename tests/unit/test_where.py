@@ -49,7 +49,7 @@ def test_show_and_report_say_where_trials_ran_and_list_each_attempt_of_a_retried
                failed_attempts=[lost]),
     ]  # fmt: skip
     assert attempts.summary(trials) == (
-        "ran on 2 hosts in 2 batch jobs; 1 trial retried (1 attempts lost); "
+        "ran on 2 hosts in 2 batch jobs; 1 trial retried (1 attempt lost); "
         "waited for a worker 14 s in all (longest 10 s)"
     )
     assert attempts.retried_rows(trials) == [
