@@ -7,6 +7,7 @@ these tests are skipped (tests/slurm_cluster.py says why).
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -92,6 +93,14 @@ def test_trials_run_in_slurm_jobs_and_survive_a_cancelled_job(tmp_path: Path) ->
     [record] = [t for t in json.loads(shown.stdout)["trials"] if t["number"] == trial.number]
     assert [a["job"] for a in record["failed_attempts"]] == [f"slurm:{victim}"]
     assert record["job"] == trial.job
+    table = subprocess.run(
+        [str(CLI), "show", str(capsule)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "COLUMNS": "200"},
+    ).stdout
+    assert "1 trial retried (1 attempt lost)" in table and f"slurm:{victim}" in table
 
 
 def test_a_vendor_trial_runs_only_on_a_job_with_the_licence(tmp_path: Path) -> None:
