@@ -20,6 +20,7 @@ from bench import (
     runtime,
     search,
     searchquality,
+    slurm,
 )
 from bench.common import Row
 
@@ -36,6 +37,7 @@ SUITES = {
     "moo": moo.run,
     "openflow": openflow.run,
     "searchquality": searchquality.run,
+    "slurm": slurm.run,
 }
 
 

@@ -25,14 +25,15 @@ SPACE = """[search.space]
 """
 
 
-def _capsule(root: Path) -> Path:
+def capsule_of(root: Path, trials: int = TRIALS) -> Path:
+    """The example over the grid above, `trials` of it, one CPU per trial, the local runtime."""
     from capsule import api
 
     spec = api.init(root / "exp")
     text = spec.read_text()
     start, end = text.index("[search.space]"), text.index("# What the search optimises")
     text = text[:start] + SPACE + "\n" + text[end:]
-    text = text.replace("max_trials = 8", f"max_trials = {TRIALS}").replace("cpus = 2", "cpus = 1")
+    text = text.replace("max_trials = 8", f"max_trials = {trials}").replace("cpus = 2", "cpus = 1")
     spec.write_text(text.replace('algo = "tpe"', 'algo = "grid"'))
     api.pack(spec, root / "exp.capsule", runtime="local")
     return root / "exp.capsule"
@@ -45,7 +46,7 @@ def _trials_per_minute(root: Path, workers: int) -> float:
     from capsule.run import RunOptions
     from tests.dask_cluster import LoopbackCluster
 
-    capsule = _capsule(root)
+    capsule = capsule_of(root)
     env = {"CAPSULE_RUNTIME": "local", "CAPSULE_CACHE_DIR": str(root / "cache")}
     os.environ.update(env)
     with LoopbackCluster(root / "cluster") as cluster:

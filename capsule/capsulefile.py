@@ -172,6 +172,17 @@ class AppliedLayer(Locked):
     weight: Short | None = None
 
 
+class Attempt(Locked):
+    """A run of a trial that gave no result: its worker left the cluster mid-trial (a job
+    cancelled or pre-empted, a node lost), and the scheduler ran the trial again elsewhere."""
+
+    worker: Short | None = None
+    host: Short | None = None
+    job: Short | None = None  # the batch job: `slurm:ID`, `htcondor:CLUSTER.PROC`
+    ran_s: Annotated[float, Field(ge=0)] = 0.0
+    ended: Annotated[str, Field(max_length=1000)] = ""
+
+
 RecordStatus = Literal["ok", "failed", "timeout", "oom", "constraint", "collapsed"]
 
 
@@ -182,7 +193,11 @@ class Trial(Locked):
     but broke a constraint, or `collapsed` when its C simulation disagrees with the float model
     (`checks.csim_agreement_min`; `error` says by how much): such a trial is never scored.
     `duration_s` is wall-clock time: it differs run to run, and the digest seals it like any
-    value; reproduction compares `artifacts`, never durations.
+    value; reproduction compares `artifacts`, never durations. On a cluster it is the compute
+    time of the attempt that gave the result; the wait for a worker (`queue_s`) and the attempts
+    whose worker was lost mid-trial (`failed_attempts`) are kept apart. `host` and `job` name
+    where the result was made (worker names are reused; see `runtime/where.py`). Records made
+    before these fields existed lack them and read as before.
     """
 
     number: Annotated[int, Field(ge=0, le=MAX_TRIAL_NUMBER)]
@@ -205,6 +220,10 @@ class Trial(Locked):
     numerics: Numerics | None = None  # absent in records made before numerics were recorded
     layers: Annotated[list[AppliedLayer], Field(max_length=10_000)] | None = None
     estimate_missing: Annotated[list[Short], Field(max_length=10_000)] | None = None
+    host: Short | None = None
+    job: Short | None = None
+    queue_s: Annotated[float, Field(ge=0)] | None = None
+    failed_attempts: Annotated[list[Attempt], Field(max_length=1000)] | None = None
 
     @field_validator("artifacts")
     @classmethod

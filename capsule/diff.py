@@ -4,8 +4,9 @@ Both capsules are flattened to `(section, dotted key) -> value` with lists of lo
 identifies them (a data input by its role, a source by its name, a trial by its number), so an
 added package or trial shows as one line instead of a shifted list. Trials are compared by their
 results (status, params, metrics with fidelity, artifact hashes, runtime, cache hits, error);
-their wall-clock `duration_s` and `tool_s`, the log lines of a failed one (`log_tail`) and the
-cluster worker that ran it (`worker`) differ from run to run and host to host, and are left out.
+their wall-clock `duration_s`, `tool_s` and `queue_s`, the log lines of a failed one (`log_tail`),
+and where it ran (`worker`, `host`, `job`, `failed_attempts`) differ from run to run and host to
+host, and are left out.
 """
 
 from __future__ import annotations
@@ -17,7 +18,16 @@ from typing import Any
 from capsule.capsulefile import Capsule
 
 MISSING = "(absent)"
-NOT_RESULTS = ("duration_s", "log_tail", "worker", "tool_s")
+NOT_RESULTS = (
+    "duration_s",
+    "log_tail",
+    "worker",
+    "tool_s",
+    "host",
+    "job",
+    "queue_s",
+    "failed_attempts",
+)
 
 
 @dataclass(frozen=True)

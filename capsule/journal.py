@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,7 +143,9 @@ class Journal:
         self.path = path
         with self._errors("not a readable run journal"):
             path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, isolation_level=None)
+            # Attempts are journaled from the threads that run trials: one writer at a time.
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._write = threading.Lock()
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(SCHEMA)
@@ -197,7 +200,7 @@ class Journal:
 
     def propose(self, number: int, params: Params) -> None:
         text = json.dumps(params, sort_keys=True)
-        with self._errors("cannot write the run journal"), self._db:
+        with self._errors("cannot write the run journal"), self._write, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "INSERT INTO trials (number, params, state) VALUES (?, ?, 'proposed')",
@@ -206,7 +209,7 @@ class Journal:
             self._event(number, "proposed", text)
 
     def start(self, number: int, attempt_detail: str | None = None) -> None:
-        with self._errors("cannot write the run journal"), self._db:
+        with self._errors("cannot write the run journal"), self._write, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute("UPDATE trials SET state = 'running' WHERE number = ?", (number,))
             self._event(number, "started", attempt_detail)
@@ -214,7 +217,7 @@ class Journal:
     def finish(self, number: int, record: dict[str, Any]) -> None:
         """Record a finished trial; `record` is what goes into the capsule for it."""
         text = json.dumps(record, sort_keys=True)
-        with self._errors("cannot write the run journal"), self._db:
+        with self._errors("cannot write the run journal"), self._write, self._db:
             self._db.execute("BEGIN IMMEDIATE")
             self._db.execute(
                 "INSERT INTO trials (number, params, state, record) VALUES (?, ?, 'done', ?) "
@@ -223,9 +226,38 @@ class Journal:
             )
             self._event(number, "finished", record.get("status"))
 
+    def attempt(
+        self, number: int, count: int, place: dict[str, str], previous_ended: str | None
+    ) -> None:
+        """Attempt `count` of trial `number` started at `place` (host, job, worker); why the one
+        before it ended.
+        A trial's first attempt in a run follows its `started` event; more mean its worker was
+        lost mid-trial and the scheduler ran it again."""
+        detail: dict[str, Any] = {"attempt": count, **place}
+        if previous_ended is not None:
+            detail["previous_ended"] = previous_ended
+        with self._errors("cannot write the run journal"), self._write, self._db:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._event(number, "attempt", json.dumps(detail, sort_keys=True))
+
+    def attempts(self, number: int) -> list[dict[str, Any]]:
+        """The journaled attempts of trial `number`, oldest first."""
+        with self._errors("cannot read the run journal"), self._write:
+            rows = self._db.execute(
+                "SELECT detail FROM events WHERE number = ? AND kind = 'attempt' ORDER BY id",
+                (number,),
+            ).fetchall()
+        out = []
+        for (text,) in rows:
+            detail = self._json(text, number, "attempt")
+            if not isinstance(detail, dict):
+                raise JournalError(f"{self.path}: trial {number}: a journaled attempt is no table")
+            out.append(detail)
+        return out
+
     def unfinished(self) -> list[tuple[int, Params]]:
         """Trials proposed or started but without a result, by number: to be run again."""
-        with self._errors("cannot read the run journal"):
+        with self._errors("cannot read the run journal"), self._write:
             rows = self._db.execute(
                 "SELECT number, params FROM trials WHERE state != 'done' ORDER BY number"
             ).fetchall()
@@ -239,7 +271,7 @@ class Journal:
 
     def finished(self) -> list[dict[str, Any]]:
         """The records of finished trials, as JSON objects (the caller validates their keys)."""
-        with self._errors("cannot read the run journal"):
+        with self._errors("cannot read the run journal"), self._write:
             rows = self._db.execute(
                 "SELECT number, record FROM trials WHERE state = 'done' ORDER BY number"
             ).fetchall()
@@ -252,4 +284,6 @@ class Journal:
         return out
 
     def events(self) -> list[tuple[int, str]]:
-        return [(n, k) for n, k in self._db.execute("SELECT number, kind FROM events ORDER BY id")]
+        with self._write:
+            rows = self._db.execute("SELECT number, kind FROM events ORDER BY id").fetchall()
+        return [(n, k) for n, k in rows]

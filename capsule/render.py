@@ -16,7 +16,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from capsule import fidelity
+from capsule import attempts, fidelity
 from capsule.capsulefile import AppliedLayer, Capsule
 from capsule.diff import Difference
 from capsule.doctor import Finding
@@ -415,6 +415,7 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     parts: list[RenderableType] = [
         plain(f"{len(trials)} trials: {summary}", style="bold"),
         plain(f"runtime {', '.join(runtimes)}; taken from the stage cache: {reused}"),
+        *[plain(line) for line in [attempts.summary(trials)] if line],
         *([] if found.level is None else [levels(capsule)]),
         table(f"best {min(top, len(best))} trials{at}", best[:top]),
         table(front_title, front_rows),
@@ -431,6 +432,14 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     if best and best[0].estimate_missing:
         missing = ", ".join(best[0].estimate_missing)
         parts.append(plain(f"trial {best[0].number}: estimate is partial, not counted: {missing}"))
+    retried = attempts.retried_rows(trials)
+    if retried:
+        tries = Table(title="attempts of retried trials", title_justify="left")
+        for column in attempts.HEADER:
+            tries.add_column(column, overflow="fold")
+        for cells in retried:
+            _row(tries, *cells)
+        parts.append(tries)
     if found.failed:
         failed = found.last_failed()
         title = "failed or collapsed trials"

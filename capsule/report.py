@@ -37,7 +37,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from capsule import fidelity
+from capsule import attempts, fidelity
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError
 from capsule.fidelity import outcome
@@ -409,7 +409,7 @@ def _csv(
         ["number", "status", "loss", "pareto", *params]
         + [c for m in metrics for c in (m, f"fidelity.{m}")]
         + ["runtime", "image", "threads", "cache_hits", "stage", "error", "duration_s"]
-        + ["level", "tool_s"]
+        + ["level", "tool_s", "host", "job", "queue_s", "failed_attempts"]
     )
     for t in trials:
         loss = scored.get(t.number)
@@ -425,6 +425,7 @@ def _csv(
         row += [t.runtime, t.image or "", t.threads, ";".join(t.cache_hits), t.stage or ""]
         row += [t.error or "", repr(t.duration_s)]
         row += [_text(t.level) if t.level is not None else "", _opt(t.tool_s)]
+        row += [t.host or "", t.job or "", _opt(t.queue_s), len(t.failed_attempts or ())]
         writer.writerow([shown(c) if isinstance(c, str) else c for c in row])
     return buffer.getvalue()
 
@@ -471,6 +472,13 @@ def _built(trial: Trial | None) -> list[str]:
         missing = ", ".join(trial.estimate_missing)
         parts.append(f"<p>The estimate is partial: not counted {_e(missing)}.</p>")
     return parts
+
+
+def _retried(trials: Sequence[Trial]) -> list[str]:
+    rows = attempts.retried_rows(trials)
+    if not rows:
+        return []
+    return ["<h2>Attempts of retried trials</h2>", _table(attempts.HEADER, rows)]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -531,6 +539,8 @@ def _html(capsule: Capsule, found: Summary, best: Sequence[Trial], figures: Figu
             [[str(t.number), t.status, t.stage or "-", t.error or "-"] for t in failed],
         ),
         *([failed_note] if failed_note else []),
+        *[f"<p>{e(line)}.</p>" for line in [attempts.summary(trials)] if line],
+        *_retried(trials),
         "<h2>Figures</h2>",
     ]
     for name, png, caption in figures:

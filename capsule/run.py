@@ -50,7 +50,8 @@ from capsule.journal import Journal, JournalError, RunLock, default_run_dir
 from capsule.lock import data_root
 from capsule.process import log_tail
 from capsule.runtime.dask import WorkerSetupError, scheduler_address
-from capsule.runtime.host import HostRuntime, Ran
+from capsule.runtime.host import HostRuntime, OnStart, Ran
+from capsule.runtime.where import Place
 from capsule.search import Searcher, violation
 from capsule.space import Params
 from capsule.spec import Spec, format_validation_error
@@ -66,7 +67,14 @@ class Runtime(Protocol):
 
     def slots(self) -> int: ...
 
-    def attempt(self, number: int, params: Params, folder: Path, label: str) -> Ran: ...
+    def attempt(
+        self,
+        number: int,
+        params: Params,
+        folder: Path,
+        label: str,
+        on_start: OnStart | None = None,
+    ) -> Ran: ...
 
     def stop(self, number: int, folder: Path, label: str) -> None: ...
 
@@ -147,7 +155,11 @@ def to_record(
         artifacts=result.artifacts,
         runtime=result.runtime,
         image=ran.image if result.runtime == "docker" else None,
-        worker=ran.worker,
+        worker=ran.place.worker,
+        host=ran.place.host,
+        job=ran.place.job,
+        queue_s=None if ran.queue_s is None else round(ran.queue_s, 3),
+        failed_attempts=list(ran.failed) or None,
         level=level_of(result.params),
         tool_s=result.tool_s,
         threads=result.threads,
@@ -168,7 +180,7 @@ def to_record(
         stage=result.stage,
         error=error,
         log_tail=_log_tail(folder) if folder is not None and result.status != "ok" else None,
-        duration_s=round(duration, 3),
+        duration_s=round(duration if ran.duration_s is None else ran.duration_s, 3),
     )
 
 
@@ -283,6 +295,17 @@ class Runner:
     def _label(self, number: int) -> str:
         return f"capsule.trial={self.run_id}/{number}"
 
+    def _attempted(self, number: int) -> OnStart:
+        """Journals each attempt of trial `number` as it starts (from the runtime's thread)."""
+        count = 0
+
+        def started(place: Place, previous_ended: str | None) -> None:
+            nonlocal count
+            count += 1
+            self.journal.attempt(number, count, place.named(), previous_ended)
+
+        return started
+
     def _stop(self, number: int) -> None:
         self.runtime.stop(number, self._folder(number), self._label(number))
 
@@ -294,7 +317,9 @@ class Runner:
         shutil.rmtree(folder, ignore_errors=True)
         start = time.perf_counter()
         try:
-            ran = self.runtime.attempt(number, params, folder, self._label(number))
+            ran = self.runtime.attempt(
+                number, params, folder, self._label(number), self._attempted(number)
+            )
         except WorkerSetupError:
             raise
         except Exception as exc:  # the engine went away, a folder was unwritable, ...
@@ -345,8 +370,8 @@ class Runner:
                     self.runtime.close()  # nothing more is sent; queued remote trials go
                     raise
         finally:
+            self.runtime.close()  # first: it journals attempts as they start
             self.journal.close()
-            self.runtime.close()
             self.lock.release()  # last: nothing of this run touches the folder any more
         return self.capsule
 

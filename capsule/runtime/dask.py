@@ -21,19 +21,28 @@ so only workers started with `--resources vivado=N` take it, at most N at once e
 licences that worker may use.
 
 Faults: when a worker dies mid-trial the scheduler runs the task elsewhere (up to
-`distributed.scheduler.allowed-failures` times, then the trial is recorded as failed); the
-journal on the submitting side is untouched by it. A task cannot be interrupted once it runs,
-so a trial whose search was stopped runs to its end on its worker, and its result is dropped.
+`distributed.scheduler.allowed-failures` times, then the trial is recorded as failed). Each
+attempt tells the submitting side where it starts (host, batch job, worker: an event on the
+scheduler's `capsule-attempt` topic), and the scheduler tells it which worker left with which
+tasks (`remove-worker` on its `all` topic): so each attempt is journaled with why the one before
+it ended, and the record keeps the lost attempts and the wait for a worker apart from the
+compute time of the attempt that gave the result. Times are the submitting side's clock, when
+it hears of each event. A task cannot be interrupted once it runs, so a trial whose search was
+stopped runs to its end on its worker, and its result is dropped.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import itertools
 import os
+import re
 import shutil
 import tarfile
 import tempfile
 import threading
+import time
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -42,9 +51,10 @@ from typing import Any
 
 from capsule import vendors
 from capsule.cache import code_digest
-from capsule.capsulefile import Capsule, header_bytes, read_capsule
+from capsule.capsulefile import Attempt, Capsule, header_bytes, read_capsule
 from capsule.errors import CapsuleError, CapsuleWarning
-from capsule.runtime.host import HostRuntime, Ran
+from capsule.runtime.host import HostRuntime, OnStart, Ran
+from capsule.runtime.where import Place, here
 from capsule.space import Params
 from capsule.spec import Spec, apply_params
 from capsule.trial import rehash, trial_params
@@ -54,6 +64,8 @@ SCHEDULER_ENV = "CAPSULE_SCHEDULER"
 DATA_ROOT_ENV = "CAPSULE_DATA_ROOT"
 CONNECT_TIMEOUT_S = 30
 MAX_ARCHIVE_BYTES = 4 << 30  # a trial folder sent back through the scheduler's network
+ATTEMPT_TOPIC = "capsule-attempt"
+_STIMULUS_TIME = re.compile(r"-[0-9.]+$")
 
 
 class WorkerSetupError(CapsuleError):
@@ -100,6 +112,7 @@ class Task:
     allow_toolchain_drift: bool
     use_cache: bool
     tool: str
+    key: str  # the Dask task's: how the submitting side knows this trial's attempts
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,11 @@ def run_on_worker(task: Task) -> Returned:
 
     worker = get_worker()
     name = str(worker.name)
+    place = here(name)
+    # The scheduler adds the worker's address as "worker": its name goes as "name".
+    worker.log_event(
+        ATTEMPT_TOPIC, {"key": task.key, "host": place.host, "job": place.job, "name": name}
+    )
     scratch = Path(
         tempfile.mkdtemp(prefix=f"capsule-{task.number:05d}-", dir=worker.local_directory)
     )
@@ -161,9 +179,108 @@ def run_on_worker(task: Task) -> Returned:
         folder = scratch / "trial"
         host.stop(task.number, folder, task.label)  # a container a dead worker here left running
         ran = host.attempt(task.number, task.params, folder, task.label)
-        return Returned(Ran(ran.result, ran.image, name), _archive(folder))
+        return Returned(Ran(ran.result, ran.image, place, ran.duration_s), _archive(folder))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@dataclass
+class _Seen:
+    """One attempt, as the submitting side heard of it."""
+
+    place: Place
+    address: str
+    started: float
+    ended: float | None = None
+    why: str | None = None
+
+    def who(self) -> str:
+        where = ", ".join(v for v in (self.place.host, self.place.job) if v)
+        return f"worker {self.place.worker}" + (f" ({where})" if where else "")
+
+
+def _text(value: object) -> str | None:
+    return value[:256] if isinstance(value, str) and value else None
+
+
+class Attempts:
+    """The attempts of the trials in flight, from the scheduler's events (see the module's
+    docstring): handlers run on the client's event loop, readers on the trials' threads."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.submitted: dict[str, float] = {}
+        self.seen: dict[str, list[_Seen]] = {}
+        self.watchers: dict[str, OnStart] = {}
+
+    def submit(self, key: str, on_start: OnStart | None) -> None:
+        with self.lock:
+            self.submitted[key] = time.monotonic()
+            self.seen[key] = []
+            if on_start is not None:
+                self.watchers[key] = on_start
+
+    def started(self, event: tuple[float, Any]) -> None:
+        """An attempt started: the one before it, if any, ended (its worker was lost)."""
+        msg = event[1]
+        if not isinstance(msg, dict):
+            return
+        key = msg.get("key")
+        place = Place(_text(msg.get("host")), _text(msg.get("job")), _text(msg.get("name")))
+        with self.lock:
+            runs = self.seen.get(key) if isinstance(key, str) else None
+            if runs is None:
+                return  # another run's trial, or one this run gave up on
+            now = time.monotonic()
+            why = None
+            if runs:
+                last = runs[-1]
+                if last.ended is None:
+                    last.ended, last.why = now, f"{last.who()} stopped mid-trial"
+                why = last.why
+            runs.append(_Seen(place, _text(msg.get("worker")) or "", now))
+            watcher = self.watchers.get(key) if isinstance(key, str) else None
+        if watcher is not None:
+            watcher(place, why)
+
+    def left(self, event: tuple[float, Any]) -> None:
+        """A worker left the cluster: the attempt it was running ended with it."""
+        msg = event[1]
+        if not isinstance(msg, dict) or msg.get("action") != "remove-worker":
+            return
+        address = _text(msg.get("worker"))
+        stimulus = _STIMULUS_TIME.sub("", _text(msg.get("stimulus_id")) or "unknown")
+        with self.lock:
+            now = time.monotonic()
+            for runs in self.seen.values():
+                if runs and runs[-1].ended is None and runs[-1].address == address:
+                    last = runs[-1]
+                    last.ended = now
+                    last.why = f"{last.who()} left the cluster mid-trial ({stimulus})"
+
+    def done(self, key: str) -> tuple[float | None, tuple[Attempt, ...]]:
+        """A finished trial's wait for workers, and its attempts before the last."""
+        with self.lock:
+            submitted = self.submitted.pop(key)
+            runs = self.seen.pop(key)
+            self.watchers.pop(key, None)
+        if not runs:
+            return None, ()
+        queue = runs[0].started - submitted
+        failed = []
+        for run, after in itertools.pairwise(runs):
+            end = run.ended if run.ended is not None else after.started
+            queue += after.started - end
+            failed.append(
+                Attempt(
+                    worker=run.place.worker,
+                    host=run.place.host,
+                    job=run.place.job,
+                    ran_s=round(max(0.0, end - run.started), 3),
+                    ended=(run.why or "its worker was lost")[:1000],
+                )
+            )
+        return max(0.0, queue), tuple(failed)
 
 
 class DaskRuntime:
@@ -201,6 +318,9 @@ class DaskRuntime:
         self.options = (runtime, image, trusted, allow_toolchain_drift, use_cache)
         self.futures: dict[int, Any] = {}
         self.lock = threading.Lock()
+        self.attempts = Attempts()
+        self.client.subscribe_topic(ATTEMPT_TOPIC, self.attempts.started)  # type: ignore[no-untyped-call]
+        self.client.subscribe_topic("all", self.attempts.left)  # type: ignore[no-untyped-call]
 
     def slots(self) -> int:
         """Trials the cluster runs at once now: its workers' threads (at least one)."""
@@ -215,10 +335,19 @@ class DaskRuntime:
             )
         return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
 
-    def attempt(self, number: int, params: Params, folder: Path, label: str) -> Ran:
+    def attempt(
+        self,
+        number: int,
+        params: Params,
+        folder: Path,
+        label: str,
+        on_start: OnStart | None = None,
+    ) -> Ran:
         from distributed.scheduler import KilledWorker
 
         runtime, image, trusted, drift, use_cache = self.options
+        run_id = label.rsplit("=", 1)[-1].replace("/", "-")
+        key = f"capsule-trial-{run_id}-{uuid.uuid4().hex[:8]}"
         task = Task(
             self.capsule_bytes,
             number,
@@ -231,12 +360,13 @@ class DaskRuntime:
             drift,
             use_cache,
             tool_identity(),
+            key,
         )
-        run_id = label.rsplit("=", 1)[-1].replace("/", "-")
+        self.attempts.submit(key, on_start)
         future = self.client.submit(
             run_on_worker,
             task,
-            key=f"capsule-trial-{run_id}-{uuid.uuid4().hex[:8]}",
+            key=key,
             pure=False,
             resources=resources(self.capsule, params) or None,
         )
@@ -252,15 +382,17 @@ class DaskRuntime:
         finally:
             with self.lock:
                 self.futures.pop(number, None)
+            queue_s, failed = self.attempts.done(key)
         folder.mkdir(parents=True, exist_ok=True)
         with tarfile.open(fileobj=io.BytesIO(returned.archive), mode="r:") as tar:
             tar.extractall(folder, filter="data")
         claimed = returned.ran.result.artifacts
         if rehash(folder, claimed) != claimed:
             raise CapsuleError(
-                f"the trial folder worker {returned.ran.worker} sent back does not match its result"
+                f"the trial folder worker {returned.ran.place.worker} sent back does not match "
+                "its result"
             )
-        return returned.ran
+        return dataclasses.replace(returned.ran, queue_s=queue_s, failed=failed)
 
     def stop(self, number: int, folder: Path, label: str) -> None:
         with self.lock:

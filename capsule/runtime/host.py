@@ -7,16 +7,18 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from capsule import cache
-from capsule.capsulefile import Capsule
+from capsule.capsulefile import Attempt, Capsule
 from capsule.files import write_atomic
 from capsule.process import kill_leftover
 from capsule.runtime.choose import Choice
 from capsule.runtime.job import TrialJob
+from capsule.runtime.where import Place, here
 from capsule.space import Params
 from capsule.trial import TrialResult, runs_stage
 
@@ -41,14 +43,23 @@ def run_with(
     return run_local(job, out, on_spawn=on_spawn)
 
 
+# Told when an attempt of a trial starts: where, and why the attempt before it ended (None for
+# the first). The run journals each one.
+OnStart = Callable[[Place, str | None], None]
+
+
 @dataclass(frozen=True)
 class Ran:
-    """A finished trial as a runtime hands it back: its result, the image it ran in (docker)
-    and the Dask worker that ran it (on a cluster)."""
+    """A finished trial as a runtime hands it back: its result, the image it ran in (docker),
+    where it ran (host, batch job, Dask worker), the compute time of the attempt that made the
+    result, and on a cluster the wait for a worker and the attempts lost before it."""
 
     result: TrialResult
     image: str | None = None
-    worker: str | None = None
+    place: Place = field(default_factory=Place)
+    duration_s: float | None = None
+    queue_s: float | None = None
+    failed: tuple[Attempt, ...] = ()
 
 
 @dataclass
@@ -73,9 +84,20 @@ class HostRuntime:
     def close(self) -> None:
         pass
 
-    def attempt(self, number: int, params: Params, folder: Path, label: str) -> Ran:
+    def attempt(
+        self,
+        number: int,
+        params: Params,
+        folder: Path,
+        label: str,
+        on_start: OnStart | None = None,
+    ) -> Ran:
         """Run one trial into the empty `folder`; its process group id sits beside it meanwhile
         (`folder.pid`), so a resumed search can kill what a killed one left running."""
+        place = here()
+        if on_start is not None:
+            on_start(place, None)
+        start = time.perf_counter()
         job = TrialJob.build(
             self.capsule_path, self.capsule, params, self.data_root, self.allow_toolchain_drift
         )
@@ -108,7 +130,8 @@ class HostRuntime:
             self.stage_cache.store(
                 unit_keys, finished, folder, result.stage_metrics, result.fidelity
             )
-        return Ran(result, self.choice.image if self.choice.kind == "docker" else None)
+        image = self.choice.image if self.choice.kind == "docker" else None
+        return Ran(result, image, place, duration_s=time.perf_counter() - start)
 
     def stop(self, number: int, folder: Path, label: str) -> None:
         """Kill what runs (or a killed search left running) for the trial in `folder`.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -153,6 +154,22 @@ def test_a_killed_worker_costs_no_trial(tmp_path: Path, cluster: LoopbackCluster
         finished = Counter(n for n, kind in journal.events() if kind == "finished")
         assert finished == {0: 1, 1: 1, 2: 1}
         assert journal.unfinished() == []
+        attempts = {t.number: journal.attempts(t.number) for t in result.trials}
+    # The killed trial: two attempts journaled, the first lost with its worker, kept apart.
+    [retried] = [t for t in result.trials if t.failed_attempts]
+    first, second = attempts[retried.number]
+    assert (first["attempt"], first["worker"]) == (1, name)
+    assert second["previous_ended"].startswith(f"worker {name} ")
+    assert "mid-trial" in second["previous_ended"]
+    [lost] = retried.failed_attempts
+    assert lost.worker == name and lost.ended == second["previous_ended"]
+    assert lost.ran_s > 0 and retried.queue_s is not None
+    assert retried.worker == second["worker"]
+    for t in result.trials:
+        assert t.host == socket.gethostname() and t.job is None  # not in a batch job
+        assert t.duration_s > 0 and t.queue_s is not None
+        if t is not retried:
+            assert t.failed_attempts is None and [a["attempt"] for a in attempts[t.number]] == [1]
 
 
 def test_a_trial_whose_workers_keep_dying_is_recorded_failed(tmp_path: Path) -> None:

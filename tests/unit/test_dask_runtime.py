@@ -73,6 +73,7 @@ def _task(capsule: Path, **change: object) -> Task:
         allow_toolchain_drift=False,
         use_cache=False,
         tool=dask_runtime.tool_identity(),
+        key="capsule-trial-x-0",
     )
     return dataclasses.replace(task, **change)  # type: ignore[arg-type]
 
@@ -107,3 +108,44 @@ def test_a_worker_whose_data_root_lacks_the_data_says_where_to_map_it(
         dask_runtime._setup(_task(packed), tmp_path, "worker w")
     assert str(caught.value).startswith("worker w: data.features: no such data file")
     assert str(caught.value).endswith("(set CAPSULE_DATA_ROOT on the worker)")
+
+
+def test_attempts_keep_the_lost_run_and_the_wait_apart_from_the_result() -> None:
+    from capsule.runtime.dask import Attempts
+
+    seen: list[tuple[str | None, str | None]] = []
+    tracker = Attempts()
+    tracker.submit("k", lambda place, why: seen.append((place.job, why)))
+    start = {"key": "k", "host": "n1", "job": "slurm:7", "name": "SLURMCluster-0"}
+    tracker.started((0.0, {**start, "worker": "tcp://n1:1"}))
+    tracker.started((0.0, {"key": "other-run", "job": "slurm:9", "worker": "tcp://n3:1"}))
+    tracker.left((0.0, {"action": "add-worker", "worker": "tcp://n1:1"}))
+    tracker.left(
+        (
+            0.0,
+            {"action": "remove-worker", "worker": "tcp://n1:1", "stimulus_id": "worker-close-1.5"},
+        )
+    )
+    again = {**start, "host": "n2", "job": "slurm:8", "worker": "tcp://n2:1"}
+    tracker.started((0.0, again))
+    queue_s, failed = tracker.done("k")
+    why = "worker SLURMCluster-0 (n1, slurm:7) left the cluster mid-trial (worker-close)"
+    assert seen == [("slurm:7", None), ("slurm:8", why)]
+    [lost] = failed
+    assert (lost.job, lost.host, lost.worker, lost.ended) == (
+        "slurm:7",
+        "n1",
+        "SLURMCluster-0",
+        why,
+    )
+    assert queue_s is not None and queue_s >= 0 and lost.ran_s >= 0
+    assert tracker.seen == {} and tracker.watchers == {}
+
+
+def test_an_attempt_nobody_heard_of_leaves_the_wait_unknown() -> None:
+    from capsule.runtime.dask import Attempts
+
+    tracker = Attempts()
+    tracker.submit("k", None)
+    tracker.started((0.0, "not a dict"))
+    assert tracker.done("k") == (None, ())

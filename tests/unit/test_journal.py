@@ -104,3 +104,24 @@ def test_a_garbage_lock_file_does_not_stop_a_run_or_its_refusal(tmp_path: Path) 
         held.path.write_bytes(b"[1, 2]")  # someone scribbles over it while it is held
         with pytest.raises(RunBusy, match="holder unknown"):
             RunLock(tmp_path / "run")
+
+
+def test_each_attempt_is_an_event_with_where_it_ran_and_why_the_one_before_ended(
+    tmp_path: Path,
+) -> None:
+    with Journal(tmp_path / "j.sqlite", "sha256:a") as journal:
+        journal.propose(0, {"x": 1})
+        journal.start(0)
+        journal.attempt(0, 1, {"host": "n1", "job": "slurm:7", "worker": "w0"}, None)
+        journal.attempt(0, 2, {"host": "n2", "job": "slurm:8"}, "worker w0 left mid-trial")
+        assert journal.attempts(0) == [
+            {"attempt": 1, "host": "n1", "job": "slurm:7", "worker": "w0"},
+            {
+                "attempt": 2,
+                "host": "n2",
+                "job": "slurm:8",
+                "previous_ended": "worker w0 left mid-trial",
+            },
+        ]
+        assert journal.attempts(1) == []
+        assert [k for _, k in journal.events()] == ["proposed", "started", "attempt", "attempt"]

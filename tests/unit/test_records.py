@@ -274,3 +274,19 @@ def test_records_in_the_order_trials_finished_read_by_number(packed: Path) -> No
         for i, line in enumerate(record_lines(packed.read_text())[1])
     ]
     assert order == [1, 0, 3, 2]
+
+
+def test_records_with_where_they_ran_chain_after_records_made_before_that(recorded: Path) -> None:
+    from capsule.capsulefile import Attempt
+
+    before = read_capsule(recorded)
+    lost = Attempt(worker="SLURMCluster-0", host="n1", job="slurm:7", ran_s=9.5, ended="gone")
+    placed = trial(4).model_copy(
+        update={"host": "n2", "job": "slurm:8", "queue_s": 3.25, "failed_attempts": [lost]}
+    )
+    append_trial(recorded, before, placed)
+    after = read_capsule(recorded)
+    assert after.trials[:4] == before.trials  # the old records read as they were
+    assert after.trials[4] == placed and after.trials[4].failed_attempts == [lost]
+    assert after.digest == before.digest  # the header's seal is not touched by a record
+    assert '"failed_attempts":[{"ended":"gone"' in recorded.read_text()

@@ -108,7 +108,7 @@ def test_csv_has_one_row_per_trial_with_loss_pareto_params_and_fidelity(out: Pat
         "hls4ml.precision", "hls4ml.reuse_factor", "model.params.hidden", "training.learning_rate",
         "csim_accuracy", "fidelity.csim_accuracy", "dsp", "fidelity.dsp", "lut", "fidelity.lut",
         "runtime", "image", "threads", "cache_hits", "stage", "error", "duration_s",
-        "level", "tool_s",
+        "level", "tool_s", "host", "job", "queue_s", "failed_attempts",
     ]  # fmt: skip
     by = {int(r["number"]): r for r in rows}
     assert list(by) == [0, 1, 2, 3, 4, 5]
