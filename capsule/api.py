@@ -196,10 +196,11 @@ def _input_at(output: Path, spec: Spec, spec_path: Path) -> str | None:
     if not output.exists():
         return None
     root = spec_path.parent
-    inputs = {"the spec": spec_path}
-    inputs |= {f"data.{n}.path": root / getattr(spec.data, n).path for n in INPUTS}
-    inputs |= {key: root / name for name, key in spec.source_keys().items()}
-    for what, path in inputs.items():
+    inputs = [("the spec", spec_path)]
+    for n in INPUTS:
+        inputs += [(f"data.{n}.path", root / p) for p in getattr(spec.data, n).patterns()]
+    inputs += [(key, root / name) for name, key in spec.source_keys().items()]
+    for what, path in inputs:
         with contextlib.suppress(OSError):
             if os.path.samefile(output, path):
                 return what if what == "the spec" else f"the file of {what}"
