@@ -234,7 +234,13 @@ class ParquetSource:
 class ColumnFile:
     """Named branches (columns) of several files, as rows of one array: `flow.data.ArrayFile`."""
 
-    def __init__(self, sources: Sequence[Source], columns: list[str], jagged: dict[str, Jagged]):
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        columns: list[str],
+        jagged: dict[str, Jagged],
+        window_bytes: int = WINDOW_BYTES,
+    ) -> None:
         self._sources = list(sources)
         self._columns = columns
         self._jagged = jagged
@@ -252,7 +258,7 @@ class ColumnFile:
         total = int(self._starts[-1])
         self.shape: tuple[int, ...] = (total,) if flat_one else (total, int(self._offsets[-1]))
         row_bytes = max(1, int(self._offsets[-1]) * self.dtype.itemsize)
-        self.window_rows = max(1, WINDOW_BYTES // row_bytes)
+        self.window_rows = max(1, window_bytes // row_bytes)
         for source in self._sources:
             if isinstance(source, ParquetSource):
                 source.window_rows = self.window_rows
