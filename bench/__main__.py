@@ -17,6 +17,7 @@ from bench import (
     numerics,
     openflow,
     records,
+    rootinput,
     runtime,
     search,
     searchquality,
@@ -36,6 +37,7 @@ SUITES = {
     "moo": moo.run,
     "openflow": openflow.run,
     "searchquality": searchquality.run,
+    "rootinput": rootinput.run,
 }
 
 

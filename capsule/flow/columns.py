@@ -106,6 +106,7 @@ class RootSource:
             self._file.close()
             raise
         self.n_rows = int(self._tree.num_entries)
+        self._jagged: set[str] | None = None
 
     def where(self, column: str) -> str:
         return f"{self.name}: tree {self.tree_name!r}, branch {column!r}"
@@ -138,10 +139,24 @@ class RootSource:
         return [int(e) for e in self._tree.common_entry_offsets(filter_name=columns)]
 
     def read(self, columns: list[str], start: int, stop: int) -> dict[str, Any]:
-        arrays = self._tree.arrays(
-            columns, entry_start=start, entry_stop=stop, library="ak", array_cache=None
-        )
-        return {c: arrays[c] for c in columns}
+        """Flat branches as NumPy arrays, jagged ones as awkward arrays: building awkward
+        records of flat branches took half the time of a read (33 branches, 8192 entries)."""
+        if self._jagged is None:
+            fields = self.fields()
+            self._jagged = {
+                c for c in columns if isinstance(f := fields.get(c), Field) and f.width is None
+            }
+        out: dict[str, Any] = {}
+        for library, names in (
+            ("np", [c for c in columns if c not in self._jagged]),
+            ("ak", [c for c in columns if c in self._jagged]),
+        ):
+            if names:
+                arrays = self._tree.arrays(
+                    names, entry_start=start, entry_stop=stop, library=library, array_cache=None
+                )
+                out.update({c: arrays[c] for c in names})
+        return out
 
     def close(self) -> None:
         self._file.close()
@@ -355,17 +370,41 @@ class ColumnFile:
         for column, lo, hi in zip(self._columns, self._offsets, self._offsets[1:], strict=False):
             values = arrays[column]
             if column in self._jagged:
-                spec = self._jagged[column]
-                padded = ak.fill_none(ak.pad_none(values, spec.length, clip=True), spec.pad)
-                out[:, lo:hi] = ak.to_numpy(padded)
+                out[:, lo:hi] = pad(values, self._jagged[column])
             else:
-                out[:, lo:hi] = np.asarray(ak.to_numpy(values)).reshape(stop - start, hi - lo)
+                flat = values if isinstance(values, np.ndarray) else ak.to_numpy(values)
+                out[:, lo:hi] = flat.reshape(stop - start, hi - lo)
         return out.reshape(stop - start, *self.shape[1:])
 
     def close(self) -> None:
         self._cache = None
         for source in self._sources:
             source.close()
+
+
+def pad(values: Any, jagged: Jagged) -> np.ndarray:
+    """A jagged array as rows of `jagged.length` values: the first ones of each entry, then the
+    pad value. Done in NumPy on the list's offsets and content (awkward's pad_none + fill_none
+    took a third of a window's read); other layouts (missing lists) go through awkward."""
+    import awkward as ak
+
+    layout = ak.to_layout(values)
+    if isinstance(layout, ak.contents.UnmaskedArray):
+        layout = layout.content
+    if not (
+        isinstance(layout, ak.contents.ListOffsetArray)
+        and isinstance(layout.content, ak.contents.NumpyArray)
+    ):
+        padded = ak.fill_none(ak.pad_none(values, jagged.length, clip=True), jagged.pad)
+        return np.asarray(ak.to_numpy(padded))
+    offsets = np.asarray(layout.offsets.data)
+    content = np.asarray(layout.content.data)
+    starts = offsets[:-1]
+    take = np.minimum(offsets[1:] - starts, jagged.length)
+    index = np.arange(jagged.length)
+    gather = np.minimum(starts[:, None] + index, max(len(content) - 1, 0))
+    values = content[gather] if len(content) else np.zeros(gather.shape, content.dtype)
+    return np.where(index < take[:, None], values, np.asarray(jagged.pad, dtype=content.dtype))
 
 
 def _number(kind: Any) -> bool:
