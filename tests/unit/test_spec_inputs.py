@@ -61,7 +61,6 @@ def test_lists_globs_and_parquet() -> None:
         ),
         ('path = "data/jets.root"', 'path = ["data/jets.root", "../x.root"]', "contains '..'"),
         ('path = "data/jets.root"', "path = []", "List should have at least 1 item"),
-        ('path = "data/jets.root"', 'path = "data/jets.csv"', "set format = npy | hdf5 | root"),
     ],
 )
 def test_refused_with_the_key_and_line(old: str, new: str, expected: str) -> None:
