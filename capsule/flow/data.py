@@ -123,6 +123,8 @@ def open_input(root: Path, names: list[str], inp: DataInput) -> ArrayFile:
     """The input's files under `root` (one for npy and hdf5; ROOT and Parquet files in order,
     as the lock lists them) as one array. Errors name the files by these relative names."""
     fmt = inp.format or "npy"
+    if not names:  # a hand-edited capsule may lock no file for an input
+        raise DataError("no data file is locked for this input")
     if fmt in ("npy", "hdf5"):
         if len(names) != 1:
             raise DataError(f"a {fmt} input is one file, not {len(names)}")

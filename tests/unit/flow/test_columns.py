@@ -156,3 +156,9 @@ def test_a_damaged_root_file_is_named_with_its_entries(files: Path, tmp_path: Pa
         for a in range(0, 1000, 100):
             f.read(a, a + 100)
     f.close()
+
+
+def test_an_input_without_files_is_refused(files: Path) -> None:
+    spec = DataInput.model_validate({"path": "*.root", "tree": "Jets", "branches": ["pt"]})
+    with pytest.raises(DataError, match="^no data file is locked for this input$"):
+        open_input(files, [], spec)
