@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import uproot
 
-from capsule import api, toyjets
+from capsule import api, cache, toyjets
 from tests.unit.test_hostile import cli, refused
 
 
@@ -166,3 +166,18 @@ def test_parquet_columns_are_checked_like_branches(jets: Path) -> None:
     _edit(jets, '"eta", "energy",', '"eta",')
     _edit(jets, "constituent_pt = { length = 8, pad = 0.0 }\n", "")
     _refused(jets, "data.features: data/jets.parquet: column 'constituent_pt': jagged")
+
+
+def test_the_stage_cache_tells_the_order_of_files_apart(jets: Path, tmp_path: Path) -> None:
+    """Two files are rows in the order they are read: swapped, they are other data."""
+    _halves(jets.parent)
+    _edit(jets, 'path = "data/jets.root"        # a file', 'path = "data/jets_*.root"  # a file')
+    _edit(jets, 'path = "data/jets.root"        # the same', 'path = "data/jets_a.root"  #')
+    capsule = api.pack(jets, tmp_path / "c.capsule")
+    swapped = capsule.model_copy(
+        update={"data": [capsule.data[1], capsule.data[0], capsule.data[2]]}
+    )
+    assert [d.path for d in swapped.data[:2]] == ["data/jets_b.root", "data/jets_a.root"]
+    same = cache.keys(capsule, capsule.spec, "env", 1)
+    assert cache.keys(capsule.model_copy(), capsule.spec, "env", 1) == same
+    assert cache.keys(swapped, capsule.spec, "env", 1)["train"] != same["train"]
