@@ -96,17 +96,22 @@ def child(mode: str, path: Path) -> None:
     start = time.perf_counter()
     fit_only = 0.0
     if mode == "memory":
-        # Flat branches as NumPy, the jagged one as awkward: two arrays() calls, so that the
-        # padding's intermediates (an int64 index per padded value) meet fewer other copies.
+        # Flat branches as NumPy, the jagged one as awkward, then one float32 matrix for Keras.
+        # The padding goes a million entries at a time: awkward's pad_none over the whole
+        # branch builds an int64 index per padded value, and the first run of this bench was
+        # killed by the kernel at 17 GB (23 GB machine).
         tree = uproot.open(path, handler=uproot.source.file.MultithreadedFileSource)[TREE]
         flat = tree.arrays([*FLAT_NAMES, "label"], library="np")
         jagged = tree.arrays(["parts"], library="ak")["parts"]
-        parts = ak.to_numpy(ak.fill_none(ak.pad_none(jagged, JAGGED, clip=True), 0.0))
-        del jagged
-        x = np.column_stack([*(flat[n] for n in FLAT_NAMES), parts])
-        y = flat["label"]
-        del flat, parts
-        rows = len(x)
+        rows = len(jagged)
+        x = np.empty((rows, FLAT + JAGGED), np.float32)
+        for i, name in enumerate(FLAT_NAMES):
+            x[:, i] = flat.pop(name)
+        for s in range(0, rows, 1 << 20):
+            part = ak.pad_none(jagged[s : s + (1 << 20)], JAGGED, clip=True)
+            x[s : s + (1 << 20), FLAT:] = ak.to_numpy(ak.fill_none(part, 0.0))
+        y = flat.pop("label")
+        del flat, jagged
         fit_start = time.perf_counter()
         model.fit(x, y, batch_size=BATCH, epochs=1, verbose=0, shuffle=True)
         fit_only = rows / (time.perf_counter() - fit_start)
