@@ -181,3 +181,17 @@ def test_the_stage_cache_tells_the_order_of_files_apart(jets: Path, tmp_path: Pa
     same = cache.keys(capsule, capsule.spec, "env", 1)
     assert cache.keys(capsule.model_copy(), capsule.spec, "env", 1) == same
     assert cache.keys(swapped, capsule.spec, "env", 1)["train"] != same["train"]
+
+
+def test_diff_names_each_file_of_an_input(jets: Path, tmp_path: Path) -> None:
+    _halves(jets.parent)
+    _edit(jets, 'path = "data/jets.root"        # a file', 'path = "data/jets_*.root"  # a file')
+    _edit(jets, 'path = "data/jets.root"        # the same', 'path = "data/jets_a.root"  #')
+    api.pack(jets, tmp_path / "a.capsule")
+    toyjets.write_root(jets.parent / "data" / "jets_b.root", toyjets.generate(events=100))
+    api.pack(jets, tmp_path / "b.capsule")
+    changed = cli("diff", "--json", tmp_path / "a.capsule", tmp_path / "b.capsule")
+    keys = {d["key"] for d in json.loads(changed.stdout)}
+    assert changed.code == 1
+    assert {"features[1].sha256", "features[1].size"} <= keys
+    assert not any(k.startswith(("features[0]", "labels")) for k in keys)
