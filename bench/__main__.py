@@ -17,6 +17,7 @@ from bench import (
     numerics,
     openflow,
     records,
+    rootinput,
     runtime,
     search,
     searchquality,
@@ -38,6 +39,7 @@ SUITES = {
     "openflow": openflow.run,
     "searchquality": searchquality.run,
     "slurm": slurm.run,
+    "rootinput": rootinput.run,
 }
 
 

@@ -43,14 +43,15 @@ from capsule.version import __version__
 
 TEMPLATE = "exp.toml"
 # `capsule init --example NAME`: the template each example writes (all use the digits data).
-EXAMPLES = {"digits": TEMPLATE, "qat": "qat.toml"}
+EXAMPLES = {"digits": TEMPLATE, "qat": "qat.toml", "root": "root.toml"}
 
 
 def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
     """Write an example experiment into `folder`: exp.toml and the digits data as .npy files.
 
     `example` picks the spec: "digits" searches a float MLP's post-training precision, "qat" an
-    HGQ2 model's learned bit widths and beta. The digits ship inside scikit-learn, so this works
+    HGQ2 model's learned bit widths and beta, "root" a float MLP on toy jets in a ROOT file
+    (written with uproot, see capsule.toyjets). The digits ship inside scikit-learn, so this works
     offline; the arrays are written in a fixed dtype so that every machine produces the same
     bytes and so the same data hashes.
     """
@@ -61,6 +62,13 @@ def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
     spec_path = folder / "exp.toml"
     if spec_path.exists() and not force:
         raise CapsuleError(f"{spec_path} exists; pass --force to overwrite it")
+    template = files("capsule.templates").joinpath(EXAMPLES[example])
+    if example == "root":
+        from capsule import toyjets
+
+        toyjets.write_root(folder / "data" / "jets.root", toyjets.generate())
+        write_atomic(spec_path, template.read_text("utf-8"))
+        return spec_path
     digits = load_digits()
     arrays: dict[str, np.ndarray] = {
         "digits_features.npy": np.ascontiguousarray(digits.data, dtype=np.float32),
@@ -70,7 +78,6 @@ def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
         buffer = io.BytesIO()
         np.save(buffer, array, allow_pickle=False)
         write_atomic(folder / "data" / name, buffer.getvalue())
-    template = files("capsule.templates").joinpath(EXAMPLES[example])
     write_atomic(spec_path, template.read_text("utf-8"))
     return spec_path
 
@@ -198,10 +205,11 @@ def _input_at(output: Path, spec: Spec, spec_path: Path) -> str | None:
     if not output.exists():
         return None
     root = spec_path.parent
-    inputs = {"the spec": spec_path}
-    inputs |= {f"data.{n}.path": root / getattr(spec.data, n).path for n in INPUTS}
-    inputs |= {key: root / name for name, key in spec.source_keys().items()}
-    for what, path in inputs.items():
+    inputs = [("the spec", spec_path)]
+    for n in INPUTS:
+        inputs += [(f"data.{n}.path", root / p) for p in getattr(spec.data, n).patterns()]
+    inputs += [(key, root / name) for name, key in spec.source_keys().items()]
+    for what, path in inputs:
         with contextlib.suppress(OSError):
             if os.path.samefile(output, path):
                 return what if what == "the spec" else f"the file of {what}"

@@ -77,11 +77,23 @@ def _host_identity() -> str:
     return digest_of({"packages": env.packages, "python": env.python, "code": code_digest()})
 
 
+def _data_key(capsule: Capsule) -> list[Any]:
+    """Each input's hashes in the order its files are read: several ROOT or Parquet files are
+    rows in that order, so the same files in another order are other data. An input of one file
+    keys as it always has, so existing cache entries stay valid."""
+    hashes: dict[str, list[str]] = {}
+    for lock in capsule.data:
+        hashes.setdefault(lock.input, []).append(lock.sha256)
+    if all(len(h) == 1 for h in hashes.values()):
+        return sorted((name, h[0]) for name, h in hashes.items())
+    return sorted((name, h) for name, h in hashes.items())
+
+
 def keys(capsule: Capsule, spec: Spec, environment: str, threads: int) -> dict[str, str]:
     """The key of each unit for the trial of `spec` (the capsule's spec with params applied)."""
     base = {
         "format": FORMAT,
-        "data": sorted((d.input, d.sha256) for d in capsule.data),
+        "data": _data_key(capsule),
         "inputs": spec.data.model_dump(
             mode="json", exclude={"features": {"path"}, "labels": {"path"}}
         ),

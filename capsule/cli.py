@@ -104,7 +104,8 @@ def init(
         str,
         typer.Option(
             help="digits: a float MLP quantized after training (post-training precision "
-            "search); qat: an HGQ2 quantization-aware MLP (bit widths and beta searched)."
+            "search); qat: an HGQ2 quantization-aware MLP (bit widths and beta searched); "
+            "root: toy jets in a ROOT TTree (flat and jagged branches), written with uproot."
         ),
     ] = "digits",
 ) -> None:

@@ -12,6 +12,7 @@ host, and are left out.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,13 +51,26 @@ def _result(trial: dict[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in trial.items() if key not in NOT_RESULTS}
 
 
+def _data_by_role(locks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Data files keyed by their input's role; an input of several files (ROOT, Parquet) as
+    `features[0]`, `features[1]`, ... in the lock's order."""
+    count = Counter(d["input"] for d in locks)
+    seen: Counter[str] = Counter()
+    keyed = {}
+    for lock in locks:
+        role = lock.pop("input")
+        keyed[role if count[role] == 1 else f"{role}[{seen[role]}]"] = lock
+        seen[role] += 1
+    return keyed
+
+
 def _sections(capsule: Capsule) -> dict[str, dict[str, str]]:
     data = capsule.content()
     env = data.pop("environment")
     keyed = {
         "capsule": {"format": data["format"], "tool": data["tool"]},
         "spec": data["spec"],
-        "data": {"root": data["data_root"], **{d.pop("input"): d for d in data["data"]}},
+        "data": {"root": data["data_root"], **_data_by_role(data["data"])},
         "sources": {s["name"]: s["sha256"] for s in data.get("sources", [])},
         "environment": {k: v for k, v in env.items() if k != "packages"},
         "packages": env["packages"],

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from capsule.capsulefile import MAX_SOURCE_BYTES, Capsule, DataLock, SourceLock
 from capsule.errors import DataError, SourceError
-from capsule.files import read_text_limited
+from capsule.files import read_text_limited, unsafe_relative_name
 from capsule.hashing import HashCache, hash_files, sha256_bytes
-from capsule.spec import Spec
+from capsule.spec import MAX_INPUT_FILES, DataInput, Spec, is_glob
 
 INPUTS = ("features", "labels")
 
@@ -32,47 +32,86 @@ def _data_file(root: Path, rel: str, where: str) -> Path:
     return path
 
 
+def input_files(inp: DataInput, root: Path, where: str) -> list[str]:
+    """The files of one input, relative to `root`: its paths as written, each glob replaced by
+    the files it matches in sorted order. Pack locks this list; trials read the locked list and
+    never glob again, so a file added to the folder later changes nothing."""
+    if not inp.globbed():
+        return inp.patterns()
+    names: list[str] = []
+    for pattern in inp.patterns():
+        if not is_glob(pattern):
+            names.append(pattern)
+            continue
+        matches = sorted(p.relative_to(root).as_posix() for p in root.glob(pattern) if p.is_file())
+        if not matches:
+            raise DataError(f"{where}: {pattern!r} matches no file under {root}")
+        for name in matches:
+            reason = unsafe_relative_name(name)
+            if reason:
+                raise DataError(f"{where}: {pattern!r} matches {name!r}, which {reason}")
+        names.extend(matches)
+    if len(names) > MAX_INPUT_FILES:
+        raise DataError(f"{where}: {len(names)} files, more than {MAX_INPUT_FILES}")
+    if len(set(names)) != len(names):
+        raise DataError(f"{where}: names a file twice")
+    return names
+
+
 def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> list[DataLock]:
-    """Size and sha256 of each data input under `root`, hashed in parallel, cached by identity."""
-    inputs = {name: getattr(spec.data, name) for name in INPUTS}
-    paths = {
-        name: _data_file(root, inp.path, f"{source}: data.{name}.path")
-        for name, inp in inputs.items()
+    """Size and sha256 of each data file under `root` (one input may have several), hashed in
+    parallel, cached by identity."""
+    files = {
+        name: [
+            (rel, _data_file(root, rel, f"{source}: data.{name}.path"))
+            for rel in input_files(getattr(spec.data, name), root, f"{source}: data.{name}.path")
+        ]
+        for name in INPUTS
     }
-    _check_split(spec, paths["features"], source)
-    unique = sorted(set(paths.values()))
+    _check_inputs(spec, root, {name: [rel for rel, _ in f] for name, f in files.items()}, source)
+    unique = sorted({path for f in files.values() for _, path in f})
     digests = dict(zip(unique, hash_files(unique, cache), strict=True))
     return [
         DataLock(
             input=name,  # type: ignore[arg-type]
-            path=inputs[name].path,
-            size=paths[name].stat().st_size,
-            sha256=digests[paths[name]],
+            path=rel,
+            size=path.stat().st_size,
+            sha256=digests[path],
         )
         for name in INPUTS
+        for rel, path in files[name]
     ]
 
 
-def _check_split(spec: Spec, features: Path, source: str) -> None:
-    """Refuse a split that leaves train or test without rows for this data (`test = 1e-12`):
-    found here from the array's header, the trial's own split rule, not in a trial's data stage.
-    The data file is opened as the trial opens it, so an unreadable array is refused here too."""
-    from capsule.flow.data import Split, open_array
+def locked_files(capsule: Capsule, name: str) -> list[str]:
+    """The files of input `name` as the capsule locks them, in order."""
+    return [d.path for d in capsule.data if d.input == name]
+
+
+def _check_inputs(spec: Spec, root: Path, files: dict[str, list[str]], source: str) -> None:
+    """Open both inputs as a trial opens them, so a file the trial could not read (a missing
+    tree or branch, disagreeing schemas, too few rows for the split) is refused at pack, with
+    nothing written: from headers and schemas, never by reading the data. (Inputs whose row
+    counts differ are the trial's data stage to report, as before.)"""
+    from capsule.flow.data import Split, open_input
 
     d = spec.data
-    try:
-        array = open_array(features, d.features.format or "npy", d.features.dataset)
-    except DataError as exc:
-        raise DataError(f"{source}: data.features: {exc}") from None
-    except (OSError, ValueError) as exc:  # h5py and numpy's own errors for a file they cannot read
-        raise DataError(f"{source}: data.features: {features}: cannot read: {exc}") from None
-    try:
-        n_rows = int(array.shape[0]) if array.shape else 0
-    finally:
-        array.close()
+    n_rows = {}
+    for name in INPUTS:
+        try:
+            array = open_input(root, files[name], getattr(d, name))
+        except DataError as exc:
+            raise DataError(f"{source}: data.{name}: {exc}") from None
+        except (OSError, ValueError) as exc:  # h5py's and numpy's errors for an unreadable file
+            first = files[name][0]
+            raise DataError(f"{source}: data.{name}: {first}: cannot read: {exc}") from None
+        try:
+            n_rows[name] = int(array.shape[0]) if array.shape else 0
+        finally:
+            array.close()
     fractions = (d.split.train, d.split.validation, d.split.test)
     try:
-        Split.make(n_rows, fractions, spec.experiment.seed)
+        Split.make(n_rows["features"], fractions, spec.experiment.seed)
     except DataError as exc:
         raise DataError(f"{source}: data.split: {exc}") from None
 

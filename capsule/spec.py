@@ -184,27 +184,98 @@ class Experiment(Strict):
     _paths = field_validator("include")(lambda v: [_check_relative(p) for p in v])
 
 
-class DataInput(Strict):
-    path: str
-    format: Literal["npy", "hdf5"] | None = None
-    dataset: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+GLOB_CHARS = frozenset("*?[")
+MAX_INPUT_FILES = 4096
+MAX_COLUMNS = 4096
+ColumnName = Annotated[str, Field(min_length=1, max_length=1024)]
 
-    _path = field_validator("path")(_check_relative)
-    _dataset = field_validator("dataset")(lambda v: v if v is None else check_plain_text(v))
+
+def is_glob(path: str) -> bool:
+    return not GLOB_CHARS.isdisjoint(path)
+
+
+class JaggedColumn(Strict):
+    """A variable-length branch or list column as fixed columns: the first `length` values of
+    each entry, and `pad` where an entry has fewer (as jet-constituent inputs are prepared)."""
+
+    length: Annotated[int, Field(ge=1, le=MAX_COLUMNS)]
+    pad: float = 0.0
+
+
+class DataInput(Strict):
+    """One input: a .npy file, an HDF5 dataset, branches of a ROOT tree or Parquet columns.
+
+    ROOT and Parquet inputs may be several files (a list, or a glob that pack resolves and
+    locks file by file), read as one data set in the order of the list or of sorted names."""
+
+    path: str | Annotated[list[str], Field(min_length=1, max_length=MAX_INPUT_FILES)]
+    format: Literal["npy", "hdf5", "root", "parquet"] | None = None
+    dataset: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    tree: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
+    branches: Annotated[list[ColumnName], Field(min_length=1, max_length=MAX_COLUMNS)] | None = None
+    columns: Annotated[list[ColumnName], Field(min_length=1, max_length=MAX_COLUMNS)] | None = None
+    jagged: Annotated[dict[str, JaggedColumn], Field(max_length=MAX_COLUMNS)] = {}
+
+    @field_validator("path")
+    @classmethod
+    def _paths(cls, value: str | list[str]) -> str | list[str]:
+        for name in [value] if isinstance(value, str) else value:
+            _check_relative(name)
+        return value
+
+    _plain = field_validator("dataset", "tree")(lambda v: v if v is None else check_plain_text(v))
+    _names = field_validator("branches", "columns")(
+        lambda v: v if v is None else [check_plain_text(n) for n in v]
+    )
 
     @model_validator(mode="after")
     def _format(self) -> DataInput:
-        suffix = Path(self.path).suffix.lower()
-        inferred = {".npy": "npy", ".h5": "hdf5", ".hdf5": "hdf5"}.get(suffix)
+        first = self.path if isinstance(self.path, str) else self.path[0]
+        suffix = Path(first).suffix.lower()
+        inferred = {
+            ".npy": "npy",
+            ".h5": "hdf5",
+            ".hdf5": "hdf5",
+            ".root": "root",
+            ".parquet": "parquet",
+            ".pq": "parquet",
+        }.get(suffix)
         fmt = self.format or inferred
         if fmt is None:
-            raise ValueError(f"cannot tell the format of {self.path!r}: set format = npy | hdf5")
-        if fmt == "hdf5" and not self.dataset:
-            raise ValueError("an hdf5 input needs dataset = 'name of the dataset in the file'")
-        if fmt == "npy" and self.dataset:
-            raise ValueError("dataset applies to hdf5 inputs only")
+            raise ValueError(
+                f"cannot tell the format of {first!r}: set format = npy | hdf5 | root | parquet"
+            )
+        allowed = {"npy": set(), "hdf5": {"dataset"}, "root": {"tree", "branches", "jagged"}}
+        allowed["parquet"] = {"columns", "jagged"}
+        for key in ("dataset", "tree", "branches", "columns", "jagged"):
+            if getattr(self, key) and key not in allowed[fmt]:
+                users = " and ".join(f for f, keys in allowed.items() if key in keys)
+                raise ValueError(f"{key} applies to {users} inputs only")
+        needs = {"hdf5": ("dataset",), "root": ("tree", "branches"), "parquet": ("columns",)}
+        for key in needs.get(fmt, ()):
+            if not getattr(self, key):
+                raise ValueError(f"a {fmt} input needs {key} = ...")
+        if fmt in ("npy", "hdf5") and not isinstance(self.path, str):
+            raise ValueError(f"a {fmt} input is one file: path = 'name'")
+        names = self.columns_named()
+        if len(set(names)) != len(names):
+            raise ValueError("a branch or column is named twice")
+        extra = sorted(set(self.jagged) - set(names))
+        if extra:
+            raise ValueError(f"jagged names {extra[0]!r}, which is not among the input's own")
         object.__setattr__(self, "format", fmt)
         return self
+
+    def columns_named(self) -> list[str]:
+        """The branches (ROOT) or columns (Parquet) this input reads, in order."""
+        return list(self.branches or self.columns or [])
+
+    def patterns(self) -> list[str]:
+        """The paths as written: file names, or (ROOT and Parquet) globs for pack to resolve."""
+        return [self.path] if isinstance(self.path, str) else list(self.path)
+
+    def globbed(self) -> bool:
+        return self.format in ("root", "parquet") and any(is_glob(p) for p in self.patterns())
 
 
 class Split(Strict):

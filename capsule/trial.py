@@ -49,7 +49,7 @@ from capsule.errors import CapsuleError, StageError, StageTimeout
 from capsule.files import unsafe_relative_name, write_atomic
 from capsule.flow.estimate import Layer
 from capsule.hashing import HashCache, canonical_json, hash_files
-from capsule.lock import check_data
+from capsule.lock import check_data, locked_files
 from capsule.numerics import Numerics, in_force
 from capsule.space import Params, default_point
 from capsule.spec import CSIM_BACKENDS, Spec, apply_params
@@ -522,7 +522,7 @@ def _trained_model(spec: Spec, out: Path, state: dict[str, Any]) -> Any:
 def _stage_data(
     capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
 ) -> Measured:
-    from capsule.flow.data import Inputs, Split, open_array
+    from capsule.flow.data import Inputs, Split, open_input
 
     cache = HashCache.default()
     try:
@@ -533,10 +533,13 @@ def _stage_data(
     for src in capsule.sources:
         write_atomic(sources / src.name, src.text)
     d = spec.data
-    inputs = Inputs(
-        open_array(root / d.features.path, d.features.format or "npy", d.features.dataset),
-        open_array(root / d.labels.path, d.labels.format or "npy", d.labels.dataset),
-    )
+    features = open_input(root, locked_files(capsule, "features"), d.features)
+    try:
+        labels = open_input(root, locked_files(capsule, "labels"), d.labels)
+    except BaseException:
+        features.close()
+        raise
+    inputs = Inputs(features, labels)
     state["inputs"] = inputs
     split = Split.make(
         inputs.n_rows, (d.split.train, d.split.validation, d.split.test), spec.experiment.seed

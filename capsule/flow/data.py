@@ -19,11 +19,14 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from capsule.errors import DataError
+
+if TYPE_CHECKING:
+    from capsule.spec import DataInput
 
 TARGET_BLOCKS = 1024
 
@@ -114,6 +117,34 @@ def open_array(path: Path, fmt: str, dataset: str | None = None) -> ArrayFile:
         return NpyFile(path)
     assert dataset is not None
     return Hdf5File(path, dataset)
+
+
+def open_input(root: Path, names: list[str], inp: DataInput) -> ArrayFile:
+    """The input's files under `root` (one for npy and hdf5; ROOT and Parquet files in order,
+    as the lock lists them) as one array. Errors name the files by these relative names."""
+    fmt = inp.format or "npy"
+    if not names:  # a hand-edited capsule may lock no file for an input
+        raise DataError("no data file is locked for this input")
+    if fmt in ("npy", "hdf5"):
+        if len(names) != 1:
+            raise DataError(f"a {fmt} input is one file, not {len(names)}")
+        return open_array(root / names[0], fmt, inp.dataset)
+    from capsule.flow.columns import ColumnFile, Jagged, ParquetSource, RootSource, Source
+
+    sources: list[Source] = []
+    try:
+        for name in names:
+            if fmt == "root":
+                assert inp.tree is not None
+                sources.append(RootSource(root / name, name, inp.tree))
+            else:
+                sources.append(ParquetSource(root / name, name))
+    except DataError:
+        for source in sources:
+            source.close()
+        raise
+    jagged = {k: Jagged(v.length, v.pad) for k, v in inp.jagged.items()}
+    return ColumnFile(sources, inp.columns_named(), jagged)
 
 
 @dataclass(frozen=True)

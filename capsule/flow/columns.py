@@ -1,0 +1,422 @@
+"""ROOT trees and Parquet files as one 2-D array of numbers, read a window of rows at a time.
+
+Physics data sits in ROOT TTrees (flat branches, and jagged ones such as jet constituents) and
+in Parquet files (flat and list columns). Converting them to .npy would copy gigabytes and cut the
+link between the capsule's data hash and the file the researcher has, so they are read where they
+are: the named branches or columns of one or more files become the columns of one array (a
+jagged one padded or truncated to its declared length), and the files follow each other as rows.
+
+The array keeps `flow.data`'s contract, rows read by position, so the seeded split and the block
+order are the same as for the same numbers stored as .npy. Reads go through a cache of one
+*window*: a stretch of rows inside one ROOT cluster (the entries whose baskets start and end
+together) or one Parquet row group, at most WINDOW_BYTES decoded. A batch inside a cached window
+costs a slice; a block of the split decompresses each of its clusters about once. Memory is the
+window plus the format's own unit of compression (one basket per branch, one Parquet page), never
+the file. ROOT files are read with positioned reads, not uproot's default fsspec/mmap source: pages
+of a mapped file count in the process's RSS (see flow.data).
+
+Schemas are checked when the array is opened (at pack and again in the trial): every named branch
+exists in every file, is numeric, is jagged only with a declared length, and has the same type in
+every file. Errors are one line that names the file, the tree or column, and the entries.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from capsule.errors import DataError
+
+WINDOW_BYTES = 32 << 20
+
+
+@dataclass(frozen=True)
+class Field:
+    """One branch or column: its element type, values per row (flat) or None (jagged)."""
+
+    dtype: np.dtype[Any]
+    width: int | None
+
+    def describe(self) -> str:
+        shape = "jagged" if self.width is None else f"{self.width} per entry"
+        return f"{self.dtype} ({shape})"
+
+
+@dataclass(frozen=True)
+class Jagged:
+    length: int
+    pad: float
+
+
+class Source(Protocol):
+    """One file's rows: its fields (None for a field that is not numbers) and ranged reads."""
+
+    name: str
+    n_rows: int
+
+    def fields(self) -> dict[str, Field | str]: ...
+
+    def where(self, column: str) -> str: ...
+
+    def boundaries(self, columns: list[str]) -> list[int]: ...
+
+    def read(self, columns: list[str], start: int, stop: int) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def _numeric(dtype: np.dtype[Any]) -> bool:
+    return dtype.kind in "biuf"
+
+
+class RootSource:
+    """One TTree of a ROOT file, read by entry ranges through uproot."""
+
+    def __init__(self, path: Path, name: str, tree: str) -> None:
+        import uproot
+
+        self.name = name
+        self.tree_name = tree
+        try:
+            self._file = uproot.open(
+                path,
+                handler=uproot.source.file.MultithreadedFileSource,
+                array_cache=None,
+                object_cache=None,
+            )
+        except Exception as exc:  # uproot raises many types for a file that is not ROOT
+            raise DataError(f"{name}: not a ROOT file: {_one_line(exc)}") from None
+        try:
+            names = sorted(k.split(";")[0] for k in self._file.keys(recursive=True))
+            if tree not in names:
+                trees = ", ".join(repr(n) for n in names[:20]) or "nothing"
+                raise DataError(f"{name}: no tree {tree!r} (the file holds {trees})")
+            self._tree = self._file[tree]
+            if not isinstance(self._tree, uproot.behaviors.TTree.TTree):
+                kind = type(self._tree).__name__.replace("Model_", "")
+                raise DataError(f"{name}: {tree!r} is a {kind!r}, not a TTree")
+        except DataError:
+            self._file.close()
+            raise
+        self.n_rows = int(self._tree.num_entries)
+        self._jagged: set[str] | None = None
+
+    def where(self, column: str) -> str:
+        return f"{self.name}: tree {self.tree_name!r}, branch {column!r}"
+
+    def fields(self) -> dict[str, Field | str]:
+        from uproot.interpretation.jagged import AsJagged
+        from uproot.interpretation.numerical import AsDtype
+
+        out: dict[str, Field | str] = {}
+        for key, branch in self._tree.iteritems():
+            try:
+                interp = branch.interpretation
+            except Exception as exc:  # uproot cannot interpret some class-typed branches
+                out[key] = _one_line(exc)
+                continue
+            if isinstance(interp, AsDtype) and _numeric(interp.to_dtype.base):
+                out[key] = Field(interp.to_dtype.base, math.prod(interp.to_dtype.shape))
+            elif (
+                isinstance(interp, AsJagged)
+                and isinstance(interp.content, AsDtype)
+                and not interp.content.to_dtype.shape
+                and _numeric(interp.content.to_dtype)
+            ):
+                out[key] = Field(interp.content.to_dtype, None)
+            else:
+                out[key] = str(interp)
+        return out
+
+    def boundaries(self, columns: list[str]) -> list[int]:
+        return [int(e) for e in self._tree.common_entry_offsets(filter_name=columns)]
+
+    def read(self, columns: list[str], start: int, stop: int) -> dict[str, Any]:
+        """Flat branches as NumPy arrays, jagged ones as awkward arrays: building awkward
+        records of flat branches took half the time of a read (33 branches, 8192 entries)."""
+        if self._jagged is None:
+            fields = self.fields()
+            self._jagged = {
+                c for c in columns if isinstance(f := fields.get(c), Field) and f.width is None
+            }
+        out: dict[str, Any] = {}
+        for library, names in (
+            ("np", [c for c in columns if c not in self._jagged]),
+            ("ak", [c for c in columns if c in self._jagged]),
+        ):
+            if names:
+                arrays = self._tree.arrays(
+                    names, entry_start=start, entry_stop=stop, library=library, array_cache=None
+                )
+                out.update({c: arrays[c] for c in names})
+        return out
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class ParquetSource:
+    """One Parquet file, read by record batches inside its row groups through pyarrow.
+
+    A window is a record batch of one row group; reading the next window continues the same
+    batch iterator, so a row group is decoded once when its windows are read in order."""
+
+    def __init__(self, path: Path, name: str, window_rows: int = 0) -> None:
+        import pyarrow.parquet as pq
+
+        self.name = name
+        try:
+            self._file = pq.ParquetFile(path)
+        except Exception as exc:  # pyarrow's ArrowInvalid and OSError for a file that is not one
+            raise DataError(f"{name}: not a Parquet file: {_one_line(exc)}") from None
+        meta = self._file.metadata
+        self.n_rows = int(meta.num_rows)
+        self._groups = [0]
+        for i in range(meta.num_row_groups):
+            self._groups.append(self._groups[-1] + meta.row_group(i).num_rows)
+        self.window_rows = window_rows
+        self._iter: tuple[tuple[tuple[str, ...], int, int], Iterator[Any]] | None = None
+
+    def where(self, column: str) -> str:
+        return f"{self.name}: column {column!r}"
+
+    def fields(self) -> dict[str, Field | str]:
+        import pyarrow as pa
+
+        out: dict[str, Field | str] = {}
+        for field in self._file.schema_arrow:
+            kind = field.type
+            listed = pa.types.is_list(kind) or pa.types.is_large_list(kind)
+            inner = kind.value_type if listed else None
+            try:
+                if inner is not None and (_number(inner)):
+                    out[field.name] = Field(np.dtype(inner.to_pandas_dtype()), None)
+                elif _number(kind):
+                    out[field.name] = Field(np.dtype(kind.to_pandas_dtype()), 1)
+                elif pa.types.is_boolean(kind):
+                    out[field.name] = Field(np.dtype(np.bool_), 1)
+                else:
+                    out[field.name] = str(kind)
+            except (NotImplementedError, TypeError):  # float16 and other types numpy lacks
+                out[field.name] = str(kind)
+        return out
+
+    def boundaries(self, columns: list[str]) -> list[int]:
+        bounds: list[int] = []
+        for start, stop in zip(self._groups, self._groups[1:], strict=False):
+            bounds.extend(range(start, stop, self.window_rows))
+        return [*bounds, self.n_rows]
+
+    def read(self, columns: list[str], start: int, stop: int) -> dict[str, Any]:
+        import awkward as ak
+
+        group = bisect.bisect_right(self._groups, start) - 1
+        key = (tuple(columns), group, start)
+        if self._iter is None or self._iter[0] != key:
+            self._iter = None
+            batches = self._file.iter_batches(
+                batch_size=self.window_rows, row_groups=[group], columns=columns, use_threads=False
+            )
+            for _ in range((start - self._groups[group]) // self.window_rows):
+                next(batches)
+        else:
+            batches = self._iter[1]
+        batch = next(batches)
+        if batch.num_rows != stop - start:
+            raise DataError(f"{self.name}: rows {start}-{stop} read as {batch.num_rows} rows")
+        self._iter = ((tuple(columns), group, stop), batches)
+        out = {}
+        for column in columns:
+            values = batch.column(column)
+            if values.null_count:
+                first = int(np.argmax(values.is_null().to_numpy(zero_copy_only=False)))
+                raise DataError(f"{self.where(column)}, entry {start + first}: value is null")
+            out[column] = ak.from_arrow(values, highlevel=True)
+        return out
+
+    def close(self) -> None:
+        self._iter = None
+        self._file.close()
+
+
+class ColumnFile:
+    """Named branches (columns) of several files, as rows of one array: `flow.data.ArrayFile`."""
+
+    def __init__(
+        self,
+        sources: Sequence[Source],
+        columns: list[str],
+        jagged: dict[str, Jagged],
+        window_bytes: int = WINDOW_BYTES,
+    ) -> None:
+        self._sources = list(sources)
+        self._columns = columns
+        self._jagged = jagged
+        try:
+            self._fields = self._check()
+        except DataError:
+            self.close()
+            raise
+        widths = [self._width(c) for c in columns]
+        self._offsets = np.cumsum([0, *widths]).tolist()
+        self.dtype: np.dtype[Any] = np.result_type(*(f.dtype for f in self._fields.values()))
+        rows = [s.n_rows for s in self._sources]
+        self._starts = np.cumsum([0, *rows]).tolist()
+        flat_one = len(columns) == 1 and widths[0] == 1 and columns[0] not in jagged
+        total = int(self._starts[-1])
+        self.shape: tuple[int, ...] = (total,) if flat_one else (total, int(self._offsets[-1]))
+        row_bytes = max(1, int(self._offsets[-1]) * self.dtype.itemsize)
+        self.window_rows = max(1, window_bytes // row_bytes)
+        for source in self._sources:
+            if isinstance(source, ParquetSource):
+                source.window_rows = self.window_rows
+        self._bounds = [self._windows(s) for s in self._sources]
+        self._cache: tuple[int, int, int, np.ndarray] | None = None
+
+    def _width(self, column: str) -> int:
+        if column in self._jagged:
+            return self._jagged[column].length
+        width = self._fields[column].width
+        assert width is not None
+        return width
+
+    def _check(self) -> dict[str, Field]:
+        """The fields of the first file, after checking every file has the same ones."""
+        first: dict[str, Field] = {}
+        for i, source in enumerate(self._sources):
+            fields = source.fields()
+            for column in self._columns:
+                field = fields.get(column)
+                if field is None:
+                    known = ", ".join(repr(k) for k in sorted(fields)[:20])
+                    raise DataError(f"{source.where(column)}: no such {_noun(source)} ({known})")
+                if isinstance(field, str):
+                    raise DataError(f"{source.where(column)}: not numbers ({field!r})")
+                if field.width is None and column not in self._jagged:
+                    raise DataError(
+                        f"{source.where(column)}: jagged (entries hold different numbers of "
+                        "values); declare its length and pad value in the input's jagged table"
+                    )
+                if field.width is not None and column in self._jagged:
+                    raise DataError(
+                        f"{source.where(column)}: {field.describe()}, not jagged; "
+                        "remove it from the jagged table"
+                    )
+                if i == 0:
+                    first[column] = field
+                elif field != first[column]:
+                    raise DataError(
+                        f"{source.where(column)}: {field.describe()}, but "
+                        f"{self._sources[0].name} has {first[column].describe()}"
+                    )
+        return first
+
+    def _windows(self, source: Source) -> list[int]:
+        """Boundaries of the source's windows: its clusters or row groups, split to fit."""
+        natural = source.boundaries(self._columns) if source.n_rows else [0]
+        if not natural or natural[0] != 0 or natural[-1] != source.n_rows:
+            natural = [0, source.n_rows]
+        bounds = [0]
+        for start, stop in itertools.pairwise(natural):
+            bounds.extend(range(start + self.window_rows, stop, self.window_rows))
+            bounds.append(stop)
+        return bounds
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        out = np.empty((stop - start, *self.shape[1:]), dtype=self.dtype)
+        at = start
+        while at < stop:
+            window = self._window(at)
+            w_start, w_stop, rows = window[1], window[2], window[3]
+            take = min(stop, w_stop) - at
+            out[at - start : at - start + take] = rows[at - w_start : at - w_start + take]
+            at += take
+        return out
+
+    def _window(self, row: int) -> tuple[int, int, int, np.ndarray]:
+        if self._cache is not None and self._cache[1] <= row < self._cache[2]:
+            return self._cache
+        if not 0 <= row < self.shape[0]:
+            raise DataError(f"row {row} is outside the {self.shape[0]} rows of the input")
+        i = bisect.bisect_right(self._starts, row) - 1
+        base = int(self._starts[i])
+        bounds = self._bounds[i]
+        k = bisect.bisect_right(bounds, row - base) - 1
+        lo, hi = bounds[k], bounds[k + 1]
+        self._cache = None  # released before the next window is read
+        rows = self._convert(self._sources[i], lo, hi)
+        self._cache = (i, base + lo, base + hi, rows)
+        return self._cache
+
+    def _convert(self, source: Source, start: int, stop: int) -> np.ndarray:
+        import awkward as ak
+
+        try:
+            arrays = source.read(self._columns, start, stop)
+        except DataError:
+            raise
+        except Exception as exc:  # uproot and pyarrow raise many types for a damaged file
+            where = source.where(self._columns[0]) if len(self._columns) == 1 else source.name
+            reason = _one_line(exc)
+            raise DataError(f"{where}, entries {start}-{stop}: cannot read: {reason}") from None
+        out = np.empty((stop - start, int(self._offsets[-1])), dtype=self.dtype)
+        for column, lo, hi in zip(self._columns, self._offsets, self._offsets[1:], strict=False):
+            values = arrays[column]
+            if column in self._jagged:
+                out[:, lo:hi] = pad(values, self._jagged[column])
+            else:
+                flat = values if isinstance(values, np.ndarray) else ak.to_numpy(values)
+                out[:, lo:hi] = flat.reshape(stop - start, hi - lo)
+        return out.reshape(stop - start, *self.shape[1:])
+
+    def close(self) -> None:
+        self._cache = None
+        for source in self._sources:
+            source.close()
+
+
+def pad(values: Any, jagged: Jagged) -> np.ndarray:
+    """A jagged array as rows of `jagged.length` values: the first ones of each entry, then the
+    pad value. Done in NumPy on the list's offsets and content (awkward's pad_none + fill_none
+    took a third of a window's read); other layouts (missing lists) go through awkward."""
+    import awkward as ak
+
+    layout = ak.to_layout(values)
+    if isinstance(layout, ak.contents.UnmaskedArray):
+        layout = layout.content
+    if not (
+        isinstance(layout, ak.contents.ListOffsetArray)
+        and isinstance(layout.content, ak.contents.NumpyArray)
+    ):
+        padded = ak.fill_none(ak.pad_none(values, jagged.length, clip=True), jagged.pad)
+        return np.asarray(ak.to_numpy(padded))
+    offsets = np.asarray(layout.offsets.data)
+    content = np.asarray(layout.content.data)
+    starts = offsets[:-1]
+    take = np.minimum(offsets[1:] - starts, jagged.length)
+    index = np.arange(jagged.length)
+    gather = np.minimum(starts[:, None] + index, max(len(content) - 1, 0))
+    values = content[gather] if len(content) else np.zeros(gather.shape, content.dtype)
+    return np.where(index < take[:, None], values, np.asarray(jagged.pad, dtype=content.dtype))
+
+
+def _number(kind: Any) -> bool:
+    import pyarrow as pa
+
+    return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind))
+
+
+def _noun(source: Source) -> str:
+    return "branch" if isinstance(source, RootSource) else "column"
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text[:300]
