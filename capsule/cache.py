@@ -165,6 +165,15 @@ class StageCache:
             target = self.path(unit_keys[unit])
             if target.exists():
                 continue
+            odd = _not_plain(folder, OUTPUTS[unit])
+            if odd is not None:
+                # A trial (in a container, or a capsule's own code) may leave a link to a host
+                # file; copying it would put that file in the cache, and in the next trial.
+                warnings.warn(
+                    CapsuleWarning(f"{odd}: not a plain file or folder; {unit} is not cached"),
+                    stacklevel=2,
+                )
+                continue
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
                 tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
@@ -253,3 +262,21 @@ def restore(unit: str, entry: Path, out: Path) -> dict[str, Any]:
             shutil.copy2(source, target)
     record: dict[str, Any] = json.loads((entry / ENTRY).read_text())
     return record
+
+
+def _not_plain(folder: Path, names: tuple[str, ...] | list[str]) -> Path | None:
+    """The first of `names` under `folder`, or anything inside them, that is not a regular file
+    or a real folder (a link, a FIFO, a device), if any."""
+    for name in names:
+        source = folder / name
+        if not os.path.lexists(source):
+            continue
+        if source.is_symlink() or not (source.is_file() or source.is_dir()):
+            return source
+        if source.is_dir():
+            for root, dirs, files in os.walk(source):
+                for entry in (*dirs, *files):
+                    path = Path(root) / entry
+                    if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                        return path
+    return None
