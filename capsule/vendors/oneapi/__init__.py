@@ -38,8 +38,11 @@ class OneApi(VendorTool):
         return [str(self.runner(install)), "--version"]
 
     def build(self, install: Path, project: Path, steps: Steps) -> list[Command]:
+        # A build folder restored from the stage cache was configured in another trial's folder
+        # (CMake refuses it there); the project's sources are all a build needs.
+        self.clean(project)
         build = project / BUILD
-        build.mkdir(exist_ok=True)
+        build.mkdir()
         target = "fpga" if steps.vsynth else "report"
         return [Command(["cmake", ".."], build), Command(["make", target], build)]
 

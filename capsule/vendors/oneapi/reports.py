@@ -61,7 +61,8 @@ def _lines(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of an `.ndjson` file, one a line (blank lines skipped)."""
     text = read_report_bytes(path).decode("utf-8", errors="replace")
     found = []
-    for number, line in enumerate(text.splitlines(), 1):
+    # Lines end at \n only: JSON strings may hold U+2028 and the like, which splitlines breaks.
+    for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
         value = _load(path, line, number)
@@ -75,17 +76,19 @@ def _number(path: Path, what: str, value: object) -> float | None:
     """A report cell as a number: JSON numbers and numeric strings; None for `n/a` and the like."""
     if isinstance(value, bool):
         raise ReportError(f"{path}: {what} is {value!r}, not a number")
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
+    try:
+        if isinstance(value, int | float):
+            number = float(value)
+        elif isinstance(value, str):
             number = float(value.strip())
-        except ValueError:
+        else:
             return None
-    else:
+    except OverflowError:
+        number = math.inf
+    except ValueError:
         return None
     if not math.isfinite(number) or number < 0:
-        raise ReportError(f"{path}: {what} is {value!r}, not a finite count")
+        raise ReportError(f"{path}: {what} is {str(value)[:40]!r}, not a finite count")
     return number
 
 

@@ -177,3 +177,31 @@ def test_oneapi_trials_skip_the_c_simulation_hls4ml_builds_with_icpx() -> None:
     assert [s for s in STAGES if runs_stage(spec, s)] == [
         "data", "train", "convert", "estimate", "synth", "reports"
     ]  # fmt: skip
+
+
+def test_counts_too_large_for_a_float_are_one_error(tmp_path: Path) -> None:
+    from capsule.vendors.oneapi.reports import _number
+
+    for value in (10**400, "1" + "0" * 400):
+        with pytest.raises(ReportError, match=r"alm is '1000.*', not a finite count$"):
+            _number(tmp_path / "quartus.ndjson", "alm", value)
+
+
+def test_report_lines_end_at_newlines_only(tmp_path: Path) -> None:
+    """U+2028 inside a JSON string is valid JSON; str.splitlines would cut the line there."""
+    from capsule.vendors.oneapi.reports import _lines
+
+    path = tmp_path / "loop_attr.ndjson"
+    path.write_text('{"name": "a\u2028b", "ii": 1}\n\n{"name": "c\u0085d"}\n')
+    assert _lines(path) == [{"name": "a\u2028b", "ii": 1}, {"name": "c\u0085d"}]
+
+
+def test_a_build_folder_from_another_trial_is_configured_afresh(tmp_path: Path) -> None:
+    """The stage cache restores hls4ml_prj, build/ included; CMake refuses a cache made in
+    another folder, so the build starts from the project's sources."""
+    project = tmp_path / "hls4ml_prj"
+    (project / "build").mkdir(parents=True)
+    (project / "build" / "CMakeCache.txt").write_text("CMAKE_CACHEFILE_DIR:INTERNAL=/elsewhere\n")
+    commands = get("oneapi").build(tmp_path / "tools", project, Steps())
+    assert [c.argv for c in commands] == [["cmake", ".."], ["make", "report"]]
+    assert list((project / "build").iterdir()) == []
