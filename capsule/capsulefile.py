@@ -361,6 +361,8 @@ class _Lines:
         MAX_HEADER_BYTES in all, `size` of them read before."""
         lines: list[bytes] = []
         marker = records.SECTION.encode()
+        if size > MAX_HEADER_BYTES:  # else the read below would be of nothing, like an end
+            raise CapsuleFileError(f"{self.source}: header larger than {MAX_HEADER_BYTES} bytes")
         while (line := self.line(MAX_HEADER_BYTES - size)) is not None:
             if line.rstrip(b"\n") == marker and self.number > 1:
                 return b"".join(lines), True
