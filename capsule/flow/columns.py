@@ -246,6 +246,42 @@ class ParquetSource:
         self._file.close()
 
 
+RAGGED_LOOKUP_ROWS = 65536  # how far into a file an error looks for the first ragged entry
+
+
+def _ragged_entry(source: Source, column: str) -> str:
+    """ ", entry N (K values, entry 0 has M)" for the first entry of a jagged column whose
+    length differs from the first's, within its first rows; "" when none does or it cannot
+    tell (the schema alone already says the column is jagged)."""
+    import awkward as ak
+
+    try:
+        if isinstance(source, RootSource):
+            values = source._tree[column].array(
+                entry_stop=min(source.n_rows, RAGGED_LOOKUP_ROWS), library="ak", array_cache=None
+            )
+        elif isinstance(source, ParquetSource):
+            batches, rows = [], 0
+            for batch in source._file.iter_batches(batch_size=4096, columns=[column]):
+                batches.append(ak.from_arrow(batch.column(0)))
+                rows += batch.num_rows
+                if rows >= RAGGED_LOOKUP_ROWS:
+                    break
+            if not batches:
+                return ""
+            values = ak.concatenate(batches)
+        else:
+            return ""
+        counts = ak.to_numpy(ak.fill_none(ak.num(values[:RAGGED_LOOKUP_ROWS], axis=1), -1))
+    except Exception:  # a file damaged past its schema: the read itself will say where
+        return ""
+    differ = np.flatnonzero(counts != counts[0]) if len(counts) else counts
+    if not len(differ):
+        return ""
+    n = int(differ[0])
+    return f", entry {n} ({int(counts[n])} values, entry 0 has {int(counts[0])})"
+
+
 class ColumnFile:
     """Named branches (columns) of several files, as rows of one array: `flow.data.ArrayFile`."""
 
@@ -301,8 +337,9 @@ class ColumnFile:
                     raise DataError(f"{source.where(column)}: not numbers ({field!r})")
                 if field.width is None and column not in self._jagged:
                     raise DataError(
-                        f"{source.where(column)}: jagged (entries hold different numbers of "
-                        "values); declare its length and pad value in the input's jagged table"
+                        f"{source.where(column)}{_ragged_entry(source, column)}: jagged (entries "
+                        "hold different numbers of values); declare its length and pad value in "
+                        "the input's jagged table"
                     )
                 if field.width is not None and column in self._jagged:
                     raise DataError(

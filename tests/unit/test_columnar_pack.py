@@ -113,12 +113,21 @@ def test_a_branch_of_strings_is_refused(jets: Path) -> None:
     )
 
 
+def _first_ragged(lengths: list[int]) -> tuple[int, int, int]:
+    n = next(i for i, k in enumerate(lengths) if k != lengths[0])
+    return n, lengths[n], lengths[0]
+
+
+RAGGED = _first_ragged([len(v) for v in toyjets.generate()["constituent_pt"]])
+
+
 def test_a_jagged_branch_without_a_length_is_refused(jets: Path) -> None:
     _edit(jets, "constituent_pt = { length = 8, pad = 0.0 }\n", "")
     _refused(
         jets,
-        "data.features: data/jets.root: tree 'Jets', branch 'constituent_pt': jagged (entries "
-        "hold different numbers of values); declare its length and pad value",
+        "data.features: data/jets.root: tree 'Jets', branch 'constituent_pt', entry "
+        f"{RAGGED[0]} ({RAGGED[1]} values, entry 0 has {RAGGED[2]}): jagged (entries hold "
+        "different numbers of values); declare its length and pad value",
     )
 
 
@@ -156,7 +165,9 @@ def test_parquet_columns_are_checked_like_branches(jets: Path) -> None:
         "pt": pa.array(np.ones(20, np.float32)),
         "eta": pa.array(np.ones(20, np.float32)),
         "mass": pa.array(["heavy"] * 20),
-        "constituent_pt": pa.array([[1.0, 2.0]] * 20, pa.list_(pa.float32())),
+        "constituent_pt": pa.array(
+            [[1.0, 2.0]] * 6 + [[3.0]] + [[1.0, 2.0]] * 13, pa.list_(pa.float32())
+        ),
         "label": pa.array(np.zeros(20, np.int32)),
     }
     _parquet_experiment(jets, table)
@@ -165,7 +176,11 @@ def test_parquet_columns_are_checked_like_branches(jets: Path) -> None:
     _refused(jets, "data.features: data/jets.parquet: column 'energy': no such column")
     _edit(jets, '"eta", "energy",', '"eta",')
     _edit(jets, "constituent_pt = { length = 8, pad = 0.0 }\n", "")
-    _refused(jets, "data.features: data/jets.parquet: column 'constituent_pt': jagged")
+    _refused(
+        jets,
+        "data.features: data/jets.parquet: column 'constituent_pt', entry 6 (1 values, entry 0 "
+        "has 2): jagged",
+    )
 
 
 def test_the_stage_cache_tells_the_order_of_files_apart(jets: Path, tmp_path: Path) -> None:
