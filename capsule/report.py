@@ -43,7 +43,7 @@ from capsule.render import visible
 from capsule.run import outcome
 from capsule.search import Hypervolume, hypervolume, losses, pareto_front, ranked, violation
 from capsule.space import Choice, parameters
-from capsule.spec import Objective, Spec
+from capsule.spec import Level, Objective, Spec
 
 BEST_TABLE = 5  # rows of best.md and best.tex
 BEST_HTML = 10
@@ -477,7 +477,7 @@ def _html(
     front: set[int],
     best: Sequence[Trial],
     figures: Figures,
-    level: int | None = None,
+    level: Level | None = None,
     volume: Hypervolume | None = None,
 ) -> str:
     e, spec = _e, capsule.spec
