@@ -108,13 +108,20 @@ class Calibration:
     tau: float | None  # Kendall's rank agreement; None below 3 pairs or without variation
 
 
-def calibrations(trials: Sequence[Trial]) -> list[Calibration]:
-    """Per metric and synthesized fidelity: the level-0 estimate against the synthesized value
-    of the same point (each promoted record counts once)."""
-    from scipy.stats import kendalltau  # type: ignore[import-untyped]  # scipy comes with scikit-learn
+@dataclass(frozen=True)
+class Compared:
+    """One promoted point's value of one metric at each fidelity it was measured at."""
 
+    number: int  # the point's level-0 trial
+    metric: str
+    values: dict[str, float]  # "estimate" and each synthesized fidelity reached -> value
+
+
+def compared(trials: Sequence[Trial]) -> list[Compared]:
+    """Per promoted point and estimated metric: the level-0 estimate beside every synthesized
+    value of the same point (Yosys's, the vendor's), what the calibration summarises; by point."""
     base = {_key(t.params): t for t in trials if t.level == 0 and t.status in SCORED}
-    found: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    found: dict[tuple[int, str], dict[str, float]] = {}
     for high in sorted(trials, key=lambda t: t.number):
         low = base.get(_key(high.params))
         if not high.level or high.status not in SCORED or low is None:
@@ -124,7 +131,21 @@ def calibrations(trials: Sequence[Trial]) -> list[Calibration]:
             if kind not in SYNTHESIZED or low.fidelity.get(metric) != "estimate":
                 continue
             if metric in low.metrics:
-                found.setdefault((metric, kind), []).append((low.metrics[metric], value))
+                row = found.setdefault((low.number, metric), {"estimate": low.metrics[metric]})
+                row[kind] = value
+    return [Compared(number, metric, values) for (number, metric), values in sorted(found.items())]
+
+
+def calibrations(trials: Sequence[Trial]) -> list[Calibration]:
+    """Per metric and synthesized fidelity: the level-0 estimate against the synthesized value
+    of the same point (each promoted record counts once)."""
+    from scipy.stats import kendalltau  # type: ignore[import-untyped]  # scipy comes with scikit-learn
+
+    found: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for row in compared(trials):
+        for kind, value in row.values.items():
+            if kind != "estimate":
+                found.setdefault((row.metric, kind), []).append((row.values["estimate"], value))
     out = []
     for (metric, kind), pairs in sorted(found.items()):
         ratios = [s / e for e, s in pairs if e]
