@@ -681,6 +681,8 @@ def apply_params(spec: Spec, params: Params) -> Spec:
         if path in labels:
             continue
         reason = None if path in LEVEL_KEYS else _unsettable(path, spec.model.builder)
+        if path == "open_flow.synth" and spec.open_flow is None:
+            reason = "is a fidelity level's, and the spec has no [open_flow] to set it in"
         if reason:
             raise SpecError(f"params: {path!r} {reason}")
         data = _set(data, path.split("."), value)

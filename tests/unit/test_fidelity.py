@@ -323,3 +323,10 @@ def test_a_record_names_its_level() -> None:
     assert open_trial(0, 1, "open-synth", 0.9, 900).level == "open-synth"
     with pytest.raises(ValueError, match="not a fidelity level"):
         Trial(number=0, status="ok", level="yosys")
+
+
+def test_a_level_param_cannot_turn_the_open_flow_on() -> None:
+    with pytest.raises(
+        SpecError, match="'open_flow.synth' is a fidelity level's, .*no \\[open_flow\\]"
+    ):
+        apply_params(spec(), {"open_flow.synth": True})
