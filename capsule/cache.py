@@ -5,8 +5,17 @@ Units, in trial order, with what each reads and leaves:
     train   stage train                      data, preprocessing, model, training, seed, code,
                                              environment, threads, numerics -> train/
     hls     stages convert, csim, estimate   the train key + [hls4ml]  -> hls4ml_prj/, csim/
+    rtl     stage rtl (open flow)            the train key             -> rtl/
+    rtlsim  stage rtlsim                     the rtl key + Verilator's version -> rtlsim/
+    yosys   stage yosys                      the rtl key + open_flow.family + Yosys's version
+                                             -> yosys/
     synth   stage synth                      the hls key + the vendor tool's identity and steps
                                              -> hls4ml_prj/ with the tool's tree, synth.log
+
+The open flow's units are separate so that an open-synth promotion (`capsule.fidelity`) takes
+the Verilog and its simulation from the level-0 trial of the same point and runs Yosys alone.
+Verilator and Yosys are Debian packages, not Python ones: their versions (as this host runs
+them) are part of those keys, an image id covering them only under the docker runtime.
 
 The environment is the image id under the docker runtime, else a digest of the host's packages
 and of capsule's own source files. A unit is reused only when every earlier unit is too (the
@@ -43,11 +52,17 @@ FORMAT = 1
 UNITS: dict[str, tuple[str, ...]] = {
     "train": ("train",),
     "hls": ("convert", "csim", "estimate"),
+    "rtl": ("rtl",),
+    "rtlsim": ("rtlsim",),
+    "yosys": ("yosys",),
     "synth": ("synth",),
 }
 OUTPUTS: dict[str, tuple[str, ...]] = {
     "train": ("train",),
     "hls": ("hls4ml_prj", "csim"),
+    "rtl": ("rtl",),
+    "rtlsim": ("rtlsim",),
+    "yosys": ("yosys",),
     "synth": ("hls4ml_prj", "synth.log"),
 }
 UNIT_OF = {stage: unit for unit, stages in UNITS.items() for stage in stages}
@@ -67,6 +82,19 @@ def code_digest() -> str:
 def environment_identity(image_id: str | None) -> str:
     """What the trial's code runs on: the image, or this host's packages and capsule's code."""
     return image_id if image_id is not None else _host_identity()
+
+
+@cache
+def open_tool_version(command: tuple[str, ...]) -> str | None:
+    """The first line a tool prints for its version, or None when it does not run here."""
+    import subprocess
+
+    try:
+        proc = subprocess.run(list(command), capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = proc.stdout.strip().splitlines()
+    return lines[0] if proc.returncode == 0 and lines else None
 
 
 @cache
@@ -120,7 +148,21 @@ def keys(capsule: Capsule, spec: Spec, environment: str, threads: int) -> dict[s
             "steps": spec.toolchain.model_dump(mode="json", exclude={"timeout"}),
         }
     )
-    return {"train": train, "hls": hls, "synth": synth}
+    keys = {"train": train, "hls": hls, "synth": synth}
+    if spec.open_flow is not None:
+        rtl = digest_of({"train": train, "unit": "rtl"})
+        keys["rtl"] = rtl
+        keys["rtlsim"] = digest_of(
+            {"rtl": rtl, "verilator": open_tool_version(("verilator", "--version"))}
+        )
+        keys["yosys"] = digest_of(
+            {
+                "rtl": rtl,
+                "family": spec.open_flow.family,
+                "yosys": open_tool_version(("yosys", "-V")),
+            }
+        )
+    return keys
 
 
 @dataclass(frozen=True)

@@ -36,8 +36,10 @@ from capsule.space import Value
 from capsule.spec import (
     IMAGE_RE,
     MAX_SOURCES,
+    Level,
     Spec,
     check_install_path,
+    check_level,
     check_plain_text,
     check_tool,
     check_version,
@@ -209,7 +211,8 @@ class Trial(Locked):
     runtime: str = ""
     image: str | None = None
     worker: Annotated[str, Field(max_length=256)] | None = None  # the Dask worker that ran it
-    level: Annotated[int, Field(ge=0, le=2)] | None = None  # fidelity level (capsule.fidelity)
+    # fidelity level (capsule.fidelity): 0, "open-synth", 1 or 2
+    level: Level | None = None
     tool_s: Annotated[float, Field(ge=0)] | None = None  # seconds the vendor tool ran
     threads: Annotated[int, Field(ge=1)] = 1
     cache_hits: list[str] = []
@@ -224,6 +227,8 @@ class Trial(Locked):
     job: Short | None = None
     queue_s: Annotated[float, Field(ge=0)] | None = None
     failed_attempts: Annotated[list[Attempt], Field(max_length=1000)] | None = None
+
+    _level = field_validator("level")(lambda v: v if v is None else check_level(v))
 
     @field_validator("artifacts")
     @classmethod

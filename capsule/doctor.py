@@ -171,13 +171,19 @@ OPEN_TOOLS = {
 }
 
 
-def _open_tool(name: str, flow: OpenFlow | None) -> Finding:
+def needs_open_tool(name: str, flow: OpenFlow | None) -> bool:
+    """Whether a trial of `flow` (the spec's open flow with the trial's level applied) runs the
+    step that needs tool `name`."""
+    return flow is not None and bool(getattr(flow, OPEN_TOOLS[name][1]))
+
+
+def open_tool(name: str, flow: OpenFlow | None) -> Finding:
     """One tool of the open flow: a capsule that runs the step fails without it; otherwise a
     missing tool is only worth knowing (the open flow cannot run here)."""
     import subprocess
 
-    command, step, what = OPEN_TOOLS[name]
-    needed = flow is not None and bool(getattr(flow, step))
+    command, _, what = OPEN_TOOLS[name]
+    needed = needs_open_tool(name, flow)
     fix = f"install {name} (Debian: apt-get install {name}); the open flow needs it for {what}"
     path = shutil.which(name)
     if path is None:
@@ -215,7 +221,7 @@ def examine(
     engine, engine_finding = _engine()
     findings = [engine_finding, _image(engine, capsule), _compiler(), _numerics(capsule)]
     flow = capsule.spec.open_flow if capsule is not None else None
-    findings += [_open_tool(name, flow) for name in OPEN_TOOLS]
+    findings += [open_tool(name, flow) for name in OPEN_TOOLS]
     findings.append(_vendor_tools())
     if capsule is not None and capsule_path is not None:
         findings += [

@@ -2,28 +2,36 @@
 
 Levels, cheapest first:
 
-    0  training, C simulation and the resource/latency estimate (no vendor tool)
-    1  vendor C synthesis (csynth reports)
-    2  logic synthesis and/or co-simulation, as `toolchain.vsynth` / `toolchain.cosim` say
+    0           training, C simulation and the resource/latency estimate (no vendor tool)
+    open-synth  the open flow's Yosys synthesis (`[open_flow]`; no licence, minutes)
+    1           vendor C synthesis (csynth reports)
+    2           logic synthesis and/or co-simulation, as `toolchain.vsynth` / `toolchain.cosim` say
+
+A search picks its levels (`[0, 1]`, `[0, "open-synth"]`, `[0, "open-synth", 1, 2]`, ...). The
+numbers are the ones capsules always recorded; open synthesis came later and goes by its name.
+A level is the params `level_params` gives: the vendor steps and, in a search with an open-synth
+level, `open_flow.synth` (Yosys runs at that level only: above it the vendor's numbers supersede
+Yosys's, and the open-synth record of the same point keeps them).
 
 Every point the search proposes runs level 0. When all of them are done, the best are promoted,
-one trial at a time, to level 1 and then (from those) to level 2, in the style of successive
-halving: at most `promote` trials reach level 1, and each level above promotes at most 1/`eta` of
-the one below (rounded up), all while the vendor tool's hours stay under `tool_hours`. A
-promotion is a new trial record (its own number, `level` set) for the same point; it reuses the
-lower level's cached stages (training, hls4ml project), so it costs the vendor tool only.
+one trial at a time, to the next level and then (from those) to the one after, in the style of
+successive halving: at most `promote` trials reach the first level above 0, and each level above
+promotes at most 1/`eta` of the one below (rounded up), all while the vendor tool's hours stay
+under `tool_hours`. A promotion is a new trial record (its own number, `level` set) for the same
+point; it reuses the lower level's cached stages (training, hls4ml project), so it costs the
+synthesis only.
 
 Ranking what to promote next (`policy`): `pareto` takes trials by their non-domination front
 (front 1 first) and then by the scalarised loss, `top` by the loss alone. Estimated metrics are
 first multiplied by their calibration: the median ratio of synthesized to estimated value over
-the points already promoted (`calibrate`, per metric and synthesized fidelity, the most refined
-one ranking). One ratio per metric keeps the order of trials inside the constraints (a front and
-a loss scaled by a reference trial do not change when every value is scaled alike). What it
-changes is which trials meet a constraint: when synthesis says LUTs are twice the estimate, a
-design estimated just under the limit is no longer promoted ahead of one that fits. Kendall's
-tau between the estimated and synthesized values says how far the estimate's order can be
-trusted at all. Everything here is a pure function of the trial records, so `capsule show` and
-`capsule report` recompute it and a resumed search promotes
+the points already promoted (`calibrate`, per metric and synthesized fidelity, Yosys's
+`open-synth` included, the most refined one ranking). One ratio per metric keeps the order of
+trials inside the constraints (a front and a loss scaled by a reference trial do not change when
+every value is scaled alike). What it changes is which trials meet a constraint: when synthesis
+says LUTs are twice the estimate, a design estimated just under the limit is no longer promoted
+ahead of one that fits. Kendall's tau between the estimated and synthesized values says how far
+the estimate's order can be trusted at all. Everything here is a pure function of the trial
+records, so `capsule show` and `capsule report` recompute it and a resumed search promotes
 exactly what an uninterrupted one would (one job at a time).
 """
 
@@ -37,30 +45,45 @@ from dataclasses import dataclass
 from capsule.capsulefile import Trial
 from capsule.search import Outcome, losses, violation
 from capsule.space import Params
-from capsule.spec import LEVEL_KEYS, Fidelity, Spec
+from capsule.spec import LEVEL_KEYS, LEVEL_ORDER, OPEN_SYNTH, Fidelity, Level, Spec
 
-NAMES = {0: "estimate", 1: "C synthesis", 2: "logic synthesis / co-simulation"}
-SYNTHESIZED = ("csynth", "synth", "cosim")
+NAMES: dict[Level, str] = {
+    0: "estimate",
+    OPEN_SYNTH: "open synthesis (Yosys)",
+    1: "C synthesis",
+    2: "logic synthesis / co-simulation",
+}
+SYNTHESIZED = ("open-synth", "csynth", "synth", "cosim")  # least refined first
 SCORED = ("ok", "constraint")
 
 
-def level_params(spec: Spec, level: int) -> Params:
-    """The params that make a trial run at `level` (which vendor steps it runs)."""
+def rank(level: Level) -> int:
+    """Where `level` stands, cheapest first (the numbers alone no longer order the levels)."""
+    return LEVEL_ORDER.index(level)
+
+
+def level_params(spec: Spec, level: Level) -> Params:
+    """The params that make a trial run at `level`: which vendor steps it runs, and whether
+    Yosys does when the search has an open-synth level (a search without one leaves the spec's
+    `open_flow.synth` alone, so its params are what they always were)."""
     t = spec.toolchain
-    return {
-        "toolchain.csynth": level >= 1,
-        "toolchain.vsynth": level >= 2 and t.vsynth,
-        "toolchain.cosim": level >= 2 and t.cosim,
+    params: Params = {
+        "toolchain.csynth": level in (1, 2),
+        "toolchain.vsynth": level == 2 and t.vsynth,
+        "toolchain.cosim": level == 2 and t.cosim,
     }
+    if spec.search.fidelity is not None and OPEN_SYNTH in spec.search.fidelity.levels:
+        params["open_flow.synth"] = level == OPEN_SYNTH
+    return params
 
 
-def level_of(params: Mapping[str, object]) -> int | None:
+def level_of(params: Mapping[str, object]) -> Level | None:
     """A trial's level from its params; None for a search without fidelity levels."""
     if "toolchain.csynth" not in params:
         return None
-    if not params["toolchain.csynth"]:
-        return 0
-    return 2 if params.get("toolchain.vsynth") or params.get("toolchain.cosim") else 1
+    if params["toolchain.csynth"]:
+        return 2 if params.get("toolchain.vsynth") or params.get("toolchain.cosim") else 1
+    return OPEN_SYNTH if params.get("open_flow.synth") else 0
 
 
 def point_of(params: Mapping[str, object]) -> Params:
@@ -86,19 +109,26 @@ class Calibration:
     """How a metric's estimate relates to one synthesized fidelity of it, over promoted points."""
 
     metric: str
-    fidelity: str  # csynth, synth or cosim
+    fidelity: str  # open-synth, csynth, synth or cosim
     pairs: int
     ratio: float  # median of synthesized / estimated
     tau: float | None  # Kendall's rank agreement; None below 3 pairs or without variation
 
 
-def calibrations(trials: Sequence[Trial]) -> list[Calibration]:
-    """Per metric and synthesized fidelity: the level-0 estimate against the synthesized value
-    of the same point (each promoted record counts once)."""
-    from scipy.stats import kendalltau  # type: ignore[import-untyped]  # scipy comes with scikit-learn
+@dataclass(frozen=True)
+class Compared:
+    """One promoted point's value of one metric at each fidelity it was measured at."""
 
+    number: int  # the point's level-0 trial
+    metric: str
+    values: dict[str, float]  # "estimate" and each synthesized fidelity reached -> value
+
+
+def compared(trials: Sequence[Trial]) -> list[Compared]:
+    """Per promoted point and estimated metric: the level-0 estimate beside every synthesized
+    value of the same point (Yosys's, the vendor's), what the calibration summarises; by point."""
     base = {_key(t.params): t for t in trials if t.level == 0 and t.status in SCORED}
-    found: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    found: dict[tuple[int, str], dict[str, float]] = {}
     for high in sorted(trials, key=lambda t: t.number):
         low = base.get(_key(high.params))
         if not high.level or high.status not in SCORED or low is None:
@@ -108,7 +138,21 @@ def calibrations(trials: Sequence[Trial]) -> list[Calibration]:
             if kind not in SYNTHESIZED or low.fidelity.get(metric) != "estimate":
                 continue
             if metric in low.metrics:
-                found.setdefault((metric, kind), []).append((low.metrics[metric], value))
+                row = found.setdefault((low.number, metric), {"estimate": low.metrics[metric]})
+                row[kind] = value
+    return [Compared(number, metric, values) for (number, metric), values in sorted(found.items())]
+
+
+def calibrations(trials: Sequence[Trial]) -> list[Calibration]:
+    """Per metric and synthesized fidelity: the level-0 estimate against the synthesized value
+    of the same point (each promoted record counts once)."""
+    from scipy.stats import kendalltau  # type: ignore[import-untyped]  # scipy comes with scikit-learn
+
+    found: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for row in compared(trials):
+        for kind, value in row.values.items():
+            if kind != "estimate":
+                found.setdefault((row.metric, kind), []).append((row.values["estimate"], value))
     out = []
     for (metric, kind), pairs in sorted(found.items()):
         ratios = [s / e for e, s in pairs if e]
@@ -123,7 +167,7 @@ def calibrations(trials: Sequence[Trial]) -> list[Calibration]:
 
 def calibrate(trials: Sequence[Trial]) -> dict[str, Calibration]:
     """The calibration the ranking uses per metric: the most refined synthesized fidelity
-    (logic synthesis over C synthesis), as the final design will be judged by it."""
+    (logic synthesis over C synthesis over Yosys), as the final design will be judged by it."""
     chosen: dict[str, Calibration] = {}
     for c in calibrations(trials):
         known = chosen.get(c.metric)
@@ -180,17 +224,17 @@ def ranking(
     return sorted(candidates, key=order)
 
 
-def budget(fidelity: Fidelity, level: int) -> int:
+def budget(fidelity: Fidelity, level: Level) -> int:
     """Trials that may reach `level`: `promote` for the first level above 0, then 1/eta of the
     level below for each further one."""
     count = fidelity.promote
-    for _ in range(1, [int(x) for x in fidelity.levels].index(level)):
+    for _ in range(1, fidelity.levels.index(level)):
         count = math.ceil(count / fidelity.eta)
     return count
 
 
 def max_promotions(fidelity: Fidelity) -> int:
-    return sum(budget(fidelity, level) for level in fidelity.levels if level >= 1)
+    return sum(budget(fidelity, level) for level in fidelity.levels if rank(level) > 0)
 
 
 def tool_seconds(trials: Sequence[Trial]) -> float:
@@ -208,10 +252,10 @@ def next_promotion(spec: Spec, trials: Sequence[Trial], pending: Sequence[Params
         return None
     if fidelity.tool_hours is not None and tool_seconds(trials) >= fidelity.tool_hours * 3600:
         return None
-    pending_levels = [level_of(p) or 0 for p in pending]
+    pending_ranks = [rank(level_of(p) or 0) for p in pending]
     for level in fidelity.levels[1:]:
         below = fidelity.levels[fidelity.levels.index(level) - 1]
-        if any(lv < level for lv in pending_levels):
+        if any(r < rank(level) for r in pending_ranks):
             return None
         reached = {_key(t.params) for t in trials if t.level == level}
         reached |= {_key(p) for p in pending if level_of(p) == level}
@@ -231,7 +275,7 @@ def next_promotion(spec: Spec, trials: Sequence[Trial], pending: Sequence[Params
 
 @dataclass(frozen=True)
 class Funnel:
-    level: int
+    level: Level
     trials: int
     ok: int
     tool_hours: float
@@ -249,7 +293,7 @@ def funnel(spec: Spec, trials: Sequence[Trial]) -> list[Funnel]:
     return out
 
 
-def highest_level(trials: Sequence[Trial]) -> int | None:
+def highest_level(trials: Sequence[Trial]) -> Level | None:
     """The highest level any trial reached with a score; None without levels."""
-    levels = [t.level for t in trials if t.level is not None and t.status in SCORED]
-    return max(levels) if levels else None
+    levels: list[Level] = [t.level for t in trials if t.level is not None and t.status in SCORED]
+    return max(levels, key=rank) if levels else None

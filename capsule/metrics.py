@@ -69,6 +69,9 @@ METRICS: dict[str, Metric] = {
 # real logic synthesis, but not the vendor's mapping, so between the estimate and `csynth`.
 FIDELITIES = ("measured", "estimate", "open-synth", "csynth", "synth", "cosim")
 
+# What Yosys measures in the open flow, and hls4ml's estimate is the only other source of.
+OPEN_SYNTH_METRICS = frozenset({"lut", "ff", "dsp", "carry", "logic_depth"})
+
 # What only hls4ml's route (conversion, C simulation, its estimate or the vendor reports)
 # measures; an open-flow-only spec (`open_flow.hls4ml = false`) cannot rank by them.
 HLS4ML_METRICS = frozenset(

@@ -450,12 +450,33 @@ def _levels(capsule: Capsule) -> list[str]:
         ]
         for c in fidelity.calibrations(capsule.trials)
     ]
+    points = fidelity.compared(capsule.trials)
+    kinds = [k for k in fidelity.SYNTHESIZED if any(k in p.values for p in points)]
+    side_by_side = [
+        [str(p.number), p.metric, _sig(p.values["estimate"])]
+        + [_sig(p.values[k]) if k in p.values else "-" for k in kinds]
+        for p in points
+    ]
     return [
         "<h2>Fidelity funnel</h2>",
         _table(["level", "what", "trials", "scored", "tool hours"], rows),
         "<h2>Calibration: synthesized / estimated</h2>",
         _table(["metric", "against", "pairs", "median ratio", "Kendall tau"], calibration),
+        "<h2>Estimate against synthesis, per promoted point</h2>",
+        _table(
+            ["trial (level 0)", "metric", "estimate", *(_SYNTHESIZED[k] for k in kinds)],
+            side_by_side,
+        ),
     ]
+
+
+# How the report heads each synthesized fidelity's column.
+_SYNTHESIZED = {
+    "open-synth": "open-synth (Yosys)",
+    "csynth": "csynth (vendor)",
+    "synth": "synth (vendor)",
+    "cosim": "cosim (vendor)",
+}
 
 
 def _built(trial: Trial | None) -> list[str]:

@@ -433,11 +433,26 @@ class Hls4ml(Strict):
     )
 
 
+# Fidelity levels, cheapest first. The numbers are those capsules have always recorded (0 the
+# estimate, 1 vendor C synthesis, 2 vendor logic synthesis or co-simulation); open synthesis
+# (Yosys, `capsule.flow.yosys`) came later and sits between 0 and 1, so it goes by its name.
+OPEN_SYNTH = "open-synth"
+Level = int | str  # one of LEVEL_ORDER
+LEVEL_ORDER: tuple[Level, ...] = (0, OPEN_SYNTH, 1, 2)
+
+
+def check_level(level: Level) -> Level:
+    if level not in LEVEL_ORDER or isinstance(level, bool):
+        raise ValueError(f'{level!r} is not a fidelity level; known: 0, "open-synth", 1, 2')
+    return level
+
+
 class Fidelity(Strict):
     """Multi-fidelity search (see `capsule.fidelity`): every trial runs level 0 (training, C
-    simulation, estimate); only the best are promoted to the vendor tool's levels."""
+    simulation, estimate); only the best are promoted to the next levels: open synthesis
+    (`"open-synth"`, Yosys), then the vendor tool's."""
 
-    levels: Annotated[list[Literal[0, 1, 2]], Field(min_length=2)] = [0, 1]
+    levels: Annotated[list[Level], Field(min_length=2)] = [0, 1]
     promote: Annotated[int, Field(ge=1, le=100_000)] = 4  # trials promoted to level 1, at most
     eta: Annotated[int, Field(ge=2, le=100)] = 3  # each level above promotes 1/eta of the one below
     tool_hours: Annotated[float, Field(gt=0)] | None = None  # no promotion once spent
@@ -445,9 +460,14 @@ class Fidelity(Strict):
 
     @field_validator("levels")
     @classmethod
-    def _from_zero(cls, levels: list[int]) -> list[int]:
-        if levels[0] != 0 or levels != sorted(set(levels)):
-            raise ValueError("levels must start at 0 and rise, e.g. [0, 1] or [0, 1, 2]")
+    def _from_zero(cls, levels: list[Level]) -> list[Level]:
+        for level in levels:
+            check_level(level)
+        ranks = [LEVEL_ORDER.index(level) for level in levels]
+        if levels[0] != 0 or ranks != sorted(set(ranks)):
+            raise ValueError(
+                'levels must start at 0 and rise, e.g. [0, 1], [0, 1, 2] or [0, "open-synth", 1]'
+            )
         return levels
 
 
@@ -618,11 +638,27 @@ class Spec(Strict):
         fidelity = self.search.fidelity
         if fidelity is None:
             return self
-        if self.toolchain.name == "none":
-            raise ValueError("search.fidelity: levels above 0 need a vendor tool (toolchain.name)")
-        from capsule.metrics import WITHOUT_TOOL
+        vendor = [level for level in fidelity.levels if level in (1, 2)]
+        if vendor and self.toolchain.name == "none":
+            raise ValueError(
+                f"search.fidelity: level {vendor[0]} needs a vendor tool (toolchain.name)"
+            )
+        from capsule.metrics import OPEN_SYNTH_METRICS, WITHOUT_TOOL
 
         ranked_by = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        if OPEN_SYNTH in fidelity.levels:
+            if self.open_flow is None:  # its `synth` is the level's to set, trial by trial
+                raise ValueError(
+                    'search.fidelity: level "open-synth" is the open flow\'s Yosys synthesis; '
+                    "add [open_flow]"
+                )
+            if not self.runs_hls4ml():
+                yosys_only = sorted(set(ranked_by) & OPEN_SYNTH_METRICS)
+                if yosys_only:
+                    raise ValueError(
+                        f"search.fidelity: without hls4ml's estimate level 0 does not measure "
+                        f"{', '.join(yosys_only)} (only Yosys does); set open_flow.hls4ml = true"
+                    )
         unmeasured = sorted({m for m in ranked_by if m not in WITHOUT_TOOL})
         if unmeasured:
             raise ValueError(
@@ -715,9 +751,9 @@ class Spec(Strict):
         return self.model_dump(mode="json", exclude_none=True)
 
 
-# Set by the search itself, never by a researcher's space: which vendor steps a trial runs
-# (its fidelity level, see `capsule.fidelity`).
-LEVEL_KEYS = ("toolchain.csynth", "toolchain.vsynth", "toolchain.cosim")
+# Set by the search itself, never by a researcher's space: which vendor steps and whether Yosys
+# run in a trial (its fidelity level, see `capsule.fidelity`).
+LEVEL_KEYS = ("toolchain.csynth", "toolchain.vsynth", "toolchain.cosim", "open_flow.synth")
 
 SETTABLE = {
     "training": set(Training.model_fields),
@@ -755,6 +791,8 @@ def apply_params(spec: Spec, params: Params) -> Spec:
         if path in labels:
             continue
         reason = None if path in LEVEL_KEYS else _unsettable(path, spec.model.builder)
+        if path == "open_flow.synth" and spec.open_flow is None:
+            reason = "is a fidelity level's, and the spec has no [open_flow] to set it in"
         if reason:
             raise SpecError(f"params: {path!r} {reason}")
         data = _set(data, path.split("."), value)

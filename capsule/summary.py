@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from capsule import fidelity
 from capsule.capsulefile import Capsule, Trial
 from capsule.search import Hypervolume, hypervolume, losses, pareto_front
-from capsule.spec import Spec
+from capsule.spec import Level, Spec
 
 # Rows of a Pareto front and of the failed trials shown: a search of thousands of trials is
 # summarised, its every trial listed in the report's trials.csv.
@@ -36,7 +36,7 @@ class Summary:
     """
 
     trials: list[Trial]  # every trial, by number
-    level: int | None  # the highest fidelity level reached; None without levels
+    level: Level | None  # the highest fidelity level reached; None without levels
     pool: list[Trial]  # the trials ranked and fronted: those at `level`
     scored: dict[int, float | None]  # each pooled trial's loss (None: not scored)
     ranked: list[Trial]  # the pool's scored trials, best first (ties by number)

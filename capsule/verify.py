@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capsule import numerics, toolchain
+from capsule import doctor, numerics, toolchain
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError, CapsuleWarning, MismatchError
 from capsule.fidelity import outcome
@@ -165,6 +165,7 @@ def preflight(
                 stacklevel=2,
             )
         choices[t.number] = choose.Choice("local")
+    problems += _open_tools_missing(capsule, local)
     here = numerics.this_cpu()
     # The mode the re-runs will use is the spec's, whatever a record claims.
     portable = [t.number for t in chosen] if capsule.spec.runtime.numerics == "portable" else []
@@ -178,6 +179,31 @@ def preflight(
     if problems:
         raise VerifyBlocked(f"cannot verify {capsule_path}: " + "; ".join(problems))
     return choices
+
+
+def _open_tools_missing(capsule: Capsule, local: list[Trial]) -> list[str]:
+    """The open flow's tools (Yosys, Verilator) that trials re-run on this host need and it
+    lacks, as `capsule doctor` finds them; a container has them in its image. A trial's level
+    decides whether it ran Yosys (`open_flow.synth` in its params)."""
+    flow = capsule.spec.open_flow
+    if flow is None:
+        return []
+    flows = {
+        t.number: flow.model_copy(update={"synth": t.params.get("open_flow.synth", flow.synth)})
+        for t in local
+    }
+    problems = []
+    for name in doctor.OPEN_TOOLS:
+        needing = [n for n, f in sorted(flows.items()) if doctor.needs_open_tool(name, f)]
+        if not needing:
+            continue
+        found = doctor.open_tool(name, flows[needing[0]])
+        if found.state == "fail":
+            listed = ", ".join(map(str, needing))
+            problems.append(
+                f"open flow: {name} {found.detail} here, trial(s) {listed} need it: {found.fix}"
+            )
+    return problems
 
 
 # What kernel choices can change: training outputs and everything derived from the weights or

@@ -9,7 +9,7 @@ import pytest
 from capsule import fidelity
 from capsule.capsulefile import Trial
 from capsule.errors import SpecError
-from capsule.spec import Spec, parse_spec
+from capsule.spec import Spec, apply_params, parse_spec
 
 SPEC = """
 [experiment]
@@ -182,7 +182,7 @@ def test_the_funnel_counts_trials_and_tool_hours_per_level() -> None:
 
 def test_fidelity_needs_a_tool_and_level_2_its_steps(tmp_path: Path) -> None:
     no_tool = SPEC.format(policy="top").split("[toolchain]")[0]
-    with pytest.raises(SpecError, match="levels above 0 need a vendor tool"):
+    with pytest.raises(SpecError, match="level 1 needs a vendor tool"):
         parse_spec(no_tool, "exp.toml")
     with pytest.raises(SpecError, match="level 2 is logic synthesis"):
         parse_spec(SPEC.format(policy="top").replace("vsynth = true", ""), "exp.toml")
@@ -215,3 +215,118 @@ def test_fidelity_refuses_to_rank_level_0_by_what_only_the_tool_measures() -> No
     )
     with pytest.raises(SpecError, match="level 0 does not measure uram"):
         parse_spec(text, "exp.toml")
+
+
+OPEN = SPEC.replace("levels = [0, 1, 2]", 'levels = [0, "open-synth", 1]') + "[open_flow]\n"
+
+
+def open_spec() -> Spec:
+    return parse_spec(OPEN.format(policy="top"), "exp.toml")
+
+
+def open_trial(number: int, rf: int, level: int | str, acc: float, lut: float) -> Trial:
+    fid = {0: "estimate", "open-synth": "open-synth", 1: "csynth"}[level]
+    return Trial(
+        number=number,
+        status="ok" if lut <= 1000 else "constraint",
+        params={"hls4ml.reuse_factor": rf, **fidelity.level_params(open_spec(), level)},
+        metrics={"csim_accuracy": acc, "lut": lut},
+        fidelity={"csim_accuracy": "measured", "lut": fid},
+        level=level,
+    )
+
+
+def test_open_synthesis_is_a_level_between_the_estimate_and_the_vendor() -> None:
+    s = open_spec()
+    assert fidelity.level_params(s, "open-synth") == {
+        "toolchain.csynth": False,
+        "toolchain.vsynth": False,
+        "toolchain.cosim": False,
+        "open_flow.synth": True,
+    }
+    # Yosys runs at its own level only: above it the vendor's numbers supersede it
+    assert fidelity.level_params(s, 0)["open_flow.synth"] is False
+    assert fidelity.level_params(s, 1)["open_flow.synth"] is False
+    for level in (0, "open-synth", 1):
+        assert fidelity.level_of(fidelity.level_params(s, level)) == level
+    # a search without the level leaves open_flow.synth to the spec, as before
+    assert "open_flow.synth" not in fidelity.level_params(spec(), 1)
+    f = s.search.fidelity
+    assert f is not None
+    assert [fidelity.budget(f, level) for level in ("open-synth", 1)] == [3, 2]
+    applied = apply_params(s, fidelity.level_params(s, 0))
+    assert applied.open_flow is not None and applied.open_flow.synth is False
+
+
+def test_promotion_goes_through_open_synthesis_before_the_vendor_tool() -> None:
+    s = open_spec()
+    trials = [open_trial(t.number, rf, 0, acc, lut) for t, (rf, acc, lut) in _level0_values()]
+    first = fidelity.next_promotion(s, trials, [])
+    assert first is not None and fidelity.level_of(first) == "open-synth"
+    # nothing reaches the vendor tool while an open synthesis runs
+    assert fidelity.next_promotion(s, trials, [first]) is not None  # another open synthesis
+    promoted = []
+    while (params := fidelity.next_promotion(s, trials, [])) is not None:
+        if fidelity.level_of(params) != "open-synth":
+            break
+        rf = params["hls4ml.reuse_factor"]
+        acc, lut = next((a, u) for t, (r, a, u) in _level0_values() if r == rf)
+        trials.append(open_trial(len(trials), rf, "open-synth", acc, lut * 2))
+        promoted.append(rf)
+    assert len(promoted) == 3
+    assert params is not None and fidelity.level_of(params) == 1
+    assert params["hls4ml.reuse_factor"] in promoted
+    # calibrated against Yosys: every pair says twice the estimate
+    lut = fidelity.calibrate(trials)["lut"]
+    assert (lut.fidelity, lut.pairs, lut.ratio, lut.tau) == ("open-synth", 3, 2.0, 1.0)
+    assert fidelity.highest_level(trials) == "open-synth"
+    vendor = open_trial(len(trials), promoted[0], 1, 0.9, 1500)
+    assert fidelity.highest_level([*trials, vendor]) == 1
+    rows = fidelity.funnel(s, [*trials, vendor])
+    assert [(r.level, r.trials) for r in rows] == [(0, 5), ("open-synth", 3), (1, 1)]
+
+
+def _level0_values() -> list[tuple[Trial, tuple[int, float, float]]]:
+    return [
+        (t, (int(str(t.params["hls4ml.reuse_factor"])), t.metrics["csim_accuracy"], lut))
+        for t in level0()
+        for lut in [t.metrics["lut"]]
+    ]
+
+
+@pytest.mark.parametrize(
+    ("levels", "tail", "message"),
+    [
+        ('[0, "open-synth"]', "", 'level "open-synth" is the open flow\'s Yosys synthesis'),
+        ('["open-synth", 1]', "[open_flow]\n", "levels must start at 0"),
+        ('[0, 1, "open-synth"]', "[open_flow]\n", "levels must start at 0 and rise"),
+        ('[0, "yosys"]', "[open_flow]\n", "'yosys' is not a fidelity level"),
+    ],
+)
+def test_open_synthesis_levels_are_checked(levels: str, tail: str, message: str) -> None:
+    text = SPEC.format(policy="top").replace("levels = [0, 1, 2]", f"levels = {levels}") + tail
+    with pytest.raises(SpecError, match=message):
+        parse_spec(text, "exp.toml")
+
+
+def test_open_synthesis_needs_no_vendor_tool_but_level_0_must_estimate() -> None:
+    no_tool = OPEN.format(policy="top").split("[toolchain]")[0].replace(', 1]"', "]")
+    no_tool = no_tool.replace('levels = [0, "open-synth", 1]', 'levels = [0, "open-synth"]')
+    s = parse_spec(no_tool + "[open_flow]\n", "exp.toml")
+    assert s.search.fidelity is not None and s.search.fidelity.levels == [0, "open-synth"]
+    alone = no_tool.replace('metric = "csim_accuracy"', 'metric = "rtlsim_accuracy"')
+    with pytest.raises(SpecError, match="level 0 does not measure lut .*open_flow.hls4ml = true"):
+        parse_spec(alone + "[open_flow]\nhls4ml = false\n", "exp.toml")
+
+
+def test_a_record_names_its_level() -> None:
+    assert open_trial(0, 1, "open-synth", 0.9, 900).level == "open-synth"
+    with pytest.raises(ValueError, match="not a fidelity level"):
+        Trial(number=0, status="ok", level="yosys")
+
+
+def test_a_level_param_cannot_turn_the_open_flow_on() -> None:
+    with pytest.raises(
+        SpecError, match="'open_flow.synth' is a fidelity level's, .*no \\[open_flow\\]"
+    ):
+        apply_params(spec(), {"open_flow.synth": True})

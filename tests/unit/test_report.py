@@ -434,3 +434,50 @@ def test_a_search_of_thousands_gives_summary_tables_and_every_trial_in_the_csv(
     assert rows[-1]["error"] == "crash 39" and rows[5]["dsp"] == "15.0"
     [pareto] = [a for a in _axes(tmp_path / "figures" / "pareto.png")]
     assert pareto["title"] == "Pareto front: csim_accuracy vs dsp"
+
+
+def test_the_report_sets_estimate_yosys_and_vendor_side_by_side(
+    base: Capsule, tmp_path: Path
+) -> None:
+    from capsule import fidelity
+    from capsule.spec import Fidelity
+
+    search = base.spec.search.model_copy(
+        update={"fidelity": Fidelity(levels=[0, "open-synth", 1], promote=2)}
+    )
+    spec = base.spec.model_copy(update={"search": search})
+    kinds = {0: "estimate", "open-synth": "open-synth", 1: "csynth"}
+
+    def at(level: int | str, t: Trial, number: int, dsp: float) -> Trial:
+        metrics = {**t.metrics, "dsp": dsp}
+        return t.model_copy(
+            update={
+                "number": number,
+                "params": {**t.params, **fidelity.level_params(spec, level)},
+                "level": level,
+                "metrics": metrics,
+                "fidelity": {
+                    m: "measured" if m == "csim_accuracy" else kinds[level] for m in metrics
+                },
+            }
+        )
+
+    ok = [t for t in TRIALS if t.status == "ok"]  # trials 0, 1, 4, 5
+    trials = [at(0, t, i, 60.0 + i) for i, t in enumerate(ok)]
+    trials += [at("open-synth", ok[0], 4, 100.0), at("open-synth", ok[2], 5, 130.0)]
+    trials += [at(1, ok[0], 6, 120.0)]
+    capsule = base.model_copy(update={"spec": spec, "trials": trials}).sealed()
+    report.write_report(capsule, tmp_path)
+
+    page = (tmp_path / "index.html").read_text()
+    assert "<td>open-synth</td><td>open synthesis (Yosys)</td><td>2</td><td>2</td>" in page
+    assert (
+        "<th>trial (level 0)</th><th>metric</th><th>estimate</th>"
+        "<th>open-synth (Yosys)</th><th>csynth (vendor)</th>"
+    ) in page
+    assert "<td>0</td><td>dsp</td><td>60</td><td>100</td><td>120</td>" in page
+    assert "<td>2</td><td>dsp</td><td>62</td><td>130</td><td>-</td>" in page
+    assert "<td>dsp</td><td>open-synth</td><td>2</td>" in page  # its calibration row
+    assert "Pareto front at level 1 (C synthesis)" in page
+    rows = list(csv.DictReader((tmp_path / "trials.csv").read_text().splitlines()))
+    assert [r["level"] for r in rows] == ["0"] * 4 + ["open-synth"] * 2 + ["1"]

@@ -186,3 +186,34 @@ def test_weights_are_copied_only_from_regular_files_within_a_bound(tmp_path: Pat
         _copy_checked(fifo, tmp_path / "c3", 1 << 20)
     with pytest.raises(CapsuleError, match="more than 100"):
         _copy_checked(real, tmp_path / "c4", 100)
+
+
+def test_preflight_names_the_open_flow_tools_a_local_rerun_lacks(
+    with_trials: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from capsule.spec import OpenFlow
+
+    capsule = api.load(with_trials)
+    spec = capsule.spec.model_copy(update={"open_flow": OpenFlow()})
+    # trial 0 was a level-0 point (no Yosys), trial 1 its open-synth promotion
+    trials = [
+        capsule.trials[0].model_copy(update={"params": {"open_flow.synth": False}}),
+        capsule.trials[1].model_copy(update={"params": {"open_flow.synth": True}}),
+    ]
+    write_capsule(capsule.model_copy(update={"spec": spec, "trials": trials}), with_trials)
+    capsule = api.load(with_trials)
+    root = api.data_root(with_trials, capsule)
+    chosen = sorted(capsule.trials, key=lambda t: t.number)[:2]
+    assert preflight(with_trials, capsule, chosen, VerifyOptions(trust=True), root)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no yosys, no verilator
+    with pytest.raises(VerifyBlocked) as caught:
+        preflight(with_trials, capsule, chosen, VerifyOptions(trust=True), root)
+    message = str(caught.value)
+    assert "open flow: yosys not found here, trial(s) 1 need it: install yosys" in message
+    assert "open flow: verilator not found here, trial(s) 0, 1 need it" in message
+    assert "\n" not in message
+    # a container has the tools in its image: only a local re-run needs them here
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    with pytest.raises(VerifyBlocked) as caught:
+        preflight(with_trials, capsule, chosen, VerifyOptions(runtime="docker"), root)
+    assert "open flow" not in str(caught.value)

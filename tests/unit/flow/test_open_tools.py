@@ -46,3 +46,31 @@ def test_verilator_names_its_runtime_sources(tmp_path: Path) -> None:
     root = verilator_root(tmp_path, 30, tmp_path / "tool.log")
     assert (root / "include" / "verilated.h").is_file()
     assert (root / "include" / "verilated_threads.cpp").is_file()
+
+
+@pytest.mark.slow
+def test_a_design_of_zero_bit_inputs_is_simulated_and_synthesized(tmp_path: Path) -> None:
+    """An HGQ2 model whose weights all reach zero bits computes a constant: da4ml gives its
+    input port no bits (`[-1:0]`). That is a design to record, not a failed stage (the search
+    quality bench met it: hidden 32 at 2-bit weights collapsed so)."""
+    import numpy as np
+
+    from capsule.flow.qat import build_hgq_mlp
+    from capsule.flow.rtl import trace, write_rtl
+    from capsule.flow.rtlsim import build, simulate
+    from capsule.flow.yosys import synthesize
+    from capsule.spec import HgqMlpParams
+
+    model = build_hgq_mlp(HgqMlpParams(hidden=[4], weight_bits=0, weight_int_bits=0), (6,), 3)
+    x = np.random.default_rng(0).normal(size=(16, 6)).astype(np.float32)
+    model(x)
+    design = write_rtl(trace(model), tmp_path / "rtl")
+    assert design.input_bits == 0 and design.output_bits > 0
+    binary = build(tmp_path / "rtl", design, tmp_path / "sim", 300, tmp_path / "v.log")
+    found = simulate(binary, design, x, tmp_path / "sim", 60, tmp_path / "v.log")
+    expected = np.asarray(model(x), dtype=np.float64)
+    assert np.array_equal(found, expected)
+    assert np.all(found == found[0]) and np.all(found[0] > 0)
+    (tmp_path / "yosys").mkdir()
+    metrics = synthesize(tmp_path / "rtl", design, "xc7", tmp_path / "yosys", 300)
+    assert metrics["lut"] == 0.0 and metrics["dsp"] == 0.0
