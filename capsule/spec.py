@@ -214,7 +214,8 @@ class DataInput(Strict):
     tree: Annotated[str, Field(min_length=1, max_length=1024)] | None = None
     branches: Annotated[list[ColumnName], Field(min_length=1, max_length=MAX_COLUMNS)] | None = None
     columns: Annotated[list[ColumnName], Field(min_length=1, max_length=MAX_COLUMNS)] | None = None
-    jagged: Annotated[dict[str, JaggedColumn], Field(max_length=MAX_COLUMNS)] = {}
+    # None, not {}: a key every input would write changes the digest of capsules packed before.
+    jagged: Annotated[dict[str, JaggedColumn], Field(max_length=MAX_COLUMNS)] | None = None
 
     @field_validator("path")
     @classmethod
@@ -260,7 +261,7 @@ class DataInput(Strict):
         names = self.columns_named()
         if len(set(names)) != len(names):
             raise ValueError("a branch or column is named twice")
-        extra = sorted(set(self.jagged) - set(names))
+        extra = sorted(set(self.jagged or {}) - set(names))
         if extra:
             raise ValueError(f"jagged names {extra[0]!r}, which is not among the input's own")
         object.__setattr__(self, "format", fmt)

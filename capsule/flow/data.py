@@ -143,7 +143,7 @@ def open_input(root: Path, names: list[str], inp: DataInput) -> ArrayFile:
         for source in sources:
             source.close()
         raise
-    jagged = {k: Jagged(v.length, v.pad) for k, v in inp.jagged.items()}
+    jagged = {k: Jagged(v.length, v.pad) for k, v in (inp.jagged or {}).items()}
     return ColumnFile(sources, inp.columns_named(), jagged)
 
 
