@@ -14,6 +14,7 @@ each trial; it still reads, and the first trial recorded into it rewrites it as 
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import gc
 import io
@@ -574,10 +575,15 @@ def write_capsule(capsule: Capsule, path: Path) -> None:
         raise CapsuleError(f"{path}: cannot write capsule: {exc.strerror}") from None
 
 
+def _number(trial: Trial) -> int:
+    return trial.number
+
+
 def append_trial(path: Path, capsule: Capsule, trial: Trial) -> Capsule:
     """Record one more trial: appended to a format-2 capsule (a cost that does not grow with the
     trials before it); a format-1 capsule is rewritten once as format 2 with it."""
-    trials = sorted([*capsule.trials, trial], key=lambda t: t.number)
+    trials = list(capsule.trials)  # sorted by number, as read: a sort would grow with them
+    bisect.insort(trials, trial, key=_number)
     updated = capsule.model_copy(update={"trials": trials})
     if capsule.format != FORMAT:
         write_capsule(updated, path)

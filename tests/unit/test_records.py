@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -70,6 +71,22 @@ def test_appended_records_read_back_in_order_and_the_file_is_one_toml_document(
     # Written whole again (as pack or a format conversion does), the bytes are the same.
     write_capsule(capsule, recorded)
     assert recorded.read_text() == text
+
+
+def test_trials_that_finish_out_of_order_are_held_by_number(packed: Path) -> None:
+    """Parallel jobs finish out of order: the file keeps finishing order, readers get numbers."""
+    capsule = read_capsule(packed)
+    for n in (2, 0, 3, 1):
+        capsule = append_trial(packed, capsule, trial(n))
+    assert [t.number for t in capsule.trials] == [0, 1, 2, 3]
+    assert read_capsule(packed).trials == capsule.trials
+    _, lines = record_lines(packed.read_text())
+    assert [json.loads(tomllib.loads(line)[line[:5]][0])["number"] for line in lines] == [
+        2,
+        0,
+        3,
+        1,
+    ]
 
 
 def test_appending_rewrites_nothing_before_the_new_record(recorded: Path) -> None:
