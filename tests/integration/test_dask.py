@@ -83,7 +83,7 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = 300) -> ob
 
 
 def test_cluster_trials_have_the_artifacts_of_local_ones(
-    tmp_path: Path, cluster: LoopbackCluster
+    tmp_path: Path, cluster: LoopbackCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     here = small_capsule(tmp_path / "here", 3, SPACE)
     there = here.with_name("there.capsule")  # same folder: same relative data root
@@ -93,7 +93,11 @@ def test_cluster_trials_have_the_artifacts_of_local_ones(
     cluster.add_worker("mapped", env={DATA_ROOT_ENV: str(mapped)})  # a documented path mapping
 
     remote = api.run(there, RunOptions(scheduler=cluster.address, algo="grid", cache=False))
-    local = api.run(here, RunOptions(algo="grid", cache=False))
+    # Computed apart from the cluster's, with a cache of their own: the points differ only in
+    # their reuse factor, so the local trials train once and share it.
+    monkeypatch.setenv("CAPSULE_CACHE_DIR", str(tmp_path / "local-cache"))
+    local = api.run(here, RunOptions(algo="grid"))
+    assert [t.cache_hits for t in local.trials] == [[], ["train"], ["train"]]
 
     assert [t.number for t in remote.trials] == [0, 1, 2]
     assert {t.worker for t in remote.trials} == {"shared-fs", "mapped"}

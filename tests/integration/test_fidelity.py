@@ -1,5 +1,5 @@
 """A multi-fidelity search with the vendor-tool TEST DOUBLE as its toolchain (real reports from
-tests/data, a synthesis delay): 12 level-0 trials, and only the budget reaches C synthesis."""
+tests/data, a synthesis delay): 6 level-0 trials, and only the budget reaches C synthesis."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 CLI = Path(sys.executable).parent / "capsule"
 DELAY_S = 2.0
-PROMOTE = 4
+PROMOTE = 2
 PRECISIONS = [f"ap_fixed<{w},{i}>" for w, i in ((16, 6), (14, 6), (12, 5), (10, 4), (8, 3), (6, 3))]
 SPACE = """[search.space]
 "hls4ml.reuse_factor" = {{ choice = {reuse!r} }}
@@ -38,18 +38,19 @@ def fidelity_capsule(
     promote: int = PROMOTE,
     promotion: bool = True,
     reuse: tuple[int, ...] = (1, 2, 4, 8),
+    precisions: tuple[str, ...] = tuple(PRECISIONS),
 ) -> Path:
-    """A grid of 6 precisions x `reuse` factors; the tool is the double, synthesizing in
+    """A grid of `precisions` x `reuse` factors; the tool is the double, synthesizing in
     `delay_s`. With `promotion` the search has levels [0, 1] and promotes `promote` (top)."""
     install = install_vendor_double(root / "tools", delay_s=delay_s)
     spec = api.init(root / "exp")
     text = spec.read_text().replace("epochs = 30", "epochs = 2")
     text = text.replace('algo = "tpe"', 'algo = "grid"').replace(
-        "max_trials = 8", f"max_trials = {len(PRECISIONS) * len(reuse)}"
+        "max_trials = 8", f"max_trials = {len(precisions) * len(reuse)}"
     )
     start, end = text.index("[search.space]"), text.index("[runtime]")
     levels = f'[search.fidelity]\nlevels = [0, 1]\npromote = {promote}\npolicy = "top"\n\n'
-    grid = SPACE.format(reuse=list(reuse), precisions=PRECISIONS).replace("'", '"')
+    grid = SPACE.format(reuse=list(reuse), precisions=list(precisions)).replace("'", '"')
     space = (levels if promotion else "") + grid
     text = text[:start] + space + "\n" + text[end:]
     text = text.replace(
@@ -61,14 +62,15 @@ def fidelity_capsule(
 
 
 def test_only_the_top_of_level_0_reaches_synthesis(tmp_path: Path) -> None:
-    capsule = fidelity_capsule(tmp_path, reuse=(1, 4))  # 12 points; the bench runs all 24
+    # 6 points (3 precisions x 2 reuse factors); the bench runs all 24
+    capsule = fidelity_capsule(tmp_path, reuse=(1, 4), precisions=tuple(PRECISIONS[::2]))
     result = api.run(capsule, RunOptions(jobs=2))
     spec = result.spec
     level0 = [t for t in result.trials if t.level == 0]
     level1 = [t for t in result.trials if t.level == 1]
-    assert len(level0) == 12 and len(level1) == PROMOTE
-    assert len(result.trials) == 12 + PROMOTE
-    assert [t.number for t in level1] == list(range(12, 12 + PROMOTE))  # promotions come after
+    assert len(level0) == 6 and len(level1) == PROMOTE
+    assert len(result.trials) == 6 + PROMOTE
+    assert [t.number for t in level1] == list(range(6, 6 + PROMOTE))  # promotions come after
 
     # Level 0 never ran the tool; the promotions did, for the synthesis delay at least.
     assert all(t.tool_s is None and t.fidelity["latency_cycles"] == "estimate" for t in level0)
@@ -85,7 +87,7 @@ def test_only_the_top_of_level_0_reaches_synthesis(tmp_path: Path) -> None:
     assert [fidelity.point_of(t.params) for t in level1] == [by_number[n] for n in top]
 
     funnel = fidelity.funnel(spec, result.trials)
-    assert [(f.level, f.trials) for f in funnel] == [(0, 12), (1, PROMOTE)]
+    assert [(f.level, f.trials) for f in funnel] == [(0, 6), (1, PROMOTE)]
     assert funnel[0].tool_hours == 0 and funnel[1].tool_hours * 3600 >= PROMOTE * DELAY_S
     calibration = fidelity.calibrate(result.trials)
     assert calibration["latency_cycles"].pairs == PROMOTE
