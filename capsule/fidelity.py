@@ -54,6 +54,13 @@ NAMES: dict[Level, str] = {
     2: "logic synthesis / co-simulation",
 }
 SYNTHESIZED = ("open-synth", "csynth", "synth", "cosim")  # least refined first
+# Who measured each synthesized fidelity: how tables head its column beside the estimate.
+MEASURED_BY = {
+    "open-synth": "open-synth (Yosys)",
+    "csynth": "csynth (vendor)",
+    "synth": "synth (vendor)",
+    "cosim": "cosim (vendor)",
+}
 SCORED = ("ok", "constraint")
 
 

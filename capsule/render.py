@@ -479,7 +479,29 @@ def levels(capsule: Capsule) -> RenderableType:
     for c in calibration:
         tau = "-" if c.tau is None else f"{c.tau:.3f}"
         _row(cal, c.metric, c.fidelity, str(c.pairs), f"{c.ratio:.4g}", tau)
-    return Group(funnel, cal)
+    return Group(funnel, cal, _compared(fidelity.compared(capsule.trials)))
+
+
+SHOWN_POINTS = 20  # rows of the per-point table; the report has them all
+
+
+def _compared(points: list[fidelity.Compared]) -> Table:
+    """What the calibration summarises: each promoted point's estimate beside its syntheses."""
+    kinds = [k for k in fidelity.SYNTHESIZED if any(k in p.values for p in points)]
+    table = Table(title="estimate against synthesis, per promoted point", title_justify="left")
+    for column in (
+        "trial (level 0)",
+        "metric",
+        "estimate",
+        *(fidelity.MEASURED_BY[k] for k in kinds),
+    ):
+        table.add_column(column, justify="left" if column == "metric" else "right")
+    for p in points[:SHOWN_POINTS]:
+        cells = [compact(p.values[k]) if k in p.values else "-" for k in ("estimate", *kinds)]
+        _row(table, str(p.number), p.metric, *cells)
+    if len(points) > SHOWN_POINTS:
+        table.caption = f"{SHOWN_POINTS} of {len(points)} rows; the report has every one"
+    return table
 
 
 def cache_entries(root: Path, entries: list[Any]) -> RenderableType:

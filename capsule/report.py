@@ -464,19 +464,10 @@ def _levels(capsule: Capsule) -> list[str]:
         _table(["metric", "against", "pairs", "median ratio", "Kendall tau"], calibration),
         "<h2>Estimate against synthesis, per promoted point</h2>",
         _table(
-            ["trial (level 0)", "metric", "estimate", *(_SYNTHESIZED[k] for k in kinds)],
+            ["trial (level 0)", "metric", "estimate", *(fidelity.MEASURED_BY[k] for k in kinds)],
             side_by_side,
         ),
     ]
-
-
-# How the report heads each synthesized fidelity's column.
-_SYNTHESIZED = {
-    "open-synth": "open-synth (Yosys)",
-    "csynth": "csynth (vendor)",
-    "synth": "synth (vendor)",
-    "cosim": "cosim (vendor)",
-}
 
 
 def _built(trial: Trial | None) -> list[str]:

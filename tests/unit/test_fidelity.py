@@ -330,3 +330,23 @@ def test_a_level_param_cannot_turn_the_open_flow_on() -> None:
         SpecError, match="'open_flow.synth' is a fidelity level's, .*no \\[open_flow\\]"
     ):
         apply_params(spec(), {"open_flow.synth": True})
+
+
+def test_show_puts_each_promoted_points_estimate_beside_its_syntheses() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from capsule import render
+
+    csynth, synth = trial(5, 2, 1, 0.95, 1000), trial(6, 2, 2, 0.95, 12345)  # estimate 500
+    other = trial(7, 8, 1, 0.9, 1900)  # estimate 950
+    capsule = SimpleNamespace(spec=spec(), trials=[*level0(), csynth, synth, other])
+    console = Console(width=80, record=True, color_system=None, force_terminal=False)
+    console.print(render.levels(capsule))  # type: ignore[arg-type]
+    table = console.export_text().split("estimate against synthesis, per promoted point")[1]
+    lines = table.splitlines()
+    head = [c.strip() for c in next(x for x in lines if x.startswith("┃")).split("┃")[1:-1]]
+    assert head == ["trial (level 0)", "metric", "estimate", "csynth (vendor)", "synth (vendor)"]
+    rows = [[c.strip() for c in x.split("│")[1:-1]] for x in lines if x.startswith("│")]
+    assert rows == [["1", "lut", "500", "1,000", "12.3k"], ["3", "lut", "950", "1,900", "-"]]
