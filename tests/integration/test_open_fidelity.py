@@ -8,7 +8,6 @@ import json
 import statistics
 from pathlib import Path
 
-import numpy as np
 import pytest
 from scipy.stats import kendalltau  # type: ignore[import-untyped]
 
@@ -16,7 +15,7 @@ from capsule import api, fidelity, report
 from capsule.capsulefile import Trial
 from capsule.run import RunOptions, outcome
 from capsule.search import ranked
-from tests.integration.test_open_flow import BUILDER
+from tests.integration.test_open_flow import tiny_experiment
 
 pytestmark = pytest.mark.slow
 
@@ -61,20 +60,8 @@ weight = 0.5
 
 @pytest.fixture(scope="module")
 def searched(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Digits 0-3, each 8x8 image averaged down to 4x4: 720 rows of 16 features."""
-    from sklearn.datasets import load_digits
-
     root = tmp_path_factory.mktemp("levels")
-    exp = root / "exp"
-    (exp / "data").mkdir(parents=True)
-    digits = load_digits()
-    keep = digits.target < 4
-    x = digits.data[keep].reshape(-1, 4, 2, 4, 2).mean(axis=(2, 4)).reshape(-1, 16)
-    np.save(exp / "data" / "features.npy", x.astype(np.float32))
-    np.save(exp / "data" / "labels.npy", digits.target[keep].astype(np.int64))
-    (exp / "model.py").write_text(BUILDER)
-    (exp / "exp.toml").write_text(SPEC)
-    api.pack(exp / "exp.toml", root / "levels.capsule")
+    api.pack(tiny_experiment(root / "exp", SPEC), root / "levels.capsule")
     api.run(root / "levels.capsule", RunOptions(runtime="local", trust=True))
     return root / "levels.capsule"
 

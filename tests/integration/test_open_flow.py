@@ -61,13 +61,11 @@ direction = "maximize"
 """
 
 
-@pytest.fixture(scope="module")
-def capsule_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Digits 0-3, each 8x8 image averaged down to 4x4: 720 rows of 16 features."""
+def tiny_experiment(exp: Path, spec: str) -> Path:
+    """Digits 0-3, each 8x8 image averaged down to 4x4 (720 rows of 16 features), the tiny
+    HGQ2 builder and `spec`, written in `exp`; returns the spec's path."""
     from sklearn.datasets import load_digits
 
-    root = tmp_path_factory.mktemp("open")
-    exp = root / "exp"
     (exp / "data").mkdir(parents=True)
     digits = load_digits()
     keep = digits.target < 4
@@ -75,8 +73,14 @@ def capsule_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     np.save(exp / "data" / "features.npy", x.astype(np.float32))
     np.save(exp / "data" / "labels.npy", digits.target[keep].astype(np.int64))
     (exp / "model.py").write_text(BUILDER)
-    (exp / "exp.toml").write_text(SPEC)
-    api.pack(exp / "exp.toml", root / "open.capsule")
+    (exp / "exp.toml").write_text(spec)
+    return exp / "exp.toml"
+
+
+@pytest.fixture(scope="module")
+def capsule_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("open")
+    api.pack(tiny_experiment(root / "exp", SPEC), root / "open.capsule")
     return root / "open.capsule"
 
 
