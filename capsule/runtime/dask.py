@@ -54,10 +54,11 @@ from capsule.cache import code_digest
 from capsule.capsulefile import Attempt, Capsule, header_bytes, read_capsule
 from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.runtime.host import HostRuntime, OnStart, Ran
+from capsule.runtime.job import trial_params
 from capsule.runtime.where import Place, here
 from capsule.space import Params
 from capsule.spec import Spec, apply_params
-from capsule.trial import rehash, trial_params
+from capsule.trial_result import rehash
 from capsule.version import __version__
 
 SCHEDULER_ENV = "CAPSULE_SCHEDULER"

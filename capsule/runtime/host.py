@@ -20,7 +20,8 @@ from capsule.runtime.choose import Choice
 from capsule.runtime.job import TrialJob
 from capsule.runtime.where import Place, here
 from capsule.space import Params
-from capsule.trial import TrialResult, runs_stage
+from capsule.trial import runs_stage
+from capsule.trial_result import TrialResult
 
 
 def run_with(
