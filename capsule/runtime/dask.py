@@ -134,7 +134,9 @@ def _archive(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def _setup(task: Task, scratch: Path, where: str) -> tuple[HostRuntime, TrialJob]:
+def _setup(
+    task: Task, scratch: Path, where: str, worker: str | None = None
+) -> tuple[HostRuntime, TrialJob]:
     """The runtime this worker runs the task's trial with, once the capsule checks out here,
     and the trial as a job on this worker (its copy of the capsule, its data root)."""
     from capsule import preflight
@@ -157,7 +159,7 @@ def _setup(task: Task, scratch: Path, where: str) -> tuple[HostRuntime, TrialJob
         hint = f" (set {DATA_ROOT_ENV} on the worker)" if data else ""
         raise WorkerSetupError(f"{where}: {problem.error}{hint}")
     job = TrialJob.build(capsule_path, capsule, task.params, root, task.allow_toolchain_drift)
-    return HostRuntime(found.choice, task.use_cache), job
+    return HostRuntime(found.choice, task.use_cache, worker=worker), job
 
 
 def run_on_worker(task: Task) -> Returned:
@@ -175,11 +177,11 @@ def run_on_worker(task: Task) -> Returned:
         tempfile.mkdtemp(prefix=f"capsule-{task.number:05d}-", dir=worker.local_directory)
     )
     try:
-        host, job = _setup(task, scratch, f"worker {name}")
+        host, job = _setup(task, scratch, f"worker {name}", name)
         folder = scratch / "trial"
         host.stop(task.number, folder, task.label)  # a container a dead worker here left running
         ran = host.attempt(task.number, job, folder, task.label)
-        return Returned(Ran(ran.result, ran.image, place, ran.duration_s), _archive(folder))
+        return Returned(ran, _archive(folder))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

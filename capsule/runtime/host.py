@@ -69,6 +69,7 @@ class HostRuntime:
     choice: Choice
     use_cache: bool = True
     stage_cache: cache.StageCache = field(default_factory=cache.StageCache)
+    worker: str | None = None  # a Dask worker's name: where its trials ran, with host and job
 
     @property
     def kind(self) -> str:
@@ -90,7 +91,7 @@ class HostRuntime:
     ) -> Ran:
         """Run `job` into the empty `folder`; its process group id sits beside it meanwhile
         (`folder.pid`), so a resumed search can kill what a killed one left running."""
-        place = here()
+        place = here(self.worker)
         if on_start is not None:
             on_start(place, None)
         start = time.perf_counter()
