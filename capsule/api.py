@@ -27,16 +27,16 @@ from capsule.export import Export, export_trial
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
 from capsule.lock import INPUTS, check_data, data_root, lock_data, lock_sources
-from capsule.numerics import Mode
 from capsule.run import Event, Runner, RunOptions
 from capsule.runtime import choose
 from capsule.runtime.choose import runtime_choice as runtime_choice  # what a notebook calls
 from capsule.runtime.host import run_with
 from capsule.runtime.job import TrialJob
 from capsule.space import Params
-from capsule.spec import Checks, Spec, apply_params, load_spec
+from capsule.spec import Checks, Spec, load_spec
 from capsule.toolchain import lock_toolchain
-from capsule.trial import TrialResult, check_folder, run_trial
+from capsule.trial import run_trial
+from capsule.trial_result import TrialResult, check_folder
 from capsule.verify import Verification, VerifyOptions
 from capsule.verify import verify as verify_trials
 from capsule.version import __version__
@@ -288,26 +288,15 @@ def trial(
     return run_with(ready.choice, job, out)
 
 
-def trial_numerics(capsule_path: Path, params: Params | None) -> tuple[Mode, int]:
-    """The numerics mode and thread count a trial of this capsule at `params` runs with."""
-    from capsule.trial import threads_for, trial_params
-
-    spec = load(capsule_path, trials=False).spec
-    spec = apply_params(spec, trial_params(spec, params))
-    return spec.runtime.numerics_mode(), threads_for(spec)
-
-
-def trial_here(
+def trial_job(
     capsule_path: Path,
-    out: Path,
     params: Params | None,
-    data_root_override: Path | None,
-    runtime_label: str,
+    data_root_override: Path | None = None,
     allow_toolchain_drift: bool = False,
     reuse: dict[str, Path] | None = None,
     toolchain_at: Path | None = None,
-) -> TrialResult:
-    """Run one trial in this process: what every runtime's child process or container runs.
+) -> TrialJob:
+    """The job a trial process runs (`capsule exec-trial`), as its runtime described it.
 
     `toolchain_at` is where the locked tool is here when not at its locked path (a container
     sees it at `toolchain.CONTAINER_PATH`); it is checked against the lock like any install.
@@ -317,7 +306,13 @@ def trial_here(
         moved = capsule.toolchain.model_copy(update={"path": str(toolchain_at)})
         capsule = capsule.model_copy(update={"toolchain": moved})
     root = data_root(capsule_path, capsule, data_root_override)
-    return run_trial(capsule, params, out, root, runtime_label, allow_toolchain_drift, reuse)
+    job = TrialJob.build(capsule_path, capsule, params, root, allow_toolchain_drift)
+    return job.reusing(reuse or {})
+
+
+def trial_here(job: TrialJob, out: Path, runtime_label: str) -> TrialResult:
+    """Run one trial in this process: what every runtime's child process or container runs."""
+    return run_trial(job, out, runtime_label)
 
 
 def verify(

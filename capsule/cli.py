@@ -230,23 +230,20 @@ def exec_trial(
     ] = None,
 ) -> None:
     """One trial in this process: what a runtime's child process or container runs."""
-    from capsule import numerics
     from capsule.process import die_with_parent
 
     die_with_parent()
-    mode, threads = api.trial_numerics(capsule, api.read_params(params))
-    numerics.enter(mode, threads, sys.argv[1:])
     entries = dict(item.split("=", 1) for item in reuse or [])
-    result = api.trial_here(
+    job = api.trial_job(
         capsule,
-        out,
         api.read_params(params),
         data_root,
-        runtime_label,
         allow_toolchain_drift,
         {unit: Path(entry) for unit, entry in entries.items()},
         toolchain_at,
     )
+    job.enter_numerics(sys.argv[1:])
+    result = api.trial_here(job, out, runtime_label)
     print(f"trial {result.status}")
 
 

@@ -25,7 +25,7 @@ from capsule.errors import CapsuleError, MismatchError
 from capsule.files import write_atomic
 from capsule.hashing import canonical_json, hash_files, sha256_file
 from capsule.journal import default_run_dir
-from capsule.trial import artifact_metrics, metric_values, rehash
+from capsule.trial_result import artifact_metrics, metric_values, rehash
 from capsule.verify import VerifyOptions, select, verify
 
 MANIFEST = "export.json"

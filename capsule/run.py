@@ -51,6 +51,7 @@ from capsule.lock import data_root
 from capsule.process import log_tail
 from capsule.runtime.dask import WorkerSetupError, scheduler_address
 from capsule.runtime.host import HostRuntime, OnStart, Ran
+from capsule.runtime.job import TrialJob
 from capsule.runtime.where import Place
 from capsule.search import Searcher, violation
 from capsule.space import Params
@@ -70,7 +71,7 @@ class Runtime(Protocol):
     def attempt(
         self,
         number: int,
-        params: Params,
+        job: TrialJob,
         folder: Path,
         label: str,
         on_start: OnStart | None = None,
@@ -237,26 +238,17 @@ class Runner:
             return DaskRuntime(
                 address,
                 self.path,
-                capsule,
                 self.root,
                 runtime=options.runtime,
                 image=options.image,
                 trusted=trust_store.is_trusted(capsule),
-                allow_toolchain_drift=options.allow_toolchain_drift,
                 use_cache=options.cache,
             )
         request = preflight.Request(
             options.runtime, options.image, options.trust, options.allow_toolchain_drift
         )
         ready = preflight.require(self.path, capsule, self.root, request)
-        return HostRuntime(
-            self.path,
-            capsule,
-            ready.choice,
-            self.root,
-            options.allow_toolchain_drift,
-            options.cache,
-        )
+        return HostRuntime(ready.choice, options.cache)
 
     # --- bookkeeping ---
 
@@ -317,8 +309,11 @@ class Runner:
         shutil.rmtree(folder, ignore_errors=True)
         start = time.perf_counter()
         try:
+            job = TrialJob.build(
+                self.path, self.capsule, params, self.root, self.options.allow_toolchain_drift
+            )
             ran = self.runtime.attempt(
-                number, params, folder, self._label(number), self._attempted(number)
+                number, job, folder, self._label(number), self._attempted(number)
             )
         except WorkerSetupError:
             raise

@@ -1,8 +1,8 @@
 """One trial: one point of the search, run end to end in a folder of its own.
 
 Every runtime (local subprocess, Docker container, Dask worker) runs the same entry point,
-`capsule trial CAPSULE --params P.json --out DIR`, which calls `run_trial`. Stages read and write
-files in the trial folder:
+`capsule exec-trial CAPSULE --params P.json --out DIR`, which builds a `TrialJob` and calls
+`run_trial`. Stages read and write files in the trial folder:
 
     data      check data hashes, open inputs, split, fit preprocessing (one streaming pass)
     train     build and fit the model            -> train/model.weights.h5,
@@ -16,9 +16,12 @@ files in the trial folder:
     synth     vendor synthesis (a tool is named) -> hls4ml_prj/<top>_prj/, synth.log
     reports   vendor reports into metrics        -> metrics.json
 
-`result.json` is written last and atomically: params, status, the failed stage and its error,
-per-stage timings, metrics with their fidelity, and the sha256 of every artifact. A failed stage's
-output folder is removed, so nothing half-written is left; the full log is in `trial.log`.
+`result.json` is written last and atomically (its model and the host's side of reading it are
+`capsule.trial_result`): params, status, the failed stage and its error, per-stage timings,
+metrics with their fidelity, and the sha256 of every artifact. A failed stage's output folder is
+removed, so nothing half-written is left; the full log is in `trial.log`. The stages share one
+typed `Context`: the job, the folder, and what earlier stages made (the opened data, the
+trained and converted models, the vendor reports).
 The open flow's stages run when the spec has `[open_flow]`; with `open_flow.hls4ml = false` they
 replace convert, csim and estimate.
 The artifacts are byte-identical for the same capsule, params and thread count, wherever the
@@ -28,31 +31,39 @@ trial folder is; `result.json` itself holds timings and is not.
 from __future__ import annotations
 
 import contextlib
-import json
-import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, ValidationError
+from typing import TYPE_CHECKING, Any, Literal
 
 from capsule import toolchain, vendors
 from capsule.cache import UNIT_OF, UNITS, restore
-from capsule.capsulefile import Capsule
-from capsule.errors import CapsuleError, StageError, StageTimeout
-from capsule.files import unsafe_relative_name, write_atomic
+from capsule.errors import StageError, StageTimeout
+from capsule.files import write_atomic
 from capsule.flow.estimate import Layer
-from capsule.hashing import HashCache, canonical_json, hash_files
+from capsule.hashing import HashCache
 from capsule.lock import check_data, locked_files
-from capsule.numerics import Numerics, in_force
-from capsule.space import Params, default_point
-from capsule.spec import CSIM_BACKENDS, Spec, apply_params
+from capsule.numerics import in_force
+from capsule.runtime.job import TrialJob
+from capsule.spec import CSIM_BACKENDS, Spec
+from capsule.trial_result import (
+    METRICS,
+    TrialResult,
+    artifacts,
+    check_folder,
+    make_folder,
+    metrics_json,
+    write_result,
+)
+
+if TYPE_CHECKING:
+    from capsule.flow.data import Inputs, Split
+    from capsule.reports.model import ProjectReports
 
 STAGES = (
     "data", "train", "convert", "csim", "estimate", "rtl", "rtlsim", "yosys", "synth", "reports"
@@ -60,41 +71,7 @@ STAGES = (
 VENDOR_STAGES = ("synth", "reports")
 HLS4ML_STAGES = ("convert", "csim", "estimate")
 OPEN_STAGES = ("rtl", "rtlsim", "yosys")
-BUILD_PRODUCTS = (".so", ".o")
-RESULT = "result.json"
-MAX_RESULT_BYTES = 16 << 20
 STAGES_LOG = "stages.log"
-
-
-Status = Literal["ok", "failed", "timeout", "oom"]
-
-
-class TrialResult(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    format: Literal[1] = 1
-    capsule_digest: str
-    status: Status
-    stage: str | None = None
-    error: str | None = None
-    params: dict[str, Any]
-    runtime: str
-    threads: int
-    toolchain_drift: list[str] = []
-    timings: dict[str, float]
-    metrics: dict[str, float]
-    fidelity: dict[str, str]
-    estimates: dict[str, float] = {}
-    tool_s: float | None = None  # seconds the vendor tool ran, also when it failed
-    artifacts: dict[str, str]
-    stage_metrics: dict[str, dict[str, float]] = {}
-    cache_hits: list[str] = []
-    numerics: Numerics | None = None  # what the trial process ran with (capsule.numerics)
-    # Why the C simulation is not a result to trust (`collapse_of`); the trial still ran.
-    collapse: str | None = None
-    # The converted model's layers as hls4ml applied them (reuse factor, precisions, sizes).
-    layers: list[Layer] = []
-    estimate_missing: list[str] = []  # layers the estimate could not count: it is partial
 
 
 def runs_stage(spec: Spec, stage: str) -> bool:
@@ -130,17 +107,6 @@ def collapse_of(spec: Spec, metrics: dict[str, float]) -> str | None:
     )
 
 
-def trial_params(spec: Spec, params: Params | None) -> Params:
-    """The full point: the space's default point, overridden by the given params."""
-    point = default_point(spec.search.space)
-    point.update(params or {})
-    return dict(sorted(point.items()))
-
-
-def threads_for(spec: Spec) -> int:
-    return max(1, math.floor(spec.runtime.cpus))
-
-
 @contextlib.contextmanager
 def _output_to(log: Path) -> Iterator[None]:
     """Send this process's stdout and stderr (C libraries and g++ included) to `log`."""
@@ -161,115 +127,101 @@ def _output_to(log: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
-def is_vendor_output(rel: str) -> bool:
-    """Whether a trial-folder path is a vendor tool's (hashed only as a canonical report)."""
-    return vendors.is_output(rel)
+@dataclass(frozen=True)
+class Opened:
+    """The data stage's work, which later stages read: the inputs (open files, closed when
+    the trial ends), the split of their rows, and the folder of the embedded sources."""
+
+    inputs: Inputs
+    split: Split
+    sources: Path
 
 
-def rehash(out: Path, names: Iterable[str]) -> dict[str, str]:
-    """sha256 of the named artifacts as this host sees them, hashed as `_artifacts` hashes them.
+@dataclass
+class Context:
+    """What the stages of one trial share. Stages of a unit restored from the stage cache do
+    not run, so what they would have left here is made again on demand (`trained`)."""
 
-    For checking what a trial process claims: names that are unsafe, missing, or whose path
-    leaves `out` through a symlink are left out, so they compare as absent.
-    """
-    from capsule.reports.canonical import canonical_sha256
+    job: TrialJob
+    out: Path
+    opened: Opened | None = None
+    model: Any = None  # the trained Keras model
+    hls_model: Any = None  # the converted hls4ml model
+    reports: ProjectReports | None = None  # the vendor's reports, read after synthesis
 
-    root = out.resolve()
-    found = []
-    for name in sorted(set(names)):
-        path = out / name
-        if unsafe_relative_name(name) or not path.is_file():
-            continue
-        if not path.resolve().is_relative_to(root) or path.is_symlink():
-            continue
-        found.append(name)
-    plain = [n for n in found if not is_vendor_output(n)]
-    hashed = dict(zip(plain, hash_files([out / n for n in plain]), strict=True))
-    hashed.update({n: canonical_sha256(out / n) for n in found if is_vendor_output(n)})
-    return dict(sorted(hashed.items()))
+    @property
+    def spec(self) -> Spec:
+        return self.job.spec
 
+    @property
+    def data(self) -> Opened:
+        if self.opened is None:  # the data stage runs first and is never cached
+            raise StageError("the data stage has not run")
+        return self.opened
 
-def _artifacts(out: Path, reports: Any) -> dict[str, str]:
-    """sha256 of every file a trial produced, except logs, the result and compiled binaries.
+    def trained(self) -> Any:
+        """The trained model: training's own, or built again from a cached `train/` with its
+        weights loaded."""
+        if self.model is None:
+            from capsule.flow.train import configure_tensorflow, load_model
 
-    The vendor tool's own project tree (`hls4ml_prj/<top>_prj/`) is full of dates, hosts and
-    paths; of it only the reports count, hashed after `reports.canonical.canonicalize`.
-    """
-    from capsule.reports.canonical import canonical_sha256
-
-    files = []
-    for path in sorted(p for p in out.rglob("*") if p.is_file()):
-        rel = path.relative_to(out).as_posix()
-        if rel in (RESULT, "params.json") or rel.startswith("src/"):
-            continue
-        if path.suffix in BUILD_PRODUCTS or path.suffix == ".log":
-            continue
-        if is_vendor_output(rel):
-            continue
-        files.append((rel, path))
-    hashed = dict(zip([r for r, _ in files], hash_files([p for _, p in files]), strict=True))
-    if reports is not None:
-        for rel in sorted(reports.files.values()):
-            hashed[f"hls4ml_prj/{rel}"] = canonical_sha256(out / "hls4ml_prj" / rel)
-    return dict(sorted(hashed.items()))
+            inputs = self.data.inputs
+            configure_tensorflow(self.spec.experiment.seed, self.job.threads)
+            shape = tuple(inputs.features.shape[1:])
+            weights = self.out / "train" / "model.weights.h5"
+            self.model = load_model(self.spec, shape, inputs.n_classes, self.data.sources, weights)
+        return self.model
 
 
-def check_folder(out: Path) -> None:
-    """Refuse a trial folder that is not absent or an empty directory, naming it."""
-    try:
-        if (out.exists() or out.is_symlink()) and not out.is_dir():
-            raise CapsuleError(f"{out}: the trial folder is not a directory")
-        if out.is_dir() and any(out.iterdir()):
-            raise CapsuleError(f"{out}: trial folder is not empty")
-    except OSError as exc:
-        raise CapsuleError(f"{out}: cannot use the trial folder: {exc.strerror or exc}") from None
+@dataclass
+class _Tally:
+    """What the stages measured so far, as the result records it."""
+
+    timings: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    fidelity: dict[str, str] = field(default_factory=dict)
+    estimates: dict[str, float] = field(default_factory=dict)  # kept when synthesis supersedes
+    stage_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    tool_s: float | None = None
+
+    def add(self, stage: str, produced: dict[str, float], kinds: dict[str, str]) -> None:
+        self.stage_metrics[stage] = produced
+        self.metrics.update(produced)
+        self.fidelity.update(kinds)
+        if stage == "estimate":
+            self.estimates = dict(produced)
 
 
-def make_folder(out: Path) -> None:
-    """Create the trial folder and show it takes files, before any work is spent on the trial:
-    a read-only file system or a file on the way is one line naming `out`, not a traceback
-    after training."""
-    check_folder(out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out):
-            pass
-    except OSError as exc:
-        raise CapsuleError(f"{out}: cannot write the trial folder: {exc.strerror or exc}") from None
+def _restored(ctx: Context, unit: str, tally: _Tally) -> None:
+    """Copy a cached unit into the trial folder and take its recorded metrics."""
+    record = restore(unit, ctx.job.reuse[unit], ctx.out)
+    if unit == "train" and not record["stage_metrics"].get("train"):
+        record["stage_metrics"]["train"] = _rescored(ctx)
+        record["fidelity"].update(dict.fromkeys(record["stage_metrics"]["train"], "measured"))
+    for name, produced in record["stage_metrics"].items():
+        tally.stage_metrics[name] = produced
+        tally.metrics.update(produced)
+    tally.fidelity.update(record["fidelity"])
+    if "estimate" in record["stage_metrics"]:
+        tally.estimates = dict(record["stage_metrics"]["estimate"])
 
 
-def run_trial(
-    capsule: Capsule,
-    params: Params | None,
-    out: Path,
-    data_root: Path,
-    runtime: str = "local",
-    allow_toolchain_drift: bool = False,
-    reuse: dict[str, Path] | None = None,
-) -> TrialResult:
-    """Run one trial into `out` (absent or empty) and return its result, also on failure.
+def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
+    """Run `job` into `out` (absent or empty) and return its result, also on failure.
 
     A vendor tool that differs from the locked one (fingerprint or reported version) stops the
-    trial before it starts, unless `allow_toolchain_drift`; the drift is then recorded.
-    `reuse` maps stage-cache units to cached entries whose outputs replace running their stages
-    (see `capsule.cache`).
+    trial before it starts, unless the job allows toolchain drift; the drift is then recorded.
+    The job's `reuse` maps stage-cache units to cached entries whose outputs replace running
+    their stages (see `capsule.cache`).
     """
     check_folder(out)
-    drifted = toolchain.require_no_drift(capsule.toolchain, allow_toolchain_drift)
-    point = trial_params(capsule.spec, params)
-    spec = apply_params(capsule.spec, point)
+    capsule, spec = job.capsule, job.spec
+    drifted = toolchain.require_no_drift(capsule.toolchain, job.allow_toolchain_drift)
     make_folder(out)
     out = out.resolve()
-    write_atomic(out / "params.json", canonical_json(point) + b"\n")
-    threads = threads_for(spec)
-    timings: dict[str, float] = {}
-    metrics: dict[str, float] = {}
-    fidelity: dict[str, str] = {}
-    estimates: dict[str, float] = {}
-    stage_metrics: dict[str, dict[str, float]] = {}
-    reuse = reuse or {}
-    tool_s: float | None = None
-    state: dict[str, Any] = {}
+    write_atomic(out / "params.json", job.params_json() + b"\n")
+    ctx = Context(job, out)
+    tally = _Tally()
     stages = [st for st in STAGES if runs_stage(spec, st)]
     stage = stages[0]
     status: Literal["ok", "failed", "timeout"] = "ok"
@@ -280,40 +232,21 @@ def run_trial(
         try:
             for stage in stages:
                 unit = UNIT_OF.get(stage)
-                if unit in reuse:
+                if unit is not None and unit in job.reuse:
                     if stage == UNITS[unit][0]:
-                        record = restore(unit, reuse[unit], out)
-                        if unit == "train" and not record["stage_metrics"].get("train"):
-                            record["stage_metrics"]["train"] = _rescored(spec, out, state)
-                            record["fidelity"].update(
-                                dict.fromkeys(record["stage_metrics"]["train"], "measured")
-                            )
-                        for name, produced in record["stage_metrics"].items():
-                            stage_metrics[name] = produced
-                            metrics.update(produced)
-                        fidelity.update(record["fidelity"])
-                        if "estimate" in record["stage_metrics"]:
-                            estimates = dict(record["stage_metrics"]["estimate"])
+                        _restored(ctx, unit, tally)
                     continue
                 with open(out / STAGES_LOG, "a") as progress:  # read by `capsule run`'s display
                     progress.write(f"{stage}\n")
                 start = time.perf_counter()
-                if stage == "convert" and "model" not in state:
-                    state["model"] = _trained_model(spec, out, state)
                 try:
-                    produced, kinds = _STAGE_FUNCS[stage](
-                        capsule, spec, out, data_root, threads, state
-                    )
+                    produced, kinds = _STAGE_FUNCS[stage](ctx)
                 finally:
                     if stage == "synth":  # the vendor tool's time counts, also when it failed
-                        tool_s = round(time.perf_counter() - start, 3)
-                produced = {k: float(v) for k, v in produced.items()}  # one type, every path
-                stage_metrics[stage] = produced
-                metrics.update(produced)
-                fidelity.update(kinds)
-                if stage == "estimate":
-                    estimates = dict(produced)  # kept when synthesis supersedes them
-                timings[stage] = round(time.perf_counter() - start, 3)
+                        tally.tool_s = round(time.perf_counter() - start, 3)
+                # one type, every path
+                tally.add(stage, {k: float(v) for k, v in produced.items()}, kinds)
+                tally.timings[stage] = round(time.perf_counter() - start, 3)
         except Exception as exc:  # a trial records any failure of its stages as its result
             status = "timeout" if isinstance(exc, StageTimeout) else "failed"
             error = f"{type(exc).__name__}: {exc}".splitlines()[0][:1000]
@@ -322,40 +255,39 @@ def run_trial(
             if folder:
                 shutil.rmtree(out / folder, ignore_errors=True)
         finally:
-            inputs = state.get("inputs")
-            if inputs is not None:
-                inputs.close()
-    collapse = collapse_of(spec, metrics) if status == "ok" else None
+            if ctx.opened is not None:
+                ctx.opened.inputs.close()
+    collapse = collapse_of(spec, tally.metrics) if status == "ok" else None
     layers = _converted_layers(out) if status == "ok" else []
-    missing = _unestimated(layers) if "estimate" in stage_metrics else []
+    missing = _unestimated(layers) if "estimate" in tally.stage_metrics else []
     if collapse is not None:
         with open(log, "a") as f:
             f.write(f"{collapse}\n")
     if status == "ok":
-        write_atomic(out / METRICS, _metrics_json(metrics, fidelity))
+        write_atomic(out / METRICS, metrics_json(tally.metrics, tally.fidelity))
     result = TrialResult(
         capsule_digest=capsule.digest,
         status=status,
         stage=stage if status != "ok" else None,
         error=error,
-        params=point,
+        params=job.point,
         runtime=runtime,
-        threads=threads,
+        threads=job.threads,
         toolchain_drift=drifted,
-        timings=timings,
-        metrics=metrics,
-        fidelity=fidelity,
-        estimates=estimates,
-        tool_s=tool_s,
-        artifacts=_artifacts(out, state.get("reports")) if status == "ok" else {},
-        stage_metrics=stage_metrics,
-        cache_hits=sorted(reuse, key=list(UNITS).index),
+        timings=tally.timings,
+        metrics=tally.metrics,
+        fidelity=tally.fidelity,
+        estimates=tally.estimates,
+        tool_s=tally.tool_s,
+        artifacts=artifacts(out, ctx.reports) if status == "ok" else {},
+        stage_metrics=tally.stage_metrics,
+        cache_hits=sorted(job.reuse, key=list(UNITS).index),
         numerics=in_force(capsule.spec.runtime.numerics_mode()),
         collapse=collapse,
         layers=layers,
         estimate_missing=missing,
     )
-    write_atomic(out / RESULT, result.model_dump_json(indent=2, exclude_none=True) + "\n")
+    write_result(out, result)
     return result
 
 
@@ -373,104 +305,9 @@ def _unestimated(layers: list[Layer]) -> list[str]:
     return [f"{layer.name} ({layer.kind})" for layer in layers if layer.kind not in FORMULAS]
 
 
-def host_result(
-    capsule: Capsule,
-    point: Params,
-    runtime: str,
-    threads: int,
-    status: Status,
-    error: str,
-    out: Path,
-) -> TrialResult:
-    """The result a runtime writes when the trial process could not write its own.
-
-    The trial was killed (out of time, out of memory) or died; `stage = "process"` says the
-    runtime, not a stage, ended it.
-    """
-    result = TrialResult(
-        capsule_digest=capsule.digest,
-        status=status,
-        stage="process",
-        error=error[:1000],
-        params=point,
-        runtime=runtime,
-        threads=threads,
-        timings={},
-        metrics={},
-        fidelity={},
-        artifacts={},
-    )
-    write_atomic(out / RESULT, result.model_dump_json(indent=2, exclude_none=True) + "\n")
-    return result
-
-
-def _metrics_json(metrics: dict[str, float], fidelity: dict[str, str]) -> bytes:
-    data = {k: {"value": v, "fidelity": fidelity[k]} for k, v in sorted(metrics.items())}
-    return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
-
-
-METRICS = "metrics.json"
-MAX_METRICS_BYTES = 1 << 20
-
-
-def metric_values(metrics: dict[str, float], fidelity: dict[str, str]) -> dict[str, str]:
-    """Each metric as it is compared between a record and `metrics.json`: the exact value
-    (`repr` round-trips a float) and its fidelity, e.g. `0.9528 (measured)`."""
-    return {k: f"{float(v)!r} ({fidelity.get(k, 'measured')})" for k, v in sorted(metrics.items())}
-
-
-def artifact_metrics(out: Path) -> dict[str, str] | None:
-    """`metric_values` of the `metrics.json` in `out`, or None when it is absent or malformed.
-
-    `metrics.json` is a hashed artifact; a trial's recorded metrics are checked against it, so a
-    capsule whose metrics were edited (and its digest recomputed) cannot pass `verify` or
-    `export`. A trial process wrote the file, so it is read warily: no symlink, bounded.
-    """
-    try:
-        fd = os.open(out / METRICS, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as f:
-            raw = f.read(MAX_METRICS_BYTES + 1)
-        data = json.loads(raw) if len(raw) <= MAX_METRICS_BYTES else None
-    except (OSError, ValueError):
-        return None
-    if not isinstance(data, dict):
-        return None
-    values, kinds = {}, {}
-    for name, entry in data.items():
-        value = entry.get("value") if isinstance(entry, dict) else None
-        kind = entry.get("fidelity") if isinstance(entry, dict) else None
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not isinstance(kind, str)
-        ):
-            return None
-        values[name], kinds[name] = float(value), kind
-    return metric_values(values, kinds)
-
-
-def read_result(out: Path) -> TrialResult:
-    """The result a trial process wrote; it ran the capsule's code, so it is read warily:
-    not through a symlink, bounded in size, and never quoted back on error."""
-    path = out / RESULT
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as f:
-            raw = f.read(MAX_RESULT_BYTES + 1)
-        if len(raw) > MAX_RESULT_BYTES:
-            raise ValueError(f"larger than {MAX_RESULT_BYTES} bytes")
-        return TrialResult.model_validate_json(raw)
-    except ValidationError as exc:
-        where = ", ".join(".".join(map(str, e["loc"])) or "(document)" for e in exc.errors()[:3])
-        raise CapsuleError(f"{path}: not a valid trial result ({where})") from None
-    except (OSError, ValueError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise CapsuleError(f"{path}: cannot read trial result: {reason}") from None
-
-
 # --- stages ---------------------------------------------------------------------------------
-# Each takes (capsule, spec, out, data_root, threads, state), returns its metrics with their
-# fidelity, and keeps what later stages need in `state`.
+# Each takes the trial's context, returns its metrics with their fidelity, and keeps what later
+# stages need in the context.
 
 Measured = tuple[dict[str, float], dict[str, str]]
 
@@ -489,47 +326,35 @@ _STAGE_FOLDERS = {
 }
 
 
-def _rescored(spec: Spec, out: Path, state: dict[str, Any]) -> dict[str, float]:
+def _rescored(ctx: Context) -> dict[str, float]:
     """The float metrics of training outputs that came without them (`verify --from-weights`),
     computed from the restored predictions and this trial's own test split."""
     from capsule.flow import qat
     from capsule.flow.train import score_file
 
+    data, out = ctx.data, ctx.out
     predictions = out / "train" / "float_predictions.npy"
-    batch = spec.training.batch_size
-    metrics = score_file(state["inputs"], state["split"].test, batch, predictions)
-    if "model" not in state:
-        state["model"] = _trained_model(spec, out, state)
-    if qat.is_hgq(state["model"]):
+    batch = ctx.spec.training.batch_size
+    metrics = score_file(data.inputs, data.split.test, batch, predictions)
+    model = ctx.trained()
+    if qat.is_hgq(model):
         from capsule.flow.train import batches_of
 
-        train = batches_of(state["inputs"], state["split"].train, batch)
-        metrics.update(qat.calibrate(state["model"], train))
+        train = batches_of(data.inputs, data.split.train, batch)
+        metrics.update(qat.calibrate(model, train))
     return metrics
 
 
-def _trained_model(spec: Spec, out: Path, state: dict[str, Any]) -> Any:
-    """The trained Keras model from a cached `train/`: built again, weights loaded."""
-    from capsule.flow.train import configure_tensorflow, load_model
-
-    inputs = state["inputs"]
-    configure_tensorflow(spec.experiment.seed, threads_for(spec))
-    shape = tuple(inputs.features.shape[1:])
-    weights = out / "train" / "model.weights.h5"
-    return load_model(spec, shape, inputs.n_classes, state["sources"], weights)
-
-
-def _stage_data(
-    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> Measured:
+def _stage_data(ctx: Context) -> Measured:
     from capsule.flow.data import Inputs, Split, open_input
 
+    capsule, spec, root = ctx.job.capsule, ctx.spec, ctx.job.data_root
     cache = HashCache.default()
     try:
         check_data(capsule, root, cache)
     finally:
         cache.close()
-    sources = out / "src"
+    sources = ctx.out / "src"
     for src in capsule.sources:
         write_atomic(sources / src.name, src.text)
     d = spec.data
@@ -540,94 +365,91 @@ def _stage_data(
         features.close()
         raise
     inputs = Inputs(features, labels)
-    state["inputs"] = inputs
-    split = Split.make(
-        inputs.n_rows, (d.split.train, d.split.validation, d.split.test), spec.experiment.seed
-    )
-    inputs.fit(split.train, spec.preprocess.scale == "standard", spec.preprocess.one_hot, 65536)
-    if spec.preprocess.function:
-        from capsule.flow.train import load_function
+    try:
+        split = Split.make(
+            inputs.n_rows, (d.split.train, d.split.validation, d.split.test), spec.experiment.seed
+        )
+        inputs.fit(split.train, spec.preprocess.scale == "standard", spec.preprocess.one_hot, 65536)
+        if spec.preprocess.function:
+            from capsule.flow.train import load_function
 
-        inputs.custom = load_function(sources, spec.preprocess.function)
-    state.update(split=split, sources=sources)
+            inputs.custom = load_function(sources, spec.preprocess.function)
+    except BaseException:
+        inputs.close()
+        raise
+    ctx.opened = Opened(inputs, split, sources)
     return _measured({})
 
 
-def _stage_train(
-    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> Measured:
+def _stage_train(ctx: Context) -> Measured:
     from capsule.flow.train import configure_tensorflow, train
 
-    configure_tensorflow(spec.experiment.seed, threads)
-    model, metrics = train(spec, state["inputs"], state["split"], state["sources"], out / "train")
-    state["model"] = model
+    data = ctx.data
+    configure_tensorflow(ctx.spec.experiment.seed, ctx.job.threads)
+    model, metrics = train(ctx.spec, data.inputs, data.split, data.sources, ctx.out / "train")
+    ctx.model = model
     return _measured(metrics)
 
 
-def _stage_convert(
-    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> Measured:
+def _stage_convert(ctx: Context) -> Measured:
     from capsule.flow.hls import LAYERS, convert, describe, write_layers
 
-    weights = out / "train" / "model.weights.h5"
-    project = out / "hls4ml_prj"
-    state["hls_model"] = convert(spec, state["model"], weights, project)
-    h = spec.hls4ml
+    model = ctx.trained()
+    weights = ctx.out / "train" / "model.weights.h5"
+    project = ctx.out / "hls4ml_prj"
+    ctx.hls_model = convert(ctx.spec, model, weights, project)
+    h = ctx.spec.hls4ml
     if h.estimate == "layers":
-        write_layers(describe(state["hls_model"], h.io_type, h.strategy), project / LAYERS)
+        write_layers(describe(ctx.hls_model, h.io_type, h.strategy), project / LAYERS)
     return _measured({})
 
 
-def _stage_csim(
-    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> Measured:
+def _stage_csim(ctx: Context) -> Measured:
     from capsule.flow.hls import csim
 
+    data = ctx.data
     return _measured(
         csim(
-            state["hls_model"],
-            state["inputs"],
-            state["split"].test,
-            spec.training.batch_size,
-            out / "train" / "float_predictions.npy",
-            out / "csim",
+            ctx.hls_model,
+            data.inputs,
+            data.split.test,
+            ctx.spec.training.batch_size,
+            ctx.out / "train" / "float_predictions.npy",
+            ctx.out / "csim",
         )
     )
 
 
-def _stage_estimate(
-    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> Measured:
+def _stage_estimate(ctx: Context) -> Measured:
     from capsule.flow.estimate import estimate
 
-    h = spec.hls4ml
+    h = ctx.spec.hls4ml
     if h.estimate in (None, "dense"):  # the model capsules packed before the per-layer one had
         from capsule.flow.estimate_dense import estimate_dense
 
-        dense = estimate_dense(state["hls_model"], h.clock_period, h.strategy)
+        dense = estimate_dense(ctx.hls_model, h.clock_period, h.strategy)
         return _measured(dense, "estimate")
-    layers = _converted_layers(out)
+    layers = _converted_layers(ctx.out)
     if not layers:
         raise StageError("no converted model to estimate")
-    found = estimate(layers, spec.hls4ml.clock_period)
+    found = estimate(layers, h.clock_period)
     if found.missing:
         print(f"estimate is partial: not counted {', '.join(found.missing)}")
-    return _measured(found.metrics, "estimate")
+    tool = vendors.builder_of(ctx.spec.toolchain.name, h.backend)
+    return _measured(tool.estimated(found.metrics), "estimate")
 
 
-def _stage_synth(
-    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> Measured:
+def _stage_synth(ctx: Context) -> Measured:
     from capsule.flow.synth import run_synthesis
 
-    t = spec.toolchain
-    project = out / "hls4ml_prj"
+    t = ctx.spec.toolchain
+    project = ctx.out / "hls4ml_prj"
     outcome = run_synthesis(
-        capsule.toolchain,
+        ctx.job.capsule.toolchain,
         project,
         vendors.Steps(True, t.vsynth, t.cosim),
         t.timeout,
-        out / "synth.log",
+        ctx.out / "synth.log",
     )
     if outcome.status != "ok":
         vendors.get(t.name).clean(project)
@@ -638,68 +460,59 @@ def _stage_synth(
     return _measured({})
 
 
-def _stage_reports(
-    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> Measured:
+def _stage_reports(ctx: Context) -> Measured:
     from capsule.reports import read_project, to_metrics
 
-    t = spec.toolchain
-    reports = read_project(out / "hls4ml_prj", t.name)
+    t = ctx.spec.toolchain
+    reports = read_project(ctx.out / "hls4ml_prj", t.name)
     missing = vendors.get(t.name).missing(reports, vendors.Steps(True, t.vsynth, t.cosim))
     if missing:
         raise StageError(f"reports missing after synthesis: {', '.join(missing)}")
-    state["reports"] = reports
+    ctx.reports = reports
     return to_metrics(reports)
 
 
-def _stage_rtl(
-    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> Measured:
+def _stage_rtl(ctx: Context) -> Measured:
     from capsule.flow.rtl import trace, write_rtl
 
-    if "model" not in state:  # training came from the stage cache
-        state["model"] = _trained_model(spec, out, state)
-    design = write_rtl(trace(state["model"]), out / "rtl")
+    design = write_rtl(trace(ctx.trained()), ctx.out / "rtl")
     return {"da4ml_lut": design.lut_estimate}, {"da4ml_lut": "estimate"}
 
 
-def _stage_rtlsim(
-    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> Measured:
+def _stage_rtlsim(ctx: Context) -> Measured:
     from capsule.flow.rtl import read_design
     from capsule.flow.rtlsim import rtlsim
 
-    assert spec.open_flow is not None
+    assert ctx.spec.open_flow is not None
+    out, data = ctx.out, ctx.data
     rtl = out / "rtl"
     (out / "rtlsim").mkdir(parents=True, exist_ok=True)
     found = rtlsim(
         rtl,
         read_design(rtl),
-        state["inputs"],
-        state["split"].test,
-        spec.training.batch_size,
+        data.inputs,
+        data.split.test,
+        ctx.spec.training.batch_size,
         out / "train" / "float_predictions.npy",
         out / "rtlsim",
-        spec.open_flow.timeout,
+        ctx.spec.open_flow.timeout,
     )
     return _measured(found)
 
 
-def _stage_yosys(
-    capsule: Capsule, spec: Spec, out: Path, root: Path, threads: int, state: dict[str, Any]
-) -> Measured:
+def _stage_yosys(ctx: Context) -> Measured:
     from capsule.flow.rtl import read_design
     from capsule.flow.yosys import synthesize
 
-    assert spec.open_flow is not None
-    rtl = out / "rtl"
-    (out / "yosys").mkdir(parents=True, exist_ok=True)
-    o = spec.open_flow
-    found = synthesize(rtl, read_design(rtl), o.family, out / "yosys", o.timeout)
+    o = ctx.spec.open_flow
+    assert o is not None
+    rtl = ctx.out / "rtl"
+    (ctx.out / "yosys").mkdir(parents=True, exist_ok=True)
+    found = synthesize(rtl, read_design(rtl), o.family, ctx.out / "yosys", o.timeout)
     return _measured(found, "open-synth")
 
 
-_STAGE_FUNCS = {
+_STAGE_FUNCS: dict[str, Callable[[Context], Measured]] = {
     "data": _stage_data,
     "train": _stage_train,
     "convert": _stage_convert,

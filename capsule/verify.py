@@ -32,7 +32,7 @@ from capsule.preflight import Request, data_problem, trust_problem
 from capsule.process import kill_leftover
 from capsule.runtime import choose
 from capsule.search import ranked
-from capsule.trial import METRICS, TrialResult, artifact_metrics, metric_values, rehash
+from capsule.trial_result import METRICS, TrialResult, artifact_metrics, metric_values, rehash
 
 ABSENT = "-"
 

@@ -28,6 +28,7 @@ from capsule.reports.model import (
     Resources,
     SynthReport,
     read_report_bytes,
+    read_report_text,
 )
 
 __all__ = [
@@ -44,6 +45,7 @@ __all__ = [
     "SynthReport",
     "read_project",
     "read_report_bytes",
+    "read_report_text",
     "to_metrics",
 ]
 

@@ -141,3 +141,9 @@ class ProjectReports:
 def read_report_bytes(path: Path) -> bytes:
     """The bytes of a report, refusing files larger than `MAX_REPORT_BYTES`."""
     return read_limited(path, MAX_REPORT_BYTES, "report", ReportError)
+
+
+def read_report_text(path: Path) -> str:
+    """A report as text, bounded as `read_report_bytes`. Bytes that are not UTF-8 become U+FFFD:
+    the values read are ASCII, and a stray byte in a tool's free text must not fail the read."""
+    return read_report_bytes(path).decode("utf-8", errors="replace")

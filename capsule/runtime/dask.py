@@ -51,13 +51,14 @@ from typing import Any
 
 from capsule import vendors
 from capsule.cache import code_digest
-from capsule.capsulefile import Attempt, Capsule, header_bytes, read_capsule
+from capsule.capsulefile import Attempt, header_bytes, read_capsule
 from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.runtime.host import HostRuntime, OnStart, Ran
+from capsule.runtime.job import TrialJob
 from capsule.runtime.where import Place, here
 from capsule.space import Params
-from capsule.spec import Spec, apply_params
-from capsule.trial import rehash, trial_params
+from capsule.spec import Spec
+from capsule.trial_result import rehash
 from capsule.version import __version__
 
 SCHEDULER_ENV = "CAPSULE_SCHEDULER"
@@ -88,10 +89,9 @@ def scheduler_address(spec: Spec, given: str | None = None) -> str | None:
     return address
 
 
-def resources(capsule: Capsule, params: Params | None = None) -> dict[str, float]:
-    """The worker resources one trial of `capsule` at `params` holds while it runs: a licence
+def resources(spec: Spec) -> dict[str, float]:
+    """The worker resources a trial holds while it runs, from the spec at its point: a licence
     when it runs the vendor tool (not at fidelity level 0)."""
-    spec = apply_params(capsule.spec, trial_params(capsule.spec, params))
     if not spec.toolchain.runs_tool():
         return {}
     return {spec.toolchain.resource or vendors.get(spec.toolchain.name).resource: 1}
@@ -103,7 +103,7 @@ class Task:
 
     capsule: bytes
     number: int
-    params: Params
+    params: Params  # the job's full point
     label: str
     data_root: str
     runtime: str | None
@@ -134,8 +134,11 @@ def _archive(folder: Path) -> bytes:
     return buffer.getvalue()
 
 
-def _setup(task: Task, scratch: Path, where: str) -> HostRuntime:
-    """The runtime this worker runs the task's trial with, once the capsule checks out here."""
+def _setup(
+    task: Task, scratch: Path, where: str, worker: str | None = None
+) -> tuple[HostRuntime, TrialJob]:
+    """The runtime this worker runs the task's trial with, once the capsule checks out here,
+    and the trial as a job on this worker (its copy of the capsule, its data root)."""
     from capsule import preflight
 
     if task.tool != tool_identity():
@@ -155,9 +158,8 @@ def _setup(task: Task, scratch: Path, where: str) -> HostRuntime:
         data = problem.check == "data"
         hint = f" (set {DATA_ROOT_ENV} on the worker)" if data else ""
         raise WorkerSetupError(f"{where}: {problem.error}{hint}")
-    return HostRuntime(
-        capsule_path, capsule, found.choice, root, task.allow_toolchain_drift, task.use_cache
-    )
+    job = TrialJob.build(capsule_path, capsule, task.params, root, task.allow_toolchain_drift)
+    return HostRuntime(found.choice, task.use_cache, worker=worker), job
 
 
 def run_on_worker(task: Task) -> Returned:
@@ -175,11 +177,11 @@ def run_on_worker(task: Task) -> Returned:
         tempfile.mkdtemp(prefix=f"capsule-{task.number:05d}-", dir=worker.local_directory)
     )
     try:
-        host = _setup(task, scratch, f"worker {name}")
+        host, job = _setup(task, scratch, f"worker {name}", name)
         folder = scratch / "trial"
         host.stop(task.number, folder, task.label)  # a container a dead worker here left running
-        ran = host.attempt(task.number, task.params, folder, task.label)
-        return Returned(Ran(ran.result, ran.image, place, ran.duration_s), _archive(folder))
+        ran = host.attempt(task.number, job, folder, task.label)
+        return Returned(ran, _archive(folder))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -292,13 +294,11 @@ class DaskRuntime:
         self,
         address: str,
         capsule_path: Path,
-        capsule: Capsule,
         data_root: Path,
         *,
         runtime: str | None,
         image: str | None,
         trusted: bool,
-        allow_toolchain_drift: bool,
         use_cache: bool,
     ) -> None:
         from distributed import Client
@@ -312,10 +312,9 @@ class DaskRuntime:
         except (OSError, TimeoutError) as exc:
             raise CapsuleError(f"no Dask scheduler answers at {address}: {exc}") from None
         self.address = address
-        self.capsule = capsule
         self.capsule_bytes = header_bytes(capsule_path)  # its records stay here
         self.data_root = str(data_root.resolve())
-        self.options = (runtime, image, trusted, allow_toolchain_drift, use_cache)
+        self.options = (runtime, image, trusted, use_cache)
         self.futures: dict[int, Any] = {}
         self.lock = threading.Lock()
         self.attempts = Attempts()
@@ -338,26 +337,26 @@ class DaskRuntime:
     def attempt(
         self,
         number: int,
-        params: Params,
+        job: TrialJob,
         folder: Path,
         label: str,
         on_start: OnStart | None = None,
     ) -> Ran:
         from distributed.scheduler import KilledWorker
 
-        runtime, image, trusted, drift, use_cache = self.options
+        runtime, image, trusted, use_cache = self.options
         run_id = label.rsplit("=", 1)[-1].replace("/", "-")
         key = f"capsule-trial-{run_id}-{uuid.uuid4().hex[:8]}"
         task = Task(
             self.capsule_bytes,
             number,
-            params,
+            job.point,
             label,
             self.data_root,
             runtime,
             image,
             trusted,
-            drift,
+            job.allow_toolchain_drift,
             use_cache,
             tool_identity(),
             key,
@@ -368,7 +367,7 @@ class DaskRuntime:
             task,
             key=key,
             pure=False,
-            resources=resources(self.capsule, params) or None,
+            resources=resources(job.spec) or None,
         )
         with self.lock:
             self.futures[number] = future

@@ -28,7 +28,7 @@ from capsule.files import read_limited, write_atomic
 from capsule.hashing import default_cache_dir
 from capsule.process import log_tail
 from capsule.runtime.job import TrialJob
-from capsule.trial import (
+from capsule.trial_result import (
     RESULT,
     Status,
     TrialResult,
@@ -55,7 +55,7 @@ def run_in_container(
     """
     capsule = job.capsule
     check_folder(out)
-    point, spec, threads = job.point, job.spec, job.threads
+    spec = job.spec
     make_folder(out)
     out = out.resolve()
     uid, gid = (int(x) for x in UID.split(":"))
@@ -124,7 +124,7 @@ def run_in_container(
             container.remove(force=True)
 
     def ended(status: Status, error: str) -> TrialResult:
-        return host_result(capsule, point, RUNTIME, threads, status, error, out)
+        return host_result(job, RUNTIME, status, error, out)
 
     if timed_out:
         return ended("timeout", f"trial ran longer than {runtime.timeout:g} s; container killed")

@@ -13,14 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from capsule import cache
-from capsule.capsulefile import Attempt, Capsule
+from capsule.capsulefile import Attempt
 from capsule.files import write_atomic
 from capsule.process import kill_leftover
 from capsule.runtime.choose import Choice
 from capsule.runtime.job import TrialJob
 from capsule.runtime.where import Place, here
-from capsule.space import Params
-from capsule.trial import TrialResult, runs_stage
+from capsule.trial import runs_stage
+from capsule.trial_result import TrialResult
 
 
 def run_with(
@@ -64,15 +64,12 @@ class Ran:
 
 @dataclass
 class HostRuntime:
-    """Runs a capsule's trials here, reusing and filling the stage cache unless told not to."""
+    """Runs trials here, reusing and filling the stage cache unless told not to."""
 
-    capsule_path: Path
-    capsule: Capsule
     choice: Choice
-    data_root: Path
-    allow_toolchain_drift: bool = False
     use_cache: bool = True
     stage_cache: cache.StageCache = field(default_factory=cache.StageCache)
+    worker: str | None = None  # a Dask worker's name: where its trials ran, with host and job
 
     @property
     def kind(self) -> str:
@@ -87,23 +84,20 @@ class HostRuntime:
     def attempt(
         self,
         number: int,
-        params: Params,
+        job: TrialJob,
         folder: Path,
         label: str,
         on_start: OnStart | None = None,
     ) -> Ran:
-        """Run one trial into the empty `folder`; its process group id sits beside it meanwhile
+        """Run `job` into the empty `folder`; its process group id sits beside it meanwhile
         (`folder.pid`), so a resumed search can kill what a killed one left running."""
-        place = here()
+        place = here(self.worker)
         if on_start is not None:
             on_start(place, None)
         start = time.perf_counter()
-        job = TrialJob.build(
-            self.capsule_path, self.capsule, params, self.data_root, self.allow_toolchain_drift
-        )
         spec = job.spec
         unit_keys = cache.keys(
-            self.capsule, spec, cache.environment_identity(self.choice.image), job.threads
+            job.capsule, spec, cache.environment_identity(self.choice.image), job.threads
         )
         # The units whose first stage this trial runs: no vendor tool, no synth unit; an
         # open-flow-only spec, no hls unit (its entry would be counted a hit, though nothing

@@ -10,6 +10,7 @@ mounts).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,9 +18,19 @@ from pathlib import Path
 from capsule import numerics
 from capsule.capsulefile import Capsule
 from capsule.hashing import canonical_json
-from capsule.space import Params
+from capsule.space import Params, default_point
 from capsule.spec import Spec, apply_params
-from capsule.trial import threads_for, trial_params
+
+
+def trial_params(spec: Spec, params: Params | None) -> Params:
+    """The full point: the space's default point, overridden by the given params."""
+    point = default_point(spec.search.space)
+    point.update(params or {})
+    return dict(sorted(point.items()))
+
+
+def threads_for(spec: Spec) -> int:
+    return max(1, math.floor(spec.runtime.cpus))
 
 
 @dataclass(frozen=True)
@@ -63,6 +74,10 @@ class TrialJob:
     def environment(self, base: Mapping[str, str]) -> dict[str, str]:
         """`base` with the numerics settings the trial process runs with."""
         return numerics.environment(dict(base), self.spec.runtime.numerics_mode(), self.threads)
+
+    def enter_numerics(self, argv: list[str]) -> None:
+        """Put this job's numerics settings in force in the trial process (`numerics.enter`)."""
+        numerics.enter(self.spec.runtime.numerics_mode(), self.threads, argv)
 
     def exec_args(
         self,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from capsule.process import log_tail, run_group
 from capsule.runtime.job import TrialJob
-from capsule.trial import (
+from capsule.trial_result import (
     RESULT,
     Status,
     TrialResult,
@@ -61,7 +61,7 @@ def run_local(
         shutil.move(log, out / LOG)
 
     def ended(status: Status, error: str) -> TrialResult:
-        return host_result(job.capsule, job.point, RUNTIME, job.threads, status, error, out)
+        return host_result(job, RUNTIME, status, error, out)
 
     if code is None:
         return ended("timeout", f"trial ran longer than {timeout:g} s; process killed")

@@ -22,7 +22,8 @@ from capsule import api, numerics
 from capsule.capsulefile import write_capsule
 from capsule.run import to_record
 from capsule.runtime.host import Ran
-from capsule.trial import _metrics_json, read_result, trial_params
+from capsule.runtime.job import trial_params
+from capsule.trial_result import metrics_json, read_result
 from tests.conftest import small_capsule
 
 pytestmark = pytest.mark.slow
@@ -54,8 +55,7 @@ def _capsule(root: Path, mode: str) -> Path:
 def _emulated_trial(capsule: Path, out: Path, cpu: str) -> Path:
     """One trial of POINT in a process emulating `cpu`, with the settings its mode needs."""
     loaded = api.load(capsule)
-    mode, threads = api.trial_numerics(capsule, POINT)
-    env = numerics.environment(dict(os.environ), mode, threads)
+    env = api.trial_job(capsule, POINT).environment(os.environ)
     del env[numerics.CPU_FACTS]  # the emulated process reads its own CPU
     params = out.parent / f"{out.name}.params.json"
     params.write_text(json.dumps(trial_params(loaded.spec, POINT)))
@@ -109,7 +109,7 @@ def test_portable_trial_from_an_emulated_haswell_verifies_byte_for_byte_here(
     # from the recorded predictions, it is caught (the capsule's word is not taken).
     loaded = api.load(capsule)
     metrics = {**trial.metrics, "float_accuracy": 0.999}
-    forged_json = _metrics_json(metrics, trial.fidelity)
+    forged_json = metrics_json(metrics, trial.fidelity)
     artifacts = {**trial.artifacts, "metrics.json": hashlib.sha256(forged_json).hexdigest()}
     forged = trial.model_copy(update={"metrics": metrics, "artifacts": artifacts})
     forged_capsule = tmp_path / "forged.capsule"

@@ -96,7 +96,7 @@ def test_a_trial_runs_through_the_double_as_the_third_tool(
     assert capsule.toolchain.name == "third_hls" and capsule.toolchain.present
     assert capsule.toolchain.reported_version == "Vivado HLS 2020.1 (64-bit)"  # the double's
 
-    result = api.trial_here(tmp_path / "exp.capsule", tmp_path / "t", None, None, "local")
+    result = api.trial_here(api.trial_job(tmp_path / "exp.capsule", None), tmp_path / "t", "local")
     assert result.status == "ok", result.error
     calls = [json.loads(x) for x in (install / "calls.jsonl").read_text().splitlines()]
     assert [c["args"] for c in calls if c["tool"] == "third_hls"][-1] == ["--tcl", "build_prj.tcl"]

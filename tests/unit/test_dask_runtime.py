@@ -43,7 +43,7 @@ def test_the_spec_refuses_a_scheduler_that_is_not_an_address(experiment: Path) -
 
 def test_only_vendor_trials_ask_for_the_licence_resource(packed: Path) -> None:
     capsule = api.load(packed)
-    assert dask_runtime.resources(capsule) == {}
+    assert dask_runtime.resources(capsule.spec) == {}
     spec = capsule.spec
     tool = spec.toolchain.model_copy(
         update={"name": "vivado_hls", "version": "2020.1", "path": "/opt/x"}
@@ -54,10 +54,10 @@ def test_only_vendor_trials_ask_for_the_licence_resource(packed: Path) -> None:
             "spec": spec.model_copy(update={"toolchain": tool}),
         }
     )
-    assert dask_runtime.resources(named) == {"vivado": 1}
+    assert dask_runtime.resources(named.spec) == {"vivado": 1}
     own = tool.model_copy(update={"resource": "vitis_licence"})
     named = named.model_copy(update={"spec": spec.model_copy(update={"toolchain": own})})
-    assert dask_runtime.resources(named) == {"vitis_licence": 1}
+    assert dask_runtime.resources(named.spec) == {"vitis_licence": 1}
 
 
 def _task(capsule: Path, **change: object) -> Task:
@@ -96,8 +96,12 @@ def test_a_worker_without_the_image_runs_embedded_code_only_when_trusted(
         WorkerSetupError, match="^worker w would run the capsule.s code unconfined.*--trust$"
     ):
         dask_runtime._setup(_task(capsule), scratch, "worker w")
-    host = dask_runtime._setup(_task(capsule, trusted=True), scratch, "worker w")
-    assert host.choice.kind == "local" and host.capsule.digest == api.load(capsule).digest
+    host, job = dask_runtime._setup(
+        _task(capsule, trusted=True, params={"hls4ml.reuse_factor": 2}), scratch, "worker w"
+    )
+    assert host.choice.kind == "local" and job.capsule.digest == api.load(capsule).digest
+    assert job.point["hls4ml.reuse_factor"] == 2 and job.spec.hls4ml.reuse_factor == 2
+    assert job.data_root == api.data_root(capsule, api.load(capsule))
 
 
 def test_a_worker_whose_data_root_lacks_the_data_says_where_to_map_it(

@@ -98,5 +98,6 @@ def test_a_trial_looks_for_the_tool_where_the_runtime_mounted_it(
     api.pack(experiment, packed)
     empty = tmp_path / "opt" / "toolchain"
     empty.mkdir(parents=True)
+    job = api.trial_job(packed, None, toolchain_at=empty)
     with pytest.raises(CapsuleError, match=f"vivado_hls is not installed at {empty}"):
-        api.trial_here(packed, tmp_path / "t", None, None, "docker", toolchain_at=empty)
+        api.trial_here(job, tmp_path / "t", "docker")

@@ -10,8 +10,8 @@ import pytest
 
 from capsule import api
 from capsule.errors import CapsuleError
+from capsule.runtime.job import threads_for, trial_params
 from capsule.spec import parse_spec
-from capsule.trial import threads_for, trial_params
 
 SPEC = parse_spec(files("capsule.templates").joinpath("exp.toml").read_text("utf-8"))
 
@@ -57,7 +57,7 @@ def test_trial_refuses_bad_params_before_starting(packed: Path, tmp_path: Path) 
 
 def test_rehash_sees_only_regular_files_inside_the_trial_folder(tmp_path: Path) -> None:
     from capsule.hashing import sha256_bytes
-    from capsule.trial import rehash
+    from capsule.trial_result import rehash
 
     out = tmp_path / "trial"
     (out / "csim").mkdir(parents=True)
@@ -70,7 +70,7 @@ def test_rehash_sees_only_regular_files_inside_the_trial_folder(tmp_path: Path) 
 
 
 def test_a_result_file_planted_as_a_symlink_is_not_read(tmp_path: Path) -> None:
-    from capsule.trial import read_result
+    from capsule.trial_result import read_result
 
     (tmp_path / "elsewhere.json").write_text('{"secret": "not for the capsule"}')
     (tmp_path / "result.json").symlink_to(tmp_path / "elsewhere.json")
@@ -81,11 +81,11 @@ def test_a_result_file_planted_as_a_symlink_is_not_read(tmp_path: Path) -> None:
 
 def test_metrics_json_reads_back_exactly_and_hostile_files_read_as_absent(tmp_path: Path) -> None:
     """What verify and export compare recorded metrics with: exact values and fidelities."""
-    from capsule.trial import _metrics_json, artifact_metrics, metric_values
+    from capsule.trial_result import artifact_metrics, metric_values, metrics_json
 
     metrics = {"csim_accuracy": 0.2556, "lut": 1234.0, "latency_ns": 1e-7 * 3}
     fidelity = {"csim_accuracy": "measured", "lut": "estimate", "latency_ns": "csynth"}
-    (tmp_path / "metrics.json").write_bytes(_metrics_json(metrics, fidelity))
+    (tmp_path / "metrics.json").write_bytes(metrics_json(metrics, fidelity))
     assert artifact_metrics(tmp_path) == metric_values(metrics, fidelity)
     assert metric_values(metrics, fidelity)["csim_accuracy"] == "0.2556 (measured)"
     assert metric_values({**metrics, "lut": 1235.0}, fidelity) != artifact_metrics(tmp_path)
@@ -104,7 +104,7 @@ def test_metrics_json_reads_back_exactly_and_hostile_files_read_as_absent(tmp_pa
         assert artifact_metrics(tmp_path) is None, raw[:40]
     (tmp_path / "metrics.json").unlink()
     assert artifact_metrics(tmp_path) is None
-    (tmp_path / "real.json").write_bytes(_metrics_json(metrics, fidelity))
+    (tmp_path / "real.json").write_bytes(metrics_json(metrics, fidelity))
     (tmp_path / "metrics.json").symlink_to(tmp_path / "real.json")
     assert artifact_metrics(tmp_path) is None  # never followed: a trial process made it
 
@@ -128,7 +128,7 @@ def test_a_collapsed_result_is_recorded_as_collapsed_and_never_scored(tmp_path: 
     from capsule.run import to_record
     from capsule.runtime.host import Ran
     from capsule.search import losses
-    from capsule.trial import TrialResult
+    from capsule.trial_result import TrialResult
 
     def result(collapse: str | None) -> TrialResult:
         metrics = {"csim_accuracy": 0.2, "csim_agreement": 0.19, "dsp": 1.0, "lut": 1.0}

@@ -34,6 +34,7 @@ from capsule.reports.model import (
     Resources,
     SynthReport,
     read_report_bytes,
+    read_report_text,
 )
 
 _T = TypeVar("_T")
@@ -268,7 +269,7 @@ def parse_synth_rpt(path: Path) -> SynthReport:
     occur in the notes under the tables. Util% can exceed 100 (Bonded IOB at 307% in a design
     whose ports do not fit the package): it is reported as written, not judged here.
     """
-    text = read_report_bytes(path).decode("utf-8", errors="replace")
+    text = read_report_text(path)
     header: dict[str, str] = {}
     rows: dict[str, dict[str, str]] = {}
     columns: list[str] | None = None
@@ -326,7 +327,7 @@ def parse_cosim_rpt(path: Path) -> CosimReport:
     max| total |`. A language that was not simulated shows `NA`; as in hls4ml, the last row
     that ran is the result. When none ran, status and all numbers are None (and named missing).
     """
-    text = read_report_bytes(path).decode("utf-8", errors="replace")
+    text = read_report_text(path)
     rows = [c for c in map(_table_cells, text.splitlines()) if c and c[0] in _COSIM_RTL]
     if not rows:
         raise ReportError(f"{path}: no co-simulation result row (| Verilog | Pass | ...) found")
@@ -386,7 +387,7 @@ def _project_dir(folder: Path) -> Path | None:
     """The `<name>_prj` folder: the one hls4ml's `project.tcl` names, else the only one."""
     tcl = folder / "project.tcl"
     if tcl.is_file():
-        match = _PROJECT_NAME.search(read_report_bytes(tcl).decode("utf-8", errors="replace"))
+        match = _PROJECT_NAME.search(read_report_text(tcl))
         name = _safe_name(match.group(1)) if match else None
         if name is not None and (folder / f"{name}_prj").is_dir():
             return folder / f"{name}_prj"

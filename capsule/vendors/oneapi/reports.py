@@ -34,7 +34,7 @@ from capsule.reports.model import (
     Resource,
     Resources,
     SynthReport,
-    read_report_bytes,
+    read_report_text,
 )
 
 JSON_DIR = "reports/resources/json"
@@ -59,7 +59,7 @@ def _load(path: Path, text: str, line: int | None = None) -> Any:
 
 def _lines(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of an `.ndjson` file, one a line (blank lines skipped)."""
-    text = read_report_bytes(path).decode("utf-8", errors="replace")
+    text = read_report_text(path)
     found = []
     # Lines end at \n only: JSON strings may hold U+2028 and the like, which splitlines breaks.
     for number, line in enumerate(text.split("\n"), 1):
@@ -203,7 +203,7 @@ def parse_quartus(path: Path, top: str, available: Resources | None = None) -> S
     """The fitter's utilisation of the design's kernel (else of the whole device image), against
     what the part has (`available`, from the HLS report of the same build; the fitter's summary
     does not say)."""
-    data = _load(path, read_report_bytes(path).decode("utf-8", errors="replace"))
+    data = _load(path, read_report_text(path))
     summary = data.get("quartusFitResourceUsageSummary") if isinstance(data, dict) else None
     nodes = summary.get("nodes") if isinstance(summary, dict) else None
     if not isinstance(nodes, list) or not all(isinstance(n, dict) for n in nodes) or not nodes:
