@@ -37,16 +37,18 @@ class Family:
     """How one `synth_xilinx -family` names the cells capsule counts."""
 
     description: str
-    carry: str
+    carries: tuple[str, ...]
     dsp: str
 
 
 # The families whose cell names are known here (yosys 0.23 `help synth_xilinx`). Older families
-# (Spartan 6, Virtex 6 and before) map carries and DSPs to other primitives.
+# (Spartan 6, Virtex 6 and before) map carries and DSPs to other primitives. UltraScale has
+# CARRY8, but Yosys 0.23 maps its carries to CARRY4 (measured here, one design per family):
+# both are counted, whichever a Yosys version chooses.
 FAMILIES: dict[str, Family] = {
-    "xc7": Family("Xilinx 7 series (Artix, Kintex, Virtex, Zynq-7000)", "CARRY4", "DSP48E1"),
-    "xcu": Family("Xilinx UltraScale", "CARRY8", "DSP48E2"),
-    "xcup": Family("Xilinx UltraScale+", "CARRY8", "DSP48E2"),
+    "xc7": Family("Xilinx 7 series (Artix, Kintex, Virtex, Zynq-7000)", ("CARRY4",), "DSP48E1"),
+    "xcu": Family("Xilinx UltraScale", ("CARRY4", "CARRY8"), "DSP48E2"),
+    "xcup": Family("Xilinx UltraScale+", ("CARRY4", "CARRY8"), "DSP48E2"),
 }
 LUTS = tuple(f"LUT{n}" for n in range(1, 7))
 FLIP_FLOPS = ("FDRE", "FDSE", "FDCE", "FDPE", "FDRE_1", "FDSE_1", "FDCE_1", "FDPE_1")
@@ -76,7 +78,7 @@ class Netlist:
         found = {
             "lut": sum(self.cells.get(t, 0) for t in LUTS),
             "ff": sum(self.cells.get(t, 0) for t in FLIP_FLOPS),
-            "carry": self.cells.get(f.carry, 0),
+            "carry": sum(self.cells.get(t, 0) for t in f.carries),
             "dsp": self.cells.get(f.dsp, 0),
         }
         if self.longest_path is not None:

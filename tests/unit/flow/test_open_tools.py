@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -74,3 +75,40 @@ def test_a_design_of_zero_bit_inputs_is_simulated_and_synthesized(tmp_path: Path
     (tmp_path / "yosys").mkdir()
     metrics = synthesize(tmp_path / "rtl", design, "xc7", tmp_path / "yosys", 300)
     assert metrics["lut"] == 0.0 and metrics["dsp"] == 0.0
+
+
+@pytest.fixture(scope="module")
+def small_design(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    """A 6-4-3 HGQ2 MLP at 4-bit weights, traced by da4ml into Verilog."""
+    import numpy as np
+
+    from capsule.flow.qat import build_hgq_mlp
+    from capsule.flow.rtl import trace, write_rtl
+    from capsule.spec import HgqMlpParams
+
+    model = build_hgq_mlp(HgqMlpParams(hidden=[4]), (6,), 3)
+    model(np.random.default_rng(0).normal(size=(16, 6)).astype(np.float32))
+    rtl = tmp_path_factory.mktemp("design") / "rtl"
+    return rtl, write_rtl(trace(model), rtl)
+
+
+@pytest.mark.parametrize("family", ["xc7", "xcu", "xcup"])
+def test_each_family_is_synthesized_into_its_own_cells(
+    small_design: tuple[Path, Any], family: str, tmp_path: Path
+) -> None:
+    """The cell names capsule counts per family are the ones Yosys maps to: a misnamed carry or
+    DSP would count 0 (an absent cell type counts 0). Yosys 0.23 gives UltraScale CARRY4s."""
+    import json
+
+    from capsule.flow.yosys import FAMILIES, STATS, synthesize
+
+    rtl, design = small_design
+    metrics = synthesize(rtl, design, family, tmp_path, 300)
+    stats = json.loads((tmp_path / STATS).read_text())
+    assert stats["family"] == family and stats["metrics"] == metrics
+    cells = stats["cells"]
+    assert metrics["carry"] == sum(cells.get(c, 0) for c in FAMILIES[family].carries) > 0
+    assert metrics["dsp"] == cells[FAMILIES[family].dsp] > 0
+    others = {f.dsp for f in FAMILIES.values()} - {FAMILIES[family].dsp}
+    assert not others & set(cells), cells
+    assert metrics["lut"] > 0
