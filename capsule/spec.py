@@ -681,13 +681,6 @@ class Spec(Strict):
             builds = ", ".join(vendors.get(name).backends)
             raise ValueError(f"hls4ml.backend: {name} builds {builds} projects, not {backend}")
         ranked_by = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
-        tool = vendors.builder_of(name, backend)
-        lacking = sorted({m for m in ranked_by if tool.lacks(m)})
-        if lacking:
-            raise ValueError(
-                f"hls4ml.backend: the parts {tool.name} builds {backend} projects for have no "
-                f"{', '.join(lacking)} (they count {', '.join(tool.part_resources)})"
-            )
         unmeasured = sorted(m for m in set(ranked_by) if m.startswith("csim_"))
         if backend not in CSIM_BACKENDS and unmeasured:
             raise ValueError(

@@ -435,8 +435,7 @@ def _stage_estimate(ctx: Context) -> Measured:
     found = estimate(layers, h.clock_period)
     if found.missing:
         print(f"estimate is partial: not counted {', '.join(found.missing)}")
-    tool = vendors.builder_of(ctx.spec.toolchain.name, h.backend)
-    return _measured(tool.estimated(found.metrics), "estimate")
+    return _measured(found.metrics, "estimate")
 
 
 def _stage_synth(ctx: Context) -> Measured:

@@ -29,15 +29,6 @@ Latency: io_parallel sums the layers; io_stream is a dataflow pipeline, so the s
 interval plus every layer's depth. A layer of any other kind is not guessed at: the estimate is
 "partial" and names it (`Estimate.missing`), never a silent undercount.
 
-Other vendors' parts: the trial keeps what the tool that builds the project says its parts have
-(`VendorTool.estimated`). For oneAPI (Intel) projects that drops `bram_18k` and makes no M20K, ALM
-or MLAB count: those blocks are not modelled here. Its `dsp`, `lut` and `ff` stay, as a ranking
-signal rather than Intel counts: the multipliers and adder bits come from the model's shapes,
-reuse factors and precisions, which rank designs the same way whoever maps them, while the
-mapping (DSP48 widths, LUT6) is Vivado's. Multi-fidelity calibration against the oneAPI reports
-(median ratio, Kendall's tau) measures how well they rank; on this machine only the vendor-tool
-double's fixed reports exist, so that agreement is not measured here.
-
 Known error: multiplier counts equal hls4ml's own `multiplier_limit` per layer (tested); DSP,
 LUT, FF, BRAM and latency are first-order and uncalibrated here (no vendor tool on this machine).
 Vivado shares or re-times logic hls4ml does not describe, so expect tens of percent off, more on

@@ -7,8 +7,7 @@ same under `capsule/vendors/`, and nothing outside that package names a vendor. 
 - which hls4ml backends write its projects, and the commands that build one for given steps;
 - which files of the trial folder are its output (hashed only after `reports.canonical`);
 - how it reads its reports into the tool-independent model (`capsule.reports.model`);
-- what each step measures (its fidelity) and which Dask worker resource (licence) it holds;
-- which resources its parts have, so the level-0 estimate states only those (`estimated`).
+- what each step measures (its fidelity) and which Dask worker resource (licence) it holds.
 
 The steps are capsule's three vendor levels, whatever the tool calls them: `csynth` is the HLS
 compile with its estimate report (fidelity level 1), `vsynth` logic synthesis or place and route
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from capsule.reports.model import AMD_RESOURCES, RESOURCE_NAMES, ProjectReports
+from capsule.reports.model import ProjectReports
 
 STEPS = ("csynth", "vsynth", "cosim")
 YEAR_VERSION = re.compile(r"(?<!\d)(20\d\d\.\d)(?!\d)")
@@ -64,8 +63,6 @@ class VendorTool:
     version_example = "2020.1"
     #: How a researcher builds an exported project by hand (Markdown, for its README).
     manual_build = ""
-    #: The resources its parts have, as capsule's metrics (a subset of `RESOURCE_NAMES`).
-    part_resources: tuple[str, ...] = AMD_RESOURCES
 
     def runner(self, install: Path) -> Path:
         return install / self.executables[0]
@@ -103,20 +100,6 @@ class VendorTool:
         if steps.cosim:
             wanted[self.report_name("cosim")] = reports.cosim is not None
         return [name for name, found in wanted.items() if not found]
-
-    def lacks(self, metric: str) -> bool:
-        """Whether `metric` counts a resource this tool's parts do not have (`bram_18k` on
-        Intel parts, `m20k` on AMD ones): nothing of this tool can measure it."""
-        return metric in RESOURCE_NAMES and metric not in self.part_resources
-
-    def estimated(self, metrics: Mapping[str, float]) -> dict[str, float]:
-        """The level-0 estimate (`capsule.flow.estimate`) as this tool's projects are ranked by
-        it: its metrics less the resources the parts lack. The estimate models hls4ml's
-        Vivado/Vitis templates (LUT6, DSP48, 18 Kb BRAM); its multiplier, LUT and FF counts rank
-        another vendor's designs by the same model arithmetic (calibration against the tool's
-        own reports gives the ratio and the rank agreement), but a block kind the parts lack is
-        left out rather than renamed, and none is invented for theirs (no M20K model here)."""
-        return {k: v for k, v in metrics.items() if not self.lacks(k)}
 
     def report_name(self, step: str) -> str:
         """How an error names the report of `step`."""

@@ -106,9 +106,6 @@ def test_two_levels_promote_the_best_estimates_to_the_oneapi_compile(tmp_path: P
     level1 = [t for t in result.trials if t.level == 1]
     assert (len(level0), len(level1)) == (4, 2)
     assert all(t.tool_s is None and t.fidelity["dsp"] == "estimate" for t in level0)
-    # The estimate states the resources Intel parts have: no 18 Kb BRAMs, and no M20K made up.
-    assert all("bram_18k" not in t.metrics and "m20k" not in t.metrics for t in level0)
-    assert all(t.metrics["lut"] > 0 and t.fidelity["lut"] == "estimate" for t in level0)
     for t in level1:
         assert t.status == "ok", t.error
         assert t.fidelity["dsp"] == "csynth" and t.metrics["dsp"] == 0  # the HLS estimate

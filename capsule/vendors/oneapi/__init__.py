@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
 
-from capsule.reports.model import INTEL_RESOURCES, ProjectReports
+from capsule.reports.model import ProjectReports
 from capsule.vendors.oneapi.reports import read_project
 from capsule.vendors.tool import Command, Steps, VendorTool
 
@@ -28,7 +28,6 @@ class OneApi(VendorTool):
     backends = ("oneAPI",)
     fidelity: ClassVar[Mapping[str, str]] = {"csynth": "csynth", "vsynth": "synth"}
     resource = "quartus"
-    part_resources = INTEL_RESOURCES
     version_example = "2025.0"
     manual_build = (
         "`cd hls4ml_prj && mkdir -p build && cd build && cmake .. && make report` (or `make "

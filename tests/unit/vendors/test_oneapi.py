@@ -205,31 +205,3 @@ def test_a_build_folder_from_another_trial_is_configured_afresh(tmp_path: Path) 
     commands = get("oneapi").build(tmp_path / "tools", project, Steps())
     assert [c.argv for c in commands] == [["cmake", ".."], ["make", "report"]]
     assert list((project / "build").iterdir()) == []
-
-
-def test_the_level0_estimate_states_only_the_resources_the_parts_have() -> None:
-    """The estimate models Vivado's blocks: on Intel parts its 18 Kb BRAMs are left out, not
-    renamed, and no M20K, ALM or MLAB count is made up; the AMD tools keep every value."""
-    from capsule.flow.estimate import estimate
-    from tests.unit.flow.test_estimate import dense
-
-    found = estimate([dense(rf=16, strategy="resource")], 5.0).metrics
-    assert found["bram_18k"] == 18 and found["dsp"] == 40
-    intel = get("oneapi").estimated(found)
-    assert intel == {k: v for k, v in found.items() if k != "bram_18k"}
-    assert not {"alm", "m20k", "mlab"} & set(intel)
-    for amd in ("vivado_hls", "vitis_hls"):
-        assert get(amd).estimated(found) == found
-
-
-def test_spec_refuses_to_rank_by_a_resource_the_parts_lack() -> None:
-    def ranked_by(metric: str) -> str:
-        return f'[[objectives]]\nmetric = "{metric}"\ndirection = "minimize"\n'
-
-    assert _spec(ONEAPI_TOOL, extra=ranked_by("m20k")).objectives[0].metric == "m20k"
-    with pytest.raises(SpecError, match=r"oneapi builds oneAPI projects for have no bram_18k"):
-        _spec(ONEAPI_TOOL, extra=ranked_by("bram_18k"))
-    with pytest.raises(SpecError, match=r"have no bram_18k \(they count alm, dsp, ff, lut"):
-        _spec('name = "none"', extra=ranked_by("bram_18k"))  # no tool: the backend's parts
-    with pytest.raises(SpecError, match=r"vivado_hls builds Vivado projects for have no m20k"):
-        _spec('name = "none"', backend="Vivado", extra=ranked_by("m20k"))
