@@ -582,11 +582,13 @@ def _number(trial: Trial) -> int:
 def append_trial(path: Path, capsule: Capsule, trial: Trial) -> Capsule:
     """Record one more trial: appended to a format-2 capsule (a cost that does not grow with the
     trials before it); a format-1 capsule is rewritten once as format 2 with it."""
-    trials = list(capsule.trials)  # sorted by number, as read: a sort would grow with them
-    bisect.insort(trials, trial, key=_number)
-    updated = capsule.model_copy(update={"trials": trials})
-    if capsule.format != FORMAT:
+    if capsule.format != FORMAT:  # format 1 holds its trials in the order written: sort them
+        trials = sorted([*capsule.trials, trial], key=_number)
+        updated = capsule.model_copy(update={"trials": trials})
         write_capsule(updated, path)
         return updated.model_copy(update={"format": FORMAT}).sealed()
+    trials = list(capsule.trials)  # read sorted by number: a sort would grow with them
+    bisect.insort(trials, trial, key=_number)
+    updated = capsule.model_copy(update={"trials": trials})
     records.append(path, trial.model_dump(mode="json", exclude_none=True))
     return updated

@@ -29,6 +29,14 @@ Latency: io_parallel sums the layers; io_stream is a dataflow pipeline, so the s
 interval plus every layer's depth. A layer of any other kind is not guessed at: the estimate is
 "partial" and names it (`Estimate.missing`), never a silent undercount.
 
+Other vendors' parts: the estimate models AMD blocks (DSP48, LUT6, 18 Kb BRAM) whichever tool
+builds the project. For oneAPI (Intel) projects its numbers are a ranking signal of the model's
+arithmetic, not Intel counts: multipliers and adder bits come from the model's shapes, reuse
+factors and precisions, which rank designs alike whoever maps them. Multi-fidelity calibration
+against the oneAPI reports (median ratio, Kendall's tau) measures how well they rank. They are
+not re-shaped per vendor: a trial's metrics are hashed, and dropping or renaming them would make
+every oneAPI capsule recorded so far fail to verify.
+
 Known error: multiplier counts equal hls4ml's own `multiplier_limit` per layer (tested); DSP,
 LUT, FF, BRAM and latency are first-order and uncalibrated here (no vendor tool on this machine).
 Vivado shares or re-times logic hls4ml does not describe, so expect tens of percent off, more on

@@ -221,6 +221,17 @@ def _format_1(capsule: Capsule) -> str:
     return tomlkit.dumps(doc)
 
 
+def test_a_format_1_capsule_with_its_trials_out_of_order_takes_one_more(packed: Path) -> None:
+    """Format 1 holds its trials in the order written (its digest covers that order)."""
+    old = read_capsule(packed).model_copy(update={"trials": [trial(3), trial(1)]})
+    packed.write_text(_format_1(old))
+    read = read_capsule(packed)
+    assert [t.number for t in read.trials] == [3, 1]
+    appended = append_trial(packed, read, trial(2))
+    assert [t.number for t in appended.trials] == [1, 2, 3]
+    assert read_capsule(packed).trials == appended.trials
+
+
 def test_a_format_1_capsule_reads_and_its_next_trial_rewrites_it_as_format_2(
     packed: Path,
 ) -> None:
