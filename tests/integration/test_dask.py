@@ -144,7 +144,7 @@ def kill_a_busy_worker(cluster: LoopbackCluster) -> tuple[str, int]:
 
 
 def test_a_killed_worker_costs_no_trial(tmp_path: Path, cluster: LoopbackCluster) -> None:
-    capsule = small_capsule(tmp_path / "c", 3, SPACE)
+    capsule = small_capsule(tmp_path / "c", 2, SPACE)
     cluster.add_worker("a")
     cluster.add_worker("b")
     search = Background(capsule, RunOptions(scheduler=cluster.address, algo="grid", cache=False))
@@ -152,11 +152,11 @@ def test_a_killed_worker_costs_no_trial(tmp_path: Path, cluster: LoopbackCluster
 
     result = search.join()
     assert f"Worker process {pid} was killed by signal 9" in cluster.log(name)  # its nanny's word
-    assert [t.number for t in result.trials] == [0, 1, 2]
+    assert [t.number for t in result.trials] == [0, 1]
     assert {t.status for t in result.trials} <= {"ok", "constraint"}
     with Journal(default_run_dir(capsule) / JOURNAL, lock_digest(result)) as journal:
         finished = Counter(n for n, kind in journal.events() if kind == "finished")
-        assert finished == {0: 1, 1: 1, 2: 1}
+        assert finished == {0: 1, 1: 1}
         assert journal.unfinished() == []
         attempts = {t.number: journal.attempts(t.number) for t in result.trials}
     # The killed trial: two attempts journaled, the first lost with its worker, kept apart.
