@@ -12,11 +12,14 @@ UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3
 venv: $(STAMP)
 
 # pip installs uv (hash-pinned), and uv the locks: the same hashes checked, in seconds rather than
-# the minutes pip takes (downloads in parallel, a shared cache linked into each venv).
+# the minutes pip takes (downloads in parallel, a shared cache linked into each venv). Bytecode is
+# compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this CI machine) nothing
+# else writes it, and every trial process then compiled TensorFlow again (9.7 CPU-s an import
+# against 4.2).
 $(STAMP): pyproject.toml requirements/uv.txt requirements/runtime.txt requirements/dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r requirements/uv.txt
-	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes \
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes --compile-bytecode \
 		-r requirements/runtime.txt -r requirements/dev.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
@@ -29,9 +32,11 @@ demo: $(STAMP)
 # Three workers on two cores: a worker waiting on a timeout, a container or a cluster leaves its
 # core to the others (measured here: 14.4 min with three, 22.6 with two). A test file stays on one
 # worker, so its module fixtures (a trained model, a packed capsule) are made once and its Docker
-# checks see only its own containers.
+# checks see only its own containers. Files are handed out in collection order, the longest first
+# (tests/conftest.py), not xdist's default of the files with the most tests first, which left the
+# long end-to-end files, each of a few tests, to the end.
 test: $(STAMP)
-	$(BIN)/pytest -n 3 --dist loadfile
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder
 
 # The unit tests only, on two workers (about 2 minutes): the edit loop's check.
 test-fast: $(STAMP)

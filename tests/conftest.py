@@ -20,7 +20,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # The longest files first (measured with `--durations`): `make test`'s workers take whole files
-# in collection order, and a long file handed out last runs alone while the other cores idle.
+# in collection order (`--no-loadscope-reorder`), and a long file handed out last runs alone
+# while the other cores idle.
 LONGEST_FIRST = (
     "test_run.py",
     "test_numerics.py",
