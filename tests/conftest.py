@@ -26,11 +26,19 @@ LONGEST_FIRST = (
     "test_run.py",
     "test_numerics.py",
     "test_dask.py",
-    "test_trial.py",
-    "test_docker.py",
-    "test_trial_synth.py",
-    "test_open_flow.py",
+    "test_open_fidelity.py",
     "test_install.py",
+    "test_columnar_trial.py",
+    "test_open_flow.py",
+    "test_fidelity.py",
+    "test_docker.py",
+    "test_verify.py",
+    "test_hgq.py",
+    "test_slurm.py",
+    "test_oneapi.py",
+    "test_trial_synth.py",
+    "test_models.py",
+    "test_trial.py",
 )
 
 
