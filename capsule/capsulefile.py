@@ -21,6 +21,7 @@ import io
 import re
 import tomllib
 from collections.abc import Iterator
+from operator import attrgetter
 from pathlib import Path
 from typing import Annotated, Any, BinaryIO, Literal
 
@@ -575,20 +576,16 @@ def write_capsule(capsule: Capsule, path: Path) -> None:
         raise CapsuleError(f"{path}: cannot write capsule: {exc.strerror}") from None
 
 
-def _number(trial: Trial) -> int:
-    return trial.number
-
-
 def append_trial(path: Path, capsule: Capsule, trial: Trial) -> Capsule:
     """Record one more trial: appended to a format-2 capsule (a cost that does not grow with the
     trials before it); a format-1 capsule is rewritten once as format 2 with it."""
     if capsule.format != FORMAT:  # format 1 holds its trials in the order written: sort them
-        trials = sorted([*capsule.trials, trial], key=_number)
+        trials = sorted([*capsule.trials, trial], key=attrgetter("number"))
         updated = capsule.model_copy(update={"trials": trials})
         write_capsule(updated, path)
         return updated.model_copy(update={"format": FORMAT}).sealed()
     trials = list(capsule.trials)  # read sorted by number: a sort would grow with them
-    bisect.insort(trials, trial, key=_number)
+    bisect.insort(trials, trial, key=attrgetter("number"))
     updated = capsule.model_copy(update={"trials": trials})
     records.append(path, trial.model_dump(mode="json", exclude_none=True))
     return updated

@@ -150,13 +150,13 @@ def compared(trials: Sequence[Trial]) -> list[Compared]:
     return [Compared(number, metric, values) for (number, metric), values in sorted(found.items())]
 
 
-def calibrations(trials: Sequence[Trial]) -> list[Calibration]:
+def calibrations(points: Sequence[Compared]) -> list[Calibration]:
     """Per metric and synthesized fidelity: the level-0 estimate against the synthesized value
-    of the same point (each promoted record counts once)."""
+    of the same point (each promoted record counts once), from `compared`'s rows."""
     from scipy.stats import kendalltau  # type: ignore[import-untyped]  # scipy comes with scikit-learn
 
     found: dict[tuple[str, str], list[tuple[float, float]]] = {}
-    for row in compared(trials):
+    for row in points:
         for kind, value in row.values.items():
             if kind != "estimate":
                 found.setdefault((row.metric, kind), []).append((row.values["estimate"], value))
@@ -176,7 +176,7 @@ def calibrate(trials: Sequence[Trial]) -> dict[str, Calibration]:
     """The calibration the ranking uses per metric: the most refined synthesized fidelity
     (logic synthesis over C synthesis over Yosys), as the final design will be judged by it."""
     chosen: dict[str, Calibration] = {}
-    for c in calibrations(trials):
+    for c in calibrations(compared(trials)):
         known = chosen.get(c.metric)
         if known is None or SYNTHESIZED.index(c.fidelity) > SYNTHESIZED.index(known.fidelity):
             chosen[c.metric] = c

@@ -22,7 +22,7 @@ from capsule.diff import Difference
 from capsule.doctor import Finding
 from capsule.flow.estimate import Layer
 from capsule.reports import ProjectReports, to_metrics
-from capsule.summary import summarise
+from capsule.summary import Levels, levels_of, summarise
 from capsule.trial_result import TrialResult
 from capsule.verify import Verification
 
@@ -458,10 +458,11 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
 
 def levels(capsule: Capsule) -> RenderableType:
     """The multi-fidelity funnel (trials and tool hours per level) and the calibration."""
+    found = levels_of(capsule)
     funnel = Table(title="fidelity funnel", title_justify="left")
     for column in ("level", "what", "trials", "scored", "tool hours"):
         funnel.add_column(column)
-    for row in fidelity.funnel(capsule.spec, capsule.trials):
+    for row in found.funnel:
         _row(
             funnel,
             str(row.level),
@@ -470,37 +471,30 @@ def levels(capsule: Capsule) -> RenderableType:
             str(row.ok),
             f"{row.tool_hours:.3f}",
         )
-    calibration = fidelity.calibrations(capsule.trials)
-    if not calibration:
+    if not found.calibrations:
         return funnel
     cal = Table(title="calibration: synthesized / estimated", title_justify="left")
     for column in ("metric", "against", "pairs", "median ratio", "Kendall tau"):
         cal.add_column(column)
-    for c in calibration:
+    for c in found.calibrations:
         tau = "-" if c.tau is None else f"{c.tau:.3f}"
         _row(cal, c.metric, c.fidelity, str(c.pairs), f"{c.ratio:.4g}", tau)
-    return Group(funnel, cal, _compared(fidelity.compared(capsule.trials)))
+    return Group(funnel, cal, _compared(found))
 
 
 SHOWN_POINTS = 20  # rows of the per-point table; the report has them all
 
 
-def _compared(points: list[fidelity.Compared]) -> Table:
+def _compared(found: Levels) -> Table:
     """What the calibration summarises: each promoted point's estimate beside its syntheses."""
-    kinds = [k for k in fidelity.SYNTHESIZED if any(k in p.values for p in points)]
     table = Table(title="estimate against synthesis, per promoted point", title_justify="left")
-    for column in (
-        "trial (level 0)",
-        "metric",
-        "estimate",
-        *(fidelity.MEASURED_BY[k] for k in kinds),
-    ):
+    for column in found.point_columns:
         table.add_column(column, justify="left" if column == "metric" else "right")
-    for p in points[:SHOWN_POINTS]:
-        cells = [compact(p.values[k]) if k in p.values else "-" for k in ("estimate", *kinds)]
+    for p in found.points[:SHOWN_POINTS]:
+        cells = ["-" if v is None else compact(v) for v in found.point_values(p)]
         _row(table, str(p.number), p.metric, *cells)
-    if len(points) > SHOWN_POINTS:
-        table.caption = f"{SHOWN_POINTS} of {len(points)} rows; the report has every one"
+    if len(found.points) > SHOWN_POINTS:
+        table.caption = f"{SHOWN_POINTS} of {len(found.points)} rows; the report has every one"
     return table
 
 

@@ -46,7 +46,7 @@ from capsule.render import visible
 from capsule.search import pareto_front, violation
 from capsule.space import Choice, parameters
 from capsule.spec import Objective, Spec
-from capsule.summary import FRONT_ROWS, Summary, along_front, summarise
+from capsule.summary import FRONT_ROWS, Summary, along_front, levels_of, summarise
 
 BEST_TABLE = 5  # rows of best.md and best.tex
 BEST_HTML = 10
@@ -436,9 +436,10 @@ def _opt(value: float | None) -> str:
 
 def _levels(capsule: Capsule) -> list[str]:
     """The funnel and the calibration of a multi-fidelity search, as HTML."""
+    found = levels_of(capsule)
     rows = [
         [str(f.level), fidelity.NAMES[f.level], str(f.trials), str(f.ok), f"{f.tool_hours:.3f}"]
-        for f in fidelity.funnel(capsule.spec, capsule.trials)
+        for f in found.funnel
     ]
     calibration = [
         [
@@ -448,14 +449,11 @@ def _levels(capsule: Capsule) -> list[str]:
             _sig(c.ratio),
             "-" if c.tau is None else f"{c.tau:.3f}",
         ]
-        for c in fidelity.calibrations(capsule.trials)
+        for c in found.calibrations
     ]
-    points = fidelity.compared(capsule.trials)
-    kinds = [k for k in fidelity.SYNTHESIZED if any(k in p.values for p in points)]
     side_by_side = [
-        [str(p.number), p.metric, _sig(p.values["estimate"])]
-        + [_sig(p.values[k]) if k in p.values else "-" for k in kinds]
-        for p in points
+        [str(p.number), p.metric, *("-" if v is None else _sig(v) for v in found.point_values(p))]
+        for p in found.points
     ]
     return [
         "<h2>Fidelity funnel</h2>",
@@ -463,10 +461,7 @@ def _levels(capsule: Capsule) -> list[str]:
         "<h2>Calibration: synthesized / estimated</h2>",
         _table(["metric", "against", "pairs", "median ratio", "Kendall tau"], calibration),
         "<h2>Estimate against synthesis, per promoted point</h2>",
-        _table(
-            ["trial (level 0)", "metric", "estimate", *(fidelity.MEASURED_BY[k] for k in kinds)],
-            side_by_side,
-        ),
+        _table(found.point_columns, side_by_side),
     ]
 
 

@@ -94,3 +94,37 @@ def along_front(spec: Spec, front: list[Trial], rows: int) -> list[Trial]:
     ordered = sorted(front, key=lambda t: (t.metrics[first], t.number))
     picks = sorted({round(i * (len(ordered) - 1) / (rows - 1)) for i in range(rows)})
     return sorted((ordered[i] for i in picks), key=lambda t: t.number)
+
+
+@dataclass(frozen=True)
+class Levels:
+    """A multi-fidelity search as `show` and `report` present it: the funnel, the calibration,
+    and the per-point rows the calibration summarises, derived once for both."""
+
+    funnel: list[fidelity.Funnel]
+    calibrations: list[fidelity.Calibration]
+    points: list[fidelity.Compared]  # each promoted point's metric at each fidelity
+    kinds: list[str]  # the synthesized fidelities some point reached, least refined first
+
+    @property
+    def point_columns(self) -> list[str]:
+        return [
+            "trial (level 0)",
+            "metric",
+            "estimate",
+            *(fidelity.MEASURED_BY[k] for k in self.kinds),
+        ]
+
+    def point_values(self, point: fidelity.Compared) -> list[float | None]:
+        """The estimate, then each of `kinds` (None where this point was not synthesized so)."""
+        return [point.values.get(k) for k in ("estimate", *self.kinds)]
+
+
+def levels_of(capsule: Capsule) -> Levels:
+    points = fidelity.compared(capsule.trials)
+    return Levels(
+        funnel=fidelity.funnel(capsule.spec, capsule.trials),
+        calibrations=fidelity.calibrations(points),
+        points=points,
+        kinds=[k for k in fidelity.SYNTHESIZED if any(k in p.values for p in points)],
+    )

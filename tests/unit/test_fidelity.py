@@ -195,7 +195,7 @@ def test_calibration_keeps_each_synthesized_fidelity_apart_and_ranks_by_the_most
     synth = trial(6, 1, 2, 0.9, 1350).model_copy(
         update={"fidelity": {"csim_accuracy": "measured", "lut": "synth"}}
     )
-    rows = fidelity.calibrations([*level0(), csynth, synth])
+    rows = fidelity.calibrations(fidelity.compared([*level0(), csynth, synth]))
     assert [(c.metric, c.fidelity, c.pairs, c.ratio) for c in rows] == [
         ("lut", "csynth", 1, 2.0),
         ("lut", "synth", 1, 1.5),
