@@ -1,7 +1,8 @@
 """Trials on ROOT and Parquet inputs, from `capsule init --example root` (toy jets written by
-uproot, several baskets, a jagged branch): byte-identical across folders, and the same trained
-weights, hls4ml project and metrics as the same numbers stored as Parquet (several row groups,
-a list column) and as .npy, because the rows, their order and the split are the same."""
+uproot, several baskets, a jagged branch): the same trained weights, hls4ml project and metrics,
+byte for byte, as the same numbers stored as Parquet (several row groups, a list column) and as
+.npy, because the rows, their order and the split are the same. Each trial runs in a folder of
+its own, so the three agreeing is also the proof that a columnar trial repeats across folders."""
 
 from __future__ import annotations
 
@@ -80,8 +81,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:  # typ
     found = {}
     runs = {
         "root": (spec, base / "a" / "root"),
-        "root again": (spec, base / "elsewhere" / "second-run"),
-        "parquet": (parquet, base / "parquet"),
+        "parquet": (parquet, base / "elsewhere" / "parquet-run"),
         "npy": (npy, base / "npy"),
     }
     for name, (source, out) in runs.items():
@@ -95,8 +95,8 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:  # typ
     return found
 
 
-def test_a_root_trial_trains_converts_and_repeats_byte_for_byte(results: dict[str, dict]) -> None:  # type: ignore[type-arg]
-    a, b = results["root"], results["root again"]
+def test_a_root_trial_trains_and_converts(results: dict[str, dict]) -> None:  # type: ignore[type-arg]
+    a = results["root"]
     for required in (
         "train/model.weights.h5",
         "hls4ml_prj/firmware/myproject.cpp",
@@ -104,8 +104,6 @@ def test_a_root_trial_trains_converts_and_repeats_byte_for_byte(results: dict[st
         "csim/predictions.npy",
     ):
         assert required in a["artifacts"], required
-    assert a["artifacts"] == b["artifacts"]
-    assert a["metrics"] == b["metrics"]
     assert a["metrics"]["float_accuracy"] > 0.5  # three classes: chance is 1/3
 
 

@@ -85,7 +85,7 @@ def wait_for(what: str, check: Callable[[], object], timeout: float = 300) -> ob
 def test_cluster_trials_have_the_artifacts_of_local_ones(
     tmp_path: Path, cluster: LoopbackCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    here = small_capsule(tmp_path / "here", 3, SPACE)
+    here = small_capsule(tmp_path / "here", 2, SPACE)
     there = here.with_name("there.capsule")  # same folder: same relative data root
     shutil.copyfile(here, there)
     cluster.add_worker("shared-fs")  # finds the data at the submitting side's path
@@ -97,10 +97,10 @@ def test_cluster_trials_have_the_artifacts_of_local_ones(
     # their reuse factor, so the local trials train once and share it.
     monkeypatch.setenv("CAPSULE_CACHE_DIR", str(tmp_path / "local-cache"))
     local = api.run(here, RunOptions(algo="grid"))
-    assert [t.cache_hits for t in local.trials] == [[], ["train"], ["train"]]
+    assert [t.cache_hits for t in local.trials] == [[], ["train"]]
 
-    assert [t.number for t in remote.trials] == [0, 1, 2]
-    assert {t.worker for t in remote.trials} == {"shared-fs", "mapped"}
+    assert [t.number for t in remote.trials] == [0, 1]
+    assert {t.worker for t in remote.trials} == {"shared-fs", "mapped"}  # one trial each
     for r, h in zip(remote.trials, local.trials, strict=True):
         assert (r.params, r.status, r.metrics) == (h.params, h.status, h.metrics)
         assert r.runtime == h.runtime == "local"
@@ -218,7 +218,7 @@ def test_a_vendor_trial_waits_for_a_worker_with_the_licence(
 def test_a_killed_submitting_side_resumes_with_every_trial_once(
     tmp_path: Path, cluster: LoopbackCluster
 ) -> None:
-    capsule = small_capsule(tmp_path / "c", 3, SPACE)
+    capsule = small_capsule(tmp_path / "c", 2, SPACE)
     cluster.add_worker("a")
     cluster.add_worker("b")
     command = [str(CLI), "run", str(capsule), "--scheduler", cluster.address, "--no-cache"]
@@ -237,10 +237,10 @@ def test_a_killed_submitting_side_resumes_with_every_trial_once(
     again = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
     assert again.returncode == 0, again.stderr
     result = api.load(capsule)
-    assert [t.number for t in result.trials] == [0, 1, 2]
+    assert [t.number for t in result.trials] == [0, 1]
     assert {t.status for t in result.trials} <= {"ok", "constraint"}
     with Journal(default_run_dir(capsule) / JOURNAL, lock_digest(result)) as journal:
         events = journal.events()
-    assert Counter(n for n, kind in events if kind == "finished") == {0: 1, 1: 1, 2: 1}
+    assert Counter(n for n, kind in events if kind == "finished") == {0: 1, 1: 1}
     started = Counter(n for n, kind in events if kind == "started")
-    assert started == {0: 2, 1: 2, 2: 1}  # the killed run's two trials ran again
+    assert started == {0: 2, 1: 2}  # the killed run's two trials ran again

@@ -80,13 +80,21 @@ def _verify(capsule: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
 
 
-def test_portable_trial_from_an_emulated_haswell_verifies_byte_for_byte_here(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture(scope="module")
+def haswell(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A portable capsule whose trial 0 ran on an emulated Haswell; it and the trial folder."""
     _need_qemu()
-    capsule = _capsule(tmp_path, "portable")
-    folder = _emulated_trial(capsule, tmp_path / "haswell", "Haswell-v4")
+    root = tmp_path_factory.mktemp("haswell")
+    capsule = _capsule(root, "portable")
+    folder = _emulated_trial(capsule, root / "haswell", "Haswell-v4")
     _record(capsule, folder)
+    return capsule, folder
+
+
+def test_portable_trial_from_an_emulated_haswell_verifies_byte_for_byte_here(
+    haswell: tuple[Path, Path], tmp_path: Path
+) -> None:
+    capsule, folder = haswell
     trial = api.load(capsule).trials[0]
     assert trial.status in ("ok", "constraint"), trial.error  # the lut limit may bind
     assert trial.numerics is not None and trial.numerics.mode == "portable"
@@ -115,7 +123,7 @@ def test_portable_trial_from_an_emulated_haswell_verifies_byte_for_byte_here(
     forged_capsule = tmp_path / "forged.capsule"
     write_capsule(loaded.model_copy(update={"trials": [forged]}), forged_capsule)
     caught = _verify(
-        forged_capsule, "--from-weights", str(folder), "--data-root", str(tmp_path / "exp")
+        forged_capsule, "--from-weights", str(folder), "--data-root", str(capsule.parent / "exp")
     )
     assert caught.returncode == 1, caught.stdout + caught.stderr
     assert "metric float_accuracy" in caught.stdout
@@ -160,12 +168,10 @@ def test_native_numerics_differ_across_cpus_and_verify_says_why(tmp_path: Path) 
     assert "CPU differs: recorded on" in why and f"({here.isa})" in why
 
 
-def test_a_machine_below_the_baseline_is_named_before_anything_runs(tmp_path: Path) -> None:
-    _need_qemu()
-    capsule = _capsule(tmp_path, "portable")
-    folder = tmp_path / "native"
-    api.trial(capsule, folder, POINT, runtime="local")
-    _record(capsule, folder)
+def test_a_machine_below_the_baseline_is_named_before_anything_runs(
+    haswell: tuple[Path, Path], tmp_path: Path
+) -> None:
+    capsule, _ = haswell
     command = [QEMU or "qemu-x86_64", "-cpu", "Nehalem", str(CLI), "verify", str(capsule)]
     command += ["--trial", "0", "--runtime", "local", "--work-dir", str(tmp_path / "w")]
     # The console script's interpreter line would escape the emulation: run it through python.

@@ -48,7 +48,7 @@ def slurm() -> None:
 
 
 def test_trials_run_in_slurm_jobs_and_survive_a_cancelled_job(tmp_path: Path) -> None:
-    capsule = small_capsule(tmp_path / "c", 3, SPACE)
+    capsule = small_capsule(tmp_path / "c", 2, SPACE)
     scratch = tmp_path / "scratch"
     with slurm_cluster(scratch, minimum_jobs=2, maximum_jobs=2) as cluster:
         client = cluster.get_client()
@@ -66,7 +66,7 @@ def test_trials_run_in_slurm_jobs_and_survive_a_cancelled_job(tmp_path: Path) ->
         wait_for(f"job {victim} gone", lambda: victim not in jobs_running())
         result = search.join(timeout=600)
 
-    assert [t.number for t in result.trials] == [0, 1, 2]  # none lost
+    assert [t.number for t in result.trials] == [0, 1]  # none lost
     assert {t.status for t in result.trials} <= {"ok", "constraint"}
     host = socket.gethostname()
     for t in result.trials:
@@ -83,7 +83,7 @@ def test_trials_run_in_slurm_jobs_and_survive_a_cancelled_job(tmp_path: Path) ->
     with Journal(default_run_dir(capsule) / JOURNAL, lock_digest(result)) as journal:
         events = journal.events()
         attempts = journal.attempts(trial.number)
-    assert Counter(n for n, kind in events if kind == "finished") == {0: 1, 1: 1, 2: 1}
+    assert Counter(n for n, kind in events if kind == "finished") == {0: 1, 1: 1}
     assert [a["job"] for a in attempts] == [f"slurm:{victim}", trial.job]
     assert attempts[1]["previous_ended"] == lost.ended
 
