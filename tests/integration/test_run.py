@@ -117,14 +117,14 @@ def test_sigkill_and_resume_keep_every_trial_and_match_an_uninterrupted_run(tmp_
 def test_nsga2_resumed_after_sigkill_with_one_job_proposes_what_an_uninterrupted_run_does(
     tmp_path: Path,
 ) -> None:
-    """At a budget of 5 NSGA-II's population is 4: the first 4 trials that finish scored are its
-    random first generation, and the fifth is a child bred from parents selected among them,
+    """At a budget of 6 NSGA-II's population is 4: the first 4 trials that finish scored are its
+    random first generation, and the next are children bred from parents selected among them,
     so the resumed run must rebuild generations and selection from the journal to propose them.
     Learning rates are continuous, so no two trials share a trained model and trial 4 can be
     caught training. The killed run fills the stage cache; the uninterrupted one hits it for
     every trial, as it can only when it proposes the same points (the cache key holds capsule's
     own code: do not edit it while this runs)."""
-    killed = small_capsule(tmp_path / "b", max_trials=5)
+    killed = small_capsule(tmp_path / "b", max_trials=6)
     spec = tmp_path / "b" / "exp" / "exp.toml"
     spec.write_text(spec.read_text().replace('algo = "tpe"', 'algo = "nsga2"'))
     api.pack(spec, killed)
@@ -141,24 +141,24 @@ def test_nsga2_resumed_after_sigkill_with_one_job_proposes_what_an_uninterrupted
     assert resumed.returncode == 0, resumed.stderr
     assert "hypervolume" in resumed.stdout and "reference point" in resumed.stdout
     started = [n for n, kind in _events(tmp_path / "b" / "exp.run") if kind == "started"]
-    assert started == [0, 1, 2, 3, 4, 4]
+    assert started == [0, 1, 2, 3, 4, 4, 5]
 
     done = subprocess.run(
         [str(CLI), "run", str(straight), "--jobs", "1"], capture_output=True, text=True, env=_env()
     )
     assert done.returncode == 0, done.stderr
     a, b = api.load(straight).trials, api.load(killed).trials
-    assert [t.number for t in a] == [t.number for t in b] == list(range(5))
+    assert [t.number for t in a] == [t.number for t in b] == list(range(6))
     for x, y in zip(a, b, strict=True):
         assert x.params == y.params, x.number
         assert x.status == y.status, (x.error, y.error)  # 8-bit, 1 epoch: may collapse
         assert x.metrics == y.metrics and x.artifacts == y.artifacts
         assert "train" in x.cache_hits, x.number  # the killed run trained this very point
-    assert sum(t.status in ("ok", "constraint") for t in a) >= 3
-    rebuilt = study(api.load(killed).spec, "nsga2", 5, [outcome(t) for t in b], seed=0)
+    assert sum(t.status in ("ok", "constraint") for t in a) >= 4
+    rebuilt = study(api.load(killed).spec, "nsga2", 6, [outcome(t) for t in b], seed=0)
     key = NSGAIISampler._get_generation_key()
-    assert rebuilt.trials[4].system_attrs[key] == 1  # a child, proposed after the kill
-    assert len({json.dumps(t.params, sort_keys=True) for t in a}) == 5
+    assert max(t.system_attrs[key] for t in rebuilt.trials[4:]) >= 1  # children after the kill
+    assert len({json.dumps(t.params, sort_keys=True) for t in a}) == 6
 
 
 BUILDER = """\
