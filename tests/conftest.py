@@ -19,26 +19,27 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["CAPSULE_RUNTIME"] = "local"
 
 
-# The longest files first (measured with `--durations`): `make test`'s workers take whole files
-# in collection order (`--no-loadscope-reorder`), and a long file handed out last runs alone
-# while the other cores idle.
+# The longest files first: `make test`'s workers take whole files in collection order
+# (`--no-loadscope-reorder`), and a long file handed out last runs alone while the other cores
+# idle. Refresh it when a file's trials change: run `pytest -n 3 --dist loadfile --durations=0
+# tests/integration`, sum each file's setup and call times, and list the files longest first.
 LONGEST_FIRST = (
     "test_run.py",
     "test_numerics.py",
     "test_dask.py",
-    "test_open_fidelity.py",
-    "test_install.py",
-    "test_columnar_trial.py",
-    "test_open_flow.py",
-    "test_fidelity.py",
     "test_docker.py",
     "test_verify.py",
+    "test_install.py",
+    "test_open_flow.py",
+    "test_trial.py",
+    "test_open_fidelity.py",
+    "test_trial_synth.py",
     "test_hgq.py",
     "test_slurm.py",
-    "test_oneapi.py",
-    "test_trial_synth.py",
     "test_models.py",
-    "test_trial.py",
+    "test_columnar_trial.py",
+    "test_fidelity.py",
+    "test_oneapi.py",
 )
 
 
