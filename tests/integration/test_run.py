@@ -238,7 +238,8 @@ def test_stage_cache_reuses_training_and_whole_trials_with_identical_artifacts(
         assert a.status == b.status and a.status in ("ok", "constraint")  # lut over the max
         assert a.artifacts == b.artifacts and a.metrics == b.metrics and a.fidelity == b.fidelity
     assert hit[2].params == hit[0].params
-    assert (hit[2].artifacts, hit[2].metrics) == (hit[0].artifacts, hit[0].metrics)
+    whole = (hit[2].status, hit[2].artifacts, hit[2].metrics, hit[2].fidelity)
+    assert whole == (hit[0].status, hit[0].artifacts, hit[0].metrics, hit[0].fidelity)
     assert hit[2].duration_s < hit[0].duration_s / 2
 
     listed = subprocess.run([str(CLI), "cache", "ls"], capture_output=True, text=True, env=_env())

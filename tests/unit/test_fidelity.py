@@ -350,3 +350,19 @@ def test_show_puts_each_promoted_points_estimate_beside_its_syntheses() -> None:
     assert head == ["trial (level 0)", "metric", "estimate", "csynth (vendor)", "synth (vendor)"]
     rows = [[c.strip() for c in x.split("│")[1:-1]] for x in lines if x.startswith("│")]
     assert rows == [["1", "lut", "500", "1,000", "12.3k"], ["3", "lut", "950", "1,900", "-"]]
+
+
+def test_the_report_puts_each_promoted_points_estimate_beside_its_syntheses() -> None:
+    from types import SimpleNamespace
+
+    from capsule import report
+
+    csynth, synth = trial(5, 2, 1, 0.95, 1000), trial(6, 2, 2, 0.95, 12345)  # estimate 500
+    other = trial(7, 8, 1, 0.9, 1900)  # estimate 950
+    capsule = SimpleNamespace(spec=spec(), trials=[*level0(), csynth, synth, other])
+    page = "".join(report._levels(capsule))  # type: ignore[arg-type]
+    table = page.split("<h2>Estimate against synthesis, per promoted point</h2>")[1]
+    head = ["trial (level 0)", "metric", "estimate", "csynth (vendor)", "synth (vendor)"]
+    assert "".join(f"<th>{h}</th>" for h in head) in table
+    for row in (["1", "lut", "500", "1000", "12345"], ["3", "lut", "950", "1900", "-"]):
+        assert "".join(f"<td>{c}</td>" for c in row) in table
