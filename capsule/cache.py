@@ -43,6 +43,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from capsule import vendors
 from capsule.capsulefile import Capsule
 from capsule.errors import CapsuleWarning
 from capsule.hashing import default_cache_dir, digest_of, hash_files
@@ -237,6 +238,11 @@ class StageCache:
                         )
                     elif source.is_file():
                         shutil.copy2(source, tmp / name)
+                if unit == "hls":
+                    # The units are stored when the trial ends, after a vendor build wrote into
+                    # hls4ml_prj: its output belongs to the synth unit, and restored with this
+                    # one it would be read as the reports of a build that never ran.
+                    vendors.clean(tmp / "hls4ml_prj")
                 metrics = {
                     k: v for stage in UNITS[unit] for k, v in stage_metrics.get(stage, {}).items()
                 }

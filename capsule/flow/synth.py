@@ -36,6 +36,9 @@ def run_synthesis(
     runner = tool.runner(install)
     if not runner.is_file() or not os.access(runner, os.X_OK):
         return SynthOutcome("failed", f"tool missing: {runner} is not an executable file")
+    # A report this build does not write must not count: a project restored from the stage
+    # cache (or a build that failed part-way) may hold another build's output.
+    tool.clean(project)
     deadline = time.monotonic() + timeout
     env = tool_env(toolchain)
     for command in tool.build(install, project, steps):

@@ -35,6 +35,33 @@ def test_plain_outputs_are_stored_and_found(tmp_path: Path) -> None:
     assert (found["hls"] / ENTRY).is_file()
 
 
+def test_the_hls_unit_holds_the_project_as_hls4ml_wrote_it(tmp_path: Path) -> None:
+    """Units are stored when the trial ends, after the vendor build wrote into hls4ml_prj: its
+    output (every tool's) is the synth unit's, never restored with the hls unit."""
+    cache = StageCache(tmp_path / "cache")
+    folder = _trial(tmp_path)
+    project = folder / "hls4ml_prj"
+    vendor = [
+        "myproject_prj/solution1/syn/report/myproject_csynth.xml",
+        "vivado_synth.rpt",
+        "build/myproject.report.prj/reports/resources/json/quartus.json",
+    ]
+    for rel in vendor:
+        (project / rel).parent.mkdir(parents=True, exist_ok=True)
+        (project / rel).write_text("a report\n")
+    keys = {**KEYS, "synth": "sha256:" + "3" * 64}
+    assert cache.store(keys, ["hls", "synth"], folder, {}, {}) == ["hls", "synth"]
+    found = {unit: cache.path(keys[unit]) for unit in ("hls", "synth")}
+
+    def files(entry: Path) -> list[str]:
+        root = entry / "hls4ml_prj"
+        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+    assert files(found["hls"]) == ["firmware/myproject.cpp"]
+    assert files(found["synth"]) == sorted(["firmware/myproject.cpp", *vendor])
+    assert sorted(p.name for p in (found["hls"] / "hls4ml_prj").iterdir()) == ["firmware"]
+
+
 @pytest.mark.parametrize("where", ["hls4ml_prj/steal", "hls4ml_prj/firmware/dir", "csim"])
 def test_a_link_a_trial_left_keeps_its_unit_out_of_the_cache(tmp_path: Path, where: str) -> None:
     secret = tmp_path / "host_secret.txt"

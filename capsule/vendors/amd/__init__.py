@@ -56,6 +56,7 @@ class AmdHls(VendorTool):
     def clean(self, project: Path) -> None:
         for output in project.glob("*_prj"):
             shutil.rmtree(output, ignore_errors=True)
+        (project / "vivado_synth.rpt").unlink(missing_ok=True)
 
     def read_project(self, project: Path) -> ProjectReports:
         return read_project(project)

@@ -110,3 +110,16 @@ def test_a_tool_that_writes_nothing_still_exits_ok(tmp_path: Path, mode: str) ->
     prj = project(tmp_path)
     assert run_synthesis(lock(install), prj, Steps(), 60, tmp_path / "l").status == "ok"
     assert not (prj / "myproject_prj").exists()
+
+
+def test_an_earlier_builds_reports_are_gone_before_the_tool_runs(tmp_path: Path) -> None:
+    """A project restored from the stage cache, or left by a failed build, may hold another
+    build's reports; a tool that writes none must leave none to be read as its own."""
+    install = install_vendor_double(tmp_path / "tools", mode="no-reports")
+    prj = project(tmp_path)
+    stale = prj / "myproject_prj" / "solution1" / "syn" / "report" / "myproject_csynth.xml"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("<profile/>")
+    (prj / "vivado_synth.rpt").write_text("an earlier synthesis\n")
+    assert run_synthesis(lock(install), prj, Steps(vsynth=True), 60, tmp_path / "l").status == "ok"
+    assert sorted(p.name for p in prj.iterdir()) == ["build_prj.tcl", "project.tcl"]
