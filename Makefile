@@ -7,7 +7,7 @@ DEMO := capsules/digits-mlp
 UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28
 
-.PHONY: venv demo test test-fast lint format bench lock clean image image-check verify-check
+.PHONY: venv demo test test-fast install-check lint format bench lock clean image image-check verify-check
 
 venv: $(STAMP)
 
@@ -35,12 +35,18 @@ demo: $(STAMP)
 # checks see only its own containers. Files are handed out in collection order, the longest first
 # (tests/conftest.py), not xdist's default of the files with the most tests first, which left the
 # long end-to-end files, each of a few tests, to the end.
+# The wheel-install check (tests/integration/test_install.py) is its own target and CI phase.
 test: $(STAMP)
-	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder
+	$(BIN)/pytest -n 3 --dist loadfile --no-loadscope-reorder -m "not install"
 
 # The unit tests only, on two workers (about 2 minutes): the edit loop's check.
 test-fast: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile tests/unit
+
+# `python -m build`, then the wheel installed into fresh venvs on Python 3.11 and 3.12, each of
+# which runs init, pack, a local trial and the image's build context from the installed package.
+install-check: $(STAMP)
+	$(BIN)/pytest -n 2 -m install tests/integration/test_install.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

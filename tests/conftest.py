@@ -29,7 +29,6 @@ LONGEST_FIRST = (
     "test_dask.py",
     "test_docker.py",
     "test_verify.py",
-    "test_install.py",
     "test_open_flow.py",
     "test_trial.py",
     "test_open_fidelity.py",

@@ -14,6 +14,10 @@ so the test builds the context from the installed package and compares it with t
 the Dockerfile, the same locked wheels (fetched for the image's Python 3.11 even when capsule runs
 on 3.12) and capsule's own wheel, byte for byte; and finds build.sh and the base's Dockerfile.
 
+Run by `make install-check`, its own phase of `.ci/run`, not by `make test`: it exercises the
+packaging rather than capsule's code, and two more venvs with a trial each took about 120 s of
+the suite's 15-minute budget.
+
 Needs python3.11 and python3.12 (on PATH or under pyenv); a missing one skips, except under CI
 (CI=true), where it is a failure.
 """
@@ -34,7 +38,7 @@ from packaging.utils import canonicalize_name
 from capsule import image
 from capsule.version import __version__
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.install]
 
 REPO = Path(__file__).resolve().parents[2]
 PYTHONS = ("3.11", "3.12")
