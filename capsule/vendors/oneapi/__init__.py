@@ -38,8 +38,9 @@ class OneApi(VendorTool):
         return [str(self.runner(install)), "--version"]
 
     def build(self, install: Path, project: Path, steps: Steps) -> list[Command]:
-        # A build folder restored from the stage cache was configured in another trial's folder
-        # (CMake refuses it there); the project's sources are all a build needs.
+        # A build folder from an earlier build (or in a stage-cache entry an older capsule stored)
+        # was configured in another trial's folder, where CMake refuses it; the project's
+        # sources are all a build needs.
         self.clean(project)
         build = project / BUILD
         build.mkdir()

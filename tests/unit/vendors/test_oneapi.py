@@ -197,8 +197,8 @@ def test_report_lines_end_at_newlines_only(tmp_path: Path) -> None:
 
 
 def test_a_build_folder_from_another_trial_is_configured_afresh(tmp_path: Path) -> None:
-    """The stage cache restores hls4ml_prj, build/ included; CMake refuses a cache made in
-    another folder, so the build starts from the project's sources."""
+    """A build folder an earlier build left (or an older capsule's stage-cache entry held) was
+    configured elsewhere; CMake refuses it, so the build starts from the project's sources."""
     project = tmp_path / "hls4ml_prj"
     (project / "build").mkdir(parents=True)
     (project / "build" / "CMakeCache.txt").write_text("CMAKE_CACHEFILE_DIR:INTERNAL=/elsewhere\n")
