@@ -1,5 +1,5 @@
-"""A two-level search, the estimate then open synthesis (Yosys): four tiny HGQ2 points at
-level 0 (training, hls4ml C simulation and estimate, no Yosys), the top three promoted to
+"""A two-level search, the estimate then open synthesis (Yosys): three tiny HGQ2 points at
+level 0 (training, hls4ml C simulation and estimate, no Yosys), the top two promoted to
 `open-synth`, and the LUT calibration computed from the real Yosys numbers."""
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import statistics
 from pathlib import Path
 
 import pytest
-from scipy.stats import kendalltau  # type: ignore[import-untyped]
 
 from capsule import api, fidelity, report
 from capsule.capsulefile import Trial
@@ -19,7 +18,7 @@ from tests.integration.test_open_flow import tiny_experiment
 
 pytestmark = pytest.mark.slow
 
-PROMOTE = 3
+PROMOTE = 2
 SPEC = f"""[experiment]
 name = "open-levels"
 seed = 7
@@ -36,13 +35,13 @@ epochs = 2
 batch_size = 32
 [search]
 algo = "grid"
-max_trials = 4
+max_trials = 3
 [search.fidelity]
 levels = [0, "open-synth"]
 promote = {PROMOTE}
 policy = "top"
 [search.space]
-"model.params.hidden" = {{ choice = [2, 3, 4, 6] }}
+"model.params.hidden" = {{ choice = [2, 3, 4] }}
 [runtime]
 kind = "local"
 [open_flow]
@@ -73,8 +72,8 @@ def test_the_top_of_level_0_is_synthesized_by_yosys_and_calibrates_the_estimate(
     trials = sorted(capsule.trials, key=lambda t: t.number)
     level0 = [t for t in trials if t.level == 0]
     promoted = [t for t in trials if t.level == "open-synth"]
-    assert len(level0) == 4 and len(promoted) == PROMOTE and len(trials) == 4 + PROMOTE
-    assert [t.number for t in promoted] == [4, 5, 6]
+    assert len(level0) == 3 and len(promoted) == PROMOTE and len(trials) == 3 + PROMOTE
+    assert [t.number for t in promoted] == [3, 4]
 
     # Level 0 estimates and never runs Yosys; the promotions run it, from the cached training.
     for t in level0:
@@ -109,8 +108,7 @@ def test_the_top_of_level_0_is_synthesized_by_yosys_and_calibrates_the_estimate(
     lut = fidelity.calibrate(trials)["lut"]
     assert (lut.fidelity, lut.pairs) == ("open-synth", PROMOTE)
     assert lut.ratio == pytest.approx(statistics.median(s / e for e, s in pairs), rel=1e-6)
-    expected_tau = kendalltau([e for e, _ in pairs], [s for _, s in pairs]).statistic
-    assert lut.tau == pytest.approx(expected_tau, abs=1e-6)
+    assert lut.tau is None  # Kendall's tau needs 3 pairs (tests/unit/test_fidelity.py has them)
     assert fidelity.highest_level(trials) == "open-synth"
 
     report.write_report(capsule, tmp_path / "report")

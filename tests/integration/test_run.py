@@ -214,29 +214,32 @@ def test_stage_cache_reuses_training_and_whole_trials_with_identical_artifacts(
     spec = tmp_path / "c" / "exp" / "exp.toml"
     spec.write_text(spec.read_text().replace('algo = "tpe"', 'algo = "grid"'))
     api.pack(spec, cached)
-    shutil.copytree(tmp_path / "c", tmp_path / "n")
-    fresh = tmp_path / "n" / "exp.capsule"
 
     proc = subprocess.run(
         [str(CLI), "run", str(cached)], capture_output=True, text=True, env=_env()
     )
     assert proc.returncode == 0, proc.stderr
     assert "(cache: train)" in proc.stdout and "(cache: train, hls)" in proc.stdout
-    # Without the cache, the two distinct points (the third repeats the first).
+    hit = api.load(cached).trials
+    assert [t.cache_hits for t in hit] == [[], ["train"], ["train", "hls"]]
+
+    # Without the cache, the point whose training came from it (trial 0 trained itself).
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps(hit[1].params))
+    fresh = tmp_path / "fresh"
     proc = subprocess.run(
-        [str(CLI), "run", str(fresh), "--no-cache", "--max-trials", "2"],
+        [str(CLI), "trial", str(cached), "--out", str(fresh), "--params", str(params)],
         capture_output=True,
         text=True,
         env=_env(),
     )
-    assert proc.returncode == 0, proc.stderr
-
-    hit, miss = api.load(cached).trials, api.load(fresh).trials
-    assert [t.cache_hits for t in hit] == [[], ["train"], ["train", "hls"]]
-    assert [t.cache_hits for t in miss] == [[], []]
-    for a, b in zip(hit[:2], miss, strict=True):
-        assert a.status == b.status and a.status in ("ok", "constraint")  # lut over the max
-        assert a.artifacts == b.artifacts and a.metrics == b.metrics and a.fidelity == b.fidelity
+    miss = json.loads((fresh / "result.json").read_text())
+    assert hit[1].status == miss["status"] and miss["status"] in ("ok", "constraint")  # lut max
+    assert (hit[1].artifacts, hit[1].metrics, hit[1].fidelity) == (
+        miss["artifacts"],
+        miss["metrics"],
+        miss["fidelity"],
+    )
     assert hit[2].params == hit[0].params
     whole = (hit[2].status, hit[2].artifacts, hit[2].metrics, hit[2].fidelity)
     assert whole == (hit[0].status, hit[0].artifacts, hit[0].metrics, hit[0].fidelity)
