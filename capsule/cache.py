@@ -4,13 +4,15 @@ Units, in trial order, with what each reads and leaves:
 
     train   stage train                      data, preprocessing, model, training, seed, code,
                                              environment, threads, numerics -> train/
-    hls     stages convert, csim, estimate   the train key + [hls4ml]  -> hls4ml_prj/, csim/
+    hls     stages convert, csim, estimate   the train key + [hls4ml]  -> hls4ml_prj/ (without
+                                             any vendor tool's output), csim/
     rtl     stage rtl (open flow)            the train key             -> rtl/
     rtlsim  stage rtlsim                     the rtl key + Verilator's version -> rtlsim/
     yosys   stage yosys                      the rtl key + open_flow.family + Yosys's version
                                              -> yosys/
     synth   stage synth                      the hls key + the vendor tool's identity and steps
                                              -> hls4ml_prj/ with the tool's tree, synth.log
+                                             (stored only when its reports were read)
 
 The open flow's units are separate so that an open-synth promotion (`capsule.fidelity`) takes
 the Verilog and its simulation from the level-0 trial of the same point and runs Yosys alone.
@@ -49,7 +51,7 @@ from capsule.errors import CapsuleWarning
 from capsule.hashing import default_cache_dir, digest_of, hash_files
 from capsule.spec import Spec
 
-FORMAT = 1
+FORMAT = 2  # 2: the hls unit holds no vendor tool's output
 UNITS: dict[str, tuple[str, ...]] = {
     "train": ("train",),
     "hls": ("convert", "csim", "estimate"),

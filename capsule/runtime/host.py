@@ -115,11 +115,13 @@ class HostRuntime:
         )
         pid_file.unlink(missing_ok=True)
         if self.use_cache:
+            # A build that left no readable reports is not kept: the next trial runs the tool.
             finished = [
                 u
                 for u in units
                 if u not in reuse
                 and all(s in result.timings for s in cache.UNITS[u] if runs_stage(spec, s))
+                and (u != "synth" or "reports" in result.timings)
             ]
             self.stage_cache.store(
                 unit_keys, finished, folder, result.stage_metrics, result.fidelity

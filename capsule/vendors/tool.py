@@ -87,7 +87,10 @@ class VendorTool:
         return False
 
     def clean(self, project: Path) -> None:
-        """Remove what a failed build left in the project, so no half-written report counts."""
+        """Remove this tool's output (what `is_output` matches) from an hls4ml project, and
+        nothing hls4ml wrote. It runs before every build, so no earlier build's report counts,
+        after a failed one, and on the stage cache's copy of a project's hls unit."""
+        raise NotImplementedError
 
     def read_project(self, project: Path) -> ProjectReports:
         raise NotImplementedError

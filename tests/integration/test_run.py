@@ -103,6 +103,7 @@ def test_sigkill_and_resume_keep_every_trial_and_match_an_uninterrupted_run(tmp_
         assert x.params == y.params
         assert x.metrics == y.metrics
         assert x.artifacts == y.artifacts and x.artifacts
+        assert y.cache_hits == []  # --no-cache, with the straight run's units in the cache
     finished = [n for n, kind in _events(tmp_path / "b" / "exp.run") if kind == "finished"]
     assert sorted(finished) == [0, 1]  # each recorded once
     started = [n for n, kind in _events(tmp_path / "b" / "exp.run") if kind == "started"]

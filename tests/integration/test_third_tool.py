@@ -40,6 +40,10 @@ class ThirdHls(VendorTool):
         parts = rel.split("/")
         return parts[0] == "hls4ml_prj" and len(parts) > 2 and parts[1].endswith("_prj")
 
+    def clean(self, project: Path) -> None:
+        for output in project.glob("*_prj"):
+            shutil.rmtree(output)
+
     def read_project(self, project: Path) -> ProjectReports:
         return read_amd_project(project)
 

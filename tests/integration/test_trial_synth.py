@@ -4,8 +4,8 @@ from the real report files the double copies from tests/data.
 Each test runs its trial through `capsule run` with one stage cache for the whole file: the
 double's mode (a hang, a failure, no reports, a rebuilt executable) changes the tool, not the
 training or the hls4ml project, so the first test trains and converts and the others restore
-those units and run only the tool. A synthesis that fails is never cached, so each failure is the
-tool's own (every test checks which units came from the cache).
+those units and run only the tool. A synthesis that failed or left no reports is never cached,
+so each failure is the tool's own (every test checks which units came from the cache).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from capsule import api
+from capsule.cache import StageCache
 from capsule.capsulefile import Trial
 from tests.conftest import install_vendor_double
 
@@ -91,11 +92,17 @@ def test_synthesized_metrics_come_from_the_real_reports(tmp_path: Path, stages: 
     assert not any(k.endswith(".log") for k in result["artifacts"])
 
 
+def _synth_entries(stages: Path) -> int:
+    return sum(entry.unit == "synth" for entry in StageCache(stages / "stages").entries())
+
+
 def _failed(capsule: Path, stages: Path) -> dict:  # type: ignore[type-arg]
     """A run whose one trial the tool failed: recorded, with training and the hls4ml project
     from the cache when an earlier test of this file filled it."""
+    synth_entries = _synth_entries(stages)
     code, result, err, trial = run(capsule, stages)
     assert code == 0 and trial is not None, err  # the search completes
+    assert _synth_entries(stages) == synth_entries  # no build without reports is cached
     assert (trial.status, trial.stage, trial.error) == (
         result["status"],
         result["stage"],

@@ -151,6 +151,10 @@ def test_calibration_reports_rank_agreement() -> None:
     ]
     lut = fidelity.calibrate(trials)["lut"]
     assert lut.pairs == 3 and lut.ratio == pytest.approx(2.0) and lut.tau == pytest.approx(1.0)
+    # One pair of three discordant (estimates 300 < 500 < 900, synthesis 600 < 1000 > 900).
+    trials[-3] = trial(5, 1, 1, 0.9, 900)
+    lut = fidelity.calibrate(trials)["lut"]
+    assert lut.pairs == 3 and lut.tau == pytest.approx(1 / 3, abs=1e-6)
 
 
 def test_pareto_policy_promotes_the_front_first() -> None:
