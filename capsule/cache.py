@@ -4,8 +4,8 @@ Units, in trial order, with what each reads and leaves:
 
     train   stage train                      data, preprocessing, model, training, seed, code,
                                              environment, threads, numerics -> train/
-    hls     stages convert, csim, estimate   the train key + [hls4ml]  -> hls4ml_prj/ (without
-                                             any vendor tool's output), csim/
+    hls     stages convert, csim, estimate   the train key + [hls4ml]  -> hls4ml_prj/, csim/
+                                             (as they were before a vendor build: `unit_files`)
     rtl     stage rtl (open flow)            the train key             -> rtl/
     rtlsim  stage rtlsim                     the rtl key + Verilator's version -> rtlsim/
     yosys   stage yosys                      the rtl key + open_flow.family + Yosys's version
@@ -45,13 +45,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from capsule import vendors
 from capsule.capsulefile import Capsule
 from capsule.errors import CapsuleWarning
 from capsule.hashing import default_cache_dir, digest_of, hash_files
 from capsule.spec import Spec
 
-FORMAT = 2  # 2: the hls unit holds no vendor tool's output
+FORMAT = 2  # 2: an hls unit holds no vendor build's output (`unit_files`)
 UNITS: dict[str, tuple[str, ...]] = {
     "train": ("train",),
     "hls": ("convert", "csim", "estimate"),
@@ -203,13 +202,21 @@ class StageCache:
         folder: Path,
         stage_metrics: dict[str, dict[str, float]],
         fidelity: dict[str, str],
+        files: dict[str, dict[str, str]] | None = None,
     ) -> list[str]:
-        """Store each of `units` (finished in the trial at `folder`) not cached yet."""
+        """Store each of `units` (finished in the trial at `folder`) not cached yet. A unit in
+        `files` (the trial's record of its files when it ended, `unit_files`) is stored as those
+        files, which must be unchanged; the others as their output folders are."""
         stored = []
         for unit in units:
             target = self.path(unit_keys[unit])
             if target.exists():
                 continue
+            listed = None
+            if files is not None and unit in files:
+                listed = _listed(folder, unit, files[unit])
+                if listed is None:
+                    continue
             odd = _not_plain(folder, OUTPUTS[unit])
             if odd is not None:
                 # A trial (in a container, or a capsule's own code) may leave a link to a host
@@ -230,7 +237,7 @@ class StageCache:
                 break
             tmp.chmod(0o755)  # containers read entries as another user
             try:
-                for name in OUTPUTS[unit]:
+                for name in OUTPUTS[unit] if listed is None else []:
                     source = folder / name
                     if source.is_dir():
                         shutil.copytree(
@@ -240,11 +247,9 @@ class StageCache:
                         )
                     elif source.is_file():
                         shutil.copy2(source, tmp / name)
-                if unit == "hls":
-                    # The units are stored when the trial ends, after a vendor build wrote into
-                    # hls4ml_prj: its output belongs to the synth unit, and restored with this
-                    # one it would be read as the reports of a build that never ran.
-                    vendors.clean(tmp / "hls4ml_prj")
+                for rel in listed or []:
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(folder / rel, tmp / rel)
                 metrics = {
                     k: v for stage in UNITS[unit] for k, v in stage_metrics.get(stage, {}).items()
                 }
@@ -298,6 +303,37 @@ class StageCache:
             for tmp in self.root.glob(".tmp-*"):
                 shutil.rmtree(tmp, ignore_errors=True)
         return removed
+
+
+def unit_files(folder: Path, unit: str) -> dict[str, str]:
+    """sha256 of every file of `unit`'s outputs in the trial `folder`, by trial-folder path: what
+    the stage cache stores of a unit that a later stage of the same trial writes into."""
+    files = sorted(
+        p
+        for name in OUTPUTS[unit]
+        for p in (folder / name).rglob("*")
+        if p.is_file() and not p.is_symlink() and not p.name.endswith(SKIPPED_SUFFIXES)
+    )
+    names = [p.relative_to(folder).as_posix() for p in files]
+    return dict(zip(names, hash_files(files), strict=True))
+
+
+def _listed(folder: Path, unit: str, listed: dict[str, str]) -> list[str] | None:
+    """The paths of `listed` (a trial's own record of a unit's files) that are safe to copy and
+    unchanged since, or None: a path outside the unit's outputs, a file gone, a link, or other
+    bytes (a vendor build rewrote it: Vitis's build_opt.tcl) keep the unit out of the cache."""
+    names = sorted(listed)
+    for rel in names:
+        parts = rel.split("/")
+        if parts[0] not in OUTPUTS[unit] or any(p in ("", ".", "..") for p in parts):
+            return None
+        path = folder / rel
+        if path.is_symlink() or not path.is_file():
+            return None
+    hashes = hash_files([folder / rel for rel in names])
+    if hashes != [listed[rel] for rel in names]:
+        return None
+    return names
 
 
 def restore(unit: str, entry: Path, out: Path) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from capsule import toolchain, vendors
-from capsule.cache import UNIT_OF, UNITS, restore
+from capsule.cache import UNIT_OF, UNITS, restore, unit_files
 from capsule.errors import StageError, StageTimeout
 from capsule.files import write_atomic
 from capsule.flow.estimate import Layer
@@ -183,6 +183,7 @@ class _Tally:
     estimates: dict[str, float] = field(default_factory=dict)  # kept when synthesis supersedes
     stage_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     tool_s: float | None = None
+    unit_files: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def add(self, stage: str, produced: dict[str, float], kinds: dict[str, str]) -> None:
         self.stage_metrics[stage] = produced
@@ -238,6 +239,8 @@ def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
                     continue
                 with open(out / STAGES_LOG, "a") as progress:  # read by `capsule run`'s display
                     progress.write(f"{stage}\n")
+                if stage == "synth" and "hls" not in job.reuse:
+                    tally.unit_files["hls"] = unit_files(out, "hls")  # the build writes into it
                 start = time.perf_counter()
                 try:
                     produced, kinds = _STAGE_FUNCS[stage](ctx)
@@ -282,6 +285,7 @@ def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
         artifacts=artifacts(out, ctx.reports) if status == "ok" else {},
         stage_metrics=tally.stage_metrics,
         cache_hits=sorted(job.reuse, key=list(UNITS).index),
+        unit_files=tally.unit_files,
         numerics=in_force(capsule.spec.runtime.numerics_mode()),
         collapse=collapse,
         layers=layers,

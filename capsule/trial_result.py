@@ -59,6 +59,9 @@ class TrialResult(BaseModel):
     artifacts: dict[str, str]
     stage_metrics: dict[str, dict[str, float]] = {}
     cache_hits: list[str] = []
+    # A unit's files (sha256 by path) when it ended, where a later stage of the trial writes
+    # into its folder: the hls unit before a vendor build (what the stage cache stores of it).
+    unit_files: dict[str, dict[str, str]] = {}
     numerics: Numerics | None = None  # what the trial process ran with (capsule.numerics)
     # Why the C simulation is not a result to trust (`collapse_of`); the trial still ran.
     collapse: str | None = None

@@ -116,15 +116,24 @@ class HostRuntime:
         pid_file.unlink(missing_ok=True)
         if self.use_cache:
             # A build that left no readable reports is not kept: the next trial runs the tool.
+            # The hls unit after a vendor build is stored from its files as they were before
+            # it (`unit_files`); a trial that did not record them (an older image's) keeps it out.
+            built = result.tool_s is not None
             finished = [
                 u
                 for u in units
                 if u not in reuse
                 and all(s in result.timings for s in cache.UNITS[u] if runs_stage(spec, s))
                 and (u != "synth" or "reports" in result.timings)
+                and (u != "hls" or not built or u in result.unit_files)
             ]
             self.stage_cache.store(
-                unit_keys, finished, folder, result.stage_metrics, result.fidelity
+                unit_keys,
+                finished,
+                folder,
+                result.stage_metrics,
+                result.fidelity,
+                {u: result.unit_files[u] for u in finished if u in result.unit_files},
             )
         image = self.choice.image if self.choice.kind == "docker" else None
         return Ran(result, image, place, duration_s=time.perf_counter() - start)

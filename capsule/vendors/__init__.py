@@ -25,7 +25,6 @@ __all__ = [
     "Steps",
     "VendorTool",
     "builder_of",
-    "clean",
     "get",
     "is_output",
     "names",
@@ -96,12 +95,6 @@ def builder_of(name: str, backend: str) -> VendorTool:
 def is_output(rel: str) -> bool:
     """Whether a trial-folder path is some vendor tool's output (hashed as a canonical report)."""
     return any(tool.is_output(rel) for tool in _TOOLS.values())
-
-
-def clean(project: Path) -> None:
-    """Remove every tool's output from an hls4ml project, leaving what hls4ml wrote."""
-    for tool in _TOOLS.values():
-        tool.clean(project)
 
 
 def reader_for(project: Path, name: str | None = None) -> VendorTool:

@@ -89,7 +89,7 @@ class VendorTool:
     def clean(self, project: Path) -> None:
         """Remove this tool's output (what `is_output` matches) from an hls4ml project, and
         nothing hls4ml wrote. It runs before every build, so no earlier build's report counts,
-        after a failed one, and on the stage cache's copy of a project's hls unit."""
+        and after a failed one."""
         raise NotImplementedError
 
     def read_project(self, project: Path) -> ProjectReports:

@@ -90,6 +90,12 @@ def test_synthesized_metrics_come_from_the_real_reports(tmp_path: Path, stages: 
     assert f["csim_accuracy"] == "measured"
     assert "Finished C synthesis" in (folder(capsule) / "synth.log").read_text()
     assert not any(k.endswith(".log") for k in result["artifacts"])
+    # Cached for the tests below: the hls unit as it was before the build (its files recorded
+    # as the build started), the build itself with its reports.
+    assert sorted(result["unit_files"]) == ["hls"]
+    assert not any("myproject_prj" in rel for rel in result["unit_files"]["hls"])
+    units = {entry.unit for entry in StageCache(stages / "stages").entries()}
+    assert units == {"train", "hls", "synth"}
 
 
 def _synth_entries(stages: Path) -> int:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from capsule.cache import ENTRY, StageCache
+from capsule.cache import ENTRY, StageCache, unit_files
 from capsule.errors import CapsuleWarning
 
 KEYS = {"train": "sha256:" + "1" * 64, "hls": "sha256:" + "2" * 64}
@@ -35,31 +35,68 @@ def test_plain_outputs_are_stored_and_found(tmp_path: Path) -> None:
     assert (found["hls"] / ENTRY).is_file()
 
 
-def test_the_hls_unit_holds_the_project_as_hls4ml_wrote_it(tmp_path: Path) -> None:
-    """Units are stored when the trial ends, after the vendor build wrote into hls4ml_prj: its
-    output (every tool's) is the synth unit's, never restored with the hls unit."""
+VENDOR = [
+    "hls4ml_prj/myproject_prj/solution1/syn/report/myproject_csynth.xml",
+    "hls4ml_prj/vivado_synth.rpt",
+    "hls4ml_prj/build/myproject.report.prj/reports/resources/json/quartus.json",
+]
+
+
+def _built(root: Path) -> tuple[Path, dict[str, str]]:
+    """A trial folder whose hls unit's files were recorded, then a vendor build wrote into it."""
+    folder = _trial(root)
+    (folder / "hls4ml_prj" / "build_opt.tcl").write_text("array set opt { synth 1 }\n")
+    (folder / "csim" / "predictions.npy").write_bytes(b"predictions")
+    listed = unit_files(folder, "hls")
+    for rel in VENDOR:
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text("a report\n")
+    return folder, listed
+
+
+def _files(entry: Path) -> list[str]:
+    return sorted(p.relative_to(entry).as_posix() for p in entry.rglob("*") if p.is_file())
+
+
+def test_an_hls_unit_is_stored_as_it_was_before_the_vendor_build(tmp_path: Path) -> None:
+    """Units are stored when the trial ends: a build's output in hls4ml_prj is the synth
+    unit's, and restored with the hls unit it would be read as a report of a build not run."""
     cache = StageCache(tmp_path / "cache")
-    folder = _trial(tmp_path)
-    project = folder / "hls4ml_prj"
-    vendor = [
-        "myproject_prj/solution1/syn/report/myproject_csynth.xml",
-        "vivado_synth.rpt",
-        "build/myproject.report.prj/reports/resources/json/quartus.json",
+    folder, listed = _built(tmp_path)
+    assert sorted(listed) == [
+        "csim/predictions.npy",
+        "hls4ml_prj/build_opt.tcl",
+        "hls4ml_prj/firmware/myproject.cpp",
     ]
-    for rel in vendor:
-        (project / rel).parent.mkdir(parents=True, exist_ok=True)
-        (project / rel).write_text("a report\n")
     keys = {**KEYS, "synth": "sha256:" + "3" * 64}
-    assert cache.store(keys, ["hls", "synth"], folder, {}, {}) == ["hls", "synth"]
-    found = {unit: cache.path(keys[unit]) for unit in ("hls", "synth")}
+    stored = cache.store(keys, ["hls", "synth"], folder, {}, {}, {"hls": listed})
+    assert stored == ["hls", "synth"]
+    assert _files(cache.path(keys["hls"])) == sorted([*listed, ENTRY])
+    assert set(VENDOR) < set(_files(cache.path(keys["synth"])))
 
-    def files(entry: Path) -> list[str]:
-        root = entry / "hls4ml_prj"
-        return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
 
-    assert files(found["hls"]) == ["firmware/myproject.cpp"]
-    assert files(found["synth"]) == sorted(["firmware/myproject.cpp", *vendor])
-    assert sorted(p.name for p in (found["hls"] / "hls4ml_prj").iterdir()) == ["firmware"]
+def test_an_hls_unit_the_build_rewrote_is_not_stored(tmp_path: Path) -> None:
+    """Vitis's build rewrites hls4ml's build_opt.tcl: the hls unit's bytes are gone."""
+    cache = StageCache(tmp_path / "cache")
+    folder, listed = _built(tmp_path)
+    (folder / "hls4ml_prj" / "build_opt.tcl").write_text("array set opt { synth 1 vsynth 1 }\n")
+    assert cache.store(KEYS, ["hls"], folder, {}, {}, {"hls": listed}) == []
+    assert not cache.path(KEYS["hls"]).exists()
+
+
+@pytest.mark.parametrize(
+    "rel",
+    ["../outside.txt", "train/model.weights.h5", "hls4ml_prj/../csim/x", "/etc/passwd", ""],
+)
+def test_a_list_of_files_naming_other_paths_is_not_stored(tmp_path: Path, rel: str) -> None:
+    """The list comes from the trial (a capsule's code, a container): it names files of the
+    unit's own outputs, or the unit is not cached."""
+    cache = StageCache(tmp_path / "cache")
+    folder, listed = _built(tmp_path)
+    (tmp_path / "outside.txt").write_text("a host file\n")
+    forged = {**listed, rel: "0" * 64}
+    assert cache.store(KEYS, ["hls"], folder, {}, {}, {"hls": forged}) == []
+    assert list((tmp_path / "cache").glob("*/outside.txt")) == []
 
 
 @pytest.mark.parametrize("where", ["hls4ml_prj/steal", "hls4ml_prj/firmware/dir", "csim"])
