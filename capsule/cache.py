@@ -37,6 +37,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import tempfile
 import time
 import warnings
@@ -205,18 +206,14 @@ class StageCache:
         files: dict[str, dict[str, str]] | None = None,
     ) -> list[str]:
         """Store each of `units` (finished in the trial at `folder`) not cached yet. A unit in
-        `files` (the trial's record of its files when it ended, `unit_files`) is stored as those
-        files, which must be unchanged; the others as their output folders are."""
+        `files` (the trial's record of its files as a later stage began to write into them,
+        `unit_files`) is stored as those files, which must be unchanged; the others as their
+        output folders are."""
         stored = []
         for unit in units:
             target = self.path(unit_keys[unit])
             if target.exists():
                 continue
-            listed = None
-            if files is not None and unit in files:
-                listed = _listed(folder, unit, files[unit])
-                if listed is None:
-                    continue
             odd = _not_plain(folder, OUTPUTS[unit])
             if odd is not None:
                 # A trial (in a container, or a capsule's own code) may leave a link to a host
@@ -226,6 +223,11 @@ class StageCache:
                     stacklevel=2,
                 )
                 continue
+            listed = None
+            if files is not None and unit in files:
+                listed = _listed(folder, unit, files[unit])
+                if listed is None:
+                    continue
             try:
                 self.root.mkdir(parents=True, exist_ok=True)
                 tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self.root))
@@ -305,35 +307,42 @@ class StageCache:
         return removed
 
 
+def _regular_files(folder: Path, unit: str) -> list[str]:
+    """The regular files of `unit`'s outputs in the trial `folder` (trial-folder paths, sorted),
+    found without following a link; a folder that cannot be listed raises."""
+
+    found = []
+    for name in OUTPUTS[unit]:
+        top = folder / name
+        if top.is_file() and not top.is_symlink():
+            found.append(name)
+        for root, _, files in os.walk(top, onerror=_raise) if top.is_dir() else ():
+            for entry in files:
+                path = Path(root) / entry
+                if stat.S_ISREG(path.lstat().st_mode) and not entry.endswith(SKIPPED_SUFFIXES):
+                    found.append(path.relative_to(folder).as_posix())
+    return sorted(found)
+
+
 def unit_files(folder: Path, unit: str) -> dict[str, str]:
     """sha256 of every file of `unit`'s outputs in the trial `folder`, by trial-folder path: what
     the stage cache stores of a unit that a later stage of the same trial writes into."""
-    files = sorted(
-        p
-        for name in OUTPUTS[unit]
-        for p in (folder / name).rglob("*")
-        if p.is_file() and not p.is_symlink() and not p.name.endswith(SKIPPED_SUFFIXES)
-    )
-    names = [p.relative_to(folder).as_posix() for p in files]
-    return dict(zip(names, hash_files(files), strict=True))
+    names = _regular_files(folder, unit)
+    return dict(zip(names, hash_files([folder / n for n in names]), strict=True))
 
 
 def _listed(folder: Path, unit: str, listed: dict[str, str]) -> list[str] | None:
-    """The paths of `listed` (a trial's own record of a unit's files) that are safe to copy and
-    unchanged since, or None: a path outside the unit's outputs, a file gone, a link, or other
-    bytes (a vendor build rewrote it: Vitis's build_opt.tcl) keep the unit out of the cache."""
+    """The paths of `listed` (the trial's record of a unit's files; it ran a capsule's code) if
+    each is a regular file the unit has now, reached without a link, with the recorded bytes;
+    else None. A vendor build that rewrote one (Vitis's build_opt.tcl) keeps the unit out."""
     names = sorted(listed)
-    for rel in names:
-        parts = rel.split("/")
-        if parts[0] not in OUTPUTS[unit] or any(p in ("", ".", "..") for p in parts):
+    try:
+        if not names or not set(names) <= set(_regular_files(folder, unit)):
             return None
-        path = folder / rel
-        if path.is_symlink() or not path.is_file():
-            return None
-    hashes = hash_files([folder / rel for rel in names])
-    if hashes != [listed[rel] for rel in names]:
+        hashes = hash_files([folder / rel for rel in names])
+    except OSError:
         return None
-    return names
+    return names if hashes == [listed[rel] for rel in names] else None
 
 
 def restore(unit: str, entry: Path, out: Path) -> dict[str, Any]:
@@ -360,9 +369,16 @@ def _not_plain(folder: Path, names: tuple[str, ...] | list[str]) -> Path | None:
         if source.is_symlink() or not (source.is_file() or source.is_dir()):
             return source
         if source.is_dir():
-            for root, dirs, files in os.walk(source):
-                for entry in (*dirs, *files):
-                    path = Path(root) / entry
-                    if path.is_symlink() or not (path.is_file() or path.is_dir()):
-                        return path
+            try:
+                for root, dirs, files in os.walk(source, onerror=_raise):
+                    for entry in (*dirs, *files):
+                        path = Path(root) / entry
+                        if path.is_symlink() or not (path.is_file() or path.is_dir()):
+                            return path
+            except OSError:  # a folder it cannot list may hold a link
+                return source
     return None
+
+
+def _raise(exc: OSError) -> None:
+    raise exc

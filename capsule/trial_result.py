@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -59,8 +60,8 @@ class TrialResult(BaseModel):
     artifacts: dict[str, str]
     stage_metrics: dict[str, dict[str, float]] = {}
     cache_hits: list[str] = []
-    # A unit's files (sha256 by path) when it ended, where a later stage of the trial writes
-    # into its folder: the hls unit before a vendor build (what the stage cache stores of it).
+    # A unit's files (sha256 by path) as a later stage of the trial began to write into its
+    # folder: the hls unit as the vendor build started (what the stage cache stores of it).
     unit_files: dict[str, dict[str, str]] = {}
     numerics: Numerics | None = None  # what the trial process ran with (capsule.numerics)
     # Why the C simulation is not a result to trust (`collapse_of`); the trial still ran.
@@ -167,8 +168,10 @@ def artifact_metrics(out: Path) -> dict[str, str] | None:
     `export`. A trial process wrote the file, so it is read warily: no symlink, bounded.
     """
     try:
-        fd = os.open(out / METRICS, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(out / METRICS, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # a FIFO would never end
+                return None
             raw = f.read(MAX_METRICS_BYTES + 1)
         data = json.loads(raw) if len(raw) <= MAX_METRICS_BYTES else None
     except (OSError, ValueError):
@@ -222,8 +225,10 @@ def read_result(out: Path) -> TrialResult:
     not through a symlink, bounded in size, and never quoted back on error."""
     path = out / RESULT
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):  # a FIFO would never end
+                raise ValueError("not a regular file")
             raw = f.read(MAX_RESULT_BYTES + 1)
         if len(raw) > MAX_RESULT_BYTES:
             raise ValueError(f"larger than {MAX_RESULT_BYTES} bytes")

@@ -116,9 +116,10 @@ class HostRuntime:
         pid_file.unlink(missing_ok=True)
         if self.use_cache:
             # A build that left no readable reports is not kept: the next trial runs the tool.
-            # The hls unit after a vendor build is stored from its files as they were before
-            # it (`unit_files`); a trial that did not record them (an older image's) keeps it out.
-            built = result.tool_s is not None
+            # The hls unit of a trial that builds is stored from its files as they were before
+            # the build (`unit_files`); one that did not record them (an older image's) keeps
+            # it out. Whether it builds is the spec's word, not the trial's.
+            built = runs_stage(spec, "synth")
             finished = [
                 u
                 for u in units
@@ -133,7 +134,7 @@ class HostRuntime:
                 folder,
                 result.stage_metrics,
                 result.fidelity,
-                {u: result.unit_files[u] for u in finished if u in result.unit_files},
+                {"hls": result.unit_files["hls"]} if "hls" in result.unit_files else {},
             )
         image = self.choice.image if self.choice.kind == "docker" else None
         return Ran(result, image, place, duration_s=time.perf_counter() - start)

@@ -35,6 +35,7 @@ from typer.testing import CliRunner
 
 from capsule import api
 from capsule.cli import app
+from capsule.errors import CapsuleError
 from capsule.journal import Journal
 from capsule.run import lock_digest
 from tests.unit.test_cli import CLI, reseal
@@ -524,6 +525,13 @@ def test_generated_hostile_specs_never_escape_pack(
     _assert_clean(ran, spec.parent.parent, out)
 
 
+def _same_capsule(edited: Path, original: Path) -> bool:
+    try:
+        return api.load(edited).digest == api.load(original).digest
+    except CapsuleError:
+        return False
+
+
 @SETTINGS
 @given(edit=hostile_spec_edits())
 def test_generated_hostile_capsules_never_escape_show_diff_or_trial(
@@ -540,9 +548,12 @@ def test_generated_hostile_capsules_never_escape_show_diff_or_trial(
     folder = capsule.parent
     for args in (("show", hostile), ("diff", capsule, hostile), ("show", hostile, "--sources")):
         _assert_clean(cli(*args, timeout=30), folder, None)
+    # An edit that writes a value another way (`l2 = 0` for 0.0) is the same capsule: its
+    # digest, over the validated content, still holds. Every other edit is bad input.
+    assume(not _same_capsule(hostile, capsule))
     out = Path(tempfile.mkdtemp(dir=folder)) / "trial"
     ran = cli("trial", hostile, "--out", out, timeout=30)
-    assert ran.code == 2, ran.stderr  # any edit is bad input: refused before the trial starts
+    assert ran.code == 2, ran.stderr  # refused before the trial starts
     _assert_clean(ran, folder, None)
     assert not out.exists() or not any(out.iterdir())
 

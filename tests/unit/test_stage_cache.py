@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from hashlib import sha256
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,20 @@ def test_a_list_of_files_naming_other_paths_is_not_stored(tmp_path: Path, rel: s
     forged = {**listed, rel: "0" * 64}
     assert cache.store(KEYS, ["hls"], folder, {}, {}, {"hls": forged}) == []
     assert list((tmp_path / "cache").glob("*/outside.txt")) == []
+
+
+def test_a_listed_file_behind_a_linked_folder_is_not_stored(tmp_path: Path) -> None:
+    """The list names a host file through a link the trial left, with the file's true hash."""
+    cache = StageCache(tmp_path / "cache")
+    folder, listed = _built(tmp_path)
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "secret.txt").write_text("a host file\n")
+    (folder / "hls4ml_prj" / "linked").symlink_to(host)
+    forged = {**listed, "hls4ml_prj/linked/secret.txt": sha256(b"a host file\n").hexdigest()}
+    with pytest.warns(CapsuleWarning, match="not a plain file or folder; hls is not cached"):
+        assert cache.store(KEYS, ["hls"], folder, {}, {}, {"hls": forged}) == []
+    assert not cache.path(KEYS["hls"]).exists()
 
 
 @pytest.mark.parametrize("where", ["hls4ml_prj/steal", "hls4ml_prj/firmware/dir", "csim"])

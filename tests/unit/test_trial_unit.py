@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from importlib.resources import files
 from pathlib import Path
 
@@ -79,6 +80,14 @@ def test_a_result_file_planted_as_a_symlink_is_not_read(tmp_path: Path) -> None:
     assert "secret" not in str(caught.value)
 
 
+def test_a_result_file_planted_as_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    from capsule.trial_result import read_result
+
+    os.mkfifo(tmp_path / "result.json")
+    with pytest.raises(CapsuleError, match="cannot read trial result: not a regular file"):
+        read_result(tmp_path)
+
+
 def test_metrics_json_reads_back_exactly_and_hostile_files_read_as_absent(tmp_path: Path) -> None:
     """What verify and export compare recorded metrics with: exact values and fidelities."""
     from capsule.trial_result import artifact_metrics, metric_values, metrics_json
@@ -107,6 +116,9 @@ def test_metrics_json_reads_back_exactly_and_hostile_files_read_as_absent(tmp_pa
     (tmp_path / "real.json").write_bytes(metrics_json(metrics, fidelity))
     (tmp_path / "metrics.json").symlink_to(tmp_path / "real.json")
     assert artifact_metrics(tmp_path) is None  # never followed: a trial process made it
+    (tmp_path / "metrics.json").unlink()
+    os.mkfifo(tmp_path / "metrics.json")  # no writer: reading it would never end
+    assert artifact_metrics(tmp_path) is None
 
 
 def test_a_c_simulation_below_the_agreement_floor_has_collapsed() -> None:
