@@ -45,8 +45,9 @@ test-fast: $(STAMP)
 
 # `python -m build`, then the wheel installed into fresh venvs on Python 3.11 and 3.12, each of
 # which runs init, pack, a local trial and the image's build context from the installed package.
+# One process: two builds of the checkout at once share its build folders and break each other.
 install-check: $(STAMP)
-	$(BIN)/pytest -n 2 -m install tests/integration/test_install.py
+	$(BIN)/pytest -p no:xdist -m install tests/integration/test_install.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
