@@ -567,11 +567,17 @@ def image_save(
 
 @image_app.command("load")
 @_errors
-def image_load(archive: Annotated[Path, typer.Argument(help="Archive from `image save`.")]) -> None:
-    """Load an image archive into this engine."""
+def image_load(
+    archive: Annotated[Path, typer.Argument(help="Archive from `image save`.")],
+    replace_tags: Annotated[
+        bool, typer.Option(help="Let the archive's tags replace tags of other images here.")
+    ] = False,
+) -> None:
+    """Load an image archive into this engine (a tag of another image here is never moved
+    unless asked)."""
     from capsule import image
 
-    console.print(_image_table(image.load(image.client(), archive)))
+    console.print(_image_table(image.load(image.client(), archive, replace_tags)))
 
 
 def _show_warning(

@@ -504,7 +504,122 @@ def save(engine: Any, ref: str, out: Path) -> str:
     return sha256_file(out)
 
 
-def load(engine: Any, archive: Path) -> list[ImageInfo]:
+# What an archive's manifest may hold: an image or two of a paper, not a registry's worth.
+MAX_ARCHIVE_IMAGES = 64
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class ArchiveImage:
+    """An image an archive holds: its id (`sha256:` of its config) and the tags it asks for."""
+
+    id: str
+    tags: list[str]
+
+
+def archive_images(archive: Path) -> list[ArchiveImage]:
+    """The images and tags a `docker load` archive would bring, read before the engine sees it.
+
+    Docker takes an archive's tags as given and moves a tag that names another image without a
+    word: an archive from someone else tagged `capsule-trial:<version>` would silently replace
+    the image every capsule without a locked id runs in. The tags come from manifest.json (what
+    `docker load` reads), the legacy `repositories` file and OCI index annotations, so none of
+    the ways an archive can name an image is missed. Only member headers and these small files
+    are read, never a layer."""
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            members = {m.name.removeprefix("./"): m for m in tar}
+            manifest = _json_member(tar, members, "manifest.json", archive)
+            if not isinstance(manifest, list) or not 1 <= len(manifest) <= MAX_ARCHIVE_IMAGES:
+                raise ImageError(
+                    f"{archive}: manifest.json does not list 1 to {MAX_ARCHIVE_IMAGES} images"
+                )
+            found = []
+            for entry in manifest:
+                if not isinstance(entry, dict):
+                    raise ImageError(f"{archive}: manifest.json: an entry that is not an object")
+                config, tags = entry.get("Config"), entry.get("RepoTags") or []
+                if not isinstance(config, str) or not _strings(tags):
+                    raise ImageError(f"{archive}: manifest.json: an entry without a Config or tags")
+                data = _bounded_member(tar, members, config, archive)
+                found.append(ArchiveImage("sha256:" + hashlib.sha256(data).hexdigest(), tags))
+            extra = _legacy_tags(tar, members, archive)
+    except (OSError, tarfile.TarError, UnicodeDecodeError) as exc:
+        raise ImageError(f"{archive}: not an image archive ({exc})") from None
+    named = {tag for image in found for tag in image.tags}
+    unlisted = sorted(extra - named)
+    if unlisted:
+        raise ImageError(
+            f"{archive}: names {unlisted[0]!r} outside manifest.json (legacy repositories or OCI "
+            "index); not loaded"
+        )
+    return found
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and len(v) <= 512 for v in value)
+
+
+def _bounded_member(
+    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, archive: Path
+) -> bytes:
+    member = members.get(name.removeprefix("./"))
+    if member is None or not member.isfile():
+        raise ImageError(f"{archive}: no file {name!r} in the archive")
+    if member.size > MAX_MANIFEST_BYTES:
+        raise ImageError(f"{archive}: {name} is larger than {MAX_MANIFEST_BYTES} bytes")
+    f = tar.extractfile(member)
+    assert f is not None
+    return f.read()
+
+
+def _json_member(
+    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, archive: Path
+) -> Any:
+    try:
+        return json.loads(_bounded_member(tar, members, name, archive))
+    except json.JSONDecodeError as exc:
+        raise ImageError(f"{archive}: {name} is not JSON ({exc})") from None
+
+
+def _legacy_tags(
+    tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], archive: Path
+) -> set[str]:
+    """Tags named by the `repositories` file and by an OCI index's annotations."""
+    tags: set[str] = set()
+    if "repositories" in members:
+        repos = _json_member(tar, members, "repositories", archive)
+        if isinstance(repos, dict):
+            for repo, by_tag in repos.items():
+                tags.update(f"{repo}:{tag}" for tag in (by_tag if isinstance(by_tag, dict) else {}))
+    if "index.json" in members:
+        index = _json_member(tar, members, "index.json", archive)
+        manifests = index.get("manifests", []) if isinstance(index, dict) else []
+        for m in manifests if isinstance(manifests, list) else []:
+            notes = m.get("annotations", {}) if isinstance(m, dict) else {}
+            name = notes.get("io.containerd.image.name") if isinstance(notes, dict) else None
+            if isinstance(name, str):
+                tags.add(name.removeprefix("docker.io/library/"))
+    return tags
+
+
+def load(engine: Any, archive: Path, replace_tags: bool = False) -> list[ImageInfo]:
+    """Load an archive's images; refuse (ImageError) when one of its tags names another image
+    on this engine, unless `replace_tags`. Images are reported by the ids computed from the
+    archive, and the engine must have loaded exactly those."""
+    wanted = archive_images(archive)
+    if not replace_tags:
+        for image in wanted:
+            for tag in image.tags:
+                try:
+                    here = info(engine, tag)
+                except ImageError:
+                    continue
+                if here.id != image.id:
+                    raise ImageError(
+                        f"{archive}: tags {image.id[:19]} as {tag}, which names {here.id[:19]} "
+                        "on this engine; not loaded (remove that tag, or pass --replace-tags)"
+                    )
     with open(archive, "rb") as f:
-        images = engine.images.load(f)
-    return [info(engine, image.id) for image in images]
+        engine.images.load(f)
+    return [info(engine, image.id) for image in wanted]

@@ -90,7 +90,15 @@ def choose(
         raise image.ImageError(
             f"image {image_override} is {found.id}, but the capsule locks {locked.id}"
         )
-    return Choice("docker", image=found.id, engine=engine)
+    warning = None
+    if locked is None and not image_override:
+        # A tag is whatever this engine last gave that name: say which image it is, since
+        # nothing in the capsule can confirm it (the id goes into every trial's record).
+        warning = (
+            f"the capsule locks no image id: its trials run in {ref}, here {found.id[:19]}; "
+            "`capsule pack --runtime docker` locks one"
+        )
+    return Choice("docker", image=found.id, engine=engine, warning=warning)
 
 
 def runtime_choice(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -176,3 +177,25 @@ def test_doctor_names_each_problem_with_a_fix(packed: Path, tmp_path: Path) -> N
     assert "No such option" not in local.stderr, local.stderr
     lines = {ln.split("│")[2].strip(): ln for ln in local.stdout.splitlines() if ln.count("│") >= 4}
     assert "local runtime" in lines["runtime"] and "engine" not in lines["runtime"]
+
+
+def test_docker_run_of_a_capsule_without_a_locked_image_names_the_image(
+    packed: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tag names whatever this engine last gave it; without a locked id the reader is told
+    which image that is (issue 30: `image load` of a stranger's archive could have moved it)."""
+    from capsule import image
+
+    here = image.ImageInfo(id="sha256:" + "cd" * 32, tags=[image.trial_tag()], layers=[], size=0)
+    monkeypatch.setattr(image, "client", lambda: object())
+    monkeypatch.setattr(image, "info", lambda engine, ref: here)
+    capsule = api.load(packed)
+    assert capsule.environment.image is None
+    with pytest.warns(CapsuleWarning, match=r"locks no image id.*capsule-trial:.*sha256:cdcdcdcd"):
+        choice = api.runtime_choice(capsule, "docker")
+    assert choice.kind == "docker" and choice.image == here.id
+    locked = api.load(_with_locked_image(packed))
+    here = image.ImageInfo(id=locked.environment.image.id, tags=[], layers=[], size=0)  # type: ignore[union-attr]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert api.runtime_choice(locked, "docker").image == here.id
