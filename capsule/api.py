@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capsule import preflight, toolchain
+from capsule import toolchain
 from capsule import trust as trust_store
 from capsule.capsulefile import FORMAT, Capsule, EnvironmentLock, read_capsule, write_capsule
 from capsule.diff import Difference, diff_capsules
@@ -26,12 +26,12 @@ from capsule.errors import CapsuleError, CapsuleWarning, SpecError
 from capsule.export import Export, export_trial
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
+from capsule.job import TrialJob
 from capsule.lock import INPUTS, check_data, data_root, lock_data, lock_sources
 from capsule.run import Event, Runner, RunOptions
-from capsule.runtime import choose
+from capsule.runtime import choose, preflight
 from capsule.runtime.choose import runtime_choice as runtime_choice  # what a notebook calls
 from capsule.runtime.host import run_with
-from capsule.runtime.job import TrialJob
 from capsule.space import Params
 from capsule.spec import Checks, Spec, load_spec
 from capsule.toolchain import lock_toolchain

@@ -459,7 +459,8 @@ def reports(
     ] = False,
 ) -> None:
     """Parse the vendor reports (csynth, vivado_synth, cosim) of any hls4ml project folder."""
-    from capsule.reports import read_project, to_metrics
+    from capsule.reports import to_metrics
+    from capsule.vendors import read_project
 
     found = read_project(folder)
     if as_json:

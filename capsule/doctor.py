@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from capsule import preflight, trust, vendors
+from capsule import trust, vendors
 from capsule.capsulefile import Capsule, read_capsule
 from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.hashing import HashCache
 from capsule.lock import check_data, data_root
-from capsule.runtime import choose
+from capsule.runtime import choose, preflight
 from capsule.spec import OpenFlow
 from capsule.toolchain import drift, host_installs
 

@@ -33,7 +33,6 @@ from typing import Any, Protocol
 
 from pydantic import ValidationError
 
-from capsule import preflight
 from capsule import trust as trust_store
 from capsule.capsulefile import (
     AppliedLayer,
@@ -46,12 +45,13 @@ from capsule.capsulefile import (
 from capsule.errors import CapsuleError
 from capsule.fidelity import level_of, level_params, max_promotions, next_promotion, outcome
 from capsule.hashing import digest_of
+from capsule.job import TrialJob
 from capsule.journal import Journal, JournalError, RunLock, default_run_dir
 from capsule.lock import data_root
 from capsule.process import log_tail
+from capsule.runtime import preflight
 from capsule.runtime.dask import WorkerSetupError, scheduler_address
 from capsule.runtime.host import HostRuntime, OnStart, Ran
-from capsule.runtime.job import TrialJob
 from capsule.runtime.where import Place
 from capsule.search import Searcher, violation
 from capsule.space import Params

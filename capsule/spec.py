@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from capsule import vendors
+from capsule.devices import check_family
 from capsule.errors import SpecError
 from capsule.files import read_text_limited, unsafe_relative_name
 from capsule.metrics import HLS4ML_METRICS, METRICS
@@ -588,7 +589,7 @@ class OpenFlow(Strict):
     Xilinx family. Its own toolchain, beside hls4ml and the vendor tool: a capsule can use
     either or both. Absent, trials run as before."""
 
-    family: str = "xc7"  # `synth_xilinx -family`: xc7 (7 series), xcu, xcup (capsule.flow.yosys)
+    family: str = "xc7"  # `synth_xilinx -family`: xc7 (7 series), xcu, xcup (capsule.devices)
     rtlsim: bool = True  # Verilator simulation of the test split, compared with Keras
     synth: bool = True  # Yosys logic synthesis
     # Whether the trial also converts with hls4ml and C-simulates (the vendor flow's route);
@@ -599,8 +600,6 @@ class OpenFlow(Strict):
     @field_validator("family")
     @classmethod
     def _family(cls, value: str) -> str:
-        from capsule.flow.yosys import check_family
-
         return check_family(value)
 
 

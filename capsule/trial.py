@@ -47,9 +47,9 @@ from capsule.errors import StageError, StageTimeout
 from capsule.files import write_atomic
 from capsule.flow.estimate import Layer
 from capsule.hashing import HashCache
+from capsule.job import TrialJob
 from capsule.lock import check_data, locked_files
 from capsule.numerics import in_force
-from capsule.runtime.job import TrialJob
 from capsule.spec import CSIM_BACKENDS, Spec
 from capsule.trial_result import (
     METRICS,
@@ -464,7 +464,8 @@ def _stage_synth(ctx: Context) -> Measured:
 
 
 def _stage_reports(ctx: Context) -> Measured:
-    from capsule.reports import read_project, to_metrics
+    from capsule.reports import to_metrics
+    from capsule.vendors import read_project
 
     t = ctx.spec.toolchain
     reports = read_project(ctx.out / "hls4ml_prj", t.name)

@@ -28,8 +28,8 @@ from capsule.hashing import hash_files
 from capsule.numerics import Numerics
 
 if TYPE_CHECKING:
+    from capsule.job import TrialJob
     from capsule.reports.model import ProjectReports
-    from capsule.runtime.job import TrialJob
 
 RESULT = "result.json"
 MAX_RESULT_BYTES = 16 << 20

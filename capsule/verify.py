@@ -28,9 +28,9 @@ from capsule import doctor, numerics, toolchain
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError, CapsuleWarning, MismatchError
 from capsule.fidelity import outcome
-from capsule.preflight import Request, data_problem, trust_problem
 from capsule.process import kill_leftover
 from capsule.runtime import choose
+from capsule.runtime.preflight import Request, data_problem, trust_problem
 from capsule.search import ranked
 from capsule.trial_result import METRICS, TrialResult, artifact_metrics, metric_values, rehash
 
@@ -347,9 +347,9 @@ def verify(
     the trial process (running the capsule's code) wrote. Ctrl-C or a runtime that fails stops
     the trials still running (process groups, labelled containers) before it propagates.
     """
+    from capsule.job import TrialJob
     from capsule.runtime.docker import remove_labelled
     from capsule.runtime.host import run_with
-    from capsule.runtime.job import TrialJob
 
     if options.jobs < 1:
         raise CapsuleError(f"--jobs must be at least 1, not {options.jobs}")

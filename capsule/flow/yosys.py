@@ -22,6 +22,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from capsule.devices import FAMILIES, check_family
 from capsule.errors import StageError
 from capsule.files import write_atomic
 from capsule.flow.rtl import TOP, Design
@@ -32,34 +33,9 @@ FORMAT = 1
 MAX_STAT_BYTES = 8 << 20
 
 
-@dataclass(frozen=True)
-class Family:
-    """How one `synth_xilinx -family` names the cells capsule counts."""
-
-    description: str
-    carries: tuple[str, ...]
-    dsp: str
-
-
-# The families whose cell names are known here (yosys 0.23 `help synth_xilinx`). Older families
-# (Spartan 6, Virtex 6 and before) map carries and DSPs to other primitives. UltraScale has
-# CARRY8, but Yosys 0.23 maps its carries to CARRY4 (measured here, one design per family):
-# both are counted, whichever a Yosys version chooses.
-FAMILIES: dict[str, Family] = {
-    "xc7": Family("Xilinx 7 series (Artix, Kintex, Virtex, Zynq-7000)", ("CARRY4",), "DSP48E1"),
-    "xcu": Family("Xilinx UltraScale", ("CARRY4", "CARRY8"), "DSP48E2"),
-    "xcup": Family("Xilinx UltraScale+", ("CARRY4", "CARRY8"), "DSP48E2"),
-}
 LUTS = tuple(f"LUT{n}" for n in range(1, 7))
 FLIP_FLOPS = ("FDRE", "FDSE", "FDCE", "FDPE", "FDRE_1", "FDSE_1", "FDCE_1", "FDPE_1")
 LTP_RE = re.compile(r"Longest topological path in \S+ \(length=(\d+)\)")
-
-
-def check_family(value: str) -> str:
-    """A `synth_xilinx -family` capsule knows the cells of (matched whole, it reaches a script)."""
-    if value not in FAMILIES:
-        raise ValueError(f"{value!r} is not a Yosys Xilinx family; known: {', '.join(FAMILIES)}")
-    return value
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,13 @@ wrote, and name one quantity differently per vendor (`DSP48E` vs `DSP`). A searc
 trials needs the opposite: one model for every vendor, numbers as numbers, an absent value as
 `None` and never as 0 (0 DSPs is a result, not a gap), every gap named in `missing`, and a
 malformed file as a `ReportError` naming it. Each vendor's reader (`capsule.vendors`) turns its
-own files into this model (`reports.model`); `read_project` finds them and `to_metrics` turns them
-into capsule metrics, each with its fidelity, so a result never passes an HLS estimate off as a
-post-synthesis count.
+own files into this model (`reports.model`); `capsule.vendors.read_project` finds them and
+`to_metrics` turns them into capsule metrics, each with its fidelity, so a result never passes
+an HLS estimate off as a post-synthesis count. The vendors depend on this package, never the
+reverse.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from capsule.reports.model import (
     AMD_RESOURCES,
@@ -43,21 +42,10 @@ __all__ = [
     "Resource",
     "Resources",
     "SynthReport",
-    "read_project",
     "read_report_bytes",
     "read_report_text",
     "to_metrics",
 ]
-
-
-def read_project(folder: Path, tool: str | None = None) -> ProjectReports:
-    """The reports found in an hls4ml project folder, read by `tool`'s reader (a name in the
-    vendor registry), else by the first registered tool that recognises the folder's layout."""
-    from capsule import vendors  # the vendor readers import the model this package re-exports
-
-    if not folder.is_dir():
-        raise ReportError(f"{folder}: not a folder")
-    return vendors.reader_for(folder, tool).read_project(folder)
 
 
 _SYNTH_METRICS = ("dsp", "lut", "ff", "bram_18k", "uram")

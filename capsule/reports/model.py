@@ -1,7 +1,7 @@
 """The tool-independent report model: what every vendor's reader returns (see `capsule.reports`).
 
-Kept apart from `read_project` and `to_metrics` so the vendor readers, which build these values,
-and the dispatcher, which calls the readers, import it without importing each other.
+Kept apart from `to_metrics` so the vendor readers, which build these values, import nothing
+else of the package.
 """
 
 from __future__ import annotations

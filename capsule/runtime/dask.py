@@ -53,8 +53,8 @@ from capsule import vendors
 from capsule.cache import code_digest
 from capsule.capsulefile import Attempt, header_bytes, read_capsule
 from capsule.errors import CapsuleError, CapsuleWarning
+from capsule.job import TrialJob
 from capsule.runtime.host import HostRuntime, OnStart, Ran
-from capsule.runtime.job import TrialJob
 from capsule.runtime.where import Place, here
 from capsule.space import Params
 from capsule.spec import Spec
@@ -139,7 +139,7 @@ def _setup(
 ) -> tuple[HostRuntime, TrialJob]:
     """The runtime this worker runs the task's trial with, once the capsule checks out here,
     and the trial as a job on this worker (its copy of the capsule, its data root)."""
-    from capsule import preflight
+    from capsule.runtime import preflight
 
     if task.tool != tool_identity():
         raise WorkerSetupError(f"{where} runs {tool_identity()}, the submitting side {task.tool}")

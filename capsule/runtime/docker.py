@@ -26,8 +26,8 @@ from capsule.capsulefile import EnvironmentLock, ImageLock
 from capsule.errors import CapsuleError
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import default_cache_dir
+from capsule.job import TrialJob
 from capsule.process import log_tail
-from capsule.runtime.job import TrialJob
 from capsule.trial_result import (
     RESULT,
     Status,

@@ -15,9 +15,9 @@ from pathlib import Path
 from capsule import cache
 from capsule.capsulefile import Attempt
 from capsule.files import write_atomic
+from capsule.job import TrialJob
 from capsule.process import kill_leftover
 from capsule.runtime.choose import Choice
-from capsule.runtime.job import TrialJob
 from capsule.runtime.where import Place, here
 from capsule.trial import runs_stage
 from capsule.trial_result import TrialResult

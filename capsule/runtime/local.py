@@ -17,8 +17,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from capsule.job import TrialJob
 from capsule.process import log_tail, run_group
-from capsule.runtime.job import TrialJob
 from capsule.trial_result import (
     RESULT,
     Status,

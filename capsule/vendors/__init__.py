@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from capsule.errors import CapsuleError
+from capsule.reports.model import ProjectReports, ReportError
 from capsule.vendors.amd.vitis_hls import VitisHls
 from capsule.vendors.amd.vivado_hls import VivadoHls
 from capsule.vendors.oneapi import OneApi
@@ -28,6 +29,7 @@ __all__ = [
     "get",
     "is_output",
     "names",
+    "read_project",
     "reader_for",
     "register",
     "registered",
@@ -106,6 +108,14 @@ def reader_for(project: Path, name: str | None = None) -> VendorTool:
         if tool.recognises(project):
             return tool
     return _TOOLS.get("vivado_hls") or VivadoHls()
+
+
+def read_project(folder: Path, tool: str | None = None) -> ProjectReports:
+    """The reports found in an hls4ml project folder, read by `tool`'s reader (a name in the
+    registry), else by the first registered tool that recognises the folder's layout."""
+    if not folder.is_dir():
+        raise ReportError(f"{folder}: not a folder")
+    return reader_for(folder, tool).read_project(folder)
 
 
 for _tool in (VivadoHls(), VitisHls(), OneApi()):

@@ -20,9 +20,9 @@ import pytest
 
 from capsule import api, numerics
 from capsule.capsulefile import write_capsule
+from capsule.job import trial_params
 from capsule.run import to_record
 from capsule.runtime.host import Ran
-from capsule.runtime.job import trial_params
 from capsule.trial_result import metrics_json, read_result
 from tests.conftest import small_capsule
 

@@ -13,9 +13,9 @@ import pytest
 
 from capsule import api, doctor, vendors
 from capsule.errors import CapsuleError, SpecError
-from capsule.reports import ProjectReports, read_project, to_metrics
+from capsule.reports import ProjectReports, to_metrics
 from capsule.spec import parse_spec
-from capsule.vendors import Command, Steps, VendorTool
+from capsule.vendors import Command, Steps, VendorTool, read_project
 from capsule.vendors.amd import build_options
 from capsule.vendors.amd.reports import read_project as read_amd_project
 from tests.conftest import install_vendor_double

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from capsule import api, doctor, preflight
+from capsule import api, doctor
 from capsule.errors import DataError
 from capsule.lock import data_root
+from capsule.runtime import preflight
 from tests.conftest import install_vendor_double
 
 NO_ENGINE = "unix:///nonexistent/docker.sock"

@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 from capsule import api, numerics
+from capsule.job import TrialJob
 from capsule.lock import data_root
-from capsule.runtime.job import TrialJob
 
 
 def test_a_job_holds_the_full_point_and_renders_exec_trial_for_any_view(packed: Path) -> None:

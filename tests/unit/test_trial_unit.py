@@ -11,7 +11,7 @@ import pytest
 
 from capsule import api
 from capsule.errors import CapsuleError
-from capsule.runtime.job import threads_for, trial_params
+from capsule.job import threads_for, trial_params
 from capsule.spec import parse_spec
 
 SPEC = parse_spec(files("capsule.templates").joinpath("exp.toml").read_text("utf-8"))

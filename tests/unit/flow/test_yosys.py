@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from capsule.devices import FAMILIES, check_family
 from capsule.errors import StageError
 from capsule.flow.rtl import Design
-from capsule.flow.yosys import FAMILIES, check_family, parse_stat, script
+from capsule.flow.yosys import parse_stat, script
 
 DATA = Path(__file__).parents[2] / "data" / "yosys"
 

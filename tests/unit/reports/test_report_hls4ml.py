@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 from hls4ml.report.vivado_report import parse_vivado_report
 
-from capsule.reports import CsynthReport, read_project
+from capsule.reports import CsynthReport
+from capsule.vendors import read_project
 from capsule.vendors.amd.reports import parse_cosim_rpt, parse_csynth_xml, parse_synth_rpt
 
 # hls4ml's CSynthesisReport key -> the same quantity in our model.

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from capsule.reports import ProjectReports, ReportError, read_project, to_metrics
+from capsule.reports import ProjectReports, ReportError, to_metrics
+from capsule.vendors import read_project
 
 CSYNTH = "myproject_prj/solution1/syn/report/myproject_csynth.xml"
 COSIM = "myproject_prj/solution1/sim/report/myproject_cosim.rpt"

@@ -12,10 +12,10 @@ import pytest
 
 from capsule.errors import SpecError
 from capsule.flow.synth import run_synthesis
-from capsule.reports import ReportError, read_project, to_metrics
+from capsule.reports import ReportError, to_metrics
 from capsule.spec import Spec, Toolchain, parse_spec
 from capsule.toolchain import lock_toolchain
-from capsule.vendors import Steps, get
+from capsule.vendors import Steps, get, read_project
 from capsule.vendors.oneapi.reports import oneapi_name
 from tests.conftest import VENDOR_REPORTS, install_vendor_double
 
