@@ -15,6 +15,7 @@ import os
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -41,6 +42,7 @@ def archive(
     config = _normalised_config({"architecture": "amd64", "os": "linux", "config": {}}, [diff_id])
     with open(path, "wb") as out:
         image_id = _write_archive(out, config, [layer], tag)
+    MADE.add(image_id)
     if repositories is not None:  # a legacy `repositories` file beside manifest.json
         with tarfile.open(path, "a:") as tar:
             data = json.dumps(repositories).encode()
@@ -50,8 +52,11 @@ def archive(
     return image_id
 
 
+MADE: set[str] = set()  # ids of the images the tests' archives hold
+
+
 @pytest.fixture
-def engine() -> Iterator[object]:
+def engine() -> Iterator[Any]:
     try:
         engine = image.client()
         engine.ping()
@@ -60,9 +65,9 @@ def engine() -> Iterator[object]:
             pytest.fail(f"CI must provide the Docker engine: {exc}")
         pytest.skip(str(exc))
     yield engine
-    for ref in (TAG, "capsule-test-other:1"):
+    for image_id in sorted(MADE):  # only the tests' own images: other tests share the engine
         with contextlib.suppress(Exception):
-            engine.images.remove(ref, force=True)
+            engine.images.remove(image_id, force=True)
 
 
 def load(*args: str | Path) -> tuple[int, str]:
@@ -71,7 +76,7 @@ def load(*args: str | Path) -> tuple[int, str]:
     return result.exit_code, result.stderr if result.stderr_bytes is not None else result.output
 
 
-def test_a_loaded_archive_never_moves_a_tag_silently(engine: object, tmp_path: Path) -> None:
+def test_a_loaded_archive_never_moves_a_tag_silently(engine: Any, tmp_path: Path) -> None:
     victim = archive(tmp_path / "victim.tar", b"victim", TAG)
     attacker = archive(tmp_path / "attacker.tar", b"attacker", TAG)
     assert victim != attacker
@@ -96,7 +101,7 @@ def test_a_loaded_archive_never_moves_a_tag_silently(engine: object, tmp_path: P
     assert image.info(engine, TAG).id == attacker
 
 
-def test_a_tag_hidden_outside_the_manifest_is_refused(engine: object, tmp_path: Path) -> None:
+def test_a_tag_hidden_outside_the_manifest_is_refused(engine: Any, tmp_path: Path) -> None:
     hidden = tmp_path / "hidden.tar"
     archive(hidden, b"hidden", "capsule-test-other:1", {"capsule-test-victim": {"1": "x" * 64}})
     code, said = load(hidden)
