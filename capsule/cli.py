@@ -498,7 +498,7 @@ app.add_typer(cache_app, name="cache")
 @_errors
 def cache_ls() -> None:
     """List the stage cache's entries: unit, key, size, last use."""
-    from capsule.cache import StageCache
+    from capsule.pipeline.cache import StageCache
 
     stages = StageCache()
     console.print(render.cache_entries(stages.root, stages.entries()))
@@ -512,7 +512,7 @@ def cache_prune(
     ] = None,
 ) -> None:
     """Remove stage cache entries (all, or those unused for --older-than days)."""
-    from capsule.cache import StageCache
+    from capsule.pipeline.cache import StageCache
 
     removed = StageCache().prune(None if older_than is None else older_than * 86400)
     freed = sum(e.size for e in removed)

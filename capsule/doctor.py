@@ -17,8 +17,9 @@ from capsule.capsulefile import Capsule, read_capsule
 from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.hashing import HashCache
 from capsule.lock import check_data, data_root
+from capsule.pipeline import registry
 from capsule.runtime import choose, preflight
-from capsule.spec import OpenFlow
+from capsule.spec import Spec
 from capsule.toolchain import drift, host_installs
 
 State = Literal["ok", "warn", "fail"]
@@ -165,31 +166,30 @@ def _compiler() -> Finding:
     return Finding("host g++", "ok", gxx)
 
 
-OPEN_TOOLS = {
-    "yosys": (["yosys", "-V"], "synth", "logic synthesis (open_flow.synth)"),
-    "verilator": (["verilator", "--version"], "rtlsim", "RTL simulation (open_flow.rtlsim)"),
-}
+def needs_host_tool(name: str, spec: Spec | None) -> bool:
+    """Whether a trial of `spec` (with the trial's level applied) runs a stage that needs the
+    host program `name` (a tool some registered stage names in `Stage.needs`)."""
+    if spec is None:
+        return False
+    _, stages = registry.host_tools()[name]
+    return any(s.runs(spec) for s in stages)
 
 
-def needs_open_tool(name: str, flow: OpenFlow | None) -> bool:
-    """Whether a trial of `flow` (the spec's open flow with the trial's level applied) runs the
-    step that needs tool `name`."""
-    return flow is not None and bool(getattr(flow, OPEN_TOOLS[name][1]))
-
-
-def open_tool(name: str, flow: OpenFlow | None) -> Finding:
-    """One tool of the open flow: a capsule that runs the step fails without it; otherwise a
-    missing tool is only worth knowing (the open flow cannot run here)."""
+def host_tool(name: str, spec: Spec | None) -> Finding:
+    """One program a stage runs (Yosys, Verilator): a capsule that runs the stage fails without
+    it; otherwise a missing program is only worth knowing (the stage cannot run here)."""
     import subprocess
 
-    command, _, what = OPEN_TOOLS[name]
-    needed = needs_open_tool(name, flow)
-    fix = f"install {name} (Debian: apt-get install {name}); the open flow needs it for {what}"
+    tool, _ = registry.host_tools()[name]
+    needed = needs_host_tool(name, spec)
+    fix = f"install {name} (Debian: apt-get install {name}); capsule needs it for {tool.what}"
     path = shutil.which(name)
     if path is None:
         return Finding(name, "fail" if needed else "warn", "not found", fix)
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(
+            list(tool.version_command), capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return Finding(name, "fail" if needed else "warn", f"{path} does not run: {exc}", fix)
     version = (proc.stdout.strip().splitlines() or ["?"])[0]
@@ -220,8 +220,8 @@ def examine(
     capsule = read_capsule(capsule_path) if capsule_path else None
     engine, engine_finding = _engine()
     findings = [engine_finding, _image(engine, capsule), _compiler(), _numerics(capsule)]
-    flow = capsule.spec.open_flow if capsule is not None else None
-    findings += [open_tool(name, flow) for name in OPEN_TOOLS]
+    spec = capsule.spec if capsule is not None else None
+    findings += [host_tool(name, spec) for name in registry.host_tools()]
     findings.append(_vendor_tools())
     if capsule is not None and capsule_path is not None:
         findings += [

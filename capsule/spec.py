@@ -537,9 +537,10 @@ class Runtime(Strict):
 
 
 class Checks(Strict):
-    """Sanity checks on a trial's results (capsule.trial). A C simulation that agrees with the
-    float model on fewer than `csim_agreement_min` of the test samples has collapsed (e.g. an
-    output precision too narrow for the values): the trial is flagged `collapsed`, not scored."""
+    """Sanity checks on a trial's results (capsule.pipeline.trial). A C simulation that agrees
+    with the float model on fewer than `csim_agreement_min` of the test samples has collapsed
+    (e.g. an output precision too narrow for the values): the trial is flagged `collapsed`, not
+    scored."""
 
     csim_agreement_min: Annotated[float, Field(ge=0, le=1)] = 0.5
 

@@ -1,6 +1,6 @@
 """What a trial leaves for the host to read back: `result.json`, `metrics.json`, the hashes.
 
-The trial process (`capsule.trial`) runs the capsule's code, so everything it writes is
+The trial process (`capsule.pipeline.trial`) runs the capsule's code, so everything it writes is
 untrusted on the host: results and metrics are read bounded and never through a symlink, and
 artifacts are re-hashed here (`rehash`) rather than believed. One set of hashing rules serves
 both sides: plain files by their bytes, a vendor tool's reports only after

@@ -28,6 +28,7 @@ from capsule import doctor, numerics, toolchain
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError, CapsuleWarning, MismatchError
 from capsule.fidelity import outcome
+from capsule.pipeline import registry
 from capsule.process import kill_leftover
 from capsule.runtime import choose
 from capsule.runtime.preflight import Request, data_problem, trust_problem
@@ -182,22 +183,28 @@ def preflight(
 
 
 def _open_tools_missing(capsule: Capsule, local: list[Trial]) -> list[str]:
-    """The open flow's tools (Yosys, Verilator) that trials re-run on this host need and it
-    lacks, as `capsule doctor` finds them; a container has them in its image. A trial's level
-    decides whether it ran Yosys (`open_flow.synth` in its params)."""
+    """The host programs (Yosys, Verilator) that trials re-run on this host need and it lacks,
+    as `capsule doctor` finds them; a container has them in its image. A trial's level decides
+    whether it ran Yosys (`open_flow.synth` in its params)."""
     flow = capsule.spec.open_flow
     if flow is None:
         return []
-    flows = {
-        t.number: flow.model_copy(update={"synth": t.params.get("open_flow.synth", flow.synth)})
+    specs = {
+        t.number: capsule.spec.model_copy(
+            update={
+                "open_flow": flow.model_copy(
+                    update={"synth": t.params.get("open_flow.synth", flow.synth)}
+                )
+            }
+        )
         for t in local
     }
     problems = []
-    for name in doctor.OPEN_TOOLS:
-        needing = [n for n, f in sorted(flows.items()) if doctor.needs_open_tool(name, f)]
+    for name in registry.host_tools():
+        needing = [n for n, s in sorted(specs.items()) if doctor.needs_host_tool(name, s)]
         if not needing:
             continue
-        found = doctor.open_tool(name, flows[needing[0]])
+        found = doctor.host_tool(name, specs[needing[0]])
         if found.state == "fail":
             listed = ", ".join(map(str, needing))
             problems.append(
@@ -277,7 +284,7 @@ def weights_entry(trial: Trial, source: Path, entry: Path) -> list[str]:
     `source` is the trial's folder in a run folder (`train/...`) or an export folder (files at
     its top); each file must hash as the trial recorded it. Returns the artifacts taken.
     """
-    from capsule.cache import ENTRY
+    from capsule.pipeline.cache import ENTRY
 
     taken = []
     (entry / "train").mkdir(parents=True)

@@ -50,10 +50,10 @@ from pathlib import Path
 from typing import Any
 
 from capsule import vendors
-from capsule.cache import code_digest
 from capsule.capsulefile import Attempt, header_bytes, read_capsule
 from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.job import TrialJob
+from capsule.pipeline.cache import code_digest
 from capsule.runtime.host import HostRuntime, OnStart, Ran
 from capsule.runtime.where import Place, here
 from capsule.space import Params

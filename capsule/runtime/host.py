@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from capsule import cache
 from capsule.capsulefile import Attempt
 from capsule.files import write_atomic
 from capsule.job import TrialJob
+from capsule.pipeline import cache, registry
 from capsule.process import kill_leftover
 from capsule.runtime.choose import Choice
 from capsule.runtime.where import Place, here
-from capsule.trial import runs_stage
+from capsule.spec import Spec
 from capsule.trial_result import TrialResult
 
 
@@ -102,7 +102,7 @@ class HostRuntime:
         # The units whose first stage this trial runs: no vendor tool, no synth unit; an
         # open-flow-only spec, no hls unit (its entry would be counted a hit, though nothing
         # restores it). A oneAPI project is not C-simulated, yet its hls unit is cached.
-        units = [u for u in cache.UNITS if runs_stage(spec, cache.UNITS[u][0])]
+        units = [u.name for u in registry.units() if registry.stages_of(u.name)[0].runs(spec)]
         reuse = self.stage_cache.reusable(unit_keys, units) if self.use_cache else {}
         pid_file = folder.with_suffix(".pid")
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -115,26 +115,13 @@ class HostRuntime:
         )
         pid_file.unlink(missing_ok=True)
         if self.use_cache:
-            # A build that left no readable reports is not kept: the next trial runs the tool.
-            # The hls unit of a trial that builds is stored from its files as they were before
-            # the build (`unit_files`); one that did not record them (an older image's) keeps
-            # it out. Whether it builds is the spec's word, not the trial's.
-            built = runs_stage(spec, "synth")
-            finished = [
-                u
-                for u in units
-                if u not in reuse
-                and all(s in result.timings for s in cache.UNITS[u] if runs_stage(spec, s))
-                and (u != "synth" or "reports" in result.timings)
-                and (u != "hls" or not built or u in result.unit_files)
-            ]
             self.stage_cache.store(
                 unit_keys,
-                finished,
+                [u for u in units if u not in reuse and _storable(spec, u, result)],
                 folder,
                 result.stage_metrics,
                 result.fidelity,
-                {"hls": result.unit_files["hls"]} if "hls" in result.unit_files else {},
+                {u: files for u, files in result.unit_files.items() if u in units},
             )
         image = self.choice.image if self.choice.kind == "docker" else None
         return Ran(result, image, place, duration_s=time.perf_counter() - start)
@@ -155,3 +142,16 @@ class HostRuntime:
             from capsule.runtime.docker import remove_labelled
 
             remove_labelled(self.choice.engine, label)
+
+
+def _storable(spec: Spec, unit: str, result: TrialResult) -> bool:
+    """Whether a trial left `unit` finished and worth keeping: every stage of it that the spec
+    runs ran, the unit's own rule agrees (a vendor build whose reports were not read is not
+    kept: the next trial runs the tool), and, where a later stage writes into its files, the
+    trial recorded them before that stage began (`unit_files`; a trial that did not, an older
+    image's, keeps it out). Whether a later stage writes into it is the spec's word, not the
+    trial's."""
+    ran = all(s.name in result.timings for s in registry.stages_of(unit) if s.runs(spec))
+    written = any(unit in s.writes_into for s in registry.stages_for(spec))
+    recorded = not written or unit in result.unit_files
+    return ran and recorded and registry.get_unit(unit).storable(spec, result)

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from capsule import api
-from capsule.cache import StageCache
 from capsule.capsulefile import Trial
+from capsule.pipeline.cache import StageCache
 from tests.conftest import install_vendor_double
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from capsule import api, cache
+from capsule import api
+from capsule.pipeline import cache, registry, tools
 from capsule.spec import OpenFlow
 
 
@@ -15,7 +16,7 @@ def test_open_flow_units_chain_from_training_and_name_their_tool(packed: Path) -
     assert set(cache.keys(capsule, capsule.spec, "env", 1)) == {"train", "hls", "synth"}
     flow = capsule.spec.model_copy(update={"open_flow": OpenFlow()})
     keys = cache.keys(capsule, flow, "env", 1)
-    assert list(cache.UNITS) == ["train", "hls", "rtl", "rtlsim", "yosys", "synth"]
+    assert [u.name for u in registry.units()] == ["train", "hls", "rtl", "rtlsim", "yosys", "synth"]
     assert {"rtl", "rtlsim", "yosys"} <= set(keys) and len(set(keys.values())) == len(keys)
     # another family: the same Verilog and simulation, another synthesis
     xcu = flow.model_copy(update={"open_flow": OpenFlow(family="xcu")})
@@ -37,12 +38,12 @@ def test_the_tools_versions_are_in_their_units_keys(
     capsule = api.load(packed)
     flow = capsule.spec.model_copy(update={"open_flow": OpenFlow()})
     here = cache.keys(capsule, flow, "env", 1)
-    assert cache.open_tool_version(("yosys", "-V")) is not None
-    cache.open_tool_version.cache_clear()
+    assert tools.version_line(("yosys", "-V")) is not None
+    tools.version_line.cache_clear()
     monkeypatch.setenv("PATH", str(tmp_path))  # neither tool runs here
     try:
         elsewhere = cache.keys(capsule, flow, "env", 1)
     finally:
-        cache.open_tool_version.cache_clear()
+        tools.version_line.cache_clear()
     assert elsewhere["rtl"] == here["rtl"]
     assert elsewhere["rtlsim"] != here["rtlsim"] and elsewhere["yosys"] != here["yosys"]

@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import uproot
 
-from capsule import api, cache, toyjets
+from capsule import api, toyjets
+from capsule.pipeline import cache
 from tests.unit.test_hostile import cli, refused
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from capsule.errors import SpecError
+from capsule.pipeline.registry import stages_for
 from capsule.spec import parse_spec
-from capsule.trial import STAGES, runs_stage
 
 BASE = '[experiment]\nname = "m"\n[data.features]\npath = "x.npy"\n[data.labels]\npath = "y.npy"\n'
 OPEN_ONLY = '[[objectives]]\nmetric = "rtlsim_accuracy"\ndirection = "maximize"\n'
@@ -14,7 +14,7 @@ OPEN_ONLY = '[[objectives]]\nmetric = "rtlsim_accuracy"\ndirection = "maximize"\
 
 def stages(text: str) -> list[str]:
     spec = parse_spec(text)
-    return [s for s in STAGES if runs_stage(spec, s)]
+    return [s.name for s in stages_for(spec)]
 
 
 def test_spec_without_open_flow_runs_and_dumps_as_before() -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from capsule.cache import ENTRY, StageCache, unit_files
 from capsule.errors import CapsuleWarning
+from capsule.pipeline.cache import ENTRY, StageCache, unit_files
 
 KEYS = {"train": "sha256:" + "1" * 64, "hls": "sha256:" + "2" * 64}
 

@@ -1,6 +1,7 @@
 """The stage cache: each unit of a trial's work stored under a key hashed from exactly its inputs.
 
-Units, in trial order, with what each reads and leaves:
+Units, in trial order, with what each reads and leaves (each is defined with its first stage in
+`capsule.pipeline.stages` and registered in `capsule.pipeline.registry`):
 
     train   stage train                      data, preprocessing, model, training, seed, code,
                                              environment, threads, numerics -> train/
@@ -49,26 +50,11 @@ from typing import Any
 from capsule.capsulefile import Capsule
 from capsule.errors import CapsuleWarning
 from capsule.hashing import default_cache_dir, digest_of, hash_files
+from capsule.pipeline.registry import get_unit, stages_of, units
+from capsule.pipeline.stage import KeyInputs
 from capsule.spec import Spec
 
 FORMAT = 2  # 2: an hls unit holds no vendor build's output (`unit_files`)
-UNITS: dict[str, tuple[str, ...]] = {
-    "train": ("train",),
-    "hls": ("convert", "csim", "estimate"),
-    "rtl": ("rtl",),
-    "rtlsim": ("rtlsim",),
-    "yosys": ("yosys",),
-    "synth": ("synth",),
-}
-OUTPUTS: dict[str, tuple[str, ...]] = {
-    "train": ("train",),
-    "hls": ("hls4ml_prj", "csim"),
-    "rtl": ("rtl",),
-    "rtlsim": ("rtlsim",),
-    "yosys": ("yosys",),
-    "synth": ("hls4ml_prj", "synth.log"),
-}
-UNIT_OF = {stage: unit for unit, stages in UNITS.items() for stage in stages}
 SKIPPED_SUFFIXES = (".so", ".o")
 ENTRY = "unit.json"
 
@@ -85,19 +71,6 @@ def code_digest() -> str:
 def environment_identity(image_id: str | None) -> str:
     """What the trial's code runs on: the image, or this host's packages and capsule's code."""
     return image_id if image_id is not None else _host_identity()
-
-
-@cache
-def open_tool_version(command: tuple[str, ...]) -> str | None:
-    """The first line a tool prints for its version, or None when it does not run here."""
-    import subprocess
-
-    try:
-        proc = subprocess.run(list(command), capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    lines = proc.stdout.strip().splitlines()
-    return lines[0] if proc.returncode == 0 and lines else None
 
 
 @cache
@@ -121,7 +94,8 @@ def _data_key(capsule: Capsule) -> list[Any]:
 
 
 def keys(capsule: Capsule, spec: Spec, environment: str, threads: int) -> dict[str, str]:
-    """The key of each unit for the trial of `spec` (the capsule's spec with params applied)."""
+    """The key of each unit a trial of `spec` (the capsule's spec with params applied) has,
+    each hashed from its unit's recipe on the keys before it."""
     base = {
         "format": FORMAT,
         "data": _data_key(capsule),
@@ -135,37 +109,16 @@ def keys(capsule: Capsule, spec: Spec, environment: str, threads: int) -> dict[s
         "threads": threads,
         "numerics": spec.runtime.numerics_mode(),
     }
-    train = digest_of(
-        {
-            **base,
-            "model": spec.model.model_dump(mode="json"),
-            "training": spec.training.model_dump(mode="json"),
-        }
-    )
-    hls = digest_of({"train": train, "hls4ml": spec.hls4ml.model_dump(mode="json")})
-    tool = capsule.toolchain
-    synth = digest_of(
-        {
-            "hls": hls,
-            "tool": [tool.name, tool.version, tool.fingerprint, tool.reported_version],
-            "steps": spec.toolchain.model_dump(mode="json", exclude={"timeout"}),
-        }
-    )
-    keys = {"train": train, "hls": hls, "synth": synth}
-    if spec.open_flow is not None:
-        rtl = digest_of({"train": train, "unit": "rtl"})
-        keys["rtl"] = rtl
-        keys["rtlsim"] = digest_of(
-            {"rtl": rtl, "verilator": open_tool_version(("verilator", "--version"))}
-        )
-        keys["yosys"] = digest_of(
-            {
-                "rtl": rtl,
-                "family": spec.open_flow.family,
-                "yosys": open_tool_version(("yosys", "-V")),
-            }
-        )
-    return keys
+    found: dict[str, str] = {}
+    for unit in units():
+        content = unit.key(KeyInputs(capsule, spec, base, found))
+        if content is not None:
+            found[unit.name] = digest_of(content)
+    return found
+
+
+def outputs(unit: str) -> tuple[str, ...]:
+    return get_unit(unit).outputs
 
 
 @dataclass(frozen=True)
@@ -214,7 +167,7 @@ class StageCache:
             target = self.path(unit_keys[unit])
             if target.exists():
                 continue
-            odd = _not_plain(folder, OUTPUTS[unit])
+            odd = _not_plain(folder, outputs(unit))
             if odd is not None:
                 # A trial (in a container, or a capsule's own code) may leave a link to a host
                 # file; copying it would put that file in the cache, and in the next trial.
@@ -239,7 +192,7 @@ class StageCache:
                 break
             tmp.chmod(0o755)  # containers read entries as another user
             try:
-                for name in OUTPUTS[unit] if listed is None else []:
+                for name in outputs(unit) if listed is None else []:
                     source = folder / name
                     if source.is_dir():
                         shutil.copytree(
@@ -252,15 +205,14 @@ class StageCache:
                 for rel in listed or []:
                     (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                     shutil.copy2(folder / rel, tmp / rel)
-                metrics = {
-                    k: v for stage in UNITS[unit] for k, v in stage_metrics.get(stage, {}).items()
-                }
+                names = [stage.name for stage in stages_of(unit)]
+                metrics = {k: v for name in names for k, v in stage_metrics.get(name, {}).items()}
                 record = {
                     "unit": unit,
                     "key": unit_keys[unit],
                     "metrics": metrics,
                     "fidelity": {k: fidelity[k] for k in metrics if k in fidelity},
-                    "stage_metrics": {s: stage_metrics.get(s, {}) for s in UNITS[unit]},
+                    "stage_metrics": {name: stage_metrics.get(name, {}) for name in names},
                 }
                 (tmp / ENTRY).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
                 os.rename(tmp, target)
@@ -312,7 +264,7 @@ def _regular_files(folder: Path, unit: str) -> list[str]:
     found without following a link; a folder that cannot be listed raises."""
 
     found = []
-    for name in OUTPUTS[unit]:
+    for name in outputs(unit):
         top = folder / name
         if top.is_file() and not top.is_symlink():
             found.append(name)
@@ -347,7 +299,7 @@ def _listed(folder: Path, unit: str, listed: dict[str, str]) -> list[str] | None
 
 def restore(unit: str, entry: Path, out: Path) -> dict[str, Any]:
     """Copy a cached unit's outputs into the trial folder `out`; its unit.json record."""
-    for name in OUTPUTS[unit]:
+    for name in outputs(unit):
         source, target = entry / name, out / name
         if source.is_dir():
             if target.exists():

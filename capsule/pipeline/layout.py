@@ -1,0 +1,30 @@
+"""The trial folder's layout: every folder and file a stage leaves, named once.
+
+Stages, the stage cache, the host that re-hashes a trial, `verify` and `export` all find a
+trial's outputs here; no module outside `capsule.pipeline` spells one as a string (a test greps
+for them). Paths are relative to the trial folder, POSIX-style, as the artifact hashes name them.
+"""
+
+from __future__ import annotations
+
+PARAMS = "params.json"
+RESULT = "result.json"
+METRICS = "metrics.json"
+TRIAL_LOG = "trial.log"
+STAGES_LOG = "stages.log"  # one stage name a line, as each starts: `capsule run`'s live view
+SOURCES = "src"  # the capsule's embedded sources, written out for the builder to import
+
+TRAIN = "train"
+WEIGHTS = f"{TRAIN}/model.weights.h5"
+FLOAT_PREDICTIONS = f"{TRAIN}/float_predictions.npy"
+
+HLS_PROJECT = "hls4ml_prj"
+HLS_CONFIG = f"{HLS_PROJECT}/hls4ml_config.yml"
+FIRMWARE_WEIGHTS = f"{HLS_PROJECT}/firmware/weights"
+CSIM = "csim"
+
+RTL = "rtl"
+RTLSIM = "rtlsim"
+YOSYS = "yosys"
+
+SYNTH_LOG = "synth.log"

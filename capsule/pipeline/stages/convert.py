@@ -1,0 +1,49 @@
+"""convert: the trained model into an hls4ml project, compiled for C simulation (g++).
+
+Its unit, `hls`, holds the project and the C simulation (convert, csim, estimate): keyed on the
+trained model and `[hls4ml]`, so a promotion to vendor synthesis reuses it. A vendor build
+writes into the project (`Stage.writes_into`): the unit is then stored from the files it had
+before the build."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from capsule.flow.estimate import Layer
+from capsule.pipeline import layout
+from capsule.pipeline.context import Context, Measured, measured
+from capsule.pipeline.stage import KeyInputs, Stage, Unit
+from capsule.spec import Spec
+
+
+def run(ctx: Context) -> Measured:
+    from capsule.flow.hls import LAYERS, convert, describe, write_layers
+
+    model = ctx.trained()
+    project = ctx.out / layout.HLS_PROJECT
+    ctx.hls_model = convert(ctx.spec, model, ctx.out / layout.WEIGHTS, project)
+    h = ctx.spec.hls4ml
+    if h.estimate == "layers":
+        write_layers(describe(ctx.hls_model, h.io_type, h.strategy), project / LAYERS)
+    return measured({})
+
+
+def converted_layers(out: Path) -> list[Layer]:
+    """The layers the convert stage described (also when restored from the stage cache)."""
+    from capsule.flow.hls import LAYERS, read_layers
+
+    path = out / layout.HLS_PROJECT / LAYERS
+    return read_layers(path) if path.is_file() else []
+
+
+def key(k: KeyInputs) -> dict[str, Any]:
+    return {"train": k.keys["train"], "hls4ml": k.spec.hls4ml.model_dump(mode="json")}
+
+
+def runs(spec: Spec) -> bool:
+    return spec.runs_hls4ml()
+
+
+STAGE = Stage("convert", run, runs=runs, unit="hls", folders=(layout.HLS_PROJECT,))
+UNIT = Unit("hls", (layout.HLS_PROJECT, layout.CSIM), key)

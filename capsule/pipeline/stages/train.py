@@ -1,0 +1,52 @@
+"""train: build and fit the model -> the weights and the float predictions of the test split.
+
+Its unit is keyed on everything training reads: a trial that changes only hls4ml settings
+reuses it, so the search pays for training once per trained point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from capsule.pipeline import layout
+from capsule.pipeline.context import Context, Measured, measured
+from capsule.pipeline.stage import KeyInputs, Stage, Unit
+
+
+def run(ctx: Context) -> Measured:
+    from capsule.flow.train import configure_tensorflow, train
+
+    data = ctx.data
+    configure_tensorflow(ctx.spec.experiment.seed, ctx.job.threads)
+    model, metrics = train(ctx.spec, data.inputs, data.split, data.sources, ctx.out / layout.TRAIN)
+    ctx.model = model
+    return measured(metrics)
+
+
+def key(k: KeyInputs) -> dict[str, Any]:
+    return {
+        **k.base,
+        "model": k.spec.model.model_dump(mode="json"),
+        "training": k.spec.training.model_dump(mode="json"),
+    }
+
+
+def rescore(ctx: Context) -> dict[str, float]:
+    """The float metrics of training outputs that came without them (`verify --from-weights`),
+    computed from the restored predictions and this trial's own test split."""
+    from capsule.flow import qat
+    from capsule.flow.train import score_file
+
+    data, out = ctx.data, ctx.out
+    batch = ctx.spec.training.batch_size
+    metrics = score_file(data.inputs, data.split.test, batch, out / layout.FLOAT_PREDICTIONS)
+    model = ctx.trained()
+    if qat.is_hgq(model):
+        from capsule.flow.train import batches_of
+
+        train = batches_of(data.inputs, data.split.train, batch)
+        metrics.update(qat.calibrate(model, train))
+    return metrics
+
+
+STAGE = Stage("train", run, unit="train", folders=(layout.TRAIN,))
+UNIT = Unit("train", (layout.TRAIN,), key, rescore=rescore)
