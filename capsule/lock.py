@@ -91,8 +91,11 @@ def locked_files(capsule: Capsule, name: str) -> list[str]:
 def _check_inputs(spec: Spec, root: Path, files: dict[str, list[str]], source: str) -> None:
     """Open both inputs as a trial opens them, so a file the trial could not read (a missing
     tree or branch, disagreeing schemas, too few rows for the split) is refused at pack, with
-    nothing written: from headers and schemas, never by reading the data. (Inputs whose row
-    counts differ are the trial's data stage to report, as before.)"""
+    nothing written: from headers and schemas, never by reading the data. The same opening
+    refuses what a stranger's file could do to the reader (flow.data, flow.columns): an HDF5
+    dataset whose data lies in another file, a .npy header that does not match its file, a
+    ROOT or Parquet file that decodes far beyond its size or in too many pieces. (Inputs whose
+    row counts differ are the trial's data stage to report, as before.)"""
     from capsule.flow.data import Split, open_input
 
     d = spec.data
@@ -102,9 +105,10 @@ def _check_inputs(spec: Spec, root: Path, files: dict[str, list[str]], source: s
             array = open_input(root, files[name], getattr(d, name))
         except DataError as exc:
             raise DataError(f"{source}: data.{name}: {exc}") from None
-        except (OSError, ValueError) as exc:  # h5py's and numpy's errors for an unreadable file
+        except Exception as exc:  # a parser of a stranger's file may raise anything
             first = files[name][0]
-            raise DataError(f"{source}: data.{name}: {first}: cannot read: {exc}") from None
+            text = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise DataError(f"{source}: data.{name}: {first}: cannot read: {text}") from None
         try:
             n_rows[name] = int(array.shape[0]) if array.shape else 0
         finally:

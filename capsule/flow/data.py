@@ -45,10 +45,14 @@ class ArrayFile(Protocol):
 
 
 class NpyFile:
-    """A .npy file read by row ranges with positioned reads; nothing is mapped."""
+    """A .npy file read by row ranges with positioned reads; nothing is mapped.
 
-    def __init__(self, path: Path) -> None:
+    The header must describe exactly the bytes that follow it: a 4 KB file claiming
+    1797 x 2^40 float32 would otherwise pass every check and make the trial allocate 8 TiB."""
+
+    def __init__(self, path: Path, name: str | None = None) -> None:
         self.path = path
+        name = str(path) if name is None else name
         self._fd = os.open(path, os.O_RDONLY)
         try:
             with open(path, "rb") as f:
@@ -63,10 +67,19 @@ class NpyFile:
                 self._offset = f.tell()
         except ValueError as exc:
             os.close(self._fd)
-            raise DataError(f"{path}: not a .npy file: {exc}") from None
+            raise DataError(f"{name}: not a .npy file: {exc}") from None
         if fortran or dtype.hasobject or not shape:
             os.close(self._fd)
-            raise DataError(f"{path}: need a C-ordered, non-object array with rows")
+            raise DataError(f"{name}: need a C-ordered, non-object array with rows")
+        data = os.fstat(self._fd).st_size - self._offset
+        declared = math.prod(shape) * dtype.itemsize
+        if declared != data:
+            os.close(self._fd)
+            shown = " x ".join(str(n) for n in shape)
+            raise DataError(
+                f"{name}: its header declares {shown} {dtype} ({declared:,} bytes) but "
+                f"{data:,} bytes follow it"
+            )
         self.shape: tuple[int, ...] = tuple(shape)
         self.dtype: np.dtype[Any] = dtype
         self._row_bytes = int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize
@@ -87,23 +100,152 @@ class NpyFile:
         os.close(self._fd)
 
 
-class Hdf5File:
-    """One dataset of an HDF5 file, read by row ranges (h5py reads only the chunks needed)."""
+MAX_CHUNK_BYTES = 256 << 20
+CHUNKS_FLOOR = 1000
+BYTES_PER_CHUNK = 1 << 10
+SOFT_LINK_HOPS = 16  # HDF5's own limit on soft links followed in one path (H5L_NUM_LINKS)
 
-    def __init__(self, path: Path, dataset: str) -> None:
+
+class Hdf5File:
+    """One dataset of an HDF5 file, read by row ranges (h5py reads only the chunks needed).
+
+    The file may come from a stranger, and HDF5 reads other files on its own: an external link,
+    a dataset in external storage, a virtual dataset's sources, any path on the host. So the
+    dataset is reached one link at a time, hard and soft links only, and its creation properties
+    are checked before its shape or any data is asked for (an unlimited virtual dataset opens
+    its sources to find its extent). Only then is it read, and only from this file, whose hash
+    the lock holds. A dataset whose chunks are not all written (they would read as the fill
+    value: a 4 KB file declaring terabytes), chunks above MAX_CHUNK_BYTES each decoded whole
+    per read, or more than one chunk per BYTES_PER_CHUNK of data beyond CHUNKS_FLOOR chunks
+    (each a lookup of its own) is refused too.
+    """
+
+    def __init__(self, path: Path, dataset: str, name: str | None = None) -> None:
         import h5py
 
         self.path = path
+        self.name = str(path) if name is None else name
         try:
             self._file = h5py.File(path, "r")
         except OSError as exc:
-            raise DataError(f"{path}: not an HDF5 file: {exc}") from None
-        if dataset not in self._file:
+            raise DataError(f"{self.name}: not an HDF5 file: {exc}") from None
+        try:
+            self._ds = h5py.Dataset(self._open(dataset))
+            self.shape = tuple(self._ds.shape)
+            self.dtype = self._ds.dtype
+            self._check(dataset)
+        except DataError:
             self._file.close()
-            raise DataError(f"{path}: no dataset {dataset!r}")
-        self._ds = self._file[dataset]
-        self.shape = tuple(self._ds.shape)
-        self.dtype = self._ds.dtype
+            raise
+        except Exception as exc:  # h5py raises many types for a damaged file
+            self._file.close()
+            text = " ".join(str(exc).split())[:300] or type(exc).__name__
+            raise DataError(f"{self.name}: dataset {dataset!r}: cannot read: {text}") from None
+
+    def _open(self, dataset: str) -> Any:
+        """The dataset's object, reached through hard and soft links inside this file only."""
+        import h5py
+
+        where = f"{self.name}: dataset {dataset!r}"
+        parts = _hdf5_parts(dataset)
+        group = self._file.id
+        hops = 0
+        while parts:
+            part = parts.pop(0).encode()
+            try:
+                found = group.links.exists(part)
+                kind = group.links.get_info(part).type if found else None
+            except (KeyError, ValueError, OSError) as exc:
+                raise DataError(f"{where}: cannot follow its path: {exc}") from None
+            if kind is None:
+                raise DataError(f"{self.name}: no dataset {dataset!r}")
+            if kind == h5py.h5l.TYPE_EXTERNAL:
+                file, inside = (v.decode(errors="replace") for v in group.links.get_val(part))
+                raise DataError(
+                    f"{where}: is a link to {inside!r} in another file ({file!r}); "
+                    "copy the data into the HDF5 file"
+                )
+            if kind == h5py.h5l.TYPE_SOFT:
+                hops += 1
+                if hops > SOFT_LINK_HOPS:
+                    raise DataError(f"{where}: more than {SOFT_LINK_HOPS} soft links")
+                target = group.links.get_val(part).decode(errors="replace")
+                if target.startswith("/"):
+                    group = self._file.id
+                parts = _hdf5_parts(target) + parts
+                continue
+            if kind != h5py.h5l.TYPE_HARD:
+                raise DataError(
+                    f"{where}: a user-defined link (type {kind}), which HDF5 may "
+                    "resolve anywhere; copy the data into the HDF5 file"
+                )
+            obj = h5py.h5o.open(group, part)
+            if not parts:
+                if not isinstance(obj, h5py.h5d.DatasetID):
+                    raise DataError(f"{where}: not a dataset")
+                self._check_storage(obj, where)
+                return obj
+            if not isinstance(obj, h5py.h5g.GroupID):
+                raise DataError(f"{where}: {part.decode(errors='replace')!r} is not a group")
+            group = obj
+        raise DataError(f"{self.name}: no dataset {dataset!r}")
+
+    def _check_storage(self, obj: Any, where: str) -> None:
+        import h5py
+
+        plist = obj.get_create_plist()
+        if plist.get_layout() == h5py.h5d.VIRTUAL:
+            raise DataError(
+                f"{where}: is a virtual dataset (its data lies in other files); "
+                "copy the data into the HDF5 file"
+            )
+        if plist.get_external_count():
+            raise DataError(
+                f"{where}: stores its data in another file (external storage); "
+                "copy the data into the HDF5 file"
+            )
+
+    def _check(self, dataset: str) -> None:
+        """Numbers with rows, every byte of which this file holds (see the class)."""
+        import h5py
+
+        where = f"{self.name}: dataset {dataset!r}"
+        if self.dtype.kind not in "biuf":
+            raise DataError(f"{where}: holds {self.dtype}, not numbers")
+        if not self.shape:
+            raise DataError(f"{where}: a scalar, not rows")
+        nbytes = math.prod(self.shape) * self.dtype.itemsize
+        ds = self._ds.id
+        plist = ds.get_create_plist()
+        if plist.get_layout() != h5py.h5d.CHUNKED:
+            stored = ds.get_storage_size()
+            if stored < nbytes:
+                raise DataError(
+                    f"{where}: holds {stored:,} of its {nbytes:,} bytes (the rest would read "
+                    "as its fill value)"
+                )
+            return
+        chunk = plist.get_chunk()
+        chunk_bytes = math.prod(chunk) * self.dtype.itemsize
+        if chunk_bytes > MAX_CHUNK_BYTES:
+            raise DataError(
+                f"{where}: chunks of {chunk_bytes:,} bytes, each read whole, more than "
+                f"{MAX_CHUNK_BYTES >> 20} MiB; write it with smaller chunks"
+            )
+        needed = math.prod(-(-n // c) for n, c in zip(self.shape, chunk, strict=True))
+        written = ds.get_num_chunks()
+        if written < needed:
+            raise DataError(
+                f"{where}: {written:,} of its {needed:,} chunks are written (the rest would "
+                "read as its fill value)"
+            )
+        most = max(CHUNKS_FLOOR, nbytes // BYTES_PER_CHUNK)
+        if written > most:
+            raise DataError(
+                f"{where}: {written:,} chunks for {nbytes:,} bytes, more than one per "
+                f"{BYTES_PER_CHUNK >> 10} KiB (beyond {CHUNKS_FLOOR:,}); "
+                "write it with larger chunks"
+            )
 
     def read(self, start: int, stop: int) -> np.ndarray:
         return np.asarray(self._ds[start:stop])
@@ -112,11 +254,18 @@ class Hdf5File:
         self._file.close()
 
 
-def open_array(path: Path, fmt: str, dataset: str | None = None) -> ArrayFile:
+def open_array(
+    path: Path, fmt: str, dataset: str | None = None, name: str | None = None
+) -> ArrayFile:
     if fmt == "npy":
-        return NpyFile(path)
+        return NpyFile(path, name)
     assert dataset is not None
-    return Hdf5File(path, dataset)
+    return Hdf5File(path, dataset, name)
+
+
+def _hdf5_parts(path: str) -> list[str]:
+    """The links of an HDF5 path, in order ('.' is the group itself, '//' one separator)."""
+    return [part for part in path.split("/") if part not in ("", ".")]
 
 
 def open_input(root: Path, names: list[str], inp: DataInput) -> ArrayFile:
@@ -128,7 +277,7 @@ def open_input(root: Path, names: list[str], inp: DataInput) -> ArrayFile:
     if fmt in ("npy", "hdf5"):
         if len(names) != 1:
             raise DataError(f"a {fmt} input is one file, not {len(names)}")
-        return open_array(root / names[0], fmt, inp.dataset)
+        return open_array(root / names[0], fmt, inp.dataset, names[0])
     from capsule.flow.columns import ColumnFile, Jagged, ParquetSource, RootSource, Source
 
     sources: list[Source] = []
