@@ -18,6 +18,27 @@ of a mapped file count in the process's RSS (see flow.data).
 Schemas are checked when the array is opened (at pack and again in the trial): every named branch
 exists in every file, is numeric, is jagged only with a declared length, and has the same type in
 every file. Errors are one line that names the file, the tree or column, and the entries.
+
+A file may come from a stranger, so what it may decode to is bounded from its metadata before any
+data is read (ROOT: each branch's fTotBytes and basket count; Parquet: each column chunk's value
+count and the row groups), again per file, at pack and in the trial:
+
+- The named columns may decode to at most MAX_RATIO (100) times the file's size, or else to at
+  most MAX_OVERREAD (64) times the bytes the input keeps from them (rows times declared widths).
+  Real physics files compress 2 to 10 times; flat columns decode to what the input keeps; a
+  jagged column longer than its declared length is truncated, which costs its extra values. Only
+  both at once is refused: 23 kB of Parquet whose list column holds 100,000 zeros an entry
+  (4 GB decoded, 12,500 times the 8 values kept), not a highly compressible flat column nor a
+  long jagged one in a normally compressed file.
+- A branch may have at most one basket, and a file one row group, per ROWS_PER_UNIT (64) entries
+  or per BYTES_PER_UNIT (64 KiB) decoded on average, once above UNITS_FLOOR (1,000): each costs a
+  read call (8 ms for a one-entry basket through uproot), so 20,000 one-entry baskets in a 6.9 MB
+  file took 160 s a pass.
+
+Windows are sized by the larger of the declared row and the row as the file decodes it, so a
+window of long jagged entries stays near WINDOW_BYTES. Metadata can lie, so a window that decodes
+to more than its share of the file's bound is refused when read; before that, it holds at most
+one basket or page (both under 2 GiB in their formats).
 """
 
 from __future__ import annotations
@@ -25,6 +46,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import math
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +57,12 @@ import numpy as np
 from capsule.errors import DataError
 
 WINDOW_BYTES = 32 << 20
+MAX_RATIO = 100
+MAX_OVERREAD = 64
+UNITS_FLOOR = 1000
+ROWS_PER_UNIT = 64
+BYTES_PER_UNIT = 64 << 10
+DECODED_FLOOR = 1 << 20  # a file that decodes to at most this is never a bomb
 
 
 @dataclass(frozen=True)
@@ -55,6 +83,18 @@ class Jagged:
     pad: float
 
 
+@dataclass(frozen=True)
+class Footprint:
+    """What one pass over some columns of a file decodes, as its metadata says: bytes per
+    column, and the units read one call at a time (per column: ROOT baskets of the branch, or
+    the file's Parquet row groups)."""
+
+    size: int
+    decoded: dict[str, int]
+    units: dict[str, int]
+    unit: str
+
+
 class Source(Protocol):
     """One file's rows: its fields (None for a field that is not numbers) and ranged reads."""
 
@@ -66,6 +106,8 @@ class Source(Protocol):
     def where(self, column: str) -> str: ...
 
     def boundaries(self, columns: list[str]) -> list[int]: ...
+
+    def footprint(self, columns: list[str]) -> Footprint: ...
 
     def read(self, columns: list[str], start: int, stop: int) -> dict[str, Any]: ...
 
@@ -84,6 +126,7 @@ class RootSource:
 
         self.name = name
         self.tree_name = tree
+        self.size = _size(path, name)
         try:
             self._file = uproot.open(
                 path,
@@ -138,6 +181,14 @@ class RootSource:
     def boundaries(self, columns: list[str]) -> list[int]:
         return [int(e) for e in self._tree.common_entry_offsets(filter_name=columns)]
 
+    def footprint(self, columns: list[str]) -> Footprint:
+        decoded, units = {}, {}
+        for column in columns:
+            branch = self._tree[column]
+            decoded[column] = max(0, int(branch.member("fTotBytes")))
+            units[column] = int(branch.num_baskets)
+        return Footprint(self.size, decoded, units, "baskets")
+
     def read(self, columns: list[str], start: int, stop: int) -> dict[str, Any]:
         """Flat branches as NumPy arrays, jagged ones as awkward arrays: building awkward
         records of flat branches took half the time of a read (33 branches, 8192 entries)."""
@@ -172,6 +223,7 @@ class ParquetSource:
         import pyarrow.parquet as pq
 
         self.name = name
+        self.size = _size(path, name)
         try:
             self._file = pq.ParquetFile(path)
         except Exception as exc:  # pyarrow's ArrowInvalid and OSError for a file that is not one
@@ -213,6 +265,29 @@ class ParquetSource:
         for start, stop in zip(self._groups, self._groups[1:], strict=False):
             bounds.extend(range(start, stop, self.window_rows))
         return [*bounds, self.n_rows]
+
+    def footprint(self, columns: list[str]) -> Footprint:
+        """Values per column from the footer: a list column's chunk counts every value of every
+        entry (its pages' sizes do not: a run of zeros encodes to a few bytes)."""
+        meta = self._file.metadata
+        schema = self._file.schema_arrow
+        leaf, first = {}, 0
+        for field in schema:
+            leaf[field.name] = first
+            first += _leaves(field.type)
+        fields = self.fields()
+        decoded = {}
+        for column in columns:
+            field = fields[column]
+            itemsize = field.dtype.itemsize if isinstance(field, Field) else 8
+            values = sum(
+                max(0, meta.row_group(i).column(leaf[column]).num_values)
+                for i in range(meta.num_row_groups)
+            )
+            offsets = 4 * self.n_rows if isinstance(field, Field) and field.width is None else 0
+            decoded[column] = values * itemsize + offsets
+        units = dict.fromkeys(columns, int(meta.num_row_groups))
+        return Footprint(self.size, decoded, units, "row groups")
 
     def read(self, columns: list[str], start: int, stop: int) -> dict[str, Any]:
         import awkward as ak
@@ -297,6 +372,7 @@ class ColumnFile:
         self._jagged = jagged
         try:
             self._fields = self._check()
+            self._limits = [self._bound(s) for s in self._sources]
         except DataError:
             self.close()
             raise
@@ -308,7 +384,11 @@ class ColumnFile:
         flat_one = len(columns) == 1 and widths[0] == 1 and columns[0] not in jagged
         total = int(self._starts[-1])
         self.shape: tuple[int, ...] = (total,) if flat_one else (total, int(self._offsets[-1]))
-        row_bytes = max(1, int(self._offsets[-1]) * self.dtype.itemsize)
+        decoded_row = max(
+            math.ceil(decoded / max(1, s.n_rows))
+            for s, (_, decoded) in zip(self._sources, self._limits, strict=True)
+        )
+        row_bytes = max(1, int(self._offsets[-1]) * self.dtype.itemsize, decoded_row)
         self.window_rows = max(1, window_bytes // row_bytes)
         for source in self._sources:
             if isinstance(source, ParquetSource):
@@ -355,6 +435,49 @@ class ColumnFile:
                     )
         return first
 
+    def _bound(self, source: Source) -> tuple[int, int]:
+        """What the file may decode to in one pass (see the module's docstring) and what its
+        metadata says it decodes to; raises when it says more, or when it has too many units."""
+        try:
+            foot = source.footprint(self._columns)
+        except Exception as exc:  # uproot and pyarrow raise many types for damaged metadata
+            raise DataError(f"{source.name}: cannot read its metadata: {_one_line(exc)}") from None
+        kept = source.n_rows * sum(
+            self._width(c) * self._fields[c].dtype.itemsize for c in self._columns
+        )
+        decoded = sum(foot.decoded.values())
+        limit = max(MAX_RATIO * foot.size, MAX_OVERREAD * kept, DECODED_FLOOR)
+        if decoded > limit:
+            worst = max(self._columns, key=lambda c: foot.decoded[c])
+            per_entry = ""
+            if worst in self._jagged and source.n_rows:
+                content = foot.decoded[worst] - 4 * source.n_rows  # less the entries' offsets
+                values = content / self._fields[worst].dtype.itemsize / source.n_rows
+                length = self._jagged[worst].length
+                per_entry = f" ({values:,.0f} values an entry on average, length {length})"
+            raise DataError(
+                f"{source.where(worst)}{per_entry}: the input's {_noun(source, plural=True)} "
+                f"decode to {decoded:,} bytes, more than {MAX_RATIO} times the file's "
+                f"{foot.size:,} bytes and {MAX_OVERREAD} times the {kept:,} bytes the input "
+                "keeps; refused as a decompression bomb"
+            )
+        for column in self._columns:
+            units = foot.units[column]
+            most = max(
+                UNITS_FLOOR,
+                source.n_rows // ROWS_PER_UNIT,
+                foot.decoded[column] // BYTES_PER_UNIT,
+            )
+            if units > most:
+                noun = "entries" if isinstance(source, RootSource) else "rows"
+                raise DataError(
+                    f"{source.where(column)}: {units:,} {foot.unit} for {source.n_rows:,} "
+                    f"{noun}, more than one per {ROWS_PER_UNIT} {noun} or "
+                    f"{BYTES_PER_UNIT >> 10} KiB on average (beyond {UNITS_FLOOR:,}), each a read "
+                    f"of its own; write the file with larger {foot.unit}"
+                )
+        return limit, decoded
+
     def _windows(self, source: Source) -> list[int]:
         """Boundaries of the source's windows: its clusters or row groups, split to fit."""
         natural = source.boundaries(self._columns) if source.n_rows else [0]
@@ -388,13 +511,14 @@ class ColumnFile:
         k = bisect.bisect_right(bounds, row - base) - 1
         lo, hi = bounds[k], bounds[k + 1]
         self._cache = None  # released before the next window is read
-        rows = self._convert(self._sources[i], lo, hi)
+        rows = self._convert(i, lo, hi)
         self._cache = (i, base + lo, base + hi, rows)
         return self._cache
 
-    def _convert(self, source: Source, start: int, stop: int) -> np.ndarray:
+    def _convert(self, i: int, start: int, stop: int) -> np.ndarray:
         import awkward as ak
 
+        source = self._sources[i]
         try:
             arrays = source.read(self._columns, start, stop)
         except DataError:
@@ -403,6 +527,13 @@ class ColumnFile:
             where = source.where(self._columns[0]) if len(self._columns) == 1 else source.name
             reason = _one_line(exc)
             raise DataError(f"{where}, entries {start}-{stop}: cannot read: {reason}") from None
+        limit = self._limits[i][0]
+        decoded = sum(_nbytes(v) for v in arrays.values())
+        if decoded > limit:
+            raise DataError(
+                f"{source.name}, entries {start}-{stop}: decode to {decoded:,} bytes, more than "
+                f"the {limit:,} its metadata allows the whole file; refused as a decompression bomb"
+            )
         out = np.empty((stop - start, int(self._offsets[-1])), dtype=self.dtype)
         for column, lo, hi in zip(self._columns, self._offsets, self._offsets[1:], strict=False):
             values = arrays[column]
@@ -450,8 +581,38 @@ def _number(kind: Any) -> bool:
     return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind))
 
 
-def _noun(source: Source) -> str:
-    return "branch" if isinstance(source, RootSource) else "column"
+def _nbytes(values: Any) -> int:
+    import awkward as ak
+
+    if isinstance(values, np.ndarray):
+        return int(values.nbytes)
+    return int(ak.to_layout(values).nbytes)
+
+
+def _leaves(kind: Any) -> int:
+    """How many Parquet leaf columns an Arrow field is stored as (the footer counts leaves)."""
+    import pyarrow as pa
+
+    if pa.types.is_struct(kind):
+        return sum(_leaves(kind.field(i).type) for i in range(kind.num_fields))
+    if pa.types.is_map(kind):
+        return _leaves(kind.key_type) + _leaves(kind.item_type)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _leaves(kind.value_type)
+    return 1
+
+
+def _size(path: Path, name: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError as exc:
+        raise DataError(f"{name}: cannot read: {exc.strerror}") from None
+
+
+def _noun(source: Source, plural: bool = False) -> str:
+    if isinstance(source, RootSource):
+        return "branches" if plural else "branch"
+    return "columns" if plural else "column"
 
 
 def _one_line(exc: BaseException) -> str:
