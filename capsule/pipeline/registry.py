@@ -3,7 +3,8 @@
 The built-in stages are registered below in trial order. Another stage is one module that
 defines a `Stage` (and its `Unit`, if it is cached) and registers them, from a test module with
 `registered(...)` or from an installed package through the `capsule.stages` entry-point group
-(loaded the first time the registry is read, in every process: a trial's own process included).
+(loaded the first time the registry is read, in every process: a trial's own process included;
+the entry point names a module that registers when imported, or a function that registers).
 """
 
 from __future__ import annotations
@@ -66,12 +67,13 @@ def unregister(name: str) -> None:
 
 @contextmanager
 def registered(stage: Stage, unit: Unit | None = None, after: str | None = None) -> Iterator[Stage]:
-    """`stage` (and its `unit`) registered for the duration, e.g. in a test."""
+    """`stage` (and its `unit`) registered for the duration, e.g. in a test: the stage after the
+    stage `after`, the unit after that stage's unit (default: both last)."""
     _load_plugins()
     register_stage(stage, after)
     try:
         if unit is not None:
-            register_unit(unit, _UNITS[-1].name if after is None else None)
+            register_unit(unit, get_stage(after).unit if after is not None else None)
         yield stage
     finally:
         unregister(stage.name)
@@ -85,7 +87,9 @@ def _load_plugins() -> None:
         return
     _plugins_loaded = True
     for point in sorted(entry_points(group=ENTRY_POINTS), key=lambda p: p.name):
-        point.load()  # the module registers its stages when imported
+        found = point.load()  # a module that registers when imported, or a function that does
+        if callable(found):
+            found()
 
 
 def stages() -> tuple[Stage, ...]:
