@@ -11,6 +11,7 @@ from bench import (
     cluster,
     fidelity,
     hashing,
+    hostiledata,
     memory,
     models,
     moo,
@@ -40,6 +41,7 @@ SUITES = {
     "searchquality": searchquality.run,
     "slurm": slurm.run,
     "rootinput": rootinput.run,
+    "hostiledata": hostiledata.run,
 }
 
 
