@@ -43,7 +43,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from capsule.capsulefile import Trial
-from capsule.search import Outcome, losses, violation
+from capsule.search import Outcome, front_ranks, losses, violation
 from capsule.space import Params
 from capsule.spec import LEVEL_KEYS, LEVEL_ORDER, OPEN_SYNTH, Fidelity, Level, Spec
 
@@ -194,20 +194,15 @@ def calibrated(trial: Trial, calibration: Mapping[str, Calibration]) -> dict[str
 
 
 def fronts(spec: Spec, outcomes: Sequence[Outcome]) -> dict[int, int]:
-    """Each scored outcome's non-domination front (1 = the Pareto front), by trial number."""
-    from capsule.search import pareto_front
-
+    """Each scored outcome's non-domination front (1 = the Pareto front), by trial number; the
+    trials breaking a constraint share the one after the last (see `search.front_ranks`: one
+    sweep, not a front peeled off at a time, which was quadratic in a chain of trials)."""
     left = [o for o in outcomes if all(obj.metric in o.metrics for obj in spec.objectives)]
     inside = [o for o in left if violation(spec.constraints, o.metrics) == 0]
     outside = [o for o in left if violation(spec.constraints, o.metrics) > 0]
-    rank: dict[int, int] = {}
-    front = 1
-    while inside:
-        numbers = set(pareto_front(spec, inside))
-        rank.update({n: front for n in numbers})
-        inside = [o for o in inside if o.number not in numbers]
-        front += 1
-    rank.update({o.number: front for o in outside})  # after every front that meets them
+    rank = front_ranks(spec, inside)
+    after = max(rank.values(), default=0) + 1  # after every front that meets them
+    rank.update({o.number: after for o in outside})
     return rank
 
 
