@@ -28,6 +28,7 @@ from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
 from capsule.job import TrialJob
 from capsule.lock import INPUTS, check_data, data_root, lock_data, lock_sources
+from capsule.pipeline.result import TrialResult, check_folder
 from capsule.pipeline.trial import run_trial
 from capsule.run import Event, Runner, RunOptions
 from capsule.runtime import choose, preflight
@@ -36,7 +37,6 @@ from capsule.runtime.host import run_with
 from capsule.space import Params
 from capsule.spec import Checks, Spec, load_spec
 from capsule.toolchain import lock_toolchain
-from capsule.trial_result import TrialResult, check_folder
 from capsule.verify import Verification, VerifyOptions
 from capsule.verify import verify as verify_trials
 from capsule.version import __version__

@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from capsule import vendors
 from capsule.capsulefile import Capsule, Trial
@@ -25,7 +25,8 @@ from capsule.errors import CapsuleError, MismatchError
 from capsule.files import write_atomic
 from capsule.hashing import canonical_json, hash_files, sha256_file
 from capsule.journal import default_run_dir
-from capsule.trial_result import artifact_metrics, metric_values, rehash
+from capsule.pipeline import layout
+from capsule.pipeline.result import artifact_metrics, metric_values, rehash
 from capsule.verify import VerifyOptions, select, verify
 
 MANIFEST = "export.json"
@@ -53,40 +54,43 @@ class Export:
     files: dict[str, str]  # exported path -> sha256
 
 
-EXTRAS = {  # exported name -> the recorded artifact it is
-    "hls4ml_config.yml": "hls4ml_prj/hls4ml_config.yml",
-    "model.weights.h5": "train/model.weights.h5",
-    "float_predictions.npy": "train/float_predictions.npy",  # for `verify --from-weights`
-    "metrics.json": "metrics.json",
+EXTRAS = {  # exported name -> the recorded artifact it is, at the export folder's top
+    PurePosixPath(artifact).name: artifact
+    for artifact in (
+        layout.HLS_CONFIG,
+        layout.WEIGHTS,
+        layout.FLOAT_PREDICTIONS,  # for `verify --from-weights`
+        layout.METRICS,
+    )
 }
 
 
-def _layout(trial: Trial) -> dict[str, str]:
+def _files(trial: Trial) -> dict[str, str]:
     """Exported name -> recorded artifact: the project as recorded, and the extras."""
     missing = [name for name in EXTRAS.values() if name not in trial.artifacts]
     if missing:
         raise CapsuleError(f"trial {trial.number} recorded no {', '.join(missing)} to export")
-    project = {n: n for n in trial.artifacts if n.startswith("hls4ml_prj/")}
+    project = {n: n for n in trial.artifacts if n.startswith(f"{layout.HLS_PROJECT}/")}
     return dict(sorted((project | EXTRAS).items()))
 
 
 def _write(
-    capsule: Capsule, trial: Trial, folder: Path, layout: dict[str, str], out: Path
+    capsule: Capsule, trial: Trial, folder: Path, files: dict[str, str], out: Path
 ) -> dict[str, str]:
     """Copy into a staging folder beside `out`, check the copies, then rename it into place."""
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        for name, recorded in layout.items():
+        for name, recorded in files.items():
             (staging / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(folder / recorded, staging / name, follow_symlinks=False)
         # The copies, not the source folder, are what must be the recorded bytes.
-        copied = rehash(staging, layout)
-        if any(copied.get(n) != trial.artifacts[r] for n, r in layout.items()):
+        copied = rehash(staging, files)
+        if any(copied.get(n) != trial.artifacts[r] for n, r in files.items()):
             raise MismatchError(f"{folder}: trial files changed while they were exported")
         _check_metrics(trial, staging)
         write_atomic(staging / "params.json", canonical_json(trial.params) + b"\n")
-        digests = dict(zip(layout, hash_files([staging / n for n in layout]), strict=True))
+        digests = dict(zip(files, hash_files([staging / n for n in files]), strict=True))
         digests["params.json"] = sha256_file(staging / "params.json")
         spec = capsule.spec
         readme = README.format(
@@ -112,7 +116,7 @@ def _write(
         umask = os.umask(0)
         os.umask(umask)
         staging.chmod(0o777 & ~umask)  # mkdtemp's 0700 would keep the export private
-        for name in layout:  # hls4ml runs `./build_lib.sh`; copyfile leaves it 0644
+        for name in files:  # hls4ml runs `./build_lib.sh`; copyfile leaves it 0644
             if name.endswith(".sh"):
                 (staging / name).chmod(0o777 & ~umask)
         if out.is_dir() and not out.is_symlink():
@@ -156,7 +160,7 @@ def export_trial(
         raise CapsuleError("export takes one trial: --trial N or --best")
     trial = chosen[0]
     folder = (run_dir or default_run_dir(capsule_path)) / "trials" / f"{trial.number:05d}"
-    layout = _layout(trial)
+    files = _files(trial)
     with tempfile.TemporaryDirectory(prefix="capsule-export-", ignore_cleanup_errors=True) as tmp:
         source = "run folder"
         if rehash(folder, trial.artifacts) != trial.artifacts:
@@ -170,7 +174,7 @@ def export_trial(
                 )
             folder = Path(tmp) / f"{trial.number:05d}"
         try:
-            digests = _write(capsule, trial, folder, layout, out)
+            digests = _write(capsule, trial, folder, files, out)
         except OSError as exc:
             raise CapsuleError(f"{out}: cannot export: {exc.strerror or exc}") from None
     return Export(trial, out, source, digests)

@@ -20,6 +20,7 @@ from rich.text import Text
 
 from capsule.capsulefile import Trial
 from capsule.fidelity import outcome
+from capsule.pipeline import layout
 from capsule.render import visible
 from capsule.run import Event
 from capsule.search import losses
@@ -32,7 +33,7 @@ def current_stage(folder: Path | None) -> str:
     if folder is None:
         return "on the cluster"  # its folder comes back when it ends
     try:
-        lines = (folder / "stages.log").read_text(errors="replace").split()
+        lines = (folder / layout.STAGES_LOG).read_text(errors="replace").split()
     except OSError:
         return "starting"
     return visible(lines[-1]) if lines else "starting"  # written by the trial: its text

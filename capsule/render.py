@@ -23,7 +23,7 @@ from capsule.doctor import Finding
 from capsule.flow.estimate import Layer
 from capsule.reports import ProjectReports, to_metrics
 from capsule.summary import Levels, levels_of, summarise
-from capsule.trial_result import TrialResult
+from capsule.pipeline.result import TrialResult
 from capsule.verify import Verification
 
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")

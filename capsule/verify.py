@@ -28,12 +28,12 @@ from capsule import doctor, numerics, toolchain
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError, CapsuleWarning, MismatchError
 from capsule.fidelity import outcome
-from capsule.pipeline import registry
+from capsule.pipeline import layout, registry
+from capsule.pipeline.result import TrialResult, artifact_metrics, metric_values, rehash
 from capsule.process import kill_leftover
 from capsule.runtime import choose
 from capsule.runtime.preflight import Request, data_problem, trust_problem
 from capsule.search import ranked
-from capsule.trial_result import METRICS, TrialResult, artifact_metrics, metric_values, rehash
 
 ABSENT = "-"
 
@@ -215,17 +215,23 @@ def _open_tools_missing(capsule: Capsule, local: list[Trial]) -> list[str]:
 
 # What kernel choices can change: training outputs and everything derived from the weights or
 # the float predictions. A difference only elsewhere is not the CPU's doing.
-NUMERICS_SENSITIVE = ("train/", "csim/", "hls4ml_prj/firmware/weights/", "metrics.json")
+NUMERICS_SENSITIVE = (
+    f"{layout.TRAIN}/",
+    f"{layout.CSIM}/",
+    f"{layout.FIRMWARE_WEIGHTS}/",
+    layout.METRICS,
+)
+WEIGHTS_DERIVED = (f"{layout.TRAIN}/", f"{layout.FIRMWARE_WEIGHTS}/")
 
 
 def _why(trial: Trial, result: TrialResult, rows: list[Comparison]) -> list[str]:
     """Why a re-run may have differed: numerics and CPU only where they could have mattered."""
     differing = [r.artifact for r in rows if not r.match]
     weights_same = all(
-        r.match for r in rows if r.artifact.startswith(("train/", "hls4ml_prj/firmware/weights/"))
+        r.match for r in rows if r.artifact.startswith(WEIGHTS_DERIVED)
     )
     sensitive = [a for a in differing if a.startswith(NUMERICS_SENSITIVE)]
-    if not sensitive or (weights_same and sensitive == ["metrics.json"]):
+    if not sensitive or (weights_same and sensitive == [layout.METRICS]):
         return [
             "the outputs numerics decide (training, predictions) match: a recorded value does "
             "not match the artifact it derives from"
@@ -248,7 +254,7 @@ def numerics_notes(trial: Trial) -> list[str]:
     return []
 
 
-TRAIN_OUTPUTS = ("train/model.weights.h5", "train/float_predictions.npy")
+TRAIN_OUTPUTS = (layout.WEIGHTS, layout.FLOAT_PREDICTIONS)
 MAX_WEIGHTS_BYTES = 4 << 30
 
 
@@ -287,7 +293,7 @@ def weights_entry(trial: Trial, source: Path, entry: Path) -> list[str]:
     from capsule.pipeline.cache import ENTRY
 
     taken = []
-    (entry / "train").mkdir(parents=True)
+    (entry / layout.TRAIN).mkdir(parents=True)
     for name in TRAIN_OUTPUTS:
         if name not in trial.artifacts:
             raise CapsuleError(f"trial {trial.number} recorded no {name} to take")
@@ -300,7 +306,7 @@ def weights_entry(trial: Trial, source: Path, entry: Path) -> list[str]:
                 f"(recorded {trial.artifacts[name]}, file has {got})"
             )
         taken.append(name)
-    # No metrics: the trial computes the float ones from the predictions (`trial._rescored`),
+    # No metrics: the trial computes the float ones from the predictions (the unit's `rescore`),
     # so a recorded float_accuracy is checked, not copied into the re-run's metrics.json.
     record = {"unit": "train", "key": "from-weights", "metrics": {}, "fidelity": {}}
     record["stage_metrics"] = {"train": {}}
@@ -329,7 +335,7 @@ def compare(trial: Trial, result: TrialResult) -> list[Comparison]:
 def compare_metrics(trial: Trial, folder: Path) -> list[Comparison]:
     """One row per metric recorded or in the re-run's `metrics.json` (value and fidelity); none
     for a trial that recorded no `metrics.json`, whose metrics no artifact backs."""
-    if METRICS not in trial.artifacts:
+    if layout.METRICS not in trial.artifacts:
         return []
     recorded = metric_values(trial.metrics, trial.fidelity)
     found = artifact_metrics(folder) or {}

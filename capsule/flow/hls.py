@@ -269,9 +269,10 @@ def csim(
     test: list[tuple[int, int]],
     batch_size: int,
     float_predictions: Path,
-    out: Path,
+    predictions: Path,
 ) -> dict[str, float]:
-    """C-simulate the test split; accuracy and agreement with the float model, streamed."""
+    """C-simulate the test split into `predictions`; accuracy and agreement with the float
+    model, streamed."""
     reference = NpyFile(float_predictions)
     writer: NpyWriter | None = None
     correct = agree = 0
@@ -283,8 +284,8 @@ def csim(
             p = np.asarray(hls_model.predict(np.ascontiguousarray(x)), dtype=np.float32)
             p = p.reshape(len(x), -1)
             if writer is None:
-                out.mkdir(parents=True, exist_ok=True)
-                writer = NpyWriter(out / "predictions.npy", rows(test), p.shape[1:], np.float32)
+                predictions.parent.mkdir(parents=True, exist_ok=True)
+                writer = NpyWriter(predictions, rows(test), p.shape[1:], np.float32)
             writer.write(p)
             f = read_ranges(reference, [(offset, offset + len(x))])
             offset += len(x)

@@ -208,13 +208,15 @@ def rtlsim(
     batch_size: int,
     float_predictions: Path,
     out: Path,
+    predictions: Path,
     timeout: float,
 ) -> dict[str, float]:
-    """Simulate the test split; accuracy, agreement with Keras and the largest difference.
+    """Simulate the test split (building in `out`) into `predictions`; accuracy, agreement with
+    Keras and the largest difference.
 
     For an HGQ2 model the Keras predictions are themselves fixed point, so a correct design gives
-    `rtlsim_max_abs_diff == 0.0` exactly, the number to check. Outputs are kept as float64 in
-    `predictions.npy`: a fixed-point output wider than float32's 24 bits would round there.
+    `rtlsim_max_abs_diff == 0.0` exactly, the number to check. Outputs are kept as float64: a
+    fixed-point output wider than float32's 24 bits would round there.
     """
     scratch = out / "build"
     log = out / "verilator.log"
@@ -229,7 +231,7 @@ def rtlsim(
             x, y = inputs.batch(batch)
             p = simulate(binary, design, x, scratch, timeout, log)
             if writer is None:
-                writer = NpyWriter(out / "predictions.npy", rows(test), p.shape[1:], np.float64)
+                writer = NpyWriter(predictions, rows(test), p.shape[1:], np.float64)
             writer.write(p)
             f = read_ranges(reference, [(offset, offset + len(x))]).reshape(len(x), -1)
             offset += len(x)

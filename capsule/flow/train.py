@@ -227,9 +227,9 @@ def score_file(
 
 
 def train(
-    spec: Spec, inputs: Inputs, split: Any, sources: Path, out: Path
+    spec: Spec, inputs: Inputs, split: Any, sources: Path, weights: Path, predictions: Path
 ) -> tuple[Any, dict[str, float]]:
-    """Build, fit and evaluate; writes `model.weights.h5` and `float_predictions.npy` in `out`.
+    """Build, fit and evaluate; writes the weights and the test split's float predictions.
 
     An HGQ2 model trains with HGQ2's callbacks, is calibrated on the training split before its
     weights are saved, and adds `ebops` and `weight_sparsity` to the metrics (`flow.qat`).
@@ -256,9 +256,8 @@ def train(
         callbacks=qat.callbacks(spec) if quantized else None,
     )
     measured = qat.calibrate(model, batches_of(inputs, split.train, bs)) if quantized else {}
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_weights(out / "model.weights.h5")
-    accuracy, loss = predict_to_file(
-        model.predict_on_batch, inputs, split.test, bs, out / "float_predictions.npy"
-    )
+    for path in (weights, predictions):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    model.save_weights(weights)
+    accuracy, loss = predict_to_file(model.predict_on_batch, inputs, split.test, bs, predictions)
     return model, {"float_accuracy": accuracy, "float_loss": loss, **measured}

@@ -22,9 +22,11 @@ HLS_PROJECT = "hls4ml_prj"
 HLS_CONFIG = f"{HLS_PROJECT}/hls4ml_config.yml"
 FIRMWARE_WEIGHTS = f"{HLS_PROJECT}/firmware/weights"
 CSIM = "csim"
+CSIM_PREDICTIONS = f"{CSIM}/predictions.npy"
 
 RTL = "rtl"
 RTLSIM = "rtlsim"
+RTLSIM_PREDICTIONS = f"{RTLSIM}/predictions.npy"
 YOSYS = "yosys"
 
 SYNTH_LOG = "synth.log"

@@ -20,7 +20,7 @@ Each stage is defined once, in its own module of `capsule.pipeline.stages`, and 
 `capsule.pipeline.registry`; this module only runs the registered stages in order.
 
 `result.json` is written last and atomically (its model and the host's side of reading it are
-`capsule.trial_result`): params, status, the failed stage and its error, per-stage timings,
+`capsule.pipeline.result`): params, status, the failed stage and its error, per-stage timings,
 metrics with their fidelity, and the sha256 of every artifact. A failed stage's output folder is
 removed, so nothing half-written is left; the full log is in `trial.log`. The stages share one
 typed `Context`: the job, the folder, and what earlier stages made (the opened data, the
@@ -53,12 +53,9 @@ from capsule.numerics import in_force
 from capsule.pipeline import layout
 from capsule.pipeline.cache import restore, unit_files
 from capsule.pipeline.context import Context
+from capsule.pipeline.layout import METRICS
 from capsule.pipeline.registry import get_unit, stages_for, stages_of, units
-from capsule.pipeline.stage import Stage, Unit
-from capsule.pipeline.stages.convert import converted_layers
-from capsule.spec import Spec
-from capsule.trial_result import (
-    METRICS,
+from capsule.pipeline.result import (
     TrialResult,
     artifacts,
     check_folder,
@@ -66,6 +63,9 @@ from capsule.trial_result import (
     metrics_json,
     write_result,
 )
+from capsule.pipeline.stage import Stage, Unit
+from capsule.pipeline.stages.convert import converted_layers
+from capsule.spec import Spec
 
 
 def collapse_of(spec: Spec, metrics: dict[str, float]) -> str | None:

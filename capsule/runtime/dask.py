@@ -54,11 +54,11 @@ from capsule.capsulefile import Attempt, header_bytes, read_capsule
 from capsule.errors import CapsuleError, CapsuleWarning
 from capsule.job import TrialJob
 from capsule.pipeline.cache import code_digest
+from capsule.pipeline.result import rehash
 from capsule.runtime.host import HostRuntime, OnStart, Ran
 from capsule.runtime.where import Place, here
 from capsule.space import Params
 from capsule.spec import Spec
-from capsule.trial_result import rehash
 from capsule.version import __version__
 
 SCHEDULER_ENV = "CAPSULE_SCHEDULER"

@@ -27,9 +27,8 @@ from capsule.errors import CapsuleError
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import default_cache_dir
 from capsule.job import TrialJob
-from capsule.process import log_tail
-from capsule.trial_result import (
-    RESULT,
+from capsule.pipeline.layout import RESULT
+from capsule.pipeline.result import (
     Status,
     TrialResult,
     check_folder,
@@ -37,6 +36,7 @@ from capsule.trial_result import (
     make_folder,
     read_result,
 )
+from capsule.process import log_tail
 
 if TYPE_CHECKING:
     from capsule.image import ImageInfo

@@ -16,11 +16,11 @@ from capsule.capsulefile import Attempt
 from capsule.files import write_atomic
 from capsule.job import TrialJob
 from capsule.pipeline import cache, registry
+from capsule.pipeline.result import TrialResult
 from capsule.process import kill_leftover
 from capsule.runtime.choose import Choice
 from capsule.runtime.where import Place, here
 from capsule.spec import Spec
-from capsule.trial_result import TrialResult
 
 
 def run_with(

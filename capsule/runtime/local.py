@@ -18,9 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from capsule.job import TrialJob
-from capsule.process import log_tail, run_group
-from capsule.trial_result import (
-    RESULT,
+from capsule.pipeline.layout import RESULT
+from capsule.pipeline.result import (
     Status,
     TrialResult,
     check_folder,
@@ -28,6 +27,7 @@ from capsule.trial_result import (
     make_folder,
     read_result,
 )
+from capsule.process import log_tail, run_group
 
 RUNTIME = "local"
 LOG = "process.log"

@@ -95,7 +95,7 @@ def builder_of(name: str, backend: str) -> VendorTool:
 
 
 def is_output(rel: str) -> bool:
-    """Whether a trial-folder path is some vendor tool's output (hashed as a canonical report)."""
+    """Whether a path inside an hls4ml project is some vendor tool's output."""
     return any(tool.is_output(rel) for tool in _TOOLS.values())
 
 

@@ -79,7 +79,8 @@ class VendorTool:
         raise NotImplementedError
 
     def is_output(self, rel: str) -> bool:
-        """Whether a trial-folder path (posix, relative) is this tool's output."""
+        """Whether a path inside an hls4ml project (posix, relative to the project) is this
+        tool's output."""
         raise NotImplementedError
 
     def recognises(self, project: Path) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from capsule import api
-from capsule.trial_result import TrialResult
+from capsule.pipeline.result import TrialResult
 from tests.conftest import small_capsule
 
 pytestmark = pytest.mark.slow

@@ -21,9 +21,9 @@ import pytest
 from capsule import api, numerics
 from capsule.capsulefile import write_capsule
 from capsule.job import trial_params
+from capsule.pipeline.result import metrics_json, read_result
 from capsule.run import to_record
 from capsule.runtime.host import Ran
-from capsule.trial_result import metrics_json, read_result
 from tests.conftest import small_capsule
 
 pytestmark = pytest.mark.slow

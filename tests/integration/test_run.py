@@ -19,7 +19,7 @@ from optuna.samplers import NSGAIISampler
 from capsule import api
 from capsule.fidelity import outcome
 from capsule.optuna_search import study
-from capsule.trial_result import rehash
+from capsule.pipeline.result import rehash
 from tests.conftest import small_capsule
 
 pytestmark = pytest.mark.slow

@@ -38,7 +38,7 @@ class ThirdHls(VendorTool):
 
     def is_output(self, rel: str) -> bool:
         parts = rel.split("/")
-        return parts[0] == "hls4ml_prj" and len(parts) > 2 and parts[1].endswith("_prj")
+        return len(parts) > 1 and parts[0].endswith("_prj")
 
     def clean(self, project: Path) -> None:
         for output in project.glob("*_prj"):

@@ -58,7 +58,7 @@ def test_trial_refuses_bad_params_before_starting(packed: Path, tmp_path: Path) 
 
 def test_rehash_sees_only_regular_files_inside_the_trial_folder(tmp_path: Path) -> None:
     from capsule.hashing import sha256_bytes
-    from capsule.trial_result import rehash
+    from capsule.pipeline.result import rehash
 
     out = tmp_path / "trial"
     (out / "csim").mkdir(parents=True)
@@ -71,7 +71,7 @@ def test_rehash_sees_only_regular_files_inside_the_trial_folder(tmp_path: Path) 
 
 
 def test_a_result_file_planted_as_a_symlink_is_not_read(tmp_path: Path) -> None:
-    from capsule.trial_result import read_result
+    from capsule.pipeline.result import read_result
 
     (tmp_path / "elsewhere.json").write_text('{"secret": "not for the capsule"}')
     (tmp_path / "result.json").symlink_to(tmp_path / "elsewhere.json")
@@ -81,7 +81,7 @@ def test_a_result_file_planted_as_a_symlink_is_not_read(tmp_path: Path) -> None:
 
 
 def test_a_result_file_planted_as_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
-    from capsule.trial_result import read_result
+    from capsule.pipeline.result import read_result
 
     os.mkfifo(tmp_path / "result.json")
     with pytest.raises(CapsuleError, match="cannot read trial result: not a regular file"):
@@ -90,7 +90,7 @@ def test_a_result_file_planted_as_a_fifo_is_refused_not_waited_on(tmp_path: Path
 
 def test_metrics_json_reads_back_exactly_and_hostile_files_read_as_absent(tmp_path: Path) -> None:
     """What verify and export compare recorded metrics with: exact values and fidelities."""
-    from capsule.trial_result import artifact_metrics, metric_values, metrics_json
+    from capsule.pipeline.result import artifact_metrics, metric_values, metrics_json
 
     metrics = {"csim_accuracy": 0.2556, "lut": 1234.0, "latency_ns": 1e-7 * 3}
     fidelity = {"csim_accuracy": "measured", "lut": "estimate", "latency_ns": "csynth"}
@@ -137,10 +137,10 @@ def test_a_c_simulation_below_the_agreement_floor_has_collapsed() -> None:
 def test_a_collapsed_result_is_recorded_as_collapsed_and_never_scored(tmp_path: Path) -> None:
     from capsule import render
     from capsule.fidelity import outcome
+    from capsule.pipeline.result import TrialResult
     from capsule.run import to_record
     from capsule.runtime.host import Ran
     from capsule.search import losses
-    from capsule.trial_result import TrialResult
 
     def result(collapse: str | None) -> TrialResult:
         metrics = {"csim_accuracy": 0.2, "csim_agreement": 0.19, "dsp": 1.0, "lut": 1.0}

@@ -9,7 +9,7 @@ import pytest
 from capsule import api
 from capsule.capsulefile import Trial, write_capsule
 from capsule.errors import CapsuleError
-from capsule.trial_result import TrialResult
+from capsule.pipeline.result import TrialResult
 from capsule.verify import VerifyBlocked, VerifyOptions, compare, preflight, select
 
 H = {c: c * 64 for c in "abcdef"}

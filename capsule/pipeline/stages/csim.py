@@ -19,7 +19,7 @@ def run(ctx: Context) -> Measured:
             data.split.test,
             ctx.spec.training.batch_size,
             ctx.out / layout.FLOAT_PREDICTIONS,
-            ctx.out / layout.CSIM,
+            ctx.out / layout.CSIM_PREDICTIONS,
         )
     )
 

@@ -29,6 +29,7 @@ def run(ctx: Context) -> Measured:
         ctx.spec.training.batch_size,
         out / layout.FLOAT_PREDICTIONS,
         out / layout.RTLSIM,
+        out / layout.RTLSIM_PREDICTIONS,
         ctx.spec.open_flow.timeout,
     )
     return measured(found)

@@ -17,7 +17,15 @@ def run(ctx: Context) -> Measured:
 
     data = ctx.data
     configure_tensorflow(ctx.spec.experiment.seed, ctx.job.threads)
-    model, metrics = train(ctx.spec, data.inputs, data.split, data.sources, ctx.out / layout.TRAIN)
+    out = ctx.out
+    model, metrics = train(
+        ctx.spec,
+        data.inputs,
+        data.split,
+        data.sources,
+        out / layout.WEIGHTS,
+        out / layout.FLOAT_PREDICTIONS,
+    )
     ctx.model = model
     return measured(metrics)
 

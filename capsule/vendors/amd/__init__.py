@@ -43,9 +43,7 @@ class AmdHls(VendorTool):
 
     def is_output(self, rel: str) -> bool:
         parts = rel.split("/")
-        return (parts[0] == "hls4ml_prj" and len(parts) > 2 and parts[1].endswith("_prj")) or (
-            rel == "hls4ml_prj/vivado_synth.rpt"
-        )
+        return (len(parts) > 1 and parts[0].endswith("_prj")) or rel == "vivado_synth.rpt"
 
     def recognises(self, project: Path) -> bool:
         return (

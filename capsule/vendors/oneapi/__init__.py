@@ -48,7 +48,7 @@ class OneApi(VendorTool):
         return [Command(["cmake", ".."], build), Command(["make", target], build)]
 
     def is_output(self, rel: str) -> bool:
-        return rel.startswith(f"hls4ml_prj/{BUILD}/")
+        return rel.startswith(f"{BUILD}/")
 
     def clean(self, project: Path) -> None:
         shutil.rmtree(project / BUILD, ignore_errors=True)

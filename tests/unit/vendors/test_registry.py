@@ -6,6 +6,7 @@ import pytest
 
 from capsule import vendors
 from capsule.errors import CapsuleError
+from capsule.pipeline.result import is_vendor_output
 from capsule.vendors.amd.vivado_hls import VivadoHls
 
 
@@ -39,10 +40,12 @@ def test_the_tool_that_builds_a_project_without_one_named_follows_the_backend() 
         ("hls4ml_prj/firmware/myproject.cpp", False),
         ("hls4ml_prj/CMakeLists.txt", False),
         ("train/model.weights.h5", False),
+        ("myproject_prj/solution1/syn/report/myproject_csynth.xml", False),  # not in a project
+        ("vivado_synth.rpt", False),
     ],
 )
 def test_which_trial_files_are_a_tools_output(rel: str, ours: bool) -> None:
-    assert vendors.is_output(rel) is ours
+    assert is_vendor_output(rel) is ours
 
 
 def test_registering_is_checked_and_undone() -> None:

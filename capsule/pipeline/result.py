@@ -26,14 +26,13 @@ from capsule.files import unsafe_relative_name, write_atomic
 from capsule.flow.estimate import Layer
 from capsule.hashing import hash_files
 from capsule.numerics import Numerics
+from capsule.pipeline.layout import HLS_PROJECT, METRICS, PARAMS, RESULT, SOURCES
 
 if TYPE_CHECKING:
     from capsule.job import TrialJob
     from capsule.reports.model import ProjectReports
 
-RESULT = "result.json"
 MAX_RESULT_BYTES = 16 << 20
-METRICS = "metrics.json"
 MAX_METRICS_BYTES = 1 << 20
 BUILD_PRODUCTS = (".so", ".o")
 
@@ -96,8 +95,10 @@ def make_folder(out: Path) -> None:
 
 
 def is_vendor_output(rel: str) -> bool:
-    """Whether a trial-folder path is a vendor tool's (hashed only as a canonical report)."""
-    return vendors.is_output(rel)
+    """Whether a trial-folder path is a vendor tool's (hashed only as a canonical report): the
+    tools name their output inside the hls4ml project."""
+    inside = rel.removeprefix(f"{HLS_PROJECT}/")
+    return inside != rel and vendors.is_output(inside)
 
 
 def artifacts(out: Path, reports: ProjectReports | None) -> dict[str, str]:
@@ -111,7 +112,7 @@ def artifacts(out: Path, reports: ProjectReports | None) -> dict[str, str]:
     files = []
     for path in sorted(p for p in out.rglob("*") if p.is_file()):
         rel = path.relative_to(out).as_posix()
-        if rel in (RESULT, "params.json") or rel.startswith("src/"):
+        if rel in (RESULT, PARAMS) or rel.startswith(f"{SOURCES}/"):
             continue
         if path.suffix in BUILD_PRODUCTS or path.suffix == ".log":
             continue
@@ -121,7 +122,7 @@ def artifacts(out: Path, reports: ProjectReports | None) -> dict[str, str]:
     hashed = dict(zip([r for r, _ in files], hash_files([p for _, p in files]), strict=True))
     if reports is not None:
         for rel in sorted(reports.files.values()):
-            hashed[f"hls4ml_prj/{rel}"] = canonical_sha256(out / "hls4ml_prj" / rel)
+            hashed[f"{HLS_PROJECT}/{rel}"] = canonical_sha256(out / HLS_PROJECT / rel)
     return dict(sorted(hashed.items()))
 
 
