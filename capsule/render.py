@@ -9,6 +9,7 @@ terminal or open a link while a reader reviews it.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +22,9 @@ from capsule.capsulefile import AppliedLayer, Capsule
 from capsule.diff import Difference
 from capsule.doctor import Finding
 from capsule.flow.estimate import Layer
+from capsule.pipeline.result import TrialResult
 from capsule.reports import ProjectReports, to_metrics
 from capsule.summary import Levels, levels_of, summarise
-from capsule.pipeline.result import TrialResult
 from capsule.verify import Verification
 
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")
@@ -45,6 +46,23 @@ def visible(text: str, layout: bool = False) -> str:
         return char.encode("unicode_escape").decode("ascii")
 
     return _CONTROL.sub(escape, text)
+
+
+# What a cell shows of one string from a capsule: a record's strings are bounded when read
+# (`capsulefile.MAX_ERROR` and friends), but 16,384 characters of error in each of ten rows is
+# still no table; the whole text is in `show --json`.
+CELL_CHARS = 200
+DIFF_ROWS = 200  # rows of `capsule diff`; every difference: `capsule diff --json`
+LISTED = 5  # runtimes named in the summary line; the rest counted
+RETRIED_SHOWN = 100  # rows of the attempts of retried trials (one per attempt)
+LAYER_ROWS = 200  # layers listed of a model (a record may claim 10,000)
+
+
+def cut(text: str, limit: int = CELL_CHARS) -> str:
+    """`text` cut to its first `limit` characters, saying how long it was."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} characters)"
 
 
 def plain(text: str, style: str = "") -> Text:
@@ -177,15 +195,24 @@ def sources(capsule: Capsule) -> RenderableType:
     return Group(*parts)
 
 
-def differences(diffs: list[Difference]) -> RenderableType:
+def differences(diffs: list[Difference], rows: int = DIFF_ROWS) -> RenderableType:
+    """The first `rows` differences (the header's sections come before the trials), each value
+    cut to `CELL_CHARS`, and how many more there are in each section: two searches of
+    thousands of trials differ in tens of thousands of keys, which no reader takes in as
+    rows (`capsule diff --json` has every one, whole)."""
     if not diffs:
         return Text("no differences")
     table = Table(title=f"{len(diffs)} differences", title_justify="left")
     for column in ("section", "key", "A", "B"):
         table.add_column(column, overflow="fold")
-    for d in diffs:
-        _row(table, d.section, d.key, d.a, d.b)
-    return table
+    for d in diffs[:rows]:
+        _row(table, d.section, cut(d.key), cut(d.a), cut(d.b))
+    if len(diffs) <= rows:
+        return table
+    left = Counter(d.section for d in diffs[rows:])
+    per = ", ".join(f"{n:,} in {section}" for section, n in left.items())
+    more = f"... and {len(diffs) - rows:,} more differences ({per}); every one: --json"
+    return Group(table, plain(more))
 
 
 def trial_result(result: TrialResult, out: Path) -> RenderableType:
@@ -197,7 +224,10 @@ def trial_result(result: TrialResult, out: Path) -> RenderableType:
     if result.status != "ok":
         return Group(
             params,
-            plain(f"trial failed in stage {result.stage}: {result.error}", style="bold red"),
+            plain(
+                f"trial failed in stage {cut(result.stage or '-')}: {cut(result.error or '-')}",
+                style="bold red",
+            ),
             plain(f"log: {out / 'trial.log'}"),
         )
     table = Table(
@@ -212,7 +242,7 @@ def trial_result(result: TrialResult, out: Path) -> RenderableType:
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     flag = [plain(result.collapse, style="bold red")] if result.collapse else []
     partial = (
-        [plain(f"estimate is partial, not counted: {', '.join(result.estimate_missing)}")]
+        [plain(f"estimate is partial, not counted: {name_list(result.estimate_missing)}")]
         if result.estimate_missing
         else []
     )
@@ -241,9 +271,17 @@ def layers_table(title: str, layers: list[AppliedLayer] | list[Layer]) -> Table:
     table = Table(title=plain(title), title_justify="left")
     for column in LAYER_COLUMNS:
         table.add_column(column, overflow="fold")
-    for row in layer_rows(layers):
+    for row in layer_rows(layers[:LAYER_ROWS]):
         _row(table, *row)
+    if len(layers) > LAYER_ROWS:
+        table.caption = f"the first {LAYER_ROWS} of {len(layers)} layers"
     return table
+
+
+def name_list(items: list[str], shown: int = 20) -> str:
+    """`a, b, c` of at most `shown` names, each cut, then how many more."""
+    first = ", ".join(cut(n, 60) for n in items[:shown])
+    return first + (f" and {len(items) - shown} more" if len(items) > shown else "")
 
 
 def _num(value: float | int | None, unit: str = "") -> str:
@@ -333,8 +371,8 @@ def _param(value: Any) -> str:
     if isinstance(value, float):
         return compact(value)
     if isinstance(value, list):
-        return "[" + ",".join(_param(v) for v in value) + "]"
-    return str(value)
+        return cut("[" + ",".join(_param(v) for v in value[:CELL_CHARS]) + "]")
+    return cut(str(value))
 
 
 def params_table(title: str, trials: list[Any], space_keys: list[str]) -> Table:
@@ -402,7 +440,9 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     best = found.ranked
     summary = ", ".join(f"{n} {status}" for status, n in found.counts.items())
     objectives = " vs ".join(f"{o.metric} ({o.direction[:3]})" for o in spec.objectives)
-    runtimes = sorted({t.runtime or "?" for t in trials})
+    every = sorted({t.runtime or "?" for t in trials})
+    runtimes = [cut(r, 40) for r in every[:LISTED]]
+    runtimes += [f"{len(every) - LISTED} more"] if len(every) > LISTED else []
     hits = {u: sum(u in t.cache_hits for t in trials) for u in ("train", "hls", "synth")}
     reused = ", ".join(f"{u} in {n}" for u, n in hits.items() if n) or "none"
     front_rows = found.front_rows(spec)
@@ -430,15 +470,18 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             layers_table(f"layers of trial {best[0].number} as hls4ml built them", best[0].layers)
         )
     if best and best[0].estimate_missing:
-        missing = ", ".join(best[0].estimate_missing)
+        missing = name_list(best[0].estimate_missing)
         parts.append(plain(f"trial {best[0].number}: estimate is partial, not counted: {missing}"))
     retried = attempts.retried_rows(trials)
     if retried:
-        tries = Table(title="attempts of retried trials", title_justify="left")
+        title = "attempts of retried trials"
+        if len(retried) > RETRIED_SHOWN:  # a record may list a thousand lost attempts
+            title += f" (the first {RETRIED_SHOWN} of {len(retried)} rows)"
+        tries = Table(title=title, title_justify="left")
         for column in attempts.HEADER:
             tries.add_column(column, overflow="fold")
-        for cells in retried:
-            _row(tries, *cells)
+        for cells in retried[:RETRIED_SHOWN]:
+            _row(tries, *(cut(c) for c in cells))
         parts.append(tries)
     if found.failed:
         failed = found.last_failed()
@@ -450,8 +493,11 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             fails.add_column(column, overflow="fold")
         for t in failed:
             tail = (t.log_tail or "-").split(" | ")[-3:]
-            tail_text = Text("\n").join(plain(line) for line in tail)  # one line per output line
-            _row(fails, str(t.number), t.status, t.stage or "-", t.error or "-", tail_text)
+            # one line per output line
+            tail_text = Text("\n").join(plain(cut(line)) for line in tail)
+            _row(
+                fails, str(t.number), t.status, cut(t.stage or "-"), cut(t.error or "-"), tail_text
+            )
         parts.append(fails)
     return Group(*parts)
 

@@ -42,7 +42,7 @@ from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError
 from capsule.fidelity import outcome
 from capsule.files import write_atomic
-from capsule.render import visible
+from capsule.render import cut, visible
 from capsule.search import pareto_front, violation
 from capsule.space import Choice, parameters
 from capsule.spec import Objective, Spec
@@ -54,6 +54,17 @@ COSTS = ("lut", "dsp", "ff", "bram_18k")  # the hardware cost of a one-objective
 MARKERS = ("o", "s", "^", "D", "v", "P")  # one per fidelity when a metric's fidelities differ
 BROKEN = ("x", "+", "1", "2", "3", "4")  # the same, for trials that break a constraint
 DENSE = 1000  # points in one plot above which markers are drawn small
+# Bounds on what one figure or page holds of a capsule's records, whatever a hostile author
+# wrote into them (a fidelity or a param value per trial): scatter groups (each a legend
+# entry, the rest drawn as one), category ticks, fidelities named in an axis label, rows of
+# a table that lists one row per record (a cell holds `render.cut`'s share of a string).
+GROUPS = 12
+TICKS = 40
+LABEL_KINDS = 6
+TABLE_ROWS = 2_000
+# A CSV cell a spreadsheet would read as a formula (OWASP's CSV injection): text from the
+# capsule starting with one of these gets a leading `'`; numbers written here stay numbers.
+FORMULA = ("=", "+", "-", "@", "\t", "\r")
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = (
     "body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}"
@@ -109,10 +120,13 @@ def _fidelities(trials: Sequence[Trial], metric: str) -> list[str]:
 
 def _label(metric: str, trials: Sequence[Trial], direction: str) -> str:
     """`dsp (estimate, lower is better)`, `lut (mixed: estimate, synth, lower is better)`."""
-    found = _fidelities(trials, metric)
-    fidelity = (
-        (found[0] if len(found) == 1 else f"mixed: {', '.join(found)}") if found else "no data"
-    )
+    found = [cut(f, 40) for f in _fidelities(trials, metric)]
+    if len(found) > LABEL_KINDS:
+        fidelity = f"mixed: {len(found)} fidelities"
+    elif found:
+        fidelity = found[0] if len(found) == 1 else f"mixed: {', '.join(found)}"
+    else:
+        fidelity = "no data"
     better = "higher" if direction == "maximize" else "lower"
     return f"{metric} ({fidelity}, {better} is better)"
 
@@ -146,6 +160,11 @@ def _draw(
     size = None if len(points) <= DENSE else 4.0
     keyed = [(key(p[2]), p) for p in points]  # once each: thousands of points
     groups = sorted({k[1] for k, _ in keyed})
+    if len(groups) > GROUPS:  # a group per trial would be a legend of thousands
+        other = f"{len(groups) - GROUPS + 1} other combinations of fidelities"
+        kept = set(groups[: GROUPS - 1])
+        keyed = [((b, g if g in kept else other), p) for (b, g), p in keyed]
+        groups = sorted({k[1] for k, _ in keyed})
     ordered = sorted(keyed, key=lambda kp: kp[0])
     for (broken, group), chosen in itertools.groupby(ordered, key=lambda kp: kp[0]):
         shown = [p for _, p in chosen]
@@ -155,7 +174,7 @@ def _draw(
             np.array([p[1] for p in shown], dtype=float),
             marker=(BROKEN if broken else MARKERS)[groups.index(group) % len(MARKERS)],
             color="tab:gray" if broken else "tab:blue",
-            label=f"{label}: {group}" if group else label,
+            label=f"{label}: {cut(group)}" if group else label,
             s=size,
             zorder=2,
         )
@@ -276,10 +295,16 @@ def _knob(spec: Spec, trials: Sequence[Trial], path: str) -> tuple[Figure, str]:
         xs = {n: order.index(_text(v)) for n, v in values.items()}
     chosen = [t for t in trials if t.number in xs]
     fig = _panels(spec, path, f"{path} (search parameter)", lambda t: float(xs[t.number]), chosen)
+    step = -(-len(order) // TICKS)  # every category labelled up to TICKS, else every step-th
+    ticks = range(0, len(order), step or 1)
     for ax in fig.axes if order else []:
-        ax.set_xticks(range(len(order)), order, rotation=20 if len(order) > 3 else 0)
+        labels = [cut(order[i], 40) for i in ticks]
+        ax.set_xticks(ticks, labels, rotation=20 if len(order) > 3 else 0)
         ax.set_xlim(-0.5, len(order) - 0.5)
-    return fig, f"The search parameter {path} against each objective."
+    caption = f"The search parameter {path} against each objective."
+    if step > 1:
+        caption += f" One value in {step} of its {len(order)} is labelled."
+    return fig, caption
 
 
 def _png(fig: Figure) -> bytes:
@@ -329,7 +354,7 @@ def _cells(spec: Spec, t: Trial) -> list[str]:
     ]
     return [
         str(t.number),
-        *(f"{v:.4g}" if isinstance(v, float) else _text(v) for v in params),
+        *(f"{v:.4g}" if isinstance(v, float) else cut(_text(v)) for v in params),
         *metrics,
     ]
 
@@ -400,34 +425,55 @@ def _latex(capsule: Capsule, best: Sequence[Trial]) -> str:
 def _csv(
     spec: Spec, trials: Sequence[Trial], scored: dict[int, float | None], front: set[int]
 ) -> str:
+    """Every trial, one row each. Text from the capsule (`Cell`) has its control characters
+    made visible and, where a spreadsheet would take it for a formula, a leading `'`; numbers
+    written here (`repr` of a float) are left as they are, `-0.5` included."""
     params = parameters(spec.search.space)
     metrics = sorted({m for t in trials for m in t.metrics})
-    shown = functools.lru_cache(maxsize=1 << 14)(visible)  # cells repeat across trials
+    shown = functools.lru_cache(maxsize=1 << 14)(_safe_cell)  # cells repeat across trials
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(
-        ["number", "status", "loss", "pareto", *params]
-        + [c for m in metrics for c in (m, f"fidelity.{m}")]
-        + ["runtime", "image", "threads", "cache_hits", "stage", "error", "duration_s"]
-        + ["level", "tool_s", "host", "job", "queue_s", "failed_attempts"]
-    )
+    header: list[str | Cell] = ["number", "status", "loss", "pareto", *map(Cell, params)]
+    header += [c for m in metrics for c in (Cell(m), Cell(f"fidelity.{m}"))]
+    header += ["runtime", "image", "threads", "cache_hits", "stage", "error", "duration_s"]
+    header += ["level", "tool_s", "host", "job", "queue_s", "failed_attempts"]
+    writer.writerow([shown(c) if isinstance(c, Cell) else c for c in header])
     for t in trials:
         loss = scored.get(t.number)
-        row = [
+        row: list[str | int | Cell] = [
             t.number,
-            t.status,
+            Cell(t.status),
             "" if loss is None else repr(loss),
             str(t.number in front).lower(),
         ]
-        row += [_text(t.params[p]) if p in t.params else "" for p in params]
+        row += [_param_cell(t.params[p]) if p in t.params else "" for p in params]
         for m in metrics:
-            row += [repr(t.metrics[m]) if m in t.metrics else "", t.fidelity.get(m, "")]
-        row += [t.runtime, t.image or "", t.threads, ";".join(t.cache_hits), t.stage or ""]
-        row += [t.error or "", repr(t.duration_s)]
+            row += [repr(t.metrics[m]) if m in t.metrics else "", Cell(t.fidelity.get(m, ""))]
+        row += [Cell(t.runtime), Cell(t.image or ""), t.threads, Cell(";".join(t.cache_hits))]
+        row += [Cell(t.stage or ""), Cell(t.error or ""), repr(t.duration_s)]
         row += [_text(t.level) if t.level is not None else "", _opt(t.tool_s)]
-        row += [t.host or "", t.job or "", _opt(t.queue_s), len(t.failed_attempts or ())]
-        writer.writerow([shown(c) if isinstance(c, str) else c for c in row])
+        row += [Cell(t.host or ""), Cell(t.job or ""), _opt(t.queue_s)]
+        row += [len(t.failed_attempts or ())]
+        writer.writerow([shown(c) if isinstance(c, Cell) else c for c in row])
     return buffer.getvalue()
+
+
+class Cell(str):
+    """A CSV cell of text from the capsule (a name, an error), not a number written here."""
+
+    __slots__ = ()
+
+
+def _safe_cell(text: Cell) -> str:
+    """Its control characters escaped (a leading tab becomes `\\t`, which no spreadsheet runs),
+    and a leading `'` where it could still start a formula."""
+    shown = visible(text)
+    return "'" + shown if text.startswith(FORMULA) else shown
+
+
+def _param_cell(value: Any) -> str | Cell:
+    """A param's string value is the capsule's text; a number, bool or list is written here."""
+    return Cell(value) if isinstance(value, str) else _text(value)
 
 
 def _opt(value: float | None) -> str:
@@ -453,8 +499,13 @@ def _levels(capsule: Capsule) -> list[str]:
     ]
     side_by_side = [
         [str(p.number), p.metric, *("-" if v is None else _sig(v) for v in found.point_values(p))]
-        for p in found.points
+        for p in found.points[:TABLE_ROWS]
     ]
+    more = (
+        [f"<p>The first {TABLE_ROWS} of {len(found.points)} rows.</p>"]
+        if len(found.points) > TABLE_ROWS
+        else []
+    )
     return [
         "<h2>Fidelity funnel</h2>",
         _table(["level", "what", "trials", "scored", "tool hours"], rows),
@@ -462,30 +513,41 @@ def _levels(capsule: Capsule) -> list[str]:
         _table(["metric", "against", "pairs", "median ratio", "Kendall tau"], calibration),
         "<h2>Estimate against synthesis, per promoted point</h2>",
         _table(found.point_columns, side_by_side),
+        *more,
     ]
 
 
 def _built(trial: Trial | None) -> list[str]:
     """The best trial's layers as hls4ml built them (applied reuse factors and precisions)."""
-    from capsule.render import LAYER_COLUMNS, layer_rows
+    from capsule.render import LAYER_COLUMNS, LAYER_ROWS, layer_rows, name_list
 
     if trial is None or not trial.layers:
         return []
     parts = [
         f"<h2>Layers of trial {trial.number} as hls4ml built them</h2>",
-        _table(LAYER_COLUMNS, layer_rows(trial.layers)),
+        _table(LAYER_COLUMNS, layer_rows(trial.layers[:LAYER_ROWS])),
     ]
+    if len(trial.layers) > LAYER_ROWS:
+        parts.append(f"<p>The first {LAYER_ROWS} of {len(trial.layers)} layers.</p>")
     if trial.estimate_missing:
-        missing = ", ".join(trial.estimate_missing)
+        missing = name_list(trial.estimate_missing)
         parts.append(f"<p>The estimate is partial: not counted {_e(missing)}.</p>")
     return parts
 
 
 def _retried(trials: Sequence[Trial]) -> list[str]:
+    from capsule.render import RETRIED_SHOWN
+
     rows = attempts.retried_rows(trials)
     if not rows:
         return []
-    return ["<h2>Attempts of retried trials</h2>", _table(attempts.HEADER, rows)]
+    shown = [[cut(c) for c in row] for row in rows[:RETRIED_SHOWN]]
+    more = f"<p>The first {RETRIED_SHOWN} of {len(rows)} rows.</p>"
+    return [
+        "<h2>Attempts of retried trials</h2>",
+        _table(attempts.HEADER, shown),
+        *([more] if len(rows) > RETRIED_SHOWN else []),
+    ]
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -543,7 +605,7 @@ def _html(capsule: Capsule, found: Summary, best: Sequence[Trial], figures: Figu
         "<h2>Failed trials, and collapsed C simulations (not scored)</h2>",
         _table(
             ["trial", "status", "stage", "error"],
-            [[str(t.number), t.status, t.stage or "-", t.error or "-"] for t in failed],
+            [[str(t.number), t.status, cut(t.stage or "-"), cut(t.error or "-")] for t in failed],
         ),
         *([failed_note] if failed_note else []),
         *[f"<p>{e(line)}.</p>" for line in [attempts.summary(trials)] if line],

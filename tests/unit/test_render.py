@@ -43,3 +43,43 @@ def test_cells_are_neither_markup_nor_terminal_sequences() -> None:
     assert "[link=https://example.com]click[/link] \\x1b[31m" in out.getvalue()
     assert "\x1b" not in out.getvalue()
     assert plain("x\x1by", style="bold").plain == "x\\x1by"
+
+
+# --- what a hostile record can make `show` and `diff` print (issue 30) -----------------------
+
+
+def _printed(renderable: object, width: int = 120) -> str:
+    console = Console(file=io.StringIO(), width=width, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
+
+
+def test_a_diff_of_thousands_of_keys_prints_the_first_rows_and_counts_the_rest() -> None:
+    """Two searches of thousands of trials differ in tens of thousands of keys (8,000 against
+    2,000 records: 102 MB printed); `diff` prints its first rows, each value cut, and how many
+    more there are in each section (`diff --json` has every one)."""
+    from capsule.diff import Difference
+    from capsule.render import DIFF_ROWS, differences
+
+    diffs = [Difference("spec", "seed", "1", "2")]
+    diffs += [
+        Difference("trials", f"{n}.metrics.dsp", "x" * 5_000, "(absent)") for n in range(9_999)
+    ]
+    out = _printed(differences(diffs))
+    assert out.startswith("10000 differences")
+    rows = [line for line in out.splitlines() if line.startswith("│ ") and "│" in line[1:]]
+    sections = [line.split("│")[1].strip() for line in rows if line.split("│")[1].strip()]
+    assert sections == ["spec"] + ["trials"] * (DIFF_ROWS - 1)  # the header's sections first
+    assert "... and 9,800 more differences (9,800 in trials); every one: --json" in out
+    assert out.count("x") == 200 * (DIFF_ROWS - 1) and out.count("(5,000 characters)") == 199
+    assert len(out) < 200_000
+
+
+def test_a_failed_trials_error_of_16_kib_is_one_cut_cell() -> None:
+    from capsule.render import cut, plain
+
+    long = "ValueError: " + "y" * 16_000
+    shown = cut(long)
+    assert shown == long[:200] + "... (16,012 characters)"
+    out = _printed(plain(cut("\x1b[2J" + long)), width=400)
+    assert "\\x1b[2J" in out and len(out) < 400

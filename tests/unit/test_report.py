@@ -481,3 +481,70 @@ def test_the_report_sets_estimate_yosys_and_vendor_side_by_side(
     assert "Pareto front at level 1 (C synthesis)" in page
     rows = list(csv.DictReader((tmp_path / "trials.csv").read_text().splitlines()))
     assert [r["level"] for r in rows] == ["0"] * 4 + ["open-synth"] * 2 + ["1"]
+
+
+# --- hostile records (issue 30) ----------------------------------------------------------------
+
+
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_get_a_quote_and_numbers_stay(
+    base: Capsule, tmp_path: Path
+) -> None:
+    """OWASP's CSV injection: text from the capsule starting with =, +, -, @, tab or carriage
+    return gets a leading `'`; the numbers written here (a negative metric, loss or param)
+    stay numbers."""
+    formula = '=HYPERLINK("http://evil.example","x")'
+    trials = [
+        _trial(
+            0,
+            "ok",
+            "=cmd|' /C calc'!A0",
+            -3,
+            {**_m(0.95, -0.5, 100.0), "@evil": 1.0},
+            hw="+estimate",
+            error=formula,
+            stage="-stage",
+            host="@host",
+            job="\tjob",
+            cache_hits=["=unit"],
+        ),
+        _trial(1, "failed", "ap_fixed<8,3>", 2, error="\r=1+1", stage="train"),
+    ]
+    capsule = base.model_copy(update={"trials": trials}).sealed()
+    report.write_report(capsule, tmp_path)
+    rows = list(csv.DictReader((tmp_path / "trials.csv").read_text().splitlines()))
+    zero, one = rows
+    assert "'@evil" in zero and zero["'@evil"] == "1.0"  # a header cell: a metric's name
+    assert zero["fidelity.@evil"] == "'+estimate"
+    assert zero["error"] == "'" + formula and zero["stage"] == "'-stage"
+    assert zero["host"] == "'@host" and zero["job"] == "'\\tjob" and zero["cache_hits"] == "'=unit"
+    assert zero["hls4ml.precision"] == "'=cmd|' /C calc'!A0"
+    assert zero["hls4ml.reuse_factor"] == "-3" and zero["dsp"] == "-0.5"  # numbers: as written
+    assert float(zero["loss"]) < 0 and zero["loss"].startswith("-")
+    assert one["error"] == "'\\r=1+1" and one["stage"] == "train"
+
+
+def test_records_built_to_flood_the_report_give_bounded_figures_and_cells(
+    base: Capsule, tmp_path: Path
+) -> None:
+    """2,000 trials each with a fidelity and a precision of its own, and 16,000-character
+    errors: a legend entry and a category tick per trial, and each error whole in the page,
+    were what the report drew and wrote."""
+    trials = [
+        _trial(n, "ok", f"ap_fixed<{n},6>", 1, _m(0.5 + n / 10_000, 10.0 + n, 100.0))
+        for n in range(2_000)
+    ]
+    trials = [t.model_copy(update={"fidelity": {"dsp": f"kind {t.number}"}}) for t in trials]
+    trials += [_trial(2_000 + n, "failed", "x", 1, error="E" * 16_000) for n in range(20)]
+    capsule = base.model_copy(update={"trials": trials}).sealed()
+    fig, _ = report._pareto(capsule.spec, trials)
+    labels = [str(c.get_label()) for c in fig.axes[0].collections]
+    assert len(labels) == report.GROUPS
+    assert "meets the constraints: 1989 other combinations of fidelities" in labels
+    assert fig.axes[0].get_ylabel() == "dsp (mixed: 2000 fidelities, lower is better)"
+    fig, caption = report._knob(capsule.spec, trials, "hls4ml.precision")
+    assert len(fig.axes[0].get_xticklabels()) <= report.TICKS
+    assert "One value in 51 of its 2003 is labelled." in caption
+    report.write_report(capsule, tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert "E" * 201 not in page and "(16,000 characters)" in page
+    assert len(page.encode()) < 2_000_000
