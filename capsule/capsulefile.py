@@ -164,6 +164,65 @@ class ToolchainLock(Locked):
 
 Short = Annotated[str, Field(max_length=256)]
 
+# Bounds of a trial record. The digest proves integrity, not authorship: a hostile author can
+# write records of any size and seal them again, and `show`, `report` and `diff` read every one.
+# So each string and map of a record is bounded, as is the number of metric names across a
+# capsule's records (trials.csv has a column per name), and capsule's own code cuts what it
+# records to these bounds (`clip`) so it never writes a record it would refuse to read. They
+# are far above anything a trial records: a dozen metrics, a hundred artifacts, an error of at
+# most 1,000 characters (its first line), a traceback's last 4,000 (`log_tail`).
+MAX_NAME = 256  # a metric or fidelity name, a fidelity, a stage, a runtime, a cache unit
+MAX_KEY = 1024  # a param's key (a dotted path into the spec), an image reference
+MAX_PATH = 4096  # an artifact's name (a path in the trial folder, as long as Linux allows)
+MAX_TEXT = 65_536  # a param's string value (a choice option of the spec)
+MAX_ERROR = 16_384  # a trial's error text
+MAX_PARAMS = 4096  # params of one record, and items of a param's list
+MAX_METRICS = 256  # metrics of one record, and fidelities
+MAX_METRIC_NAMES = 1024  # distinct metric names across a capsule's records
+MAX_ARTIFACTS = 100_000
+MAX_LAYERS = 10_000  # layers of the converted model, and layers the estimate did not count
+MAX_UNITS = 64  # stage-cache units a trial reused
+MAX_SETTINGS = 256  # numerics settings in force
+Name = Annotated[str, Field(max_length=MAX_NAME)]
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters (a few hundred or more), its start and end kept
+    around a note of how much was cut: an error's first words say what failed, its last where."""
+    if len(text) <= limit:
+        return text
+    keep = limit - len(f" [... {len(text):,} characters cut ...] ")
+    note = f" [... {len(text) - keep:,} characters cut ...] "
+    return text[: keep // 2] + note + text[len(text) - (keep - keep // 2) :]
+
+
+def _long(name: str, kind: str, limit: int) -> ValueError:
+    """A bound broken by a key, named by its start only: the key itself may be megabytes."""
+    return ValueError(f"{kind} of {len(name):,} characters (at most {limit:,}): {name[:40]!r}...")
+
+
+def _check_map(value: dict[str, Any], kind: str, items: int, key_limit: int) -> None:
+    """At most `items` keys of at most `key_limit` characters; a key too long is named by its
+    start (pydantic's own error would quote it whole, megabytes on one line)."""
+    if len(value) > items:
+        raise ValueError(f"{len(value):,} {kind}s (at most {items:,})")
+    if value and max(map(len, value)) > key_limit:  # in C: a record has a hundred artifacts
+        raise _long(next(k for k in value if len(k) > key_limit), f"{kind} name", key_limit)
+
+
+def _check_param(key: str, value: Any, depth: int = 0) -> None:
+    if isinstance(value, str) and len(value) > MAX_TEXT:
+        raise ValueError(
+            f"param {key[:40]!r}: a string of {len(value):,} characters (at most {MAX_TEXT:,})"
+        )
+    if isinstance(value, list) and depth < 2:
+        if len(value) > MAX_PARAMS:
+            raise ValueError(
+                f"param {key[:40]!r}: a list of {len(value):,} items (at most {MAX_PARAMS:,})"
+            )
+        for item in value:
+            _check_param(key, item, depth + 1)
+
 
 class AppliedLayer(Locked):
     """A layer of the trial's converted model as hls4ml built it: its kind, the reuse factor it
@@ -208,29 +267,53 @@ class Trial(Locked):
     status: RecordStatus
     params: dict[str, Value] = {}
     metrics: dict[str, float] = {}
-    fidelity: dict[str, str] = {}
+    fidelity: dict[str, Name] = {}
     artifacts: dict[str, str] = {}  # name -> sha256 hex digest (see `_checked_artifacts`)
-    runtime: str = ""
-    image: str | None = None
+    runtime: Name = ""
+    image: Annotated[str, Field(max_length=MAX_KEY)] | None = None
     worker: Annotated[str, Field(max_length=256)] | None = None  # the Dask worker that ran it
     # fidelity level (capsule.fidelity): 0, "open-synth", 1 or 2
     level: Level | None = None
     tool_s: Annotated[float, Field(ge=0)] | None = None  # seconds the vendor tool ran
     threads: Annotated[int, Field(ge=1)] = 1
-    cache_hits: list[str] = []
-    stage: str | None = None
-    error: str | None = None
+    cache_hits: Annotated[list[Name], Field(max_length=MAX_UNITS)] = []
+    stage: Name | None = None
+    error: Annotated[str, Field(max_length=MAX_ERROR)] | None = None
     log_tail: Annotated[str, Field(max_length=4000)] | None = None
     duration_s: Annotated[float, Field(ge=0)] = 0.0
     numerics: Numerics | None = None  # absent in records made before numerics were recorded
-    layers: Annotated[list[AppliedLayer], Field(max_length=10_000)] | None = None
-    estimate_missing: Annotated[list[Short], Field(max_length=10_000)] | None = None
+    layers: Annotated[list[AppliedLayer], Field(max_length=MAX_LAYERS)] | None = None
+    estimate_missing: Annotated[list[Short], Field(max_length=MAX_LAYERS)] | None = None
     host: Short | None = None
     job: Short | None = None
     queue_s: Annotated[float, Field(ge=0)] | None = None
     failed_attempts: Annotated[list[Attempt], Field(max_length=1000)] | None = None
 
     _level = field_validator("level")(lambda v: v if v is None else check_level(v))
+
+    # Checked after pydantic built each map (before, it would build a second copy of every
+    # record's maps: a third more time to read 10,000 records); a key too long is named by
+    # its start only.
+    @field_validator("params")
+    @classmethod
+    def _bounded_params(cls, params: dict[str, Value]) -> dict[str, Value]:
+        _check_map(params, "param", MAX_PARAMS, MAX_KEY)
+        for key, value in params.items():
+            _check_param(key, value)
+        return params
+
+    @field_validator("metrics", "fidelity")
+    @classmethod
+    def _bounded_metrics(cls, values: dict[str, Any]) -> dict[str, Any]:
+        _check_map(values, "metric", MAX_METRICS, MAX_NAME)
+        return values
+
+    @field_validator("numerics")
+    @classmethod
+    def _bounded_numerics(cls, numerics: Numerics | None) -> Numerics | None:
+        if numerics is not None:
+            _check_map(numerics.settings, "numerics setting", MAX_SETTINGS, MAX_NAME)
+        return numerics
 
     @field_validator("artifacts")
     @classmethod
@@ -242,6 +325,7 @@ class Trial(Locked):
         characters long, and nothing left of them all once the lowercase hex digits are
         deleted, is each value a digest.
         """
+        _check_map(artifacts, "artifact", MAX_ARTIFACTS, MAX_PATH)
         values = "".join(artifacts.values())
         lengths = set(map(len, artifacts.values()))
         if lengths - {64} or values.encode("utf-8", "replace").translate(None, _HEX_DIGITS):
@@ -263,6 +347,13 @@ MAX_SAFE_NAMES = 1 << 16
 _HEX_DIGITS = b"0123456789abcdef"
 
 
+def _too_many_names() -> str:
+    return (
+        f"metrics: more than {MAX_METRIC_NAMES:,} distinct metric names in the capsule's "
+        "trial records"
+    )
+
+
 class Capsule(Locked):
     format: Literal[1, 2]
     tool: str
@@ -282,10 +373,14 @@ class Capsule(Locked):
     def _unique_numbers(cls, trials: list[Trial]) -> list[Trial]:
         """A trial number names one record: verify, export and resume look trials up by it."""
         seen: set[int] = set()
+        names: set[str] = set()
         for i, trial in enumerate(trials):
             if trial.number in seen:
                 raise ValueError(f"trials[{i}]: trial number {trial.number} appears twice")
             seen.add(trial.number)
+            names.update(trial.metrics)
+            if len(names) > MAX_METRIC_NAMES:
+                raise ValueError(f"trials[{i}]: {_too_many_names()}")
         return trials
 
     def content(self) -> dict[str, Any]:
@@ -439,6 +534,7 @@ def _parse(lines: _Lines, trials: bool) -> Capsule:
     if seal is None or not trials:
         return capsule
     seen: dict[int, int] = {}
+    names: set[str] = set()  # trials.csv has a column for each
 
     def accept(record: records.Record) -> Trial:
         where = f"{source}:{record.line}: trial record {record.index:05d}"
@@ -452,6 +548,9 @@ def _parse(lines: _Lines, trials: bool) -> Capsule:
                 f"{seen[trial.number]:05d})"
             )
         seen[trial.number] = record.index
+        names.update(trial.metrics)
+        if len(names) > MAX_METRIC_NAMES:
+            raise CapsuleFileError(f"{where}: {_too_many_names()}")
         return trial
 
     with _collector_paused():
@@ -576,6 +675,19 @@ def write_capsule(capsule: Capsule, path: Path) -> None:
         raise CapsuleError(f"{path}: cannot write capsule: {exc.strerror}") from None
 
 
+def _names_fit(trials: list[Trial], trial: Trial) -> bool:
+    """Whether the capsule's records with `trial` stay within `MAX_METRIC_NAMES`. A trial
+    usually names the metrics of one of the last few before it, which adds no name; only one
+    that does not pays for the union of every record's (10,000 records: about 10 ms)."""
+    names = trial.metrics.keys()
+    if any(names <= t.metrics.keys() for t in trials[-8:]):
+        return True
+    seen = set(names)
+    for t in trials:
+        seen.update(t.metrics)
+    return len(seen) <= MAX_METRIC_NAMES
+
+
 def append_trial(path: Path, capsule: Capsule, trial: Trial) -> Capsule:
     """Record one more trial: appended to a format-2 capsule (a cost that does not grow with the
     trials before it); a format-1 capsule is rewritten once as format 2 with it."""
@@ -584,6 +696,11 @@ def append_trial(path: Path, capsule: Capsule, trial: Trial) -> Capsule:
         updated = capsule.model_copy(update={"trials": trials})
         write_capsule(updated, path)
         return updated.model_copy(update={"format": FORMAT}).sealed()
+    if not _names_fit(capsule.trials, trial):
+        raise CapsuleError(
+            f"{path}: trial {trial.number} not recorded: its {len(trial.metrics)} metric names "
+            f"would make {_too_many_names()} (a capsule that no longer reads)"
+        )
     trials = list(capsule.trials)  # read sorted by number: a sort would grow with them
     bisect.insort(trials, trial, key=attrgetter("number"))
     updated = capsule.model_copy(update={"trials": trials})

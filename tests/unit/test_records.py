@@ -25,7 +25,7 @@ from capsule.capsulefile import (
     read_capsule,
     write_capsule,
 )
-from capsule.errors import CapsuleFileError
+from capsule.errors import CapsuleError, CapsuleFileError
 from capsule.hashing import sha256_bytes
 
 
@@ -318,3 +318,150 @@ def test_records_with_where_they_ran_chain_after_records_made_before_that(record
     assert after.trials[4] == placed and after.trials[4].failed_attempts == [lost]
     assert after.digest == before.digest  # the header's seal is not touched by a record
     assert '"failed_attempts":[{"ended":"gone"' in recorded.read_text()
+
+
+# --- bounded records (issue 30): refused at read, one line; never written by capsule -------------
+
+
+def _forged(packed: Path, dumps: list[dict[str, object]]) -> str:
+    """The packed capsule's header with `dumps` as its records, chained and sealed as a
+    hostile author who seals again would: only their contents are wrong."""
+    header, _ = record_lines(packed.read_text())
+    forged, count, last = records.render(tomllib.loads(header)["digest"], dumps)
+    header = header.replace(header.split('sealed = "')[1].split('"')[0], f"{count:09d} {last}")
+    return header + forged
+
+
+def _dump(**fields: object) -> dict[str, object]:
+    return {**trial(0).model_dump(mode="json", exclude_none=True), **fields}
+
+
+LONG = 70_000
+
+
+@pytest.mark.parametrize(
+    ("fields", "key"),
+    [
+        ({"error": "e" * (16_384 + 1)}, "error: String should have at most 16384 characters"),
+        ({"stage": "s" * 257}, "stage"),
+        ({"runtime": "r" * 257}, "runtime"),
+        ({"image": "i" * 1025}, "image"),
+        ({"cache_hits": ["train"] * 65}, "cache_hits"),
+        ({"cache_hits": ["u" * 257]}, "cache_hits[0]"),
+        ({"params": {"k" * LONG: 1}}, "params: param name of 70,000 characters (at most 1,024)"),
+        ({"params": {"p": "v" * LONG}}, "params: param 'p': a string of 70,000 characters"),
+        ({"params": {"p": [[1] * 4097]}}, "params: param 'p': a list of 4,097 items"),
+        ({"params": {f"p{i}": i for i in range(4097)}}, "params: 4,097 params (at most 4,096)"),
+        ({"metrics": {f"m{i}": 1.0 for i in range(257)}}, "metrics: 257 metrics (at most 256)"),
+        ({"metrics": {"m" * LONG: 1.0}}, "metrics: metric name of 70,000 characters"),
+        ({"fidelity": {"m" * LONG: "estimate"}}, "fidelity: metric name of 70,000 characters"),
+        ({"fidelity": {"lut": "f" * 257}}, "fidelity.lut"),
+        ({"artifacts": {"a" * 4097: "0" * 64}}, "artifacts: artifact name of 4,097 characters"),
+        ({"numerics": {"mode": "portable", "settings": {f"S{i}": "1" for i in range(257)}}},
+         "numerics: 257 numerics settings (at most 256)"),
+    ],
+)  # fmt: skip
+def test_a_record_beyond_its_bounds_is_refused_in_one_line_naming_file_line_and_key(
+    packed: Path, fields: dict[str, object], key: str
+) -> None:
+    """A 4 MB error made `show` take 8 s and print 10 MB; a key of megabytes would be quoted
+    whole by the error. Each bound refuses, naming the record and the key, in a short line."""
+    text = _forged(packed, [_dump(number=0), _dump(number=1, **fields)])
+    with pytest.raises(CapsuleFileError) as refused:
+        parse_capsule(text, "c.capsule")
+    message = str(refused.value)
+    assert message.startswith("c.capsule:") and ": trial record 00001: " in message
+    assert key in message and "\n" not in message and len(message) < 300
+
+
+def test_records_at_their_bounds_read(packed: Path) -> None:
+    at = _dump(
+        number=0,
+        error="e" * 16_384,
+        stage="s" * 256,
+        params={"k" * 1024: "v" * 65_536, "list": [["x"] * 4096]},
+        metrics={f"m{i}": 1.0 for i in range(256)},
+        artifacts={"a" * 4096: "0" * 64},
+    )
+    capsule = parse_capsule(_forged(packed, [at]), "c.capsule")
+    assert len(capsule.trials[0].error or "") == 16_384
+
+
+def test_more_metric_names_across_the_records_than_the_bound_are_refused(packed: Path) -> None:
+    """256 names a record is within a record's bound, but each record's own names would give
+    trials.csv a column pair per name and a row per record (16.6 MB: 195 MB of CSV)."""
+    dumps = [_dump(number=n, metrics={f"r{n}m{i}": 1.0 for i in range(256)}) for n in range(5)]
+    with pytest.raises(CapsuleFileError, match=r"c.capsule:\d+: trial record 00004: metrics: "
+                       r"more than 1,024 distinct metric names"):  # fmt: skip
+        parse_capsule(_forged(packed, dumps), "c.capsule")
+    assert len(parse_capsule(_forged(packed, dumps[:4]), "c.capsule").trials) == 4
+    within = read_capsule(packed)
+    for d in dumps[:4]:
+        within = append_trial(packed, within, Trial.model_validate(d))
+    with pytest.raises(CapsuleError, match="trial 4 not recorded: its 256 metric names"):
+        append_trial(packed, within, Trial.model_validate(dumps[4]))
+    assert len(read_capsule(packed).trials) == 4  # nothing written
+
+
+def _ran(**result: object) -> object:
+    from capsule.pipeline.result import TrialResult
+    from capsule.runtime.host import Ran
+
+    base: dict[str, object] = {
+        "capsule_digest": "sha256:" + "0" * 64,
+        "status": "failed",
+        "params": {"hls4ml.reuse_factor": 2},
+        "runtime": "local",
+        "threads": 1,
+        "timings": {},
+        "metrics": {},
+        "fidelity": {},
+        "artifacts": {},
+    }
+    return Ran(TrialResult.model_validate({**base, **result}))
+
+
+def test_capsule_cuts_what_a_trial_process_claims_to_the_records_bounds(packed: Path) -> None:
+    """The trial process runs the capsule's code and writes result.json: its error is cut to
+    the record's bound (start and end kept, the cut said), and a result that breaks a bound
+    it cannot be cut to is the trial's failure; every record appends and reads back."""
+    from capsule.run import to_record
+
+    spec = read_capsule(packed).spec
+    long = to_record(0, _ran(stage="train", error="E" * 4_000_000 + " the end"), spec, 1.0)  # type: ignore[arg-type]
+    error = long.error or ""
+    assert len(error) <= 16_384 and error.startswith("EEE") and error.endswith("the end")
+    assert "characters cut" in error and long.params == {"hls4ml.reuse_factor": 2}
+    many = to_record(
+        1,
+        _ran(  # type: ignore[arg-type]
+            status="ok",
+            metrics={f"m{i}": 1.0 for i in range(300)},
+            fidelity={f"m{i}": "x" * 1000 for i in range(300)},
+        ),
+        spec,
+        1.0,
+    )
+    assert many.status == "failed" and many.stage == "record" and many.metrics == {}
+    assert "does not fit a capsule record: metrics: 300 metrics" in (many.error or "")
+    wide = to_record(2, _ran(stage="s" * 5000, runtime="r" * 5000), spec, 1.0)  # type: ignore[arg-type]
+    assert len(wide.stage or "") <= 256 and len(wide.runtime) <= 256
+    capsule = read_capsule(packed)
+    for t in (long, many, wide):
+        capsule = append_trial(packed, capsule, t)
+    assert [t.number for t in read_capsule(packed).trials] == [0, 1, 2]
+
+
+def test_a_format_1_capsule_beyond_the_metric_names_bound_is_refused(packed: Path) -> None:
+    """Format 1 keeps its trials in the header: the same bound, named there."""
+    trials = [
+        Trial.model_validate(_dump(number=n, metrics={f"r{n}m{i}": 1.0 for i in range(256)}))
+        for n in range(5)
+    ]
+    capsule = read_capsule(packed)
+    text = _format_1(capsule.model_copy(update={"trials": trials}))
+    expected = r"^c.capsule:\d+: trials: trials\[4\]: metrics: more than 1,024 distinct"
+    with pytest.raises(CapsuleFileError, match=expected):
+        parse_capsule(text, "c.capsule")
+    within = _format_1(capsule.model_copy(update={"trials": trials[:4]}))
+    assert len(parse_capsule(within, "c.capsule").trials) == 4
