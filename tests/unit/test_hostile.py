@@ -596,3 +596,180 @@ def test_generated_hostile_params_and_special_files_never_reach_training(
     assert not out.exists() or not any(out.iterdir())
     if special is None:
         assert stat.S_ISREG(params.stat().st_mode)
+
+
+# --- issue 30: records of hostile sizes ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def three_objectives(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example capsule searching three objectives (accuracy up, DSPs and LUTs down), no
+    constraint, no records: what records of hostile sizes are written into."""
+    from capsule.capsulefile import write_capsule
+    from capsule.spec import Objective
+
+    folder = tmp_path_factory.mktemp("three")
+    base = api.pack(api.init(folder / "exp"), folder / "exp.capsule", runtime="local")
+    objectives = [*base.spec.objectives, Objective(metric="lut", direction="minimize")]
+    spec = base.spec.model_copy(update={"objectives": objectives, "constraints": []})
+    path = folder / "three.capsule"
+    write_capsule(base.model_copy(update={"spec": spec}), path)
+    return path
+
+
+def _with_records(base: Path, dumps: list[dict[str, Any]], out: Path) -> Path:
+    """`base` with `dumps` as its trial records, chained and sealed as the tool does: a hostile
+    author who seals again."""
+    import tomllib
+
+    from capsule import records
+
+    text = base.read_text()
+    marker = f"\n{records.SECTION}\n"
+    header = text[: text.index(marker) + len(marker)]
+    lines, count, last = records.render(tomllib.loads(header)["digest"], dumps)
+    header = re.sub(r'^sealed = ".*"$', records.seal_line(count, last), header, flags=re.M)
+    out.write_text(header + lines)
+    return out
+
+
+def _front_records(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """`n` trials no one of which dominates another on (accuracy up, DSPs down, LUTs down):
+    their signed values sum to a constant."""
+    import random
+
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        acc, dsp = rng.random(), rng.random() * 100
+        out.append(
+            {
+                "number": i,
+                "status": "ok",
+                "params": {"hls4ml.reuse_factor": 1 + i % 4},
+                "metrics": {"csim_accuracy": acc, "dsp": dsp, "lut": 1000 + acc - dsp},
+                "fidelity": {"csim_accuracy": "measured", "dsp": "estimate", "lut": "estimate"},
+                "runtime": "local",
+                "duration_s": 1.0,
+            }
+        )
+    return out
+
+
+def test_show_report_and_diff_of_8000_trials_all_on_a_three_objective_front(
+    three_objectives: Path, tmp_path: Path
+) -> None:
+    """Each trial checked against the front so far, the hypervolume by slices and every
+    difference a row: `show` 94 s, `report` 91 s, `diff` against 2,000 such records 126 s and
+    102 MB. Now each ends with a summary of bounded size; the bound here catches the quadratic
+    (the bench row measures the speed)."""
+    a = _with_records(three_objectives, _front_records(8_000), tmp_path / "a.capsule")
+    b = _with_records(three_objectives, _front_records(2_000, seed=1), tmp_path / "b.capsule")
+    for args, code in (
+        (("show", a), 0),
+        (("report", a, "-o", tmp_path / "report"), 0),
+        (("diff", a, b), 1),
+    ):
+        started = time.monotonic()
+        ran = cli(*args, timeout=60)
+        assert ran.code == code and ran.exception is None, (args, ran.stderr)
+        assert time.monotonic() - started < 30, args
+        assert len(ran.stdout) < 200_000, (args, len(ran.stdout))
+    shown = " ".join(cli("show", a).stdout.split())
+    assert "(20 of 8000, evenly along csim_accuracy;" in shown
+    assert "hypervolume" in shown and "of a front of 8000 trials" in shown
+    said = " ".join(cli("diff", a, b).stdout.split())
+    assert "more differences (" in said and "in trials); every one: --json" in said
+    page = (tmp_path / "report" / "index.html").stat().st_size
+    assert page < 2_000_000
+
+
+FIELDS = {  # a record's string fields and their bounds (capsulefile.MAX_*)
+    "error": 16_384,
+    "stage": 256,
+    "runtime": 256,
+    "image": 1_024,
+    "param": 65_536,
+    "param key": 1_024,
+    "metric name": 256,
+    "fidelity": 256,
+    "artifact": 4_096,
+    "cache unit": 256,
+}
+
+
+def _long_field(record: dict[str, Any], field: str, text: str) -> None:
+    match field:
+        case "param":
+            record["params"] = {"hls4ml.precision": text}
+        case "param key":
+            record["params"] = {text: 1}
+        case "metric name":
+            record["metrics"] = {**record["metrics"], text: 1.0}
+        case "fidelity":
+            record["fidelity"] = {**record["fidelity"], "dsp": text}
+        case "artifact":
+            record["artifacts"] = {text: "0" * 64}
+        case "cache unit":
+            record["cache_hits"] = [text]
+        case _:
+            record[field] = text
+
+
+@st.composite
+def hostile_records(draw: st.DrawFn) -> tuple[list[dict[str, Any]], bool]:
+    """Records of hostile sizes, and whether they are within every bound (then they read):
+    a string at, just past or far past its field's bound, each a failed or finished trial;
+    many distinct metric names; or many trials all on the front."""
+    kind = draw(st.sampled_from(["long", "names", "front"]))
+    if kind == "front":
+        return _front_records(draw(st.integers(1, 3_000)), draw(st.integers(0, 9))), True
+    if kind == "names":
+        per, count = draw(st.integers(1, 300)), draw(st.integers(1, 6))
+        dumps = _front_records(count)
+        for n, record in enumerate(dumps):
+            record["metrics"] |= {f"m{n}_{i}": 1.0 for i in range(per)}
+        fits = per + 3 <= 256 and per * count + 3 <= 1_024
+        return dumps, fits
+    field = draw(st.sampled_from(sorted(FIELDS)))
+    size = draw(st.sampled_from([FIELDS[field], FIELDS[field] + 1, 300_000, 3_000_000]))
+    char = draw(st.sampled_from(["x", "=", "\x1b", "\u00e9"]))
+    dumps = _front_records(draw(st.integers(1, 30)))
+    record = dumps[-1]
+    if draw(st.booleans()):
+        record |= {"status": "failed", "stage": "train", "metrics": {}, "fidelity": {}}
+    _long_field(record, field, char * size)
+    return dumps, size <= FIELDS[field]
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(case=hostile_records())
+def test_generated_records_of_hostile_sizes_read_fast_or_are_one_line(
+    three_objectives: Path, case: tuple[list[dict[str, Any]], bool]
+) -> None:
+    """show, diff and report of records of hostile sizes: within the bounds they succeed, in
+    bounded time and output; beyond them, one line naming the record, exit 2; never a
+    traceback."""
+    dumps, fits = case
+    folder = Path(tempfile.mkdtemp(dir=three_objectives.parent))
+    hostile = _with_records(three_objectives, dumps, folder / "hostile.capsule")
+    for args in (
+        ("show", hostile),
+        ("diff", three_objectives, hostile),
+        ("report", hostile, "-o", folder / "report"),
+    ):
+        started = time.monotonic()
+        ran = cli(*args, timeout=60)
+        assert time.monotonic() - started < 30, args
+        _assert_clean(ran, folder, None)
+        if fits:
+            assert ran.code in (0, 1), (args, ran.stderr)
+            assert len(ran.stdout) < 500_000, (args, len(ran.stdout))
+        else:
+            refused(ran, str(hostile), "trial record")
+    if fits and (folder / "report").exists():
+        assert (folder / "report" / "index.html").stat().st_size < 2_000_000
