@@ -85,7 +85,7 @@ def search(algo: str, seed: int) -> tuple[float, float]:
         finished.append(Outcome(number, params, "ok", {"dsp": f1, "lut": f2}))
     elapsed = time.process_time() - start
     volume = hypervolume(spec, finished)  # as `capsule show` computes it, from the spec's reference
-    assert volume is not None and volume.reference == REFERENCE
+    assert volume is not None and volume.value is not None and volume.reference == REFERENCE
     return volume.value, elapsed
 
 

@@ -6,11 +6,18 @@ each with its own values. Recording goes through the real code path (`append_tri
 `capsule run` calls after each trial); the baseline is what format 1 did after every trial:
 rewrite the whole capsule (`write_capsule`). Reading is `capsule show` in a fresh process, and
 `capsule report` (its tables summarised, every trial in trials.csv, which is checked) in another.
+
+A hostile capsule (issue 30): 10,000 trials all on a front of three objectives (accuracy up,
+DSPs and LUTs down, their signed values summing to a constant), against the same 10,000 trials
+where the first dominates every other (a search's usual front of a few), both shown by
+`capsule show` in a fresh process. Checking each trial against the front so far, and slicing
+the hypervolume, made the first take minutes (8,000 trials: 94 s).
 """
 
 from __future__ import annotations
 
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -91,8 +98,61 @@ def _capsule(work: Path) -> tuple[Path, Capsule]:
     return path, api.pack(work / "exp" / "exp.toml", path)
 
 
+FRONT_TRIALS = 10_000
+
+
+def _show_s(path: Path) -> float:
+    start = time.perf_counter()
+    shown = subprocess.run(
+        [sys.executable, "-m", "capsule", "show", str(path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    elapsed = time.perf_counter() - start
+    assert shown.returncode == 0, shown.stderr
+    return elapsed
+
+
+def front_rows(work: Path) -> list[Row]:
+    """`capsule show` of `FRONT_TRIALS` trials all on a three-objective front, against the
+    same number with one trial dominating the rest."""
+    from capsule.spec import Objective
+
+    path, packed = _capsule(work)
+    objectives = [*packed.spec.objectives, Objective(metric="lut", direction="minimize")]
+    spec = packed.spec.model_copy(update={"objectives": objectives, "constraints": []})
+    rng = random.Random(30)
+    on_front, dominated = [], []
+    for i in range(FRONT_TRIALS):
+        acc, dsp = rng.random(), rng.random() * 100
+        shaped = trial(i)
+        front = {"csim_accuracy": acc, "dsp": dsp, "lut": 1000 + acc - dsp}
+        behind = {"csim_accuracy": 0.9 - i * 1e-5, "dsp": 10.0 + i, "lut": 100.0 + i}
+        on_front.append(shaped.model_copy(update={"metrics": {**shaped.metrics, **front}}))
+        dominated.append(shaped.model_copy(update={"metrics": {**shaped.metrics, **behind}}))
+    seconds = {}
+    for name, trials in (("front", on_front), ("dominated", dominated)):
+        capsule = packed.model_copy(update={"spec": spec, "trials": trials})
+        write_capsule(capsule, path)
+        assert len(read_capsule(path).trials) == FRONT_TRIALS
+        seconds[name] = _show_s(path)
+    return [
+        Row(
+            f"capsule show, {FRONT_TRIALS:,} trials all on a 3-objective front (s)",
+            f"one trial on the front {seconds['dominated']:.2f}",
+            f"{seconds['front']:.2f}",
+            seconds["front"] / seconds["dominated"],
+            "<= 5 s",
+            seconds["front"] <= 5.0,
+        )
+    ]
+
+
 def run() -> list[Row]:
     rows: list[Row] = []
+    with tempfile.TemporaryDirectory(prefix="capsule-bench-front-") as tmp:
+        rows.extend(front_rows(Path(tmp)))
     with tempfile.TemporaryDirectory(prefix="capsule-bench-records-") as tmp:
         path, packed = _capsule(Path(tmp))
         append_s: dict[int, float] = {}
