@@ -38,7 +38,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from capsule import attempts, fidelity
-from capsule.capsulefile import Capsule, Trial
+from capsule.capsulefile import Capsule, Trial, clip
 from capsule.errors import CapsuleError
 from capsule.fidelity import outcome
 from capsule.files import write_atomic
@@ -62,6 +62,9 @@ GROUPS = 12
 TICKS = 40
 LABEL_KINDS = 6
 TABLE_ROWS = 2_000
+# An error in trials.csv: what a trial itself records (its first line, cut at 1,000
+# characters); a record may hold 16 times that, and trials.csv has a row per record.
+CSV_ERROR = 1_000
 # A CSV cell a spreadsheet would read as a formula (OWASP's CSV injection): text from the
 # capsule starting with one of these gets a leading `'`; numbers written here stay numbers.
 FORMULA = ("=", "+", "-", "@", "\t", "\r")
@@ -450,7 +453,7 @@ def _csv(
         for m in metrics:
             row += [repr(t.metrics[m]) if m in t.metrics else "", Cell(t.fidelity.get(m, ""))]
         row += [Cell(t.runtime), Cell(t.image or ""), t.threads, Cell(";".join(t.cache_hits))]
-        row += [Cell(t.stage or ""), Cell(t.error or ""), repr(t.duration_s)]
+        row += [Cell(t.stage or ""), Cell(clip(t.error or "", CSV_ERROR)), repr(t.duration_s)]
         row += [_text(t.level) if t.level is not None else "", _opt(t.tool_s)]
         row += [Cell(t.host or ""), Cell(t.job or ""), _opt(t.queue_s)]
         row += [len(t.failed_attempts or ())]

@@ -548,3 +548,6 @@ def test_records_built_to_flood_the_report_give_bounded_figures_and_cells(
     page = (tmp_path / "index.html").read_text()
     assert "E" * 201 not in page and "(16,000 characters)" in page
     assert len(page.encode()) < 2_000_000
+    rows = list(csv.DictReader((tmp_path / "trials.csv").read_text().splitlines()))
+    error = rows[-1]["error"]
+    assert len(error) <= 1_000 and "characters cut ...]" in error and error.startswith("EEE")
