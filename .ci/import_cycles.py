@@ -1,10 +1,15 @@
-"""Fails when a package's modules import each other in a circle.
+"""Fails when a package's modules, or its sub-packages, import each other in a circle.
 
-A circle hides which module owns a name, and a deferred import inside a function only hides the
-circle from Python, not from the reader: both kinds count here. Imports under `if TYPE_CHECKING:`
-do not run and do not count. Importing `a.b.c` also runs `a/__init__.py` and `a/b/__init__.py`;
-those implicit edges are left out, or every module would sit in a circle with the package root
-that re-exports the public API.
+A circle hides which module owns a name, and neither a deferred import inside a function nor one
+under `if TYPE_CHECKING:` removes it: they hide the circle from Python, not from the reader, so
+every kind counts here. Importing `a.b.c` also runs `a/__init__.py` and `a/b/__init__.py`; those
+implicit edges are left out, or every module would sit in a circle with the package root that
+re-exports the public API.
+
+Two levels are checked. Modules: no module reaches itself through others. Packages: each of the
+top package's sub-packages collapsed to one node (a top-level module is a node of its own), no
+node reaches itself: `runtime/host.py -> trial.py -> runtime/job.py` is a loop between the
+layers `trial` and `runtime` although no module sits in a circle.
 
 Usage: python .ci/import_cycles.py [PACKAGE_DIR]   (default: capsule). Exit 1 names each circle.
 """
@@ -28,22 +33,12 @@ def module_names(package: Path) -> dict[str, Path]:
     return names
 
 
-def _type_checking_only(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
 def _imported(tree: ast.AST, name: str, is_package: bool) -> list[tuple[str, list[str]]]:
     """(module, names imported from it) for every import the module can run."""
     found: list[tuple[str, list[str]]] = []
     pending: list[ast.AST] = [tree]
     while pending:
         node = pending.pop()
-        if isinstance(node, ast.If) and _type_checking_only(node):
-            pending.extend(node.orelse)
-            continue
         if isinstance(node, ast.Import):
             found.extend((alias.name, []) for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -69,6 +64,22 @@ def import_graph(package: Path) -> dict[str, set[str]]:
                 targets.append(module)
             graph[name].update(target for target in targets if target != name)
     return graph
+
+
+def package_graph(graph: dict[str, set[str]], top: str) -> dict[str, set[str]]:
+    """The graph with each sub-package of `top` collapsed to one node (`top.runtime.host` ->
+    `top.runtime`); the package root itself is left out, as above."""
+
+    def node(name: str) -> str:
+        return ".".join(name.split(".")[:2])
+
+    collapsed: dict[str, set[str]] = {}
+    for source, targets in graph.items():
+        if source == top:
+            continue
+        edges = collapsed.setdefault(node(source), set())
+        edges.update(node(t) for t in targets if t != top and node(t) != node(source))
+    return collapsed
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -112,16 +123,35 @@ def main(argv: list[str]) -> int:
         print(f"import_cycles: {package} is not a package folder", file=sys.stderr)
         return 2
     graph = import_graph(package)
-    found = cycles(graph)
-    for component in found:
-        members = set(component)
-        edges = [
-            f"{source} -> {target}"
-            for source in component
-            for target in sorted(graph[source] & members)
-        ]
-        print(f"import cycle among {', '.join(component)}: {'; '.join(edges)}")
-    return 1 if found else 0
+    packages = package_graph(graph, package.name)
+    failed = False
+    for kind, levels in (("import cycle", graph), ("package import cycle", packages)):
+        for component in cycles(levels):
+            failed = True
+            members = set(component)
+            edges = [
+                f"{source} -> {target}{_via(graph, source, target) if levels is packages else ''}"
+                for source in component
+                for target in sorted(levels[source] & members)
+            ]
+            print(f"{kind} among {', '.join(component)}: {'; '.join(edges)}")
+    return 1 if failed else 0
+
+
+def _via(graph: dict[str, set[str]], source: str, target: str) -> str:
+    """ (a.b -> c.d, ...): the module imports that make a package edge."""
+
+    def inside(name: str, node: str) -> bool:
+        return name == node or name.startswith(node + ".")
+
+    pairs = sorted(
+        f"{a} -> {b}"
+        for a, targets in graph.items()
+        if inside(a, source)
+        for b in targets
+        if inside(b, target)
+    )
+    return f" ({', '.join(pairs)})"
 
 
 if __name__ == "__main__":

@@ -64,7 +64,9 @@ def zdt1(x: list[float]) -> tuple[float, float]:
 def search(algo: str, seed: int) -> tuple[float, float]:
     """The hypervolume one search reaches, and the CPU seconds its proposals took (CPU, not
     wall time: the machine is shared)."""
-    from capsule.search import Outcome, Searcher, hypervolume
+    from capsule.search.algorithm import Outcome
+    from capsule.search.pareto import hypervolume
+    from capsule.search.searcher import Searcher
     from capsule.space import Uniform
     from capsule.spec import parse_spec
 
@@ -97,7 +99,7 @@ def digits_rows() -> list[Row]:
     from bench.search import SEARCH_SPACE, _timed_run
     from capsule import api
     from capsule.fidelity import outcome
-    from capsule.search import hypervolume
+    from capsule.search.pareto import hypervolume
 
     root = WORK / "moo-digits"
     shutil.rmtree(root, ignore_errors=True)

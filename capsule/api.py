@@ -35,7 +35,7 @@ from capsule.runtime import choose, preflight
 from capsule.runtime.choose import runtime_choice as runtime_choice  # what a notebook calls
 from capsule.runtime.host import run_with
 from capsule.space import Params
-from capsule.spec import Checks, Spec, load_spec
+from capsule.spec import MAX_SPEC_BYTES, Checks, Spec, line_of, load_spec
 from capsule.toolchain import lock_toolchain
 from capsule.verify import Verification, VerifyOptions
 from capsule.verify import verify as verify_trials
@@ -100,6 +100,7 @@ def pack(
     id and layers are locked; with the local runtime it is this host's.
     """
     spec = load_spec(spec_path)
+    _check_algorithm(spec, spec_path)
     # Written out, so that a later default cannot change what this capsule's records mean.
     if spec.runtime.numerics is None:
         numerics = spec.runtime.model_copy(update={"numerics": "portable"})
@@ -196,6 +197,18 @@ def _existing(path: Path, force: bool) -> Capsule | None:
             f"{exc}; it may hold trial results, so it is not overwritten: pack to another "
             "file, or pass --force to replace it"
         ) from None
+
+
+def _check_algorithm(spec: Spec, spec_path: Path) -> None:
+    """The spec's search algorithm is one registered here (`capsule.search.registry`)."""
+    from capsule.search import registry
+
+    try:
+        registry.get(spec.search.algo)
+    except SpecError as exc:
+        text = read_limited(spec_path, MAX_SPEC_BYTES, "spec", SpecError).decode("utf-8", "replace")
+        line = line_of(text, ("search", "algo"))
+        raise SpecError(f"{spec_path}{f':{line}' if line else ''}: {exc}") from None
 
 
 def _input_at(output: Path, spec: Spec, spec_path: Path) -> str | None:

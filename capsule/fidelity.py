@@ -43,7 +43,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from capsule.capsulefile import Trial
-from capsule.search import Outcome, front_ranks, losses, violation
+from capsule.search.algorithm import Outcome
+from capsule.search.objectives import losses, violation
+from capsule.search.pareto import front_ranks
 from capsule.space import Params
 from capsule.spec import LEVEL_KEYS, LEVEL_ORDER, OPEN_SYNTH, Fidelity, Level, Spec
 

@@ -23,7 +23,7 @@ from capsule.fidelity import outcome
 from capsule.pipeline import layout
 from capsule.render import visible
 from capsule.run import Event
-from capsule.search import losses
+from capsule.search.objectives import losses
 from capsule.spec import Spec
 
 TOP = 5

@@ -43,7 +43,8 @@ from capsule.errors import CapsuleError
 from capsule.fidelity import outcome
 from capsule.files import write_atomic
 from capsule.render import cut, visible
-from capsule.search import pareto_front, violation
+from capsule.search.objectives import violation
+from capsule.search.pareto import pareto_front
 from capsule.space import Choice, parameters
 from capsule.spec import Objective, Spec
 from capsule.summary import FRONT_ROWS, Summary, along_front, levels_of, summarise

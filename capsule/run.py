@@ -58,7 +58,8 @@ from capsule.runtime import preflight
 from capsule.runtime.dask import WorkerSetupError, scheduler_address
 from capsule.runtime.host import HostRuntime, OnStart, Ran
 from capsule.runtime.where import Place
-from capsule.search import Searcher, violation
+from capsule.search.objectives import violation
+from capsule.search.searcher import Searcher
 from capsule.space import Params
 from capsule.spec import Spec, format_validation_error
 

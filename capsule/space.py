@@ -19,6 +19,7 @@ Python: the space is data, checked when the spec is read.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -192,9 +193,14 @@ def branch_labels(space: dict[str, Any]) -> list[str]:
     return sorted(labels)
 
 
+def integer_args(args: Sequence[float]) -> bool:
+    """Whether a range's bounds (and step) are all integers: its values are then integers."""
+    return all(isinstance(a, int) for a in args)
+
+
 def _quantize(value: float, q: float, args: list[int | float]) -> float | int:
     steps = round(value / q)  # round half to even, as numpy and Hyperopt do
-    if all(isinstance(a, int) for a in args):
+    if integer_args(args):
         return int(steps * q)
     quantized: float = steps * q
     return quantized

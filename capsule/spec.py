@@ -474,7 +474,9 @@ class Fidelity(Strict):
 
 
 class Search(Strict):
-    algo: Literal["tpe", "random", "grid", "nsga2", "motpe"] = "tpe"
+    # A registered algorithm (`capsule.search.registry`, which `pack` asks): the spec only
+    # checks the name's form, since the algorithms are defined above the spec.
+    algo: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "tpe"
     max_trials: Annotated[int, Field(ge=1, le=100_000)] = 20
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None  # default: experiment.seed
     space: dict[str, Distribution] = {}

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from capsule import fidelity
 from capsule.capsulefile import Capsule, Trial
-from capsule.search import Hypervolume, hypervolume, losses, pareto_front
+from capsule.search.objectives import losses
+from capsule.search.pareto import Hypervolume, hypervolume, pareto_front
 from capsule.spec import Level, Spec
 
 # Rows of a Pareto front and of the failed trials shown: a search of thousands of trials is

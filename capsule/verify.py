@@ -33,7 +33,7 @@ from capsule.pipeline.result import TrialResult, artifact_metrics, metric_values
 from capsule.process import kill_leftover
 from capsule.runtime import choose
 from capsule.runtime.preflight import Request, data_problem, trust_problem
-from capsule.search import ranked
+from capsule.search.objectives import ranked
 
 ABSENT = "-"
 
@@ -227,9 +227,7 @@ WEIGHTS_DERIVED = (f"{layout.TRAIN}/", f"{layout.FIRMWARE_WEIGHTS}/")
 def _why(trial: Trial, result: TrialResult, rows: list[Comparison]) -> list[str]:
     """Why a re-run may have differed: numerics and CPU only where they could have mattered."""
     differing = [r.artifact for r in rows if not r.match]
-    weights_same = all(
-        r.match for r in rows if r.artifact.startswith(WEIGHTS_DERIVED)
-    )
+    weights_same = all(r.match for r in rows if r.artifact.startswith(WEIGHTS_DERIVED))
     sensitive = [a for a in differing if a.startswith(NUMERICS_SENSITIVE)]
     if not sensitive or (weights_same and sensitive == [layout.METRICS]):
         return [

@@ -13,7 +13,7 @@ import pytest
 from capsule import api, fidelity
 from capsule.fidelity import outcome
 from capsule.run import RunOptions
-from capsule.search import ranked
+from capsule.search.objectives import ranked
 from tests.conftest import install_vendor_double
 
 pytestmark = pytest.mark.slow

@@ -165,7 +165,7 @@ def test_a_collapsed_c_simulation_is_flagged_not_scored(tmp_path: Path) -> None:
     from capsule.fidelity import outcome
     from capsule.run import to_record  # the record a search would keep
     from capsule.runtime.host import Ran
-    from capsule.search import losses
+    from capsule.search.objectives import losses
 
     record = to_record(0, Ran(result), api.load(tmp_path / "exp.capsule").spec, 1.0)
     assert record.status == "collapsed" and record.error == result.collapse

@@ -13,7 +13,7 @@ import pytest
 from capsule import api, fidelity, report
 from capsule.capsulefile import Trial
 from capsule.run import RunOptions, outcome
-from capsule.search import ranked
+from capsule.search.objectives import ranked
 from tests.integration.test_open_flow import tiny_experiment
 
 pytestmark = pytest.mark.slow

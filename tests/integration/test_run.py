@@ -18,8 +18,8 @@ from optuna.samplers import NSGAIISampler
 
 from capsule import api
 from capsule.fidelity import outcome
-from capsule.optuna_search import study
 from capsule.pipeline.result import rehash
+from capsule.search.optuna import study
 from tests.conftest import small_capsule
 
 pytestmark = pytest.mark.slow

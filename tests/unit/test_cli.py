@@ -87,7 +87,7 @@ def test_tampered_data_hash_is_a_digest_mismatch(packed: Path) -> None:
         ),
         (
             lambda t: t.replace('algo = "tpe"', 'algo = "nsga3"'),
-            "search.algo: Input should be 'tpe', 'random', 'grid', 'nsga2' or 'motpe'",
+            "search.algo: 'nsga3' is not one of tpe, random, grid, nsga2, motpe",
         ),
     ],
 )

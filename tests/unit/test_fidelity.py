@@ -168,7 +168,7 @@ def test_pareto_policy_promotes_the_front_first() -> None:
 
 
 def fidelity_outcome(t: Trial) -> object:
-    from capsule.search import Outcome
+    from capsule.search.algorithm import Outcome
 
     return Outcome(t.number, fidelity.point_of(t.params), "ok", t.metrics)
 

@@ -316,7 +316,7 @@ def test_a_grid_over_a_fine_quniform_is_enumerated_lazily(experiment: Path) -> N
     them (what the grid did) fails under a 3 GB address-space limit."""
     script = textwrap.dedent(
         f"""
-        from capsule.search import Searcher
+        from capsule.search.searcher import Searcher
         from capsule.spec import parse_spec
         text = open({str(experiment)!r}).read().replace(
             '"training.learning_rate" = {{ loguniform = [0.001, 0.01] }}',

@@ -51,21 +51,48 @@ def test_a_circle_through_a_deferred_import_fails(tmp_path: Path) -> None:
     assert done.stdout == (
         "import cycle among pkg.a, pkg.b, pkg.sub.c: "
         "pkg.a -> pkg.b; pkg.b -> pkg.sub.c; pkg.sub.c -> pkg.a\n"
+        "package import cycle among pkg.a, pkg.b, pkg.sub: pkg.a -> pkg.b (pkg.a -> pkg.b); "
+        "pkg.b -> pkg.sub (pkg.b -> pkg.sub.c); pkg.sub -> pkg.a (pkg.sub.c -> pkg.a)\n"
     )
 
 
-def test_type_checking_imports_and_package_roots_do_not_count(tmp_path: Path) -> None:
+def test_type_checking_imports_count_and_package_roots_do_not(tmp_path: Path) -> None:
+    modules = {
+        "__init__.py": "from pkg.a import f\n",
+        "a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import g\n"
+        "def f(): ...\n",
+        "b.py": "from pkg.a import f\ndef g(): ...\n",
+    }
+    done = _check(_package(tmp_path / "typed", modules))
+    assert done.returncode == 1
+    assert done.stdout.startswith(
+        "import cycle among pkg.a, pkg.b: pkg.a -> pkg.b; pkg.b -> pkg.a\n"
+    )
+    modules["a.py"] = "def f(): ...\n"  # the root imports a, b imports a: no circle
+    done = _check(_package(tmp_path / "plain", modules))
+    assert (done.returncode, done.stdout) == (0, "")
+
+
+def test_a_loop_between_packages_fails_without_a_module_circle(tmp_path: Path) -> None:
+    """runtime/host.py -> trial.py -> runtime/job.py: no module reaches itself, yet the layers
+    `trial` and `runtime` each need the other."""
     package = _package(
         tmp_path,
         {
-            "__init__.py": "from pkg.a import f\n",
-            "a.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg.b import g\n"
-            "def f(): ...\n",
-            "b.py": "from pkg.a import f\ndef g(): ...\n",
+            "__init__.py": "",
+            "trial.py": "from pkg.runtime.job import Job\n",
+            "runtime/__init__.py": "",
+            "runtime/job.py": "class Job: ...\n",
+            "runtime/host.py": "from pkg.trial import run\n",
         },
     )
     done = _check(package)
-    assert (done.returncode, done.stdout) == (0, "")
+    assert done.returncode == 1
+    assert done.stdout == (
+        "package import cycle among pkg.runtime, pkg.trial: "
+        "pkg.runtime -> pkg.trial (pkg.runtime.host -> pkg.trial); "
+        "pkg.trial -> pkg.runtime (pkg.trial -> pkg.runtime.job)\n"
+    )
 
 
 def test_a_folder_that_is_not_a_package_is_bad_input(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ import optuna
 import pytest
 
 from capsule.errors import SpecError
-from capsule.optuna_search import (
+from capsule.search.algorithm import Outcome
+from capsule.search.objectives import violation
+from capsule.search.optuna import (
     constraint_values,
     derived_seed,
     directions,
@@ -21,7 +23,8 @@ from capsule.optuna_search import (
     suggest,
     value_of,
 )
-from capsule.search import Outcome, Searcher, hypervolume, pareto_front, violation, volume
+from capsule.search.pareto import hypervolume, pareto_front, volume
+from capsule.search.searcher import Searcher
 from capsule.space import Choice, Params
 from capsule.spec import Spec, parse_spec
 from tests.unit.test_search import BRANCHED

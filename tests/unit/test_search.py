@@ -12,16 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capsule.errors import SpecError
-from capsule.search import (
-    Outcome,
-    Searcher,
-    grid,
-    losses,
-    params_from_vals,
-    pareto_front,
-    vals_from_params,
-    violation,
-)
+from capsule.search.algorithm import Outcome
+from capsule.search.grid import grid
+from capsule.search.objectives import losses, violation
+from capsule.search.pareto import pareto_front
+from capsule.search.searcher import Searcher
+from capsule.search.tpe import params_from_vals, vals_from_params
 from capsule.spec import Constraint, load_spec, parse_spec
 
 BRANCHED = """
@@ -184,7 +180,7 @@ def test_the_pareto_front_is_every_point_no_other_dominates(
 
 
 def test_a_bit_exactness_constraint_admits_only_a_zero_difference() -> None:
-    from capsule.search import violation
+    from capsule.search.objectives import violation
     from capsule.spec import Constraint
 
     exact = [Constraint(metric="csim_max_abs_diff", max=0.0)]
@@ -259,7 +255,7 @@ def test_front_ranks_are_the_fronts_peeled_one_by_one(
 ) -> None:
     """Ties, duplicates (one front) and chains, one to four objectives; the Pareto front is the
     first, for four objectives too (its own path, in numpy)."""
-    from capsule.search import front_ranks
+    from capsule.search.pareto import front_ranks
 
     spec = _spec_of(dimensions)
     chosen = [p[:dimensions] for p in points]
@@ -280,7 +276,7 @@ def test_hypervolume_of_three_and_four_objectives_is_the_sliced_volume(
     """The sweep along the third objective (a staircase of the first two updated where a point
     enters it) against the definition's slices; exact on whole numbers, as the slices were.
     Such fronts are measured, not skipped."""
-    from capsule.search import hypervolume
+    from capsule.search.pareto import hypervolume
 
     chosen = [p[:dimensions] for p in points]
     signed_reference = (4.5, 5.0, 3.0, 6.0)[:dimensions]
@@ -313,7 +309,7 @@ def test_a_front_of_twenty_thousand_trials_and_three_objectives_is_one_sweep() -
     """Every point on the front: checking each against the front so far took minutes (8,000
     trials: 94 s of `capsule show`). The bound is loose: it catches the quadratic, not a
     speed (the bench row `show` of 10,000 such trials measures that)."""
-    from capsule.search import front_ranks, hypervolume
+    from capsule.search.pareto import front_ranks, hypervolume
 
     spec = _spec_of(3)
     outcomes = _outcomes(_non_dominated(20_000, 3))
@@ -328,16 +324,16 @@ def test_a_front_of_twenty_thousand_trials_and_three_objectives_is_one_sweep() -
 
 
 def test_a_hypervolume_beyond_its_bounds_says_so(monkeypatch: pytest.MonkeyPatch) -> None:
-    import capsule.search
+    import capsule.search.pareto
 
-    monkeypatch.setitem(capsule.search.HYPERVOLUME_MAX_FRONT, 3, 10)
+    monkeypatch.setitem(capsule.search.pareto.HYPERVOLUME_MAX_FRONT, 3, 10)
     spec = _spec_of(3)
-    found = capsule.search.hypervolume(spec, _outcomes(_non_dominated(11, 3)))
+    found = capsule.search.pareto.hypervolume(spec, _outcomes(_non_dominated(11, 3)))
     assert found is not None and found.value is None and len(found.front) == 11
     assert found.describe(spec.objectives) == (
         "hypervolume not computed: front of 11 trials > 10 (3 objectives)"
     )
-    assert capsule.search.hypervolume(spec, _outcomes(_non_dominated(10, 3))).value > 0  # type: ignore[union-attr, operator]
+    assert capsule.search.pareto.hypervolume(spec, _outcomes(_non_dominated(10, 3))).value > 0  # type: ignore[union-attr, operator]
     five = parse_spec(
         BRANCHED.replace(
             "[[constraints]]",
@@ -349,7 +345,7 @@ def test_a_hypervolume_beyond_its_bounds_says_so(monkeypatch: pytest.MonkeyPatch
     outcomes = [
         Outcome(0, {}, "ok", {"csim_accuracy": 0.9, "dsp": 1.0, "lut": 1.0, "ff": 1.0, "bops": 1.0})
     ]
-    skipped = capsule.search.hypervolume(five, outcomes)
+    skipped = capsule.search.pareto.hypervolume(five, outcomes)
     assert skipped is not None and skipped.front == (0,)
     assert skipped.describe(five.objectives) == "hypervolume not computed: 5 objectives > 4"
 

@@ -140,7 +140,7 @@ def test_a_collapsed_result_is_recorded_as_collapsed_and_never_scored(tmp_path: 
     from capsule.pipeline.result import TrialResult
     from capsule.run import to_record
     from capsule.runtime.host import Ran
-    from capsule.search import losses
+    from capsule.search.objectives import losses
 
     def result(collapse: str | None) -> TrialResult:
         metrics = {"csim_accuracy": 0.2, "csim_agreement": 0.19, "dsp": 1.0, "lut": 1.0}

@@ -4,7 +4,7 @@ Optuna keeps its state in a study; capsule keeps its state in the journal and th
 study outlives a proposal: before each one an in-memory study is rebuilt from the finished
 outcomes (`create_trial` + `add_trial`), and a fresh sampler seeded from (search seed, trial
 number, attempt) asks once. A proposal is then a pure function of (spec, seed, trial number,
-finished results), as with Hyperopt in `capsule.search`: with one job, a search resumed after
+finished results), as with Hyperopt (`capsule.search.tpe`): with one job, a search resumed after
 `kill -9` proposes exactly what an uninterrupted one would. The rebuild must hold everything the
 samplers read from a live study, or the claim is false; `tests/unit/test_optuna_search.py`
 checks it against a study that lived through the whole search.
@@ -31,7 +31,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from capsule.space import Choice, LogUniform, Params, QLogUniform, QUniform, RandInt, Uniform
+from capsule.search.algorithm import REPEATS_AVOIDED, Algorithm, Outcome
+from capsule.search.tpe import startup_trials
+from capsule.space import (
+    Choice,
+    LogUniform,
+    Params,
+    QLogUniform,
+    QUniform,
+    RandInt,
+    Uniform,
+    integer_args,
+)
 from capsule.spec import Spec
 
 if TYPE_CHECKING:
@@ -39,8 +50,6 @@ if TYPE_CHECKING:
     from optuna.samplers import BaseSampler
     from optuna.study import Study
     from optuna.trial import BaseTrial
-
-    from capsule.search import Outcome
 
 ALGOS = ("nsga2", "motpe")
 # NSGA-II needs several generations within the budget to be more than random sampling; Optuna's
@@ -55,21 +64,7 @@ def population_size(budget: int) -> int:
     return max(POPULATION_MIN, min(POPULATION_MAX, budget // GENERATIONS))
 
 
-# TPE samples at random until it has this many results (Hyperopt's default is 20, too many for
-# the small budgets of synthesis-bound searches); at least a third of the budget is random.
-TPE_STARTUP_MAX = 20
-
-
-def startup_trials(budget: int) -> int:
-    """The random start of both TPEs, Hyperopt's and MOTPE: one rule, so the two compare."""
-    return max(1, min(TPE_STARTUP_MAX, budget // 3))
-
-
 # --- the space as Optuna distributions, and back --------------------------------------------
-
-
-def _ints(args: Sequence[float]) -> bool:
-    return all(isinstance(a, int) for a in args)
 
 
 def distribution(node: Any) -> BaseDistribution | None:
@@ -106,7 +101,7 @@ def value_of(node: Any, internal: Any) -> Any:
         case QUniform() | QLogUniform():
             args = node.quniform if isinstance(node, QUniform) else node.qloguniform
             steps = int(internal)
-            return int(steps * args[2]) if _ints(args) else float(steps * args[2])
+            return int(steps * args[2]) if integer_args(args) else float(steps * args[2])
         case RandInt():
             return int(internal)
         case Uniform() | LogUniform():
@@ -325,7 +320,7 @@ def propose(
     attempts: int,
 ) -> Params:
     """Trial `number`'s point: a fresh study from `finished`, asked once per attempt; an attempt
-    that repeats an evaluated point is drawn again (`search.REPEATS_AVOIDED`), at random after
+    that repeats an evaluated point is drawn again (`REPEATS_AVOIDED`), at random after
     the first quarter of the attempts."""
     seen = [dict(o.params) for o in finished]
     point: Params = {}
@@ -338,19 +333,13 @@ def propose(
     return point
 
 
-__all__ = [
-    "ALGOS",
-    "constraint_values",
-    "derived_seed",
-    "directions",
-    "distribution",
-    "internal_of",
-    "internals",
-    "objective_values",
-    "population_size",
-    "propose",
-    "sampler",
-    "study",
-    "suggest",
-    "value_of",
-]
+class Optuna(Algorithm):
+    """NSGA-II (`nsga2`) or MOTPE (`motpe`) through Optuna, the objectives kept apart."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def propose(
+        self, spec: Spec, budget: int, number: int, finished: Sequence[Outcome], seed: int
+    ) -> Params:
+        return propose(spec, self.name, budget, number, finished, seed, REPEATS_AVOIDED)

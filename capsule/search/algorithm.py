@@ -1,0 +1,49 @@
+"""One interface for every search algorithm: what a finished trial tells it, and how it proposes.
+
+A search is ask/tell without a live optimiser: before each proposal the algorithm is handed
+the finished outcomes and rebuilds whatever state it keeps (Hyperopt's `Trials`, an Optuna
+study), so a proposal is a pure function of (spec, seed, trial number, finished results) and
+a killed search resumes exactly. An algorithm is one module of `capsule.search` defining a
+subclass and registering it (`capsule.search.registry`), as Optuna keeps one sampler a module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from capsule.space import Params
+from capsule.spec import Spec
+
+# On a discrete space TPE keeps proposing a point it already knows is good; a repeat costs a
+# trial of the budget and teaches nothing, so a proposal that repeats an evaluated point is drawn
+# again with a derived seed (TPE a few times, then at random), this many times at most: a small,
+# exhausted space may still repeat.
+REPEATS_AVOIDED = 16
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the search needs of a finished trial."""
+
+    number: int
+    params: Params
+    status: str  # ok, failed, timeout, oom
+    metrics: Mapping[str, float]
+
+
+class Algorithm:
+    """A proposer: `name` is what `search.algo` and `--algo` say."""
+
+    name: str = ""
+
+    def budget(self, spec: Spec, budget: int) -> int:
+        """How many trials a search of `budget` runs (a grid stops when it is exhausted)."""
+        return budget
+
+    def propose(
+        self, spec: Spec, budget: int, number: int, finished: Sequence[Outcome], seed: int
+    ) -> Params:
+        """Trial `number`'s point of `spec.search.space` (never empty), given the finished
+        outcomes; `seed` is the search's."""
+        raise NotImplementedError
