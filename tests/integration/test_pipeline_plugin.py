@@ -1,9 +1,10 @@
-"""A stage defined in this test module alone (nothing under capsule/ names it) runs in the trials
-of `capsule run`, is cached like a built-in unit, and leaves its outputs among the artifacts.
+"""A stage and a search algorithm defined in this test module alone (nothing under capsule/ names
+them): `capsule run` proposes with the algorithm, and the stage runs in its trials, is cached like
+a built-in unit, and leaves its outputs among the artifacts.
 
-The stage reaches the `capsule run` process and each trial's own process the way an installed
-package's would: through the `capsule.stages` entry-point group, from a `.dist-info` folder on
-PYTHONPATH that names `register` below.
+They reach the `capsule run` process and each trial's own process the way an installed
+package's would: through the `capsule.stages` and `capsule.algorithms` entry-point groups, from
+a `.dist-info` folder on PYTHONPATH that names the functions below.
 """
 
 from __future__ import annotations
@@ -12,15 +13,21 @@ import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from capsule import api
+from capsule.errors import SpecError
 from capsule.pipeline import layout, registry
 from capsule.pipeline.context import Context, Measured, measured
 from capsule.pipeline.stage import KeyInputs, Stage, Unit
+from capsule.search import Algorithm, Outcome
+from capsule.search import registry as algorithms
+from capsule.search.grid import grid
+from capsule.space import Params
 from capsule.spec import Spec, load_spec
 from tests.conftest import REPO, small_capsule
 
@@ -53,9 +60,28 @@ UNIT = Unit(NAME, (FOLDER,), key)
 
 
 def register() -> None:
-    """The entry point: after training, before hls4ml's conversion."""
+    """The stage's entry point: after training, before hls4ml's conversion."""
     registry.register_stage(STAGE, after="train")
     registry.register_unit(UNIT, after="train")
+
+
+class ReversedGrid(Algorithm):
+    """A grid walked from its last point."""
+
+    name = "reversed_grid"
+
+    def budget(self, spec: Spec, budget: int) -> int:
+        return min(budget, grid(spec.search.space).size)
+
+    def propose(
+        self, spec: Spec, budget: int, number: int, finished: Sequence[Outcome], seed: int
+    ) -> Params:
+        points = grid(spec.search.space)
+        return dict(points[points.size - 1 - number])
+
+
+def register_algorithm() -> None:
+    algorithms.register(ReversedGrid())
 
 
 def plugin_path(root: Path) -> Path:
@@ -65,8 +91,10 @@ def plugin_path(root: Path) -> Path:
     (info / "METADATA").write_text(
         "Metadata-Version: 2.1\nName: capsule-checksum-stage\nVersion: 1.0\n"
     )
+    here = "tests.integration.test_pipeline_plugin"
     (info / "entry_points.txt").write_text(
-        f"[{registry.ENTRY_POINTS}]\n{NAME} = tests.integration.test_pipeline_plugin:register\n"
+        f"[{registry.ENTRY_POINTS}]\n{NAME} = {here}:register\n\n"
+        f"[{algorithms.ENTRY_POINTS}]\nreversed_grid = {here}:register_algorithm\n"
     )
     return root
 
@@ -88,8 +116,11 @@ def test_a_stage_from_this_module_runs_in_capsule_run_and_is_cached(tmp_path: Pa
     capsule = small_capsule(tmp_path, 2, space)
     spec = tmp_path / "exp" / "exp.toml"
     text = spec.read_text().replace('name = "digits-mlp"', f'name = "{EXPERIMENT}"')
-    spec.write_text(text.replace('algo = "tpe"', 'algo = "grid"'))
-    api.pack(spec, capsule, force=True)
+    spec.write_text(text.replace('algo = "tpe"', 'algo = "reversed_grid"'))
+    with pytest.raises(SpecError, match="search.algo: 'reversed_grid' is not one of tpe, "):
+        api.pack(spec, tmp_path / "elsewhere.capsule")  # where the algorithm is not installed
+    with algorithms.registered(ReversedGrid()):
+        api.pack(spec, capsule, force=True)
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(plugin_path(tmp_path / "plugins")), str(REPO)])
@@ -105,7 +136,7 @@ def test_a_stage_from_this_module_runs_in_capsule_run_and_is_cached(tmp_path: Pa
 
     trials = sorted(api.load(capsule).trials, key=lambda t: t.number)
     assert [t.status for t in trials] == ["ok", "ok"]
-    assert [t.params["hls4ml.reuse_factor"] for t in trials] == [1, 2]
+    assert [t.params["hls4ml.reuse_factor"] for t in trials] == [2, 1]  # the grid, reversed
     artifact = f"{FOLDER}/weights.sha256"
     for t in trials:
         folder = capsule.with_suffix(".run") / "trials" / f"{t.number:05d}"
