@@ -362,7 +362,7 @@ def export(
 def report(capsule: Path | Capsule, out: Path) -> list[Path]:
     """Write the paper's figures and tables for a capsule's results (a file, or one already
     read) into `out`; the files."""
-    from capsule.report import write_report
+    from capsule.views.report import write_report
 
     return write_report(capsule if isinstance(capsule, Capsule) else load(capsule), out)
 
@@ -375,7 +375,7 @@ def run(
     """Search the capsule's design space up to its budget, writing every result into it.
 
     Resumable: run it again after any interruption (see `capsule.run`). `notify` receives
-    progress events (`capsule.progress.Progress` draws them).
+    progress events (`capsule.views.progress.Progress` draws them).
     """
     runner = Runner(capsule_path, options or RunOptions(), notify or (lambda _: None))
     return runner.run()

@@ -20,10 +20,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from capsule import api, render
+from capsule import api
 from capsule.capsulefile import Capsule
 from capsule.errors import EXIT_MISMATCH, CapsuleError, CapsuleWarning
 from capsule.version import __version__
+from capsule.views import render
 
 app = typer.Typer(
     name="capsule",
@@ -298,8 +299,8 @@ def run(
     Interrupted (Ctrl-C, kill -9, a reboot)? Run the same command again: finished trials are
     kept, unfinished ones run again, and the budget is honoured.
     """
-    from capsule.progress import Progress
     from capsule.run import RunOptions
+    from capsule.views.progress import Progress
 
     options = RunOptions(
         algo=algo,

@@ -49,7 +49,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, ConfigDict
+from capsule.flow.layers import Layer
 
 FIDELITY = "estimate"
 DSP_MIN_BITS = 10  # narrower products are built from LUTs by the HLS tool
@@ -58,33 +58,6 @@ BRAM_WIDTH = 36
 BRAM_DEPTH = 512
 BRAM_MIN_RF = 8  # shallower weight memories stay in registers/LUTRAM
 TABLE_ACTIVATIONS = frozenset({"sigmoid", "tanh", "softsign", "softplus", "elu", "selu"})
-
-
-class Layer(BaseModel):
-    """One layer of the converted model as the estimate and the trial's result see it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str
-    kind: str  # hls4ml's layer class (Dense, Conv2D, Softmax, ...), backend prefix dropped
-    reuse_factor: int = 1  # as hls4ml applied it (it may lower the requested one)
-    strategy: str = "latency"
-    io_type: str = "io_parallel"
-    result: str = ""  # output precision as applied, e.g. fixed<16,6,TRN,WRAP,0>
-    weight: str | None = None  # weight precision as applied
-    result_bits: int = 16
-    input_bits: int = 16
-    weight_bits: int = 0
-    in_shape: list[int] = []
-    out_shape: list[int] = []
-    n_weights: int = 0
-    nnz: int = 0  # non-zero weights (hls4ml skips multiplications by zero)
-    kernel: int = 1  # filter (or pool) positions
-    kernel_rows: int = 1
-    n_chan: int = 0
-    n_filt: int = 0
-    n_partitions: int = 0  # io_parallel convolutions: output pixels / pixels computed at once
-    activation: str | None = None
 
 
 @dataclass

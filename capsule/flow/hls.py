@@ -42,12 +42,12 @@ import numpy as np
 
 from capsule.errors import StageError
 from capsule.flow.data import Inputs, NpyFile, NpyWriter, iter_batches, read_ranges, rows
-from capsule.flow.estimate import FORMULAS, Layer
+from capsule.flow.estimate import FORMULAS
+from capsule.flow.layers import Layer
 from capsule.spec import CSIM_BACKENDS, Spec
 
 PROJECT = "myproject"
 STAMP_KEY = "CapsuleStamp"
-LAYERS = "capsule_layers.json"  # in the project: the layers as converted (`describe`)
 _PASS = "capsule_content_stamp"
 
 
@@ -360,13 +360,3 @@ def describe(hls_model: Any, io_type: str, strategy: str) -> list[Layer]:
             )
         )
     return described
-
-
-def write_layers(layers: list[Layer], path: Path) -> None:
-    """The described layers as canonical JSON (an artifact of the convert stage)."""
-    data = [layer.model_dump(mode="json") for layer in layers]
-    path.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
-
-
-def read_layers(path: Path) -> list[Layer]:
-    return [Layer.model_validate(item) for item in json.loads(path.read_text())]

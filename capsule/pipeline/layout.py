@@ -20,6 +20,7 @@ FLOAT_PREDICTIONS = f"{TRAIN}/float_predictions.npy"
 
 HLS_PROJECT = "hls4ml_prj"
 HLS_CONFIG = f"{HLS_PROJECT}/hls4ml_config.yml"
+HLS_LAYERS = f"{HLS_PROJECT}/capsule_layers.json"  # the layers as converted (`flow.hls.describe`)
 FIRMWARE_WEIGHTS = f"{HLS_PROJECT}/firmware/weights"
 CSIM = "csim"
 CSIM_PREDICTIONS = f"{CSIM}/predictions.npy"

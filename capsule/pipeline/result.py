@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from capsule import vendors
 from capsule.errors import CapsuleError
 from capsule.files import unsafe_relative_name, write_atomic
-from capsule.flow.estimate import Layer
+from capsule.flow.layers import Layer
 from capsule.hashing import hash_files
 from capsule.numerics import Numerics
 from capsule.pipeline.layout import HLS_PROJECT, METRICS, PARAMS, RESULT, SOURCES

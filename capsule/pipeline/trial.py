@@ -47,7 +47,7 @@ from typing import Literal
 from capsule import toolchain
 from capsule.errors import StageTimeout
 from capsule.files import write_atomic
-from capsule.flow.estimate import Layer
+from capsule.flow.layers import Layer
 from capsule.job import TrialJob
 from capsule.numerics import in_force
 from capsule.pipeline import layout

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from capsule import api, fidelity, report
+from capsule import api, fidelity
 from capsule.capsulefile import Trial
 from capsule.run import RunOptions, outcome
 from capsule.search.objectives import ranked
+from capsule.views import report
 from tests.integration.test_open_flow import tiny_experiment
 
 pytestmark = pytest.mark.slow

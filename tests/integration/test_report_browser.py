@@ -28,8 +28,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from capsule import api, report
+from capsule import api
 from capsule.capsulefile import Capsule
+from capsule.views import report
 from tests.unit.test_report import TRIALS
 
 pytestmark = pytest.mark.slow

@@ -341,7 +341,7 @@ def test_show_puts_each_promoted_points_estimate_beside_its_syntheses() -> None:
 
     from rich.console import Console
 
-    from capsule import render
+    from capsule.views import render
 
     csynth, synth = trial(5, 2, 1, 0.95, 1000), trial(6, 2, 2, 0.95, 12345)  # estimate 500
     other = trial(7, 8, 1, 0.9, 1900)  # estimate 950
@@ -359,7 +359,7 @@ def test_show_puts_each_promoted_points_estimate_beside_its_syntheses() -> None:
 def test_the_report_puts_each_promoted_points_estimate_beside_its_syntheses() -> None:
     from types import SimpleNamespace
 
-    from capsule import report
+    from capsule.views import report
 
     csynth, synth = trial(5, 2, 1, 0.95, 1000), trial(6, 2, 2, 0.95, 12345)  # estimate 500
     other = trial(7, 8, 1, 0.9, 1900)  # estimate 950

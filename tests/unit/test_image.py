@@ -136,7 +136,7 @@ def test_the_capsule_wheel_depends_on_content_only(tmp_path: Path) -> None:
     wheel_b = image.capsule_wheel(tmp_path / "wb", second)
     assert wheel_a.name == f"capsule-{__version__}-py3-none-any.whl"
     assert wheel_a.read_bytes() == wheel_b.read_bytes()
-    (second / "render.py").write_text((second / "render.py").read_text() + "\n")
+    (second / "views" / "render.py").write_text((second / "views" / "render.py").read_text() + "\n")
     assert image.capsule_wheel(tmp_path / "wb", second).read_bytes() != wheel_a.read_bytes()
 
 

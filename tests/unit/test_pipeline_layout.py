@@ -28,6 +28,7 @@ PATHS = {
     layout.WEIGHTS,
     layout.FLOAT_PREDICTIONS,
     layout.HLS_CONFIG,
+    layout.HLS_LAYERS,
     layout.FIRMWARE_WEIGHTS,
     layout.CSIM_PREDICTIONS,
     layout.RTLSIM_PREDICTIONS,

@@ -8,7 +8,7 @@ import pytest
 from rich.console import Console
 from rich.table import Table
 
-from capsule.render import _row, plain, visible
+from capsule.views.render import _row, plain, visible
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,7 @@ def test_a_diff_of_thousands_of_keys_prints_the_first_rows_and_counts_the_rest()
     2,000 records: 102 MB printed); `diff` prints its first rows, each value cut, and how many
     more there are in each section (`diff --json` has every one)."""
     from capsule.diff import Difference
-    from capsule.render import DIFF_ROWS, differences
+    from capsule.views.render import DIFF_ROWS, differences
 
     diffs = [Difference("spec", "seed", "1", "2")]
     diffs += [
@@ -76,7 +76,7 @@ def test_a_diff_of_thousands_of_keys_prints_the_first_rows_and_counts_the_rest()
 
 
 def test_a_failed_trials_error_of_16_kib_is_one_cut_cell() -> None:
-    from capsule.render import cut, plain
+    from capsule.views.render import cut, plain
 
     long = "ValueError: " + "y" * 16_000
     shown = cut(long)

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from capsule import api, render
+from capsule import api
 from capsule.capsulefile import Trial, write_capsule
 from capsule.diff import diff_capsules
+from capsule.views import render
 
 NUMBER = re.compile(r"(?<![\w.])[-+]?\d[\d,]*(?:\.\d+)?(?:e[-+]?\d+)?k?M?(?![\w.])")
 

@@ -1,4 +1,4 @@
-"""`capsule.report` on synthetic trials: CSV, best tables, escaping, figures, determinism."""
+"""`capsule.views.report` on synthetic trials: CSV, best tables, escaping, figures, determinism."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ import matplotlib
 import pytest
 from PIL import Image
 
-from capsule import api, report
+from capsule import api
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError
 from capsule.spec import Objective
+from capsule.views import report
 
 SCRIPT = "<script>alert(1)</script>"
 FIGURES = ["knob_hls4ml_precision", "knob_hls4ml_reuse_factor", "objectives", "pareto"]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from capsule import attempts
 from capsule.capsulefile import Attempt, Trial
 from capsule.runtime.where import Place, batch_job, here
+from capsule.views import attempts
 
 
 def test_slurm_and_htcondor_jobs_are_named_with_their_system(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from capsule.flow.estimate import Layer
+from capsule.flow.layers import Layer, read_layers, write_layers
 from capsule.pipeline import layout
 from capsule.pipeline.context import Context, Measured, measured
 from capsule.pipeline.stage import KeyInputs, Stage, Unit
@@ -18,22 +18,20 @@ from capsule.spec import Spec
 
 
 def run(ctx: Context) -> Measured:
-    from capsule.flow.hls import LAYERS, convert, describe, write_layers
+    from capsule.flow.hls import convert, describe
 
     model = ctx.trained()
     project = ctx.out / layout.HLS_PROJECT
     ctx.hls_model = convert(ctx.spec, model, ctx.out / layout.WEIGHTS, project)
     h = ctx.spec.hls4ml
     if h.estimate == "layers":
-        write_layers(describe(ctx.hls_model, h.io_type, h.strategy), project / LAYERS)
+        write_layers(describe(ctx.hls_model, h.io_type, h.strategy), ctx.out / layout.HLS_LAYERS)
     return measured({})
 
 
 def converted_layers(out: Path) -> list[Layer]:
     """The layers the convert stage described (also when restored from the stage cache)."""
-    from capsule.flow.hls import LAYERS, read_layers
-
-    path = out / layout.HLS_PROJECT / LAYERS
+    path = out / layout.HLS_LAYERS
     return read_layers(path) if path.is_file() else []
 
 

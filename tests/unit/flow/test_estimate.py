@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from capsule.flow.estimate import Layer, estimate
+from capsule.flow.estimate import estimate
+from capsule.flow.layers import Layer
 
 
 def dense(rf: int = 1, strategy: str = "latency", bits: int = 16, nnz: int = 64 * 10) -> Layer:

@@ -21,10 +21,10 @@ from rich.text import Text
 from capsule.capsulefile import Trial
 from capsule.fidelity import outcome
 from capsule.pipeline import layout
-from capsule.render import visible
 from capsule.run import Event
 from capsule.search.objectives import losses
 from capsule.spec import Spec
+from capsule.views.render import visible
 
 TOP = 5
 

@@ -37,17 +37,18 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from capsule import attempts, fidelity
+from capsule import fidelity
 from capsule.capsulefile import Capsule, Trial, clip
 from capsule.errors import CapsuleError
 from capsule.fidelity import outcome
 from capsule.files import write_atomic
-from capsule.render import cut, visible
 from capsule.search.objectives import violation
 from capsule.search.pareto import pareto_front
 from capsule.space import Choice, parameters
 from capsule.spec import Objective, Spec
-from capsule.summary import FRONT_ROWS, Summary, along_front, levels_of, summarise
+from capsule.views import attempts
+from capsule.views.render import cut, visible
+from capsule.views.summary import FRONT_ROWS, Summary, along_front, levels_of, summarise
 
 BEST_TABLE = 5  # rows of best.md and best.tex
 BEST_HTML = 10
@@ -523,7 +524,7 @@ def _levels(capsule: Capsule) -> list[str]:
 
 def _built(trial: Trial | None) -> list[str]:
     """The best trial's layers as hls4ml built them (applied reuse factors and precisions)."""
-    from capsule.render import LAYER_COLUMNS, LAYER_ROWS, layer_rows, name_list
+    from capsule.views.render import LAYER_COLUMNS, LAYER_ROWS, layer_rows, name_list
 
     if trial is None or not trial.layers:
         return []
@@ -540,7 +541,7 @@ def _built(trial: Trial | None) -> list[str]:
 
 
 def _retried(trials: Sequence[Trial]) -> list[str]:
-    from capsule.render import RETRIED_SHOWN
+    from capsule.views.render import RETRIED_SHOWN
 
     rows = attempts.retried_rows(trials)
     if not rows:

@@ -17,15 +17,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from capsule import attempts, fidelity
+from capsule import fidelity
 from capsule.capsulefile import AppliedLayer, Capsule
 from capsule.diff import Difference
 from capsule.doctor import Finding
-from capsule.flow.estimate import Layer
+from capsule.flow.layers import Layer
 from capsule.pipeline.result import TrialResult
 from capsule.reports import ProjectReports, to_metrics
-from capsule.summary import Levels, levels_of, summarise
 from capsule.verify import Verification
+from capsule.views import attempts
+from capsule.views.summary import Levels, levels_of, summarise
 
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")
 
