@@ -139,7 +139,7 @@ def main(argv: list[str]) -> int:
 
 
 def _via(graph: dict[str, set[str]], source: str, target: str) -> str:
-    """ (a.b -> c.d, ...): the module imports that make a package edge."""
+    """The module imports that make a package edge, as " (a.b -> c.d, ...)"."""
 
     def inside(name: str, node: str) -> bool:
         return name == node or name.startswith(node + ".")
