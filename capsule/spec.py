@@ -487,8 +487,8 @@ class Objective(Strict):
     metric: str
     direction: Literal["minimize", "maximize"]
     weight: Annotated[float, Field(gt=0)] = 1.0
-    # The hypervolume's reference value for this objective (see `search.hypervolume`): fixed in
-    # the spec, hypervolumes of different searches of it can be compared.
+    # The hypervolume's reference value for this objective (see `search.pareto.hypervolume`):
+    # fixed in the spec, hypervolumes of different searches of it can be compared.
     reference: float | None = None
 
     _metric = field_validator("metric")(lambda v: _check_metric(v))

@@ -147,7 +147,7 @@ def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
     A vendor tool that differs from the locked one (fingerprint or reported version) stops the
     trial before it starts, unless the job allows toolchain drift; the drift is then recorded.
     The job's `reuse` maps stage-cache units to cached entries whose outputs replace running
-    their stages (see `capsule.cache`).
+    their stages (see `capsule.pipeline.cache`).
     """
     check_folder(out)
     capsule, spec = job.capsule, job.spec

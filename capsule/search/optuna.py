@@ -18,7 +18,8 @@ checks it against a study that lived through the whole search.
   objective, is told as FAIL.
 - Constraints. Optuna's own (`create_trial(constraints=...)`, the non-deprecated form of
   `constraints_func` since Optuna 5): one value per bound, the relative excess over the bound
-  (<= 0 inside), whose positive parts sum to `search.violation`. A missing metric counts 1.
+  (<= 0 inside), whose positive parts sum to `search.objectives.violation`. A missing metric
+  counts 1.
 - NSGA-II's generations are system attributes Optuna sets when a trial is sampled, from the
   trials then complete. The rebuild recomputes them by the same rule, in trial-number order.
 """
