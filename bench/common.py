@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,3 +60,22 @@ def warm(path: Path) -> None:
     with open(path, "rb", buffering=0) as f:
         while f.read(1 << 24):
             pass
+
+
+def run_child(module: str, *args: str, timeout: float | None = None) -> dict[str, Any]:
+    """Run `python -m bench.<module> child ARGS` in a fresh process with a minimal environment
+    (so one contender's imports and page cache never count for another) and return the JSON
+    object its last line prints."""
+    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"}
+    if "PYTHONPATH" in os.environ:
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
+    proc = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", "child", *args],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        timeout=timeout,
+    )
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result

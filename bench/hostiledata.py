@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from bench.common import WORK, Row
+from bench.common import WORK, Row, run_child
 from bench.memory import _reset_peak, _status_mb
 
 ENTRIES = 10_000
@@ -104,27 +104,15 @@ def child(mode: str, path: Path) -> None:
     print(json.dumps({"baseline_mb": baseline, "peak_mb": peak, "refused": refused}))
 
 
-def _run(mode: str, path: Path) -> dict[str, object]:
-    env = {"PATH": "/usr/bin:/bin"}
-    if "PYTHONPATH" in os.environ:
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.hostiledata", "child", mode, str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-        timeout=600,
-    )
-    result: dict[str, object] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+def _run(mode: str, path: Path) -> dict[str, Any]:
+    return run_child("hostiledata", mode, str(path), timeout=600)
 
 
 def _row(path: Path, plain_name: str) -> Row:
     plain = _run("plain", path)
     ours = _run("capsule", path)
-    plain_mb = float(plain["peak_mb"]) - float(plain["baseline_mb"])  # type: ignore[arg-type]
-    ours_mb = float(ours["peak_mb"]) - float(ours["baseline_mb"])  # type: ignore[arg-type]
+    plain_mb = float(plain["peak_mb"]) - float(plain["baseline_mb"])
+    ours_mb = float(ours["peak_mb"]) - float(ours["baseline_mb"])
     if not ours["refused"] or plain_mb < 512:
         raise RuntimeError(
             f"{path.name}: capsule refused {ours['refused']!r}; {plain_name} {plain_mb:.0f} MB "

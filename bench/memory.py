@@ -14,14 +14,13 @@ batch from disk into a prefetching tf.data pipeline.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import GIB, WORK, Row, warm
+from bench.common import GIB, WORK, Row, run_child, warm
 
 FEATURES = 64
 CLASSES = 5
@@ -106,15 +105,7 @@ def child(mode: str, features: Path, labels: Path) -> None:
 def _run(mode: str, data: tuple[Path, Path]) -> dict[str, float]:
     for path in data:
         warm(path)
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.memory", "child", mode, str(data[0]), str(data[1])],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"},
-    )
-    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_child("memory", mode, str(data[0]), str(data[1]))
 
 
 def run() -> list[Row]:

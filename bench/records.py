@@ -197,15 +197,7 @@ def run() -> list[Row]:
         )
         per = (size[last] - size[SIZES[0]]) / (last - SIZES[0])
         rows.append(Row("bytes per trial record", "-", f"{per:,.0f}", 1.0, "-", None))
-        start = time.perf_counter()
-        shown = subprocess.run(
-            [sys.executable, "-m", "capsule", "show", str(path)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "COLUMNS": "120"},
-        )
-        show_s = time.perf_counter() - start
-        assert shown.returncode == 0, shown.stderr
+        show_s = _show_s(path)
         start = time.perf_counter()
         read_capsule(path)
         read_s = time.perf_counter() - start

@@ -21,14 +21,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import GIB, WORK, Row, warm
+from bench.common import GIB, WORK, Row, run_child, warm
 from bench.memory import _reset_peak, _status_mb
 
 FLAT = 32
@@ -144,18 +143,7 @@ def child(mode: str, path: Path) -> None:
 
 def _run(mode: str, path: Path) -> dict[str, float]:
     warm(path)
-    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "PATH": "/usr/bin:/bin"}
-    if "PYTHONPATH" in os.environ:
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.rootinput", "child", mode, str(path)],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=env,
-    )
-    result: dict[str, float] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    return run_child("rootinput", mode, str(path))
 
 
 def run() -> list[Row]:

@@ -33,9 +33,14 @@ class Outcome:
 
 
 class Algorithm:
-    """A proposer: `name` is what `search.algo` and `--algo` say."""
+    """A proposer: `name` is what `search.algo` and `--algo` say (a class attribute, or given
+    when one class serves several algorithms)."""
 
     name: str = ""
+
+    def __init__(self, name: str | None = None) -> None:
+        if name is not None:
+            self.name = name
 
     def budget(self, spec: Spec, budget: int) -> int:
         """How many trials a search of `budget` runs (a grid stops when it is exhausted)."""

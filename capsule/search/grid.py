@@ -13,18 +13,10 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from capsule import space as spaces
 from capsule.errors import SpecError
 from capsule.search.algorithm import Algorithm, Outcome
-from capsule.space import (
-    Choice,
-    LogUniform,
-    Params,
-    QLogUniform,
-    QUniform,
-    RandInt,
-    Uniform,
-    integer_args,
-)
+from capsule.space import Choice, Params, QUniform, RandInt, integer_args
 from capsule.spec import Spec
 
 
@@ -92,7 +84,7 @@ def _axis(key: str, node: Any) -> _Axis | Grid:
                 last - first + 1,
                 lambda i: {key: int((first + i) * q) if ints else (first + i) * q},
             )
-        case Uniform() | LogUniform() | QLogUniform():
+        case spaces.Uniform() | spaces.LogUniform() | spaces.QLogUniform():
             raise SpecError(
                 f"search.space.{key}: grid search needs choice, randint or quniform "
                 f"parameters, not {type(node).__name__.lower()}"

@@ -32,18 +32,10 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from capsule import space as spaces
 from capsule.search.algorithm import REPEATS_AVOIDED, Algorithm, Outcome
 from capsule.search.tpe import startup_trials
-from capsule.space import (
-    Choice,
-    LogUniform,
-    Params,
-    QLogUniform,
-    QUniform,
-    RandInt,
-    Uniform,
-    integer_args,
-)
+from capsule.space import Choice, LogUniform, Params, QLogUniform, QUniform, RandInt, Uniform
 from capsule.spec import Spec
 
 if TYPE_CHECKING:
@@ -102,7 +94,7 @@ def value_of(node: Any, internal: Any) -> Any:
         case QUniform() | QLogUniform():
             args = node.quniform if isinstance(node, QUniform) else node.qloguniform
             steps = int(internal)
-            return int(steps * args[2]) if integer_args(args) else float(steps * args[2])
+            return int(steps * args[2]) if spaces.integer_args(args) else float(steps * args[2])
         case RandInt():
             return int(internal)
         case Uniform() | LogUniform():
@@ -336,9 +328,6 @@ def propose(
 
 class Optuna(Algorithm):
     """NSGA-II (`nsga2`) or MOTPE (`motpe`) through Optuna, the objectives kept apart."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
 
     def propose(
         self, spec: Spec, budget: int, number: int, finished: Sequence[Outcome], seed: int

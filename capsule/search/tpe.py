@@ -15,18 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from capsule import space as spaces
 from capsule.search.algorithm import REPEATS_AVOIDED, Algorithm, Outcome
 from capsule.search.objectives import losses
-from capsule.space import (
-    Choice,
-    LogUniform,
-    Params,
-    QLogUniform,
-    QUniform,
-    RandInt,
-    Uniform,
-    integer_args,
-)
+from capsule.space import Choice, LogUniform, Params, QLogUniform, QUniform, RandInt, Uniform
 from capsule.spec import Spec
 
 # TPE samples at random until it has this many results (Hyperopt's default is 20, too many for
@@ -81,7 +73,7 @@ def params_from_vals(space: Mapping[str, Any], vals: Mapping[str, Any]) -> Param
             case QUniform() | QLogUniform():
                 args = node.quniform if isinstance(node, QUniform) else node.qloguniform
                 value = float(vals[key])
-                point[key] = round(value) if integer_args(args) else value
+                point[key] = round(value) if spaces.integer_args(args) else value
             case RandInt():
                 point[key] = int(vals[key])
             case Uniform() | LogUniform():
@@ -118,9 +110,6 @@ def vals_from_params(space: Mapping[str, Any], params: Params) -> dict[str, list
 
 class Hyperopt(Algorithm):
     """TPE (`tpe`) or random sampling (`random`) through Hyperopt."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
 
     def propose(
         self, spec: Spec, budget: int, number: int, finished: Sequence[Outcome], seed: int

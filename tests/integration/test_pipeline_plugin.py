@@ -24,9 +24,9 @@ from capsule.errors import SpecError
 from capsule.pipeline import layout, registry
 from capsule.pipeline.context import Context, Measured, measured
 from capsule.pipeline.stage import KeyInputs, Stage, Unit
-from capsule.search import Algorithm, Outcome
+from capsule.search import Outcome
 from capsule.search import registry as algorithms
-from capsule.search.grid import grid
+from capsule.search.grid import GridSearch, grid
 from capsule.space import Params
 from capsule.spec import Spec, load_spec
 from tests.conftest import REPO, small_capsule
@@ -65,13 +65,10 @@ def register() -> None:
     registry.register_unit(UNIT, after="train")
 
 
-class ReversedGrid(Algorithm):
+class ReversedGrid(GridSearch):
     """A grid walked from its last point."""
 
     name = "reversed_grid"
-
-    def budget(self, spec: Spec, budget: int) -> int:
-        return min(budget, grid(spec.search.space).size)
 
     def propose(
         self, spec: Spec, budget: int, number: int, finished: Sequence[Outcome], seed: int

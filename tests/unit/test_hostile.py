@@ -40,6 +40,13 @@ from capsule.journal import Journal
 from capsule.run import lock_digest
 from tests.unit.test_cli import CLI, reseal
 
+# Hypothesis settings for cases that each run the CLI on files: no per-example deadline (a
+# case can take seconds), and fixtures shared by the examples of one test.
+SLOW_CASES = settings(
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
 # --- running the CLI ---------------------------------------------------------------------------
 
 
@@ -501,11 +508,7 @@ def _assert_clean(ran: Ran, folder: Path, output: Path | None) -> None:
         assert cli("show", output).code == 0
 
 
-SETTINGS = settings(
-    max_examples=12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+SETTINGS = settings(SLOW_CASES, max_examples=12)
 
 
 @SETTINGS
@@ -742,11 +745,7 @@ def hostile_records(draw: st.DrawFn) -> tuple[list[dict[str, Any]], bool]:
     return dumps, size <= FIELDS[field]
 
 
-@settings(
-    max_examples=10,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(SLOW_CASES, max_examples=10)
 @given(case=hostile_records())
 def test_generated_records_of_hostile_sizes_read_fast_or_are_one_line(
     three_objectives: Path, case: tuple[list[dict[str, Any]], bool]

@@ -24,14 +24,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from capsule import api, toyjets
 from capsule.errors import DataError
 from capsule.flow.columns import ColumnFile, Footprint, Jagged, ParquetSource, RootSource
 from capsule.flow.data import Hdf5File, NpyFile
-from tests.unit.test_hostile import Ran, cli, cli_process, refused
+from tests.unit.test_hostile import SLOW_CASES, Ran, cli, cli_process, refused
 
 X = np.arange(400, dtype=np.float32).reshape(100, 4)
 
@@ -384,11 +384,7 @@ def hostile_files(draw: st.DrawFn) -> tuple[str, Callable[[Path], None]]:
     return "root", lambda exp: _write_parquet(_parquet_spec(exp), data, events)
 
 
-@settings(
-    max_examples=12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@settings(SLOW_CASES, max_examples=12)
 @given(case=hostile_files())
 def test_generated_hostile_data_never_packs(
     bases: dict[str, Path], tmp_path: Path, case: tuple[str, Callable[[Path], None]]
