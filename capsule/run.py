@@ -35,33 +35,25 @@ from pydantic import ValidationError
 
 from capsule import trust as trust_store
 from capsule.capsulefile import (
-    MAX_ERROR,
-    MAX_LAYERS,
-    MAX_NAME,
-    MAX_UNITS,
-    AppliedLayer,
     Capsule,
-    RecordStatus,
     Trial,
     append_trial,
-    clip,
     read_capsule,
 )
 from capsule.errors import CapsuleError
-from capsule.fidelity import level_of, level_params, max_promotions, next_promotion, outcome
+from capsule.fidelity import level_params, max_promotions, next_promotion, outcome
 from capsule.hashing import digest_of
 from capsule.job import TrialJob
 from capsule.journal import Journal, JournalError, RunLock, default_run_dir
 from capsule.lock import data_root
-from capsule.process import log_tail
 from capsule.runtime import preflight
 from capsule.runtime.dask import WorkerSetupError, scheduler_address
 from capsule.runtime.host import HostRuntime, OnStart, Ran
+from capsule.runtime.record import failed_record, to_record
 from capsule.runtime.where import Place
-from capsule.search.objectives import violation
 from capsule.search.searcher import Searcher
 from capsule.space import Params
-from capsule.spec import Spec, format_validation_error
+from capsule.spec import format_validation_error
 
 JOURNAL = "journal.sqlite"
 
@@ -122,98 +114,6 @@ def lock_digest(capsule: Capsule) -> str:
     content.pop("trials", None)
     content.pop("format")
     return digest_of(content)
-
-
-LOGS = ("trial.log", "process.log", "container.log")
-TAIL_LINES = 10
-
-
-def _log_tail(folder: Path) -> str | None:
-    """The last lines the failed trial printed: its stages' log, else its process's."""
-    for name in LOGS:
-        tail = log_tail(folder / name, TAIL_LINES)
-        if tail:
-            return tail[-4000:]
-    return None
-
-
-def to_record(
-    number: int, ran: Ran, spec: Spec, duration: float, folder: Path | None = None
-) -> Trial:
-    """The capsule's record of a finished trial; a collapsed C simulation, else a broken
-    constraint, becomes its status.
-
-    The trial process wrote the result (the capsule's code ran there), so its text is cut to
-    the record's bounds (`capsulefile.MAX_ERROR` and friends) and a result that still breaks
-    them (thousands of metrics, an artifact name of megabytes) is recorded as the trial's
-    failure: capsule never writes a record it would refuse to read.
-    """
-    result = ran.result
-    broken = [c.metric for c in spec.constraints if violation([c], result.metrics) > 0]
-    constrained = result.status == "ok" and bool(broken)
-    status: RecordStatus
-    error: str | None
-    if result.status == "ok" and result.collapse is not None:
-        status, error = "collapsed", result.collapse
-    elif constrained:
-        status, error = "constraint", f"constraint broken: {', '.join(broken)}"
-    else:
-        status, error = result.status, result.error
-    runtime = clip(result.runtime, MAX_NAME)
-    duration_s = round(duration if ran.duration_s is None else ran.duration_s, 3)
-    try:
-        return Trial(
-            number=number,
-            status=status,
-            params=result.params,
-            metrics=result.metrics,
-            fidelity={k: clip(v, MAX_NAME) for k, v in result.fidelity.items()},
-            artifacts=result.artifacts,
-            runtime=runtime,
-            image=ran.image if result.runtime == "docker" else None,
-            worker=ran.place.worker,
-            host=ran.place.host,
-            job=ran.place.job,
-            queue_s=None if ran.queue_s is None else round(ran.queue_s, 3),
-            failed_attempts=list(ran.failed) or None,
-            level=level_of(result.params),
-            tool_s=result.tool_s,
-            threads=result.threads,
-            cache_hits=[clip(u, MAX_NAME) for u in result.cache_hits[:MAX_UNITS]],
-            numerics=result.numerics,
-            layers=[
-                AppliedLayer(
-                    name=clip(x.name, MAX_NAME),
-                    kind=clip(x.kind, MAX_NAME),
-                    reuse_factor=x.reuse_factor,
-                    result=clip(x.result, MAX_NAME),
-                    weight=None if x.weight is None else clip(x.weight, MAX_NAME),
-                )
-                for x in result.layers[:MAX_LAYERS]
-            ]
-            or None,
-            estimate_missing=[clip(x, MAX_NAME) for x in result.estimate_missing[:MAX_LAYERS]]
-            or None,
-            stage=None if result.stage is None else clip(result.stage, MAX_NAME),
-            error=None if error is None else clip(error, MAX_ERROR),
-            log_tail=_log_tail(folder) if folder is not None and result.status != "ok" else None,
-            duration_s=duration_s,
-        )
-    except ValidationError as exc:
-        said = f"its result does not fit a capsule record: {format_validation_error(exc)}"
-        failed: dict[str, Any] = {
-            "number": number,
-            "status": "failed",
-            "level": level_of(result.params),
-            "runtime": runtime,
-            "stage": "record",
-            "error": clip(said, MAX_ERROR),
-            "duration_s": duration_s,
-        }
-        try:
-            return Trial(**failed, params=result.params)
-        except ValidationError:  # the params were what broke the bounds
-            return Trial(**failed)
 
 
 class Runner:
@@ -351,16 +251,8 @@ class Runner:
         except Exception as exc:  # the engine went away, a folder was unwritable, ...
             said = str(exc) if isinstance(exc, CapsuleError) else f"{type(exc).__name__}: {exc}"
             error = said.splitlines()[0][:1000]
-            trial = Trial(
-                number=number,
-                status="failed",
-                params=params,
-                level=level_of(params),
-                runtime=self.runtime.kind,
-                stage="runtime",
-                error=error,
-                duration_s=round(time.perf_counter() - start, 3),
-            )
+            duration_s = round(time.perf_counter() - start, 3)
+            trial = failed_record(number, params, self.runtime.kind, "runtime", error, duration_s)
             return number, trial
         duration = time.perf_counter() - start
         return number, to_record(number, ran, self.capsule.spec, duration, folder)

@@ -218,8 +218,8 @@ def test_verify_from_weights_measures_the_recorded_hgq_model_again(
 
     from capsule.capsulefile import write_capsule
     from capsule.pipeline.result import read_result
-    from capsule.run import to_record
     from capsule.runtime.host import Ran
+    from capsule.runtime.record import to_record
 
     folder = trials["first"]
     capsule = tmp_path / "qat.capsule"

@@ -163,8 +163,8 @@ def test_a_collapsed_c_simulation_is_flagged_not_scored(tmp_path: Path) -> None:
     assert result.metrics["csim_agreement"] < 0.5
     assert result.collapse is not None and "collapsed" in result.collapse
     from capsule.fidelity import outcome
-    from capsule.run import to_record  # the record a search would keep
     from capsule.runtime.host import Ran
+    from capsule.runtime.record import to_record  # the record a search would keep
     from capsule.search.objectives import losses
 
     record = to_record(0, Ran(result), api.load(tmp_path / "exp.capsule").spec, 1.0)

@@ -22,8 +22,8 @@ from capsule import api, numerics
 from capsule.capsulefile import write_capsule
 from capsule.job import trial_params
 from capsule.pipeline.result import metrics_json, read_result
-from capsule.run import to_record
 from capsule.runtime.host import Ran
+from capsule.runtime.record import to_record
 from tests.conftest import small_capsule
 
 pytestmark = pytest.mark.slow

@@ -425,7 +425,7 @@ def test_capsule_cuts_what_a_trial_process_claims_to_the_records_bounds(packed: 
     """The trial process runs the capsule's code and writes result.json: its error is cut to
     the record's bound (start and end kept, the cut said), and a result that breaks a bound
     it cannot be cut to is the trial's failure; every record appends and reads back."""
-    from capsule.run import to_record
+    from capsule.runtime.record import to_record
 
     spec = read_capsule(packed).spec
     long = to_record(0, _ran(stage="train", error="E" * 4_000_000 + " the end"), spec, 1.0)  # type: ignore[arg-type]

@@ -137,8 +137,8 @@ def test_a_c_simulation_below_the_agreement_floor_has_collapsed() -> None:
 def test_a_collapsed_result_is_recorded_as_collapsed_and_never_scored(tmp_path: Path) -> None:
     from capsule.fidelity import outcome
     from capsule.pipeline.result import TrialResult
-    from capsule.run import to_record
     from capsule.runtime.host import Ran
+    from capsule.runtime.record import to_record
     from capsule.search.objectives import losses
     from capsule.views import render
 
