@@ -26,6 +26,8 @@ import hashlib
 import io
 import json
 import os
+import posixpath
+import re
 import shutil
 import subprocess
 import tarfile
@@ -527,8 +529,9 @@ def archive_images(archive: Path) -> list[ArchiveImage]:
     the ways an archive can name an image is missed. Only member headers and these small files
     are read, never a layer."""
     try:
+        _check_tar(archive)
         with tarfile.open(archive, mode="r:*") as tar:
-            members = {m.name.removeprefix("./"): m for m in tar}
+            members = _clean_members(tar, archive)
             manifest = _json_member(tar, members, "manifest.json", archive)
             if not isinstance(manifest, list) or not 1 <= len(manifest) <= MAX_ARCHIVE_IMAGES:
                 raise ImageError(
@@ -556,6 +559,105 @@ def archive_images(archive: Path) -> list[ArchiveImage]:
     return found
 
 
+# The header types an image archive needs: files, folders, symbolic links (docker save links a
+# layer shared by two images), pax and GNU long-name headers. Hard links, devices, FIFOs, pax
+# global headers and the rest are where tar readers disagree, or have no place in an image.
+_TYPES = frozenset(b"0\x0025xLK")
+_OCTAL = re.compile(rb"^ *[0-7]+[ \x00]*$")
+_PAX_RECORD = re.compile(rb"^(\d+) ([^=\n]+)=")
+_PAX_KEYS = frozenset(
+    {"path", "linkpath", "size", "mtime", "atime", "ctime", "uid", "gid", "uname", "gname"}
+)
+
+
+def _check_tar(archive: Path) -> None:
+    """Walk the archive's headers as the strictest tar reader would, so that Python's reader
+    (which capsule asks for the tags) and Go's (which `docker load` uses) read the same members.
+
+    They part where a header is malformed: a size field that starts with a NUL is 0 to Python
+    and a number to Go, a path Go cleans (`x/../manifest.json`) is another member to Python,
+    data after the end-of-archive block is read by one and not the other. So every numeric
+    field is plain octal (or base-256), every checksum holds, pax records are well formed with
+    known keys, only `_TYPES` occur, and nothing but zeros follows the end. Names are checked
+    by `_clean_members`. Only headers are read; data blocks are skipped."""
+    import gzip
+
+    with open(archive, "rb") as raw:
+        compressed = raw.read(2) == b"\x1f\x8b"
+    with gzip.open(archive, "rb") if compressed else open(archive, "rb") as f:
+        pax_size: int | None = None
+        while True:
+            at = f.tell()
+            block = f.read(512)
+            if len(block) < 512:
+                raise ImageError(f"{archive}: ends inside a header at byte {at}")
+            if block == bytes(512):
+                while chunk := f.read(1 << 16):
+                    if chunk.count(0) != len(chunk):
+                        raise ImageError(f"{archive}: data after the end of the archive")
+                return
+            size = _header_size(block, archive, at)
+            kind = block[156]
+            if kind not in _TYPES:
+                raise ImageError(f"{archive}: header at byte {at} of type {chr(kind)!r}")
+            if kind == ord("x"):
+                pax_size = _pax_size(f.read(size), archive, at)
+                f.seek(-size % 512, 1)
+                continue
+            if pax_size is not None:
+                size, pax_size = pax_size, None
+            f.seek(size + -size % 512, 1)
+
+
+def _header_size(block: bytes, archive: Path, at: int) -> int:
+    """The data size a header gives, its checksum and numeric fields checked."""
+    stored = block[148:156]
+    counted = sum(block[:148]) + 8 * 32 + sum(block[156:])
+    field = block[124:136]
+    if not _OCTAL.fullmatch(stored) or int(stored.strip(b" \x00"), 8) != counted:
+        raise ImageError(f"{archive}: header at byte {at} has a bad checksum")
+    if field[0] & 0x80:  # base-256, which both readers take alike
+        return int.from_bytes(field[1:], "big")
+    if not _OCTAL.fullmatch(field):
+        raise ImageError(f"{archive}: header at byte {at} has a size that is not octal")
+    return int(field.strip(b" \x00"), 8)
+
+
+def _pax_size(data: bytes, archive: Path, at: int) -> int | None:
+    """The `size` a pax header sets for the next member, its records checked."""
+    size = None
+    while data.strip(b"\x00"):
+        match = _PAX_RECORD.match(data)
+        length = int(match.group(1)) if match else 0
+        if match is None or length > len(data) or data[length - 1 : length] != b"\n":
+            raise ImageError(f"{archive}: pax header at byte {at} is malformed")
+        key = match.group(2).decode("utf-8", "replace")
+        value = data[match.end() : length - 1]
+        if key not in _PAX_KEYS:
+            raise ImageError(f"{archive}: pax header at byte {at} sets {key!r}")
+        if key == "size":
+            if not value.isdigit():
+                raise ImageError(f"{archive}: pax header at byte {at} has a bad size")
+            size = int(value)
+        data = data[length:]
+    return size
+
+
+def _clean_members(tar: tarfile.TarFile, archive: Path) -> dict[str, tarfile.TarInfo]:
+    """The members by name, each name already in the form Docker cleans it to (no leading
+    `/`, `.` or `..` parts, no doubled slashes) and none twice: else two readers could take two
+    different files for one name."""
+    members: dict[str, tarfile.TarInfo] = {}
+    for member in tar:
+        name = member.name.rstrip("/") if member.isdir() else member.name
+        if not name or posixpath.normpath(name) != name or name.startswith(("/", "../")):
+            raise ImageError(f"{archive}: member name {name[:200]!r} is not in its plain form")
+        if name in members:
+            raise ImageError(f"{archive}: member {name[:200]!r} occurs twice")
+        members[name] = member
+    return members
+
+
 def _strings(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) and len(v) <= 512 for v in value)
 
@@ -563,7 +665,7 @@ def _strings(value: Any) -> bool:
 def _bounded_member(
     tar: tarfile.TarFile, members: dict[str, tarfile.TarInfo], name: str, archive: Path
 ) -> bytes:
-    member = members.get(name.removeprefix("./"))
+    member = members.get(name)
     if member is None or not member.isfile():
         raise ImageError(f"{archive}: no file {name!r} in the archive")
     if member.size > MAX_MANIFEST_BYTES:
@@ -597,9 +699,11 @@ def _legacy_tags(
         manifests = index.get("manifests", []) if isinstance(index, dict) else []
         for m in manifests if isinstance(manifests, list) else []:
             notes = m.get("annotations", {}) if isinstance(m, dict) else {}
-            name = notes.get("io.containerd.image.name") if isinstance(notes, dict) else None
-            if isinstance(name, str):
-                tags.add(name.removeprefix("docker.io/library/"))
+            for key in ("io.containerd.image.name", "org.opencontainers.image.ref.name"):
+                name = notes.get(key) if isinstance(notes, dict) else None
+                # ref.name is often a bare tag ("1.0"), which no engine takes as a reference
+                if isinstance(name, str) and (":" in name or "/" in name):
+                    tags.add(name.removeprefix("docker.io/library/"))
     return tags
 
 

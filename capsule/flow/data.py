@@ -71,6 +71,9 @@ class NpyFile:
         if fortran or dtype.hasobject or not shape:
             os.close(self._fd)
             raise DataError(f"{name}: need a C-ordered, non-object array with rows")
+        if dtype.kind not in "biuf":  # as HDF5's: strings, complex, dates and records are not
+            os.close(self._fd)
+            raise DataError(f"{name}: holds {dtype}, not numbers")
         data = os.fstat(self._fd).st_size - self._offset
         declared = math.prod(shape) * dtype.itemsize
         if declared != data:
@@ -101,6 +104,11 @@ class NpyFile:
 
 
 MAX_CHUNK_BYTES = 256 << 20
+# A compressed dataset may decode to at most this many times its file's size (beyond a floor):
+# a chunk of one repeated value compresses about 30,000 times (gzip over scaleoffset), and a
+# 1 MB file then reads as 30 GB. Real data compress 2-10 times, sparse images tens of times.
+MAX_DECODE_RATIO = 1000
+DECODE_FLOOR = 1 << 20
 CHUNKS_FLOOR = 1000
 BYTES_PER_CHUNK = 1 << 10
 SOFT_LINK_HOPS = 16  # HDF5's own limit on soft links followed in one path (H5L_NUM_LINKS)
@@ -238,6 +246,12 @@ class Hdf5File:
             raise DataError(
                 f"{where}: {written:,} of its {needed:,} chunks are written (the rest would "
                 "read as its fill value)"
+            )
+        size = os.stat(self.path).st_size
+        if nbytes > max(MAX_DECODE_RATIO * size, DECODE_FLOOR):
+            raise DataError(
+                f"{where}: decodes to {nbytes:,} bytes, more than {MAX_DECODE_RATIO} times the "
+                f"file's {size:,} (a decompression bomb)"
             )
         most = max(CHUNKS_FLOOR, nbytes // BYTES_PER_CHUNK)
         if written > most:

@@ -108,3 +108,31 @@ def test_a_tag_hidden_outside_the_manifest_is_refused(engine: Any, tmp_path: Pat
     assert code == 2 and "capsule-test-victim:1" in said and "manifest.json" in said, said
     with pytest.raises(image.ImageError):
         image.info(engine, TAG)
+
+
+def test_an_archive_docker_saved_loads_and_a_cleaned_name_does_not(
+    engine: Any, tmp_path: Path
+) -> None:
+    """Docker's own `save` output passes the strict reading; a second manifest Docker would
+    take for the first (`x/../manifest.json`) is refused before the engine sees it."""
+    victim = archive(tmp_path / "victim.tar", b"victim", TAG)
+    assert load(tmp_path / "victim.tar")[0] == 0
+    saved = tmp_path / "saved.tar"
+    done = CliRunner().invoke(app, ["image", "save", "-o", str(saved), TAG])
+    assert done.exit_code == 0, done.output
+    assert load(saved)[0] == 0 and image.info(engine, TAG).id == victim
+
+    attacker = archive(tmp_path / "attacker.tar", b"attacker", "capsule-test-other:1")
+    with tarfile.open(tmp_path / "attacker.tar") as source:
+        manifest = source.extractfile("manifest.json")
+        assert manifest is not None
+        evil = manifest.read().replace(b"capsule-test-other:1", TAG.encode())
+    with tarfile.open(tmp_path / "attacker.tar", "a") as tar:
+        entry = tarfile.TarInfo("x/../manifest.json")
+        entry.size = len(evil)
+        tar.addfile(entry, io.BytesIO(evil))
+    code, said = load(tmp_path / "attacker.tar")
+    assert code == 2 and "not in its plain form" in said, said
+    assert image.info(engine, TAG).id == victim
+    with pytest.raises(image.ImageError):
+        image.info(engine, attacker)

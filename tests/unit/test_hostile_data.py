@@ -180,6 +180,29 @@ def test_hdf5_datasets_that_would_read_as_fill_values_are_refused(tmp_path: Path
         assert str(caught.value).startswith(f"d.h5: dataset '{name}': {reason}"), caught.value
 
 
+def test_an_hdf5_compression_bomb_is_refused(experiment: Path) -> None:
+    """One row's chunk of a repeated value, gzip over scaleoffset: about 600 bytes for 4 MiB,
+    written for every row. The file is kilobytes; its rows would be gigabytes in the trial."""
+    rows, width = 300, 1 << 20
+    path = experiment.parent / "data" / "x.h5"
+    with h5py.File(path, "w") as f:
+        filters = {"scaleoffset": 0, "compression": "gzip", "compression_opts": 9}
+        one = f.create_dataset("one", (1, width), "i4", chunks=(1, width), **filters)
+        one[0] = 7
+        mask, chunk = one.id.read_direct_chunk((0, 0))
+        bomb = f.create_dataset("x", (rows, width), "i4", chunks=(1, width), **filters)
+        for row in range(rows):
+            bomb.id.write_direct_chunk((row, 0), chunk, mask)
+    size = path.stat().st_size
+    assert size < (1 << 20) and rows * width * 4 > 1000 * size
+    text = experiment.read_text()
+    old = 'path = "data/digits_features.npy"'
+    experiment.write_text(text.replace(old, 'path = "data/x.h5"\ndataset = "x"'))
+    _refused_pack(experiment, "data/x.h5: dataset 'x': decodes to 1,258,291,200 bytes", "bomb")
+    with pytest.raises(DataError, match="more than 1000 times the file's"):
+        Hdf5File(path, "x", "x.h5")
+
+
 # --- .npy headers that lie ---------------------------------------------------------------------
 
 
@@ -196,6 +219,15 @@ NPY_LIES = {
     "a row short": ((1797, 64), 1796 * 64 * 4, "1797 x 64 float32 (460,032 bytes) but 459,776"),
     "bytes past the end": ((1797, 64), 1797 * 64 * 4 + 1, "(460,032 bytes) but 460,033"),
 }
+
+
+@pytest.mark.parametrize("dtype", ["<U4", "complex64", "datetime64[s]", "V8"])
+def test_a_npy_file_of_other_than_numbers_is_refused(experiment: Path, dtype: str) -> None:
+    path = experiment.parent / "data" / "digits_features.npy"
+    np.save(path, np.zeros((1797, 4), dtype=dtype))
+    out = experiment.parent.parent / "out.capsule"
+    refused(cli("pack", experiment, "-o", out), "data/digits_features.npy: holds", "not numbers")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize("lie", list(NPY_LIES))

@@ -306,3 +306,91 @@ def test_a_build_from_the_same_inputs_is_taken_as_it_is_while_the_engine_has_it(
     assert image._already_built(_Engine(), key) is None  # the engine lost it: build again
     (records / key).write_text("../../etc/passwd\n")
     assert image._already_built(engine, key) is None
+
+
+# --- archives from someone else: what Python's tar reader and Docker's could read apart -------
+
+
+def _member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    entry = tarfile.TarInfo(name)
+    entry.size = len(data)
+    tar.addfile(entry, io.BytesIO(data))
+
+
+def _archive(path: Path, manifests: list[tuple[str, list[str]]], extra: bytes = b"") -> Path:
+    """An image archive of one config; `manifests` are (member name, tags) pairs, in order."""
+    config = b'{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}'
+    digest = hashlib.sha256(config).hexdigest()
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        _member(tar, f"{digest}.json", config)
+        for name, tags in manifests:
+            manifest = [{"Config": f"{digest}.json", "RepoTags": tags, "Layers": []}]
+            _member(tar, name, json.dumps(manifest).encode())
+    if extra:
+        with open(path, "ab") as f:
+            f.write(extra)
+    return path
+
+
+def test_a_plain_archive_names_its_images_and_tags(tmp_path: Path) -> None:
+    found = image.archive_images(_archive(tmp_path / "a.tar", [("manifest.json", ["a:1"])]))
+    assert [i.tags for i in found] == [["a:1"]] and found[0].id.startswith("sha256:")
+
+
+@pytest.mark.parametrize(
+    ("manifests", "reason"),
+    [
+        ([("manifest.json", ["a:1"]), ("x/../manifest.json", ["b:1"])], "not in its plain form"),
+        ([("manifest.json", ["a:1"]), ("/manifest.json", ["b:1"])], "not in its plain form"),
+        ([("manifest.json", ["a:1"]), (".//manifest.json", ["b:1"])], "not in its plain form"),
+        ([("manifest.json", ["a:1"]), ("manifest.json", ["b:1"])], "occurs twice"),
+    ],
+)
+def test_a_second_manifest_docker_would_read_is_refused(
+    tmp_path: Path, manifests: list[tuple[str, list[str]]], reason: str
+) -> None:
+    """Docker cleans each name before it unpacks (`x/../manifest.json` overwrites
+    `manifest.json`); Python's reader keeps them apart and would show another manifest."""
+    with pytest.raises(image.ImageError, match=reason):
+        image.archive_images(_archive(tmp_path / "a.tar", manifests))
+
+
+def test_a_size_field_the_two_readers_parse_apart_is_refused(tmp_path: Path) -> None:
+    """A size field that starts with NUL is 0 to Python and the number after it to Go: the
+    members after it are different members to each."""
+    path = _archive(tmp_path / "a.tar", [("manifest.json", ["a:1"])])
+    data = bytearray(path.read_bytes())
+    size = int(data[124:136].strip(b" \x00"), 8)
+    data[124:136] = b"\x00" + b"%010o" % size + b"\x00"
+    data[148:156] = b" " * 8
+    data[148:156] = b"%06o\x00 " % sum(data[:512])
+    path.write_bytes(bytes(data))
+    with pytest.raises(image.ImageError, match="has a size that is not octal"):
+        image.archive_images(path)
+
+
+def test_members_after_the_end_of_the_archive_are_refused(tmp_path: Path) -> None:
+    hidden = io.BytesIO()
+    with tarfile.open(fileobj=hidden, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        _member(tar, "repositories", b'{"b": {"1": "x"}}')
+    path = _archive(tmp_path / "a.tar", [("manifest.json", ["a:1"])], extra=hidden.getvalue())
+    with pytest.raises(image.ImageError, match="data after the end of the archive"):
+        image.archive_images(path)
+
+
+def test_an_oci_reference_is_a_tag_a_bare_version_is_not(tmp_path: Path) -> None:
+    path = _archive(tmp_path / "a.tar", [("manifest.json", ["a:1"])])
+    for ref, refused in (("1.0", False), ("b:1", True)):
+        index = {"manifests": [{"annotations": {"org.opencontainers.image.ref.name": ref}}]}
+        copy = tmp_path / f"{refused}.tar"
+        with tarfile.open(path) as source, tarfile.open(copy, "w") as tar:
+            for member in source:
+                extracted = source.extractfile(member)
+                assert extracted is not None
+                _member(tar, member.name, extracted.read())
+            _member(tar, "index.json", json.dumps(index).encode())
+        if refused:
+            with pytest.raises(image.ImageError, match="names 'b:1' outside manifest.json"):
+                image.archive_images(copy)
+        else:
+            assert image.archive_images(copy)[0].tags == ["a:1"]
