@@ -20,6 +20,7 @@ from bench import (
     records,
     rootinput,
     runtime,
+    scores,
     search,
     searchquality,
     slurm,
@@ -42,6 +43,7 @@ SUITES = {
     "slurm": slurm.run,
     "rootinput": rootinput.run,
     "hostiledata": hostiledata.run,
+    "scores": scores.run,
 }
 
 
