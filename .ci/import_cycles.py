@@ -8,8 +8,8 @@ re-exports the public API.
 
 Two levels are checked. Modules: no module reaches itself through others. Packages: each of the
 top package's sub-packages collapsed to one node (a top-level module is a node of its own), no
-node reaches itself: `runtime/host.py -> trial.py -> runtime/job.py` is a loop between the
-layers `trial` and `runtime` although no module sits in a circle.
+node reaches itself: `runtime/host.py -> trial.py -> runtime/job.py` was a loop between the
+layers `trial` and `runtime` although no module sat in a circle.
 
 Usage: python .ci/import_cycles.py [PACKAGE_DIR]   (default: capsule). Exit 1 names each circle.
 """
@@ -60,8 +60,8 @@ def import_graph(package: Path) -> dict[str, set[str]]:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
         for module, imported in _imported(tree, name, path.name == "__init__.py"):
             targets = [f"{module}.{item}" for item in imported if f"{module}.{item}" in names]
-            if len(targets) < len(imported) and module in names:
-                targets.append(module)
+            if module in names and (not imported or len(targets) < len(imported)):
+                targets.append(module)  # `import a.b`, or names defined in the module itself
             graph[name].update(target for target in targets if target != name)
     return graph
 

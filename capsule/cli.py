@@ -266,7 +266,10 @@ def run(
     ] = None,
     algo: Annotated[
         str | None,
-        typer.Option(help="tpe, random, grid, nsga2 or motpe [default: the spec's search.algo]."),
+        typer.Option(
+            help="A registered algorithm: tpe, random, grid, nsga2, motpe, or one a package adds "
+            "[default: the spec's search.algo]."
+        ),
     ] = None,
     jobs: Annotated[
         int | None,

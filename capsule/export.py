@@ -89,9 +89,9 @@ def _write(
         if any(copied.get(n) != trial.artifacts[r] for n, r in files.items()):
             raise MismatchError(f"{folder}: trial files changed while they were exported")
         _check_metrics(trial, staging)
-        write_atomic(staging / "params.json", canonical_json(trial.params) + b"\n")
+        write_atomic(staging / layout.PARAMS, canonical_json(trial.params) + b"\n")
         digests = dict(zip(files, hash_files([staging / n for n in files]), strict=True))
-        digests["params.json"] = sha256_file(staging / "params.json")
+        digests[layout.PARAMS] = sha256_file(staging / layout.PARAMS)
         spec = capsule.spec
         readme = README.format(
             number=trial.number,

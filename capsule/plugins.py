@@ -71,11 +71,24 @@ class Registry(Generic[T]):
         return next((i for i in self.items() if i.name == name), None)
 
     def load(self) -> None:
-        """The installed packages' items, once (also what `items` does first)."""
+        """The installed packages' items, once (also what `items` does first). A plugin that
+        fails to load is an error naming it, every time the registry is read: never a registry
+        silently missing what it would have added."""
         if self._loaded or self.group is None:
             return
         self._loaded = True
-        for point in sorted(entry_points(group=self.group), key=lambda p: p.name):
-            found = point.load()
-            if callable(found) and not isinstance(found, type):
-                found()
+        try:
+            for point in sorted(entry_points(group=self.group), key=lambda p: p.name):
+                try:
+                    found = point.load()
+                    if callable(found) and not isinstance(found, type):
+                        found()
+                except Exception as exc:  # a plugin's own errors, whatever their type
+                    package = point.dist.name if point.dist is not None else "?"
+                    raise CapsuleError(
+                        f"{self.group} entry point {point.name} ({package}): "
+                        f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+                    ) from None
+        except CapsuleError:
+            self._loaded = False
+            raise

@@ -473,10 +473,14 @@ class Fidelity(Strict):
         return levels
 
 
+# What `search.algo` accepts: the form of a registered algorithm's name (`capsule.search`).
+ALGORITHM_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+
+
 class Search(Strict):
     # A registered algorithm (`capsule.search.registry`, which `pack` asks): the spec only
     # checks the name's form, since the algorithms are defined above the spec.
-    algo: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")] = "tpe"
+    algo: Annotated[str, Field(pattern=ALGORITHM_NAME)] = "tpe"
     max_trials: Annotated[int, Field(ge=1, le=100_000)] = 20
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None  # default: experiment.seed
     space: dict[str, Distribution] = {}

@@ -28,12 +28,14 @@ from capsule import doctor, numerics, toolchain
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError, CapsuleWarning, MismatchError
 from capsule.fidelity import outcome
+from capsule.job import trial_params
 from capsule.pipeline import layout, registry
 from capsule.pipeline.result import TrialResult, artifact_metrics, metric_values, rehash
 from capsule.process import kill_leftover
 from capsule.runtime import choose
 from capsule.runtime.preflight import Request, data_problem, trust_problem
 from capsule.search.objectives import ranked
+from capsule.spec import apply_params
 
 ABSENT = "-"
 
@@ -183,32 +185,23 @@ def preflight(
 
 
 def _open_tools_missing(capsule: Capsule, local: list[Trial]) -> list[str]:
-    """The host programs (Yosys, Verilator) that trials re-run on this host need and it lacks,
-    as `capsule doctor` finds them; a container has them in its image. A trial's level decides
-    whether it ran Yosys (`open_flow.synth` in its params)."""
-    flow = capsule.spec.open_flow
-    if flow is None:
-        return []
+    """The host programs (Yosys, Verilator: a stage's `needs`) that trials re-run on this host
+    need and it lacks, as `capsule doctor` finds them; a container has them in its image. Each
+    trial's own spec decides (its level decides whether it ran Yosys)."""
     specs = {
-        t.number: capsule.spec.model_copy(
-            update={
-                "open_flow": flow.model_copy(
-                    update={"synth": t.params.get("open_flow.synth", flow.synth)}
-                )
-            }
-        )
-        for t in local
+        t.number: apply_params(capsule.spec, trial_params(capsule.spec, t.params)) for t in local
     }
     problems = []
-    for name in registry.host_tools():
-        needing = [n for n, s in sorted(specs.items()) if doctor.needs_host_tool(name, s)]
+    for name, (_, stages) in registry.host_tools().items():
+        needing = [n for n, s in sorted(specs.items()) if any(st.runs(s) for st in stages)]
         if not needing:
             continue
         found = doctor.host_tool(name, specs[needing[0]])
         if found.state == "fail":
             listed = ", ".join(map(str, needing))
+            used = ", ".join(st.name for st in stages)
             problems.append(
-                f"open flow: {name} {found.detail} here, trial(s) {listed} need it: {found.fix}"
+                f"{name} {found.detail} here, trial(s) {listed} run {used} with it: {found.fix}"
             )
     return problems
 

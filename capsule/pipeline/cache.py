@@ -59,10 +59,16 @@ SKIPPED_SUFFIXES = (".so", ".o")
 ENTRY = "unit.json"
 
 
+PACKAGE = Path(__file__).resolve().parents[1]  # all of capsule, not only this folder
+
+
 @cache
 def code_digest() -> str:
     """A digest of capsule's own source files: an editable install changes without a version."""
-    package = Path(__file__).resolve().parent
+    return package_digest(PACKAGE)
+
+
+def package_digest(package: Path) -> str:
     files = sorted(p for p in package.rglob("*") if p.suffix in (".py", ".toml") and p.is_file())
     names = [p.relative_to(package).as_posix() for p in files]
     return digest_of(dict(zip(names, hash_files(files), strict=True)))

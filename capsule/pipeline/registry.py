@@ -31,8 +31,8 @@ from capsule.spec import Spec
 ENTRY_POINTS = "capsule.stages"
 
 STAGES: Registry[Stage] = Registry("stage", ENTRY_POINTS)
-# Units are looked up and reused in this order, each only when every one before it is reused
-# too; installed packages add them through the stages' entry points.
+# Installed packages add units through the stages' entry points; they are ordered by their
+# first stage (`units`), the order they are looked up and reused in.
 UNITS: Registry[Unit] = Registry("stage-cache unit", None)
 register_stage = STAGES.register
 register_unit = UNITS.register
@@ -41,12 +41,12 @@ register_unit = UNITS.register
 @contextmanager
 def registered(stage: Stage, unit: Unit | None = None, after: str | None = None) -> Iterator[Stage]:
     """`stage` (and its `unit`) registered for the duration, e.g. in a test: the stage after the
-    stage `after`, the unit after that stage's unit (default: both last)."""
+    stage `after` (default: last)."""
     with STAGES.registered(stage, after):
         if unit is None:
             yield stage
             return
-        with UNITS.registered(unit, get_stage(after).unit if after is not None else None):
+        with UNITS.registered(unit):
             yield stage
 
 
@@ -55,8 +55,18 @@ def stages() -> tuple[Stage, ...]:
 
 
 def units() -> tuple[Unit, ...]:
-    STAGES.load()
-    return UNITS.items()
+    """The units in the order of their first stages: each is reused only when every one before
+    it is, as the trial folder must hold every earlier stage's outputs."""
+    order = {s.name: i for i, s in enumerate(stages())}
+    first: dict[str, int] = {}
+    for s in stages():
+        if s.unit is not None:
+            first.setdefault(s.unit, order[s.name])
+    found = UNITS.items()
+    orphans = [u.name for u in found if u.name not in first]
+    if orphans:
+        raise CapsuleError(f"stage-cache unit {orphans[0]!r} has no stage")
+    return tuple(sorted(found, key=lambda u: first[u.name]))
 
 
 def get_stage(name: str) -> Stage:
@@ -72,11 +82,6 @@ def get_unit(name: str) -> Unit:
     if found is None:
         raise CapsuleError(f"no stage-cache unit {name!r}")
     return found
-
-
-def runs(spec: Spec, name: str) -> bool:
-    """Whether a trial of `spec` runs the stage `name`."""
-    return get_stage(name).runs(spec)
 
 
 def stages_for(spec: Spec) -> list[Stage]:
@@ -100,5 +105,5 @@ def host_tools() -> dict[str, tuple[HostTool, list[Stage]]]:
 
 for _module in (data, train, convert, csim, estimate, rtl, rtlsim, yosys, synth, reports):
     register_stage(_module.STAGE)
-for _module in (train, convert, rtl, rtlsim, yosys, synth):  # units, in the order they reuse
+for _module in (train, convert, rtl, rtlsim, yosys, synth):
     register_unit(_module.UNIT)

@@ -27,6 +27,7 @@ from capsule.errors import CapsuleError
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import default_cache_dir
 from capsule.job import TrialJob
+from capsule.pipeline import layout
 from capsule.pipeline.layout import RESULT
 from capsule.pipeline.result import (
     Status,
@@ -72,7 +73,7 @@ def run_in_container(
             f"${toolchain.HOST_ENV}, or pass --allow-toolchain-drift"
         )
     with tempfile.TemporaryDirectory(prefix="capsule-params-") as tmp:
-        (Path(tmp) / "params.json").write_bytes(job.params_json())
+        (Path(tmp) / layout.PARAMS).write_bytes(job.params_json())
         Path(tmp).chmod(0o755)
         data = {d.path: job.data_root / d.path for d in capsule.data}
         volumes = mounts(job.capsule_path, data, out, Path(tmp), install, dict(job.reuse))

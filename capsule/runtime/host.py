@@ -102,7 +102,14 @@ class HostRuntime:
         # The units whose first stage this trial runs: no vendor tool, no synth unit; an
         # open-flow-only spec, no hls unit (its entry would be counted a hit, though nothing
         # restores it). A oneAPI project is not C-simulated, yet its hls unit is cached.
-        units = [u.name for u in registry.units() if registry.stages_of(u.name)[0].runs(spec)]
+        stages = registry.stages_for(spec)
+        running = {s.name for s in stages}
+        units = [  # a unit's recipe gives no key where a trial of this spec has no such unit
+            u.name
+            for u in registry.units()
+            if u.name in unit_keys and registry.stages_of(u.name)[0].name in running
+        ]
+        written = {u for s in stages for u in s.writes_into}
         reuse = self.stage_cache.reusable(unit_keys, units) if self.use_cache else {}
         pid_file = folder.with_suffix(".pid")
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +128,7 @@ class HostRuntime:
                 folder,
                 result.stage_metrics,
                 result.fidelity,
-                {u: files for u, files in result.unit_files.items() if u in units},
+                {u: files for u, files in result.unit_files.items() if u in written},
             )
         image = self.choice.image if self.choice.kind == "docker" else None
         return Ran(result, image, place, duration_s=time.perf_counter() - start)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from capsule.job import TrialJob
+from capsule.pipeline import layout
 from capsule.pipeline.layout import RESULT
 from capsule.pipeline.result import (
     Status,
@@ -44,7 +45,7 @@ def run_local(
     make_folder(out)  # empty: the child fills it
     timeout = job.timeout
     with tempfile.TemporaryDirectory(prefix="capsule-trial-") as tmp:
-        params_file = Path(tmp) / "params.json"
+        params_file = Path(tmp) / layout.PARAMS
         params_file.write_bytes(job.params_json())
         log = Path(tmp) / LOG  # the trial folder must be empty when the trial starts
         args = job.exec_args(

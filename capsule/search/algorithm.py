@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from capsule.space import Params
 from capsule.spec import Spec
 
@@ -20,6 +22,13 @@ from capsule.spec import Spec
 # again with a derived seed (TPE a few times, then at random), this many times at most: a small,
 # exhausted space may still repeat.
 REPEATS_AVOIDED = 16
+
+
+def derived_seed(search_seed: int, number: int, attempt: int) -> int:
+    """The seed of trial `number`'s `attempt`-th draw: a pure function of the search's seed, so a
+    resumed search draws what an uninterrupted one would."""
+    key = [search_seed, number] + ([attempt] if attempt else [])
+    return int(np.random.default_rng(key).integers(2**31 - 1))
 
 
 @dataclass(frozen=True)

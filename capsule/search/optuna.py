@@ -30,10 +30,8 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-
 from capsule import space as spaces
-from capsule.search.algorithm import REPEATS_AVOIDED, Algorithm, Outcome
+from capsule.search.algorithm import REPEATS_AVOIDED, Algorithm, Outcome, derived_seed
 from capsule.search.tpe import startup_trials
 from capsule.space import Choice, LogUniform, Params, QLogUniform, QUniform, RandInt, Uniform
 from capsule.spec import Spec
@@ -44,7 +42,6 @@ if TYPE_CHECKING:
     from optuna.study import Study
     from optuna.trial import BaseTrial
 
-ALGOS = ("nsga2", "motpe")
 # NSGA-II needs several generations within the budget to be more than random sampling; Optuna's
 # default of 50 per generation is for budgets of thousands. Chosen a priori, not tuned.
 POPULATION_MAX = 50
@@ -296,11 +293,6 @@ def _generation(complete: list[int], population: int) -> int:
         return 0
     highest = max(complete)
     return highest + 1 if complete.count(highest) >= population else highest
-
-
-def derived_seed(search_seed: int, number: int, attempt: int) -> int:
-    key = [search_seed, number] + ([attempt] if attempt else [])
-    return int(np.random.default_rng(key).integers(2**31 - 1))
 
 
 def propose(

@@ -15,9 +15,10 @@ from capsule.search.algorithm import Algorithm
 from capsule.search.grid import GridSearch
 from capsule.search.optuna import Optuna
 from capsule.search.tpe import Hyperopt
+from capsule.spec import ALGORITHM_NAME
 
 ENTRY_POINTS = "capsule.algorithms"
-NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")  # what `search.algo` accepts as a name
+NAME_RE = re.compile(ALGORITHM_NAME)  # what `search.algo` accepts as a name
 
 
 def _plain_name(algorithm: Algorithm) -> None:

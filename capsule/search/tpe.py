@@ -13,10 +13,8 @@ from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import Any
 
-import numpy as np
-
 from capsule import space as spaces
-from capsule.search.algorithm import REPEATS_AVOIDED, Algorithm, Outcome
+from capsule.search.algorithm import REPEATS_AVOIDED, Algorithm, Outcome, derived_seed
 from capsule.search.objectives import losses
 from capsule.space import Choice, LogUniform, Params, QLogUniform, QUniform, RandInt, Uniform
 from capsule.spec import Spec
@@ -147,11 +145,9 @@ class Hyperopt(Algorithm):
             suggest = rand.suggest
         seen = [dict(o.params) for o in finished]
         for attempt in range(REPEATS_AVOIDED):
-            key = [seed, number] + ([attempt] if attempt else [])
-            seed = int(np.random.default_rng(key).integers(2**31 - 1))
             # TPE's choice among its candidates barely depends on the seed: retries sample.
             draw = suggest if attempt < REPEATS_AVOIDED // 4 else rand.suggest
-            new = draw([len(docs)], domain, trials, seed)
+            new = draw([len(docs)], domain, trials, derived_seed(seed, number, attempt))
             vals = {k: v[0] for k, v in new[0]["misc"]["vals"].items() if v}
             point = params_from_vals(space, vals)
             if point not in seen:

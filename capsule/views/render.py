@@ -22,6 +22,7 @@ from capsule.capsulefile import AppliedLayer, Capsule
 from capsule.diff import Difference
 from capsule.doctor import Finding
 from capsule.flow.layers import Layer
+from capsule.pipeline import layout
 from capsule.pipeline.result import TrialResult
 from capsule.reports import ProjectReports, to_metrics
 from capsule.verify import Verification
@@ -229,7 +230,7 @@ def trial_result(result: TrialResult, out: Path) -> RenderableType:
                 f"trial failed in stage {cut(result.stage or '-')}: {cut(result.error or '-')}",
                 style="bold red",
             ),
-            plain(f"log: {out / 'trial.log'}"),
+            plain(f"log: {out / layout.TRIAL_LOG}"),
         )
     table = Table(
         title=plain(f"trial {out} ({result.runtime}, {result.threads} threads)"),

@@ -62,7 +62,7 @@ UNIT = Unit(NAME, (FOLDER,), key)
 def register() -> None:
     """The stage's entry point: after training, before hls4ml's conversion."""
     registry.register_stage(STAGE, after="train")
-    registry.register_unit(UNIT, after="train")
+    registry.register_unit(UNIT)
 
 
 class ReversedGrid(GridSearch):

@@ -99,3 +99,15 @@ def test_a_folder_that_is_not_a_package_is_bad_input(tmp_path: Path) -> None:
     done = _check(tmp_path)
     assert done.returncode == 2
     assert done.stderr == f"import_cycles: {tmp_path} is not a package folder\n"
+
+
+def test_a_plain_import_statement_is_an_edge(tmp_path: Path) -> None:
+    package = _package(
+        tmp_path,
+        {"__init__.py": "", "a.py": "import pkg.b\n", "b.py": "def g():\n    import pkg.a\n"},
+    )
+    done = _check(package)
+    assert done.returncode == 1
+    assert done.stdout.startswith(
+        "import cycle among pkg.a, pkg.b: pkg.a -> pkg.b; pkg.b -> pkg.a\n"
+    )

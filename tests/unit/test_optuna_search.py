@@ -8,11 +8,10 @@ import optuna
 import pytest
 
 from capsule.errors import SpecError
-from capsule.search.algorithm import Outcome
+from capsule.search.algorithm import Outcome, derived_seed
 from capsule.search.objectives import violation
 from capsule.search.optuna import (
     constraint_values,
-    derived_seed,
     directions,
     internal_of,
     internals,

@@ -34,6 +34,10 @@ PATHS = {
     layout.RTLSIM_PREDICTIONS,
     layout.SYNTH_LOG,
     layout.STAGES_LOG,
+    layout.RESULT,
+    layout.PARAMS,
+    layout.METRICS,
+    layout.TRIAL_LOG,
 }
 # hls4ml names the files inside its project (hls4ml_config.yml, firmware/weights): the module
 # that drives hls4ml may too, as long as it is handed the project's folder.

@@ -209,11 +209,11 @@ def test_preflight_names_the_open_flow_tools_a_local_rerun_lacks(
     with pytest.raises(VerifyBlocked) as caught:
         preflight(with_trials, capsule, chosen, VerifyOptions(trust=True), root)
     message = str(caught.value)
-    assert "open flow: yosys not found here, trial(s) 1 need it: install yosys" in message
-    assert "open flow: verilator not found here, trial(s) 0, 1 need it" in message
+    assert "yosys not found here, trial(s) 1 run yosys with it: install yosys" in message
+    assert "verilator not found here, trial(s) 0, 1 run rtlsim with it" in message
     assert "\n" not in message
     # a container has the tools in its image: only a local re-run needs them here
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
     with pytest.raises(VerifyBlocked) as caught:
         preflight(with_trials, capsule, chosen, VerifyOptions(runtime="docker"), root)
-    assert "open flow" not in str(caught.value)
+    assert "not found here" not in str(caught.value)
