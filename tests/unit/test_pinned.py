@@ -15,6 +15,7 @@ from capsule.capsulefile import read_capsule
 from capsule.pipeline import cache, tools
 from capsule.search import Outcome, Searcher
 from capsule.spec import OpenFlow, parse_spec
+from tests.unit.test_search import BRANCHED
 
 FIXTURE = Path(__file__).resolve().parents[1] / "data" / "capsules" / "example-1df3448.capsule"
 
@@ -48,20 +49,11 @@ def test_stage_cache_keys_are_those_1df3448_computed(monkeypatch: pytest.MonkeyP
     assert json.loads(json.dumps(found)) == KEYS_1DF3448
 
 
-SPACE = """[experiment]
-name = "p"
-seed = 3
-[data.features]
-path = "x.npy"
-[data.labels]
-path = "y.npy"
-[search]
-algo = "tpe"
-max_trials = 12
-[search.space]
-"hls4ml.reuse_factor" = { choice = [1, 2, 4] }
-"training.batch_size" = { choice = [16, 32] }
-"""
+# The branched example's header (experiment seed 3), over a discrete space of 6 points
+SPACE = BRANCHED[: BRANCHED.index("[search.space]")] + (
+    '[search.space]\n"hls4ml.reuse_factor" = { choice = [1, 2, 4] }\n'
+    '"training.batch_size" = { choice = [16, 32] }\n'
+)
 # 8 proposals over a space of 6 points, each told as finished: the later ones redraw repeats
 PROPOSALS_1DF3448 = [(4, 32), (2, 16), (1, 32), (4, 16), (1, 16), (2, 32), (4, 32), (2, 16)]
 
