@@ -173,7 +173,7 @@ def enter(mode: Mode, threads: int, argv: list[str]) -> None:
     env = environment(dict(os.environ), mode, threads)
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, [sys.executable, "-m", "capsule", *argv], env)
+    os.execve(sys.executable, [sys.executable, "-P", "-m", "capsule", *argv], env)
 
 
 def in_force(mode: Mode) -> Numerics:

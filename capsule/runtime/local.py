@@ -55,7 +55,7 @@ def run_local(
             params=str(params_file),
             runtime=RUNTIME,
         )
-        command = [sys.executable, "-m", "capsule", *args]
+        command = [sys.executable, "-P", "-m", "capsule", *args]  # -P: not the cwd's capsule
         env = job.environment(os.environ)
         code = run_group(command, log=log, timeout=timeout, env=env, on_spawn=on_spawn)
         out.mkdir(parents=True, exist_ok=True)
