@@ -21,7 +21,7 @@ import pytest
 from capsule import api
 from capsule.capsulefile import Trial
 from capsule.pipeline.cache import StageCache
-from tests.conftest import install_vendor_double
+from tests.conftest import double_sleepers, install_vendor_double
 
 pytestmark = pytest.mark.slow
 
@@ -124,8 +124,7 @@ def test_hanging_tool_times_out_and_leaves_no_process(tmp_path: Path, stages: Pa
     result = _failed(capsule, stages)
     assert result["status"] == "timeout" and result["stage"] == "synth"
     assert "ran longer than 20 s" in result["error"]
-    leftovers = subprocess.run(["pgrep", "-f", "^sleep 7777$"], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == ""
+    assert double_sleepers(tmp_path) == []
     assert not (folder(capsule) / "hls4ml_prj" / "myproject_prj").exists()
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from capsule.flow.synth import run_synthesis
 from capsule.spec import Toolchain
 from capsule.toolchain import lock_toolchain
 from capsule.vendors import Steps
-from tests.conftest import install_vendor_double
+from tests.conftest import double_sleepers, install_vendor_double
 
 
 def project(tmp_path: Path) -> Path:
@@ -27,20 +26,6 @@ def project(tmp_path: Path) -> Path:
 
 def lock(install: Path, tool: str = "vivado_hls", version: str = "2020.1") -> ToolchainLock:
     return lock_toolchain(Toolchain(name=tool, version=version, path=str(install)))  # type: ignore[arg-type]
-
-
-def sleepers() -> list[int]:
-    """Processes left by the double's hang mode (`sleep 7777`)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            except OSError:
-                continue
-            if cmd[:2] == [b"sleep", b"7777"]:
-                found.append(int(pid))
-    return found
 
 
 def test_csynth_writes_the_real_reports_where_the_tool_does(
@@ -88,12 +73,11 @@ def test_licence_error_is_a_failure_with_the_log_tail(tmp_path: Path) -> None:
 
 def test_hang_is_killed_at_the_timeout_with_its_children(tmp_path: Path) -> None:
     install = install_vendor_double(tmp_path / "tools", mode="hang")
-    before = set(sleepers())
     start = time.monotonic()
     outcome = run_synthesis(lock(install), project(tmp_path), Steps(), 2.0, tmp_path / "synth.log")
     assert outcome.status == "timeout"
     assert 2.0 <= time.monotonic() - start < 15
-    assert set(sleepers()) - before == set()
+    assert double_sleepers(tmp_path) == []
 
 
 def test_missing_tool(tmp_path: Path, vivado_double: Path) -> None:
