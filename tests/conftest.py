@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -73,6 +75,24 @@ def packed(experiment: Path) -> Path:
 
 
 REPO = Path(__file__).resolve().parent.parent
+CLI = Path(sys.executable).parent / "capsule"
+
+
+def capsule_cli(
+    *args: str | Path, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The installed `capsule` command in a process of its own, its output kept, bounded."""
+    return subprocess.run(
+        [str(CLI), *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
 # Real vendor reports with their licences and provenance (tests/data/vendor-reports/PROVENANCE.md).
 VENDOR_REPORTS = REPO / "tests" / "data" / "vendor-reports"
 DOUBLE = REPO / "tests" / "doubles" / "vendor_hls.py"

@@ -8,17 +8,13 @@ import that package instead. Both start Python with `-P`, which leaves the folde
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import small_capsule
+from tests.conftest import capsule_cli, small_capsule
 
 pytestmark = pytest.mark.slow
-
-CLI = Path(sys.executable).parent / "capsule"
 
 
 def test_a_capsule_package_in_the_working_folder_is_never_imported(tmp_path: Path) -> None:
@@ -28,14 +24,7 @@ def test_a_capsule_package_in_the_working_folder_is_never_imported(tmp_path: Pat
     (here / "capsule").mkdir(parents=True)
     (here / "capsule" / "__init__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
     (here / "capsule" / "__main__.py").write_text(f"open({str(marker)!r}, 'w').close()\n")
-    done = subprocess.run(
-        [str(CLI), "trial", str(capsule), "--out", str(tmp_path / "t"), "--runtime", "local"],
-        cwd=here,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    done = capsule_cli("trial", capsule, "--out", tmp_path / "t", "--runtime", "local", cwd=here)
     assert done.returncode == 0, done.stderr[-2000:]
     assert not marker.exists()
     assert json.loads((tmp_path / "t" / "result.json").read_text())["status"] == "ok"

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,14 +27,13 @@ from capsule.search import registry as algorithms
 from capsule.search.grid import GridSearch, grid
 from capsule.space import Params
 from capsule.spec import Spec, load_spec
-from tests.conftest import REPO, small_capsule
+from tests.conftest import REPO, capsule_cli, small_capsule
 
 pytestmark = pytest.mark.slow
 
 NAME = "checksum"
 FOLDER = "checksum"
 EXPERIMENT = "with-a-checksum-stage"
-CLI = Path(sys.executable).parent / "capsule"
 
 
 def run(ctx: Context) -> Measured:
@@ -121,14 +118,7 @@ def test_a_stage_from_this_module_runs_in_capsule_run_and_is_cached(tmp_path: Pa
 
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(plugin_path(tmp_path / "plugins")), str(REPO)])
-    done = subprocess.run(
-        [str(CLI), "run", str(capsule)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=600,
-        check=False,
-    )
+    done = capsule_cli("run", capsule, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
 
     trials = sorted(api.load(capsule).trials, key=lambda t: t.number)
