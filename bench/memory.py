@@ -93,7 +93,7 @@ def child(mode: str, features: Path, labels: Path) -> None:
 
         inputs = Inputs(NpyFile(features), NpyFile(labels))
         rows = inputs.n_rows
-        inputs.fit([(0, rows)], scale=False, one_hot=True, chunk=1 << 20)
+        inputs.fit([(0, rows)], scale=False, targets="class_ids", chunk=1 << 20)
         dataset = make_dataset(inputs, [(0, rows)], BATCH, shuffle_seed=0)
         start = time.perf_counter()
         model.fit(dataset, epochs=1, verbose=0)

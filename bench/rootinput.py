@@ -132,7 +132,7 @@ def child(mode: str, path: Path) -> None:
         rows = inputs.n_rows
         block = math.ceil(rows / TARGET_BLOCKS)  # the blocks of flow.data.Split
         blocks = [(s, min(rows, s + block)) for s in range(0, rows, block)]
-        inputs.fit(blocks, scale=False, one_hot=True, chunk=1 << 20)
+        inputs.fit(blocks, scale=False, targets="class_ids", chunk=1 << 20)
         dataset = make_dataset(inputs, blocks, BATCH, shuffle_seed=0)
         model.fit(dataset, epochs=1, verbose=0)
     seconds = time.perf_counter() - start

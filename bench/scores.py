@@ -3,8 +3,8 @@
 10^6 samples of a tagger's output as a network gives it: a float32 sigmoid of overlapping
 Gaussians (10% signal, so 900,000 background events resolve a rate of 1e-5 with 9 of them), with
 the ties float32 makes near 0 and 1. The baseline is scikit-learn (`roc_auc_score`;
-`roc_curve(drop_intermediate=False)` read at the rate as `capsule.flow.scores` reads it, the
-last point whose false-positive rate is within the budget); capsule is `capsule.flow.scores`.
+`roc_curve(drop_intermediate=False)` read at the rate as `capsule.tasks.scores` reads it, the
+last point whose false-positive rate is within the budget); capsule is `capsule.tasks.scores`.
 Both run in this process, each the fastest of 3, after one call each so that neither pays for
 imports. A row is met when the two agree to 1e-9 and capsule takes under 1 s. capsule's second
 row sorts the scores twice (`roc_curve`, then `signal_efficiency_at`, as a trial asking for both
@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from bench.common import Row, best_of
-from capsule.flow import scores
+from capsule.tasks import scores
 
 SAMPLES = 1_000_000
 RATE = 1e-5

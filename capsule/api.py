@@ -27,7 +27,7 @@ from capsule.export import Export, export_trial
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
 from capsule.job import TrialJob
-from capsule.lock import INPUTS, check_data, data_root, lock_data, lock_sources
+from capsule.lock import check_data, data_root, lock_data, lock_sources
 from capsule.pipeline.result import TrialResult, check_folder
 from capsule.pipeline.trial import run_trial
 from capsule.run import Event, Runner, RunOptions
@@ -35,7 +35,7 @@ from capsule.runtime import choose, preflight
 from capsule.runtime.choose import runtime_choice as runtime_choice  # what a notebook calls
 from capsule.runtime.host import run_with
 from capsule.space import Params
-from capsule.spec import MAX_SPEC_BYTES, Checks, Spec, line_of, load_spec
+from capsule.spec import MAX_SPEC_BYTES, Checks, Spec, Task, line_of, load_spec
 from capsule.toolchain import lock_toolchain
 from capsule.verify import Verification, VerifyOptions
 from capsule.verify import verify as verify_trials
@@ -109,8 +109,18 @@ def pack(
         spec = spec.model_copy(
             update={"hls4ml": spec.hls4ml.model_copy(update={"estimate": "layers"})}
         )
-    if spec.checks is None:  # likewise
-        spec = spec.model_copy(update={"checks": Checks()})
+    checks = spec.checks or Checks()
+    task = spec.task or Task()
+    preprocess = spec.preprocess.model_copy(update={"one_hot": spec.one_hot()})
+    spec = spec.model_copy(
+        update={
+            "task": task.model_copy(update={"loss": task.loss_name()}),
+            "preprocess": preprocess,
+            "checks": checks.model_copy(
+                update={"csim_agreement_min": None, "max_drop": spec.max_drop()}
+            ),
+        }
+    )
     root = spec_path.parent
     source = str(spec_path)
     overwritten = _input_at(output, spec, spec_path)
@@ -219,7 +229,7 @@ def _input_at(output: Path, spec: Spec, spec_path: Path) -> str | None:
         return None
     root = spec_path.parent
     inputs = [("the spec", spec_path)]
-    for n in INPUTS:
+    for n in spec.data.inputs():
         inputs += [(f"data.{n}.path", root / p) for p in getattr(spec.data, n).patterns()]
     inputs += [(key, root / name) for name, key in spec.source_keys().items()]
     for what, path in inputs:

@@ -199,7 +199,7 @@ def fronts(spec: Spec, outcomes: Sequence[Outcome]) -> dict[int, int]:
     """Each scored outcome's non-domination front (1 = the Pareto front), by trial number; the
     trials breaking a constraint share the one after the last (see `search.pareto.front_ranks`:
     one sweep, not a front peeled off at a time, which was quadratic in a chain of trials)."""
-    left = [o for o in outcomes if all(obj.metric in o.metrics for obj in spec.objectives)]
+    left = [o for o in outcomes if all(obj.key in o.metrics for obj in spec.objectives)]
     inside = [o for o in left if violation(spec.constraints, o.metrics) == 0]
     outside = [o for o in left if violation(spec.constraints, o.metrics) > 0]
     rank = front_ranks(spec, inside)

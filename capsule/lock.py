@@ -15,8 +15,6 @@ from capsule.files import read_text_limited, unsafe_relative_name
 from capsule.hashing import HashCache, hash_files, sha256_bytes
 from capsule.spec import MAX_INPUT_FILES, DataInput, Spec, is_glob
 
-INPUTS = ("features", "labels")
-
 
 def data_root(capsule_path: Path, capsule: Capsule, override: Path | None = None) -> Path:
     """Where a capsule's data files are looked up: `override`, else its recorded data root."""
@@ -66,7 +64,7 @@ def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> l
             (rel, _data_file(root, rel, f"{source}: data.{name}.path"))
             for rel in input_files(getattr(spec.data, name), root, f"{source}: data.{name}.path")
         ]
-        for name in INPUTS
+        for name in spec.data.inputs()
     }
     _check_inputs(spec, root, {name: [rel for rel, _ in f] for name, f in files.items()}, source)
     unique = sorted({path for f in files.values() for _, path in f})
@@ -78,7 +76,7 @@ def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> l
             size=path.stat().st_size,
             sha256=digests[path],
         )
-        for name in INPUTS
+        for name in spec.data.inputs()
         for rel, path in files[name]
     ]
 
@@ -100,7 +98,7 @@ def _check_inputs(spec: Spec, root: Path, files: dict[str, list[str]], source: s
 
     d = spec.data
     n_rows = {}
-    for name in INPUTS:
+    for name in spec.data.inputs():
         try:
             array = open_input(root, files[name], getattr(d, name))
         except DataError as exc:

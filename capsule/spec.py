@@ -28,7 +28,19 @@ from capsule import vendors
 from capsule.devices import check_family
 from capsule.errors import SpecError
 from capsule.files import read_text_limited, unsafe_relative_name
-from capsule.metrics import HLS4ML_METRICS, METRICS
+from capsule.metrics import (
+    COMPARISONS,
+    FIGURES,
+    HLS4ML_METRICS,
+    METRICS,
+    OUTPUTS,
+    PARAMETERS,
+    ROC_FIGURES,
+    TASK_COMPARISONS,
+    TASK_FIGURES,
+    figure_of,
+    metric_key,
+)
 from capsule.space import Distribution, Params, Value, branch_labels, candidates, parameters
 
 MAX_SPEC_BYTES = 1 << 20
@@ -294,13 +306,18 @@ class Split(Strict):
 
 class Data(Strict):
     features: DataInput
-    labels: DataInput
+    labels: DataInput | None = None  # an autoencoder's are optional (signal flags, if given)
     split: Split = Split()
+
+    def inputs(self) -> list[str]:
+        """The inputs this spec reads, in the order they are locked."""
+        return ["features"] if self.labels is None else ["features", "labels"]
 
 
 class Preprocess(Strict):
     scale: Literal["none", "standard"] = "standard"
-    one_hot: bool = True
+    # Class ids to one-hot rows: a multiclass task's (default true there); pack writes it out.
+    one_hot: bool | None = None
     function: str | None = None
 
     _ref = field_validator("function")(lambda v: v if v is None else _check_source_ref(v))
@@ -378,6 +395,64 @@ BUILDER_PARAMS: dict[str, type[Strict]] = {
 # The built-in builders whose models are quantization-aware (HGQ2): their bit widths are their
 # own, so a spec cannot set hls4ml precisions over them.
 QAT_BUILDERS = frozenset({"hgq-mlp", "hgq-conv"})
+
+TASK_KINDS = ("multiclass", "binary", "regression", "autoencoder")
+# Each task's losses, its default first (capsule.tasks maps them to Keras and to numpy).
+LOSSES: dict[str, tuple[str, ...]] = {
+    "multiclass": ("categorical_crossentropy",),
+    "binary": ("binary_crossentropy",),
+    "regression": ("mse", "mae", "huber"),
+    "autoencoder": ("mse", "mae"),
+}
+
+
+class Task(Strict):
+    """What the model is for (capsule.tasks): its loss, what its labels are, how its hardware
+    output is compared with the float model's and which metrics score it. A spec without
+    `[task]` is a multiclass classifier scored as before tasks existed; pack writes it out."""
+
+    kind: Literal["multiclass", "binary", "regression", "autoencoder"] = "multiclass"
+    loss: str | None = None  # default: the kind's first (LOSSES)
+    # A regression's C/RTL-simulated outputs count as matching the float model's within this
+    # absolute difference (`csim_within_tolerance`); default: 1% of the test targets' std.
+    tolerance: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _loss(self) -> Task:
+        allowed = LOSSES[self.kind]
+        if self.loss is not None and self.loss not in allowed:
+            raise ValueError(
+                f"loss: a {self.kind} task trains with {' or '.join(allowed)}, not {self.loss!r}"
+            )
+        if self.tolerance is not None and self.kind != "regression":
+            raise ValueError("tolerance applies to a regression task only")
+        return self
+
+    def loss_name(self) -> str:
+        return self.loss or LOSSES[self.kind][0]
+
+
+METRIC_NAME_RE = r"^[a-z][a-z0-9_]{0,47}$"
+
+
+class UserMetric(Strict):
+    """A researcher's figure of merit: `function(targets, outputs, inputs) -> float`, from an
+    embedded file, computed on the float and on each hardware output set of the test split
+    (`float_<name>`, `csim_<name>`, `rtlsim_<name>`)."""
+
+    name: Annotated[str, Field(pattern=METRIC_NAME_RE)]
+    function: str
+    direction: Literal["minimize", "maximize"] | None = None  # only said, for reading
+
+    _ref = field_validator("function")(_check_source_ref)
+
+    @field_validator("name")
+    @classmethod
+    def _new(cls, value: str) -> str:
+        taken = sorted(n for o in ("float", "csim", "rtlsim") if (n := f"{o}_{value}") in METRICS)
+        if value in FIGURES or taken:
+            raise ValueError(f"{value!r} is a built-in metric's name; choose another")
+        return value
 
 
 class Model(Strict):
@@ -487,8 +562,44 @@ class Search(Strict):
     fidelity: Fidelity | None = None
 
 
-class Objective(Strict):
+class MetricRef(Strict):
+    """A metric named by an objective or a constraint, with its parameters when it takes some
+    (`metrics.PARAMETERS`): structured entries, never an expression."""
+
     metric: str
+    background_rate: Annotated[float, Field(gt=0, le=1)] | None = None
+    signal_efficiency: Annotated[float, Field(gt=0, le=1)] | None = None
+    # The class ids that count as signal, for ROC figures of a multiclass task.
+    signal: Annotated[list[Annotated[int, Field(ge=0, lt=1 << 16)]], Field(min_length=1)] | None = (
+        None
+    )
+
+    def parameters(self) -> dict[str, float | list[int]]:
+        found = {k: getattr(self, k) for k in ("background_rate", "signal_efficiency", "signal")}
+        return {
+            k: sorted(set(v)) if k == "signal" else v for k, v in found.items() if v is not None
+        }
+
+    @property
+    def key(self) -> str:
+        """The name trials record this metric under."""
+        return metric_key(self.metric, self.parameters())
+
+    @model_validator(mode="after")
+    def _parameters(self) -> MetricRef:
+        found = figure_of(self.metric)
+        wanted = PARAMETERS.get(found[1], ()) if found else ()
+        roc = found is not None and found[1] in ROC_FIGURES
+        for name in ("background_rate", "signal_efficiency", "signal"):
+            given = getattr(self, name) is not None
+            if given and name not in wanted and not (name == "signal" and roc):
+                raise ValueError(f"{self.metric} takes no {name}")
+            if not given and name in wanted:
+                raise ValueError(f"{self.metric} needs {name} = ...")
+        return self
+
+
+class Objective(MetricRef):
     direction: Literal["minimize", "maximize"]
     weight: Annotated[float, Field(gt=0)] = 1.0
     # The hypervolume's reference value for this objective (see `search.pareto.hypervolume`):
@@ -498,8 +609,7 @@ class Objective(Strict):
     _metric = field_validator("metric")(lambda v: _check_metric(v))
 
 
-class Constraint(Strict):
-    metric: str
+class Constraint(MetricRef):
     min: float | None = None
     max: float | None = None
 
@@ -514,10 +624,50 @@ class Constraint(Strict):
         return self
 
 
+def _unscored(spec: Spec, ref: MetricRef, user: list[str]) -> str | None:
+    """Why the spec's task does not compute the metric `ref` names, or None when it does."""
+    kind = spec.kind()
+    output, _, rest = ref.metric.partition("_")
+    if output not in OUTPUTS:
+        return None  # hardware metrics, whatever the task
+    if rest in user:
+        return None
+    if rest == "loss":
+        return None if output == "float" else "only the float model has a loss"
+    if rest in ROC_FIGURES:
+        if kind == "regression":
+            return "a regression task has no signal and background, so no ROC figures"
+        if kind == "multiclass" and ref.signal is None:
+            return "a multiclass task's ROC figures need signal = [class ids]"
+        if kind != "multiclass" and ref.signal is not None:
+            return f"a {kind} task's signal is its label 1; remove signal"
+        if kind == "autoencoder" and spec.data.labels is None:
+            return "an autoencoder's ROC figures need data.labels (1: signal, 0: background)"
+        return None
+    if rest in FIGURES:
+        if rest in TASK_FIGURES[kind]:
+            return None
+        figures = ", ".join(f"{output}_{f}" for f in TASK_FIGURES[kind])
+        return f"a {kind} task is not scored by {rest}; it has {figures}"
+    if rest in COMPARISONS:
+        if output == "float":
+            return "the float model is what hardware is compared with"
+        if rest in TASK_COMPARISONS[kind]:
+            return None
+        names = ", ".join(f"{output}_{c}" for c in TASK_COMPARISONS[kind])
+        return f"a {kind} task compares hardware with the float model by {names}"
+    if ref.metric in METRICS:
+        return None
+    return "neither a built-in metric nor one of [[metrics]]"
+
+
 def _check_metric(name: str) -> str:
-    if name not in METRICS:
-        raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
-    return name
+    """A metric's form: built-in names are checked here, a user metric's against the spec's
+    `[[metrics]]` and each against the task (`Spec._task_metrics`)."""
+    output, _, rest = name.partition("_")
+    if name in METRICS or (output in OUTPUTS and re.fullmatch(METRIC_NAME_RE, rest)):
+        return name
+    raise ValueError(f"unknown metric {name!r}; known: {', '.join(sorted(METRICS))}")
 
 
 SCHEDULER_RE = r"^(tcp|tls|ws|wss|ucx|inproc)://[^\s]{1,256}$"
@@ -543,12 +693,17 @@ class Runtime(Strict):
 
 
 class Checks(Strict):
-    """Sanity checks on a trial's results (capsule.pipeline.trial). A C simulation that agrees
-    with the float model on fewer than `csim_agreement_min` of the test samples has collapsed
-    (e.g. an output precision too narrow for the values): the trial is flagged `collapsed`, not
-    scored."""
+    """Sanity checks on a trial's results (capsule.pipeline.trial): a hardware output that has
+    collapsed (e.g. an output precision too narrow for the values) is flagged `collapsed`, not
+    scored. A spec with a `[task]` judges it by `max_drop` (capsule.tasks); one without, as
+    capsules packed before tasks did: a C simulation that agrees with the float model's argmax
+    on fewer than `csim_agreement_min` of the test samples."""
 
-    csim_agreement_min: Annotated[float, Field(ge=0, le=1)] = 0.5
+    csim_agreement_min: Annotated[float, Field(ge=0, le=1)] | None = None  # default 0.5
+    # With a `[task]`: the largest fraction of the float model's quality the hardware may lose
+    # before its output counts as collapsed (capsule.tasks: accuracy, AUC above chance, R², or
+    # the rank correlation of anomaly scores), a measure near-ties cannot swing.
+    max_drop: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 class Toolchain(Strict):
@@ -610,8 +765,13 @@ class OpenFlow(Strict):
         return check_family(value)
 
 
-def _default_objectives() -> list[Objective]:
-    return [Objective(metric="csim_accuracy", direction="maximize")]
+# A spec without objectives is scored by its task's headline figure on the C simulation.
+DEFAULT_OBJECTIVES: dict[str, tuple[str, Literal["minimize", "maximize"]]] = {
+    "multiclass": ("csim_accuracy", "maximize"),
+    "binary": ("csim_roc_auc", "maximize"),
+    "regression": ("csim_mse", "minimize"),
+    "autoencoder": ("csim_mse", "minimize"),
+}
 
 
 class Spec(Strict):
@@ -622,10 +782,13 @@ class Spec(Strict):
     training: Training = Training()
     hls4ml: Hls4ml = Hls4ml()
     search: Search = Search()
-    objectives: Annotated[list[Objective], Field(min_length=1)] = Field(
-        default_factory=_default_objectives
-    )
+    # Absent in capsules packed before tasks (a multiclass classifier); pack writes it out.
+    task: Task | None = None
+    # Empty: the task's headline figure (DEFAULT_OBJECTIVES).
+    objectives: list[Objective] = []
     constraints: list[Constraint] = []
+    # None, not []: a key every spec would write changes the digest of capsules packed before.
+    metrics: Annotated[list[UserMetric], Field(min_length=1, max_length=64)] | None = None
     runtime: Runtime = Runtime()
     toolchain: Toolchain = Toolchain()
     # Absent in capsules packed before the checks existed (they read with the defaults); pack
@@ -638,7 +801,50 @@ class Spec(Strict):
         return self.open_flow is None or self.open_flow.hls4ml
 
     def csim_agreement_min(self) -> float:
-        return (self.checks or Checks()).csim_agreement_min
+        floor = (self.checks or Checks()).csim_agreement_min
+        return 0.5 if floor is None else floor
+
+    def max_drop(self) -> float:
+        drop = (self.checks or Checks()).max_drop
+        return 0.5 if drop is None else drop
+
+    def kind(self) -> str:
+        return (self.task or Task()).kind
+
+    def one_hot(self) -> bool:
+        """Whether labels are class ids to one-hot (a multiclass task's default)."""
+        given = self.preprocess.one_hot
+        return self.kind() == "multiclass" if given is None else given
+
+    def user_metrics(self) -> list[UserMetric]:
+        return self.metrics or []
+
+    def ranked_by(self) -> list[MetricRef]:
+        """The metrics objectives and constraints name, objectives first."""
+        return [*self.objectives, *self.constraints]
+
+    @model_validator(mode="after")
+    def _task(self) -> Spec:
+        kind = self.kind()
+        if not self.objectives:
+            metric, direction = DEFAULT_OBJECTIVES[kind]
+            object.__setattr__(self, "objectives", [Objective(metric=metric, direction=direction)])
+        if self.data.labels is None and kind != "autoencoder":
+            raise ValueError(f"data.labels: a {kind} task needs labels")
+        if self.preprocess.one_hot and kind != "multiclass":
+            raise ValueError(
+                f"preprocess.one_hot: a {kind} task's labels are not class ids to one-hot; "
+                "remove the key or set it false"
+            )
+        if kind != "multiclass" and self.model.builder in QAT_BUILDERS:
+            raise ValueError(
+                f"model.builder: the built-in {self.model.builder} is a multiclass classifier; "
+                f"a {kind} task needs the built-in mlp or a builder of its own"
+            )
+        names = [m.name for m in self.user_metrics()]
+        if len(set(names)) != len(names):
+            raise ValueError("metrics: a metric is named twice")
+        return self
 
     @model_validator(mode="after")
     def _fidelity(self) -> Spec:
@@ -652,7 +858,7 @@ class Spec(Strict):
             )
         from capsule.metrics import OPEN_SYNTH_METRICS, WITHOUT_TOOL
 
-        ranked_by = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        ranked_by = [m.metric for m in self.ranked_by()]
         if OPEN_SYNTH in fidelity.levels:
             if self.open_flow is None:  # its `synth` is the level's to set, trial by trial
                 raise ValueError(
@@ -666,7 +872,7 @@ class Spec(Strict):
                         f"search.fidelity: without hls4ml's estimate level 0 does not measure "
                         f"{', '.join(yosys_only)} (only Yosys does); set open_flow.hls4ml = true"
                     )
-        unmeasured = sorted({m for m in ranked_by if m not in WITHOUT_TOOL})
+        unmeasured = sorted({m for m in ranked_by if m in METRICS and m not in WITHOUT_TOOL})
         if unmeasured:
             raise ValueError(
                 f"search.fidelity: level 0 does not measure {', '.join(unmeasured)} (only the "
@@ -686,7 +892,7 @@ class Spec(Strict):
         if name != vendors.NONE and backend not in vendors.get(name).backends:
             builds = ", ".join(vendors.get(name).backends)
             raise ValueError(f"hls4ml.backend: {name} builds {builds} projects, not {backend}")
-        ranked_by = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
+        ranked_by = [m.metric for m in self.ranked_by()]
         unmeasured = sorted(m for m in set(ranked_by) if m.startswith("csim_"))
         if backend not in CSIM_BACKENDS and unmeasured:
             raise ValueError(
@@ -704,8 +910,8 @@ class Spec(Strict):
                 "open_flow.hls4ml: the vendor tool synthesizes hls4ml's project; "
                 "set hls4ml = true or toolchain.name = 'none'"
             )
-        ranked_by = [o.metric for o in self.objectives] + [c.metric for c in self.constraints]
-        unmeasured = sorted({m for m in ranked_by if m in HLS4ML_METRICS})
+        ranked_by = [m.metric for m in self.ranked_by()]
+        unmeasured = sorted({m for m in ranked_by if m in HLS4ML_METRICS or m.startswith("csim_")})
         if unmeasured:
             raise ValueError(
                 f"open_flow.hls4ml: without hls4ml no trial measures {', '.join(unmeasured)}; "
@@ -748,6 +954,9 @@ class Spec(Strict):
             "preprocess.function": self.preprocess.function,
             "model.builder": self.model.builder,
         }
+        refs.update(
+            {f"metrics[{i}].function": m.function for i, m in enumerate(self.user_metrics())}
+        )
         for key, ref in refs.items():
             if ref and ref not in BUILDER_PARAMS:
                 keys[ref.split(":", 1)[0]] = key
@@ -881,9 +1090,17 @@ def line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
     """
     pos = 0
     found: int | None = None
+    previous: int | str = ""
     for part in _clean_loc(loc):
         if isinstance(part, int):
+            # The part-th `[[previous]]` table, when the list is written as tables.
+            header = re.compile(rf"^[ \t]*\[\[[ \t]*{re.escape(str(previous))}[ \t]*\]\]", re.M)
+            tables = list(header.finditer(text, found or 0))
+            if part < len(tables):
+                pos = tables[part].start() + 1
+                found = tables[part].start()
             continue
+        previous = part
         key = re.escape(part)
         pattern = re.compile(
             rf"^[ \t]*(?:\[\[?[^\]\n]*(?:\b{key}\b|\"{key}\")[^\]\n]*\]\]?"
@@ -929,7 +1146,21 @@ def parse_spec(text: str, source: str = "exp.toml") -> Spec:
     except ValidationError as exc:
         raise SpecError(describe_validation_error(exc, text, source)) from None
     _check_space_values(spec, text, source)
+    _check_ranked(spec, text, source)
     return spec
+
+
+def _check_ranked(spec: Spec, text: str, source: str) -> None:
+    """Every objective and constraint names a metric the spec's task computes: accuracy means
+    nothing for a regression, and a typo found after the search costs the search."""
+    user = [m.name for m in spec.user_metrics()]
+    for table, refs in (("objectives", spec.objectives), ("constraints", spec.constraints)):
+        for i, ref in enumerate(refs):
+            reason = _unscored(spec, ref, user)
+            if reason:
+                line = line_of(text, (table, i, "metric"))
+                where = f"{source}:{line}" if line else source
+                raise SpecError(f"{where}: {table}[{i}].metric: {ref.metric}: {reason}")
 
 
 def _check_space_values(spec: Spec, text: str, source: str) -> None:

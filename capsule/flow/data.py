@@ -367,52 +367,82 @@ class Inputs:
     """The features and labels of an experiment, checked to agree, with their preprocessing.
 
     `transform` turns raw batches into model batches: standard scaling with statistics from one
-    streaming pass over the training rows (float64 sums), one-hot labels, then the researcher's
-    own per-batch function if the spec names one.
+    streaming pass over the training rows (float64 sums), the task's targets from the labels
+    (`targets`: class ids one-hot, one-hot rows, 0/1, float values, or the features themselves
+    for an autoencoder, whose labels, if any, only flag signal), then the researcher's own
+    per-batch function if the spec names one.
     """
 
-    def __init__(self, features: ArrayFile, labels: ArrayFile) -> None:
-        if features.shape[0] != labels.shape[0]:
+    def __init__(self, features: ArrayFile, labels: ArrayFile | None) -> None:
+        if labels is not None and features.shape[0] != labels.shape[0]:
             raise DataError(f"features have {features.shape[0]} rows but labels {labels.shape[0]}")
         self.features = features
         self.labels = labels
         self.mean: np.ndarray | None = None
         self.scale: np.ndarray | None = None
-        self.n_classes = 0
-        self.one_hot = False
+        self.n_classes = 0  # the width of a target row (a class count for a classifier)
+        self.targets = "class_ids"
         self.custom: Transform | None = None
 
     @property
     def n_rows(self) -> int:
         return int(self.features.shape[0])
 
-    def fit(self, train: list[tuple[int, int]], scale: bool, one_hot: bool, chunk: int) -> None:
-        """One streaming pass over the training rows: feature mean/std and the class count."""
+    @property
+    def one_hot(self) -> bool:
+        return self.targets == "class_ids"
+
+    def target_shape(self) -> tuple[int, ...]:
+        """The shape of one target row: what the model's output must be."""
+        if self.targets == "features":
+            return tuple(int(d) for d in self.features.shape[1:])
+        return (self.n_classes,)
+
+    def fit(self, train: list[tuple[int, int]], scale: bool, targets: str, chunk: int) -> None:
+        """One streaming pass over the training rows: feature mean/std, and the labels checked
+        to be what the task's targets need (and the class count)."""
         width = int(np.prod(self.features.shape[1:], dtype=np.int64))
         total = np.zeros(width, dtype=np.float64)
         total_sq = np.zeros(width, dtype=np.float64)
         n = 0
         classes = 0
+        labels = self.labels
         for ranges in iter_batches(train, chunk):
             if scale:
                 x = read_ranges(self.features, ranges).reshape(-1, width).astype(np.float64)
                 total += x.sum(axis=0)
                 total_sq += np.square(x).sum(axis=0)
                 n += x.shape[0]
-            y = read_ranges(self.labels, ranges)
-            if one_hot:
+            if labels is None:
+                continue
+            y = read_ranges(labels, ranges)
+            if targets == "class_ids":
                 if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
                     raise DataError("one_hot = true needs labels as a 1-d array of integer ids")
                 if y.size and y.min() < 0:
                     raise DataError("labels must be non-negative class ids")
                 classes = max(classes, int(y.max()) + 1 if y.size else 0)
-        if one_hot:
+            elif targets in ("binary", "features"):
+                flat = y.reshape(len(y), -1)
+                if flat.shape[1] != 1 or not np.all((flat == 0) | (flat == 1)):
+                    what = "a binary task's" if targets == "binary" else "an autoencoder's"
+                    raise DataError(f"{what} labels must be one 0 or 1 per row (1: signal)")
+        if targets == "class_ids":
             self.n_classes = classes
-        else:
-            if len(self.labels.shape) != 2:
+        elif targets == "rows":
+            if labels is None or len(labels.shape) != 2:
                 raise DataError("one_hot = false needs labels as one-hot rows (a 2-d array)")
-            self.n_classes = int(self.labels.shape[1])
-        self.one_hot = one_hot
+            self.n_classes = int(labels.shape[1])
+        elif targets == "binary":
+            self.n_classes = 1
+        elif targets == "values":
+            assert labels is not None
+            if len(labels.shape) > 2:
+                raise DataError("a regression's labels must be one value or one row per sample")
+            self.n_classes = int(labels.shape[1]) if len(labels.shape) == 2 else 1
+        else:
+            self.n_classes = width
+        self.targets = targets
         if scale:
             mean = total / max(n, 1)
             var = np.maximum(total_sq / max(n, 1) - np.square(mean), 0.0)
@@ -426,18 +456,50 @@ class Inputs:
         x = read_ranges(self.features, ranges).astype(np.float32, copy=False)
         if self.mean is not None and self.scale is not None:
             x = (x - self.mean) / self.scale
+        if self.targets == "features":
+            if self.custom is not None:
+                x, _ = self.custom(x, x)
+            return x, x
+        assert self.labels is not None
         y = read_ranges(self.labels, ranges)
-        if self.one_hot:
+        if self.targets == "class_ids":
             y = np.eye(self.n_classes, dtype=np.float32)[y]
         else:
             y = y.astype(np.float32, copy=False)
+            if self.targets in ("binary", "values") and y.ndim == 1:
+                y = y.reshape(-1, 1)
         if self.custom is not None:
             x, y = self.custom(x, y)
         return x, y
 
+    def flags(self, ranges: list[tuple[int, int]]) -> np.ndarray | None:
+        """An autoencoder's signal flags (label 1) for `ranges`, or None without labels."""
+        if self.targets != "features" or self.labels is None:
+            return None
+        return np.asarray(read_ranges(self.labels, ranges).reshape(-1) != 0)
+
+    def background(self, ranges: list[tuple[int, int]], chunk: int) -> list[tuple[int, int]]:
+        """The rows of `ranges` that are not flagged signal, as ranges in the same order: what
+        an autoencoder trains on (a trigger's model learns the background it rejects)."""
+        kept: list[tuple[int, int]] = []
+        for batch in iter_batches(ranges, chunk):
+            for start, stop in batch:
+                flags = self.flags([(start, stop)])
+                if flags is None:
+                    kept.append((start, stop))
+                    continue
+                edges = np.flatnonzero(np.diff(np.concatenate(([1], flags.astype(np.int8), [1]))))
+                for a, b in zip(edges[::2], edges[1::2], strict=True):
+                    if kept and kept[-1][1] == start + int(a):
+                        kept[-1] = (kept[-1][0], start + int(b))
+                    else:
+                        kept.append((start + int(a), start + int(b)))
+        return kept
+
     def close(self) -> None:
         self.features.close()
-        self.labels.close()
+        if self.labels is not None:
+            self.labels.close()
 
 
 class NpyWriter:

@@ -45,6 +45,7 @@ from capsule.flow.data import Inputs, NpyFile, NpyWriter, iter_batches, read_ran
 from capsule.flow.estimate import FORMULAS
 from capsule.flow.layers import Layer
 from capsule.spec import CSIM_BACKENDS, Spec
+from capsule.tasks import Tally
 
 PROJECT = "myproject"
 STAMP_KEY = "CapsuleStamp"
@@ -270,13 +271,12 @@ def csim(
     batch_size: int,
     float_predictions: Path,
     predictions: Path,
+    tally: Tally,
 ) -> dict[str, float]:
-    """C-simulate the test split into `predictions`; accuracy and agreement with the float
-    model, streamed."""
+    """C-simulate the test split into `predictions`, scored and compared with the float model
+    as the task says (`tally`), streamed."""
     reference = NpyFile(float_predictions)
     writer: NpyWriter | None = None
-    correct = agree = 0
-    max_diff = 0.0
     offset = 0
     try:
         for batch in iter_batches(test, batch_size):
@@ -289,19 +289,12 @@ def csim(
             writer.write(p)
             f = read_ranges(reference, [(offset, offset + len(x))])
             offset += len(x)
-            correct += int(np.sum(np.argmax(p, axis=1) == np.argmax(y, axis=1)))
-            agree += int(np.sum(np.argmax(p, axis=1) == np.argmax(f, axis=1)))
-            max_diff = max(max_diff, float(np.max(np.abs(p - f))))
+            tally.add(x, y, p, f.reshape(p.shape), inputs.flags(batch))
     finally:
         reference.close()
         if writer is not None:
             writer.close()
-    n = max(offset, 1)
-    return {
-        "csim_accuracy": correct / n,
-        "csim_agreement": agree / n,
-        "csim_max_abs_diff": max_diff,
-    }
+    return tally.metrics()
 
 
 def _kind(layer: Any) -> str:

@@ -23,6 +23,7 @@ from capsule.errors import StageError
 from capsule.flow.data import Inputs, NpyFile, NpyWriter, iter_batches, read_ranges, rows
 from capsule.flow.rtl import TOP, Design, pack_inputs, unpack_outputs
 from capsule.process import log_tail, run_group
+from capsule.tasks import Tally
 
 TESTBENCH = "testbench.cpp"
 BINARY = "Vtestbench"
@@ -210,9 +211,10 @@ def rtlsim(
     out: Path,
     predictions: Path,
     timeout: float,
+    tally: Tally,
 ) -> dict[str, float]:
-    """Simulate the test split (building in `out`) into `predictions`; accuracy, agreement with
-    Keras and the largest difference.
+    """Simulate the test split (building in `out`) into `predictions`, scored and compared with
+    Keras as the task says (`tally`).
 
     For an HGQ2 model the Keras predictions are themselves fixed point, so a correct design gives
     `rtlsim_max_abs_diff == 0.0` exactly, the number to check. Outputs are kept as float64: a
@@ -222,8 +224,6 @@ def rtlsim(
     log = out / "verilator.log"
     reference = NpyFile(float_predictions)
     writer: NpyWriter | None = None
-    correct = agree = 0
-    max_diff = 0.0
     offset = 0
     try:
         binary = build(rtl, design, scratch, timeout, log)
@@ -235,17 +235,10 @@ def rtlsim(
             writer.write(p)
             f = read_ranges(reference, [(offset, offset + len(x))]).reshape(len(x), -1)
             offset += len(x)
-            correct += int(np.sum(np.argmax(p, axis=1) == np.argmax(y, axis=1)))
-            agree += int(np.sum(np.argmax(p, axis=1) == np.argmax(f, axis=1)))
-            max_diff = max(max_diff, float(np.max(np.abs(p - f.astype(np.float64)))))
+            tally.add(x, y, p, f.astype(np.float64), inputs.flags(batch))
     finally:
         reference.close()
         if writer is not None:
             writer.close()
         shutil.rmtree(scratch, ignore_errors=True)
-    n = max(offset, 1)
-    return {
-        "rtlsim_accuracy": correct / n,
-        "rtlsim_agreement": agree / n,
-        "rtlsim_max_abs_diff": max_diff,
-    }
+    return tally.metrics()

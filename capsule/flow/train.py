@@ -8,8 +8,6 @@ a different number of threads round differently).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,9 @@ import numpy as np
 from capsule.errors import StageError
 from capsule.flow.data import Inputs, NpyWriter, iter_batches, rows
 from capsule.spec import HgqConvParams, HgqMlpParams, MlpParams, Spec
+from capsule.tasks import Tally, task_of
+from capsule.tasks.evaluate import user_functions
+from capsule.usercode import load_function
 
 
 def configure_tensorflow(seed: int, threads: int) -> None:
@@ -34,35 +35,26 @@ def configure_tensorflow(seed: int, threads: int) -> None:
     tf.config.experimental.enable_op_determinism()
 
 
-def load_function(sources: Path, ref: str) -> Any:
-    """The function `file.py:name` from the capsule's embedded sources (materialised in `sources`).
-
-    The sources folder is put on sys.path so the researcher's files can import each other.
-    """
-    file, name = ref.split(":", 1)
-    path = sources / file
-    module_name = "capsule_user_" + file.removesuffix(".py").replace("/", "_").replace(".", "_")
-    spec = importlib.util.spec_from_file_location(module_name, path)
-    if spec is None or spec.loader is None:
-        raise StageError(f"cannot import {file}")
-    if str(sources) not in sys.path:
-        sys.path.insert(0, str(sources))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[module_name] = module
-    spec.loader.exec_module(module)
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        raise StageError(f"{ref}: {file} has no function {name}")
-    return fn
-
-
 def build_model(spec: Spec, input_shape: tuple[int, ...], n_classes: int, sources: Path) -> Any:
     """A built-in model (`mlp`, or the HGQ2 `hgq-mlp` and `hgq-conv` of `flow.qat`), or the
-    researcher's builder called with (params, input_shape, n_classes).
+    researcher's builder called with (params, input_shape, n_classes), `n_classes` being the
+    width of a target row (the class count of a classifier).
 
-    The built-in MLP ends in a Dense layer named `output` and a softmax named `softmax`, names
-    the hls4ml conversion relies on to set the output precision explicitly.
+    The built-in MLP ends in a Dense layer named `output`, then the task's activation: a
+    softmax named `softmax` (multiclass), a sigmoid named `sigmoid` (binary), none (regression,
+    autoencoder); the hls4ml conversion sets the output precision on those layers.
     """
+
+    model = _build(spec, input_shape, n_classes, sources)
+    if spec.task is not None:  # capsules packed before tasks ran any model they built
+        from capsule.tasks import task_of
+
+        target = input_shape if spec.kind() == "autoencoder" else (n_classes,)
+        task_of(spec).check_output(model, target)
+    return model
+
+
+def _build(spec: Spec, input_shape: tuple[int, ...], n_classes: int, sources: Path) -> Any:
     import keras
 
     if spec.model.builder in ("hgq-mlp", "hgq-conv"):
@@ -93,8 +85,12 @@ def build_model(spec: Spec, input_shape: tuple[int, ...], n_classes: int, source
             width, activation=p.activation, kernel_regularizer=reg, name=f"fc{i + 1}"
         )(x)
     x = keras.layers.Dense(n_classes, kernel_regularizer=reg, name="output")(x)
-    outputs = keras.layers.Activation("softmax", name="softmax")(x)
-    return keras.Model(inputs, outputs, name="mlp")
+    kind = spec.kind()
+    if kind == "multiclass":
+        x = keras.layers.Activation("softmax", name="softmax")(x)
+    elif kind == "binary":
+        x = keras.layers.Activation("sigmoid", name="sigmoid")(x)
+    return keras.Model(inputs, x, name="mlp")
 
 
 def load_model(
@@ -171,42 +167,30 @@ def _optimizer(name: str, learning_rate: float) -> Any:
     return classes.get(name, keras.optimizers.RMSprop)(learning_rate=learning_rate)
 
 
-class _Score:
-    """Accuracy and mean cross-entropy, accumulated batch by batch in one fixed order, so that
-    scoring recorded predictions gives the bits scoring them as they were made gave."""
-
-    def __init__(self) -> None:
-        self.correct, self.loss, self.n = 0, 0.0, 0
-
-    def add(self, p: Any, y: Any) -> None:
-        self.correct += int(np.sum(np.argmax(p, axis=1) == np.argmax(y, axis=1)))
-        self.loss += float(-np.sum(y * np.log(np.clip(p, 1e-7, 1.0))))
-        self.n += len(p)
-
-    def metrics(self) -> tuple[float, float]:
-        return self.correct / max(self.n, 1), self.loss / max(self.n, 1)
-
-
 def predict_to_file(
-    predict: Any, inputs: Inputs, ranges: list[tuple[int, int]], batch_size: int, path: Path
-) -> tuple[float, float]:
-    """Stream predictions of `ranges` into a .npy; returns (accuracy, mean cross-entropy)."""
+    predict: Any,
+    inputs: Inputs,
+    ranges: list[tuple[int, int]],
+    batch_size: int,
+    path: Path,
+    tally: Tally,
+) -> dict[str, float]:
+    """Stream predictions of `ranges` into a .npy; returns the float model's metrics."""
     writer: NpyWriter | None = None
-    score = _Score()
     for batch in iter_batches(ranges, batch_size):
         x, y = inputs.batch(batch)
         p = np.asarray(predict(x), dtype=np.float32)
         if writer is None:
             writer = NpyWriter(path, rows(ranges), tuple(p.shape[1:]), np.float32)
         writer.write(p)
-        score.add(p, y)
+        tally.add(x, y, p, flags=inputs.flags(batch))
     if writer is not None:
         writer.close()
-    return score.metrics()
+    return tally.metrics()
 
 
 def score_file(
-    inputs: Inputs, ranges: list[tuple[int, int]], batch_size: int, path: Path
+    inputs: Inputs, ranges: list[tuple[int, int]], batch_size: int, path: Path, tally: Tally
 ) -> dict[str, float]:
     """The float metrics of predictions recorded in `path` (as `predict_to_file` wrote them):
     what `verify --from-weights` computes instead of taking the capsule's word for them."""
@@ -215,15 +199,13 @@ def score_file(
         raise StageError(
             f"{path.name}: {predictions.shape[0]} rows, the test split has {rows(ranges)}"
         )
-    score = _Score()
     offset = 0
     for batch in iter_batches(ranges, batch_size):
-        _, y = inputs.batch(batch)
+        x, y = inputs.batch(batch)
         p = np.asarray(predictions[offset : offset + len(y)], dtype=np.float32)
         offset += len(y)
-        score.add(p, y)
-    accuracy, loss = score.metrics()
-    return {"float_accuracy": accuracy, "float_loss": loss}
+        tally.add(x, y, p, flags=inputs.flags(batch))
+    return tally.metrics()
 
 
 def train(
@@ -237,13 +219,14 @@ def train(
     from capsule.flow import qat
 
     model = build_model(spec, tuple(inputs.features.shape[1:]), inputs.n_classes, sources)
+    task = task_of(spec)
     quantized = qat.is_hgq(model)
     if quantized:
         qat.reproducible_graphs()
     model.compile(
         optimizer=_optimizer(spec.training.optimizer, spec.training.learning_rate),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
+        loss=task.keras_loss(spec.task.loss_name() if spec.task else "categorical_crossentropy"),
+        metrics=["accuracy"] if spec.kind() == "multiclass" else None,
     )
     bs = spec.training.batch_size
     train_ds = make_dataset(inputs, split.train, bs, shuffle_seed=spec.experiment.seed)
@@ -259,5 +242,6 @@ def train(
     for path in (weights, predictions):
         path.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(weights)
-    accuracy, loss = predict_to_file(model.predict_on_batch, inputs, split.test, bs, predictions)
-    return model, {"float_accuracy": accuracy, "float_loss": loss, **measured}
+    tally = Tally(spec, "float", user_functions(spec, sources))
+    scored = predict_to_file(model.predict_on_batch, inputs, split.test, bs, predictions, tally)
+    return model, {**scored, **measured}

@@ -65,24 +65,7 @@ from capsule.pipeline.result import (
 )
 from capsule.pipeline.stage import Stage, Unit
 from capsule.pipeline.stages.convert import converted_layers
-from capsule.spec import Spec
-
-
-def collapse_of(spec: Spec, metrics: dict[str, float]) -> str | None:
-    """Why the trial's C simulation has collapsed, or None when it has not (or did not run).
-
-    Agreement with the float model far below its accuracy means the fixed-point design computes
-    something else (the softmax trap gave one value for every class), a silently wrong result
-    that must not be ranked with the others.
-    """
-    agreement = metrics.get("csim_agreement")
-    floor = spec.csim_agreement_min()
-    if agreement is None or agreement >= floor:
-        return None
-    return (
-        f"C simulation collapsed: it agrees with the float model on {agreement:.1%} of the test "
-        f"samples (checks.csim_agreement_min {floor:.0%})"
-    )
+from capsule.tasks import collapse_of
 
 
 @contextlib.contextmanager

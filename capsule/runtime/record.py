@@ -51,7 +51,7 @@ def to_record(
     failure: capsule never writes a record it would refuse to read.
     """
     result = ran.result
-    broken = [c.metric for c in spec.constraints if violation([c], result.metrics) > 0]
+    broken = [c.key for c in spec.constraints if violation([c], result.metrics) > 0]
     constrained = result.status == "ok" and bool(broken)
     status: RecordStatus
     error: str | None

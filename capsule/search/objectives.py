@@ -20,7 +20,7 @@ def violation(constraints: Sequence[Constraint], metrics: Mapping[str, float]) -
     """How far a trial is outside its constraints, relative to each bound; 0 when inside."""
     total = 0.0
     for c in constraints:
-        value = metrics.get(c.metric)
+        value = metrics.get(c.key)
         if value is None:
             total += 1.0
             continue
@@ -31,7 +31,7 @@ def violation(constraints: Sequence[Constraint], metrics: Mapping[str, float]) -
 
 
 def signed(objective: Objective, metrics: Mapping[str, float]) -> float:
-    value = float(metrics[objective.metric])
+    value = float(metrics[objective.key])
     return -value if objective.direction == "maximize" else value
 
 
@@ -41,23 +41,21 @@ def losses(spec: Spec, outcomes: Sequence[Outcome]) -> dict[int, float | None]:
         (
             o
             for o in outcomes
-            if o.status == "ok" and all(m.metric in o.metrics for m in spec.objectives)
+            if o.status == "ok" and all(m.key in o.metrics for m in spec.objectives)
         ),
         key=lambda o: o.number,
     )
     inside = [o for o in ok if violation(spec.constraints, o.metrics) == 0]
     reference = inside[0] if inside else (ok[0] if ok else None)
     scale = {
-        obj.metric: (abs(float(reference.metrics[obj.metric])) or 1.0) if reference else 1.0
+        obj.key: (abs(float(reference.metrics[obj.key])) or 1.0) if reference else 1.0
         for obj in spec.objectives
     }
 
     def raw(o: Outcome) -> float:
         if len(spec.objectives) == 1:
             return signed(spec.objectives[0], o.metrics)
-        return sum(
-            obj.weight * signed(obj, o.metrics) / scale[obj.metric] for obj in spec.objectives
-        )
+        return sum(obj.weight * signed(obj, o.metrics) / scale[obj.key] for obj in spec.objectives)
 
     result: dict[int, float | None] = {o.number: None for o in outcomes}
     inside_losses = {o.number: raw(o) for o in inside}

@@ -193,7 +193,7 @@ def objective_values(spec: Spec, metrics: Mapping[str, float]) -> list[float] | 
     missing or not finite (the trial is told as failed)."""
     out = []
     for objective in spec.objectives:
-        value = metrics.get(objective.metric)
+        value = metrics.get(objective.key)
         if value is None or not math.isfinite(float(value)):
             return None
         out.append(float(value))
@@ -204,11 +204,11 @@ def constraint_values(spec: Spec, metrics: Mapping[str, float]) -> dict[str, flo
     """One value per bound, feasible when <= 0; see the module docstring."""
     out: dict[str, float] = {}
     for i, c in enumerate(spec.constraints):
-        value = metrics.get(c.metric)
+        value = metrics.get(c.key)
         for name, bound in (("max", c.max), ("min", c.min)):
             if bound is None:
                 continue
-            key = f"{i}:{c.metric}:{name}"
+            key = f"{i}:{c.key}:{name}"
             if value is None or not math.isfinite(float(value)):
                 out[key] = 1.0
                 continue

@@ -32,7 +32,7 @@ def _axes(spec: Spec) -> list[int]:
     and the n-dimensional fronts cost grows with the dimension)."""
     seen: dict[tuple[str, str], int] = {}
     for i, o in enumerate(spec.objectives):
-        seen.setdefault((o.metric, o.direction), i)
+        seen.setdefault((o.key, o.direction), i)
     return sorted(seen.values())
 
 
@@ -137,7 +137,7 @@ def front_ranks(spec: Spec, outcomes: Sequence[Outcome]) -> dict[int, int]:
         [
             (o.number, [signed(obj, o.metrics) for obj in spec.objectives])
             for o in outcomes
-            if all(obj.metric in o.metrics for obj in spec.objectives)
+            if all(obj.key in o.metrics for obj in spec.objectives)
         ],
     )
     # Equal points are in one front; each distinct point is ranked once, in lexicographic order.
@@ -217,7 +217,7 @@ class Hypervolume:
         if self.value is None:
             return f"hypervolume not computed: {self.skipped}"
         point = ", ".join(
-            f"{o.metric} {r:.6g}" for o, r in zip(objectives, self.reference, strict=True)
+            f"{o.key} {r:.6g}" for o, r in zip(objectives, self.reference, strict=True)
         )
         return (
             f"hypervolume {self.value:.6g} of a front of {n} trial{'' if n == 1 else 's'}; "
@@ -230,7 +230,7 @@ def _feasible_points(spec: Spec, outcomes: Sequence[Outcome]) -> list[tuple[int,
         (o.number, [signed(obj, o.metrics) for obj in spec.objectives])
         for o in outcomes
         if o.status == "ok"
-        and all(obj.metric in o.metrics for obj in spec.objectives)
+        and all(obj.key in o.metrics for obj in spec.objectives)
         and violation(spec.constraints, o.metrics) == 0
     ]
 
@@ -326,7 +326,7 @@ def hypervolume(
             worst, best = max(values), min(values)
             span = (worst - best) or abs(worst) or 1.0
             signed_ref.append(worst + REFERENCE_MARGIN * span)
-        given = [o.metric for o in objectives if o.reference is not None]
+        given = [o.key for o in objectives if o.reference is not None]
         derived = (
             f"nadir of the {len(points)} trials meeting the constraints "
             f"+ {REFERENCE_MARGIN:.0%} of each objective's range"

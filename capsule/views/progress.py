@@ -47,7 +47,7 @@ def _duration(seconds: float) -> str:
 
 
 def metrics_text(spec: Spec, trial: Trial) -> str:
-    names = [o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]
+    names = [o.key for o in spec.objectives] + [c.key for c in spec.constraints]
     shown = dict.fromkeys(names)
     return " ".join(f"{n}={trial.metrics[n]:.4g}" for n in shown if n in trial.metrics)
 

@@ -119,14 +119,14 @@ def capsule_summary(capsule: Capsule) -> RenderableType:
                 ),
                 (
                     "objectives",
-                    ", ".join(f"{o.direction} {o.metric} (x{o.weight:g})" for o in spec.objectives),
+                    ", ".join(f"{o.direction} {o.key} (x{o.weight:g})" for o in spec.objectives),
                 ),
                 (
                     "constraints",
                     ", ".join(
                         " ".join(
                             ([f"{c.min:g} <="] if c.min is not None else [])
-                            + [c.metric]
+                            + [c.key]
                             + ([f"<= {c.max:g}"] if c.max is not None else [])
                         )
                         for c in spec.constraints
@@ -402,7 +402,7 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     trials, scored, at = found.trials, found.scored, found.at
     keys = sorted(spec.search.space)
     names = list(
-        dict.fromkeys([o.metric for o in spec.objectives] + [c.metric for c in spec.constraints])
+        dict.fromkeys([o.key for o in spec.objectives] + [c.key for c in spec.constraints])
     )
 
     def table(title: str, chosen: list[Any]) -> Table:
@@ -441,7 +441,7 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
 
     best = found.ranked
     summary = ", ".join(f"{n} {status}" for status, n in found.counts.items())
-    objectives = " vs ".join(f"{o.metric} ({o.direction[:3]})" for o in spec.objectives)
+    objectives = " vs ".join(f"{o.key} ({o.direction[:3]})" for o in spec.objectives)
     every = sorted({t.runtime or "?" for t in trials})
     runtimes = [cut(r, 40) for r in every[:LISTED]]
     runtimes += [f"{len(every) - LISTED} more"] if len(every) > LISTED else []
@@ -452,7 +452,7 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     if len(front_rows) < len(found.front):
         front_title += (
             f" ({len(front_rows)} of {len(found.front)}, evenly along "
-            f"{spec.objectives[0].metric}; every trial: trials.csv of `capsule report`)"
+            f"{spec.objectives[0].key}; every trial: trials.csv of `capsule report`)"
         )
     parts: list[RenderableType] = [
         plain(f"{len(trials)} trials: {summary}", style="bold"),

@@ -115,7 +115,7 @@ def _sig(value: float) -> str:
 
 
 def _metric_names(spec: Spec) -> list[str]:
-    names = [o.metric for o in spec.objectives] + [c.metric for c in spec.constraints]
+    names = [o.key for o in spec.objectives] + [c.key for c in spec.constraints]
     return list(dict.fromkeys(names))
 
 
@@ -195,16 +195,16 @@ def _pareto(spec: Spec, trials: Sequence[Trial]) -> tuple[Figure, str]:
     objectives = list(spec.objectives[:2])
     if len(objectives) == 1:
         seen = {m for t in trials for m in t.metrics}
-        costs = [c.metric for c in spec.constraints] + [m for m in COSTS if m in seen]
-        cost = next((m for m in costs if m != objectives[0].metric), "lut")
+        costs = [c.key for c in spec.constraints] + [m for m in COSTS if m in seen]
+        cost = next((m for m in costs if m != objectives[0].key), "lut")
         objectives.append(Objective(metric=cost, direction="minimize"))
     x, y = objectives
-    done = _done(trials, x.metric, y.metric)
-    xy = {t.number: (t.metrics[x.metric], t.metrics[y.metric]) for t in done}
+    done = _done(trials, x.key, y.key)
+    xy = {t.number: (t.metrics[x.key], t.metrics[y.key]) for t in done}
     by_number = {t.number: t for t in done}
     fig = Figure(figsize=(6.4, 4.8), layout="constrained")
     ax = fig.add_subplot()
-    _draw(ax, spec, [(*xy[t.number], t) for t in done], [x.metric, y.metric])
+    _draw(ax, spec, [(*xy[t.number], t) for t in done], [x.key, y.key])
     pair = spec.model_copy(update={"objectives": objectives})
     points = sorted((*xy[n], n) for n in pareto_front(pair, [outcome(t) for t in done]))
     thinned = len(points) > FRONT_ROWS
@@ -227,11 +227,11 @@ def _pareto(spec: Spec, trials: Sequence[Trial]) -> tuple[Figure, str]:
             label = "#" + ",".join(numbers)
             ax.annotate(label, (px, py), xytext=(4, 4), textcoords="offset points", fontsize=8)
     _legend(ax)
-    ax.set_xlabel(_label(x.metric, done, x.direction))
-    ax.set_ylabel(_label(y.metric, done, y.direction))
-    ax.set_title(f"Pareto front: {x.metric} vs {y.metric}")
+    ax.set_xlabel(_label(x.key, done, x.direction))
+    ax.set_ylabel(_label(y.key, done, y.direction))
+    ax.set_title(f"Pareto front: {x.key} vs {y.key}")
     return fig, (
-        f"Pareto front of {x.metric} against {y.metric}: finished trials meeting the constraints "
+        f"Pareto front of {x.key} against {y.key}: finished trials meeting the constraints "
         "(filled markers) and breaking them (crosses); the front is joined by a step line and "
         "labelled by trial number"
         + (f" ({FRONT_ROWS} of its {len(points)} trials, evenly along it)." if thinned else ".")
@@ -245,13 +245,11 @@ def _panels(
     n = len(spec.objectives)
     fig = Figure(figsize=(5.0 * n, 4.2), layout="constrained")
     for ax, objective in zip(fig.subplots(1, n, squeeze=False)[0], spec.objectives, strict=True):
-        done = _done(trials, objective.metric)
-        _draw(
-            ax, spec, [(x_of(t), t.metrics[objective.metric], t) for t in done], [objective.metric]
-        )
+        done = _done(trials, objective.key)
+        _draw(ax, spec, [(x_of(t), t.metrics[objective.key], t) for t in done], [objective.key])
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(_label(objective.metric, done, objective.direction))
-        ax.set_title(f"{title}: {objective.metric}")
+        ax.set_ylabel(_label(objective.key, done, objective.direction))
+        ax.set_title(f"{title}: {objective.key}")
         _legend(ax)
     return fig
 
@@ -262,9 +260,9 @@ def _objectives(spec: Spec, trials: Sequence[Trial]) -> tuple[Figure, str]:
         sign = -1.0 if objective.direction == "maximize" else 1.0
         numbers: list[int] = []
         best: list[float] = []
-        for t in _done(trials, objective.metric):
+        for t in _done(trials, objective.key):
             if violation(spec.constraints, t.metrics) == 0:
-                value = t.metrics[objective.metric]
+                value = t.metrics[objective.key]
                 numbers.append(t.number)
                 best.append(value if not best or sign * value < sign * best[-1] else best[-1])
         if numbers:
@@ -573,11 +571,11 @@ def _html(capsule: Capsule, found: Summary, best: Sequence[Trial], figures: Figu
         loss = found.scored.get(t.number)
         return [*_cells(spec, t), "-" if loss is None else _sig(loss)]
 
-    objectives = " vs ".join(f"{o.metric} ({o.direction})" for o in spec.objectives)
+    objectives = " vs ".join(f"{o.key} ({o.direction})" for o in spec.objectives)
     front = found.front_rows(spec)
     front_note = (
         f"<p>{len(front)} of the {len(found.front)} trials on the front, evenly along "
-        f"{e(spec.objectives[0].metric)}, its two ends included; every trial is in "
+        f"{e(spec.objectives[0].key)}, its two ends included; every trial is in "
         "trials.csv.</p>"
         if len(front) < len(found.front)
         else ""

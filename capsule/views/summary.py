@@ -91,7 +91,7 @@ def along_front(spec: Spec, front: list[Trial], rows: int) -> list[Trial]:
     two ends included: a front of thousands stays a table a reader can follow."""
     if len(front) <= rows:
         return front
-    first = spec.objectives[0].metric
+    first = spec.objectives[0].key
     ordered = sorted(front, key=lambda t: (t.metrics[first], t.number))
     picks = sorted({round(i * (len(ordered) - 1) / (rows - 1)) for i in range(rows)})
     return sorted((ordered[i] for i in picks), key=lambda t: t.number)

@@ -10,6 +10,8 @@ from capsule.spec import CSIM_BACKENDS, Spec
 
 def run(ctx: Context) -> Measured:
     from capsule.flow.hls import csim
+    from capsule.tasks import Tally
+    from capsule.tasks.evaluate import user_functions
 
     data = ctx.data
     return measured(
@@ -20,6 +22,7 @@ def run(ctx: Context) -> Measured:
             ctx.spec.training.batch_size,
             ctx.out / layout.FLOAT_PREDICTIONS,
             ctx.out / layout.CSIM_PREDICTIONS,
+            Tally(ctx.spec, "csim", user_functions(ctx.spec, data.sources)),
         )
     )
 

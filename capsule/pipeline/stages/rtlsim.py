@@ -16,6 +16,8 @@ VERILATOR = HostTool("verilator", ("verilator", "--version"), "RTL simulation (o
 def run(ctx: Context) -> Measured:
     from capsule.flow.rtl import read_design
     from capsule.flow.rtlsim import rtlsim
+    from capsule.tasks import Tally
+    from capsule.tasks.evaluate import user_functions
 
     assert ctx.spec.open_flow is not None
     out, data = ctx.out, ctx.data
@@ -31,6 +33,7 @@ def run(ctx: Context) -> Measured:
         out / layout.RTLSIM,
         out / layout.RTLSIM_PREDICTIONS,
         ctx.spec.open_flow.timeout,
+        Tally(ctx.spec, "rtlsim", user_functions(ctx.spec, data.sources)),
     )
     return measured(found)
 

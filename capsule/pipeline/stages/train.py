@@ -10,6 +10,7 @@ from typing import Any
 from capsule.pipeline import layout
 from capsule.pipeline.context import Context, Measured, measured
 from capsule.pipeline.stage import KeyInputs, Stage, Unit
+from capsule.spec import Spec
 
 
 def run(ctx: Context) -> Measured:
@@ -35,6 +36,20 @@ def key(k: KeyInputs) -> dict[str, Any]:
         **k.base,
         "model": k.spec.model.model_dump(mode="json"),
         "training": k.spec.training.model_dump(mode="json"),
+        **task_key(k.spec),
+    }
+
+
+def task_key(spec: Spec) -> dict[str, Any]:
+    """What the task adds to a unit's key: nothing for a spec without one (its keys stay those
+    computed before tasks), else the task and the metrics the outputs are scored by."""
+    if spec.task is None:
+        return {}
+    return {
+        "task": spec.task.model_dump(mode="json"),
+        "scored_by": sorted(r.key for r in spec.ranked_by()),
+        "metrics": [m.model_dump(mode="json") for m in spec.user_metrics()],
+        "checks": (spec.checks.model_dump(mode="json") if spec.checks else None),
     }
 
 
@@ -43,10 +58,13 @@ def rescore(ctx: Context) -> dict[str, float]:
     computed from the restored predictions and this trial's own test split."""
     from capsule.flow import qat
     from capsule.flow.train import score_file
+    from capsule.tasks import Tally
+    from capsule.tasks.evaluate import user_functions
 
-    data, out = ctx.data, ctx.out
-    batch = ctx.spec.training.batch_size
-    metrics = score_file(data.inputs, data.split.test, batch, out / layout.FLOAT_PREDICTIONS)
+    data, out, spec = ctx.data, ctx.out, ctx.spec
+    batch = spec.training.batch_size
+    tally = Tally(spec, "float", user_functions(spec, data.sources))
+    metrics = score_file(data.inputs, data.split.test, batch, out / layout.FLOAT_PREDICTIONS, tally)
     model = ctx.trained()
     if qat.is_hgq(model):
         from capsule.flow.train import batches_of

@@ -128,7 +128,7 @@ def test_a_split_and_batches_match_the_same_numbers_as_npy(
     split = Split.make(root.n_rows, (0.6, 0.2, 0.2), seed=5)
     assert split == Split.make(npy.n_rows, (0.6, 0.2, 0.2), seed=5)
     for inputs in (npy, root):
-        inputs.fit(split.train, scale=True, one_hot=True, chunk=100)
+        inputs.fit(split.train, scale=True, targets="class_ids", chunk=100)
     assert root.mean is not None and npy.mean is not None
     assert np.array_equal(root.mean, npy.mean) and np.array_equal(root.scale, npy.scale)  # type: ignore[arg-type]
     for ranges in iter_batches(split.test, 50):

@@ -88,7 +88,7 @@ def test_inputs_scale_and_one_hot_like_numpy(
     xp, yp, x, y = arrays
     inputs = Inputs(NpyFile(xp), NpyFile(yp))
     train = [(0, 600), (800, 1000)]
-    inputs.fit(train, scale=True, one_hot=True, chunk=64)
+    inputs.fit(train, scale=True, targets="class_ids", chunk=64)
     rows_ = np.concatenate([x[0:600], x[800:1000]]).astype(np.float64)
     assert inputs.mean is not None and inputs.scale is not None
     assert np.allclose(inputs.mean, rows_.mean(axis=0), atol=1e-5)

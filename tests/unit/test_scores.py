@@ -15,8 +15,8 @@ from numpy.typing import NDArray
 from sklearn.metrics import roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from capsule.flow import scores
-from capsule.flow.scores import (
+from capsule.tasks import scores
+from capsule.tasks.scores import (
     background_rejection_at,
     mae,
     mse,
