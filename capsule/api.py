@@ -43,7 +43,18 @@ from capsule.version import __version__
 
 TEMPLATE = "exp.toml"
 # `capsule init --example NAME`: the template each example writes (all use the digits data).
-EXAMPLES = {"digits": TEMPLATE, "qat": "qat.toml", "root": "root.toml"}
+EXAMPLES = {
+    "digits": TEMPLATE,
+    "qat": "qat.toml",
+    "root": "root.toml",
+    "anomaly": "anomaly.toml",
+    "regression": "regression.toml",
+}
+# The examples whose data `capsule.toyevents` makes: its arrays, saved under these names.
+TOY_EVENTS = {
+    "anomaly": ("anomaly", {"features": "events.npy", "labels": "is_signal.npy"}),
+    "regression": ("calorimeter", {"features": "cells.npy", "labels": "energy.npy"}),
+}
 
 
 def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
@@ -51,7 +62,9 @@ def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
 
     `example` picks the spec: "digits" searches a float MLP's post-training precision, "qat" an
     HGQ2 model's learned bit widths and beta, "root" a float MLP on toy jets in a ROOT file
-    (written with uproot, see capsule.toyjets). The digits ship inside scikit-learn, so this works
+    (written with uproot, see capsule.toyjets), "anomaly" an autoencoder trigger's signal
+    efficiency at a background rate and "regression" a calorimeter's energy resolution (toy
+    events, see capsule.toyevents). The digits ship inside scikit-learn, so this works
     offline; the arrays are written in a fixed dtype so that every machine produces the same
     bytes and so the same data hashes.
     """
@@ -69,17 +82,33 @@ def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
         toyjets.write_root(folder / "data" / "jets.root", toyjets.generate())
         write_atomic(spec_path, template.read_text("utf-8"))
         return spec_path
+    if example in TOY_EVENTS:
+        from capsule import toyevents
+
+        maker, names = TOY_EVENTS[example]
+        made = getattr(toyevents, maker)()
+        for key, name in names.items():
+            _save_npy(folder / "data" / name, made[key])
+        if example == "anomaly":
+            model = files("capsule.templates").joinpath("anomaly_model.py.txt")
+            write_atomic(folder / "model.py", model.read_text("utf-8"))
+        write_atomic(spec_path, template.read_text("utf-8"))
+        return spec_path
     digits = load_digits()
     arrays: dict[str, np.ndarray] = {
         "digits_features.npy": np.ascontiguousarray(digits.data, dtype=np.float32),
         "digits_labels.npy": np.ascontiguousarray(digits.target, dtype=np.int64),
     }
     for name, array in arrays.items():
-        buffer = io.BytesIO()
-        np.save(buffer, array, allow_pickle=False)
-        write_atomic(folder / "data" / name, buffer.getvalue())
+        _save_npy(folder / "data" / name, array)
     write_atomic(spec_path, template.read_text("utf-8"))
     return spec_path
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    write_atomic(path, buffer.getvalue())
 
 
 def pack(
@@ -116,9 +145,7 @@ def pack(
         update={
             "task": task.model_copy(update={"loss": task.loss_name()}),
             "preprocess": preprocess,
-            "checks": checks.model_copy(
-                update={"csim_agreement_min": None, "max_drop": spec.max_drop()}
-            ),
+            "checks": checks.model_copy(update={"max_drop": spec.max_drop()}),
         }
     )
     root = spec_path.parent

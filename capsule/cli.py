@@ -106,7 +106,9 @@ def init(
         typer.Option(
             help="digits: a float MLP quantized after training (post-training precision "
             "search); qat: an HGQ2 quantization-aware MLP (bit widths and beta searched); "
-            "root: toy jets in a ROOT TTree (flat and jagged branches), written with uproot."
+            "root: toy jets in a ROOT TTree (flat and jagged branches), written with uproot; "
+            "anomaly: an autoencoder trigger on toy events (signal efficiency at a background "
+            "rate); regression: a calorimeter's energy from 16 cells (energy resolution)."
         ),
     ] = "digits",
 ) -> None:

@@ -268,18 +268,20 @@ def collapse_of(spec: Spec, metrics: dict[str, float]) -> str | None:
 
     With a task: the hardware keeps less than (1 - checks.max_drop) of the float model's
     quality (its task's, `Task.quality`), a measure that near-ties between classes cannot swing
-    and that a weak float model does not fail. Without (capsules packed before tasks): argmax
-    agreement with the float model below `checks.csim_agreement_min`, as they recorded.
+    and that a weak float model does not fail. Without (capsules packed before tasks), or where
+    the spec sets `checks.csim_agreement_min`: argmax agreement with the float model below it,
+    as those capsules recorded.
     """
-    if spec.task is None:
-        agreement = metrics.get("csim_agreement")
-        floor = spec.csim_agreement_min()
-        if agreement is None or agreement >= floor:
-            return None
+    agreement = metrics.get("csim_agreement")
+    floor = spec.csim_agreement_min()
+    said = spec.checks is not None and spec.checks.csim_agreement_min is not None
+    if (spec.task is None or said) and agreement is not None and agreement < floor:
         return (
             f"C simulation collapsed: it agrees with the float model on {agreement:.1%} of the "
             f"test samples (checks.csim_agreement_min {floor:.0%})"
         )
+    if spec.task is None:
+        return None
     task, drop = task_of(spec), spec.max_drop()
     reference = task.quality(metrics, "float")
     if reference is None or reference <= 0:

@@ -122,8 +122,8 @@ def test_metrics_json_reads_back_exactly_and_hostile_files_read_as_absent(tmp_pa
 
 
 def test_a_c_simulation_below_the_agreement_floor_has_collapsed() -> None:
-    from capsule.tasks import collapse_of
     from capsule.spec import Checks
+    from capsule.tasks import collapse_of
 
     assert SPEC.csim_agreement_min() == 0.5
     assert collapse_of(SPEC, {"csim_agreement": 0.5}) is None
