@@ -165,7 +165,11 @@ def show(
     if sources:
         console.print(render.sources(loaded))
     elif as_json:
-        print(json.dumps(loaded.model_dump(mode="json", exclude_none=True), indent=2))
+        from capsule.views.summary_json import summary_json
+
+        data = loaded.model_dump(mode="json", exclude_none=True)
+        data["summary"] = summary_json(loaded)  # the numbers the text summary shows
+        print(json.dumps(data, indent=2))
     else:
         console.print(render.capsule_summary(loaded))
 

@@ -24,6 +24,7 @@ from capsule.spec import Level, Spec
 # summarised, its every trial listed in the report's trials.csv.
 FRONT_ROWS = 20
 FAILED_ROWS = 10
+BEST_ROWS = 10  # the best trials `show` lists (`render.results`' `top`) and `show --json` holds
 # Trials listed with their error: failures, and C simulations that collapsed (not scored).
 FLAGGED = ("failed", "timeout", "oom", "collapsed")
 
