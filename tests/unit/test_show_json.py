@@ -61,17 +61,17 @@ def _show(*args: str | Path) -> str:
     return result.stdout
 
 
-def _table(text: str, title: str) -> dict[int, list[str]]:
-    """The rows of the table titled `title...`: trial number -> its cells, fidelity notes cut."""
+def _table(text: str, title: str) -> dict[str, list[str]]:
+    """The rows of the table titled `title...` by first cell, fidelity notes cut."""
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(title))
-    rows: dict[int, list[str]] = {}
+    rows: dict[str, list[str]] = {}
     for line in lines[start + 1 :]:
         if line.startswith("└"):
             break
         cells = [c.strip().split("\\n")[0] for c in line.split("│")[1:-1]]
-        if cells and cells[0].isdigit():
-            rows[int(cells[0])] = cells
+        if cells and cells[0] not in ("", "trial", "level"):
+            rows[cells[0]] = cells
     return rows
 
 
@@ -83,10 +83,10 @@ def test_show_json_summary_is_the_text_summary(packed: tuple[Capsule, Path]) -> 
     summary: dict[str, Any] = data["summary"]
 
     front = _table(text, "Pareto front")
-    assert [r["trial"] for r in summary["front"]] == [0, 1, 4] == sorted(front)
+    assert [r["trial"] for r in summary["front"]] == [0, 1, 4] == [int(n) for n in front]
     assert summary["front_size"] == 3
     for row in summary["front"]:
-        cells = front[row["trial"]]
+        cells = front[str(row["trial"])]
         # trial, status, csim_accuracy, dsp, lut, loss, time
         assert cells[1] == row["status"] == "ok"
         assert cells[2] == compact(row["objectives"]["csim_accuracy"])
@@ -96,7 +96,7 @@ def test_show_json_summary_is_the_text_summary(packed: tuple[Capsule, Path]) -> 
 
     best = _table(text, "best ")
     assert [r["trial"] for r in summary["best"]] == [1, 4, 5, 0, 2]
-    assert list(best) == [1, 4, 5, 0, 2]
+    assert list(best) == ["1", "4", "5", "0", "2"]
     assert [compact(r["loss"]) for r in summary["best"]] == [best[n][5] for n in best]
 
     volume = summary["hypervolume"]
@@ -133,30 +133,32 @@ def test_no_trials_summary_is_empty(packed: tuple[Capsule, Path]) -> None:
 def test_multi_fidelity_summary_carries_the_funnel_the_text_shows(
     packed: tuple[Capsule, Path], tmp_path: Path
 ) -> None:
-    from capsule.spec import Fidelity
+    from capsule.spec import Fidelity, OpenFlow
 
     capsule, _ = packed
-    search = capsule.spec.search.model_copy(update={"fidelity": Fidelity(levels=[0, 1])})
-    spec = capsule.spec.model_copy(update={"search": search})
+    top = "open-synth"  # a level without a vendor tool
+    search = capsule.spec.search.model_copy(update={"fidelity": Fidelity(levels=[0, top])})
+    spec = capsule.spec.model_copy(update={"search": search, "open_flow": OpenFlow()})
     trials = [t.model_copy(update={"level": 0}) for t in TRIALS]
     trials += [
-        TRIALS[0].model_copy(update={"number": 6, "level": 1, "tool_s": 1800.0}),
-        TRIALS[4].model_copy(update={"number": 7, "level": 1, "tool_s": 5400.0}),
+        TRIALS[0].model_copy(update={"number": 6, "level": top, "tool_s": 1800.0}),
+        TRIALS[4].model_copy(update={"number": 7, "level": top, "tool_s": 5400.0}),
     ]
     path = tmp_path / "levels.capsule"
     write_capsule(capsule.model_copy(update={"spec": spec, "trials": trials}).sealed(), path)
     text = _show(path)
     summary = json.loads(_show("--json", path))["summary"]
-    assert summary["level"] == 1
+    assert summary["level"] == top
     assert [(f["level"], f["trials"], f["scored"]) for f in summary["funnel"]] == [
-        (0, 6, 4),
-        (1, 2, 2),
+        (0, 6, 5),  # the constraint-breaker finished: scored
+        (top, 2, 2),
     ]
     assert summary["funnel"][1]["tool_hours"] == pytest.approx(2.0)
     funnel = _table(text, "fidelity funnel")  # level, what, trials, scored, tool hours
-    assert [funnel[f["level"]][2:] for f in summary["funnel"]] == [
+    assert [row[2:] for row in funnel.values()] == [
         [str(f["trials"]), str(f["scored"]), f"{f['tool_hours']:.3f}"] for f in summary["funnel"]
     ]
-    # Ranked and fronted at level 1 only, as the text's "at level 1" tables are.
-    assert [r["trial"] for r in summary["front"]] == sorted(_table(text, "Pareto front at level 1"))
+    # Ranked and fronted at the top level only, as the text's "at level ..." tables are.
+    shown = _table(text, "Pareto front at level")
+    assert [r["trial"] for r in summary["front"]] == [int(n) for n in shown]
     assert {r["trial"] for r in summary["front"]} <= {6, 7}
