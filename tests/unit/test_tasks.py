@@ -313,3 +313,42 @@ def test_inputs_read_each_tasks_targets(tmp_path: Path) -> None:
     reg = Inputs(NpyFile(tmp_path / "x.npy"), NpyFile(tmp_path / "v.npy"))
     reg.fit([(0, 10)], False, "values", 4)
     assert reg.batch([(0, 3)])[1].shape == (3, 1) and reg.n_classes == 1
+
+
+def test_a_foreign_capsules_metric_file_does_not_run_without_trust(
+    experiment: Path, tmp_path: Path
+) -> None:
+    """The metric's file is embedded like a builder, so it is code the reader must trust: a
+    capsule packed elsewhere is refused before anything runs, and the file never executes."""
+    import os
+    import subprocess
+
+    from tests.conftest import CLI
+
+    ran = tmp_path / "metric-ran"
+    (experiment.parent / "metrics.py").write_text(
+        f"from pathlib import Path\nPath({str(ran)!r}).write_text('ran')\n\n"
+        "def spread(targets, outputs, inputs):\n    return float(outputs.std())\n"
+    )
+    text = (
+        experiment.read_text() + '\n[[metrics]]\nname = "spread"\nfunction = "metrics.py:spread"\n'
+    )
+    experiment.write_text(text)
+    capsule = api.pack(experiment, tmp_path / "m.capsule")
+    assert [s.name for s in capsule.sources] == ["metrics.py"]
+    elsewhere = {**os.environ, "CAPSULE_DATA_DIR": str(tmp_path / "elsewhere"), "COLUMNS": "400"}
+    out = tmp_path / "t"
+    for command in (
+        ["trial", tmp_path / "m.capsule", "--out", out],
+        ["run", tmp_path / "m.capsule"],
+    ):
+        proc = subprocess.run(
+            [str(CLI), *map(str, command), "--runtime", "local"],
+            capture_output=True,
+            text=True,
+            env=elsewhere,
+            timeout=120,
+        )
+        assert proc.returncode == 2, proc.stderr
+        assert "carries code (metrics.py)" in proc.stderr and "--trust" in proc.stderr
+    assert not ran.exists() and not out.exists()
