@@ -2,7 +2,8 @@
 
 `write_report` writes `index.html` (one self-contained page: figures embedded as data URIs, and a
 Content-Security-Policy that forbids scripts and any outside resource), `figures/*.png` (the
-Pareto front, each objective over the search, each hls4ml knob against the objectives),
+Pareto front, each objective over the search, each hls4ml knob against the objectives, and for a
+task with ROC figures the best trials' ROC curves, float against C simulation: `views.roc`),
 `trials.csv` (every trial, for pandas) and `best.md` / `best.tex` (the best trials, captioned with
 the capsule digest so a table in a paper names the exact results it came from).
 
@@ -46,7 +47,7 @@ from capsule.search.objectives import violation
 from capsule.search.pareto import pareto_front
 from capsule.space import Choice, parameters
 from capsule.spec import Objective, Spec
-from capsule.views import attempts
+from capsule.views import attempts, roc
 from capsule.views.render import cut, visible
 from capsule.views.summary import FRONT_ROWS, Summary, along_front, levels_of, summarise
 
@@ -79,15 +80,26 @@ STYLE = (
 Figures = list[tuple[str, bytes, str]]  # (file stem, PNG, caption), in the page's order
 
 
-def write_report(capsule: Capsule, out: Path) -> list[Path]:
-    """Write the report into folder `out` (created if absent); the files written, sorted."""
+def write_report(
+    capsule: Capsule, out: Path, run_dir: Path | None = None, data_root: Path | None = None
+) -> list[Path]:
+    """Write the report into folder `out` (created if absent); the files written, sorted.
+
+    `run_dir` (the run's folder, `NAME.run`) and `data_root` (`lock.data_root`: a capsule
+    records it relative to its own file, which this function is not given) are where a task
+    with ROC figures finds its best trials' test predictions and the test labels for the ROC
+    curve; without them the page says why the curve is missing."""
     found = summarise(capsule)  # what `capsule show` summarises, ranked as `capsule run` does
     spec, trials = capsule.spec, found.trials
     front = {t.number for t in found.front}
     best = [t for t in found.ranked if t.status == "ok"]
-    figures = _figures(spec, trials, found.pool)
+    curves = None
+    if roc.has_roc(spec):
+        curves = roc.collect(capsule, best, run_dir, data_root)
+    figures = _figures(spec, trials, found.pool, curves)
     files: dict[str, bytes | str] = {f"figures/{name}.png": png for name, png, _ in figures}
-    files["index.html"] = _html(capsule, found, best[:BEST_HTML], figures)
+    notes = [] if curves is None else curves.notes
+    files["index.html"] = _html(capsule, found, best[:BEST_HTML], figures, notes)
     files["trials.csv"] = _csv(spec, trials, found.scored, front)
     files["best.md"] = _markdown(capsule, best[:BEST_TABLE])
     files["best.tex"] = _latex(capsule, best[:BEST_TABLE])
@@ -323,8 +335,11 @@ def _png(fig: Figure) -> bytes:
     return buffer.getvalue()
 
 
-def _figures(spec: Spec, trials: Sequence[Trial], pool: Sequence[Trial]) -> Figures:
-    """The Pareto figure of `pool` (the highest fidelity level reached), the rest of all."""
+def _figures(
+    spec: Spec, trials: Sequence[Trial], pool: Sequence[Trial], curves: roc.Roc | None = None
+) -> Figures:
+    """The Pareto figure of `pool` (the highest fidelity level reached), the ROC curves of the
+    best trials if any were read, the rest of all."""
     params = parameters(spec.search.space)
     out: Figures = []
     # Matplotlib's defaults, not the local matplotlibrc; untrusted text is never parsed as math.
@@ -332,6 +347,9 @@ def _figures(spec: Spec, trials: Sequence[Trial], pool: Sequence[Trial]) -> Figu
         for name, make, shown in (("pareto", _pareto, pool), ("objectives", _objectives, trials)):
             fig, caption = make(spec, shown)
             out.append((name, _png(fig), caption))
+        if curves is not None and curves.curves:
+            fig, caption = roc.figure(curves)
+            out.append(("roc", _png(fig), caption))
         for path in [p for p in params if p.startswith("hls4ml.")] or params:
             name = "knob_" + re.sub(r"[^a-z0-9_]", "_", path.lower())
             while name in {n for n, _, _ in out}:
@@ -560,7 +578,13 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table>\n<tr>{head}</tr>\n{body}</table>"
 
 
-def _html(capsule: Capsule, found: Summary, best: Sequence[Trial], figures: Figures) -> str:
+def _html(
+    capsule: Capsule,
+    found: Summary,
+    best: Sequence[Trial],
+    figures: Figures,
+    notes: Sequence[str] = (),
+) -> str:
     """The page: counts, the best trials, the front and the failures as summaries (at most
     `FRONT_ROWS` and `FAILED_ROWS` rows, as `capsule show` gives them), every trial in
     trials.csv."""
@@ -614,6 +638,7 @@ def _html(capsule: Capsule, found: Summary, best: Sequence[Trial], figures: Figu
         *[f"<p>{e(line)}.</p>" for line in [attempts.summary(trials)] if line],
         *_retried(trials),
         "<h2>Figures</h2>",
+        *[f"<p>{e(cut(note.rstrip('.'), 1_000))}.</p>" for note in notes],
     ]
     for name, png, caption in figures:
         data = base64.b64encode(png).decode("ascii")
