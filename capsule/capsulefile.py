@@ -48,6 +48,7 @@ from capsule.spec import (
     describe_validation_error,
     format_validation_error,
     load_toml,
+    unscored,
 )
 
 FORMAT: Literal[2] = 2
@@ -382,6 +383,14 @@ class Capsule(Locked):
             if len(names) > MAX_METRIC_NAMES:
                 raise ValueError(f"trials[{i}]: {_too_many_names()}")
         return trials
+
+    @field_validator("spec")
+    @classmethod
+    def _scored(cls, spec: Spec) -> Spec:
+        found = unscored(spec)
+        if found is not None:
+            raise ValueError(found[2])
+        return spec
 
     def content(self) -> dict[str, Any]:
         """Everything the digest covers, as plain data: format 2 chains its trials instead."""

@@ -27,6 +27,7 @@ from capsule.hashing import canonical_json, hash_files, sha256_file
 from capsule.journal import default_run_dir
 from capsule.pipeline import layout
 from capsule.pipeline.result import artifact_metrics, metric_values, rehash
+from capsule.spec import Task
 from capsule.verify import VerifyOptions, select, verify
 
 MANIFEST = "export.json"
@@ -106,6 +107,9 @@ def _write(
             "trial": trial.number,
             "status": trial.status,
             "params": trial.params,
+            # What the outputs are and how the metrics scored them (capsule.tasks): a reader of
+            # the project alone needs it to know a regression's outputs are values.
+            "task": (spec.task or Task()).model_dump(mode="json", exclude_none=True),
             "metrics": {
                 k: {"value": v, "fidelity": trial.fidelity.get(k, "measured")}
                 for k, v in sorted(trial.metrics.items())

@@ -570,9 +570,10 @@ class MetricRef(Strict):
     background_rate: Annotated[float, Field(gt=0, le=1)] | None = None
     signal_efficiency: Annotated[float, Field(gt=0, le=1)] | None = None
     # The class ids that count as signal, for ROC figures of a multiclass task.
-    signal: Annotated[list[Annotated[int, Field(ge=0, lt=1 << 16)]], Field(min_length=1)] | None = (
-        None
-    )
+    signal: (
+        Annotated[list[Annotated[int, Field(ge=0, lt=1 << 16)]], Field(min_length=1, max_length=16)]
+        | None
+    ) = None
 
     def parameters(self) -> dict[str, float | list[int]]:
         found = {k: getattr(self, k) for k in ("background_rate", "signal_efficiency", "signal")}
@@ -1150,17 +1151,26 @@ def parse_spec(text: str, source: str = "exp.toml") -> Spec:
     return spec
 
 
-def _check_ranked(spec: Spec, text: str, source: str) -> None:
-    """Every objective and constraint names a metric the spec's task computes: accuracy means
-    nothing for a regression, and a typo found after the search costs the search."""
+def unscored(spec: Spec) -> tuple[str, int, str] | None:
+    """(table, index, problem) of the first objective or constraint naming a metric the spec's
+    task does not compute (accuracy means nothing for a regression, and a typo found after the
+    search costs the search), or None. Pack checks it with the line; a capsule's reader too."""
     user = [m.name for m in spec.user_metrics()]
     for table, refs in (("objectives", spec.objectives), ("constraints", spec.constraints)):
         for i, ref in enumerate(refs):
             reason = _unscored(spec, ref, user)
             if reason:
-                line = line_of(text, (table, i, "metric"))
-                where = f"{source}:{line}" if line else source
-                raise SpecError(f"{where}: {table}[{i}].metric: {ref.metric}: {reason}")
+                return table, i, f"{table}[{i}].metric: {ref.metric}: {reason}"
+    return None
+
+
+def _check_ranked(spec: Spec, text: str, source: str) -> None:
+    found = unscored(spec)
+    if found is not None:
+        table, i, problem = found
+        line = line_of(text, (table, i, "metric"))
+        where = f"{source}:{line}" if line else source
+        raise SpecError(f"{where}: {problem}")
 
 
 def _check_space_values(spec: Spec, text: str, source: str) -> None:
