@@ -27,6 +27,7 @@ from capsule.export import Export, export_trial
 from capsule.files import read_limited, write_atomic
 from capsule.hashing import HashCache
 from capsule.job import TrialJob
+from capsule.journal import default_run_dir
 from capsule.lock import check_data, data_root, lock_data, lock_sources
 from capsule.pipeline.result import TrialResult, check_folder
 from capsule.pipeline.trial import run_trial
@@ -396,12 +397,27 @@ def export(
     return export_trial(capsule_path, capsule, root, out, options, run_dir)
 
 
-def report(capsule: Path | Capsule, out: Path) -> list[Path]:
+def report(
+    capsule: Path | Capsule,
+    out: Path,
+    path: Path | None = None,
+    run_dir: Path | None = None,
+    data_root_override: Path | None = None,
+) -> list[Path]:
     """Write the paper's figures and tables for a capsule's results (a file, or one already
-    read) into `out`; the files."""
+    read from `path`) into `out`; the files. The capsule's file locates its run folder (the
+    trials' predictions) and its data (the test labels) for the ROC curve of a task with one;
+    `run_dir` and `data_root_override` say where they are instead."""
     from capsule.views.report import write_report
 
-    return write_report(capsule if isinstance(capsule, Capsule) else load(capsule), out)
+    if not isinstance(capsule, Capsule):
+        path, capsule = capsule, load(capsule)
+    root = run_dir
+    data = data_root_override
+    if path is not None:
+        root = root or default_run_dir(path)
+        data = data_root(path, capsule, data_root_override)
+    return write_report(capsule, out, root, data)
 
 
 def run(

@@ -454,9 +454,14 @@ def export(
 def report(
     capsule: Annotated[Path, typer.Argument(help="Capsule file holding trial results.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Folder to write into.")],
+    data_root: DataRootOption = None,
+    run_dir: Annotated[
+        Path | None,
+        typer.Option(help="The run's trial folders (ROC curves) [default: NAME.run]."),
+    ] = None,
 ) -> None:
     """Write index.html, PNG figures, trials.csv and best.md/best.tex for a paper."""
-    written = api.report(_read_to_keep(capsule), output)
+    written = api.report(_read_to_keep(capsule), output, capsule, run_dir, data_root)
     console.print(f"wrote {len(written)} files to {output}; open {output / 'index.html'}")
 
 

@@ -272,9 +272,10 @@ def csim(
     float_predictions: Path,
     predictions: Path,
     tally: Tally,
+    scores: Path,
 ) -> dict[str, float]:
-    """C-simulate the test split into `predictions`, scored and compared with the float model
-    as the task says (`tally`), streamed."""
+    """C-simulate the test split into `predictions` (an autoencoder's scores into `scores`),
+    scored and compared with the float model as the task says (`tally`), streamed."""
     reference = NpyFile(float_predictions)
     writer: NpyWriter | None = None
     offset = 0
@@ -294,6 +295,7 @@ def csim(
         reference.close()
         if writer is not None:
             writer.close()
+    tally.write_scores(scores)
     return tally.metrics()
 
 

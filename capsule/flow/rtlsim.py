@@ -212,6 +212,7 @@ def rtlsim(
     predictions: Path,
     timeout: float,
     tally: Tally,
+    scores: Path,
 ) -> dict[str, float]:
     """Simulate the test split (building in `out`) into `predictions`, scored and compared with
     Keras as the task says (`tally`).
@@ -241,4 +242,5 @@ def rtlsim(
         if writer is not None:
             writer.close()
         shutil.rmtree(scratch, ignore_errors=True)
+    tally.write_scores(scores)
     return tally.metrics()

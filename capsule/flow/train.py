@@ -174,8 +174,10 @@ def predict_to_file(
     batch_size: int,
     path: Path,
     tally: Tally,
+    scores: Path,
 ) -> dict[str, float]:
-    """Stream predictions of `ranges` into a .npy; returns the float model's metrics."""
+    """Stream predictions of `ranges` into a .npy (an autoencoder's scores into `scores`);
+    returns the float model's metrics."""
     writer: NpyWriter | None = None
     for batch in iter_batches(ranges, batch_size):
         x, y = inputs.batch(batch)
@@ -186,6 +188,7 @@ def predict_to_file(
         tally.add(x, y, p, flags=inputs.flags(batch))
     if writer is not None:
         writer.close()
+    tally.write_scores(scores)
     return tally.metrics()
 
 
@@ -209,7 +212,13 @@ def score_file(
 
 
 def train(
-    spec: Spec, inputs: Inputs, split: Any, sources: Path, weights: Path, predictions: Path
+    spec: Spec,
+    inputs: Inputs,
+    split: Any,
+    sources: Path,
+    weights: Path,
+    predictions: Path,
+    scores: Path,
 ) -> tuple[Any, dict[str, float]]:
     """Build, fit and evaluate; writes the weights and the test split's float predictions.
 
@@ -243,5 +252,6 @@ def train(
         path.parent.mkdir(parents=True, exist_ok=True)
     model.save_weights(weights)
     tally = Tally(spec, "float", user_functions(spec, sources))
-    scored = predict_to_file(model.predict_on_batch, inputs, split.test, bs, predictions, tally)
+    predict = model.predict_on_batch
+    scored = predict_to_file(predict, inputs, split.test, bs, predictions, tally, scores)
     return model, {**scored, **measured}

@@ -17,6 +17,9 @@ SOURCES = "src"  # the capsule's embedded sources, written out for the builder t
 TRAIN = "train"
 WEIGHTS = f"{TRAIN}/model.weights.h5"
 FLOAT_PREDICTIONS = f"{TRAIN}/float_predictions.npy"
+# An autoencoder's anomaly score per test sample (capsule.tasks), beside each output set's
+# predictions: what its ROC figures rank, and what the report's ROC curve is drawn from.
+FLOAT_SCORES = f"{TRAIN}/float_scores.npy"
 
 HLS_PROJECT = "hls4ml_prj"
 HLS_CONFIG = f"{HLS_PROJECT}/hls4ml_config.yml"
@@ -24,10 +27,12 @@ HLS_LAYERS = f"{HLS_PROJECT}/capsule_layers.json"  # the layers as converted (`f
 FIRMWARE_WEIGHTS = f"{HLS_PROJECT}/firmware/weights"
 CSIM = "csim"
 CSIM_PREDICTIONS = f"{CSIM}/predictions.npy"
+CSIM_SCORES = f"{CSIM}/scores.npy"
 
 RTL = "rtl"
 RTLSIM = "rtlsim"
 RTLSIM_PREDICTIONS = f"{RTLSIM}/predictions.npy"
+RTLSIM_SCORES = f"{RTLSIM}/scores.npy"
 YOSYS = "yosys"
 
 SYNTH_LOG = "synth.log"

@@ -14,6 +14,7 @@ argmax agreement and the largest difference, nothing else.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -159,6 +160,16 @@ class Tally:
             self._keep("x", x)
             self._keep("y_all", y)
             self._keep("p_all", p)
+
+    def write_scores(self, path: Path) -> None:
+        """An autoencoder's per-sample anomaly scores, as an artifact beside the predictions
+        (float64 .npy); nothing for other tasks, whose score is a prediction column."""
+        if self.spec.kind() != "autoencoder" or "score" not in self.parts:
+            return
+        buffer = io.BytesIO()
+        np.save(buffer, self._all("score").astype(np.float64), allow_pickle=False)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(buffer.getvalue())
 
     def metrics(self) -> dict[str, float]:
         spec, kind, o = self.spec, self.spec.kind(), self.output

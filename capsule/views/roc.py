@@ -8,9 +8,9 @@ whose predictions are gone, or a data root that no longer holds the locked label
 one-line note in the report instead of a figure, so the report never draws a curve it cannot
 trace to the capsule's own bytes.
 
-Only the labels are read, checked against their lock first. An autoencoder's score needs the
-scaled test inputs too (scaling fitted on the training rows, possibly the researcher's own
-preprocessing code), which a report does not recompute; its curve is left to the trial.
+Only the labels are read, checked against their lock first. A binary tagger's score is its
+prediction; an autoencoder's (the reconstruction error of the scaled inputs) is the per-sample
+score its trials wrote beside their predictions, never recomputed here.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from capsule.tasks import scores
 
 ROC_TRIALS = 3  # curves of the best trials drawn; more pairs of lines are unreadable
 OUTPUTS = (("float", layout.FLOAT_PREDICTIONS), ("csim", layout.CSIM_PREDICTIONS))
+SCORES = (("float", layout.FLOAT_SCORES), ("csim", layout.CSIM_SCORES))
 NAMES = {"float": "float", "csim": "C simulation"}
 COLORS = ("tab:blue", "tab:orange", "tab:green")
 
@@ -93,12 +94,6 @@ def collect(
     """The curves of the first `ROC_TRIALS` of `best`, or the notes saying why not."""
     spec, found = capsule.spec, Roc()
     chosen = list(best[:ROC_TRIALS])
-    if spec.kind() == "autoencoder":
-        found.notes.append(
-            "ROC curve not drawn: an autoencoder's anomaly score needs the scaled test inputs, "
-            "which the report does not recompute; the trials' ROC figures are in trials.csv"
-        )
-        return found
     if not chosen:
         found.notes.append("ROC curve not drawn: no finished trials")
         return found
@@ -115,7 +110,7 @@ def collect(
         return found
     for t in chosen:
         folder = run_dir / "trials" / f"{t.number:05d}"
-        for output, name in OUTPUTS:
+        for output, name in SCORES if spec.kind() == "autoencoder" else OUTPUTS:
             what = f"trial {t.number}, {NAMES[output]}"
             path = folder / name
             if not path.is_file():

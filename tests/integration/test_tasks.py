@@ -194,6 +194,8 @@ def test_an_autoencoder_trigger_is_searched_by_nsga2_on_its_signal_efficiency(
         _no_classifier_metrics(t)
         floats, csim = _outputs(capsule, t.number)
         score = np.mean((csim - x) ** 2, axis=1)
+        folder = capsule.with_suffix(".run") / "trials" / f"{t.number:05d}"
+        assert np.allclose(np.load(folder / layout.CSIM_SCORES), score, rtol=1e-12, atol=0)
         fpr, tpr, _ = roc_curve(signal, score, drop_intermediate=False)
         assert t.metrics[key] == pytest.approx(tpr[fpr <= 0.01].max(), abs=1e-12)
         assert t.metrics["csim_roc_auc"] == pytest.approx(roc_auc_score(signal, score), abs=1e-12)
@@ -212,3 +214,7 @@ def test_an_autoencoder_trigger_is_searched_by_nsga2_on_its_signal_efficiency(
     best = max(trials, key=lambda t: (t.metrics[key], -t.metrics["lut"]))
     assert best.number in front
     assert key in volume.describe(spec.objectives)
+    # The report draws the best trials' ROC curves from the scores they wrote.
+    written = api.report(capsule, tmp_path / "report")
+    assert tmp_path / "report" / "figures" / "roc.png" in written
+    assert "ROC curve" not in (tmp_path / "report" / "index.html").read_text().split("<h2")[0]

@@ -188,12 +188,32 @@ def test_predictions_of_the_wrong_length_are_a_note(setup: Setup, tmp_path: Path
     ]
 
 
-def test_autoencoder_says_the_curve_needs_the_inputs(setup: Setup, tmp_path: Path) -> None:
+def test_an_autoencoder_is_drawn_from_the_scores_its_trials_wrote(
+    setup: Setup, tmp_path: Path
+) -> None:
+    """Its score (the reconstruction error of the scaled inputs) is never recomputed: the
+    curves are those of the per-sample scores beside the predictions."""
     capsule = _with_kind(setup.capsule, "autoencoder")
     assert roc.has_roc(capsule.spec)
-    written = report.write_report(capsule, tmp_path, setup.run_dir, setup.data_root)
-    assert tmp_path / "figures" / "roc.png" not in written
-    assert "needs the scaled test inputs" in (tmp_path / "index.html").read_text()
+    run_dir = tmp_path / "run"
+    rng = np.random.default_rng(5)
+    written_scores = {}
+    for number in (1, 0, 2):
+        folder = run_dir / "trials" / f"{number:05d}"
+        for output, name in roc.SCORES:
+            score = rng.normal(0, 1, len(setup.signal)) + setup.signal
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            np.save(folder / name, score)
+            written_scores[(number, output)] = score
+    found = roc.collect(capsule, _best(capsule), run_dir, setup.data_root)
+    assert found.notes == [] and len(found.curves) == 6
+    for curve in found.curves:
+        fpr, tpr, _ = roc_curve(
+            setup.signal, written_scores[(curve.trial, curve.output)], drop_intermediate=False
+        )
+        assert np.array_equal(curve.efficiency, tpr) and np.array_equal(curve.rate, fpr)
+    written = report.write_report(capsule, tmp_path / "out", run_dir, setup.data_root)
+    assert tmp_path / "out" / "figures" / "roc.png" in written
 
 
 def test_multiclass_has_no_roc_and_no_note(setup: Setup, tmp_path: Path) -> None:

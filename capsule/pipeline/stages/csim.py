@@ -23,6 +23,7 @@ def run(ctx: Context) -> Measured:
             ctx.out / layout.FLOAT_PREDICTIONS,
             ctx.out / layout.CSIM_PREDICTIONS,
             Tally(ctx.spec, "csim", user_functions(ctx.spec, data.sources)),
+            ctx.out / layout.CSIM_SCORES,
         )
     )
 

@@ -34,6 +34,7 @@ def run(ctx: Context) -> Measured:
         out / layout.RTLSIM_PREDICTIONS,
         ctx.spec.open_flow.timeout,
         Tally(ctx.spec, "rtlsim", user_functions(ctx.spec, data.sources)),
+        out / layout.RTLSIM_SCORES,
     )
     return measured(found)
 

@@ -26,6 +26,7 @@ def run(ctx: Context) -> Measured:
         data.sources,
         out / layout.WEIGHTS,
         out / layout.FLOAT_PREDICTIONS,
+        out / layout.FLOAT_SCORES,
     )
     ctx.model = model
     return measured(metrics)
