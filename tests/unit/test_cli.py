@@ -241,7 +241,7 @@ def test_a_tcl_command_in_the_part_is_refused_at_pack(experiment: Path, tmp_path
     out = tmp_path / "out.capsule"
     proc = run("pack", experiment, "-o", out)
     assert_one_line_error(proc, 2, "is not an FPGA part name")
-    assert proc.stderr.startswith(f"error: {experiment}:43: hls4ml.part: ")
+    assert proc.stderr.startswith(f"error: {experiment}:46: hls4ml.part: ")
     assert not out.exists() and not list(tmp_path.glob(".out.capsule*"))
     assert not witness.exists()
 

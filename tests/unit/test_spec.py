@@ -41,7 +41,7 @@ def test_minimal_spec_gets_documented_defaults() -> None:
     ("old", "new", "expected"),
     [
         ("epochs = 30", "epochs = 30\nepochz = 3", r"exp.toml:\d+: training.epochz: unknown key"),
-        ("epochs = 30", 'epochs = "30"', r"exp.toml:36: training.epochs: Input should be a valid"),
+        ("epochs = 30", 'epochs = "30"', r"exp.toml:39: training.epochs: Input should be a valid"),
         ('precision = "ap_fixed<16,6>"', 'precision = "ap_fixed<16>"', "hls4ml.precision:"),
         ('metric = "dsp"', 'metric = "dsps"', "unknown metric 'dsps'"),
         ("reuse_factor = 1\n", "reuse_factor = 0\n", "hls4ml.reuse_factor: Input should be"),
@@ -88,7 +88,7 @@ INJECTION = "xc7z020clg400-1[exec sh -c {id > FILE}]"
     ("old", "new", "expected"),
     [
         # hls4ml writes the part into project.tcl inside "..."; the vendor tool sources it.
-        ('part = "xc7z020clg400-1"', f'part = "{INJECTION}"', r"exp.toml:43: hls4ml.part: .*"),
+        ('part = "xc7z020clg400-1"', f'part = "{INJECTION}"', r"exp.toml:46: hls4ml.part: .*"),
         ('part = "xc7z020clg400-1"', 'part = "xc7z020\\nset x 1"', "hls4ml.part: 'xc7z020\\\\n"),
         ('part = "xc7z020clg400-1"', 'part = "$env(HOME)"', "not an FPGA part name"),
         ('part = "xc7z020clg400-1"', 'part = ""', "not an FPGA part name"),
