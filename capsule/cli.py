@@ -154,7 +154,7 @@ def _read_to_keep(path: Path) -> Capsule:
 def show(
     capsule: Annotated[Path, typer.Argument(help="Capsule file.")],
     as_json: Annotated[
-        bool, typer.Option("--json", help="Print the whole capsule as JSON.")
+        bool, typer.Option("--json", help="Print the whole capsule and its summary as JSON.")
     ] = False,
     sources: Annotated[
         bool, typer.Option("--sources", help="Print the embedded source files in full.")
