@@ -421,12 +421,14 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
         out.add_column("time", justify="right", no_wrap=True)
         for t in chosen:
             loss = scored.get(t.number)
-            cells = []
+            cells: list[str | Text] = []
             for n in names:
                 if n not in t.metrics:
                     cells.append("-")
                 elif shared[n] is None and n in t.fidelity:
-                    cells.append(f"{compact(t.metrics[n])}\n({t.fidelity[n]})")
+                    # Two lines: the value, its fidelity (each made visible; the break is ours).
+                    value, kind = plain(compact(t.metrics[n])), plain(f"({t.fidelity[n]})")
+                    cells.append(Text("\n").join([value, kind]))
                 else:
                     cells.append(compact(t.metrics[n]))
             _row(

@@ -162,3 +162,29 @@ def test_multi_fidelity_summary_carries_the_funnel_the_text_shows(
     shown = _table(text, "Pareto front at level")
     assert [r["trial"] for r in summary["front"]] == [int(n) for n in shown]
     assert {r["trial"] for r in summary["front"]} <= {6, 7}
+
+
+def test_a_metric_of_mixed_fidelity_shows_its_fidelity_on_a_line_of_its_own(
+    packed: tuple[Capsule, Path],
+) -> None:
+    """The break between a value and its fidelity is the table's, not an escaped `\\n`."""
+    capsule, _ = packed
+    trials = [t.model_copy(update={"fidelity": {**t.fidelity, "dsp": "synth"}}) for t in TRIALS[:1]]
+    mixed = capsule.model_copy(update={"trials": trials + TRIALS[1:]})
+    from capsule.views.render import results
+
+    text = _printed(results(mixed))
+    assert "\\n(" not in text
+    assert any(
+        line.split("│")[4].strip() == "(synth)" for line in text.splitlines() if line.count("│") > 5
+    )
+
+
+def _printed(renderable: object) -> str:
+    import io
+
+    from rich.console import Console
+
+    console = Console(file=io.StringIO(), width=250, color_system=None)
+    console.print(renderable)
+    return console.file.getvalue()  # type: ignore[attr-defined]
