@@ -1102,18 +1102,36 @@ def line_of(text: str, loc: tuple[int | str, ...]) -> int | None:
                 found = tables[part].start()
             continue
         previous = part
-        key = re.escape(part)
-        pattern = re.compile(
-            rf"^[ \t]*(?:\[\[?[^\]\n]*(?:\b{key}\b|\"{key}\")[^\]\n]*\]\]?"
-            rf"|(?:{key}|\"{key}\"|'{key}')[ \t]*=)",
-            re.MULTILINE,
-        )
-        match = pattern.search(text, pos)
-        if match is None:
+        start = _key_line(text, part, pos)
+        if start is None:
             continue
-        pos = match.start() + 1
-        found = match.start()
+        pos = start + 1
+        found = start
     return None if found is None else text.count("\n", 0, found) + 1
+
+
+def _key_line(text: str, key: str, pos: int) -> int | None:
+    """Where the first line at or after `pos` starts that names `key` in a table header or
+    assigns it. Line by line, each line searched for one literal: linear in the text, whatever
+    a crafted capsule's lines hold (a pattern spanning a header's inside backtracked on a long
+    line of brackets, seconds per error)."""
+    word = re.compile(rf"(?<![\w-]){re.escape(key)}(?![\w-])|\"{re.escape(key)}\"")
+    assign = re.compile(rf"(?:{re.escape(key)}|\"{re.escape(key)}\"|'{re.escape(key)}')[ \t]*=")
+    start = text.rfind("\n", 0, pos) + 1 if pos else 0
+    if pos and start < pos:  # the search starts after the line holding `pos`
+        start = text.find("\n", pos) + 1 or len(text)
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end < 0 else end
+        line = text[start:end].lstrip(" \t")
+        if line.startswith("["):
+            close = line.find("]")
+            if word.search(line, 1, close if close > 0 else len(line)):
+                return start
+        elif assign.match(line):
+            return start
+        start = end + 1
+    return None
 
 
 def load_toml(text: str) -> dict[str, Any]:

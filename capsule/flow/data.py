@@ -422,11 +422,6 @@ class Inputs:
                 if y.size and y.min() < 0:
                     raise DataError("labels must be non-negative class ids")
                 classes = max(classes, int(y.max()) + 1 if y.size else 0)
-            elif targets in ("binary", "features"):
-                flat = y.reshape(len(y), -1)
-                if flat.shape[1] != 1 or not np.all((flat == 0) | (flat == 1)):
-                    what = "a binary task's" if targets == "binary" else "an autoencoder's"
-                    raise DataError(f"{what} labels must be one 0 or 1 per row (1: signal)")
         if targets == "class_ids":
             self.n_classes = classes
         elif targets == "rows":
@@ -472,11 +467,27 @@ class Inputs:
             x, y = self.custom(x, y)
         return x, y
 
+    def check_flags(self, targets: str, chunk: int) -> None:
+        """Labels that flag signal (a binary task's, an autoencoder's) are one 0 or 1 per row,
+        every row of them: training, validation and test read them alike, and the ROC figures
+        and the report's curve count a 1 as signal, nothing else."""
+        labels = self.labels
+        if labels is None:
+            return
+        what = "a binary task's" if targets == "binary" else "an autoencoder's"
+        width = int(np.prod(labels.shape[1:], dtype=np.int64)) if len(labels.shape) > 1 else 1
+        if len(labels.shape) > 2 or width != 1:
+            raise DataError(f"{what} labels must be one 0 or 1 per row, not rows of {width}")
+        for ranges in iter_batches([(0, self.n_rows)], chunk):
+            y = read_ranges(labels, ranges)
+            if not np.all((y == 0) | (y == 1)):
+                raise DataError(f"{what} labels must be 0 or 1 (1: signal)")
+
     def flags(self, ranges: list[tuple[int, int]]) -> np.ndarray | None:
         """An autoencoder's signal flags (label 1) for `ranges`, or None without labels."""
         if self.targets != "features" or self.labels is None:
             return None
-        return np.asarray(read_ranges(self.labels, ranges).reshape(-1) != 0)
+        return np.asarray(read_ranges(self.labels, ranges).reshape(-1) == 1)
 
     def background(self, ranges: list[tuple[int, int]], chunk: int) -> list[tuple[int, int]]:
         """The rows of `ranges` that are not flagged signal, as ranges in the same order: what

@@ -197,7 +197,9 @@ class Tally:
                 )
         if kind in ("binary", "autoencoder") and "signal" in self.parts:
             signal, score = self._all("signal"), self._all("score")
-            found[f"{o}_roc_auc"] = self._roc("roc_auc", {}, signal, score)
+            asked = f"{o}_roc_auc" in {r.key for r in spec.ranked_by()}
+            if asked or 0 < np.count_nonzero(signal) < len(signal):  # else: none to compute
+                found[f"{o}_roc_auc"] = self._roc("roc_auc", {}, signal, score)
         for request in roc_requests(spec):
             if kind == "multiclass":
                 signal_ids = list(request.parameters.get("signal", []))
@@ -248,7 +250,18 @@ class Tally:
             if figure == "roc_auc":
                 return scores.roc_auc(signal, score)
             if figure == "signal_efficiency_at":
-                return scores.signal_efficiency_at(signal, score, parameters["background_rate"])
+                rate = parameters["background_rate"]
+                n_background = int(np.count_nonzero(~signal.astype(bool)))
+                if not scores.resolvable(n_background, rate):
+                    # What would be read is the efficiency at no background at all: a number
+                    # about this sample, not about the rate the objective names.
+                    raise StageError(
+                        f"{self.output}_signal_efficiency_at: background_rate {rate:g} is "
+                        f"below one background event of the test split ({n_background:,}); "
+                        f"it needs at least {math.ceil(1 / rate):,}: add background or "
+                        "raise the rate"
+                    )
+                return scores.signal_efficiency_at(signal, score, rate)
             return scores.background_rejection_at(signal, score, parameters["signal_efficiency"])
         except ValueError as exc:
             raise StageError(f"{self.output}_{figure}: {exc}") from None
@@ -261,9 +274,13 @@ class Tally:
             raise StageError(f"{where}: {type(exc).__name__}: {exc}") from None
         if isinstance(value, bool) or not isinstance(value, int | float | np.number):
             raise StageError(f"{where}: returned {type(value).__name__}, not a number")
-        if not math.isfinite(float(value)):
-            raise StageError(f"{where}: returned {float(value)}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise StageError(f"{where}: returned a number that is not finite")
+        return number
 
 
 def user_functions(spec: Spec, sources: Path) -> dict[str, UserFunction]:

@@ -15,6 +15,8 @@ score its trials wrote beside their predictions, never recomputed here.
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +27,12 @@ from numpy.typing import NDArray
 
 from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError
+from capsule.files import read_limited
 from capsule.pipeline import layout
 from capsule.spec import Spec
 from capsule.tasks import scores
 
+MAX_BYTES = 1 << 28  # one output set of a test split: 256 MiB is 64 M float32 values
 ROC_TRIALS = 3  # curves of the best trials drawn; more pairs of lines are unreadable
 OUTPUTS = (("float", layout.FLOAT_PREDICTIONS), ("csim", layout.CSIM_PREDICTIONS))
 SCORES = (("float", layout.FLOAT_SCORES), ("csim", layout.CSIM_SCORES))
@@ -117,15 +121,31 @@ def collect(
                 found.notes.append(f"ROC curve of {what}: no predictions ({path})")
                 continue
             try:
-                predicted = np.load(path, allow_pickle=False)
-                if len(predicted) != len(signal):
-                    raise ValueError(f"{len(predicted)} predictions for {len(signal)} test samples")
+                predicted = _recorded(path, t.artifacts.get(name), len(signal))
                 fpr, tpr, _ = scores.roc_curve(signal, binary_scores(predicted))
-            except (OSError, ValueError) as exc:
-                found.notes.append(f"ROC curve of {what}: {exc}")
+            except Exception as exc:  # a file in a stranger's run folder may be anything
+                text = " ".join(str(exc).split())[:300] or type(exc).__name__
+                found.notes.append(f"ROC curve of {what}: {text}")
                 continue
             found.curves.append(Curve(t.number, output, tpr, fpr))
     return found
+
+
+def _recorded(path: Path, sha256: str | None, rows: int) -> NDArray[np.float64]:
+    """The array in `path` when it is the file the trial recorded (its artifact hash), of
+    `rows` numeric rows: the run folder may be a stranger's, and a curve is drawn only from
+    the bytes the capsule vouches for. Bounded: a regular file of at most `MAX_BYTES`."""
+    if sha256 is None:
+        raise ValueError(f"{path.name} is not among the trial's recorded artifacts")
+    raw = read_limited(path, MAX_BYTES, "predictions", ValueError)
+    if hashlib.sha256(raw).hexdigest() != sha256:
+        raise ValueError(f"{path} does not hash as the trial recorded it")
+    array = np.load(io.BytesIO(raw), allow_pickle=False)
+    if not isinstance(array, np.ndarray) or array.ndim not in (1, 2) or array.dtype.kind != "f":
+        raise ValueError(f"{path.name} is not a 1-d or 2-d float array")
+    if len(array) != rows:
+        raise ValueError(f"{len(array)} predictions for {rows} test samples")
+    return np.asarray(array, dtype=np.float64)
 
 
 def figure(roc: Roc) -> tuple[Figure, str]:

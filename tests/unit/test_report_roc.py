@@ -96,7 +96,23 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             np.save(folder / name, values)
             predictions[(number, output)] = values
-    return Setup(capsule, data_root, run_dir, signal, predictions)
+    return Setup(_recording(capsule, run_dir), data_root, run_dir, signal, predictions)
+
+
+def _recording(capsule: Capsule, run_dir: Path) -> Capsule:
+    """`capsule` with each trial's artifacts the hashes of the outputs its folder holds, as a
+    run records them: the report draws only what hashes as recorded."""
+    trials = []
+    for t in capsule.trials:
+        folder = run_dir / "trials" / f"{t.number:05d}"
+        names = [*roc.OUTPUTS, *roc.SCORES]
+        found = {
+            name: hashlib.sha256((folder / name).read_bytes()).hexdigest()
+            for _, name in names
+            if (folder / name).is_file()
+        }
+        trials.append(t.model_copy(update={"artifacts": found}))
+    return capsule.model_copy(update={"trials": trials}).sealed()
 
 
 def _best(capsule: Capsule) -> list[Trial]:
@@ -179,7 +195,8 @@ def test_predictions_of_the_wrong_length_are_a_note(setup: Setup, tmp_path: Path
     folder = run_dir / "trials" / "00001"
     (folder / layout.FLOAT_PREDICTIONS).parent.mkdir(parents=True)
     np.save(folder / layout.FLOAT_PREDICTIONS, np.zeros((5, 1), dtype=np.float32))
-    found = roc.collect(setup.capsule, _best(setup.capsule)[:1], run_dir, setup.data_root)
+    capsule = _recording(setup.capsule, run_dir)
+    found = roc.collect(capsule, _best(capsule)[:1], run_dir, setup.data_root)
     assert found.curves == []
     n = len(setup.signal)
     assert found.notes == [
@@ -205,6 +222,7 @@ def test_an_autoencoder_is_drawn_from_the_scores_its_trials_wrote(
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             np.save(folder / name, score)
             written_scores[(number, output)] = score
+    capsule = _recording(capsule, run_dir)
     found = roc.collect(capsule, _best(capsule), run_dir, setup.data_root)
     assert found.notes == [] and len(found.curves) == 6
     for curve in found.curves:
@@ -223,3 +241,42 @@ def test_multiclass_has_no_roc_and_no_note(setup: Setup, tmp_path: Path) -> None
     assert tmp_path / "figures" / "roc.png" not in written
     page = (tmp_path / "index.html").read_text()
     assert "<p>ROC curve" not in page and 'id="roc"' not in page
+
+
+@pytest.mark.parametrize("kind", ["edited", "scalar", "npz", "huge-header", "unrecorded"])
+def test_a_run_folders_file_that_is_not_the_recorded_one_is_a_note(
+    setup: Setup, tmp_path: Path, kind: str
+) -> None:
+    """The run folder beside a stranger's capsule is theirs: a file that does not hash as its
+    trial recorded is never loaded (no traceback, no memory blown, no curve made up)."""
+    run_dir = tmp_path / "run"
+    folder = run_dir / "trials" / "00001"
+    path = folder / layout.FLOAT_PREDICTIONS
+    path.parent.mkdir(parents=True)
+    if kind == "scalar":
+        np.save(path, np.float64(3.0))
+    elif kind == "npz":
+        np.savez(path.with_suffix(".npz"), *[np.zeros(1)] * 3)
+        path.with_suffix(".npz").rename(path)
+    elif kind == "huge-header":
+        header = {"descr": "<f8", "fortran_order": False, "shape": (1 << 34,)}
+        with open(path, "wb") as f:
+            np.lib.format.write_array_header_1_0(f, header)
+    else:
+        np.save(path, setup.predictions[(1, "float")])
+    capsule = setup.capsule if kind == "unrecorded" else _recording(setup.capsule, run_dir)
+    if kind in ("edited", "unrecorded"):
+        np.save(path, setup.predictions[(1, "float")] * 0.5)  # other bytes
+    if kind == "unrecorded":
+        trials = [t.model_copy(update={"artifacts": {}}) for t in capsule.trials]
+        capsule = capsule.model_copy(update={"trials": trials}).sealed()
+    found = roc.collect(capsule, _best(capsule)[:1], run_dir, setup.data_root)
+    assert found.curves == []
+    said = {
+        "edited": "does not hash as the trial recorded it",
+        "scalar": "is not a 1-d or 2-d float array",
+        "npz": "",
+        "huge-header": "",
+        "unrecorded": "is not among the trial's recorded artifacts",
+    }[kind]
+    assert found.notes[0].startswith("ROC curve of trial 1, float: ") and said in found.notes[0]

@@ -299,8 +299,14 @@ def test_inputs_read_each_tasks_targets(tmp_path: Path) -> None:
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "b.npy", np.array([0, 1, 2, 0, 1, 0, 1, 0, 1, 0]))
     inputs = Inputs(NpyFile(tmp_path / "x.npy"), NpyFile(tmp_path / "b.npy"))
-    with pytest.raises(DataError, match="a binary task's labels must be one 0 or 1 per row"):
-        inputs.fit([(0, 10)], False, "binary", 4)
+    inputs.fit([(0, 2)], False, "binary", 4)  # the training rows alone look fine
+    with pytest.raises(DataError, match=r"a binary task's labels must be 0 or 1 \(1: signal\)"):
+        inputs.check_flags("binary", 4)  # every row is checked
+    for bad in (np.full(10, 0.3), np.full(10, np.nan), np.zeros((10, 3))):
+        np.save(tmp_path / "bad.npy", bad)
+        flagged = Inputs(NpyFile(tmp_path / "x.npy"), NpyFile(tmp_path / "bad.npy"))
+        with pytest.raises(DataError, match="an autoencoder's labels must be"):
+            flagged.check_flags("features", 4)
     np.save(tmp_path / "f.npy", np.array([0, 0, 1, 1, 0, 0, 0, 1, 0, 0], dtype=np.int8))
     ae = Inputs(NpyFile(tmp_path / "x.npy"), NpyFile(tmp_path / "f.npy"))
     ae.targets = "features"
@@ -352,3 +358,17 @@ def test_a_foreign_capsules_metric_file_does_not_run_without_trust(
         assert proc.returncode == 2, proc.stderr
         assert "carries code (metrics.py)" in proc.stderr and "--trust" in proc.stderr
     assert not ran.exists() and not out.exists()
+
+
+def test_the_line_of_a_key_is_found_past_a_crafted_line_of_brackets() -> None:
+    """Linear in the text: a description holding a megabyte of header-like words made the
+    former pattern backtrack for minutes on each error a capsule reader printed."""
+    from capsule.spec import line_of
+
+    text = '[experiment]\ndescription = """\n[' + "search " * 200_000 + '"""\n'
+    text += (
+        "[search]\nmax_trials = -1\n[[objectives]]\nmetric = 'a'\n[[objectives]]\nmetric = 'b'\n"
+    )
+    assert line_of(text, ("search", "max_trials")) == 5
+    assert line_of(text, ("objectives", 1, "metric")) == 9
+    assert line_of(text, ("objectives", 0, "metric")) == 7

@@ -45,6 +45,8 @@ def run(ctx: Context) -> Measured:
         if targets == "class_ids" and not spec.one_hot():
             targets = "rows"
         scale = spec.preprocess.scale == "standard"
+        if targets in ("binary", "features"):
+            inputs.check_flags(targets, 65536)
         if targets == "features" and labels is not None:
             # An autoencoder learns the background: signal rows leave training and validation
             # (its scaling included); the test split keeps both, for the ROC figures.

@@ -66,6 +66,7 @@ def rescore(ctx: Context) -> dict[str, float]:
     batch = spec.training.batch_size
     tally = Tally(spec, "float", user_functions(spec, data.sources))
     metrics = score_file(data.inputs, data.split.test, batch, out / layout.FLOAT_PREDICTIONS, tally)
+    tally.write_scores(out / layout.FLOAT_SCORES)  # an autoencoder's, as training wrote them
     model = ctx.trained()
     if qat.is_hgq(model):
         from capsule.flow.train import batches_of
