@@ -141,7 +141,9 @@ def pack(
         )
     checks = spec.checks or Checks()
     task = spec.task or Task()
-    preprocess = spec.preprocess.model_copy(update={"one_hot": spec.one_hot()})
+    preprocess = spec.preprocess.model_copy(
+        update={"one_hot": spec.one_hot(), "scale": spec.scale()}
+    )
     spec = spec.model_copy(
         update={
             "task": task.model_copy(update={"loss": task.loss_name()}),
@@ -260,6 +262,8 @@ def _input_at(output: Path, spec: Spec, spec_path: Path) -> str | None:
     for n in spec.data.inputs():
         inputs += [(f"data.{n}.path", root / p) for p in getattr(spec.data, n).patterns()]
     inputs += [(key, root / name) for name, key in spec.source_keys().items()]
+    if spec.model.trained is not None:
+        inputs.append(("model.trained", root / spec.model.trained))
     for what, path in inputs:
         with contextlib.suppress(OSError):
             if os.path.samefile(output, path):

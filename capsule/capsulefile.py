@@ -81,7 +81,7 @@ Sha256 = Annotated[str, Field(pattern=SHA256_RE)]
 class DataLock(Locked):
     """One data input as packed: which spec input, where under the data root, and its bytes."""
 
-    input: Literal["features", "labels"]
+    input: Literal["features", "labels", "model"]  # model: `model.trained`, a trained model
     path: str
     size: Annotated[int, Field(ge=0)]
     sha256: Sha256

@@ -67,6 +67,17 @@ def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> l
         for name in spec.data.inputs()
     }
     _check_inputs(spec, root, {name: [rel for rel, _ in f] for name, f in files.items()}, source)
+    trained = spec.model.trained
+    if trained is not None:
+        where = f"{source}: model.trained"
+        path = _data_file(root, trained, where)
+        from capsule.flow.trained import inspect
+
+        try:
+            inspect(path)
+        except DataError as exc:
+            raise DataError(f"{where}: {exc}") from None
+        files["model"] = [(trained, path)]
     unique = sorted({path for f in files.values() for _, path in f})
     digests = dict(zip(unique, hash_files(unique, cache), strict=True))
     return [
@@ -76,7 +87,7 @@ def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> l
             size=path.stat().st_size,
             sha256=digests[path],
         )
-        for name in spec.data.inputs()
+        for name in files
         for rel, path in files[name]
     ]
 

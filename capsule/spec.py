@@ -310,12 +310,14 @@ class Data(Strict):
     split: Split = Split()
 
     def inputs(self) -> list[str]:
-        """The inputs this spec reads, in the order they are locked."""
+        """The data inputs this spec reads, in the order they are locked (a trained model's
+        file, also locked, is `model.trained`)."""
         return ["features"] if self.labels is None else ["features", "labels"]
 
 
 class Preprocess(Strict):
-    scale: Literal["none", "standard"] = "standard"
+    # Default: "standard", but "none" for a trained model (it was trained on its own inputs).
+    scale: Literal["none", "standard"] | None = None
     # Class ids to one-hot rows: a multiclass task's (default true there); pack writes it out.
     one_hot: bool | None = None
     function: str | None = None
@@ -455,9 +457,29 @@ class UserMetric(Strict):
         return value
 
 
+# A model trained elsewhere (`model.trained`), by its file's suffix: a Keras 3 `.keras` archive
+# or a Keras `.h5` model file. Read as data (hashed and locked, never embedded), loaded without
+# running code (capsule.flow.trained).
+TRAINED_SUFFIXES = (".keras", ".h5")
+
+
 class Model(Strict):
+    # Before `builder`: its params are not filled in for a model that is not built.
+    trained: str | None = None
     builder: str = "mlp"
     params: dict[str, Value] = {}
+
+    @field_validator("trained")
+    @classmethod
+    def _trained(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        _check_relative(value)
+        if Path(value).suffix.lower() not in TRAINED_SUFFIXES:
+            raise ValueError(
+                f"{value!r}: a trained model is a {' or '.join(TRAINED_SUFFIXES)} file"
+            )
+        return value
 
     @field_validator("builder")
     @classmethod
@@ -468,7 +490,7 @@ class Model(Strict):
     @classmethod
     def _builtin_params(cls, params: dict[str, Value], info: ValidationInfo) -> dict[str, Value]:
         builtin = BUILDER_PARAMS.get(info.data.get("builder", ""))
-        if builtin is not None:
+        if builtin is not None and info.data.get("trained") is None:
             dumped: dict[str, Value] = builtin.model_validate(params).model_dump(exclude_none=True)
             return dumped
         return params
@@ -812,6 +834,12 @@ class Spec(Strict):
     def kind(self) -> str:
         return (self.task or Task()).kind
 
+    def scale(self) -> Literal["none", "standard"]:
+        given = self.preprocess.scale
+        if given is not None:
+            return given
+        return "none" if self.model.trained is not None else "standard"
+
     def one_hot(self) -> bool:
         """Whether labels are class ids to one-hot (a multiclass task's default)."""
         given = self.preprocess.one_hot
@@ -930,6 +958,28 @@ class Spec(Strict):
                     f"hls4ml.{key}: the {self.model.builder} model's bit widths are its own "
                     "(hls4ml converts them bit-exactly); remove the key"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _trained_model(self) -> Spec:
+        m = self.model
+        if m.trained is None:
+            return self
+        if m.builder != "mlp" or m.params:
+            raise ValueError(
+                "model.trained: a trained model is loaded, not built; remove model.builder "
+                "and model.params"
+            )
+        learned = [
+            name
+            for name in parameters(self.search.space)
+            if name.startswith(("training.", "model."))
+        ]
+        if learned:
+            raise ValueError(
+                f"search.space: {learned[0]!r} changes training, and model.trained is trained "
+                "already: search hardware settings (hls4ml.*) only"
+            )
         return self
 
     @model_validator(mode="after")

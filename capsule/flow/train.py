@@ -255,3 +255,30 @@ def train(
     predict = model.predict_on_batch
     scored = predict_to_file(predict, inputs, split.test, bs, predictions, tally, scores)
     return model, {**scored, **measured}
+
+
+def use_trained(
+    spec: Spec,
+    inputs: Inputs,
+    split: Any,
+    sources: Path,
+    model_file: Path,
+    weights: Path,
+    predictions: Path,
+    scores: Path,
+) -> tuple[Any, dict[str, float]]:
+    """A model trained elsewhere, loaded safely (`flow.trained`) and checked against the task,
+    its weights written where training writes them and its test predictions scored."""
+    from capsule.flow import trained
+
+    model = trained.load(model_file)
+    target = inputs.target_shape()
+    task_of(spec).check_output(model, target)
+    for path in (weights, predictions):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    model.save_weights(weights)
+    tally = Tally(spec, "float", user_functions(spec, sources))
+    bs = spec.training.batch_size
+    predict = model.predict_on_batch
+    scored = predict_to_file(predict, inputs, split.test, bs, predictions, tally, scores)
+    return model, scored

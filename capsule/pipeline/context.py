@@ -58,6 +58,14 @@ class Context:
     def trained(self) -> Any:
         """The trained model: training's own, or built again from a cached `train/` with its
         weights loaded."""
+        if self.model is None and self.spec.model.trained is not None:
+            from capsule.flow import trained
+            from capsule.flow.train import configure_tensorflow
+            from capsule.lock import locked_files
+
+            configure_tensorflow(self.spec.experiment.seed, self.job.threads)
+            file = locked_files(self.job.capsule, "model")[0]
+            self.model = trained.load(self.job.data_root / file)
         if self.model is None:
             from capsule.flow.train import configure_tensorflow, load_model
 

@@ -18,6 +18,7 @@ from capsule.pipeline.stages import (
     csim,
     data,
     estimate,
+    load,
     reports,
     rtl,
     rtlsim,
@@ -103,7 +104,7 @@ def host_tools() -> dict[str, tuple[HostTool, list[Stage]]]:
     return dict(sorted(found.items()))
 
 
-for _module in (data, train, convert, csim, estimate, rtl, rtlsim, yosys, synth, reports):
+for _module in (data, load, train, convert, csim, estimate, rtl, rtlsim, yosys, synth, reports):
     register_stage(_module.STAGE)
 for _module in (train, convert, rtl, rtlsim, yosys, synth):
     register_unit(_module.UNIT)

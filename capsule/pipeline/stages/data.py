@@ -44,7 +44,7 @@ def run(ctx: Context) -> Measured:
         targets = task_of(spec).targets
         if targets == "class_ids" and not spec.one_hot():
             targets = "rows"
-        scale = spec.preprocess.scale == "standard"
+        scale = spec.scale() == "standard"
         if targets in ("binary", "features"):
             inputs.check_flags(targets, 65536)
         if targets == "features" and labels is not None:

@@ -76,5 +76,9 @@ def rescore(ctx: Context) -> dict[str, float]:
     return metrics
 
 
-STAGE = Stage("train", run, unit="train", folders=(layout.TRAIN,))
+def runs(spec: Spec) -> bool:
+    return spec.model.trained is None  # a trained model is loaded (stages.load)
+
+
+STAGE = Stage("train", run, runs=runs, unit="train", folders=(layout.TRAIN,))
 UNIT = Unit("train", (layout.TRAIN,), key, rescore=rescore)
