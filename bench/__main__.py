@@ -24,6 +24,7 @@ from bench import (
     search,
     searchquality,
     slurm,
+    trained,
 )
 from bench.common import Row
 
@@ -44,6 +45,7 @@ SUITES = {
     "rootinput": rootinput.run,
     "hostiledata": hostiledata.run,
     "scores": scores.run,
+    "trained": trained.run,
 }
 
 

@@ -262,8 +262,10 @@ def _input_at(output: Path, spec: Spec, spec_path: Path) -> str | None:
     for n in spec.data.inputs():
         inputs += [(f"data.{n}.path", root / p) for p in getattr(spec.data, n).patterns()]
     inputs += [(key, root / name) for name, key in spec.source_keys().items()]
-    if spec.model.trained is not None:
-        inputs.append(("model.trained", root / spec.model.trained))
+    for key in ("trained", "weights"):
+        name = getattr(spec.model, key)
+        if name is not None:
+            inputs.append((f"model.{key}", root / name))
     for what, path in inputs:
         with contextlib.suppress(OSError):
             if os.path.samefile(output, path):

@@ -69,15 +69,16 @@ def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> l
     _check_inputs(spec, root, {name: [rel for rel, _ in f] for name, f in files.items()}, source)
     trained = spec.model.trained
     if trained is not None:
-        where = f"{source}: model.trained"
-        path = _data_file(root, trained, where)
         from capsule.flow.trained import inspect
 
+        named = [("model.trained", trained)]
+        if spec.model.weights is not None:
+            named.append(("model.weights", spec.model.weights))
+        files["model"] = [(rel, _data_file(root, rel, f"{source}: {key}")) for key, rel in named]
         try:
-            inspect(path)
+            inspect([path for _, path in files["model"]])
         except DataError as exc:
-            raise DataError(f"{where}: {exc}") from None
-        files["model"] = [(trained, path)]
+            raise DataError(f"{source}: model.trained: {exc}") from None
     unique = sorted({path for f in files.values() for _, path in f})
     digests = dict(zip(unique, hash_files(unique, cache), strict=True))
     return [

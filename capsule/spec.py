@@ -457,15 +457,17 @@ class UserMetric(Strict):
         return value
 
 
-# A model trained elsewhere (`model.trained`), by its file's suffix: a Keras 3 `.keras` archive
-# or a Keras `.h5` model file. Read as data (hashed and locked, never embedded), loaded without
-# running code (capsule.flow.trained).
-TRAINED_SUFFIXES = (".keras", ".h5")
+# A model trained elsewhere (`model.trained`), by its file's suffix: a Keras 3 `.keras` archive,
+# a Keras `.h5` model file, or a Keras (2 or 3) architecture as `.json` with its weights in
+# `model.weights` (as hls4ml's example models are published). Read as data (hashed and locked,
+# never embedded), loaded without running code (capsule.flow.trained).
+TRAINED_SUFFIXES = (".keras", ".h5", ".json")
 
 
 class Model(Strict):
     # Before `builder`: its params are not filled in for a model that is not built.
     trained: str | None = None
+    weights: str | None = None  # the `.h5` weights of a `.json` architecture
     builder: str = "mlp"
     params: dict[str, Value] = {}
 
@@ -476,9 +478,24 @@ class Model(Strict):
             return None
         _check_relative(value)
         if Path(value).suffix.lower() not in TRAINED_SUFFIXES:
-            raise ValueError(
-                f"{value!r}: a trained model is a {' or '.join(TRAINED_SUFFIXES)} file"
-            )
+            kinds = f"{', '.join(TRAINED_SUFFIXES[:-1])} or {TRAINED_SUFFIXES[-1]}"
+            raise ValueError(f"{value!r}: a trained model is a {kinds} file")
+        return value
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, value: str | None, info: ValidationInfo) -> str | None:
+        trained = info.data.get("trained")
+        json_file = isinstance(trained, str) and trained.lower().endswith(".json")
+        if value is None:
+            if json_file:
+                raise ValueError("a .json architecture needs its weights: weights = 'm.h5'")
+            return None
+        if not json_file:
+            raise ValueError("weights go with a .json architecture in model.trained")
+        _check_relative(value)
+        if not value.lower().endswith(".h5"):
+            raise ValueError(f"{value!r}: the weights of a .json architecture are an .h5 file")
         return value
 
     @field_validator("builder")

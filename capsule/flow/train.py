@@ -262,7 +262,7 @@ def use_trained(
     inputs: Inputs,
     split: Any,
     sources: Path,
-    model_file: Path,
+    model_files: list[Path],
     weights: Path,
     predictions: Path,
     scores: Path,
@@ -271,7 +271,7 @@ def use_trained(
     its weights written where training writes them and its test predictions scored."""
     from capsule.flow import trained
 
-    model = trained.load(model_file)
+    model = trained.load(model_files)
     target = inputs.target_shape()
     task_of(spec).check_output(model, target)
     for path in (weights, predictions):

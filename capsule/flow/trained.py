@@ -7,6 +7,13 @@ but zipfile, json and h5py, bounded, and refused when it names a `Lambda` layer 
 module other than Keras's own and the quantization libraries installed beside capsule; only then
 is it loaded, with Keras's `safe_mode` on (which refuses lambda bytecode again) and without
 compiling. A `.keras` archive may hold only what Keras writes into one.
+
+A `.json` architecture with `.h5` weights is how hls4ml's example models are published, written
+by Keras 2, which Keras 3's own `model_from_json` no longer reads ("Could not locate class
+'Model'"). Keras 3 keeps Keras 2's deserializer for the `.h5` model files of that era
+(`keras.src.legacy.saving`); the architecture goes through it, a Keras 2 `Sequential`'s list of
+layers given the shape of its input as an `InputLayer` first (Keras 3 reads a first layer's
+`batch_input_shape` as a batch of batches), and the weights through its reader of those files.
 """
 
 from __future__ import annotations
@@ -35,7 +42,15 @@ def configuration(path: Path) -> Any:
         return _keras_config(path)
     if suffix == ".h5":
         return _h5_config(path)
-    raise DataError(f"{path.name}: not a .keras or .h5 model file")
+    if suffix == ".json":
+        try:
+            size = path.stat().st_size
+        except OSError as exc:
+            raise DataError(f"{path.name}: {exc.strerror or exc}") from None
+        if size > MAX_CONFIG_BYTES:
+            raise DataError(f"{path.name}: larger than {MAX_CONFIG_BYTES} bytes")
+        return _json(path.read_bytes(), path.name)
+    raise DataError(f"{path.name}: not a .keras, .h5 or .json model file")
 
 
 def _keras_config(path: Path) -> Any:
@@ -117,18 +132,61 @@ def check(config: Any, name: str) -> None:
             stack.extend(node)
 
 
-def inspect(path: Path) -> None:
-    """What pack checks: the file is a model whose loading runs no code of its own."""
-    check(configuration(path), path.name)
+def inspect(files: list[Path]) -> None:
+    """What pack checks: the model (its file, or a `.json` architecture and its `.h5`
+    weights) is one whose loading runs no code of its own."""
+    check(configuration(files[0]), files[0].name)
+    if len(files) > 1:
+        _weights_file(files[1])
 
 
-def load(path: Path) -> Any:
-    """The trained Keras model in `path`, checked (`inspect`), then loaded safely."""
+def _weights_file(path: Path) -> None:
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as exc:
+        raise DataError(f"{path.name}: not an HDF5 weights file: {exc}") from None
+
+
+def load(files: list[Path]) -> Any:
+    """The trained Keras model in `files` (see `inspect`), checked, then loaded safely."""
     import keras
 
-    inspect(path)
+    inspect(files)
+    path = files[0]
     try:
+        if path.suffix.lower() == ".json":
+            return _from_json(configuration(path), files[1])
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises anything for a file it cannot make a model of
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise DataError(f"{path.name}: cannot load the model: {text}") from None
+
+
+def _from_json(config: Any, weights: Path | None) -> Any:
+    """A Keras 2 (or 3) architecture and its weights (None: as initialised), through Keras 3's
+    reader of the Keras 2 model files that hold both (see the module docstring)."""
+    import h5py
+    from keras.src.legacy.saving import legacy_h5_format, saving_utils
+
+    if not isinstance(config, dict):
+        raise DataError("the architecture is not a JSON object")
+    layers = config.get("config")
+    if config.get("class_name") == "Sequential" and isinstance(layers, list):
+        layers = [dict(layer) for layer in layers]
+        first = dict(layers[0].get("config", {})) if layers else {}
+        shape = first.pop("batch_input_shape", None)
+        if shape is not None:
+            layers[0] = {**layers[0], "config": first}
+            entry = {"batch_shape": shape, "dtype": first.get("dtype", "float32"), "name": "input"}
+            layers.insert(0, {"class_name": "InputLayer", "config": entry})
+        config = {**config, "config": {"name": "sequential", "layers": layers}}
+    model = saving_utils.model_from_config(config)
+    if weights is None:
+        return model
+    with h5py.File(weights, "r") as f:
+        group = f.get("model_weights", f)
+        legacy_h5_format.load_weights_from_hdf5_group(group, model)
+    return model

@@ -64,8 +64,8 @@ class Context:
             from capsule.lock import locked_files
 
             configure_tensorflow(self.spec.experiment.seed, self.job.threads)
-            file = locked_files(self.job.capsule, "model")[0]
-            self.model = trained.load(self.job.data_root / file)
+            files = locked_files(self.job.capsule, "model")
+            self.model = trained.load([self.job.data_root / f for f in files])
         if self.model is None:
             from capsule.flow.train import configure_tensorflow, load_model
 

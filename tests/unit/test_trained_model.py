@@ -71,28 +71,28 @@ def test_a_model_with_a_lambda_layer_is_refused_at_pack(experiment: Path, tmp_pa
 
 def test_a_custom_class_and_extra_members_are_refused(tmp_path: Path) -> None:
     plain = _dense(tmp_path / "plain.keras")
-    trained.inspect(plain)  # Keras's own layers: fine
+    trained.inspect([plain])  # Keras's own layers: fine
 
     def custom(config: dict) -> dict:  # type: ignore[type-arg]
         config["config"]["layers"][-1]["module"] = "evil.layers"
         return config
 
     with pytest.raises(DataError, match="comes from module 'evil.layers'.*a custom object"):
-        trained.inspect(_with_config(plain, tmp_path / "custom.keras", custom))
+        trained.inspect([_with_config(plain, tmp_path / "custom.keras", custom)])
     with zipfile.ZipFile(tmp_path / "extra.keras", "w") as z:
         z.writestr("config.json", "{}")
         z.writestr("payload.pkl", b"\x80\x04.")
     with pytest.raises(DataError, match="holds 'payload.pkl', which Keras does not write"):
-        trained.inspect(tmp_path / "extra.keras")
+        trained.inspect([tmp_path / "extra.keras"])
     (tmp_path / "not.keras").write_bytes(b"PK\x03\x04 not really")
     with pytest.raises(DataError, match="not a Keras model archive"):
-        trained.inspect(tmp_path / "not.keras")
+        trained.inspect([tmp_path / "not.keras"])
 
 
 def test_a_lambda_is_refused_even_when_keras_would_load_it(tmp_path: Path) -> None:
     """Refused before Keras reads the file: `safe_mode` is the second guard, not the first."""
     with pytest.raises(DataError, match="is a Lambda"):
-        trained.load(_dense(tmp_path / "lam.keras", lam=True))
+        trained.load([_dense(tmp_path / "lam.keras", lam=True)])
 
 
 def test_a_trained_model_searches_hardware_settings_only() -> None:
@@ -104,7 +104,124 @@ def test_a_trained_model_searches_hardware_settings_only() -> None:
     assert spec.scale() == "none" and spec.model.params == {}
     with pytest.raises(SpecError, match="'training.learning_rate' changes training"):
         parse_spec(head + '[search.space]\n"training.learning_rate" = { uniform = [0.1, 0.2] }\n')
-    with pytest.raises(SpecError, match="a trained model is a .keras or .h5 file"):
+    with pytest.raises(SpecError, match=r"a trained model is a \.keras, \.h5 or \.json file"):
         parse_spec(head.replace("m.keras", "m.pkl"))
+    with pytest.raises(SpecError, match="a .json architecture needs its weights"):
+        parse_spec(head.replace("m.keras", "m.json"))
+    with pytest.raises(SpecError, match="weights go with a .json architecture"):
+        parse_spec(head + 'weights = "w.h5"\n')
+    both = parse_spec(head.replace("m.keras", "m.json") + 'weights = "w.h5"\n')
+    assert both.model.weights == "w.h5"
     with pytest.raises(SpecError, match="loaded, not built"):
         parse_spec(head + 'builder = "model.py:build"\n')
+
+
+def _k2_dense(name: str, units: int, activation: str, inbound: str | None) -> dict:  # type: ignore[type-arg]
+    """A Dense layer as Keras 2 wrote it into a model's JSON (hls4ml's example models)."""
+    return {
+        "class_name": "Dense",
+        "name": name,
+        "inbound_nodes": [] if inbound is None else [[[inbound, 0, 0, {}]]],
+        "config": {
+            "name": name,
+            "units": units,
+            "activation": activation,
+            "use_bias": True,
+            "kernel_initializer": {"class_name": "VarianceScaling", "config": {"seed": None}},
+            "bias_initializer": {"class_name": "Zeros", "config": {}},
+            "kernel_regularizer": None,
+            "bias_regularizer": None,
+            "activity_regularizer": None,
+            "kernel_constraint": None,
+            "bias_constraint": None,
+            "trainable": True,
+        },
+    }
+
+
+# Keras 2's JSON of a functional model ("Model", inbound nodes as lists) with a BatchNorm, and of
+# a Sequential (a list of layers, the first with `batch_input_shape`) with a Conv2D.
+FUNCTIONAL = {
+    "backend": "tensorflow",
+    "keras_version": "2.2.4",
+    "class_name": "Model",
+    "config": {
+        "name": "model_1",
+        "input_layers": [["input_1", 0, 0]],
+        "output_layers": [["softmax", 0, 0]],
+        "layers": [
+            {
+                "class_name": "InputLayer",
+                "name": "input_1",
+                "inbound_nodes": [],
+                "config": {"batch_input_shape": [None, 16], "dtype": "float32", "name": "input_1"},
+            },
+            _k2_dense("fc1", 8, "linear", "input_1"),
+            {
+                "class_name": "BatchNormalization",
+                "name": "bn1",
+                "inbound_nodes": [[["fc1", 0, 0, {}]]],
+                "config": {"name": "bn1", "axis": -1, "momentum": 0.99, "epsilon": 0.001},
+            },
+            {
+                "class_name": "Activation",
+                "name": "relu1",
+                "inbound_nodes": [[["bn1", 0, 0, {}]]],
+                "config": {"name": "relu1", "activation": "relu"},
+            },
+            _k2_dense("output", 5, "softmax", "relu1"),
+        ],
+    },
+}
+FUNCTIONAL["config"]["output_layers"] = [["output", 0, 0]]  # type: ignore[index]
+SEQUENTIAL = {
+    "backend": "tensorflow",
+    "keras_version": "2.1.5",
+    "class_name": "Sequential",
+    "config": [
+        {
+            "class_name": "Conv2D",
+            "config": {
+                "name": "conv2d_1",
+                "batch_input_shape": [None, 8, 8, 1],
+                "dtype": "float32",
+                "filters": 2,
+                "kernel_size": [3, 3],
+                "strides": [1, 1],
+                "padding": "valid",
+                "data_format": "channels_last",
+                "activation": "relu",
+                "use_bias": True,
+            },
+        },
+        {"class_name": "Flatten", "config": {"name": "flatten_1"}},
+        {**_k2_dense("dense_1", 10, "softmax", None), "inbound_nodes": None},
+    ],
+}
+
+
+@pytest.mark.parametrize("config", [FUNCTIONAL, SEQUENTIAL], ids=["functional", "sequential"])
+def test_a_keras_2_json_model_and_its_weights_load_as_written(
+    tmp_path: Path,
+    config: dict,  # type: ignore[type-arg]
+) -> None:
+    """What Keras 3's own `model_from_json` refuses: the model's outputs are those of the same
+    weights set into the architecture directly, bit for bit."""
+    import h5py
+    import keras
+    import numpy as np
+    from keras.src.legacy.saving import legacy_h5_format
+
+    with pytest.raises(Exception, match="Could not locate class|Expected"):
+        keras.models.model_from_json(json.dumps(config))
+    architecture = tmp_path / "model.json"
+    architecture.write_text(json.dumps(config))
+    made = trained._from_json(json.loads(architecture.read_text()), None)  # type: ignore[arg-type]
+    rng = np.random.default_rng(0)
+    made.set_weights([rng.normal(0.5, 0.3, w.shape).astype("float32") for w in made.get_weights()])
+    with h5py.File(tmp_path / "weights.h5", "w") as f:
+        legacy_h5_format.save_weights_to_hdf5_group(f, made)
+    loaded = trained.load([architecture, tmp_path / "weights.h5"])
+    x = rng.normal(0, 1, (16, *made.input_shape[1:])).astype("float32")
+    assert np.array_equal(loaded.predict(x, verbose=0), made.predict(x, verbose=0))
+    assert [w.tobytes() for w in loaded.get_weights()] == [w.tobytes() for w in made.get_weights()]

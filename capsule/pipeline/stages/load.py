@@ -24,7 +24,7 @@ def run(ctx: Context) -> Measured:
         data.inputs,
         data.split,
         data.sources,
-        ctx.job.data_root / locked_files(ctx.job.capsule, "model")[0],
+        [ctx.job.data_root / f for f in locked_files(ctx.job.capsule, "model")],
         out / layout.WEIGHTS,
         out / layout.FLOAT_PREDICTIONS,
         out / layout.FLOAT_SCORES,
