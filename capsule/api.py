@@ -10,6 +10,8 @@ import contextlib
 import io
 import json
 import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable
 from importlib.resources import files
@@ -50,6 +52,7 @@ EXAMPLES = {
     "root": "root.toml",
     "anomaly": "anomaly.toml",
     "regression": "regression.toml",
+    "pretrained": "pretrained.toml",
 }
 # The examples whose data `capsule.toyevents` makes: its arrays, saved under these names.
 TOY_EVENTS = {
@@ -102,8 +105,24 @@ def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
     }
     for name, array in arrays.items():
         _save_npy(folder / "data" / name, array)
+    if example == "pretrained":
+        _train_elsewhere(folder)
     write_atomic(spec_path, template.read_text("utf-8"))
     return spec_path
+
+
+def _train_elsewhere(folder: Path) -> None:
+    """The pretrained example's own training script, written beside it and run as the
+    researcher would run it (`python train.py`): its model.keras is what the example searches."""
+    script = files("capsule.templates").joinpath("pretrained_train.py.txt").read_text("utf-8")
+    write_atomic(folder / "train.py", script)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    done = subprocess.run(
+        [sys.executable, "-P", "train.py"], cwd=folder, capture_output=True, text=True, env=env
+    )
+    if done.returncode != 0:
+        tail = " ".join(done.stderr.split()[-40:])
+        raise CapsuleError(f"{folder / 'train.py'} failed: {tail}")
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:

@@ -108,7 +108,9 @@ def init(
             "search); qat: an HGQ2 quantization-aware MLP (bit widths and beta searched); "
             "root: toy jets in a ROOT TTree (flat and jagged branches), written with uproot; "
             "anomaly: an autoencoder trigger on toy events (signal efficiency at a background "
-            "rate); regression: a calorimeter's energy from 16 cells (energy resolution)."
+            "rate); regression: a calorimeter's energy from 16 cells (energy resolution); "
+            "pretrained: a Keras model trained by its own script (train.py, run once), "
+            "searched over hls4ml settings only."
         ),
     ] = "digits",
 ) -> None:

@@ -106,3 +106,18 @@ def test_a_trained_model_is_searched_over_hardware_settings_without_training(
         theirs = np.asarray(plain.predict(test), dtype=np.float32).reshape(len(test), -1)
         ours = np.load(run / f"{t.number:05d}" / layout.CSIM_PREDICTIONS)
         assert ours.tobytes() == theirs.tobytes(), t.params
+
+
+def test_the_pretrained_example_trains_once_outside_and_searches_hardware(tmp_path: Path) -> None:
+    spec_path = api.init(tmp_path / "pre", example="pretrained")
+    folder = spec_path.parent
+    assert (folder / "train.py").is_file() and (folder / "model.keras").is_file()
+    spec_path.write_text(spec_path.read_text().replace("max_trials = 9", "max_trials = 2"))
+    capsule_path = tmp_path / "pre.capsule"
+    api.pack(spec_path, capsule_path)
+    done = capsule_cli("run", capsule_path, "--runtime", "local", env=dict(os.environ))
+    assert done.returncode == 0, done.stderr[-3000:]
+    trials = sorted(api.load(capsule_path).trials, key=lambda t: t.number)
+    assert [t.status for t in trials] == ["ok", "ok"], [t.error for t in trials]
+    assert trials[0].metrics["float_accuracy"] > 0.85  # the script's model, as it trained it
+    assert trials[1].cache_hits == ["train"]
