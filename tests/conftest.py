@@ -31,6 +31,8 @@ LONGEST_FIRST = (
     "test_dask.py",
     "test_trial.py",
     "test_verify.py",
+    "test_trained.py",
+    "test_tasks.py",
     "test_open_fidelity.py",
     "test_docker.py",
     "test_open_flow.py",
