@@ -225,3 +225,25 @@ def test_a_keras_2_json_model_and_its_weights_load_as_written(
     x = rng.normal(0, 1, (16, *made.input_shape[1:])).astype("float32")
     assert np.array_equal(loaded.predict(x, verbose=0), made.predict(x, verbose=0))
     assert [w.tobytes() for w in loaded.get_weights()] == [w.tobytes() for w in made.get_weights()]
+
+
+def test_a_quantization_aware_model_and_an_h5_model_load_as_saved(tmp_path: Path) -> None:
+    """An HGQ2 model saved by its trainer stays HGQ2 (hls4ml then converts it bit-exactly), and a
+    Keras `.h5` model file loads too: each gives the outputs it gave before it was saved."""
+    import keras
+    import numpy as np
+
+    from capsule.flow import qat
+    from capsule.spec import HgqMlpParams
+
+    x = np.random.default_rng(0).normal(0, 1, (32, 64)).astype("float32")
+    hgq = qat.build_hgq_mlp(HgqMlpParams.model_validate({}), (64,), 10)
+    hgq.save(tmp_path / "hgq.keras")
+    back = trained.load([tmp_path / "hgq.keras"])
+    assert qat.is_hgq(back)
+    assert np.array_equal(back.predict(x, verbose=0), hgq.predict(x, verbose=0))
+    inputs = keras.Input((64,))
+    plain = keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(inputs))
+    plain.save(tmp_path / "plain.h5")
+    again = trained.load([tmp_path / "plain.h5"])
+    assert np.array_equal(again.predict(x, verbose=0), plain.predict(x, verbose=0))
