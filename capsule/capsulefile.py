@@ -85,6 +85,9 @@ class DataLock(Locked):
     path: str
     size: Annotated[int, Field(ge=0)]
     sha256: Sha256
+    # A model file whose loading runs code it holds (a Keras Lambda layer's function): it needs
+    # the reader's trust like embedded sources (capsule.trust). None: plain data.
+    code: Literal[True] | None = None
 
     @field_validator("path")
     @classmethod

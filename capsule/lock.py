@@ -67,7 +67,7 @@ def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> l
         for name in spec.data.inputs()
     }
     _check_inputs(spec, root, {name: [rel for rel, _ in f] for name, f in files.items()}, source)
-    trained = spec.model.trained
+    trained, code = spec.model.trained, False
     if trained is not None:
         from capsule.flow.trained import inspect
 
@@ -76,7 +76,7 @@ def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> l
             named.append(("model.weights", spec.model.weights))
         files["model"] = [(rel, _data_file(root, rel, f"{source}: {key}")) for key, rel in named]
         try:
-            inspect([path for _, path in files["model"]])
+            code = inspect([path for _, path in files["model"]], lambdas=True)
         except DataError as exc:
             raise DataError(f"{source}: model.trained: {exc}") from None
     unique = sorted({path for f in files.values() for _, path in f})
@@ -87,6 +87,7 @@ def lock_data(spec: Spec, root: Path, source: str, cache: HashCache | None) -> l
             path=rel,
             size=path.stat().st_size,
             sha256=digests[path],
+            code=True if name == "model" and code else None,
         )
         for name in files
         for rel, path in files[name]

@@ -44,10 +44,20 @@ def runs_vendor_tool(capsule: Capsule) -> bool:
     return capsule.spec.toolchain.name != "none" or capsule.toolchain.name != "none"
 
 
+def code_files(capsule: Capsule) -> list[str]:
+    """The names of what a capsule runs beyond capsule's own code: its embedded sources and the
+    data files that hold code (a trained model with a Lambda layer)."""
+    return [s.name for s in capsule.sources] + [d.path for d in capsule.data if d.code]
+
+
 def code_digest(capsule: Capsule) -> str | None:
     """The digest of what a capsule would have this host run beyond capsule's own code (its
-    sources; with a vendor tool, also the spec that configures the tool), or None."""
+    sources and model files that hold code; with a vendor tool, also the spec that configures
+    the tool), or None."""
     sources = sorted((s.name, s.sha256) for s in capsule.sources)
+    models = sorted((d.path, d.sha256) for d in capsule.data if d.code)
+    if models:  # capsules without such files keep the digest they had
+        sources = sorted([*sources, *(("data:" + p, h) for p, h in models)])
     if runs_vendor_tool(capsule):
         return digest_of({"sources": sources, "spec": capsule.spec.to_data()})
     if not sources:
@@ -112,7 +122,7 @@ def require_trust(capsule: Capsule, source: str) -> None:
     """Refuse, saying why and what to do, unless `capsule`'s code may run on this host."""
     if is_trusted(capsule):
         return
-    names = ", ".join(s.name for s in capsule.sources)
+    names = ", ".join(code_files(capsule))
     what = [f"carries code ({names})"] if names else []
     if runs_vendor_tool(capsule):
         what.append(

@@ -266,12 +266,14 @@ def use_trained(
     weights: Path,
     predictions: Path,
     scores: Path,
+    code: bool,
 ) -> tuple[Any, dict[str, float]]:
-    """A model trained elsewhere, loaded safely (`flow.trained`) and checked against the task,
-    its weights written where training writes them and its test predictions scored."""
+    """A model trained elsewhere, loaded safely (`flow.trained`; `code`: the capsule records
+    it as code, so trusted or confined) and checked against the task, its weights written
+    where training writes them and its test predictions scored."""
     from capsule.flow import trained
 
-    model = trained.load(model_files)
+    model = trained.load(model_files, code)
     target = inputs.target_shape()
     task_of(spec).check_output(model, target)
     for path in (weights, predictions):

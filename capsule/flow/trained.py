@@ -97,9 +97,11 @@ def _json(raw: bytes, name: str) -> Any:
         raise DataError(f"{name}: its configuration is not JSON: {exc}") from None
 
 
-def check(config: Any, name: str) -> None:
-    """Refuse a configuration that would run code when loaded or called: a Lambda layer, or a
-    class from a module that is not Keras's or an installed quantization library's."""
+def check(config: Any, name: str, lambdas: bool = False) -> bool:
+    """Refuse a configuration that would run code when loaded or called: a class from a module
+    that is not Keras's or an installed quantization library's, and (unless `lambdas`) a
+    Lambda layer. Returns whether it holds a Lambda layer (code the reader must trust)."""
+    found = False
     stack = [config]
     seen = 0
     while stack:
@@ -109,15 +111,14 @@ def check(config: Any, name: str) -> None:
             raise DataError(f"{name}: its configuration has more than {MAX_NODES:,} values")
         if isinstance(node, dict):
             kind = node.get("class_name")
-            if isinstance(kind, str) and kind in CODE_LAYERS:
-                layer = (
-                    node.get("config", {}).get("name", "?")
-                    if isinstance(node.get("config"), dict)
-                    else "?"
-                )
+            if isinstance(kind, str) and kind in CODE_LAYERS and lambdas:
+                found = True
+            elif isinstance(kind, str) and kind in CODE_LAYERS:
+                inner = node.get("config")
+                layer = inner.get("name", "?") if isinstance(inner, dict) else "?"
                 raise DataError(
                     f"{name}: layer {str(layer)[:64]!r} is a {kind}, which runs code from the "
-                    "file; write that computation in a builder (model.builder) instead"
+                    "file, and the capsule does not record the file as code to trust"
                 )
             module = node.get("module")
             if isinstance(kind, str) and isinstance(module, str):
@@ -130,14 +131,17 @@ def check(config: Any, name: str) -> None:
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
+    return found
 
 
-def inspect(files: list[Path]) -> None:
+def inspect(files: list[Path], lambdas: bool = False) -> bool:
     """What pack checks: the model (its file, or a `.json` architecture and its `.h5`
-    weights) is one whose loading runs no code of its own."""
-    check(configuration(files[0]), files[0].name)
+    weights) loads without running code of its own, or (`lambdas`) only a Lambda layer's,
+    which it then returns True for: the capsule records the file as code, to be trusted."""
+    found = check(configuration(files[0]), files[0].name, lambdas)
     if len(files) > 1:
         _weights_file(files[1])
+    return found
 
 
 def _weights_file(path: Path) -> None:
@@ -150,16 +154,18 @@ def _weights_file(path: Path) -> None:
         raise DataError(f"{path.name}: not an HDF5 weights file: {exc}") from None
 
 
-def load(files: list[Path]) -> Any:
-    """The trained Keras model in `files` (see `inspect`), checked, then loaded safely."""
+def load(files: list[Path], code: bool = False) -> Any:
+    """The trained Keras model in `files` (see `inspect`), checked, then loaded safely; with
+    `code` (the capsule records the file as code: trusted, or run confined) its Lambda layers
+    are loaded too, `safe_mode` off."""
     import keras
 
-    inspect(files)
+    inspect(files, lambdas=code)
     path = files[0]
     try:
         if path.suffix.lower() == ".json":
             return _from_json(configuration(path), files[1])
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
+        return keras.saving.load_model(path, compile=False, safe_mode=not code)
     except Exception as exc:  # Keras raises anything for a file it cannot make a model of
         text = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise DataError(f"{path.name}: cannot load the model: {text}") from None

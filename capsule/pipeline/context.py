@@ -65,7 +65,8 @@ class Context:
 
             configure_tensorflow(self.spec.experiment.seed, self.job.threads)
             files = locked_files(self.job.capsule, "model")
-            self.model = trained.load([self.job.data_root / f for f in files])
+            code = any(d.code for d in self.job.capsule.data if d.input == "model")
+            self.model = trained.load([self.job.data_root / f for f in files], code)
         if self.model is None:
             from capsule.flow.train import configure_tensorflow, load_model
 

@@ -61,12 +61,46 @@ def _pack_with(experiment: Path, model: Path) -> subprocess.CompletedProcess[str
     )
 
 
-def test_a_model_with_a_lambda_layer_is_refused_at_pack(experiment: Path, tmp_path: Path) -> None:
+def test_a_foreign_model_with_a_lambda_layer_runs_only_with_trust(
+    experiment: Path, tmp_path: Path
+) -> None:
+    """A Lambda layer's function is code in the file: pack records the file as code, and a
+    reader elsewhere must trust the capsule before a local trial loads it (as for sources)."""
+    from capsule import api, trust
+
     proc = _pack_with(experiment, _dense(tmp_path / "lam.keras", lam=True))
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and "model.trained: lam.keras: layer 'doubled' is a Lambda" in lines[0]
-    assert not (experiment.parent.parent / "m.capsule").exists()
+    assert proc.returncode == 0, proc.stderr
+    packed = experiment.parent.parent / "m.capsule"
+    capsule = api.load(packed)
+    assert [(d.input, d.code) for d in capsule.data] == [
+        ("features", None),
+        ("labels", None),
+        ("model", True),
+    ]
+    assert trust.code_files(capsule) == ["models/lam.keras"]
+    elsewhere = {**os.environ, "CAPSULE_DATA_DIR": str(tmp_path / "elsewhere"), "COLUMNS": "400"}
+    out = tmp_path / "t"
+    refused = subprocess.run(
+        [str(CLI), "trial", str(packed), "--out", str(out), "--runtime", "local"],
+        capture_output=True,
+        text=True,
+        env=elsewhere,
+        timeout=120,
+    )
+    assert refused.returncode == 2 and not out.exists()
+    assert "carries code (models/lam.keras)" in refused.stderr and "--trust" in refused.stderr
+    trusted = subprocess.run(
+        [str(CLI), "trial", str(packed), "--out", str(out), "--runtime", "local", "--trust"],
+        capture_output=True,
+        text=True,
+        env=elsewhere,
+        timeout=600,
+    )
+    # Trusted, it loads and predicts; hls4ml itself then has no Lambda layer to convert.
+    assert trusted.returncode == 1, trusted.stderr
+    result = json.loads((out / "result.json").read_text())
+    assert result["stage"] == "convert" and "Lambda" in result["error"]
+    assert (out / "train" / "float_predictions.npy").is_file()
 
 
 def test_a_custom_class_and_extra_members_are_refused(tmp_path: Path) -> None:
@@ -91,7 +125,7 @@ def test_a_custom_class_and_extra_members_are_refused(tmp_path: Path) -> None:
 
 def test_a_lambda_is_refused_even_when_keras_would_load_it(tmp_path: Path) -> None:
     """Refused before Keras reads the file: `safe_mode` is the second guard, not the first."""
-    with pytest.raises(DataError, match="is a Lambda"):
+    with pytest.raises(DataError, match="is a Lambda.*does not record the file as code"):
         trained.load([_dense(tmp_path / "lam.keras", lam=True)])
 
 

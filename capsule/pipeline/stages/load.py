@@ -28,9 +28,16 @@ def run(ctx: Context) -> Measured:
         out / layout.WEIGHTS,
         out / layout.FLOAT_PREDICTIONS,
         out / layout.FLOAT_SCORES,
+        model_is_code(ctx),
     )
     ctx.model = model
     return measured(metrics)
+
+
+def model_is_code(ctx: Context) -> bool:
+    """Whether the capsule records its model file as code (a Lambda layer): by the time a trial
+    runs, the reader trusted it, or the trial is confined (capsule.trust)."""
+    return any(d.code for d in ctx.job.capsule.data if d.input == "model")
 
 
 def runs(spec: Spec) -> bool:
