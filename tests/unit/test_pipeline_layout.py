@@ -76,13 +76,25 @@ def layout_strings(source: str) -> list[str]:
     return sorted(hits, key=lambda hit: int(hit.split(":")[0]))
 
 
+# Keras names the members of a `.keras` archive, one of them as training's weights file is
+# named: the module that reads those archives names it as Keras's, not as the trial folder's.
+KERAS_ARCHIVE = {"flow/trained.py": {"model.weights.h5"}}
+
+
 def test_no_module_outside_the_pipeline_names_the_layout() -> None:
-    found = {
-        path.relative_to(PACKAGE).as_posix(): hits
-        for path in sorted(PACKAGE.rglob("*.py"))
-        if "pipeline" not in path.relative_to(PACKAGE).parts
-        and (hits := layout_strings(path.read_text(encoding="utf-8")))
-    }
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = path.relative_to(PACKAGE).as_posix()
+        if "pipeline" in path.relative_to(PACKAGE).parts:
+            continue
+        allowed = KERAS_ARCHIVE.get(name, set())
+        hits = [
+            hit
+            for hit in layout_strings(path.read_text(encoding="utf-8"))
+            if hit.split(": ", 1)[1].strip("'\"") not in allowed
+        ]
+        if hits:
+            found[name] = hits
     assert found == {}
 
 

@@ -35,7 +35,8 @@ def run(ctx: Context) -> Measured:
 def key(k: KeyInputs) -> dict[str, Any]:
     return {
         **k.base,
-        "model": k.spec.model.model_dump(mode="json"),
+        # Without None: a model trained elsewhere added keys that others leave unset.
+        "model": k.spec.model.model_dump(mode="json", exclude_none=True),
         "training": k.spec.training.model_dump(mode="json"),
         **task_key(k.spec),
     }
