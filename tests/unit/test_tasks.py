@@ -327,9 +327,8 @@ def test_a_foreign_capsules_metric_file_does_not_run_without_trust(
     """The metric's file is embedded like a builder, so it is code the reader must trust: a
     capsule packed elsewhere is refused before anything runs, and the file never executes."""
     import os
-    import subprocess
 
-    from tests.conftest import CLI
+    from tests.conftest import capsule_cli
 
     ran = tmp_path / "metric-ran"
     (experiment.parent / "metrics.py").write_text(
@@ -348,13 +347,7 @@ def test_a_foreign_capsules_metric_file_does_not_run_without_trust(
         ["trial", tmp_path / "m.capsule", "--out", out],
         ["run", tmp_path / "m.capsule"],
     ):
-        proc = subprocess.run(
-            [str(CLI), *map(str, command), "--runtime", "local"],
-            capture_output=True,
-            text=True,
-            env=elsewhere,
-            timeout=120,
-        )
+        proc = capsule_cli(*command, "--runtime", "local", env=elsewhere)
         assert proc.returncode == 2, proc.stderr
         assert "carries code (metrics.py)" in proc.stderr and "--trust" in proc.stderr
     assert not ran.exists() and not out.exists()
