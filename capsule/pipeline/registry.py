@@ -90,6 +90,12 @@ def stages_for(spec: Spec) -> list[Stage]:
     return [s for s in stages() if s.runs(spec)]
 
 
+def first_stage(unit: str, spec: Spec) -> Stage | None:
+    """The first stage of `unit` a trial of `spec` runs (a unit's stages may be alternatives,
+    as loading a trained model and training are), or None."""
+    return next((s for s in stages_of(unit) if s.runs(spec)), None)
+
+
 def stages_of(unit: str) -> list[Stage]:
     """The stages whose outputs `unit` holds, in trial order."""
     return [s for s in stages() if s.unit == unit]

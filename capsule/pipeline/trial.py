@@ -54,7 +54,7 @@ from capsule.pipeline import layout
 from capsule.pipeline.cache import restore, unit_files
 from capsule.pipeline.context import Context
 from capsule.pipeline.layout import METRICS
-from capsule.pipeline.registry import get_unit, stages_for, stages_of, units
+from capsule.pipeline.registry import first_stage, get_unit, stages_for, stages_of, units
 from capsule.pipeline.result import (
     TrialResult,
     artifacts,
@@ -111,7 +111,8 @@ class _Tally:
 def _restored(ctx: Context, unit: Unit, tally: _Tally) -> None:
     """Copy a cached unit into the trial folder and take its recorded metrics."""
     record = restore(unit.name, ctx.job.reuse[unit.name], ctx.out)
-    first = stages_of(unit.name)[0].name
+    found = first_stage(unit.name, ctx.spec)
+    first = found.name if found is not None else stages_of(unit.name)[0].name
     if unit.rescore is not None and not record["stage_metrics"].get(first):
         record["stage_metrics"][first] = unit.rescore(ctx)
         record["fidelity"].update(dict.fromkeys(record["stage_metrics"][first], "measured"))
@@ -150,7 +151,7 @@ def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
         try:
             for stage in stages:
                 if stage.unit is not None and stage.unit in job.reuse:
-                    if stage is stages_of(stage.unit)[0]:
+                    if stage is first_stage(stage.unit, spec):
                         _restored(ctx, get_unit(stage.unit), tally)
                     continue
                 with open(out / layout.STAGES_LOG, "a") as progress:  # `capsule run`'s display

@@ -103,11 +103,10 @@ class HostRuntime:
         # open-flow-only spec, no hls unit (its entry would be counted a hit, though nothing
         # restores it). A oneAPI project is not C-simulated, yet its hls unit is cached.
         stages = registry.stages_for(spec)
-        running = {s.name for s in stages}
         units = [  # a unit's recipe gives no key where a trial of this spec has no such unit
             u.name
             for u in registry.units()
-            if u.name in unit_keys and registry.stages_of(u.name)[0].name in running
+            if u.name in unit_keys and registry.first_stage(u.name, spec) in stages
         ]
         written = {u for s in stages for u in s.writes_into}
         reuse = self.stage_cache.reusable(unit_keys, units) if self.use_cache else {}
