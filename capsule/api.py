@@ -53,6 +53,7 @@ EXAMPLES = {
     "anomaly": "anomaly.toml",
     "regression": "regression.toml",
     "pretrained": "pretrained.toml",
+    "torch": "torch.toml",
 }
 # The examples whose data `capsule.toyevents` makes: its arrays, saved under these names.
 TOY_EVENTS = {
@@ -68,7 +69,8 @@ def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
     HGQ2 model's learned bit widths and beta, "root" a float MLP on toy jets in a ROOT file
     (written with uproot, see capsule.toyjets), "anomaly" an autoencoder trigger's signal
     efficiency at a background rate and "regression" a calorimeter's energy resolution (toy
-    events, see capsule.toyevents). The digits ship inside scikit-learn, so this works
+    events, see capsule.toyevents), "pretrained" a model trained by the example's own script
+    and "torch" a PyTorch MLP of the digits. The digits ship inside scikit-learn, so this works
     offline; the arrays are written in a fixed dtype so that every machine produces the same
     bytes and so the same data hashes.
     """
@@ -107,6 +109,9 @@ def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
         _save_npy(folder / "data" / name, array)
     if example == "pretrained":
         _train_elsewhere(folder)
+    if example == "torch":
+        model = files("capsule.templates").joinpath("torch_model.py.txt")
+        write_atomic(folder / "model.py", model.read_text("utf-8"))
     write_atomic(spec_path, template.read_text("utf-8"))
     return spec_path
 

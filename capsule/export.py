@@ -59,7 +59,7 @@ EXTRAS = {  # exported name -> the recorded artifact it is, at the export folder
     PurePosixPath(artifact).name: artifact
     for artifact in (
         layout.HLS_CONFIG,
-        layout.WEIGHTS,
+        *layout.WEIGHT_FILES,  # a trial has one of them
         layout.FLOAT_PREDICTIONS,  # for `verify --from-weights`
         layout.METRICS,
     )
@@ -68,11 +68,16 @@ EXTRAS = {  # exported name -> the recorded artifact it is, at the export folder
 
 def _files(trial: Trial) -> dict[str, str]:
     """Exported name -> recorded artifact: the project as recorded, and the extras."""
-    missing = [name for name in EXTRAS.values() if name not in trial.artifacts]
+    extras = {n: a for n, a in EXTRAS.items() if a in trial.artifacts}
+    missing = [
+        a for a in EXTRAS.values() if a not in trial.artifacts and a not in layout.WEIGHT_FILES
+    ]
+    if not any(a in trial.artifacts for a in layout.WEIGHT_FILES):
+        missing.insert(0, layout.WEIGHTS)
     if missing:
         raise CapsuleError(f"trial {trial.number} recorded no {', '.join(missing)} to export")
     project = {n: n for n in trial.artifacts if n.startswith(f"{layout.HLS_PROJECT}/")}
-    return dict(sorted((project | EXTRAS).items()))
+    return dict(sorted((project | extras).items()))
 
 
 def _write(

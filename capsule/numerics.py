@@ -17,6 +17,9 @@ docs/reproducing.md has the whole table):
   AVX2 ones.
 - `OPENBLAS_CORETYPE`: numpy's float32 matrix product (hls4ml folds BatchNorm with numpy) takes
   OpenBLAS's kernel for the CPU found.
+- `ATEN_CPU_CAPABILITY`, `MKL_CBWR`: PyTorch's vectorised kernels are compiled for several ISAs
+  and chosen by the CPU found (AVX-512 on this machine); its matrix products are MKL's, which does
+  the same. Pinned at AVX2 (`capsule.flow.pytorch` records what a trial ran with).
 - Thread counts: a reduction split across another number of threads rounds differently.
 
 "portable" pins all of these to x86-64-v3 (AVX2 and FMA: every x86-64 laptop and batch node of
@@ -48,6 +51,8 @@ PORTABLE: dict[str, str] = {
     "TF_ENABLE_ONEDNN_OPTS": "1",
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
     "OPENBLAS_CORETYPE": "Haswell",
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "MKL_CBWR": "AVX2",
 }
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",

@@ -468,8 +468,30 @@ class Model(Strict):
     # Before `builder`: its params are not filled in for a model that is not built.
     trained: str | None = None
     weights: str | None = None  # the `.h5` weights of a `.json` architecture
+    # "pytorch": the builder returns a torch.nn.Module (capsule.flow.pytorch), and trials run in
+    # the PyTorch trial image. Unset is Keras (the keys of capsules packed before stay).
+    framework: Literal["keras", "pytorch"] | None = None
     builder: str = "mlp"
     params: dict[str, Value] = {}
+
+    @model_validator(mode="after")
+    def _framework(self) -> Model:
+        if self.framework != "pytorch":
+            return self
+        if self.trained is not None:
+            raise ValueError(
+                "framework: a trained model file is read as Keras; a PyTorch model is built "
+                "by its builder (a saved torch model is a pickle, which capsule never loads)"
+            )
+        if self.builder in BUILDER_PARAMS:
+            raise ValueError(
+                f"framework: builder {self.builder!r} is a Keras model; a PyTorch model needs "
+                "a builder of its own (builder = 'model.py:build')"
+            )
+        return self
+
+    def is_torch(self) -> bool:
+        return self.framework == "pytorch"
 
     @field_validator("trained")
     @classmethod

@@ -245,7 +245,6 @@ def numerics_notes(trial: Trial) -> list[str]:
     return []
 
 
-TRAIN_OUTPUTS = (layout.WEIGHTS, layout.FLOAT_PREDICTIONS)
 MAX_WEIGHTS_BYTES = 4 << 30
 
 
@@ -285,7 +284,8 @@ def weights_entry(trial: Trial, source: Path, entry: Path) -> list[str]:
 
     taken = []
     (entry / layout.TRAIN).mkdir(parents=True)
-    for name in TRAIN_OUTPUTS:
+    weights = [w for w in layout.WEIGHT_FILES if w in trial.artifacts][:1] or [layout.WEIGHTS]
+    for name in (*weights, layout.FLOAT_PREDICTIONS):
         if name not in trial.artifacts:
             raise CapsuleError(f"trial {trial.number} recorded no {name} to take")
         candidates = [source / name, source / Path(name).name]

@@ -142,30 +142,38 @@ def check_output_path(hls_model: Any, declared: str) -> list[str]:
     return checked
 
 
-def hls_config(spec: Spec, model: Any) -> dict[str, Any]:
+def hls_config(
+    spec: Spec, model: Any, input_shape: tuple[int, ...] | None = None
+) -> dict[str, Any]:
     """The hls4ml configuration of a trial: the spec's precisions for a float model; for a
-    quantization-aware (HGQ2) model, none at all (see `qat_config`)."""
+    quantization-aware (HGQ2) model, none at all (see `qat_config`). A PyTorch model needs its
+    `input_shape` (hls4ml traces it with one)."""
     import hls4ml
 
-    from capsule.flow import qat
+    from capsule.flow import pytorch, qat
 
     h = spec.hls4ml
-    if qat.is_hgq(model):
+    torch = spec.model.is_torch()
+    if not torch and qat.is_hgq(model):
         return qat_config(spec, model)
     with _once_each_line():
-        config: dict[str, Any] = hls4ml.utils.config_from_keras_model(
-            model,
-            granularity=h.granularity,
-            backend=h.backend,
-            default_precision=h.precision,
-            default_reuse_factor=h.reuse_factor,
-        )
+        if torch:
+            assert input_shape is not None
+            config = pytorch.hls_config(spec, model, input_shape)
+        else:
+            config = hls4ml.utils.config_from_keras_model(
+                model,
+                granularity=h.granularity,
+                backend=h.backend,
+                default_precision=h.precision,
+                default_reuse_factor=h.reuse_factor,
+            )
     config["Model"]["Strategy"] = h.strategy
     layers = config.setdefault("LayerName", {})
     for name, precision in sorted(h.layer_precision.items()):
         layers.setdefault(name, {})["Precision"] = precision
     result = h.output_precision or h.precision
-    for name in output_layers(model):
+    for name in pytorch.output_layers(model) if torch else output_layers(model):
         entry = layers.setdefault(name, {})
         if not isinstance(entry.get("Precision"), dict):
             entry["Precision"] = {} if "Precision" not in entry else {"default": entry["Precision"]}
@@ -221,7 +229,7 @@ def _once_each_line() -> Iterator[None]:
         print("".join(dict.fromkeys(buffer.getvalue().splitlines(keepends=True))), end="")
 
 
-def convert(spec: Spec, model: Any, weights: Path, out: Path) -> Any:
+def convert(spec: Spec, model: Any, weights: Path, out: Path, input_shape: tuple[int, ...]) -> Any:
     """Write (and, where g++ builds its simulation, compile) the hls4ml project in `out`.
 
     DA fallback (da4ml's combinational logic for layers without a Keras 3 handler, BatchNorm
@@ -233,23 +241,30 @@ def convert(spec: Spec, model: Any, weights: Path, out: Path) -> Any:
     from capsule.flow import qat
 
     h = spec.hls4ml
-    config = hls_config(spec, model)
+    torch = spec.model.is_torch()
+    config = hls_config(spec, model, input_shape)
+    options = {
+        "output_dir": str(out),
+        "project_name": PROJECT,
+        "backend": h.backend,
+        "part": h.part,
+        "clock_period": h.clock_period,
+        "io_type": h.io_type,
+    }
     with _once_each_line():
-        hls_model = hls4ml.converters.convert_from_keras_model(
-            model,
-            hls_config=config,
-            output_dir=str(out),
-            project_name=PROJECT,
-            backend=h.backend,
-            part=h.part,
-            clock_period=h.clock_period,
-            io_type=h.io_type,
-            allow_da_fallback=False,
-        )
-    if not qat.is_hgq(model):  # an HGQ2 model's output path has the types it learned
+        if torch:
+            from capsule.flow import pytorch
+
+            hls_model = pytorch.convert(model, config, **options)
+        else:
+            hls_model = hls4ml.converters.convert_from_keras_model(
+                model, hls_config=config, allow_da_fallback=False, **options
+            )
+    if torch or not qat.is_hgq(model):  # an HGQ2 model's output path has the types it learned
         check_output_path(hls_model, h.output_precision or h.precision)
     _install_stamp_pass(hls_model.config.backend.get_writer_flow())
-    hls_model.config.config.pop("KerasModel", None)
+    for model_key in ("KerasModel", "PytorchModel"):  # only needed to convert
+        hls_model.config.config.pop(model_key, None)
     digest = hashlib.sha256(weights.read_bytes())
     digest.update(json.dumps(config, sort_keys=True, default=str).encode())
     digest.update(hls4ml.__version__.encode())

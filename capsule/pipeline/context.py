@@ -41,7 +41,7 @@ class Context:
     job: TrialJob
     out: Path
     opened: Opened | None = None
-    model: Any = None  # the trained Keras model
+    model: Any = None  # the trained model (Keras, or PyTorch's)
     hls_model: Any = None  # the converted hls4ml model
     reports: ProjectReports | None = None  # the vendor's reports, read after synthesis
 
@@ -67,6 +67,15 @@ class Context:
             files = locked_files(self.job.capsule, "model")
             code = any(d.code for d in self.job.capsule.data if d.input == "model")
             self.model = trained.load([self.job.data_root / f for f in files], code)
+        if self.model is None and self.spec.model.is_torch():
+            from capsule.flow import pytorch
+
+            inputs = self.data.inputs
+            pytorch.configure(self.spec.experiment.seed, self.job.threads)
+            shape = tuple(inputs.features.shape[1:])
+            weights = self.out / layout.TORCH_WEIGHTS
+            sources = self.data.sources
+            self.model = pytorch.load(self.spec, shape, inputs.n_classes, sources, weights)
         if self.model is None:
             from capsule.flow.train import configure_tensorflow, load_model
 

@@ -16,6 +16,11 @@ SOURCES = "src"  # the capsule's embedded sources, written out for the builder t
 
 TRAIN = "train"
 WEIGHTS = f"{TRAIN}/model.weights.h5"
+# A PyTorch model's (capsule.flow.pytorch): its weights, and the kernels and threads it trained
+# with.
+TORCH_WEIGHTS = f"{TRAIN}/model.safetensors"
+TORCH_SETTINGS = f"{TRAIN}/torch.json"
+WEIGHT_FILES = (WEIGHTS, TORCH_WEIGHTS)  # a trial has one of them
 FLOAT_PREDICTIONS = f"{TRAIN}/float_predictions.npy"
 # An autoencoder's anomaly score per test sample (capsule.tasks), beside each output set's
 # predictions: what its ROC figures rank, and what the report's ROC curve is drawn from.
@@ -36,3 +41,7 @@ RTLSIM_SCORES = f"{RTLSIM}/scores.npy"
 YOSYS = "yosys"
 
 SYNTH_LOG = "synth.log"
+
+
+def weights(torch: bool) -> str:
+    return TORCH_WEIGHTS if torch else WEIGHTS

@@ -68,6 +68,12 @@ class Task:
         """Refuse, before training, a model whose output cannot be this task's: the wrong final
         activation or width. One line naming the layer."""
         layer, activation = final_activation(model)
+        self.check_shape(layer, activation, tuple(int(d) for d in model.output_shape[1:]), shape)
+
+    def check_shape(
+        self, layer: str, activation: str, got: tuple[int, ...], shape: tuple[int, ...]
+    ) -> None:
+        """`check_output` on what any framework's model says of its output."""
         if self.activation is not None and activation != self.activation:
             raise StageError(
                 f"model output: layer {layer!r} ends in {activation}, not a {self.activation}: "
@@ -77,7 +83,6 @@ class Task:
             raise StageError(
                 f"model output: layer {layer!r} ends in a softmax: {self.describe_output()}"
             )
-        got = tuple(int(d) for d in model.output_shape[1:])
         if got != shape:
             raise StageError(
                 f"model output: layer {layer!r} gives rows of shape {list(got)}; the "

@@ -22,7 +22,9 @@ def run(ctx: Context) -> Measured:
 
     model = ctx.trained()
     project = ctx.out / layout.HLS_PROJECT
-    ctx.hls_model = convert(ctx.spec, model, ctx.out / layout.WEIGHTS, project)
+    weights = ctx.out / layout.weights(ctx.spec.model.is_torch())
+    shape = tuple(ctx.data.inputs.features.shape[1:])
+    ctx.hls_model = convert(ctx.spec, model, weights, project, shape)
     h = ctx.spec.hls4ml
     if h.estimate == "layers":
         write_layers(describe(ctx.hls_model, h.io_type, h.strategy), ctx.out / layout.HLS_LAYERS)

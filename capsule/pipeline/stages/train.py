@@ -16,6 +16,8 @@ from capsule.spec import Spec
 def run(ctx: Context) -> Measured:
     from capsule.flow.train import configure_tensorflow, train
 
+    if ctx.spec.model.is_torch():
+        return run_torch(ctx)
     data = ctx.data
     configure_tensorflow(ctx.spec.experiment.seed, ctx.job.threads)
     out = ctx.out
@@ -30,6 +32,27 @@ def run(ctx: Context) -> Measured:
     )
     ctx.model = model
     return measured(metrics)
+
+
+def run_torch(ctx: Context) -> Measured:
+    """A PyTorch model (`model.framework`): trained by `flow.pytorch` on the same batches."""
+    from capsule.flow import pytorch
+
+    data, out, spec = ctx.data, ctx.out, ctx.spec
+    pytorch.configure(spec.experiment.seed, ctx.job.threads)
+    model = pytorch.train(
+        spec,
+        data.inputs,
+        data.split,
+        data.sources,
+        out / layout.TORCH_WEIGHTS,
+        out / layout.TORCH_SETTINGS,
+    )
+    ctx.model = model
+    predictions, scores = out / layout.FLOAT_PREDICTIONS, out / layout.FLOAT_SCORES
+    return measured(
+        pytorch.score(spec, model, data.inputs, data.split, data.sources, predictions, scores)
+    )
 
 
 def key(k: KeyInputs) -> dict[str, Any]:
@@ -69,7 +92,14 @@ def rescore(ctx: Context) -> dict[str, float]:
     metrics = score_file(data.inputs, data.split.test, batch, out / layout.FLOAT_PREDICTIONS, tally)
     tally.write_scores(out / layout.FLOAT_SCORES)  # an autoencoder's, as training wrote them
     model = ctx.trained()
-    if qat.is_hgq(model):
+    if spec.model.is_torch():
+        import json
+
+        from capsule.flow import pytorch
+
+        settings = json.dumps(pytorch.settings(), indent=2, sort_keys=True)
+        (out / layout.TORCH_SETTINGS).write_text(settings + "\n")
+    elif qat.is_hgq(model):
         from capsule.flow.train import batches_of
 
         train = batches_of(data.inputs, data.split.train, batch)
