@@ -4,6 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO := capsules/digits-mlp
+# Where the CPU build of torch is found (requirements/torch.in): a folder of wheels, as on this
+# machine, or https://download.pytorch.org/whl/cpu/torch/ where that index is reachable.
+TORCH_WHEELS ?= /opt/wheels
 UV_COMPILE := $(BIN)/uv pip compile --quiet --generate-hashes --python-version 3.11 \
 	--python-platform x86_64-manylinux_2_28
 
@@ -16,11 +19,13 @@ venv: $(STAMP)
 # compiled at install, as pip does: where PYTHONDONTWRITEBYTECODE is set (this CI machine) nothing
 # else writes it, and every trial process then compiled TensorFlow again (9.7 CPU-s an import
 # against 4.2).
-$(STAMP): pyproject.toml requirements/uv.txt requirements/runtime.txt requirements/dev.txt
+$(STAMP): pyproject.toml requirements/uv.txt requirements/runtime.txt requirements/dev.txt \
+		requirements/torch.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r requirements/uv.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes --compile-bytecode \
-		-r requirements/runtime.txt -r requirements/dev.txt
+		--find-links $(TORCH_WHEELS) \
+		-r requirements/runtime.txt -r requirements/dev.txt -r requirements/torch.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -76,11 +81,13 @@ image-check: image
 verify-check: image
 	bash .ci/cross-verify
 
-# Re-resolve the hash-pinned locks from requirements/*.in (needs the registry). runtime.txt is a
-# link to the lock inside the package (capsule/images/trial/requirements.txt), which uv writes through.
+# Re-resolve the hash-pinned locks from requirements/*.in (needs the registry). runtime.txt and
+# torch.txt are links to the locks inside the package (capsule/images/*/requirements.txt), which
+# uv writes through.
 lock: $(STAMP)
 	$(UV_COMPILE) requirements/runtime.in -o requirements/runtime.txt
 	$(UV_COMPILE) requirements/dev.in -o requirements/dev.txt
+	$(UV_COMPILE) --find-links $(TORCH_WHEELS) requirements/torch.in -o requirements/torch.txt
 	$(UV_COMPILE) requirements/uv.in -o requirements/uv.txt
 
 clean:

@@ -224,7 +224,7 @@ def _environment(spec: Spec, runtime: str | None) -> EnvironmentLock:
     kind = choose.requested(spec, runtime)
     if kind == "local":
         return host_environment()
-    ref = spec.runtime.image or image.trial_tag()
+    ref = spec.runtime.image or image.trial_tag(torch=spec.model.is_torch())
     try:
         engine = image.client()
         found = image.info(engine, ref)

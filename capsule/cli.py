@@ -553,11 +553,14 @@ def _image_table(images: list[Any]) -> Table:
 @_errors
 def image_build(
     no_cache: Annotated[bool, typer.Option(help="Build every step again.")] = False,
+    torch: Annotated[
+        bool, typer.Option("--torch", help="The PyTorch trial image (on the trial image).")
+    ] = False,
 ) -> None:
     """Build the trial image offline (base by debootstrap if absent) with a reproducible id."""
     from capsule import image
 
-    built = image.build_trial(image.client(), nocache=no_cache)
+    built = image.build_trial(image.client(), nocache=no_cache, torch=torch)
     console.print(_image_table([built]))
     print(built.id)
 

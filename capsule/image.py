@@ -46,11 +46,16 @@ from capsule.version import __version__
 # The base is built only when its tag is absent: a change to images/base gets a new tag.
 BASE_TAG = "capsule-base:bookworm-2"
 TRIAL_REPO = "capsule-trial"
+# The PyTorch trial image: the trial image and the CPU build of torch, for model.framework =
+# "pytorch" (docs/ARCHITECTURE.md: a TensorFlow-only user never builds or loads its 0.75 GB).
+TORCH_REPO = "capsule-trial-torch"
 FIXED_DATE = "1970-01-01T00:00:00Z"
 PACKAGE = Path(__file__).resolve().parent
 IMAGES = PACKAGE / "images"
 # The hash-pinned lock the image installs (requirements/runtime.txt in a checkout links here).
 LOCK = IMAGES / "trial" / "requirements.txt"
+# The PyTorch lock (requirements/torch.txt links here), resolved together with `LOCK`.
+TORCH_LOCK = IMAGES / "torch" / "requirements.txt"
 # What capsule's wheel holds besides its modules; pyproject.toml's package-data and
 # [project.scripts] say the same (tests/unit/test_image.py checks), so the wheel written for the
 # image has what `python -m build` puts in the published one.
@@ -84,8 +89,8 @@ class ImageInfo:
     size: int
 
 
-def trial_tag() -> str:
-    return f"{TRIAL_REPO}:{__version__}"
+def trial_tag(torch: bool = False) -> str:
+    return f"{TORCH_REPO if torch else TRIAL_REPO}:{__version__}"
 
 
 def client() -> Any:
@@ -121,7 +126,8 @@ def info(engine: Any, ref: str) -> ImageInfo:
 
 
 def list_images(engine: Any) -> list[ImageInfo]:
-    found = engine.images.list(name=TRIAL_REPO) + engine.images.list(name=BASE_TAG.split(":")[0])
+    repos = (TRIAL_REPO, TORCH_REPO, BASE_TAG.split(":")[0])
+    found = [image for repo in repos for image in engine.images.list(name=repo)]
     return sorted((info(engine, image.id) for image in found), key=lambda i: i.tags)
 
 
@@ -369,8 +375,12 @@ def _requirements(capsule: Path) -> str:
 def build_key(base_id: str, capsule: Path) -> str:
     """What decides the trial image's bytes: the base, the Dockerfile and the hash-pinned
     requirements (pip checks every wheel against them, and the build has no network)."""
+    return _key(base_id, IMAGES / "trial" / "Dockerfile", _requirements(capsule))
+
+
+def _key(parent_id: str, dockerfile: Path, requirements: str) -> str:
     h = hashlib.sha256()
-    for part in (base_id, (IMAGES / "trial" / "Dockerfile").read_text(), _requirements(capsule)):
+    for part in (parent_id, dockerfile.read_text(), requirements):
         h.update(part.encode() + b"\0")
     return h.hexdigest()
 
@@ -379,7 +389,7 @@ def _built_dir() -> Path:
     return default_cache_dir() / "images"
 
 
-def _already_built(engine: Any, key: str) -> ImageInfo | None:
+def _already_built(engine: Any, key: str, tag: str) -> ImageInfo | None:
     """The image an earlier build made from the same inputs, if the engine still has it."""
     from docker.errors import ImageNotFound
 
@@ -387,32 +397,42 @@ def _already_built(engine: Any, key: str) -> ImageInfo | None:
         image_id = (_built_dir() / key).read_text().strip()
         if not image_id.startswith("sha256:"):
             return None
-        engine.images.get(image_id).tag(trial_tag())
+        engine.images.get(image_id).tag(tag)
     except (OSError, ImageNotFound):
         return None
     return info(engine, image_id)
 
 
 def _context(work: Path, capsule: Path) -> Path:
-    """The build context: the Dockerfile, and every wheel with a hash-pinned requirements file.
+    """The trial image's build context: the Dockerfile, every wheel of the lock, capsule's own
+    wheel (`capsule`, from `capsule_wheel`) and the requirements pinning all of them."""
+    ctx = _assemble(work, IMAGES / "trial" / "Dockerfile", LOCK.read_text(), _requirements(capsule))
+    shutil.copyfile(capsule, ctx / "wheels" / capsule.name)
+    return ctx
+
+
+def _assemble(work: Path, dockerfile: Path, lock: str, requirements: str) -> Path:
+    """A build context: the Dockerfile, and every wheel with a hash-pinned requirements file.
 
     The dependencies come from the wheel cache, or from the index when the cache lacks one, by
-    `pip download --require-hashes` on the host, checked against the lock; capsule's own wheel
-    (`capsule`, from `capsule_wheel`) is copied in.
+    `pip download --require-hashes` on the host, checked against `lock`; `requirements` is what
+    the image installs (written beside the wheels).
     """
     ctx = work / "context"
     wheels = ctx / "wheels"
     wheels.mkdir(parents=True)
-    shutil.copyfile(IMAGES / "trial" / "Dockerfile", ctx / "Dockerfile")
+    shutil.copyfile(dockerfile, ctx / "Dockerfile")
+    (work / "lock.txt").write_text(lock)
     cache = wheels_dir()
     download = (
         "download",
         "--quiet",
         "--require-hashes",
+        "--no-deps",  # a lock lists all it needs; the PyTorch image's lists what it adds
         "--only-binary=:all:",
         *IMAGE_PLATFORM,
         "-r",
-        str(LOCK),
+        str(work / "lock.txt"),
         "-d",
         str(cache),
     )
@@ -427,9 +447,31 @@ def _context(work: Path, capsule: Path) -> Path:
             os.link(wheel, wheels / wheel.name)
         else:
             shutil.copyfile(wheel, wheels / wheel.name)
-    shutil.copyfile(capsule, wheels / capsule.name)
-    (wheels / "requirements.txt").write_text(_requirements(capsule))
+    (wheels / "requirements.txt").write_text(requirements)
     return ctx
+
+
+def torch_requirements() -> str:
+    """What the PyTorch image adds to the trial image: the PyTorch lock's requirements that the
+    trial lock lacks (those two share, resolved together, stay as the trial image has them)."""
+    have = {name for name, _ in _blocks(LOCK.read_text())}
+    return "".join(block for name, block in _blocks(TORCH_LOCK.read_text()) if name not in have)
+
+
+def _blocks(lock: str) -> list[tuple[str, str]]:
+    """A hash-pinned lock as (name, requirement with its hashes), comments left out."""
+    found: list[tuple[str, str]] = []
+    for line in lock.splitlines(keepends=True):
+        if line.startswith(("#", "-")) or not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if line[0].isspace():
+            if found:
+                name, block = found[-1]
+                found[-1] = (name, block + line)
+            continue
+        name = re.split(r"[=<>!~\[ ;@]", line, maxsplit=1)[0].strip().lower().replace("_", "-")
+        found.append((name, line))
+    return found
 
 
 def _same_fs(a: Path, b: Path) -> bool:
@@ -455,14 +497,17 @@ def _stream(lines: Iterator[dict[str, Any]]) -> list[str]:
     return log
 
 
-def build_trial(engine: Any, nocache: bool = False) -> ImageInfo:
-    """Build the trial image offline (--network none) on the base, normalise it, tag it.
+def build_trial(engine: Any, nocache: bool = False, torch: bool = False) -> ImageInfo:
+    """Build the trial image offline (--network none) on the base, normalise it, tag it; with
+    `torch`, the PyTorch trial image on it.
 
     An image built here before from the same inputs (`build_key`) is taken as it is, unless
     `nocache`: the build is reproducible (a `nocache` build gives the same id), and a real one
     costs minutes each time it is asked for."""
     from docker.errors import ImageNotFound
 
+    if torch:
+        return _build_torch(engine, nocache)
     try:
         base_id = engine.images.get(BASE_TAG).id
     except ImageNotFound:
@@ -470,24 +515,44 @@ def build_trial(engine: Any, nocache: bool = False) -> ImageInfo:
     with tempfile.TemporaryDirectory(prefix="capsule-build-", dir="/var/tmp") as tmp:
         capsule = capsule_wheel(Path(tmp))
         key = build_key(base_id, capsule)
-        known = None if nocache else _already_built(engine, key)
+        known = None if nocache else _already_built(engine, key, trial_tag())
         if known is not None:
             return known
         ctx = _context(Path(tmp), capsule)
-        raw_tag = f"{TRIAL_REPO}:build"
-        _stream(
-            engine.api.build(
-                path=str(ctx),
-                tag=raw_tag,
-                network_mode="none",
-                nocache=nocache,
-                rm=True,
-                forcerm=True,
-                decode=True,
-                buildargs={"BASE": BASE_TAG},
-            )
+        return _build(engine, ctx, {"BASE": BASE_TAG}, key, trial_tag(), nocache)
+
+
+def _build_torch(engine: Any, nocache: bool) -> ImageInfo:
+    """The PyTorch trial image: the trial image (built first if need be) and torch's wheels."""
+    trial = build_trial(engine, nocache)
+    requirements = torch_requirements()
+    dockerfile = IMAGES / "torch" / "Dockerfile"
+    key = _key(trial.id, dockerfile, requirements)
+    known = None if nocache else _already_built(engine, key, trial_tag(torch=True))
+    if known is not None:
+        return known
+    with tempfile.TemporaryDirectory(prefix="capsule-build-", dir="/var/tmp") as tmp:
+        ctx = _assemble(Path(tmp), dockerfile, requirements, requirements)
+        return _build(engine, ctx, {"TRIAL": trial.id}, key, trial_tag(torch=True), nocache)
+
+
+def _build(
+    engine: Any, ctx: Path, buildargs: dict[str, str], key: str, tag: str, nocache: bool
+) -> ImageInfo:
+    raw_tag = f"{tag.partition(':')[0]}:build"
+    _stream(
+        engine.api.build(
+            path=str(ctx),
+            tag=raw_tag,
+            network_mode="none",
+            nocache=nocache,
+            rm=True,
+            forcerm=True,
+            decode=True,
+            buildargs=buildargs,
         )
-    image_id = normalise(engine, raw_tag, trial_tag())
+    )
+    image_id = normalise(engine, raw_tag, tag)
     engine.images.remove(raw_tag, noprune=False)
     # The install stage (all wheels, several GB) is of no use once the image is built.
     engine.images.prune(filters={"dangling": True, "label": "capsule.stage=install"})

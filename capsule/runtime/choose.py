@@ -42,17 +42,18 @@ def image_ref(capsule: Capsule) -> str:
     locked = capsule.environment.image
     if locked is not None:
         return locked.id
-    return capsule.spec.runtime.image or image.trial_tag()
+    return capsule.spec.runtime.image or image.trial_tag(torch=capsule.spec.model.is_torch())
 
 
 def missing_image_hint(capsule: Capsule, ref: str) -> str:
     locked = capsule.environment.image
+    build = "capsule image build" + (" --torch" if capsule.spec.model.is_torch() else "")
     if locked is None:
-        return f"image {ref} is not on this Docker engine; build it with `capsule image build`"
+        return f"image {ref} is not on this Docker engine; build it with `{build}`"
     return (
         f"the capsule's locked image {locked.id} ({locked.tag}) is not on this Docker engine; "
-        f"load its archive with `capsule image load FILE`, or build it with `capsule image "
-        f"build` from the capsule source that packed it ({capsule.tool})"
+        f"load its archive with `capsule image load FILE`, or build it with `{build}` from "
+        f"the capsule source that packed it ({capsule.tool})"
     )
 
 
