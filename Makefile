@@ -67,9 +67,11 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# The trial image (and its debootstrap base when absent), offline, with a reproducible id.
+# The trial images (and their debootstrap base when absent), offline, with reproducible ids: the
+# trial image, and the PyTorch trial image on it.
 image: $(STAMP)
 	$(BIN)/capsule image build
+	$(BIN)/capsule image build --torch
 
 # Shows that the image id is reproducible: a second build of every step gives the same id.
 image-check: image

@@ -33,6 +33,7 @@ LONGEST_FIRST = (
     "test_verify.py",
     "test_trained.py",
     "test_tasks.py",
+    "test_torch.py",
     "test_open_fidelity.py",
     "test_docker.py",
     "test_open_flow.py",

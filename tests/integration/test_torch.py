@@ -120,6 +120,13 @@ def test_a_pytorch_trial_verifies_byte_for_byte(ran: Path) -> None:
     n = len(api.load(ran).trials[0].artifacts)
     assert f"reproduced: {n} of {n} artifacts of 1 trials match byte for byte" in done.stdout
 
+    # The hardware flow alone, from the recorded safetensors weights.
+    folder = ran.with_suffix(".run") / "trials" / "00000"
+    taken = capsule_cli(*command, "--from-weights", folder, env=dict(os.environ))
+    assert taken.returncode == 0, taken.stdout[-3000:] + taken.stderr[-2000:]
+    assert "taken as recorded" in taken.stdout and "model.safetensors" in taken.stdout
+    assert f"reproduced: {n} of {n} artifacts" in taken.stdout
+
 
 def test_a_pytorch_trial_from_an_emulated_haswell_verifies_here(ran: Path, tmp_path: Path) -> None:
     """Recorded on an emulated AVX2-only CPU (the kernels pinned there as here), re-run here."""
