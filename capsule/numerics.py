@@ -18,8 +18,13 @@ docs/reproducing.md has the whole table):
 - `OPENBLAS_CORETYPE`: numpy's float32 matrix product (hls4ml folds BatchNorm with numpy) takes
   OpenBLAS's kernel for the CPU found.
 - `ATEN_CPU_CAPABILITY`, `MKL_CBWR`: PyTorch's vectorised kernels are compiled for several ISAs
-  and chosen by the CPU found (AVX-512 on this machine); its matrix products are MKL's, which does
-  the same. Pinned at AVX2 (`capsule.flow.pytorch` records what a trial ran with).
+  and chosen by the CPU found (AVX-512 on this machine): pinned at AVX2. Its matrix products and
+  vector math are MKL's, which picks code paths by the CPU's maker as well as its ISA: with
+  `MKL_CBWR=AVX2,STRICT` a Linear layer's output still differed between this AMD EPYC and the
+  emulated (Intel) Haswell, and `exp` did; `COMPATIBLE,STRICT` made both equal. MKL's `sqrt`
+  (`torch.sqrt`, which PyTorch's Adam and RMSprop take) differed under every setting, so
+  `capsule.flow.pytorch` trains with the fused Adam kernel (IEEE square roots) and refuses
+  RMSprop.
 - Thread counts: a reduction split across another number of threads rounds differently.
 
 "portable" pins all of these to x86-64-v3 (AVX2 and FMA: every x86-64 laptop and batch node of
@@ -52,7 +57,7 @@ PORTABLE: dict[str, str] = {
     "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
     "OPENBLAS_CORETYPE": "Haswell",
     "ATEN_CPU_CAPABILITY": "avx2",
-    "MKL_CBWR": "AVX2",
+    "MKL_CBWR": "COMPATIBLE,STRICT",
 }
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",

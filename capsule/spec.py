@@ -912,6 +912,11 @@ class Spec(Strict):
         names = [m.name for m in self.user_metrics()]
         if len(set(names)) != len(names):
             raise ValueError("metrics: a metric is named twice")
+        if self.model.is_torch() and self.training.optimizer == "rmsprop":
+            raise ValueError(
+                "training.optimizer: PyTorch's RMSprop takes MKL's square root, which rounds by "
+                "the CPU's maker, so its weights would not reproduce elsewhere; use adam or sgd"
+            )
         return self
 
     @model_validator(mode="after")

@@ -4,9 +4,9 @@ batches as a Keras model, and handed to hls4ml's PyTorch converter (torch.FX tra
 Same seed, same data, same thread count -> the same weight bytes, on any x86-64 CPU at the
 portable baseline: `torch.manual_seed`, `torch.use_deterministic_algorithms(True)` (an op
 without a deterministic kernel fails the trial rather than vary), the thread counts from the
-spec's cpu limit, and the CPU kernel level pinned by `capsule.numerics` (`ATEN_CPU_CAPABILITY`
-for ATen's vectorised kernels, `MKL_CBWR` for MKL's matrix products, `ONEDNN_MAX_CPU_ISA` for
-oneDNN's), which a trial records in `train/torch.json`.
+spec's cpu limit, the CPU kernels pinned by `capsule.numerics` (`ATEN_CPU_CAPABILITY` for
+ATen's vectorised kernels, `MKL_CBWR` for MKL's, `ONEDNN_MAX_CPU_ISA` for oneDNN's; the kernel
+level in use is recorded in `train/torch.json`), and Adam's fused kernel.
 
 The weights are a safetensors file: a header and raw tensors, the same bytes for the same
 tensors, and read back without unpickling anything (`torch.save` writes a pickle, which a
@@ -163,10 +163,16 @@ def _loss(name: str) -> Any:
 
 
 def _optimizer(name: str, learning_rate: float, parameters: Any) -> Any:
+    """Adam as its fused kernel: the others take `torch.sqrt`, which is MKL's vector math and
+    rounds by the CPU's maker (`capsule.numerics`); the fused kernel's square root is IEEE's.
+    (RMSprop has no such kernel and is refused in the spec.)"""
     import torch
 
-    classes = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
-    return classes.get(name, torch.optim.RMSprop)(parameters, lr=learning_rate)
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=learning_rate, fused=True)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=learning_rate)
+    raise StageError(f"training.optimizer: {name!r} is not reproducible with PyTorch here")
 
 
 def _tensor(a: np.ndarray) -> Any:

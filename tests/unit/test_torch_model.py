@@ -29,6 +29,9 @@ def test_the_spec_says_pytorch_only_with_a_builder_of_its_own(experiment: Path) 
     saved = _spec(experiment, '[model]\ntrained = "m.keras"\nframework = "pytorch"\n')
     with pytest.raises(SpecError, match="pickle"):
         parse_spec(saved)
+    rmsprop = ok.replace('optimizer = "adam"', 'optimizer = "rmsprop"')
+    with pytest.raises(SpecError, match="training.optimizer: PyTorch's RMSprop"):
+        parse_spec(rmsprop)
     unknown = _spec(experiment, '[model]\nframework = "jax"\nbuilder = "model.py:build"\n')
     with pytest.raises(SpecError, match="framework"):
         parse_spec(unknown)
@@ -140,5 +143,5 @@ def test_the_pytorch_image_adds_only_what_the_trial_image_lacks() -> None:
 
 def test_portable_numerics_pin_pytorch_kernels_at_avx2() -> None:
     pinned = numerics.settings("portable", 2)
-    assert pinned["ATEN_CPU_CAPABILITY"] == "avx2" and pinned["MKL_CBWR"] == "AVX2"
+    assert pinned["ATEN_CPU_CAPABILITY"] == "avx2" and pinned["MKL_CBWR"] == "COMPATIBLE,STRICT"
     assert "ATEN_CPU_CAPABILITY" not in numerics.settings("native", 2)
