@@ -461,7 +461,7 @@ class UserMetric(Strict):
 # a Keras `.h5` model file, or a Keras (2 or 3) architecture as `.json` with its weights in
 # `model.weights` (as hls4ml's example models are published). Read as data (hashed and locked,
 # never embedded), loaded without running code (capsule.flow.trained).
-TRAINED_SUFFIXES = (".keras", ".h5", ".json")
+TRAINED_SUFFIXES = (".keras", ".h5", ".json", ".onnx")
 
 
 class Model(Strict):
@@ -492,6 +492,13 @@ class Model(Strict):
 
     def is_torch(self) -> bool:
         return self.framework == "pytorch"
+
+    def library(self) -> Literal["keras", "pytorch", "qonnx"]:
+        """What the model is run and converted with: an `.onnx` file by qonnx, a PyTorch
+        builder's module by PyTorch, anything else by Keras."""
+        if self.trained is not None and self.trained.lower().endswith(".onnx"):
+            return "qonnx"
+        return "pytorch" if self.is_torch() else "keras"
 
     @field_validator("trained")
     @classmethod

@@ -153,7 +153,10 @@ def hls_config(
     from capsule.flow import pytorch, qat
 
     h = spec.hls4ml
-    torch = spec.model.is_torch()
+    library = spec.model.library()
+    torch = library == "pytorch"
+    if library == "qonnx":
+        return onnx_config(spec, model)
     if not torch and qat.is_hgq(model):
         return qat_config(spec, model)
     with _once_each_line():
@@ -178,6 +181,27 @@ def hls_config(
         if not isinstance(entry.get("Precision"), dict):
             entry["Precision"] = {} if "Precision" not in entry else {"default": entry["Precision"]}
         entry["Precision"]["result"] = result
+    return config
+
+
+def onnx_config(spec: Spec, model: Any) -> dict[str, Any]:
+    """A QONNX model's configuration: its Quant nodes carry the types, hls4ml's QONNX front end
+    derives each layer's from them (`flow.qonnx_model`), and nothing of the spec's output
+    precision is set over them; `layer_precision` names hls4ml's layers and is applied."""
+    from capsule.flow import qonnx_model
+
+    h = spec.hls4ml
+    if h.output_precision:
+        raise StageError(
+            "hls4ml.output_precision: a QONNX model's output types come from its Quant nodes; "
+            "remove the key (or set the layer's in hls4ml.layer_precision)"
+        )
+    with _once_each_line():
+        config = qonnx_model.hls_config(spec, model)
+    config["Model"]["Strategy"] = h.strategy
+    layers = config.setdefault("LayerName", {})
+    for name, precision in sorted(h.layer_precision.items()):
+        layers.setdefault(name, {})["Precision"] = precision
     return config
 
 
@@ -241,7 +265,7 @@ def convert(spec: Spec, model: Any, weights: Path, out: Path, input_shape: tuple
     from capsule.flow import qat
 
     h = spec.hls4ml
-    torch = spec.model.is_torch()
+    library = spec.model.library()
     config = hls_config(spec, model, input_shape)
     options = {
         "output_dir": str(out),
@@ -252,15 +276,20 @@ def convert(spec: Spec, model: Any, weights: Path, out: Path, input_shape: tuple
         "io_type": h.io_type,
     }
     with _once_each_line():
-        if torch:
+        if library == "pytorch":
             from capsule.flow import pytorch
 
             hls_model = pytorch.convert(model, config, **options)
+        elif library == "qonnx":
+            from capsule.flow import qonnx_model
+
+            hls_model = qonnx_model.convert(model, config, **options)
         else:
             hls_model = hls4ml.converters.convert_from_keras_model(
                 model, hls_config=config, allow_da_fallback=False, **options
             )
-    if torch or not qat.is_hgq(model):  # an HGQ2 model's output path has the types it learned
+    # An HGQ2 or QONNX model's output path has the types its quantizers give.
+    if library == "pytorch" or (library == "keras" and not qat.is_hgq(model)):
         check_output_path(hls_model, h.output_precision or h.precision)
     _install_stamp_pass(hls_model.config.backend.get_writer_flow())
     for model_key in ("KerasModel", "PytorchModel"):  # only needed to convert

@@ -275,12 +275,20 @@ def use_trained(
 
     model = trained.load(model_files, code)
     target = inputs.target_shape()
-    task_of(spec).check_output(model, target)
     for path in (weights, predictions):
         path.parent.mkdir(parents=True, exist_ok=True)
-    model.save_weights(weights)
+    if spec.model.library() == "qonnx":
+        from capsule.flow import qonnx_model
+
+        layer, activation, got = qonnx_model.output(model)
+        task_of(spec).check_shape(layer, activation, got, target)
+        qonnx_model.write(model, weights)
+        predict = qonnx_model.predictor(model)
+    else:
+        task_of(spec).check_output(model, target)
+        model.save_weights(weights)
+        predict = model.predict_on_batch
     tally = Tally(spec, "float", user_functions(spec, sources))
     bs = spec.training.batch_size
-    predict = model.predict_on_batch
     scored = predict_to_file(predict, inputs, split.test, bs, predictions, tally, scores)
     return model, scored

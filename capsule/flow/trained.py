@@ -138,6 +138,11 @@ def inspect(files: list[Path], lambdas: bool = False) -> bool:
     """What pack checks: the model (its file, or a `.json` architecture and its `.h5`
     weights) loads without running code of its own, or (`lambdas`) only a Lambda layer's,
     which it then returns True for: the capsule records the file as code, to be trusted."""
+    if files[0].suffix.lower() == ".onnx":
+        from capsule.flow import qonnx_model
+
+        qonnx_model.inspect(files[0])
+        return False
     found = check(configuration(files[0]), files[0].name, lambdas)
     if len(files) > 1:
         _weights_file(files[1])
@@ -157,11 +162,15 @@ def _weights_file(path: Path) -> None:
 def load(files: list[Path], code: bool = False) -> Any:
     """The trained Keras model in `files` (see `inspect`), checked, then loaded safely; with
     `code` (the capsule records the file as code: trusted, or run confined) its Lambda layers
-    are loaded too, `safe_mode` off."""
+    are loaded too, `safe_mode` off. An `.onnx` file is `flow.qonnx_model`'s."""
     import keras
 
-    inspect(files, lambdas=code)
     path = files[0]
+    if path.suffix.lower() == ".onnx":
+        from capsule.flow import qonnx_model
+
+        return qonnx_model.load(path)
+    inspect(files, lambdas=code)
     try:
         if path.suffix.lower() == ".json":
             return _from_json(configuration(path), files[1])

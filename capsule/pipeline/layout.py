@@ -20,7 +20,9 @@ WEIGHTS = f"{TRAIN}/model.weights.h5"
 # with.
 TORCH_WEIGHTS = f"{TRAIN}/model.safetensors"
 TORCH_SETTINGS = f"{TRAIN}/torch.json"
-WEIGHT_FILES = (WEIGHTS, TORCH_WEIGHTS)  # a trial has one of them
+# An ONNX model's graph as the trial converts it (capsule.flow.qonnx_model, cleaned up by qonnx).
+ONNX_MODEL = f"{TRAIN}/model.onnx"
+WEIGHT_FILES = (WEIGHTS, TORCH_WEIGHTS, ONNX_MODEL)  # a trial has one of them
 FLOAT_PREDICTIONS = f"{TRAIN}/float_predictions.npy"
 # An autoencoder's anomaly score per test sample (capsule.tasks), beside each output set's
 # predictions: what its ROC figures rank, and what the report's ROC curve is drawn from.
@@ -43,5 +45,6 @@ YOSYS = "yosys"
 SYNTH_LOG = "synth.log"
 
 
-def weights(torch: bool) -> str:
-    return TORCH_WEIGHTS if torch else WEIGHTS
+def weights(library: str) -> str:
+    """The trained model's file of a model run by `library` (`spec.Model.library`)."""
+    return {"pytorch": TORCH_WEIGHTS, "qonnx": ONNX_MODEL}.get(library, WEIGHTS)

@@ -22,7 +22,7 @@ def run(ctx: Context) -> Measured:
 
     model = ctx.trained()
     project = ctx.out / layout.HLS_PROJECT
-    weights = ctx.out / layout.weights(ctx.spec.model.is_torch())
+    weights = ctx.out / layout.weights(ctx.spec.model.library())
     shape = tuple(ctx.data.inputs.features.shape[1:])
     ctx.hls_model = convert(ctx.spec, model, weights, project, shape)
     h = ctx.spec.hls4ml

@@ -25,7 +25,7 @@ def run(ctx: Context) -> Measured:
         data.split,
         data.sources,
         [ctx.job.data_root / f for f in locked_files(ctx.job.capsule, "model")],
-        out / layout.WEIGHTS,
+        out / layout.weights(ctx.spec.model.library()),
         out / layout.FLOAT_PREDICTIONS,
         out / layout.FLOAT_SCORES,
         model_is_code(ctx),
