@@ -66,7 +66,8 @@ def inspect(path: Path) -> None:
             )
         if any(a.type == onnx.AttributeProto.GRAPH for a in node.attribute):
             raise DataError(f"{path.name}: node {node.name[:80]!r} holds a subgraph")
-    if len(graph.input) != 1 or len(graph.output) != 1:
+    constants = {t.name for t in graph.initializer}  # older exporters list them as inputs too
+    if len([i for i in graph.input if i.name not in constants]) != 1 or len(graph.output) != 1:
         raise DataError(f"{path.name}: a model of one input and one output is supported")
 
 
@@ -102,8 +103,14 @@ def output(model: Any) -> tuple[str, str, tuple[int, ...]]:
     return node.name, _ACTIVATIONS.get(node.op_type, "linear"), shape
 
 
+def _source(model: Any) -> str:
+    """The graph's one input that is not a constant (`inspect` checked there is one)."""
+    constants = {t.name for t in model.graph.initializer}
+    return str(next(i.name for i in model.graph.input if i.name not in constants))
+
+
 def input_shape(model: Any) -> tuple[int, ...]:
-    return tuple(int(d) for d in model.get_tensor_shape(model.graph.input[0].name)[1:])
+    return tuple(int(d) for d in model.get_tensor_shape(_source(model))[1:])
 
 
 def write(model: Any, path: Path) -> None:
@@ -119,7 +126,7 @@ def predictor(model: Any) -> Any:
     from qonnx.core.onnx_exec import execute_onnx
     from qonnx.transformation.infer_shapes import InferShapes
 
-    source, sink = model.graph.input[0].name, model.graph.output[0].name
+    source, sink = _source(model), model.graph.output[0].name
     by_size: dict[int, Any] = {}
 
     def sized(n: int) -> Any:
