@@ -296,16 +296,16 @@ def test_a_build_from_the_same_inputs_is_taken_as_it_is_while_the_engine_has_it(
     key = image.build_key("sha256:base1", wheel)
     assert key != image.build_key("sha256:base2", wheel)
     engine = _Engine(built)
-    assert image._already_built(engine, key) is None  # never built here
+    assert image._already_built(engine, key, image.trial_tag()) is None  # never built here
     records = Path(os.environ["CAPSULE_CACHE_DIR"]) / "images"
     records.mkdir(parents=True)
     (records / key).write_text(built + "\n")
-    found = image._already_built(engine, key)
+    found = image._already_built(engine, key, image.trial_tag())
     assert found is not None and found.id == built
     assert engine.images.have[built].tags == [image.trial_tag()]
-    assert image._already_built(_Engine(), key) is None  # the engine lost it: build again
+    assert image._already_built(_Engine(), key, image.trial_tag()) is None  # the engine lost it: build again
     (records / key).write_text("../../etc/passwd\n")
-    assert image._already_built(engine, key) is None
+    assert image._already_built(engine, key, image.trial_tag()) is None
 
 
 # --- archives from someone else: what Python's tar reader and Docker's could read apart -------
