@@ -20,13 +20,16 @@ venv: $(STAMP)
 # else writes it, and every trial process then compiled TensorFlow again (9.7 CPU-s an import
 # against 4.2).
 $(STAMP): pyproject.toml requirements/uv.txt requirements/runtime.txt requirements/dev.txt \
-		requirements/torch.txt
+		requirements/torch.txt requirements/brevitas.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --require-hashes -r requirements/uv.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --require-hashes --compile-bytecode \
 		--find-links $(TORCH_WHEELS) \
 		-r requirements/runtime.txt -r requirements/dev.txt -r requirements/torch.txt
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	rm -rf $(VENV)/brevitas
+	$(BIN)/pip install --quiet --require-hashes --no-deps --target $(VENV)/brevitas \
+		-r requirements/brevitas.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -90,6 +93,7 @@ lock: $(STAMP)
 	$(UV_COMPILE) requirements/runtime.in -o requirements/runtime.txt
 	$(UV_COMPILE) requirements/dev.in -o requirements/dev.txt
 	$(UV_COMPILE) --find-links $(TORCH_WHEELS) requirements/torch.in -o requirements/torch.txt
+	$(UV_COMPILE) --no-deps requirements/brevitas.in -o requirements/brevitas.txt
 	$(UV_COMPILE) requirements/uv.in -o requirements/uv.txt
 
 clean:

@@ -54,11 +54,13 @@ EXAMPLES = {
     "regression": "regression.toml",
     "pretrained": "pretrained.toml",
     "torch": "torch.toml",
+    "brevitas": "brevitas.toml",
 }
 # The examples whose data `capsule.toyevents` makes: its arrays, saved under these names.
 TOY_EVENTS = {
     "anomaly": ("anomaly", {"features": "events.npy", "labels": "is_signal.npy"}),
     "regression": ("calorimeter", {"features": "cells.npy", "labels": "energy.npy"}),
+    "brevitas": ("anomaly", {"features": "events.npy", "labels": "is_signal.npy"}),
 }
 
 
@@ -69,10 +71,11 @@ def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
     HGQ2 model's learned bit widths and beta, "root" a float MLP on toy jets in a ROOT file
     (written with uproot, see capsule.toyjets), "anomaly" an autoencoder trigger's signal
     efficiency at a background rate and "regression" a calorimeter's energy resolution (toy
-    events, see capsule.toyevents), "pretrained" a model trained by the example's own script
-    and "torch" a PyTorch MLP of the digits. The digits ship inside scikit-learn, so this works
-    offline; the arrays are written in a fixed dtype so that every machine produces the same
-    bytes and so the same data hashes.
+    events, see capsule.toyevents), "pretrained" a model trained by the example's own script,
+    "torch" a PyTorch MLP of the digits and "brevitas" a Brevitas tagger exported as QONNX
+    (trained by its train.py where Brevitas is installed). The digits ship inside
+    scikit-learn, so this works offline; the arrays are written in a fixed dtype so that every
+    machine produces the same bytes and so the same data hashes.
     """
     if example not in EXAMPLES:
         raise SpecError(f"--example: unknown example {example!r}; known: {', '.join(EXAMPLES)}")
@@ -98,6 +101,8 @@ def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
         if example == "anomaly":
             model = files("capsule.templates").joinpath("anomaly_model.py.txt")
             write_atomic(folder / "model.py", model.read_text("utf-8"))
+        if example == "brevitas":
+            _train_elsewhere(folder, "brevitas_train.py.txt", needs="brevitas")
         write_atomic(spec_path, template.read_text("utf-8"))
         return spec_path
     digits = load_digits()
@@ -108,7 +113,7 @@ def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
     for name, array in arrays.items():
         _save_npy(folder / "data" / name, array)
     if example == "pretrained":
-        _train_elsewhere(folder)
+        _train_elsewhere(folder, "pretrained_train.py.txt")
     if example == "torch":
         model = files("capsule.templates").joinpath("torch_model.py.txt")
         write_atomic(folder / "model.py", model.read_text("utf-8"))
@@ -116,12 +121,18 @@ def init(folder: Path, force: bool = False, example: str = "digits") -> Path:
     return spec_path
 
 
-def _train_elsewhere(folder: Path) -> None:
-    """The pretrained example's own training script, written beside it and run as the
-    researcher would run it (`python train.py`): its model.keras is what the example searches."""
-    script = files("capsule.templates").joinpath("pretrained_train.py.txt").read_text("utf-8")
+def _train_elsewhere(folder: Path, template: str, needs: str | None = None) -> None:
+    """An example's own training script, written beside it as train.py and run as the
+    researcher would run it (`python train.py`): the model file it writes is what the example
+    searches. A script that `needs` a package this Python lacks (Brevitas) is written, not run:
+    the researcher runs it where that package is installed."""
+    script = files("capsule.templates").joinpath(template).read_text("utf-8")
     write_atomic(folder / "train.py", script)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "CUDA_VISIBLE_DEVICES": ""}
+    if needs is not None:
+        probe = [sys.executable, "-P", "-c", f"import {needs}"]
+        if subprocess.run(probe, capture_output=True, env=env).returncode != 0:
+            return
     done = subprocess.run(
         [sys.executable, "-P", "train.py"], cwd=folder, capture_output=True, text=True, env=env
     )

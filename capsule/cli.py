@@ -110,12 +110,21 @@ def init(
             "anomaly: an autoencoder trigger on toy events (signal efficiency at a background "
             "rate); regression: a calorimeter's energy from 16 cells (energy resolution); "
             "pretrained: a Keras model trained by its own script (train.py, run once), "
-            "searched over hls4ml settings only."
+            "searched over hls4ml settings only; torch: a PyTorch MLP (the PyTorch trial "
+            "image); brevitas: a Brevitas quantization-aware tagger exported as QONNX by its "
+            "train.py (run where Brevitas is installed), searched over hls4ml settings."
         ),
     ] = "digits",
 ) -> None:
     """Write an example experiment (digits data as .npy, a small MLP) into FOLDER."""
     spec = api.init(folder, force=force, example=example)
+    if example == "brevitas" and not (spec.parent / "models" / "tagger.onnx").exists():
+        console.print(
+            f"wrote {spec}, its data and train.py; this Python has no Brevitas: install it "
+            f"(pip install brevitas onnxoptimizer 'setuptools<81'), run `python train.py` in "
+            f"{spec.parent}, then: capsule pack {spec} -o <name>.capsule"
+        )
+        return
     console.print(f"wrote {spec} and its data; next: capsule pack {spec} -o <name>.capsule")
 
 

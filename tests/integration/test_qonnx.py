@@ -6,6 +6,7 @@ its C simulation is plain hls4ml's, byte for byte, and the trial verifies."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -200,5 +201,43 @@ def test_a_qonnx_model_is_searched_as_plain_hls4ml_converts_it(tmp_path: Path) -
 
     verified = capsule_cli("verify", capsule_path, "--trial", "0", "--runtime", "local")
     n = len(trials[0].artifacts)
+    assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-2000:]
+    assert f"reproduced: {n} of {n} artifacts of 1 trials match byte for byte" in verified.stdout
+
+
+# Brevitas, installed apart from the venv (`make venv`: requirements/brevitas.txt).
+BREVITAS = Path(sys.executable).parent.parent / "brevitas"
+
+
+def test_the_brevitas_example_trains_outside_and_searches_its_qonnx_file(tmp_path: Path) -> None:
+    if not (BREVITAS / "brevitas").is_dir():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must provide Brevitas in {BREVITAS} (make venv)")
+        pytest.skip(f"no Brevitas in {BREVITAS} (make venv installs it)")
+    without = capsule_cli("init", tmp_path / "plain", "--example", "brevitas")
+    assert without.returncode == 0, without.stderr
+    assert "this Python has no Brevitas" in " ".join(without.stdout.split())
+    assert not (tmp_path / "plain" / "models").exists()
+
+    env = {**os.environ, "PYTHONPATH": str(BREVITAS)}
+    done = capsule_cli("init", tmp_path / "exp", "--example", "brevitas", env=env)
+    assert done.returncode == 0, done.stderr
+    folder = tmp_path / "exp"
+    model_file = folder / "models" / "tagger.onnx"
+    assert model_file.is_file() and not (folder / "models" / "tagger.onnx.data").exists()
+    spec_path = folder / "exp.toml"
+    spec_path.write_text(spec_path.read_text().replace("max_trials = 6", "max_trials = 2"))
+    capsule_path = tmp_path / "brevitas.capsule"
+    api.pack(spec_path, capsule_path)
+    ran = capsule_cli("run", capsule_path, "--runtime", "local")
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    trials = sorted(api.load(capsule_path).trials, key=lambda t: t.number)
+    assert [t.status for t in trials] == ["ok", "ok"], [t.error for t in trials]
+    # Brevitas's quantization-aware training, as its script trained it: a working tagger.
+    assert trials[0].metrics["float_roc_auc"] > 0.9
+    assert trials[0].metrics["csim_roc_auc"] > 0.9
+    assert trials[1].cache_hits == ["train"]
+    verified = capsule_cli("verify", capsule_path, "--trial", "1", "--runtime", "local")
+    n = len(trials[1].artifacts)
     assert verified.returncode == 0, verified.stdout[-3000:] + verified.stderr[-2000:]
     assert f"reproduced: {n} of {n} artifacts of 1 trials match byte for byte" in verified.stdout

@@ -303,7 +303,9 @@ def test_a_build_from_the_same_inputs_is_taken_as_it_is_while_the_engine_has_it(
     found = image._already_built(engine, key, image.trial_tag())
     assert found is not None and found.id == built
     assert engine.images.have[built].tags == [image.trial_tag()]
-    assert image._already_built(_Engine(), key, image.trial_tag()) is None  # the engine lost it: build again
+    assert (
+        image._already_built(_Engine(), key, image.trial_tag()) is None
+    )  # the engine lost it: build again
     (records / key).write_text("../../etc/passwd\n")
     assert image._already_built(engine, key, image.trial_tag()) is None
 

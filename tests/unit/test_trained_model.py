@@ -138,7 +138,9 @@ def test_a_trained_model_searches_hardware_settings_only() -> None:
     assert spec.scale() == "none" and spec.model.params == {}
     with pytest.raises(SpecError, match="'training.learning_rate' changes training"):
         parse_spec(head + '[search.space]\n"training.learning_rate" = { uniform = [0.1, 0.2] }\n')
-    with pytest.raises(SpecError, match=r"a trained model is a \.keras, \.h5, \.json or \.onnx file"):
+    with pytest.raises(
+        SpecError, match=r"a trained model is a \.keras, \.h5, \.json or \.onnx file"
+    ):
         parse_spec(head.replace("m.keras", "m.pkl"))
     with pytest.raises(SpecError, match="a .json architecture needs its weights"):
         parse_spec(head.replace("m.keras", "m.json"))
