@@ -34,6 +34,8 @@ LONGEST_FIRST = (
     "test_trained.py",
     "test_tasks.py",
     "test_torch.py",
+    "test_qonnx.py",
+    "test_keras2.py",
     "test_open_fidelity.py",
     "test_docker.py",
     "test_open_flow.py",
