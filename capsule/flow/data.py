@@ -341,6 +341,13 @@ def rows(ranges: list[tuple[int, int]]) -> int:
     return sum(stop - start for start, stop in ranges)
 
 
+def epoch_order(ranges: list[tuple[int, int]], seed: int, epoch: int) -> list[tuple[int, int]]:
+    """The blocks of `ranges` in training epoch `epoch`'s order (seeded): one order for every
+    framework's training (`flow.train.make_dataset`, `flow.pytorch.train`)."""
+    rng = np.random.default_rng([seed, epoch])
+    return [ranges[i] for i in rng.permutation(len(ranges))]
+
+
 def iter_batches(ranges: list[tuple[int, int]], batch_size: int) -> Iterator[list[tuple[int, int]]]:
     """Consecutive batches over `ranges`, each a list of row ranges adding up to batch_size."""
     batch: list[tuple[int, int]] = []

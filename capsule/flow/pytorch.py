@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from capsule.errors import StageError
-from capsule.flow.data import Inputs, iter_batches
+from capsule.flow.data import Inputs, epoch_order, iter_batches
 from capsule.spec import Spec
 from capsule.tasks import Tally, task_of
 from capsule.tasks.evaluate import user_functions
@@ -179,13 +179,6 @@ def _tensor(a: np.ndarray) -> Any:
     import torch
 
     return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
-
-
-def epoch_order(ranges: list[tuple[int, int]], seed: int, epoch: int) -> list[tuple[int, int]]:
-    """The blocks of `ranges` in epoch `epoch`'s order: the order Keras training visits them in
-    (`flow.train.make_dataset`), so both frameworks see one sequence of batches."""
-    rng = np.random.default_rng([seed, epoch])
-    return [ranges[i] for i in rng.permutation(len(ranges))]
 
 
 def train(

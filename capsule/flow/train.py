@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from capsule.errors import StageError
-from capsule.flow.data import Inputs, NpyWriter, iter_batches, rows
+from capsule.flow.data import Inputs, NpyWriter, epoch_order, iter_batches, rows
 from capsule.spec import HgqConvParams, HgqMlpParams, MlpParams, Spec
 from capsule.tasks import Tally, task_of
 from capsule.tasks.evaluate import user_functions
@@ -142,8 +142,7 @@ def make_dataset(
     def batches() -> Any:
         order = list(ranges)
         if shuffle_seed is not None:
-            rng = np.random.default_rng([shuffle_seed, next(epoch)])
-            order = [order[i] for i in rng.permutation(len(order))]
+            order = epoch_order(ranges, shuffle_seed, next(epoch))
         for batch in iter_batches(order, batch_size):
             yield inputs.batch(batch)
 
