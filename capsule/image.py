@@ -454,23 +454,37 @@ def _assemble(work: Path, dockerfile: Path, lock: str, requirements: str) -> Pat
 def torch_requirements() -> str:
     """What the PyTorch image adds to the trial image: the PyTorch lock's requirements that the
     trial lock lacks (those two share, resolved together, stay as the trial image has them)."""
-    have = {name for name, _ in _blocks(LOCK.read_text())}
-    return "".join(block for name, block in _blocks(TORCH_LOCK.read_text()) if name not in have)
+    have = dict(_blocks(LOCK.read_text()))
+    added = []
+    for name, block in _blocks(TORCH_LOCK.read_text()):
+        if name not in have:
+            added.append(block)
+        elif block != have[name]:  # one package, two pins: the locks were resolved apart
+            raise ImageError(f"{TORCH_LOCK.name}: {name} is not pinned as the trial lock pins it")
+    return "".join(added)
 
 
 def _blocks(lock: str) -> list[tuple[str, str]]:
     """A hash-pinned lock as (name, requirement with its hashes), comments left out."""
     found: list[tuple[str, str]] = []
+    option = False  # an option line (`--index-url ...`) and its continuation lines
     for line in lock.splitlines(keepends=True):
-        if line.startswith(("#", "-")) or not line.strip() or line.lstrip().startswith("#"):
+        if line.startswith("-"):
+            option = True
+            continue
+        if line.startswith("#") or not line.strip() or line.lstrip().startswith("#"):
+            continue
+        if not line[0].isspace():
+            option = False
+        if option:
             continue
         if line[0].isspace():
             if found:
                 name, block = found[-1]
                 found[-1] = (name, block + line)
             continue
-        name = re.split(r"[=<>!~\[ ;@]", line, maxsplit=1)[0].strip().lower().replace("_", "-")
-        found.append((name, line))
+        name = re.split(r"[=<>!~\[ ;@]", line, maxsplit=1)[0].strip()
+        found.append((re.sub(r"[-_.]+", "-", name).lower(), line))  # PEP 503's normal form
     return found
 
 

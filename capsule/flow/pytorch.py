@@ -90,8 +90,13 @@ def build(spec: Spec, input_shape: tuple[int, ...], n_classes: int, sources: Pat
         target = input_shape if spec.kind() == "autoencoder" else (n_classes,)
         layer, activation = final_activation(model)
         with torch.no_grad():
-            got = tuple(model.eval()(torch.zeros((2, *input_shape))).shape[1:])
-        task_of(spec).check_shape(layer, activation, got, target)
+            out = model.eval()(torch.zeros((2, *input_shape)))
+        if not isinstance(out, torch.Tensor):
+            raise StageError(
+                f"model output: forward returns {type(out).__name__}, not one tensor "
+                "(hls4ml converts a model of one output)"
+            )
+        task_of(spec).check_shape(layer, activation, tuple(out.shape[1:]), target)
     return model
 
 

@@ -55,7 +55,7 @@ def test_a_foreign_domain_is_refused_before_qonnx_imports_it(tmp_path: Path) -> 
         model.graph.node[0].domain = "os"  # type: ignore[attr-defined]
 
     path = _edited(_tagger(tmp_path / "t.onnx"), tmp_path / "f.onnx", foreign)
-    with pytest.raises(DataError, match=r"f.onnx: node .* is of domain 'os'"):
+    with pytest.raises(DataError, match=r"f.onnx: node .* of domain 'os' is not an operator"):
         qonnx_model.inspect(path)
     with pytest.raises(DataError, match="domain 'os'"):
         qonnx_model.load(path)
@@ -85,6 +85,69 @@ def test_external_data_functions_and_non_onnx_files_are_refused(tmp_path: Path) 
     junk.write_bytes(b"\x80\x04not a protobuf" * 10)
     with pytest.raises(DataError, match="junk.onnx: not an ONNX model"):
         qonnx_model.inspect(junk)
+
+
+def _graph_edit(source: Path, target: Path, nodes: list, inits: list | None = None) -> Path:
+    """`source` with `nodes` (and initializers) put before its first node."""
+
+    def edit(model: object) -> None:
+        graph = model.graph  # type: ignore[attr-defined]
+        old = list(graph.node)
+        del graph.node[:]
+        graph.node.extend([*nodes, *old])
+        graph.initializer.extend(inits or [])
+
+    return _edited(source, target, edit)
+
+
+def test_what_would_reach_outside_the_file_or_run_for_hours_is_refused(tmp_path: Path) -> None:
+    import onnx
+    from onnx import helper, numpy_helper
+
+    clean = _tagger(tmp_path / "t.onnx")
+    # A Constant node's value kept in a file beside the model (onnx.load would read it).
+    (tmp_path / "secret.txt").write_text("ssh-ed25519 AAAA")
+    value = numpy_helper.from_array(np.zeros(4, np.float32), "c")
+    value.data_location = onnx.TensorProto.EXTERNAL
+    entry = value.external_data.add()
+    entry.key, entry.value = "location", "secret.txt"
+    const = helper.make_node("Constant", [], ["c_out"], value=value)
+    with pytest.raises(DataError, match="keeps its data in another file"):
+        qonnx_model.load(_graph_edit(clean, tmp_path / "c.onnx", [const]))
+    # qonnx's own operator that opens a file a node names, and ai.onnx (an import of `ai`).
+    part = helper.make_node(
+        "GenericPartition", ["x"], ["p"], domain="qonnx.custom_op.general", model="/etc/x"
+    )
+    with pytest.raises(DataError, match=r"\(GenericPartition\) of domain"):
+        qonnx_model.inspect(_graph_edit(clean, tmp_path / "g.onnx", [part]))
+    relu = helper.make_node("Relu", ["x"], ["r"], domain="ai.onnx")
+    with pytest.raises(DataError, match="of domain 'ai.onnx'"):
+        qonnx_model.inspect(_graph_edit(clean, tmp_path / "a.onnx", [relu]))
+    # A chain of operators on constants, folded one per pass at every load.
+    chain = [helper.make_node("Relu", [f"k{i}"], [f"k{i + 1}"]) for i in range(100)]
+    k0 = numpy_helper.from_array(np.ones(2, np.float32), "k0")
+    with pytest.raises(DataError, match="100 operators compute on constants only"):
+        qonnx_model.inspect(_graph_edit(clean, tmp_path / "k.onnx", chain, [k0]))
+
+    # A bit width of a billion, a shape of 2^40 elements, a subgraph.
+    def wide(model: object) -> None:
+        for tensor in model.graph.initializer:  # type: ignore[attr-defined]
+            if tensor.name == "qx_bits":
+                tensor.CopyFrom(numpy_helper.from_array(np.array(1e9, np.float32), "qx_bits"))
+
+    with pytest.raises(DataError, match="a bit width outside 1 to 32"):
+        qonnx_model.inspect(_edited(clean, tmp_path / "b.onnx", wide))
+
+    def huge(model: object) -> None:
+        dims = model.graph.input[0].type.tensor_type.shape.dim  # type: ignore[attr-defined]
+        dims[1].dim_value = 1 << 40
+
+    with pytest.raises(DataError, match="has shape"):
+        qonnx_model.inspect(_edited(clean, tmp_path / "h.onnx", huge))
+    inner = helper.make_graph([], "inner", [], [])
+    branch = helper.make_node("Relu", ["x"], ["y2"], body=inner)
+    with pytest.raises(DataError, match="holds a subgraph"):
+        qonnx_model.inspect(_graph_edit(clean, tmp_path / "s.onnx", [branch]))
 
 
 def test_pack_refuses_a_hostile_onnx_file_in_one_line(tmp_path: Path) -> None:

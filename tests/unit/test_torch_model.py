@@ -101,6 +101,11 @@ def test_the_builder_must_return_a_module_that_suits_the_task(
         "def build(params, input_shape, n_classes):\n"
         "    if params.get('kind') == 'list':\n"
         "        return [1, 2]\n"
+        "    if params.get('kind') == 'pair':\n"
+        "        class Pair(torch.nn.Module):\n"
+        "            def forward(self, x):\n"
+        "                return x, x\n"
+        "        return Pair()\n"
         "    final = torch.nn.Softmax(dim=1) if params.get('kind') == 'ok' else torch.nn.ReLU()\n"
         "    return torch.nn.Sequential(torch.nn.Linear(input_shape[0], n_classes), final)\n"
     )
@@ -114,6 +119,10 @@ def test_the_builder_must_return_a_module_that_suits_the_task(
         )
     with pytest.raises(StageError, match=r"gives rows of shape \[10\].*shape \[3\]"):
         _wrong_width(spec, src)
+    with pytest.raises(StageError, match="forward returns tuple, not one tensor"):
+        pytorch.build(
+            parse_spec(_spec(experiment, model + '[model.params]\nkind = "pair"\n')), (64,), 10, src
+        )
     with pytest.raises(StageError, match="returned list, not a torch.nn.Module"):
         pytorch.build(
             parse_spec(_spec(experiment, model + '[model.params]\nkind = "list"\n')), (64,), 10, src
