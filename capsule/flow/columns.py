@@ -1,6 +1,7 @@
 """ROOT trees and Parquet files as one 2-D array of numbers, read a window of rows at a time.
 
-Physics data sits in ROOT TTrees (flat branches, and jagged ones such as jet constituents) and
+Physics data sits in ROOT TTrees (flat branches, and jagged ones such as jet constituents), in
+their successor RNTuples (fields: the same, and what uproot 5.7 writes by default) and
 in Parquet files (flat and list columns). Converting them to .npy would copy gigabytes and cut the
 link between the capsule's data hash and the file the researcher has, so they are read where they
 are: the named branches or columns of one or more files become the columns of one array (a
@@ -9,7 +10,8 @@ jagged one padded or truncated to its declared length), and the files follow eac
 The array keeps `flow.data`'s contract, rows read by position, so the seeded split and the block
 order are the same as for the same numbers stored as .npy. Reads go through a cache of one
 *window*: a stretch of rows inside one ROOT cluster (the entries whose baskets start and end
-together) or one Parquet row group, at most WINDOW_BYTES decoded. A batch inside a cached window
+together; an RNTuple's clusters are decoded whole by uproot and cut into windows) or one Parquet
+row group, at most WINDOW_BYTES decoded. A batch inside a cached window
 costs a slice; a block of the split decompresses each of its clusters about once. Memory is the
 window plus the format's own unit of compression (one basket per branch, one Parquet page), never
 the file. ROOT files are read with positioned reads, not uproot's default fsspec/mmap source: pages
@@ -63,6 +65,7 @@ UNITS_FLOOR = 1000
 ROWS_PER_UNIT = 64
 BYTES_PER_UNIT = 64 << 10
 DECODED_FLOOR = 1 << 20  # a file that decodes to at most this is never a bomb
+MAX_CLUSTER_BYTES = 1 << 30  # an RNTuple cluster of the named fields, decoded whole by uproot
 
 
 @dataclass(frozen=True)
@@ -118,36 +121,50 @@ def _numeric(dtype: np.dtype[Any]) -> bool:
     return dtype.kind in "biuf"
 
 
+def open_root(path: Path, name: str, tree: str) -> Source:
+    """The TTree or RNTuple `tree` of a ROOT file: uproot 5.7's plain `f[name] = {...}` writes an
+    RNTuple, ROOT's successor to TTree, so a new user's file is as likely to be one as the other."""
+    import uproot
+
+    size = _size(path, name)
+    try:
+        file = uproot.open(
+            path,
+            handler=uproot.source.file.MultithreadedFileSource,
+            array_cache=None,
+            object_cache=None,
+        )
+    except Exception as exc:  # uproot raises many types for a file that is not ROOT
+        raise DataError(f"{name}: not a ROOT file: {_one_line(exc)}") from None
+    try:
+        names = sorted(k.split(";")[0] for k in file.keys(recursive=True))
+        if tree not in names:
+            trees = ", ".join(repr(n) for n in names[:20]) or "nothing"
+            raise DataError(f"{name}: no tree {tree!r} (the file holds {trees})")
+        obj = file[tree]
+        if isinstance(obj, uproot.behaviors.TTree.TTree):
+            return RootSource(file, obj, name, tree, size)
+        if isinstance(obj, uproot.behaviors.RNTuple.RNTuple):
+            return RNTupleSource(file, obj, name, tree, size)
+        kind = type(obj).__name__.replace("Model_", "")
+        raise DataError(f"{name}: {tree!r} is a {kind!r}, not a TTree or an RNTuple")
+    except DataError:
+        file.close()
+        raise
+    except Exception as exc:  # a damaged directory or header
+        file.close()
+        raise DataError(f"{name}: cannot read {tree!r}: {_one_line(exc)}") from None
+
+
 class RootSource:
     """One TTree of a ROOT file, read by entry ranges through uproot."""
 
-    def __init__(self, path: Path, name: str, tree: str) -> None:
-        import uproot
-
+    def __init__(self, file: Any, tree_obj: Any, name: str, tree: str, size: int) -> None:
         self.name = name
         self.tree_name = tree
-        self.size = _size(path, name)
-        try:
-            self._file = uproot.open(
-                path,
-                handler=uproot.source.file.MultithreadedFileSource,
-                array_cache=None,
-                object_cache=None,
-            )
-        except Exception as exc:  # uproot raises many types for a file that is not ROOT
-            raise DataError(f"{name}: not a ROOT file: {_one_line(exc)}") from None
-        try:
-            names = sorted(k.split(";")[0] for k in self._file.keys(recursive=True))
-            if tree not in names:
-                trees = ", ".join(repr(n) for n in names[:20]) or "nothing"
-                raise DataError(f"{name}: no tree {tree!r} (the file holds {trees})")
-            self._tree = self._file[tree]
-            if not isinstance(self._tree, uproot.behaviors.TTree.TTree):
-                kind = type(self._tree).__name__.replace("Model_", "")
-                raise DataError(f"{name}: {tree!r} is a {kind!r}, not a TTree")
-        except DataError:
-            self._file.close()
-            raise
+        self.size = size
+        self._file = file
+        self._tree = tree_obj
         self.n_rows = int(self._tree.num_entries)
         self._jagged: set[str] | None = None
 
@@ -211,6 +228,135 @@ class RootSource:
 
     def close(self) -> None:
         self._file.close()
+
+
+class RNTupleSource:
+    """One RNTuple of a ROOT file, read a cluster at a time through uproot.
+
+    uproot decodes an RNTuple by whole clusters (every page of each column in them), whatever
+    entry range is asked for, so the last cluster decoded is kept and windows are cut from it:
+    memory is one cluster of the named fields, bounded by MAX_CLUSTER_BYTES from the page
+    metadata before any page is read (uproot allocates each page from the same metadata)."""
+
+    def __init__(self, file: Any, ntuple: Any, name: str, tree: str, size: int) -> None:
+        self.name = name
+        self.tree_name = tree
+        self.size = size
+        self._file = file
+        self._ntuple = ntuple
+        self.n_rows = int(ntuple.num_entries)
+        starts = [int(c.num_first_entry) for c in ntuple.cluster_summaries]
+        self._starts = [*starts, self.n_rows] if starts else [0, self.n_rows]
+        self._cluster: tuple[tuple[tuple[str, ...], int], dict[str, Any]] | None = None
+
+    def where(self, column: str) -> str:
+        return f"{self.name}: RNTuple {self.tree_name!r}, field {column!r}"
+
+    def fields(self) -> dict[str, Field | str]:
+        out: dict[str, Field | str] = {}
+        for key, field in self._ntuple.iteritems():
+            try:
+                form = field.to_akform()[0].contents[0]
+            except Exception as exc:  # uproot cannot read some class-typed fields
+                out[key] = _one_line(exc)
+                continue
+            out[key] = _form_field(form) or str(field.typename)
+        return out
+
+    def _columns_of(self, column: str) -> list[int]:
+        """The indices of the RNTuple columns (offsets and values) that hold a field."""
+        keys: list[str] = []
+        _form_keys(self._ntuple[column].to_akform()[0], keys)
+        return [int(k.split("-")[1]) for k in keys if k.startswith("column-")]
+
+    def boundaries(self, columns: list[str]) -> list[int]:
+        return list(self._starts)
+
+    def _decoded(self, columns: list[str], first: int, last: int) -> int:
+        """The bytes clusters first..last-1 of `columns` decode to, as their pages declare."""
+        total = 0
+        for column in columns:
+            for index in self._columns_of(column):
+                n, _, dtype = self._ntuple._expected_array_length_starts_dtype(index, first, last)
+                total += int(n) * np.dtype(dtype).itemsize
+        return total
+
+    def footprint(self, columns: list[str]) -> Footprint:
+        decoded, units = {}, {}
+        clusters = self._ntuple.page_link_list
+        for column in columns:
+            decoded[column] = self._decoded([column], 0, len(clusters))
+            units[column] = sum(
+                len(cluster[i].pages) if i < len(cluster) else 0
+                for cluster in clusters
+                for i in self._columns_of(column)
+            )
+        return Footprint(self.size, decoded, units, "pages")
+
+    def read(self, columns: list[str], start: int, stop: int) -> dict[str, Any]:
+        import awkward as ak
+
+        k = bisect.bisect_right(self._starts, start) - 1
+        lo, hi = self._starts[k], self._starts[k + 1]
+        if stop > hi:  # ColumnFile's windows lie inside clusters (boundaries above)
+            raise DataError(f"{self.name}: entries {start}-{stop} cross a cluster's end ({hi})")
+        key = (tuple(columns), k)
+        if self._cluster is None or self._cluster[0] != key:
+            self._cluster = None  # released before the next cluster is read
+            size = self._decoded(columns, k, k + 1)
+            if size > MAX_CLUSTER_BYTES:
+                raise DataError(
+                    f"{self.name}: RNTuple {self.tree_name!r}, entries {lo}-{hi}: one cluster of "
+                    f"the input's fields decodes to {size:,} bytes, more than the "
+                    f"{MAX_CLUSTER_BYTES >> 20} MiB read at once; write the file with smaller "
+                    "clusters"
+                )
+            arrays = self._ntuple.arrays(
+                columns, entry_start=lo, entry_stop=hi, library="ak", array_cache=None
+            )
+            data: dict[str, Any] = {}
+            for column in columns:
+                values = arrays[column]
+                kind = ak.to_layout(values)
+                regular = isinstance(kind, ak.contents.NumpyArray | ak.contents.RegularArray)
+                data[column] = ak.to_numpy(values) if regular else values
+            self._cluster = (key, data)
+        return {c: v[start - lo : stop - lo] for c, v in self._cluster[1].items()}
+
+    def close(self) -> None:
+        self._cluster = None
+        self._file.close()
+
+
+def _form_field(form: Any) -> Field | None:
+    """A numeric field's element type and values per entry from its awkward form: a number,
+    a fixed-size array of numbers (std::array, nested too), or a vector of numbers (jagged)."""
+    import awkward as ak
+
+    if form.parameters.get("__array__") in ("string", "bytestring"):
+        return None
+    width = 1
+    while isinstance(form, ak.forms.RegularForm):
+        width *= int(form.size)
+        form = form.content
+    jagged = isinstance(form, ak.forms.ListOffsetForm | ak.forms.ListForm) and width == 1
+    if jagged:
+        form = form.content
+    if not isinstance(form, ak.forms.NumpyForm) or form.inner_shape or form.parameters:
+        return None
+    dtype = np.dtype(ak.types.numpytype.primitive_to_dtype(form.primitive))
+    if not _numeric(dtype):
+        return None
+    return Field(dtype, None if jagged else width)
+
+
+def _form_keys(form: Any, out: list[str]) -> None:
+    if form.form_key is not None:
+        out.append(str(form.form_key))
+    for child in getattr(form, "contents", None) or (
+        [form.content] if hasattr(form, "content") else []
+    ):
+        _form_keys(child, out)
 
 
 class ParquetSource:
@@ -335,6 +481,8 @@ def _ragged_entry(source: Source, column: str) -> str:
             values = source._tree[column].array(
                 entry_stop=min(source.n_rows, RAGGED_LOOKUP_ROWS), library="ak", array_cache=None
             )
+        elif isinstance(source, RNTupleSource):
+            values = source.read([column], 0, min(source._starts[1], RAGGED_LOOKUP_ROWS))[column]
         elif isinstance(source, ParquetSource):
             batches, rows = [], 0
             for batch in source._file.iter_batches(batch_size=4096, columns=[column]):
@@ -469,7 +617,7 @@ class ColumnFile:
                 foot.decoded[column] // BYTES_PER_UNIT,
             )
             if units > most:
-                noun = "entries" if isinstance(source, RootSource) else "rows"
+                noun = "rows" if isinstance(source, ParquetSource) else "entries"
                 raise DataError(
                     f"{source.where(column)}: {units:,} {foot.unit} for {source.n_rows:,} "
                     f"{noun}, more than one per {ROWS_PER_UNIT} {noun} or "
@@ -612,6 +760,8 @@ def _size(path: Path, name: str) -> int:
 def _noun(source: Source, plural: bool = False) -> str:
     if isinstance(source, RootSource):
         return "branches" if plural else "branch"
+    if isinstance(source, RNTupleSource):
+        return "fields" if plural else "field"
     return "columns" if plural else "column"
 
 

@@ -292,14 +292,14 @@ def open_input(root: Path, names: list[str], inp: DataInput) -> ArrayFile:
         if len(names) != 1:
             raise DataError(f"a {fmt} input is one file, not {len(names)}")
         return open_array(root / names[0], fmt, inp.dataset, names[0])
-    from capsule.flow.columns import ColumnFile, Jagged, ParquetSource, RootSource, Source
+    from capsule.flow.columns import ColumnFile, Jagged, ParquetSource, Source, open_root
 
     sources: list[Source] = []
     try:
         for name in names:
             if fmt == "root":
                 assert inp.tree is not None
-                sources.append(RootSource(root / name, name, inp.tree))
+                sources.append(open_root(root / name, name, inp.tree))
             else:
                 sources.append(ParquetSource(root / name, name))
     except DataError:

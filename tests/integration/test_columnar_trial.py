@@ -1,6 +1,7 @@
 """Trials on ROOT and Parquet inputs, from `capsule init --example root` (toy jets written by
 uproot, several baskets, a jagged branch): the same trained weights, hls4ml project and metrics,
-byte for byte, as the same numbers stored as Parquet (several row groups, a list column) and as
+byte for byte, as the same numbers stored as an RNTuple (uproot's default `f[name] = {...}`, then
+`extend`: several clusters, a vector field), as Parquet (several row groups, a list column) and as
 .npy, because the rows, their order and the split are the same. Each trial runs in a folder of
 its own, so the three agreeing is also the proof that a columnar trial repeats across folders."""
 
@@ -37,6 +38,14 @@ def _as_parquet_and_npy(folder: Path) -> None:
     flat = [ak.to_numpy(jets[name]) for name in FEATURES[:3]]
     np.save(folder / "data" / "jets_x.npy", np.column_stack([*flat, padded]).astype(np.float32))
     np.save(folder / "data" / "jets_y.npy", ak.to_numpy(jets["label"]))
+    with uproot.recreate(folder / "data" / "jets_rntuple.root") as f:
+        chunks = [jets[i : i + 1000] for i in range(0, len(jets), 1000)]
+        f["Jets"] = {name: chunks[0][name] for name in [*FEATURES, "label"]}
+        for chunk in chunks[1:]:
+            f["Jets"].extend({name: chunk[name] for name in [*FEATURES, "label"]})
+    ntuple = uproot.open(folder / "data" / "jets_rntuple.root")["Jets"]
+    assert isinstance(ntuple, uproot.behaviors.RNTuple.RNTuple)
+    assert len(ntuple.cluster_summaries) == len(chunks) > 2
 
 
 def _respec(spec: Path, name: str, replace: list[tuple[str, str]]) -> Path:
@@ -65,6 +74,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:  # typ
             ("branches = ", "columns = "),
         ],
     )
+    rntuple = _respec(spec, "rntuple.toml", [('"data/jets.root"', '"data/jets_rntuple.root"')])
     npy = _respec(
         spec,
         "npy.toml",
@@ -82,6 +92,7 @@ def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:  # typ
     runs = {
         "root": (spec, base / "a" / "root"),
         "parquet": (parquet, base / "elsewhere" / "parquet-run"),
+        "rntuple": (rntuple, base / "rntuple"),
         "npy": (npy, base / "npy"),
     }
     for name, (source, out) in runs.items():
@@ -107,8 +118,8 @@ def test_a_root_trial_trains_and_converts(results: dict[str, dict]) -> None:  # 
     assert a["metrics"]["float_accuracy"] > 0.5  # three classes: chance is 1/3
 
 
-def test_the_same_numbers_as_parquet_or_npy_give_the_same_trial(results: dict[str, dict]) -> None:  # type: ignore[type-arg]
+def test_the_same_numbers_as_rntuple_parquet_or_npy_give_the_same_trial(results: dict[str, dict]) -> None:  # type: ignore[type-arg]
     root = results["root"]
-    for other in ("parquet", "npy"):
+    for other in ("rntuple", "parquet", "npy"):
         assert results[other]["artifacts"] == root["artifacts"], other
         assert results[other]["metrics"] == root["metrics"], other

@@ -114,6 +114,46 @@ def test_a_branch_of_strings_is_refused(jets: Path) -> None:
     )
 
 
+def _as_rntuple(folder: Path, change: dict[str, Any] | None = None) -> None:
+    """The example's jets rewritten by uproot's default path (`f[name] = {...}`): an RNTuple."""
+    data = toyjets.generate() | (change or {})
+    (folder / "data" / "jets.root").unlink()
+    with uproot.recreate(folder / "data" / "jets.root") as f:
+        f["Jets"] = {k: v[:2000] for k, v in data.items()}
+        f["Jets"].extend({k: v[2000:] for k, v in data.items()})
+    assert isinstance(
+        uproot.open(folder / "data" / "jets.root")["Jets"],
+        uproot.models.RNTuple.Model_ROOT_3a3a_RNTuple,
+    )
+
+
+def test_an_rntuple_packs_and_its_fields_are_checked_like_branches(
+    jets: Path, tmp_path: Path
+) -> None:
+    _as_rntuple(jets.parent)
+    packed = cli("pack", jets, "-o", tmp_path / "c.capsule")
+    assert packed.code == 0, packed.stderr
+    _edit(jets, '"mass", "constituent_pt"]', '"mass", "n_tracks", "constituent_pt"]')
+    _refused(jets, "data.features: data/jets.root: RNTuple 'Jets', field 'n_tracks': no such field")
+    _edit(jets, '"mass", "n_tracks", "constituent_pt"]', '"mass", "constituent_pt"]')
+    _edit(jets, "constituent_pt = { length = 8, pad = 0.0 }\n", "")
+    _refused(
+        jets,
+        "data.features: data/jets.root: RNTuple 'Jets', field 'constituent_pt', entry "
+        f"{RAGGED[0]} ({RAGGED[1]} values, entry 0 has {RAGGED[2]}): jagged (entries hold "
+        "different numbers of values); declare its length and pad value",
+    )
+
+
+def test_an_rntuple_field_of_strings_is_refused(jets: Path) -> None:
+    rows = len(toyjets.generate()["pt"])
+    _as_rntuple(jets.parent, {"mass": ak.Array(["heavy"] * rows)})
+    _refused(
+        jets,
+        "data.features: data/jets.root: RNTuple 'Jets', field 'mass': not numbers ('std::string')",
+    )
+
+
 def _first_ragged(lengths: list[int]) -> tuple[int, int, int]:
     n = next(i for i, k in enumerate(lengths) if k != lengths[0])
     return n, lengths[n], lengths[0]

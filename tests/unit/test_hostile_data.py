@@ -29,7 +29,14 @@ from hypothesis import strategies as st
 
 from capsule import api, toyjets
 from capsule.errors import DataError
-from capsule.flow.columns import ColumnFile, Footprint, Jagged, ParquetSource, RootSource
+from capsule.flow.columns import (
+    ColumnFile,
+    Footprint,
+    Jagged,
+    ParquetSource,
+    RootSource,
+    open_root,
+)
 from capsule.flow.data import Hdf5File, NpyFile
 from tests.unit.test_hostile import SLOW_CASES, Ran, cli, cli_process, refused
 
@@ -354,7 +361,9 @@ class _Lying(RootSource):
 def test_a_window_beyond_what_the_metadata_allows_is_refused_when_read(tmp_path: Path) -> None:
     data = _jets(2000) | {"constituent_pt": _zeros(2000, 5000)}
     toyjets.write_root(tmp_path / "j.root", data, basket=2000)
-    source = _Lying(tmp_path / "j.root", "j.root", "Jets")
+    opened = open_root(tmp_path / "j.root", "j.root", "Jets")
+    assert isinstance(opened, RootSource)
+    source = _Lying(opened._file, opened._tree, "j.root", "Jets", opened.size)
     f = ColumnFile([source], ["constituent_pt"], {"constituent_pt": Jagged(8, 0.0)})
     with pytest.raises(DataError, match=r"j.root, entries 0-2000: decode to 40,0.*bomb"):
         f.read(0, 10)

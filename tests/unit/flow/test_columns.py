@@ -1,4 +1,5 @@
-"""ROOT and Parquet inputs (flow.columns): generated files, read back by position, exactly."""
+"""ROOT (TTree and RNTuple) and Parquet inputs (flow.columns): generated files, read back by
+position, exactly."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import uproot
 
 from capsule import toyjets
 from capsule.errors import DataError
-from capsule.flow.columns import ColumnFile, Jagged, ParquetSource, RootSource
+from capsule.flow import columns
+from capsule.flow.columns import ColumnFile, Jagged, ParquetSource, RNTupleSource, open_root
 from capsule.flow.data import Inputs, Split, iter_batches, open_input, read_ranges
 from capsule.spec import DataInput
 
@@ -26,6 +29,16 @@ def expected(data: dict[str, Any]) -> np.ndarray:
     """The features as the reader should give them: flat columns, then 4 padded constituents."""
     padded = ak.fill_none(ak.pad_none(data["constituent_pt"], 4, clip=True), -1.0)
     return np.column_stack([data["pt"], data["eta"], ak.to_numpy(padded)]).astype(np.float32)
+
+
+def write_rntuple(path: Path, data: dict[str, Any], cluster: int) -> Path:
+    """uproot's default path: `f[name] = {...}` writes an RNTuple, each `extend` a cluster."""
+    rows = len(data["pt"])
+    with uproot.recreate(path) as f:
+        f["Jets"] = {k: v[:cluster] for k, v in data.items()}
+        for start in range(cluster, rows, cluster):
+            f["Jets"].extend({k: v[start : start + cluster] for k, v in data.items()})
+    return path
 
 
 def write_parquet(path: Path, data: dict[str, Any], row_group: int) -> Path:
@@ -52,6 +65,9 @@ def files(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Any]) -> Pat
     second = {k: v[600:] for k, v in data.items()}
     toyjets.write_root(root / "a.root", first, basket=100)
     toyjets.write_root(root / "b.root", second, basket=70)
+    write_rntuple(root / "one.rntuple", data, cluster=128)
+    write_rntuple(root / "a.rntuple", first, cluster=100)
+    write_rntuple(root / "b.rntuple", second, cluster=400)
     write_parquet(root / "one.parquet", data, row_group=150)
     write_parquet(root / "a.parquet", first, row_group=90)
     write_parquet(root / "b.parquet", second, row_group=300)
@@ -60,7 +76,7 @@ def files(tmp_path_factory: pytest.TempPathFactory, data: dict[str, Any]) -> Pat
 
 def _open(kind: str, root: Path, names: list[str], cols: list[str], window: int) -> ColumnFile:
     sources: list[Any] = [
-        RootSource(root / n, n, "Jets") if kind == "root" else ParquetSource(root / n, n)
+        ParquetSource(root / n, n) if kind == "parquet" else open_root(root / n, n, "Jets")
         for n in names
     ]
     jagged = {c: j for c, j in JAGGED.items() if c in cols}
@@ -72,6 +88,8 @@ def _open(kind: str, root: Path, names: list[str], cols: list[str], window: int)
     [
         ("root", ["one.root"]),
         ("root", ["a.root", "b.root"]),
+        ("rntuple", ["one.rntuple"]),
+        ("rntuple", ["a.rntuple", "b.rntuple"]),
         ("parquet", ["one.parquet"]),
         ("parquet", ["a.parquet", "b.parquet"]),
     ],
@@ -85,7 +103,7 @@ def test_rows_read_by_position_equal_the_data(
     # The format's own units (baskets, row groups) cut the windows, and no window passes 64 rows.
     bounds = features._bounds[0]
     assert max(b - a for a, b in itertools.pairwise(bounds)) <= 64
-    assert (128 in bounds) if names == ["one.root"] else True
+    assert (128 in bounds) if names in (["one.root"], ["one.rntuple"]) else True
     assert (150 in bounds) if names == ["one.parquet"] else True
     # In order, out of order, across windows, clusters and files, and single rows.
     got = np.concatenate([features.read(a, min(1000, a + 77)) for a in range(0, 1000, 77)])
@@ -151,7 +169,7 @@ def test_a_damaged_root_file_is_named_with_its_entries(files: Path, tmp_path: Pa
     raw = bytearray((files / "one.root").read_bytes())
     raw[len(raw) // 3 : len(raw) // 3 + 4000] = bytes(4000)  # zeroes inside compressed baskets
     (tmp_path / "bad.root").write_bytes(bytes(raw))
-    f = ColumnFile([RootSource(tmp_path / "bad.root", "bad.root", "Jets")], BRANCHES, JAGGED)
+    f = ColumnFile([open_root(tmp_path / "bad.root", "bad.root", "Jets")], BRANCHES, JAGGED)
     with pytest.raises(DataError, match=r"^bad\.root, entries 0-128: cannot read: "):
         for a in range(0, 1000, 100):
             f.read(a, a + 100)
@@ -162,3 +180,31 @@ def test_an_input_without_files_is_refused(files: Path) -> None:
     spec = DataInput.model_validate({"path": "*.root", "tree": "Jets", "branches": ["pt"]})
     with pytest.raises(DataError, match="^no data file is locked for this input$"):
         open_input(files, [], spec)
+
+
+def test_an_rntuple_is_decoded_a_cluster_at_a_time_and_bounded(
+    files: Path, data: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uproot decodes whole clusters: each is decoded once for all its windows, and a cluster
+    above the bound is refused from its page metadata, before any page is read."""
+    source = open_root(files / "one.rntuple", "one.rntuple", "Jets")
+    assert isinstance(source, RNTupleSource)
+    decoded: list[tuple[int | None, int | None]] = []
+    arrays = source._ntuple.arrays
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        decoded.append((kwargs["entry_start"], kwargs["entry_stop"]))
+        return arrays(*args, **kwargs)
+
+    monkeypatch.setattr(source._ntuple, "arrays", counted)
+    f = ColumnFile([source], BRANCHES, JAGGED, window_bytes=16 * 24)
+    assert np.array_equal(f.read(0, 1000), expected(data))
+    assert decoded == [(a, min(1000, a + 128)) for a in range(0, 1000, 128)]
+    f.close()
+    monkeypatch.setattr(columns, "MAX_CLUSTER_BYTES", 128 * 6 * 4)  # less than pt, eta and 4 more
+    f = ColumnFile([open_root(files / "one.rntuple", "one.rntuple", "Jets")], BRANCHES, JAGGED)
+    with pytest.raises(
+        DataError, match=r"^one\.rntuple: RNTuple 'Jets', entries 0-128: one cluster"
+    ):
+        f.read(0, 10)
+    f.close()
