@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -70,6 +71,11 @@ class HostRuntime:
     use_cache: bool = True
     stage_cache: cache.StageCache = field(default_factory=cache.StageCache)
     worker: str | None = None  # a Dask worker's name: where its trials ran, with host and job
+    # The stage-cache keys a running attempt will store: another attempt needing one of them
+    # waits for it rather than computing it again (trials at once in an HLS-only sweep of one
+    # trained point would otherwise each train it).
+    _producing: set[str] = field(default_factory=set)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
 
     @property
     def kind(self) -> str:
@@ -109,28 +115,50 @@ class HostRuntime:
             if u.name in unit_keys and registry.first_stage(u.name, spec) in stages
         ]
         written = {u for s in stages for u in s.writes_into}
-        reuse = self.stage_cache.reusable(unit_keys, units) if self.use_cache else {}
-        pid_file = folder.with_suffix(".pid")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        result = run_with(
-            self.choice,
-            job.reusing(reuse),
-            folder,
-            label=label,
-            on_spawn=lambda pid: write_atomic(pid_file, f"{pid}\n"),
-        )
-        pid_file.unlink(missing_ok=True)
-        if self.use_cache:
-            self.stage_cache.store(
-                unit_keys,
-                [u for u in units if u not in reuse and _storable(spec, u, result)],
+        reuse, claimed = self._claim(unit_keys, units) if self.use_cache else ({}, set())
+        try:
+            pid_file = folder.with_suffix(".pid")
+            folder.parent.mkdir(parents=True, exist_ok=True)
+            result = run_with(
+                self.choice,
+                job.reusing(reuse),
                 folder,
-                result.stage_metrics,
-                result.fidelity,
-                {u: files for u, files in result.unit_files.items() if u in written},
+                label=label,
+                on_spawn=lambda pid: write_atomic(pid_file, f"{pid}\n"),
             )
+            pid_file.unlink(missing_ok=True)
+            if self.use_cache:
+                self.stage_cache.store(
+                    unit_keys,
+                    [u for u in units if u not in reuse and _storable(spec, u, result)],
+                    folder,
+                    result.stage_metrics,
+                    result.fidelity,
+                    {u: files for u, files in result.unit_files.items() if u in written},
+                )
+        finally:
+            self._release(claimed)
         image = self.choice.image if self.choice.kind == "docker" else None
         return Ran(result, image, place, duration_s=time.perf_counter() - start)
+
+    def _claim(
+        self, unit_keys: dict[str, str], units: list[str]
+    ) -> tuple[dict[str, Path], set[str]]:
+        """The cached units this attempt reuses, after waiting for any that a running attempt is
+        computing, and the keys it computes itself (claimed until it has stored them)."""
+        with self._changed:
+            while True:
+                reuse = self.stage_cache.reusable(unit_keys, units)
+                needed = {unit_keys[u] for u in units if u not in reuse}
+                if not needed & self._producing:
+                    self._producing |= needed
+                    return reuse, needed
+                self._changed.wait()
+
+    def _release(self, claimed: set[str]) -> None:
+        with self._changed:
+            self._producing -= claimed
+            self._changed.notify_all()
 
     def stop(self, number: int, folder: Path, label: str) -> None:
         """Kill what runs (or a killed search left running) for the trial in `folder`.

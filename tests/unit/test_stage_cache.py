@@ -145,3 +145,31 @@ def test_a_fifo_keeps_its_unit_out_of_the_cache(tmp_path: Path) -> None:
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         assert cache.store(KEYS, ["train"], folder, {}, {}) == []
+
+
+def test_an_attempt_waits_for_a_unit_another_attempt_is_computing(tmp_path: Path) -> None:
+    """Trials at once (`--jobs 2`) of one trained point: the second reuses the first's training
+    instead of training it again; an attempt computing other units never waits."""
+    import threading
+
+    from capsule.runtime.choose import Choice
+    from capsule.runtime.host import HostRuntime
+
+    runtime = HostRuntime(Choice("local"), stage_cache=StageCache(tmp_path / "cache"))
+    other = {"train": "sha256:" + "3" * 64, "hls": "sha256:" + "4" * 64}
+    first, claimed = runtime._claim(KEYS, ["train", "hls"])
+    assert first == {} and claimed == set(KEYS.values())
+    assert runtime._claim(other, ["train", "hls"]) == ({}, set(other.values()))
+    second: list[tuple[dict[str, Path], set[str]]] = []
+    later = {"train": KEYS["train"], "hls": "sha256:" + "5" * 64}
+    waiter = threading.Thread(target=lambda: second.append(runtime._claim(later, ["train", "hls"])))
+    waiter.start()
+    while not runtime._changed._waiters:  # type: ignore[attr-defined]
+        waiter.join(0.01)
+    assert not second  # blocked on the training the first attempt computes
+    runtime.stage_cache.store(KEYS, ["train", "hls"], _trial(tmp_path), {}, {})
+    runtime._release(claimed)
+    waiter.join(10)
+    assert len(second) == 1
+    reuse, mine = second[0]
+    assert set(reuse) == {"train"} and mine == {later["hls"]}
