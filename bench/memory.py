@@ -109,11 +109,16 @@ def _run(mode: str, data: tuple[Path, Path]) -> dict[str, float]:
 
 
 def run() -> list[Row]:
+    # The first run writes its data as a first `make bench` does (the files are removed first):
+    # its pages are still being written back while it trains. The second run reads the same
+    # files again, settled.
+    for path in WORK.glob("train4g_*.npy"):
+        path.unlink()
     four = _dataset("train4g", 4 * GIB, seed=11)
-    eight = _dataset("train8g", 8 * GIB, seed=12)
-    memory = _run("memory", four)
-    stream = _run("stream", four)
-    stream2 = _run("stream", eight)
+    first = {mode: _run(mode, four) for mode in ("memory", "stream")}
+    second = {mode: _run(mode, four) for mode in ("memory", "stream")}
+    stream2 = _run("stream", _dataset("train8g", 8 * GIB, seed=12))
+    memory, stream = second["memory"], second["stream"]
     mem_data = memory["peak_mb"] - memory["baseline_mb"]
     stream_data = stream["peak_mb"] - stream["baseline_mb"]
     stream2_data = stream2["peak_mb"] - stream2["baseline_mb"]
@@ -123,6 +128,17 @@ def run() -> list[Row]:
             f"implausible memory figures: np.load {mem_data:.0f} MB above its baseline for "
             f"4 GiB of data, streamed {stream_data:.0f} / {stream2_data:.0f} MB"
         )
+    rates = [
+        Row(
+            f"train 1 epoch, 4 GiB: samples/s, {which} run",
+            f"np.load {run['memory']['rate']:,.0f}",
+            f"streamed {run['stream']['rate']:,.0f}",
+            run["stream"]["rate"] / run["memory"]["rate"],
+            ">= 1.0",
+            run["stream"]["rate"] / run["memory"]["rate"] >= 1.0,
+        )
+        for which, run in (("first (data just written)", first), ("second", second))
+    ]
     return [
         Row(
             "train 1 epoch, 4 GiB: data memory (MB above pre-data RSS)",
@@ -132,14 +148,7 @@ def run() -> list[Row]:
             ">= 100",
             mem_data / stream_data >= 100,
         ),
-        Row(
-            "train 1 epoch, 4 GiB: samples/s",
-            f"np.load {memory['rate']:,.0f}",
-            f"streamed {stream['rate']:,.0f}",
-            stream["rate"] / memory["rate"],
-            ">= 0.9",
-            stream["rate"] / memory["rate"] >= 0.9,
-        ),
+        *rates,
         Row(
             "streamed peak RSS, 8 GiB vs 4 GiB data (MB)",
             f"4 GiB {stream['peak_mb']:.0f} ({stream_data:.0f} data)",

@@ -253,8 +253,11 @@ def _once_each_line() -> Iterator[None]:
         print("".join(dict.fromkeys(buffer.getvalue().splitlines(keepends=True))), end="")
 
 
-def convert(spec: Spec, model: Any, weights: Path, out: Path, input_shape: tuple[int, ...]) -> Any:
-    """Write (and, where g++ builds its simulation, compile) the hls4ml project in `out`.
+def convert(
+    spec: Spec, model: Any, weights: Path, out: Path, input_shape: tuple[int, ...], jobs: int = 1
+) -> Any:
+    """Write (and, where g++ builds its simulation, compile, `jobs` compiler processes at once:
+    `flow.csimbuild`) the hls4ml project in `out`.
 
     DA fallback (da4ml's combinational logic for layers without a Keras 3 handler, BatchNorm
     among them) is turned off: it needs a da4ml release the environment may or may not have, and
@@ -299,7 +302,9 @@ def convert(spec: Spec, model: Any, weights: Path, out: Path, input_shape: tuple
     digest.update(hls4ml.__version__.encode())
     hls_model.config.config[STAMP_KEY] = digest.hexdigest()[:8]
     if h.backend in CSIM_BACKENDS:
-        hls_model.compile()
+        from capsule.flow import csimbuild
+
+        csimbuild.build(hls_model, jobs)
     else:  # oneAPI's simulation library needs the vendor's icpx: the project is written only
         hls_model.write()
     yml = out / "hls4ml_config.yml"

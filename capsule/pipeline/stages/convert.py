@@ -24,7 +24,7 @@ def run(ctx: Context) -> Measured:
     project = ctx.out / layout.HLS_PROJECT
     weights = ctx.out / layout.weights(ctx.spec.model.library())
     shape = tuple(ctx.data.inputs.features.shape[1:])
-    ctx.hls_model = convert(ctx.spec, model, weights, project, shape)
+    ctx.hls_model = convert(ctx.spec, model, weights, project, shape, ctx.job.threads)
     h = ctx.spec.hls4ml
     if h.estimate == "layers":
         write_layers(describe(ctx.hls_model, h.io_type, h.strategy), ctx.out / layout.HLS_LAYERS)
