@@ -18,7 +18,7 @@ from pathlib import Path
 from bench.common import WORK, Row
 
 TRIALS = 6
-TARGET = 1.5
+TARGET = 1.8
 SPACE = """[search.space]
 "hls4ml.reuse_factor" = { choice = [1, 2, 4] }
 "hls4ml.precision" = { choice = ["ap_fixed<16,6>", "ap_fixed<10,4>"] }

@@ -113,13 +113,9 @@ def run() -> list[Row]:
             )
         )
         cache_env = dict(env, CAPSULE_CACHE_DIR=str(root / f"cache{i}"))
-        run_dir = root / f"sweep{i}.run"
-        swept.append(
-            _timed(
-                [capsule_cli, "run", str(sweep), "--jobs", "2", "--run-dir", str(run_dir)],
-                cache_env,
-            )
-        )
+        fresh = root / f"sweep{i}.capsule"  # a run records into its capsule: a new one each time
+        shutil.copy(sweep, fresh)
+        swept.append(_timed([capsule_cli, "run", str(fresh), "--jobs", "2"], cache_env))
     p, t = statistics.median(plain), statistics.median(trial)
     o, s = statistics.median(once), statistics.median(swept)
     retrain = 12 * p
