@@ -245,16 +245,43 @@ class RNTupleSource:
         self._file = file
         self._ntuple = ntuple
         self.n_rows = int(ntuple.num_entries)
-        starts = [int(c.num_first_entry) for c in ntuple.cluster_summaries]
-        self._starts = [*starts, self.n_rows] if starts else [0, self.n_rows]
+        self._starts = self._check_clusters()
         self._cluster: tuple[tuple[tuple[str, ...], int], dict[str, Any]] | None = None
+
+    def _check_clusters(self) -> list[int]:
+        """The clusters' first entries and the end, checked before uproot expands anything it
+        cannot bound itself: header, footer and page lists (each a compressed envelope) at most
+        what a file of this size may decode to, and clusters that follow each other from entry 0
+        to the RNTuple's end (a summary claiming 2^55 entries, or two clusters overlapping,
+        would otherwise be windows by the quadrillion, or rows read twice)."""
+        limit = max(MAX_RATIO * self.size, DECODED_FLOOR)
+        where = f"{self.name}: RNTuple {self.tree_name!r}"
+        for member in ("fLenHeader", "fLenFooter"):
+            if int(self._ntuple.member(member)) > limit:
+                raise DataError(f"{where}: its {member[4:].lower()} expands past {limit:,} bytes")
+        lists = sum(
+            int(group.page_list_link.env_uncomp_size)
+            for group in self._ntuple.footer.cluster_group_records
+        )
+        if lists > limit:
+            raise DataError(f"{where}: its page lists expand to {lists:,} bytes, past {limit:,}")
+        starts, at = [], 0
+        for i, cluster in enumerate(self._ntuple.cluster_summaries):
+            first, entries = int(cluster.num_first_entry), int(cluster.num_entries)
+            if first != at or entries < 0:
+                raise DataError(f"{where}: cluster {i} starts at entry {first}, not {at}")
+            starts.append(first)
+            at += entries
+        if at != self.n_rows:
+            raise DataError(f"{where}: its clusters hold {at:,} entries, not {self.n_rows:,}")
+        return [*starts, self.n_rows] if starts else [0, self.n_rows]
 
     def where(self, column: str) -> str:
         return f"{self.name}: RNTuple {self.tree_name!r}, field {column!r}"
 
     def fields(self) -> dict[str, Field | str]:
         out: dict[str, Field | str] = {}
-        for key, field in self._ntuple.iteritems():
+        for key, field in self._ntuple.iteritems(recursive=False):  # a subfield is not read
             try:
                 form = field.to_akform()[0].contents[0]
             except Exception as exc:  # uproot cannot read some class-typed fields
@@ -264,10 +291,37 @@ class RNTupleSource:
         return out
 
     def _columns_of(self, column: str) -> list[int]:
-        """The indices of the RNTuple columns (offsets and values) that hold a field."""
+        """The indices of the RNTuple columns (offsets and values) that hold a field. A deferred
+        column (its first elements missing, which uproot pads with zeros it allocates beyond
+        what the pages declare) is refused: ROOT writes one only for a field added late."""
         keys: list[str] = []
         _form_keys(self._ntuple[column].to_akform()[0], keys)
-        return [int(k.split("-")[1]) for k in keys if k.startswith("column-")]
+        indices = [int(k.split("-")[1]) for k in keys if k.startswith("column-")]
+        for index in indices:
+            if int(self._ntuple.column_records[index].first_element_index) > 0:
+                raise DataError(f"{self.where(column)}: a deferred column, not supported")
+        return indices
+
+    def _check_counts(self, column: str, width: int | None) -> None:
+        """Each cluster's pages of a field hold what its entries need: `width` values an entry
+        (flat), or one offset an entry (jagged)."""
+        import uproot
+
+        records = self._ntuple.column_records
+        for k, (lo, hi) in enumerate(itertools.pairwise(self._starts)):
+            for index in self._columns_of(column):
+                n, _, _ = self._ntuple._expected_array_length_starts_dtype(index, k, k + 1)
+                if records[index].type in uproot.const.rntuple_index_types:
+                    want = hi - lo + 1  # uproot counts the leading zero offset
+                elif width is not None:
+                    want = (hi - lo) * width
+                else:
+                    continue  # a jagged field's values: as many as its offsets say, bounded
+                if int(n) != want:
+                    raise DataError(
+                        f"{self.where(column)}, entries {lo}-{hi}: its pages hold {int(n):,} "
+                        f"values where the cluster's entries need {want:,}"
+                    )
 
     def boundaries(self, columns: list[str]) -> list[int]:
         return list(self._starts)
@@ -284,7 +338,10 @@ class RNTupleSource:
     def footprint(self, columns: list[str]) -> Footprint:
         decoded, units = {}, {}
         clusters = self._ntuple.page_link_list
+        fields = self.fields()
         for column in columns:
+            field = fields.get(column)
+            self._check_counts(column, field.width if isinstance(field, Field) else None)
             decoded[column] = self._decoded([column], 0, len(clusters))
             units[column] = sum(
                 len(cluster[i].pages) if i < len(cluster) else 0
@@ -588,6 +645,8 @@ class ColumnFile:
         metadata says it decodes to; raises when it says more, or when it has too many units."""
         try:
             foot = source.footprint(self._columns)
+        except DataError:
+            raise
         except Exception as exc:  # uproot and pyarrow raise many types for damaged metadata
             raise DataError(f"{source.name}: cannot read its metadata: {_one_line(exc)}") from None
         kept = source.n_rows * sum(

@@ -29,11 +29,12 @@ from capsule.errors import StageError
 SCRIPT = "build_lib.sh"
 MAX_COMMANDS = 64  # hls4ml's script runs three
 
-# The recording compiler: argument count, then the arguments, NUL-terminated, one invocation after
-# another; a probe runs the real g++ (`command` skips the function) on the probe's stdin.
+# The recording compiler: a compile or link (`-c`, `-o`) is recorded, its argument count, then its
+# arguments, NUL-terminated; anything else (a `-fsyntax-only` probe, `-dumpversion`) runs the real
+# g++ (`command` skips the function), on the probe's stdin.
 _RECORDER = (
-    '() { case " $* " in *" -fsyntax-only "*) command g++ "$@"; return;; esac; '
-    'printf "%s\\0" "$#" "$@" >> "$CAPSULE_CXX_LOG"; }'
+    '() { case " $* " in *" -fsyntax-only "*) ;; *" -c "*|*" -o "*) '
+    'printf "%s\\0" "$#" "$@" >> "$CAPSULE_CXX_LOG"; return;; esac; command g++ "$@"; }'
 )
 
 
@@ -75,7 +76,7 @@ def recorded(project: Path) -> list[list[str]]:
             count = int(words[at])
         except ValueError:
             break
-        commands.append([real, *(w.decode() for w in words[at + 1 : at + 1 + count])])
+        commands.append([real, *(os.fsdecode(w) for w in words[at + 1 : at + 1 + count])])
         at += 1 + count
     if not commands or at != len(words):
         raise StageError(f"{SCRIPT} in {project.name} ran no compiler command capsule could read")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from capsule.capsulefile import Attempt
+from capsule.errors import CapsuleError
 from capsule.files import write_atomic
 from capsule.job import TrialJob
 from capsule.pipeline import cache, registry
@@ -76,6 +77,8 @@ class HostRuntime:
     # trained point would otherwise each train it).
     _producing: set[str] = field(default_factory=set)
     _changed: threading.Condition = field(default_factory=threading.Condition)
+    _waiting: set[Path] = field(default_factory=set)  # trial folders waiting in `_claim`
+    _stopped: set[Path] = field(default_factory=set)  # ... told to stop by `stop`
 
     @property
     def kind(self) -> str:
@@ -115,7 +118,7 @@ class HostRuntime:
             if u.name in unit_keys and registry.first_stage(u.name, spec) in stages
         ]
         written = {u for s in stages for u in s.writes_into}
-        reuse, claimed = self._claim(unit_keys, units) if self.use_cache else ({}, set())
+        reuse, claimed = self._claim(unit_keys, units, folder) if self.use_cache else ({}, set())
         try:
             pid_file = folder.with_suffix(".pid")
             folder.parent.mkdir(parents=True, exist_ok=True)
@@ -142,18 +145,26 @@ class HostRuntime:
         return Ran(result, image, place, duration_s=time.perf_counter() - start)
 
     def _claim(
-        self, unit_keys: dict[str, str], units: list[str]
+        self, unit_keys: dict[str, str], units: list[str], folder: Path
     ) -> tuple[dict[str, Path], set[str]]:
         """The cached units this attempt reuses, after waiting for any that a running attempt is
-        computing, and the keys it computes itself (claimed until it has stored them)."""
+        computing, and the keys it computes itself (claimed until it has stored them). A trial
+        stopped while it waits (Ctrl-C) never starts."""
         with self._changed:
-            while True:
-                reuse = self.stage_cache.reusable(unit_keys, units)
-                needed = {unit_keys[u] for u in units if u not in reuse}
-                if not needed & self._producing:
-                    self._producing |= needed
-                    return reuse, needed
-                self._changed.wait()
+            self._waiting.add(folder)
+            try:
+                while True:
+                    if folder in self._stopped:
+                        self._stopped.discard(folder)
+                        raise CapsuleError(f"trial {folder.name} stopped before it started")
+                    reuse = self.stage_cache.reusable(unit_keys, units)
+                    needed = {unit_keys[u] for u in units if u not in reuse}
+                    if not needed & self._producing:
+                        self._producing |= needed
+                        return reuse, needed
+                    self._changed.wait()
+            finally:
+                self._waiting.discard(folder)
 
     def _release(self, claimed: set[str]) -> None:
         with self._changed:
@@ -167,6 +178,10 @@ class HostRuntime:
         group (g++ and the like) is killed here by the id recorded at spawn. Containers are
         found by their label.
         """
+        with self._changed:
+            if folder in self._waiting:
+                self._stopped.add(folder)
+                self._changed.notify_all()
         pid_file = folder.with_suffix(".pid")
         if pid_file.exists():
             with contextlib.suppress(ValueError):

@@ -157,12 +157,14 @@ def test_an_attempt_waits_for_a_unit_another_attempt_is_computing(tmp_path: Path
 
     runtime = HostRuntime(Choice("local"), stage_cache=StageCache(tmp_path / "cache"))
     other = {"train": "sha256:" + "3" * 64, "hls": "sha256:" + "4" * 64}
-    first, claimed = runtime._claim(KEYS, ["train", "hls"])
+    first, claimed = runtime._claim(KEYS, ["train", "hls"], tmp_path / "a")
     assert first == {} and claimed == set(KEYS.values())
-    assert runtime._claim(other, ["train", "hls"]) == ({}, set(other.values()))
+    assert runtime._claim(other, ["train", "hls"], tmp_path / "b") == ({}, set(other.values()))
     second: list[tuple[dict[str, Path], set[str]]] = []
     later = {"train": KEYS["train"], "hls": "sha256:" + "5" * 64}
-    waiter = threading.Thread(target=lambda: second.append(runtime._claim(later, ["train", "hls"])))
+    waiter = threading.Thread(
+        target=lambda: second.append(runtime._claim(later, ["train", "hls"], tmp_path / "c"))
+    )
     waiter.start()
     while not runtime._changed._waiters:  # type: ignore[attr-defined]
         waiter.join(0.01)
@@ -173,3 +175,34 @@ def test_an_attempt_waits_for_a_unit_another_attempt_is_computing(tmp_path: Path
     assert len(second) == 1
     reuse, mine = second[0]
     assert set(reuse) == {"train"} and mine == {later["hls"]}
+
+
+def test_a_trial_stopped_while_it_waits_never_starts(tmp_path: Path) -> None:
+    """Ctrl-C stops every running trial: one waiting for another's unit must not start when
+    the other, killed, releases it."""
+    import threading
+
+    from capsule.errors import CapsuleError
+    from capsule.runtime.choose import Choice
+    from capsule.runtime.host import HostRuntime
+
+    runtime = HostRuntime(Choice("local"), stage_cache=StageCache(tmp_path / "cache"))
+    _, claimed = runtime._claim(KEYS, ["train", "hls"], tmp_path / "a")
+    outcome: list[object] = []
+
+    def wait() -> None:
+        try:
+            outcome.append(runtime._claim(KEYS, ["train", "hls"], tmp_path / "b"))
+        except CapsuleError as exc:
+            outcome.append(exc)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    while not runtime._changed._waiters:  # type: ignore[attr-defined]
+        waiter.join(0.01)
+    runtime.stop(2, tmp_path / "b", "capsule.trial=2")
+    runtime._release(claimed)  # the first trial, killed, gives its units up
+    waiter.join(10)
+    assert len(outcome) == 1 and isinstance(outcome[0], CapsuleError)
+    assert "stopped before it started" in str(outcome[0])
+    assert runtime._producing == set() and runtime._waiting == set() == runtime._stopped

@@ -208,3 +208,35 @@ def test_an_rntuple_is_decoded_a_cluster_at_a_time_and_bounded(
     ):
         f.read(0, 10)
     f.close()
+
+
+def test_rntuple_metadata_that_lies_is_refused(
+    files: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Cluster summaries out of order, or claiming entries their pages do not hold (2^55 of
+    them made windows by the quadrillion), are one line naming the file, before any read."""
+    model = type(uproot.open(files / "one.rntuple")["Jets"])
+    honest = model.cluster_summaries
+
+    def summaries(change: Any) -> None:
+        monkeypatch.setattr(
+            model, "cluster_summaries", property(lambda self: change(honest.fget(self)))
+        )
+
+    summaries(lambda s: [s[1], s[0], *s[2:]])
+    with pytest.raises(
+        DataError, match=r"^one\.rntuple: RNTuple 'Jets': cluster 0 starts at entry 128, not 0$"
+    ):
+        open_root(files / "one.rntuple", "one.rntuple", "Jets")
+    monkeypatch.undo()
+    first = honest.fget(uproot.open(files / "one.rntuple")["Jets"])[0]
+    lying = type(first)(
+        "ClusterSummaryRecord", num_first_entry=0, num_entries=1 << 55, flags=first.flags
+    )
+    summaries(lambda s: [lying])
+    monkeypatch.setattr(model, "num_entries", property(lambda self: 1 << 55))
+    source = open_root(files / "one.rntuple", "one.rntuple", "Jets")
+    with pytest.raises(
+        DataError, match=r"field 'pt', entries 0-36028797018963968: its pages hold 128 values"
+    ):
+        ColumnFile([source], ["pt"], {})
