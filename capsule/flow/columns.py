@@ -308,8 +308,9 @@ class RNTupleSource:
         import uproot
 
         records = self._ntuple.column_records
+        indices = self._columns_of(column)
         for k, (lo, hi) in enumerate(itertools.pairwise(self._starts)):
-            for index in self._columns_of(column):
+            for index in indices:
                 n, _, _ = self._ntuple._expected_array_length_starts_dtype(index, k, k + 1)
                 if records[index].type in uproot.const.rntuple_index_types:
                     want = hi - lo + 1  # uproot counts the leading zero offset
