@@ -53,6 +53,10 @@ SUITES = {
 
 def main(argv: list[str]) -> int:
     """Every suite, or only those named: `python -m bench runtime`."""
+    if {"-h", "--help"} & set(argv):
+        print("usage: python -m bench [SUITE ...]  (no suite: every one; one table of rows)")
+        print(f"suites: {', '.join(SUITES)}")
+        return 0
     unknown = sorted(set(argv) - set(SUITES))
     if unknown:
         print(f"unknown suites {unknown}; known: {sorted(SUITES)}", file=sys.stderr)

@@ -233,7 +233,7 @@ def trial_result(result: TrialResult, out: Path) -> RenderableType:
             plain(f"log: {out / layout.TRIAL_LOG}"),
         )
     table = Table(
-        title=plain(f"trial {out} ({result.runtime}, {result.threads} threads)"),
+        title=plain(f"trial {out} ({result.runtime}, {_count(result.threads, 'thread')})"),
         title_justify="left",
     )
     for column in ("metric", "value", "fidelity"):
@@ -612,3 +612,8 @@ def verification(outcome: Verification, digits: int = 16) -> RenderableType:
         if outcome.work_dir is not None:
             parts.append(plain(f"re-run trial folders kept in {outcome.work_dir}"))
     return Group(*parts)
+
+
+def _count(n: int, noun: str) -> str:
+    """`1 thread`, `2 threads`."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"

@@ -83,3 +83,10 @@ def test_a_failed_trials_error_of_16_kib_is_one_cut_cell() -> None:
     assert shown == long[:200] + "... (16,012 characters)"
     out = _printed(plain(cut("\x1b[2J" + long)), width=400)
     assert "\\x1b[2J" in out and len(out) < 400
+
+
+def test_a_count_of_one_is_singular() -> None:
+    """'1 threads' in a trial's title (issue 35, item 9)."""
+    from capsule.views.render import _count
+
+    assert [_count(n, "thread") for n in (1, 2)] == ["1 thread", "2 threads"]
