@@ -15,14 +15,14 @@ Same commands, same objects: the library and its C-simulation outputs are the sa
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
 import subprocess
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from capsule.errors import StageError
 
@@ -84,27 +84,47 @@ def recorded(project: Path) -> list[list[str]]:
 
 
 def _run(commands: list[list[str]], cwd: Path, jobs: int) -> None:
-    """Consecutive compiles (`-c`) up to `jobs` at once; any other command after all before it."""
+    """Consecutive compiles (`-c`) up to `jobs` at once; any other command after all before it.
+
+    Processes are started and waited for from this thread: a trial under qemu-user (another
+    CPU, emulated) hung for good when threads of its own started them."""
     batch: list[list[str]] = []
     for command in [*commands, []]:
         if command and "-c" in command:
             batch.append(command)
             continue
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            done = list(pool.map(lambda c: _compile(c, cwd), batch))
-        failed = [out for ok, out in done if not ok]
+        failed = [out for ok, out in _together(batch, cwd, jobs) if not ok]
         if failed:
             raise StageError(f"g++ failed to compile the C simulation: {_tail(failed[0])}")
         batch = []
         if command:
-            ok, out = _compile(command, cwd)
+            [(ok, out)] = _together([command], cwd, 1)
             if not ok:
                 raise StageError(f"g++ failed to link the C simulation: {_tail(out)}")
 
 
-def _compile(command: list[str], cwd: Path) -> tuple[bool, str]:
-    proc = subprocess.run(command, cwd=cwd, capture_output=True, text=True, check=False)
-    return proc.returncode == 0, proc.stdout + proc.stderr
+def _together(commands: list[list[str]], cwd: Path, jobs: int) -> list[tuple[bool, str]]:
+    """Each command's success and output (to a file: g++'s warnings outgrow a pipe), at most
+    `jobs` running at a time."""
+    results: list[tuple[bool, str]] = []
+    waiting = list(commands)
+    running: list[tuple[subprocess.Popen[bytes], IO[bytes]]] = []
+    with contextlib.ExitStack() as stack:
+        try:
+            while waiting or running:
+                while waiting and len(running) < jobs:
+                    out: IO[bytes] = stack.enter_context(tempfile.TemporaryFile())
+                    proc = subprocess.Popen(waiting.pop(0), cwd=cwd, stdout=out, stderr=out)
+                    running.append((proc, out))
+                proc, done = running.pop(0)
+                code = proc.wait()
+                done.seek(0)
+                results.append((code == 0, done.read().decode(errors="replace")))
+        finally:
+            for proc, _ in running:
+                proc.kill()
+                proc.wait()
+    return results
 
 
 def _tail(text: str) -> str:
