@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from capsule import toolchain
+from capsule import buildcheck, toolchain
 from capsule import trust as trust_store
 from capsule.capsulefile import FORMAT, Capsule, EnvironmentLock, read_capsule, write_capsule
 from capsule.diff import Difference, diff_capsules
@@ -208,6 +208,8 @@ def pack(
         if own_cache:
             cache.close()
     data_root = Path(os.path.relpath(root.resolve(), output.resolve().parent)).as_posix()
+    sources = lock_sources(spec, root, source)
+    buildcheck.check_sources(spec, sources, source)
     capsule = Capsule(
         format=FORMAT,
         tool=f"capsule {__version__}",
@@ -215,10 +217,12 @@ def pack(
         spec=spec,
         data_root=data_root,
         data=data,
-        sources=lock_sources(spec, root, source),
+        sources=sources,
         environment=_environment(spec, runtime),
         toolchain=lock_toolchain(spec.toolchain),
     ).sealed()
+    if buildcheck.builds_own_model(spec):
+        buildcheck.check_build(capsule, root, source)
     # Recorded before the capsule is written, so a data folder that cannot take them
     # ($CAPSULE_DATA_DIR) fails the pack with nothing written.
     trust_store.trust(capsule)  # its code came from this machine's own files

@@ -23,7 +23,7 @@ from rich.table import Table
 
 from capsule import api
 from capsule.capsulefile import Capsule
-from capsule.errors import EXIT_MISMATCH, CapsuleError, CapsuleWarning
+from capsule.errors import EXIT_MISMATCH, CapsuleError, CapsuleWarning, RunStopped
 from capsule.version import __version__
 from capsule.views import render
 
@@ -270,6 +270,23 @@ def exec_trial(
     os._exit(0)
 
 
+@app.command("exec-build", hidden=True)
+@_errors
+def exec_build(
+    capsule: Annotated[Path, typer.Argument()],
+    data_root: Annotated[Path, typer.Option()],
+    out: Annotated[Path, typer.Option("--out")],
+) -> None:
+    """Build the researcher's model once for the data (`pack`'s check, in a child process)."""
+    from capsule import buildcheck
+    from capsule.process import die_with_parent
+
+    die_with_parent()
+    buildcheck.build_once(capsule, api.load(capsule, trials=False), data_root, out)
+    sys.stderr.flush()
+    os._exit(0)  # TensorFlow's teardown, for nothing kept
+
+
 @app.command(hidden=True)
 @_errors
 def environment() -> None:
@@ -352,6 +369,10 @@ def run(
         )
         raise typer.Exit(130) from None
     console.print(render.results(result))
+    if result.trials and all(t.status in ("failed", "timeout", "oom") for t in result.trials):
+        raise RunStopped(
+            f"every trial of {capsule} failed; the first error: {result.trials[0].error}"
+        )
 
 
 @app.command()

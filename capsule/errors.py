@@ -9,6 +9,8 @@ codes in one place and a notebook can catch one type.
     ├── SourceError               an embedded source is unsafe, too large or does not match
     └── StageError                a trial stage failed for a reason of the experiment
     MismatchError                 exit 1: a comparison found differences (diff, later verify)
+    RunStopped                    exit 1: a run stopped early (the same failure, trial after
+                                  trial) or ended without one usable trial
     CapsuleWarning                a fallback the user should see (Python's warnings; the CLI
                                   prints them as "warning: ...")
 
@@ -58,6 +60,12 @@ class StageTimeout(StageError):
 
 class MismatchError(CapsuleError):
     """A comparison found differences; scripts tell this apart from bad input by exit code 1."""
+
+    exit_code = EXIT_MISMATCH
+
+
+class RunStopped(CapsuleError):
+    """A run ended without results worth its budget: what it finished is kept in the capsule."""
 
     exit_code = EXIT_MISMATCH
 

@@ -40,7 +40,7 @@ from capsule.capsulefile import (
     append_trial,
     read_capsule,
 )
-from capsule.errors import CapsuleError
+from capsule.errors import CapsuleError, RunStopped
 from capsule.fidelity import level_params, max_promotions, next_promotion, outcome
 from capsule.hashing import digest_of
 from capsule.job import TrialJob
@@ -155,6 +155,8 @@ class Runner:
             self.lock.release()
             raise
         self.trials: dict[int, Trial] = {t.number: t for t in self.capsule.trials}
+        # Trials of this run that failed in a row the same way, in the order they finished.
+        self.streak: list[Trial] = []
 
     def _runtime(self) -> Runtime:
         """A cluster's when a scheduler is named, else this host's after its preflight."""
@@ -353,5 +355,28 @@ class Runner:
                 pending.pop(number, None)
                 self._record(number, trial)  # finished work is kept before any failure is raised
                 self.notify(Event("finished", number, trial=trial))
+                failure = failure or self._streak(trial)
             if failure is not None:
                 raise failure
+
+    def _streak(self, trial: Trial) -> RunStopped | None:
+        """The stop of a run whose last trials all failed at one stage with one error: that is
+        a bug of the experiment (a builder's KeyError), not a bad point, and every further
+        trial would spend its time on the same failure."""
+        failed = trial.status in ("failed", "timeout", "oom")
+        last = self.streak[-1] if self.streak else None
+        same = last is not None and (last.status, last.stage, last.error) == (
+            trial.status,
+            trial.stage,
+            trial.error,
+        )
+        self.streak = [*self.streak, trial] if failed and same else [trial] if failed else []
+        limit = self.capsule.spec.search.failure_streak()
+        if not limit or len(self.streak) < limit:
+            return None
+        numbers = ", ".join(str(t.number) for t in self.streak)
+        return RunStopped(
+            f"stopped: trials {numbers} {trial.status} at the {trial.stage} stage with the same "
+            f"error: {trial.error}; they are in {self.path}. Fix the experiment and pack it "
+            f"again (search.stop_after_failures = {limit} stops a run after {limit} in a row)"
+        )

@@ -618,6 +618,7 @@ class Fidelity(Strict):
 
 # What `search.algo` accepts: the form of a registered algorithm's name (`capsule.search`).
 ALGORITHM_NAME = r"^[a-z][a-z0-9_]{0,31}$"
+STOP_AFTER_FAILURES = 3
 
 
 class Search(Strict):
@@ -628,6 +629,13 @@ class Search(Strict):
     seed: Annotated[int, Field(ge=0, lt=2**32)] | None = None  # default: experiment.seed
     space: dict[str, Distribution] = {}
     fidelity: Fidelity | None = None
+    # A run stops (exit 1) after this many trials in a row failed at the same stage with the
+    # same error: a bug that fails every point should not burn the budget. 0: never stop.
+    # None (not written) is STOP_AFTER_FAILURES, so capsules packed before the key digest alike.
+    stop_after_failures: Annotated[int, Field(ge=0, le=100_000)] | None = None
+
+    def failure_streak(self) -> int:
+        return STOP_AFTER_FAILURES if self.stop_after_failures is None else self.stop_after_failures
 
 
 class MetricRef(Strict):
@@ -1052,6 +1060,12 @@ class Spec(Strict):
     def source_keys(self) -> dict[str, str]:
         """Each of `source_files` with the key that names it, for errors about the file."""
         keys = {name: f"experiment.include[{i}]" for i, name in enumerate(self.experiment.include)}
+        for key, ref in self.function_refs().items():
+            keys[ref.split(":", 1)[0]] = key
+        return keys
+
+    def function_refs(self) -> dict[str, str]:
+        """The researcher's functions this spec calls (`file.py:name`), by the key naming each."""
         refs = {
             "preprocess.function": self.preprocess.function,
             "model.builder": self.model.builder,
@@ -1059,10 +1073,7 @@ class Spec(Strict):
         refs.update(
             {f"metrics[{i}].function": m.function for i, m in enumerate(self.user_metrics())}
         )
-        for key, ref in refs.items():
-            if ref and ref not in BUILDER_PARAMS:
-                keys[ref.split(":", 1)[0]] = key
-        return keys
+        return {k: ref for k, ref in refs.items() if ref and ref not in BUILDER_PARAMS}
 
     def to_data(self) -> dict[str, Any]:
         """The spec as plain TOML-able data: every default filled in, nothing None."""

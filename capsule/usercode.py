@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -32,3 +33,32 @@ def load_function(sources: Path, ref: str) -> Any:
     if not callable(fn):
         raise StageError(f"{ref}: {file} has no function {name}")
     return fn
+
+
+def where_in(exc: BaseException, sources: Path) -> str | None:
+    """`file.py, line N, in name` of the researcher's own code where `exc` was raised (the
+    innermost frame in `sources`), or None when it was raised elsewhere.
+
+    Named relative to the sources, so a record says the same on every runtime and the user reads
+    their own file's name, never the container's path.
+    """
+    root = sources.resolve()
+    found = None
+    for frame, line in traceback.walk_tb(exc.__traceback__):
+        rel = _relative(frame.f_code.co_filename, root)
+        name = frame.f_code.co_name
+        if rel is not None:
+            found = f"{rel}, line {line}" + (f", in {name}" if name != "<module>" else "")
+    if (
+        isinstance(exc, SyntaxError) and exc.filename
+    ):  # the file that did not parse, not its importer
+        rel = _relative(exc.filename, root)
+        found = found if rel is None else f"{rel}, line {exc.lineno}"
+    return found
+
+
+def _relative(filename: str, root: Path) -> str | None:
+    try:
+        return Path(filename).resolve().relative_to(root).as_posix()
+    except (ValueError, OSError):
+        return None

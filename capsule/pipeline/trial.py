@@ -66,6 +66,7 @@ from capsule.pipeline.result import (
 from capsule.pipeline.stage import Stage, Unit
 from capsule.pipeline.stages.convert import converted_layers
 from capsule.tasks import collapse_of
+from capsule.usercode import where_in
 
 
 @contextlib.contextmanager
@@ -170,7 +171,10 @@ def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
                 tally.timings[stage.name] = round(time.perf_counter() - start, 3)
         except Exception as exc:  # a trial records any failure of its stages as its result
             status = "timeout" if isinstance(exc, StageTimeout) else "failed"
-            error = f"{type(exc).__name__}: {exc}".splitlines()[0][:1000]
+            error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            if ctx.opened is not None and (where := where_in(exc, ctx.opened.sources)):
+                error = f"{where}: {error}"
+            error = error[:1000]
             traceback.print_exc()
             for folder in stage.folders:
                 shutil.rmtree(out / folder, ignore_errors=True)

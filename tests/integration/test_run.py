@@ -213,6 +213,46 @@ def test_crashing_and_hanging_trials_are_recorded_and_the_search_completes(
     )
 
 
+# Builds at the default point (mode "fine", which pack checks), fails every searched point.
+FAILING_BUILDER = """\
+import keras
+
+def build(params, input_shape, n_classes):
+    x = inputs = keras.Input(shape=input_shape, name="x")
+    if params["mode"] != "fine":
+        width = params["width"]
+    out = keras.layers.Dense(n_classes, activation="softmax", name="output")(x)
+    return keras.Model(inputs, out)
+"""
+
+
+def test_a_run_whose_trials_fail_alike_stops_after_three_and_exits_1(tmp_path: Path) -> None:
+    """A bug that fails every point stops the run after 3 identical failures (the default of
+    search.stop_after_failures) instead of spending the budget, exit 1, naming the user's own
+    file and line; the failed trials are kept."""
+    root = tmp_path / "x"
+    root.mkdir()
+    modes = ", ".join(f'"m{i}"' for i in range(6))
+    space = f'[search.space]\n"model.params.mode" = {{ choice = [{modes}] }}\n'
+    capsule = small_capsule(root, max_trials=6, space=space, builder=FAILING_BUILDER)
+
+    proc = subprocess.run(
+        [str(CLI), "run", str(capsule)], capture_output=True, text=True, env=_env()
+    )
+
+    assert proc.returncode == 1, proc.stderr
+    error = "model.py, line 6, in build: KeyError: 'width'"
+    assert proc.stderr.strip().splitlines() == [
+        f"error: stopped: trials 0, 1, 2 failed at the train stage with the same error: {error}; "
+        f"they are in {capsule}. Fix the experiment and pack it again "
+        "(search.stop_after_failures = 3 stops a run after 3 in a row)"
+    ]
+    trials = api.load(capsule).trials
+    assert [(t.number, t.status, t.stage, t.error) for t in trials] == [
+        (n, "failed", "train", error) for n in range(3)
+    ]
+
+
 def test_stage_cache_reuses_training_and_whole_trials_with_identical_artifacts(
     tmp_path: Path,
 ) -> None:

@@ -1,0 +1,67 @@
+"""The researcher's code checked at pack by reading it (issue 35, item 3): a file that does not
+parse and a function its file lacks are one line naming the key, file and line, exit 2, and
+nothing is written."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from capsule import api
+from capsule.errors import SourceError
+from capsule.usercode import load_function, where_in
+
+
+def _own_builder(experiment: Path, code: str, ref: str = "model.py:build") -> None:
+    (experiment.parent / "model.py").write_text(code)
+    text = experiment.read_text().replace('builder = "mlp"', f'builder = "{ref}"')
+    start, end = text.index("[model.params]"), text.index("[training]")
+    text = text[:start] + text[end:]
+    text = text.replace('"model.params.hidden" = { choice = [[16], [32, 16], [64, 32, 32]] }\n', "")
+    experiment.write_text(text)
+
+
+def test_a_misspelled_builder_is_refused_naming_what_its_file_defines(experiment: Path) -> None:
+    _own_builder(
+        experiment, "import keras\nfrom os import path as p\n\ndef build(): ...\n", "model.py:biuld"
+    )
+    out = experiment.parent / "x.capsule"
+    with pytest.raises(SourceError) as caught:
+        api.pack(experiment, out)
+    assert str(caught.value) == (
+        f"{experiment}: model.builder: model.py defines no 'biuld' at its top level "
+        "(its top-level names: build, keras, p)"
+    )
+    assert not out.exists()
+
+
+def test_a_builder_that_does_not_parse_is_refused_at_its_line(experiment: Path) -> None:
+    _own_builder(experiment, "import keras\n\ndef build(params, shape, n):\n    return (\n")
+    out = experiment.parent / "x.capsule"
+    with pytest.raises(SourceError) as caught:
+        api.pack(experiment, out)
+    assert str(caught.value).startswith(
+        f"{experiment}: model.builder: model.py, line 4: SyntaxError: "
+    )
+    assert not out.exists()
+
+
+def test_where_in_names_the_innermost_frame_of_the_users_own_files(tmp_path: Path) -> None:
+    sources = tmp_path / "sources"
+    (sources / "lib").mkdir(parents=True)
+    (sources / "lib" / "helper.py").write_text("def inner(d):\n    return d['k']\n")
+    (sources / "model.py").write_text(
+        "from lib.helper import inner\n\ndef build(params):\n    return inner(params)\n"
+    )
+    try:
+        build = load_function(sources, "model.py:build")
+        with pytest.raises(KeyError) as caught:
+            build({})
+    finally:
+        sys.path[:] = [p for p in sys.path if p != str(sources)]
+        for name in ("lib.helper", "lib"):
+            sys.modules.pop(name, None)
+    assert where_in(caught.value, sources) == "lib/helper.py, line 2, in inner"
+    assert where_in(KeyError("elsewhere"), sources) is None
