@@ -224,6 +224,12 @@ def trial(
     collapsed (see result.json). Every stage runs: only `capsule run` uses the stage cache.
     """
     given = api.read_params(params) if params is not None else None
+    if given is None and api.load(capsule, trials=False).spec.search.space:
+        err.print(
+            "no --params: running the spec's own value of each searched key (the space's "
+            "default where the space cannot propose it)",
+            markup=False,
+        )
     result = api.trial(
         capsule, out, given, data_root, allow_toolchain_drift, runtime, image, trust=trust
     )

@@ -1,6 +1,6 @@
 """One trial to run, built once from (capsule, params): what every runtime receives.
 
-The full point (the space's default point under the proposed params) and the spec at that point
+The full point (`spec_point` under the proposed params) and the spec at that point
 decide the thread count, the time limit, the numerics environment and the stage-cache keys. Each
 runtime used to derive them again, and the local and docker runtimes each wrote the `exec-trial`
 command line; a job carries them, and renders the command line for wherever the trial process
@@ -14,19 +14,41 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from capsule import numerics
 from capsule.capsulefile import Capsule
 from capsule.hashing import canonical_json
-from capsule.space import Params, default_point
+from capsule.space import Dist, Params, can_take, default_point
 from capsule.spec import Spec, apply_params
 
 
 def trial_params(spec: Spec, params: Params | None) -> Params:
-    """The full point: the space's default point, overridden by the given params."""
-    point = default_point(spec.search.space)
+    """The full point: `spec_point`, overridden by the given params."""
+    point = spec_point(spec)
     point.update(params or {})
     return dict(sorted(point.items()))
+
+
+def spec_point(spec: Spec) -> Params:
+    """The point a trial runs when given no params: what the spec itself says for each searched
+    key the space can take (the values `exp.toml` and `capsule show` display), else the space's
+    default (`space.default_value`: the first option, the middle of a range)."""
+    point = default_point(spec.search.space)
+    written = spec.to_data()
+    for key, dist in spec.search.space.items():
+        value = _at(written, key)
+        if isinstance(dist, Dist) and value is not None and can_take(dist, value):
+            point[key] = value
+    return point
+
+
+def _at(data: dict[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)  # type: ignore[assignment]
+    return data
 
 
 def threads_for(spec: Spec) -> int:

@@ -227,6 +227,26 @@ def default_value(dist: Dist) -> Any:
     raise TypeError(f"not a distribution: {dist!r}")  # pragma: no cover
 
 
+def can_take(dist: Dist, value: Any) -> bool:
+    """Whether `dist` can propose `value`: an option of a choice, a number within a range (on
+    its grid for q-distributions)."""
+    if isinstance(dist, Choice):
+        return not dist.is_branch() and value in dist.choice
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    match dist:
+        case Uniform() | LogUniform():
+            lo, hi = (dist.uniform if isinstance(dist, Uniform) else dist.loguniform)[:2]
+            return lo <= value <= hi
+        case QUniform() | QLogUniform():
+            args = dist.quniform if isinstance(dist, QUniform) else dist.qloguniform
+            lo, hi, q = args
+            return lo <= value <= hi and _quantize(value, q, args) == value
+        case RandInt():
+            return isinstance(value, int) and dist.randint[0] <= value < dist.randint[1]
+    return False
+
+
 def candidates(space: dict[str, Any]) -> list[tuple[str, list[Any]]]:
     """For each parameter, values a distribution can take that bound what it proposes: every
     option of a choice, the (quantized) ends of a range. Used to check a space against the spec."""
@@ -280,6 +300,7 @@ __all__ = [
     "Distribution",
     "LogUniform",
     "Params",
+    "can_take",
     "QLogUniform",
     "QUniform",
     "RandInt",

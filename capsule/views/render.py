@@ -221,7 +221,7 @@ def trial_result(result: TrialResult, out: Path) -> RenderableType:
     params: RenderableType = (
         _kv("params", [(k, str(v)) for k, v in result.params.items()])
         if result.params
-        else plain("params: none (the spec as written)")
+        else plain("params: none (the spec as written: it has no search.space)")
     )
     if result.status != "ok":
         return Group(

@@ -39,3 +39,20 @@ def test_a_job_holds_the_full_point_and_renders_exec_trial_for_any_view(packed: 
     mode = cached.spec.runtime.numerics_mode()
     assert cached.environment({"KEEP": "1"})[numerics.APPLIED] == f"{mode}:2"
     assert cached.environment({"KEEP": "1"})["KEEP"] == "1"
+
+
+def test_without_params_a_trial_runs_what_the_spec_says_where_the_space_can_take_it(
+    experiment: Path,
+) -> None:
+    """Issue 35, item 5: the example's exp.toml says hidden = [32, 16] and learning_rate 0.003;
+    a trial without --params runs those, not the first option of each choice. A value the space
+    cannot propose (a learning rate outside its range) falls back to the space's default."""
+    from capsule.job import spec_point
+    from capsule.spec import load_spec
+
+    point = spec_point(load_spec(experiment))
+    assert point["model.params.hidden"] == [32, 16]
+    assert point["training.learning_rate"] == 0.003
+    text = experiment.read_text().replace("learning_rate = 0.003", "learning_rate = 0.5")
+    experiment.write_text(text)
+    assert spec_point(load_spec(experiment))["training.learning_rate"] == (0.001 * 0.01) ** 0.5
