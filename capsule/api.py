@@ -153,6 +153,7 @@ def pack(
     cache: HashCache | None = None,
     force: bool = False,
     runtime: str | None = None,
+    check_build: bool = True,
 ) -> Capsule:
     """Lock `spec_path` into one capsule file at `output` and return it.
 
@@ -162,7 +163,8 @@ def pack(
     holds trial results, or does not read (so might), is never overwritten unless `force`, so no
     completed trial is lost; the spec, data and sources being packed are never overwritten.
     With the docker runtime the environment is the trial image's, read inside it, and the image
-    id and layers are locked; with the local runtime it is this host's.
+    id and layers are locked; with the local runtime it is this host's. The researcher's own
+    builder is run once for the data (`capsule.buildcheck`) unless not `check_build`.
     """
     spec = load_spec(spec_path)
     _check_algorithm(spec, spec_path)
@@ -174,6 +176,7 @@ def pack(
         spec = spec.model_copy(
             update={"hls4ml": spec.hls4ml.model_copy(update={"estimate": "layers"})}
         )
+    spec = spec.with_fraction_bounds()
     checks = spec.checks or Checks()
     task = spec.task or Task()
     preprocess = spec.preprocess.model_copy(
@@ -221,7 +224,7 @@ def pack(
         environment=_environment(spec, runtime),
         toolchain=lock_toolchain(spec.toolchain),
     ).sealed()
-    if buildcheck.builds_own_model(spec):
+    if check_build and buildcheck.builds_own_model(spec):
         buildcheck.check_build(capsule, root, source)
     # Recorded before the capsule is written, so a data folder that cannot take them
     # ($CAPSULE_DATA_DIR) fails the pack with nothing written.

@@ -34,7 +34,20 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
+# Output read by a program or kept in a log is never wrapped: a token split across lines
+# (`fixed<16,6,TRN,WR` / `AP,0>`) is no longer the token. Tables take their natural width.
+UNWRAPPED = 10_000
+
+
+def _stdout() -> Console:
+    """Rich's console on a terminal (or at the COLUMNS asked for), else one that never wraps."""
+    probe = Console()
+    if probe.is_terminal or "COLUMNS" in os.environ:
+        return probe
+    return Console(width=UNWRAPPED, soft_wrap=True)
+
+
+console = _stdout()
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 P = ParamSpec("P")
@@ -70,6 +83,8 @@ def _main(
     ] = False,
 ) -> None:
     """Pack, run and verify reproducible hls4ml FPGA machine-learning experiments."""
+    global console
+    console = _stdout()  # per command: where stdout goes now (a notebook's runner swaps it)
 
 
 RuntimeOption = Annotated[
@@ -142,12 +157,19 @@ def pack(
         ),
     ] = False,
     runtime: RuntimeOption = None,
+    check_build: Annotated[
+        bool,
+        typer.Option(
+            help="Build your own model once for the data before locking (a bug then fails "
+            "pack, not every trial)."
+        ),
+    ] = True,
 ) -> None:
     """Lock SPEC into one capsule file: spec, data hashes, sources, environment, toolchain.
 
     With the docker runtime the environment is read inside the trial image and its id locked.
     """
-    capsule = api.pack(spec, output, force=force, runtime=runtime)
+    capsule = api.pack(spec, output, force=force, runtime=runtime, check_build=check_build)
     console.print(f"packed {output} ({capsule.digest})")
 
 
@@ -224,16 +246,17 @@ def trial(
     collapsed (see result.json). Every stage runs: only `capsule run` uses the stage cache.
     """
     given = api.read_params(params) if params is not None else None
-    if given is None and api.load(capsule, trials=False).spec.search.space:
-        err.print(
-            "no --params: running the spec's own value of each searched key (the space's "
-            "default where the space cannot propose it)",
-            markup=False,
-        )
     result = api.trial(
         capsule, out, given, data_root, allow_toolchain_drift, runtime, image, trust=trust
     )
-    console.print(render.trial_result(result, out))
+    spec = api.load(capsule, trials=False).spec
+    if given is None and spec.search.space:
+        console.print(
+            "no --params: the trial ran the spec's own value of each searched key (the "
+            "space's default where the space cannot propose it)",
+            markup=False,
+        )
+    console.print(render.trial_result(result, out, spec))
     if result.status != "ok" or result.collapse is not None:
         raise typer.Exit(EXIT_MISMATCH)
 

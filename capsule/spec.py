@@ -9,6 +9,7 @@ typo found after an overnight search costs a night. docs/capsule-format.md docum
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -25,7 +26,7 @@ from pydantic import (
 )
 
 from capsule import vendors
-from capsule.devices import check_family
+from capsule.devices import PARTS, RESOURCES, available, check_family
 from capsule.errors import SpecError
 from capsule.files import read_text_limited, unsafe_relative_name
 from capsule.metrics import (
@@ -689,13 +690,21 @@ class Objective(MetricRef):
 class Constraint(MetricRef):
     min: float | None = None
     max: float | None = None
+    # A resource's share of hls4ml.part (1.0: the whole part, `devices.PARTS`); pack writes the
+    # count it comes to as `max`, which is what the search reads.
+    max_fraction: Annotated[float, Field(gt=0, le=100)] | None = None
 
     _metric = field_validator("metric")(lambda v: _check_metric(v))
 
     @model_validator(mode="after")
     def _bounded(self) -> Constraint:
-        if self.min is None and self.max is None:
-            raise ValueError("a constraint needs min, max or both")
+        if self.max_fraction is not None and self.metric not in RESOURCES:
+            raise ValueError(
+                f"max_fraction bounds a share of the part's resources ({', '.join(RESOURCES)}), "
+                f"not {self.metric}"
+            )
+        if self.min is None and self.max is None and self.max_fraction is None:
+            raise ValueError("a constraint needs min, max, max_fraction or some of them")
         if self.min is not None and self.max is not None and self.min > self.max:
             raise ValueError("min must not exceed max")
         return self
@@ -973,6 +982,30 @@ class Spec(Strict):
                 "toolchain.vsynth or toolchain.cosim"
             )
         return self
+
+    @model_validator(mode="after")
+    def _fractions(self) -> Spec:
+        for i, c in enumerate(self.constraints):
+            if c.max_fraction is not None and available(self.hls4ml.part, c.metric) is None:
+                raise ValueError(
+                    f"constraints[{i}].max_fraction: capsule does not know how many {c.metric} "
+                    f"the part {self.hls4ml.part} has (it knows {', '.join(PARTS)}); give max "
+                    "as a count instead"
+                )
+        return self
+
+    def with_fraction_bounds(self) -> Spec:
+        """The spec with each `max_fraction` also written as the count it comes to (`max`,
+        the lower of the two when both are given): what pack locks, so that the search's bound
+        stays what it was packed with whatever later tables say."""
+        bounded = []
+        for c in self.constraints:
+            count = available(self.hls4ml.part, c.metric) if c.max_fraction is not None else None
+            if count is not None and c.max_fraction is not None:
+                limit = float(math.floor(c.max_fraction * count))
+                c = c.model_copy(update={"max": limit if c.max is None else min(c.max, limit)})
+            bounded.append(c)
+        return self.model_copy(update={"constraints": bounded})
 
     @model_validator(mode="after")
     def _backend(self) -> Spec:

@@ -24,7 +24,8 @@ from capsule.pipeline import layout
 from capsule.run import Event
 from capsule.search.objectives import losses
 from capsule.spec import Spec
-from capsule.views.render import visible
+from capsule.views.render import compact, param_text, visible
+from capsule.views.summary import part_shares, share_text
 
 TOP = 5
 
@@ -47,9 +48,21 @@ def _duration(seconds: float) -> str:
 
 
 def metrics_text(spec: Spec, trial: Trial) -> str:
+    """The objectives and constraints as the tables show them: `compact` numbers, resources
+    with their share of the part."""
     names = [o.key for o in spec.objectives] + [c.key for c in spec.constraints]
-    shown = dict.fromkeys(names)
-    return " ".join(f"{n}={trial.metrics[n]:.4g}" for n in shown if n in trial.metrics)
+    shares = part_shares(spec, trial)
+    shown = []
+    for n in dict.fromkeys(names):
+        if n in trial.metrics:
+            share = f" ({share_text(shares[n])})" if n in shares else ""
+            shown.append(f"{n}={compact(trial.metrics[n])}{share}")
+    return " ".join(shown)
+
+
+def point_text(params: dict[str, Any]) -> str:
+    """The point a trial tries, by each key's last name: `hidden=[32,16] reuse_factor=16`."""
+    return " ".join(f"{k.split('.')[-1]}={param_text(v)}" for k, v in sorted(params.items()))
 
 
 def ranked(spec: Spec, trials: list[Trial]) -> list[tuple[float, Trial]]:
@@ -73,7 +86,7 @@ class Progress:
         self.budget = 0
         self.trials: dict[int, Trial] = {}
         self.new: list[float] = []  # durations of the trials finished in this run
-        self.running: dict[int, tuple[Path | None, float]] = {}
+        self.running: dict[int, tuple[Path | None, float, str]] = {}
         self.live: Live | None = None
 
     def __enter__(self) -> Progress:
@@ -97,7 +110,8 @@ class Progress:
                 f"runtime {event.info['runtime']}, {event.info['jobs']} at a time"
             )
         elif event.kind == "started":
-            self.running[event.number] = (event.folder, time.monotonic())
+            point = point_text(event.info["params"])
+            self.running[event.number] = (event.folder, time.monotonic(), point)
             self._line(f"trial {event.number} started: {event.info['params']}")
         elif event.kind == "finished" and event.trial is not None:
             self.running.pop(event.number, None)
@@ -125,30 +139,34 @@ class Progress:
         done = len(self.trials)
         elapsed = time.monotonic() - self.started
         best = ranked(self.spec, list(self.trials.values()))
-        head = Text(
+        # Lines cut at the terminal's edge, never wrapped: a status line that wraps on an
+        # 80-column terminal scrolls the view on every refresh.
+        counts = Text(
             f"trials {done}/{self.budget}   running {len(self.running)}   "
-            f"elapsed {_duration(elapsed)}   ETA {self._eta()}   "
-            + (
-                f"best #{best[0][1].number}: {metrics_text(self.spec, best[0][1])}"
-                if best
-                else "best -"
-            ),
+            f"elapsed {_duration(elapsed)}   ETA {self._eta()}",
             style="bold",
+            no_wrap=True,
+            overflow="ellipsis",
         )
+        leader = f"best #{best[0][1].number}: {metrics_text(self.spec, best[0][1])}" if best else ""
+        head = Text(visible(leader) or "best -", no_wrap=True, overflow="ellipsis")
         running = Table(title="running", title_justify="left", expand=False)
         for column in ("trial", "stage", "for"):
-            running.add_column(column)
+            running.add_column(column, no_wrap=True)
+        running.add_column("point", no_wrap=True, overflow="ellipsis")
         now = time.monotonic()
-        for number, (folder, since) in sorted(self.running.items()):
-            running.add_row(str(number), current_stage(folder), _duration(now - since))
+        for number, (folder, since, point) in sorted(self.running.items()):
+            running.add_row(
+                str(number), current_stage(folder), _duration(now - since), visible(point)
+            )
         top = Table(title=f"top {TOP}", title_justify="left")
         for column in ("trial", "loss", "metrics", "cache"):
-            top.add_column(column)
+            top.add_column(column, overflow="ellipsis", no_wrap=column != "metrics")
         for loss, t in best[:TOP]:
             top.add_row(
                 str(t.number),
-                f"{loss:.4g}",
+                compact(loss),
                 metrics_text(self.spec, t),
                 ", ".join(t.cache_hits) or "-",
             )
-        return Group(head, running, top)
+        return Group(counts, head, running, top)

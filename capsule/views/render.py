@@ -19,15 +19,17 @@ from rich.text import Text
 
 from capsule import fidelity
 from capsule.capsulefile import AppliedLayer, Capsule
+from capsule.devices import RESOURCES, device_of, utilisation
 from capsule.diff import Difference
 from capsule.doctor import Finding
 from capsule.flow.layers import Layer
 from capsule.pipeline import layout
 from capsule.pipeline.result import TrialResult
 from capsule.reports import ProjectReports, to_metrics
+from capsule.spec import Spec
 from capsule.verify import Verification
 from capsule.views import attempts
-from capsule.views.summary import Levels, levels_of, summarise
+from capsule.views.summary import Levels, levels_of, part_shares, share_text, summarise
 
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")
 
@@ -128,6 +130,11 @@ def capsule_summary(capsule: Capsule) -> RenderableType:
                             ([f"{c.min:g} <="] if c.min is not None else [])
                             + [c.key]
                             + ([f"<= {c.max:g}"] if c.max is not None else [])
+                            + (
+                                [f"({share_text(c.max_fraction)} of {spec.hls4ml.part})"]
+                                if c.max_fraction is not None
+                                else []
+                            )
                         )
                         for c in spec.constraints
                     )
@@ -217,7 +224,7 @@ def differences(diffs: list[Difference], rows: int = DIFF_ROWS) -> RenderableTyp
     return Group(table, plain(more))
 
 
-def trial_result(result: TrialResult, out: Path) -> RenderableType:
+def trial_result(result: TrialResult, out: Path, spec: Spec) -> RenderableType:
     params: RenderableType = (
         _kv("params", [(k, str(v)) for k, v in result.params.items()])
         if result.params
@@ -238,8 +245,12 @@ def trial_result(result: TrialResult, out: Path) -> RenderableType:
     )
     for column in ("metric", "value", "fidelity"):
         table.add_column(column)
+    part = str(result.params.get("hls4ml.part", spec.hls4ml.part))
     for name, value in result.metrics.items():
         shown = f"{value:g}" if float(value).is_integer() else f"{value:.4f}"
+        share = utilisation(part, name, value) if name in RESOURCES else None
+        if share is not None:
+            shown += f" ({share_text(share)} of {device_of(part)})"
         _row(table, name, shown, result.fidelity.get(name, ""))
     timings = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     flag = [plain(result.collapse, style="bold red")] if result.collapse else []
@@ -369,11 +380,11 @@ def compact(value: float | int) -> str:
     return f"{v:.4g}"
 
 
-def _param(value: Any) -> str:
+def param_text(value: Any) -> str:
     if isinstance(value, float):
         return compact(value)
     if isinstance(value, list):
-        return cut("[" + ",".join(_param(v) for v in value[:CELL_CHARS]) + "]")
+        return cut("[" + ",".join(param_text(v) for v in value[:CELL_CHARS]) + "]")
     return cut(str(value))
 
 
@@ -388,7 +399,7 @@ def params_table(title: str, trials: list[Any], space_keys: list[str]) -> Table:
         _row(
             table,
             str(t.number),
-            *(_param(t.params[k]) if k in t.params else "-" for k in space_keys),
+            *(param_text(t.params[k]) if k in t.params else "-" for k in space_keys),
         )
     return table
 
@@ -422,15 +433,19 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
         for t in chosen:
             loss = scored.get(t.number)
             cells: list[str | Text] = []
+            shares = part_shares(spec, t)
             for n in names:
+                shown = compact(t.metrics[n]) if n in t.metrics else "-"
+                if n in shares:  # beside the count, its share of the part
+                    shown += f" ({share_text(shares[n])})"
                 if n not in t.metrics:
                     cells.append("-")
                 elif shared[n] is None and n in t.fidelity:
                     # Two lines: the value, its fidelity (each made visible; the break is ours).
-                    value, kind = plain(compact(t.metrics[n])), plain(f"({t.fidelity[n]})")
+                    value, kind = plain(shown), plain(f"({t.fidelity[n]})")
                     cells.append(Text("\n").join([value, kind]))
                 else:
-                    cells.append(compact(t.metrics[n]))
+                    cells.append(shown)
             _row(
                 out,
                 str(t.number),

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from capsule import fidelity
 from capsule.capsulefile import Capsule, Trial
+from capsule.devices import RESOURCES, utilisation
 from capsule.search.objectives import losses
 from capsule.search.pareto import Hypervolume, hypervolume, pareto_front
 from capsule.spec import Level, Spec
@@ -59,6 +60,20 @@ class Summary:
 
     def last_failed(self, rows: int = FAILED_ROWS) -> list[Trial]:
         return self.failed[-rows:]
+
+
+def part_shares(spec: Spec, trial: Trial) -> dict[str, float]:
+    """Each resource the trial used as a fraction of its part (1.0: the whole part), for the
+    resources of a part capsule knows (`devices.PARTS`)."""
+    part = str(trial.params.get("hls4ml.part", spec.hls4ml.part))
+    found = {k: utilisation(part, k, trial.metrics[k]) for k in RESOURCES if k in trial.metrics}
+    return {k: v for k, v in found.items() if v is not None}
+
+
+def share_text(fraction: float) -> str:
+    """A share of the part as a person reads it beside the count: 33%, 139%, <1%."""
+    percent = 100 * fraction
+    return "<1%" if 0 < percent < 1 else f"{percent:.0f}%"
 
 
 def summarise(capsule: Capsule) -> Summary:

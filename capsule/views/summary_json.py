@@ -12,7 +12,7 @@ from typing import Any
 
 from capsule import fidelity
 from capsule.capsulefile import Capsule, Trial
-from capsule.views.summary import BEST_ROWS, Summary, levels_of, summarise
+from capsule.views.summary import BEST_ROWS, Summary, levels_of, part_shares, summarise
 
 
 def summary_json(capsule: Capsule) -> dict[str, Any]:
@@ -31,6 +31,7 @@ def summary_json(capsule: Capsule) -> dict[str, Any]:
             "objectives": {k: t.metrics[k] for k in objectives if k in t.metrics},
             "metrics": {k: t.metrics[k] for k in keys if k in t.metrics},
             "fidelity": {k: t.fidelity[k] for k in keys if k in t.fidelity},
+            "part_share": part_shares(spec, t),
         }
 
     front = found.front_rows(spec)

@@ -115,8 +115,8 @@ def temp_files(folder: Path) -> list[Path]:
         ("timeout = 1800 ", "timeout = inf ", "runtime.timeout"),
         ("l2 = 0.0", "l2 = nan", "model.params.l2"),
         ("weight = 0.5 ", "weight = inf ", "objectives[1].weight"),
-        ("max = 53200 ", "max = nan ", "constraints[0].max"),
-        ("choice = [1, 2, 4]", "choice = [1, 2, -inf]", '"hls4ml.reuse_factor".choice[2]'),
+        ("max_fraction = 1.0\n", "max_fraction = nan\n", "constraints[0].max_fraction"),
+        ("choice = [4, 8, 16, 32]", "choice = [4, 8, -inf]", '"hls4ml.reuse_factor".choice[2]'),
         ("loguniform = [0.001, 0.01]", "uniform = [0.001, inf]", "uniform[1]"),
     ],
 )
@@ -299,8 +299,8 @@ def test_a_fifo_is_refused_wherever_a_file_is_read(packed: Path, experiment: Pat
 
 def _choices(experiment: Path, template: str, n: int) -> None:
     options = ", ".join(str(i) for i in range(1, n + 1))
-    assert "choice = [1, 2, 4]" in template
-    experiment.write_text(template.replace("choice = [1, 2, 4]", f"choice = [{options}]"))
+    assert "choice = [4, 8, 16, 32]" in template
+    experiment.write_text(template.replace("choice = [4, 8, 16, 32]", f"choice = [{options}]"))
 
 
 def test_packing_is_linear_in_the_options_of_a_choice(experiment: Path) -> None:
@@ -482,7 +482,7 @@ def hostile_spec_edits(draw: st.DrawFn) -> Callable[[str], str]:
         return lambda t: t.replace('description = "', 'description = "' + "x" * size, 1)
     count = draw(st.sampled_from([0, 10_001]))
     options = ", ".join(str(i) for i in range(1, count + 1))
-    return lambda t: t.replace("choice = [1, 2, 4]", f"choice = [{options}]", 1)
+    return lambda t: t.replace("choice = [4, 8, 16, 32]", f"choice = [{options}]", 1)
 
 
 @pytest.fixture(scope="module")

@@ -44,7 +44,7 @@ def test_minimal_spec_gets_documented_defaults() -> None:
         ("epochs = 30", 'epochs = "30"', r"exp.toml:39: training.epochs: Input should be a valid"),
         ('precision = "ap_fixed<16,6>"', 'precision = "ap_fixed<16>"', "hls4ml.precision:"),
         ('metric = "dsp"', 'metric = "dsps"', "unknown metric 'dsps'"),
-        ("reuse_factor = 1\n", "reuse_factor = 0\n", "hls4ml.reuse_factor: Input should be"),
+        ("reuse_factor = 16 ", "reuse_factor = 0 ", "hls4ml.reuse_factor: Input should be"),
         ('path = "data/digits_features.npy"', 'path = "../x.npy"', "contains '..'"),
         ('path = "data/digits_features.npy"', 'path = "/data/x.npy"', "is absolute"),
         ('path = "data/digits_labels.npy"', 'path = "y.csv"', "cannot tell the format"),
@@ -54,7 +54,7 @@ def test_minimal_spec_gets_documented_defaults() -> None:
         ('name = "none"', 'name = "vivado_hls"', "needs version"),
         ("hidden = [32, 16]", "hidden = [32, 16]\nwidth = 3", "model.params.width: unknown key"),
         (
-            '"hls4ml.reuse_factor" = { choice = [1, 2, 4] }',
+            '"hls4ml.reuse_factor" = { choice = [4, 8, 16, 32] }',
             '"hls4ml.reuse_factor" = { uniform = [1, 4] }',
             r'search.space."hls4ml.reuse_factor" proposes 1.0: hls4ml.reuse_factor',
         ),
@@ -100,8 +100,8 @@ INJECTION = "xc7z020clg400-1[exec sh -c {id > FILE}]"
             "proposes 'xc7z020clg400-1\\[exec",
         ),
         (
-            "reuse_factor = 1\n",
-            'reuse_factor = 1\nlayer_precision = { "x[exec id]" = "ap_fixed<8,3>" }\n',
+            "reuse_factor = 16 ",
+            'reuse_factor = 16\nlayer_precision = { "x[exec id]" = "ap_fixed<8,3>" }\n',
             "not a layer name",
         ),
         (

@@ -167,7 +167,7 @@ def test_a_collapsed_result_is_recorded_as_collapsed_and_never_scored(tmp_path: 
     from rich.console import Console
 
     console = Console(width=100, record=True)
-    console.print(render.trial_result(result("C simulation collapsed: 19.0%"), tmp_path))
+    console.print(render.trial_result(result("C simulation collapsed: 19.0%"), tmp_path, SPEC))
     text = console.export_text()
     assert "C simulation collapsed: 19.0%" in text
     assert "params: none" in text  # not a garbled one-column table
