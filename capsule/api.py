@@ -38,7 +38,7 @@ from capsule.runtime import choose, preflight
 from capsule.runtime.choose import runtime_choice as runtime_choice  # what a notebook calls
 from capsule.runtime.host import run_with
 from capsule.space import Params
-from capsule.spec import MAX_SPEC_BYTES, Checks, Spec, Task, line_of, load_spec
+from capsule.spec import MAX_SPEC_BYTES, Checks, Spec, Task, line_of, load_spec, locate
 from capsule.toolchain import lock_toolchain
 from capsule.verify import Verification, VerifyOptions
 from capsule.verify import verify as verify_trials
@@ -166,6 +166,28 @@ def pack(
     id and layers are locked; with the local runtime it is this host's. The researcher's own
     builder is run once for the data (`capsule.buildcheck`) unless not `check_build`.
     """
+    try:
+        return _pack(spec_path, output, cache, force, runtime, check_build)
+    except CapsuleError as exc:
+        said = str(exc)
+        with contextlib.suppress(OSError, CapsuleError):  # the spec read once already
+            text = read_limited(spec_path, MAX_SPEC_BYTES, "spec", SpecError).decode(
+                errors="replace"
+            )
+            said = locate(said, text, str(spec_path))
+        if said == str(exc):
+            raise
+        raise type(exc)(said) from None
+
+
+def _pack(
+    spec_path: Path,
+    output: Path,
+    cache: HashCache | None,
+    force: bool,
+    runtime: str | None,
+    check_build: bool,
+) -> Capsule:
     spec = load_spec(spec_path)
     _check_algorithm(spec, spec_path)
     # Written out, so that a later default cannot change what this capsule's records mean.

@@ -527,6 +527,11 @@ def _parse(lines: _Lines, trials: bool) -> Capsule:
         if match and match.group(1) not in map(str, READS):
             _check_format(match.group(1), source)
         raise CapsuleFileError(f"{source}: not valid TOML: {exc}") from None
+    if "format" not in data and "experiment" in data:
+        raise CapsuleFileError(
+            f"{source}: an experiment spec, not a capsule; pack it first: "
+            f"capsule pack {source} -o NAME.capsule"
+        )
     _check_format(data.get("format"), source)
     seal = records.parse_seal(data, source) if data["format"] == 2 else None
     if seal is not None and "trials" in data:

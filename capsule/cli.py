@@ -683,5 +683,25 @@ _default_showwarning = warnings.showwarning
 
 
 def main() -> None:
+    """The `capsule` command: a usage error is one line too (Typer draws a box of several)."""
+    # Typer (0.29) carries its own copy of click; its usage errors derive from TyperException.
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError, UsageError
+
     warnings.showwarning = _show_warning
-    app()
+    try:
+        code = app(standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        if exc.ctx is not None:
+            console.print(exc.ctx.get_help(), markup=False)
+        sys.exit(exc.exit_code)
+    except UsageError as exc:
+        path = exc.ctx.command_path if exc.ctx is not None else "capsule"
+        said = render.visible(exc.format_message())
+        err.print(f"error: {said} (see '{path} --help')", markup=False)
+        sys.exit(exc.exit_code)
+    except ClickException as exc:
+        err.print(f"error: {render.visible(exc.format_message())}", markup=False)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

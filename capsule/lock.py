@@ -153,8 +153,19 @@ def lock_sources(spec: Spec, root: Path, source: str = "spec") -> list[SourceLoc
 
 
 def check_data(capsule: Capsule, root: Path, cache: HashCache | None = None) -> None:
-    """Raise DataError naming the first data file that is missing or differs from its lock."""
-    paths = [_data_file(root, d.path, f"data.{d.input}") for d in capsule.data]
+    """Raise DataError naming the first data file that is missing or differs from its lock,
+    and for a missing one where the capsule says to get the data and how to point at it."""
+    paths = []
+    for d in capsule.data:
+        try:
+            paths.append(_data_file(root, d.path, f"data.{d.input}"))
+        except DataError as exc:
+            inp = getattr(capsule.spec.data, d.input, None) if d.input != "model" else None
+            got = f"; the capsule says to get it from {inp.source}" if inp and inp.source else ""
+            raise DataError(
+                f"{exc}{got}; give --data-root FOLDER where your copy of the data keeps the "
+                "capsule's paths"
+            ) from None
     for lock, path in zip(capsule.data, paths, strict=True):
         size = path.stat().st_size
         if size != lock.size:

@@ -146,6 +146,11 @@ def check_install_path(value: str) -> str:
     return value
 
 
+# A data input's `source`: printed to a reader, so one printable token (no spaces, no control
+# characters), an https URL or a DOI.
+SOURCE_RE = re.compile(r"(?:https://|doi:10\.\d{4,9}/)[!-~]+")
+
+
 def check_plain_text(value: str) -> str:
     """Free text that is joined to paths or passed on (a dataset name, a data root): no control
     characters, so nothing printed or written from it can carry a terminal sequence or a NUL."""
@@ -230,6 +235,18 @@ class DataInput(Strict):
     columns: Annotated[list[ColumnName], Field(min_length=1, max_length=MAX_COLUMNS)] | None = None
     # None, not {}: a key every input would write changes the digest of capsules packed before.
     jagged: Annotated[dict[str, JaggedColumn], Field(max_length=MAX_COLUMNS)] | None = None
+    # Where a reader gets these files (an https URL or a DOI): `verify` prints it when they are
+    # missing. Recorded, never fetched: capsule does not download anything.
+    source: Annotated[str, Field(min_length=1, max_length=512)] | None = None
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, value: str | None) -> str | None:
+        if value is not None and not SOURCE_RE.fullmatch(value):
+            raise ValueError(
+                f"{value[:80]!r} is not an https:// URL or a DOI (doi:10.NNNN/...), without spaces"
+            )
+        return value
 
     @field_validator("path")
     @classmethod
@@ -1217,15 +1234,54 @@ def format_validation_error(exc: ValidationError) -> str:
     msg = str(best["msg"]).removeprefix("Value error, ")
     if best["type"] == "extra_forbidden":
         msg = "unknown key"
+    here = [e for e in errors if _clean_loc(e["loc"]) == _clean_loc(best["loc"])]
+    if {e["type"] for e in here} <= NUMBER_TYPES and {"int_type", "float_type"} <= {
+        e["type"] for e in here
+    }:
+        # Each member of `int | float` said no: one problem, said once.
+        msg, errors = (
+            f"should be a number, not {best['input']!r}",
+            [*here[:1], *(e for e in errors if e not in here)],
+        )
     more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
     return f"{loc}: {msg}{more}" if loc else f"{msg}{more}"
 
 
+NUMBER_TYPES = {"int_type", "float_type", "int_from_float", "finite_number"}
+
+
 def describe_validation_error(exc: ValidationError, text: str, source: str) -> str:
     """`file:line: key.path: problem` for the most specific error in `exc`."""
-    line = line_of(text, _best_error(exc)["loc"])
-    where = f"{source}:{line}" if line else source
-    return f"{where}: {format_validation_error(exc)}"
+    said = format_validation_error(exc)
+    loc = _clean_loc(_best_error(exc)["loc"])
+    line = line_of(text, loc) if loc else None
+    return locate(f"{source}: {said}", text, source) if line is None else f"{source}:{line}: {said}"
+
+
+# A message naming its key first: `search.space: 'model.params.hiden' is not ...`,
+# `constraints[1].max_fraction: ...`, `data.features.path: no such data file ...`.
+_NAMED = re.compile(
+    r"^([A-Za-z_][A-Za-z0-9_]*(?:\[\d+\]|\.[A-Za-z_][A-Za-z0-9_]*)*): (?:'([^']+)')?"
+)
+
+
+def locate(message: str, text: str, source: str) -> str:
+    """`message` (`source: key: problem`) with the key's line in `text` after the source, when
+    the message names a key and the text has it; errors found after parsing (data, sources, a
+    model-wide check) point at the line too."""
+    if not message.startswith(f"{source}: "):
+        return message
+    rest = message.removeprefix(f"{source}: ")
+    found = _NAMED.match(rest)
+    if found is None:
+        return message
+    loc: list[int | str] = []
+    for part in re.findall(r"[A-Za-z_][A-Za-z0-9_]*|\[\d+\]", found.group(1)):
+        loc.append(int(part[1:-1]) if part.startswith("[") else part)
+    if found.group(2) and loc[:2] == ["search", "space"]:
+        loc.append(found.group(2))  # the space's own key, quoted
+    line = line_of(text, tuple(loc))
+    return message if line is None else f"{source}:{line}: {rest}"
 
 
 def line_of(text: str, loc: tuple[int | str, ...]) -> int | None:

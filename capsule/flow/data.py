@@ -166,7 +166,7 @@ class Hdf5File:
             except (KeyError, ValueError, OSError) as exc:
                 raise DataError(f"{where}: cannot follow its path: {exc}") from None
             if kind is None:
-                raise DataError(f"{self.name}: no dataset {dataset!r}")
+                raise DataError(f"{self.name}: no dataset {dataset!r}{self._present()}")
             if kind == h5py.h5l.TYPE_EXTERNAL:
                 file, inside = (v.decode(errors="replace") for v in group.links.get_val(part))
                 raise DataError(
@@ -197,6 +197,30 @@ class Hdf5File:
                 raise DataError(f"{where}: {part.decode(errors='replace')!r} is not a group")
             group = obj
         raise DataError(f"{self.name}: no dataset {dataset!r}")
+
+    def _present(self, shown: int = 10, visited: int = 10_000) -> str:
+        """`; it has: a, b/c` (the datasets reached through hard links, the first `shown`), as
+        a ROOT file's error lists its trees; a file of a million groups is walked no further
+        than `visited` objects."""
+        import h5py
+
+        found: list[str] = []
+        seen = 0
+
+        def visit(name: str, obj: Any) -> bool | None:
+            nonlocal seen
+            seen += 1
+            if isinstance(obj, h5py.Dataset):
+                found.append(name)
+            return True if len(found) > shown or seen >= visited else None
+
+        try:
+            self._file.visititems(visit)
+        except (KeyError, ValueError, OSError, RuntimeError):
+            return ""
+        more = ", ..." if len(found) > shown else ""
+        listed = ", ".join(repr(n) for n in found[:shown])
+        return f"; it has {listed}{more}" if found else "; it has no datasets"
 
     def _check_storage(self, obj: Any, where: str) -> None:
         import h5py

@@ -59,8 +59,16 @@ def test_hdf5_chunked_rows(tmp_path: Path) -> None:
     assert h.shape == (200, 3)
     assert np.array_equal(h.read(30, 70), x[30:70])
     h.close()
-    with pytest.raises(DataError, match="no dataset 'nope'"):
+    with pytest.raises(DataError, match="no dataset 'nope'; it has 'features'$"):
         Hdf5File(tmp_path / "d.h5", "nope")
+    with h5py.File(tmp_path / "e.h5", "w") as f:  # the datasets present are named, in groups too
+        for i in range(12):
+            f.create_dataset(f"jets/j{i:02d}", data=x[:1])
+    with pytest.raises(DataError) as caught:
+        Hdf5File(tmp_path / "e.h5", "jets/x")
+    assert str(caught.value).endswith(
+        "no dataset 'jets/x'; it has " + ", ".join(f"'jets/j{i:02d}'" for i in range(10)) + ", ..."
+    )
 
 
 def test_split_is_seeded_disjoint_and_complete() -> None:
