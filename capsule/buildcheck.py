@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import os
 import subprocess
 import sys
 import tempfile
@@ -81,9 +82,15 @@ def check_build(capsule: Capsule, root: Path, source: str) -> None:
         write_capsule(capsule, path)
         command = [sys.executable, "-P", "-m", "capsule", "exec-build", str(path)]
         command += ["--data-root", str(root), "--out", str(Path(tmp) / "out")]
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
         try:
             done = subprocess.run(
-                command, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S, check=False
+                command,
+                capture_output=True,
+                text=True,
+                timeout=BUILD_TIMEOUT_S,
+                check=False,
+                env=env,
             )
         except subprocess.TimeoutExpired:
             raise SourceError(
@@ -91,7 +98,13 @@ def check_build(capsule: Capsule, root: Path, source: str) -> None:
             ) from None
     if done.returncode != 0:
         lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-        said = lines[-1].removeprefix("error: ") if lines else done.stderr.strip()[-500:]
+        last = [line for line in done.stderr.splitlines() if line.strip()][-1:]
+        said = (
+            lines[-1].removeprefix("error: ")
+            if lines
+            else f"building the model ended with exit code {done.returncode}: "
+            + (last[0][:300] if last else "no output")
+        )
         raise SourceError(f"{source}: model.builder: {said}")
 
 
@@ -121,7 +134,7 @@ def build_once(capsule_path: Path, capsule: Capsule, root: Path, out: Path) -> N
 
                 configure_tensorflow(spec.experiment.seed, 1)
                 build_model(spec, shape, inputs.n_classes, ctx.data.sources)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a builder's sys.exit is its error too
             said = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
             where = where_in(exc, ctx.data.sources)
             raise StageError(f"{where}: {said}" if where else said) from None

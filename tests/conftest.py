@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from capsule import api
+from capsule.capsulefile import Capsule
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -162,7 +163,11 @@ SMALL_SPACE = """[search.space]
 
 
 def small_capsule(
-    root: Path, max_trials: int, space: str = SMALL_SPACE, builder: str | None = None
+    root: Path,
+    max_trials: int,
+    space: str = SMALL_SPACE,
+    builder: str | None = None,
+    check_build: bool = True,
 ) -> Path:
     """The example packed at root/exp.capsule with a small space, 1 epoch and `max_trials`;
     `builder` replaces the model with the researcher's own code (model.py:build)."""
@@ -181,5 +186,14 @@ def small_capsule(
         start, end = text.index("[model.params]"), text.index("[training]")
         text = text[:start] + '[model.params]\nmode = "fine"\n\n' + text[end:]
     spec.write_text(text)
-    api.pack(spec, root / "exp.capsule")
+    api.pack(spec, root / "exp.capsule", check_build=check_build)
     return root / "exp.capsule"
+
+
+def lut_bound_only(capsule: Capsule) -> Capsule:
+    """The packed example as it was before it bounded DSPs to its part (issue 35): `lut <=
+    53200` only, for tests whose trials were written for that (DSPs past the xc7z020's 220)."""
+    from capsule.spec import Constraint
+
+    spec = capsule.spec.model_copy(update={"constraints": [Constraint(metric="lut", max=53200)]})
+    return capsule.model_copy(update={"spec": spec}).sealed()

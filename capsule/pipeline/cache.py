@@ -105,8 +105,10 @@ def keys(capsule: Capsule, spec: Spec, environment: str, threads: int) -> dict[s
     base = {
         "format": FORMAT,
         "data": _data_key(capsule),
+        # Where the files are and where to get them (`source`) do not change what they hold.
         "inputs": spec.data.model_dump(
-            mode="json", exclude={"features": {"path"}, "labels": {"path"}}
+            mode="json",
+            exclude={"features": {"path", "source"}, "labels": {"path", "source"}},
         ),
         "preprocess": spec.preprocess.model_dump(mode="json"),
         "sources": sorted((s.name, s.sha256) for s in capsule.sources),

@@ -17,6 +17,9 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import secrets
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -89,27 +92,33 @@ def run_in_container(
         )
         # The trial entry point would re-execute itself to get these; given, it need not.
         trial_env = job.environment({})
-        container = engine.containers.run(
-            image,
-            command,
-            detach=True,
-            user=UID,
-            network_mode="none",
-            read_only=True,
-            tmpfs={"/tmp": "rw,size=1g,mode=1777"},
-            volumes=volumes,
-            mem_limit=runtime.memory,
-            memswap_limit=runtime.memory,
-            pids_limit=runtime.pids,
-            nano_cpus=int(runtime.cpus * 1e9),
-            environment={
-                "CAPSULE_CACHE_DIR": "/tmp/cache",
-                **trial_env,
-            },
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            labels=labels or {},
-        )
+        token = secrets.token_hex(16)
+        reaper = _reaper(token)
+        try:
+            container = engine.containers.run(
+                image,
+                command,
+                detach=True,
+                user=UID,
+                network_mode="none",
+                read_only=True,
+                tmpfs={"/tmp": "rw,size=1g,mode=1777"},
+                volumes=volumes,
+                mem_limit=runtime.memory,
+                memswap_limit=runtime.memory,
+                pids_limit=runtime.pids,
+                nano_cpus=int(runtime.cpus * 1e9),
+                environment={
+                    "CAPSULE_CACHE_DIR": "/tmp/cache",
+                    **trial_env,
+                },
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                labels={**(labels or {}), REAPER_LABEL: token},
+            )
+        except BaseException:
+            _release(reaper)
+            raise
         try:
             try:
                 code = int(container.wait(timeout=math.ceil(runtime.timeout))["StatusCode"])
@@ -123,6 +132,7 @@ def run_in_container(
             oom = bool(container.attrs["State"].get("OOMKilled"))
         finally:
             container.remove(force=True)
+            _release(reaper)
 
     def ended(status: Status, error: str) -> TrialResult:
         return host_result(job, RUNTIME, status, error, out)
@@ -135,6 +145,45 @@ def run_in_container(
         return read_result(out)
     tail = log_tail(out / LOG, 5)
     return ended("failed", f"container exited with {code} and wrote no result: {tail}")
+
+
+# A container outlives the process that started it: `capsule run` killed with -9 would leave
+# its trials running (for hours of synthesis). Each container gets a reaper, started before it:
+# a small process reading a pipe from the run, which removes the container when the pipe
+# closes without "done" (the run died, however). Its code is this constant, never a capsule's.
+REAPER_LABEL = "capsule.reaper"
+_REAPER = """\
+import sys
+if sys.stdin.buffer.readline() != b"done\\n":
+    import docker
+    engine = docker.from_env(timeout=120)
+    for c in engine.containers.list(all=True, filters={"label": sys.argv[1]}):
+        c.remove(force=True)
+"""
+
+
+def _reaper(token: str) -> subprocess.Popen[bytes]:
+    # Its own session: a Ctrl-C to the run's terminal is the run's to handle, not the reaper's.
+    return subprocess.Popen(
+        [sys.executable, "-P", "-c", _REAPER, f"{REAPER_LABEL}={token}"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _release(reaper: subprocess.Popen[bytes]) -> None:
+    """The container is gone: the reaper exits without looking."""
+    assert reaper.stdin is not None
+    with contextlib.suppress(OSError):
+        reaper.stdin.write(b"done\n")
+        reaper.stdin.close()
+    try:
+        reaper.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        reaper.kill()
+        reaper.wait()
 
 
 Volumes = dict[str, dict[str, str]]

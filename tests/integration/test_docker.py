@@ -69,7 +69,8 @@ def _capsule(root: Path, source: str | None = None, runtime: str = "", kind: str
     if runtime:
         text = text.replace('memory = "4g"', runtime)
     spec.write_text(text)
-    api.pack(spec, root / "c.capsule", runtime=kind)
+    # A probe's or a hog's builder is what the test runs: not built at pack.
+    api.pack(spec, root / "c.capsule", runtime=kind, check_build=source is None)
     return root / "c.capsule"
 
 
@@ -278,3 +279,39 @@ def _leftovers(engine: object, path: Path) -> list[object]:
     run_id = lock_digest(read_capsule(path)).removeprefix("sha256:")[:16]
     found = engine.containers.list(all=True, filters={"label": "capsule.trial"})  # type: ignore[attr-defined]
     return [c for c in found if c.labels["capsule.trial"].startswith(f"{run_id}/")]
+
+
+SLEEPER = """\
+import time
+def build(params, input_shape, n_classes):
+    time.sleep(900)
+"""
+
+
+def test_a_run_killed_with_9_leaves_no_trial_container(engine: object, tmp_path: Path) -> None:
+    """Issue 35, item 9: `kill -9` of `capsule run` left its trial's container running. Its
+    reaper (a process reading a pipe from the run) removes it when the run dies."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = _capsule(tmp_path, SLEEPER, kind="docker")
+    cli = Path(sys.executable).parent / "capsule"
+    proc = subprocess.Popen(
+        [str(cli), "run", str(path), "--runtime", "docker", "--max-trials", "1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not _leftovers(engine, path):
+        assert proc.poll() is None and time.monotonic() < deadline, "no trial container started"
+        time.sleep(0.2)
+    running = _leftovers(engine, path)
+    assert len(running) == 1 and running[0].labels.get("capsule.reaper")  # type: ignore[attr-defined]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 60
+    while _leftovers(engine, path):
+        assert time.monotonic() < deadline, "the killed run's container is still there"
+        time.sleep(0.2)

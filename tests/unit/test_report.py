@@ -18,6 +18,7 @@ from capsule.capsulefile import Capsule, Trial
 from capsule.errors import CapsuleError
 from capsule.spec import Objective
 from capsule.views import report
+from tests.conftest import lut_bound_only
 
 SCRIPT = "<script>alert(1)</script>"
 FIGURES = ["knob_hls4ml_precision", "knob_hls4ml_reuse_factor", "objectives", "pareto"]
@@ -73,7 +74,7 @@ TRIALS = [
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Capsule:
     root = tmp_path_factory.mktemp("report")
-    return api.pack(api.init(root / "exp"), root / "exp.capsule", runtime="local")
+    return lut_bound_only(api.pack(api.init(root / "exp"), root / "exp.capsule", runtime="local"))
 
 
 @pytest.fixture(scope="module")

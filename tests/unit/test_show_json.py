@@ -17,6 +17,7 @@ from capsule.cli import app
 from capsule.views.render import compact
 from capsule.views.summary import summarise
 from capsule.views.summary_json import summary_json
+from tests.conftest import lut_bound_only
 
 
 def _trial(number: int, status: str, acc: float | None, dsp: float, lut: float) -> Trial:
@@ -49,7 +50,7 @@ TRIALS = [
 def packed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Capsule, Path]:
     root = tmp_path_factory.mktemp("show_json")
     base = api.pack(api.init(root / "exp"), root / "exp.capsule", runtime="local")
-    capsule = base.model_copy(update={"trials": TRIALS}).sealed()
+    capsule = lut_bound_only(base).model_copy(update={"trials": TRIALS}).sealed()
     path = root / "trials.capsule"
     write_capsule(capsule, path)
     return capsule, path
@@ -90,7 +91,8 @@ def test_show_json_summary_is_the_text_summary(packed: tuple[Capsule, Path]) -> 
         # trial, status, csim_accuracy, dsp, lut, loss, time
         assert cells[1] == row["status"] == "ok"
         assert cells[2] == compact(row["objectives"]["csim_accuracy"])
-        assert cells[3] == compact(row["objectives"]["dsp"])
+        share = f" ({100 * row['part_share']['dsp']:.0f}%)"  # of the xc7z020's 220 DSPs
+        assert cells[3] == compact(row["objectives"]["dsp"]) + share
         assert cells[5] == compact(row["loss"])
     assert summary["front"][1]["objectives"] == {"csim_accuracy": 0.90, "dsp": 40.0}
 
