@@ -41,7 +41,7 @@ from typing import IO, Any, BinaryIO
 from capsule.errors import CapsuleError
 from capsule.files import write_atomic
 from capsule.hashing import default_cache_dir, sha256_file
-from capsule.version import __version__
+from capsule.version import DISTRIBUTION, __version__
 
 # The base is built only when its tag is absent: a change to images/base gets a new tag.
 BASE_TAG = "capsule-base:bookworm-2"
@@ -332,7 +332,8 @@ def capsule_wheel(out: Path, root: Path = PACKAGE) -> Path:
     absent) builds the same wheel, hence the same image id, as a source checkout. It declares no
     dependencies: the lock installs them.
     """
-    dist_info = f"capsule-{__version__}.dist-info"
+    stem = f"{DISTRIBUTION.replace('-', '_')}-{__version__}"  # the wheel spec's normalised name
+    dist_info = f"{stem}.dist-info"
     scripts = "".join(f"{name} = {target}\n" for name, target in CONSOLE_SCRIPTS.items())
     entries: list[tuple[str, bytes]] = [
         (f"capsule/{p.relative_to(root).as_posix()}", p.read_bytes()) for p in package_files(root)
@@ -340,7 +341,7 @@ def capsule_wheel(out: Path, root: Path = PACKAGE) -> Path:
     entries += [
         (
             f"{dist_info}/METADATA",
-            f"Metadata-Version: 2.1\nName: capsule\nVersion: {__version__}\n".encode(),
+            f"Metadata-Version: 2.1\nName: {DISTRIBUTION}\nVersion: {__version__}\n".encode(),
         ),
         (
             f"{dist_info}/WHEEL",
@@ -352,7 +353,7 @@ def capsule_wheel(out: Path, root: Path = PACKAGE) -> Path:
         f"{name},sha256={_urlsafe_sha256(data)},{len(data)}\n" for name, data in entries
     )
     entries.append((f"{dist_info}/RECORD", f"{record}{dist_info}/RECORD,,\n".encode()))
-    wheel = out / f"capsule-{__version__}-py3-none-any.whl"
+    wheel = out / f"{stem}-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, data in entries:
             entry = zipfile.ZipInfo(name, date_time=WHEEL_DATE)
@@ -368,7 +369,8 @@ def _urlsafe_sha256(data: bytes) -> str:
 def _requirements(capsule: Path) -> str:
     """The image's requirements: the lock, and capsule's own wheel pinned by its hash."""
     return LOCK.read_text() + (
-        f"capsule @ file:///wheels/{capsule.name} \\\n    --hash=sha256:{sha256_file(capsule)}\n"
+        f"{DISTRIBUTION} @ file:///wheels/{capsule.name} \\\n"
+        f"    --hash=sha256:{sha256_file(capsule)}\n"
     )
 
 

@@ -2,4 +2,7 @@
 
 from importlib.metadata import version
 
-__version__ = version("capsule")
+# The name on the package index: `capsule` there is another project (2016), and "Compute
+# Capsules" are Code Ocean's. The command and the import stay `capsule`.
+DISTRIBUTION = "hls4ml-capsule"
+__version__ = version(DISTRIBUTION)

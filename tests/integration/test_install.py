@@ -121,7 +121,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """capsule's wheel, built by `python -m build` (sdist first, the wheel from the sdist)."""
     out = tmp_path_factory.mktemp("dist")
     _run(sys.executable, "-m", "build", "--outdir", out, REPO, cwd=out)
-    (built,) = out.glob("capsule-*-py3-none-any.whl")
+    (built,) = out.glob("hls4ml_capsule-*-py3-none-any.whl")
     return built
 
 
@@ -133,7 +133,7 @@ def _install(python: str, minor: str, wheel: Path, venv: Path) -> None:
         pinned = venv.parent / "requirements.txt"
         pinned.write_text(
             image.LOCK.read_text()
-            + f"capsule @ {wheel.as_uri()} \\\n    --hash=sha256:{_sha256(wheel)}\n"
+            + f"hls4ml-capsule @ {wheel.as_uri()} \\\n    --hash=sha256:{_sha256(wheel)}\n"
         )
         _run(*uv, "--require-hashes", "-r", pinned, cwd=venv.parent)
     else:
@@ -163,7 +163,7 @@ def test_the_built_wheel_installs_and_runs_a_trial(minor: str, wheel: Path, tmp_
             _run(venv / "bin" / "python", "-m", "pip", "list", "--format=json", cwd=tmp_path)
         )
     }
-    assert installed["capsule"] == __version__
+    assert installed["hls4ml-capsule"] == __version__  # the name on the index (issue 35)
     print(
         f"python {minor}: tensorflow-cpu {installed['tensorflow-cpu']}, numpy {installed['numpy']}"
     )

@@ -142,8 +142,14 @@ def test_the_capsule_wheel_depends_on_content_only(tmp_path: Path) -> None:
 
 def test_the_capsule_wheel_installs_with_its_data_and_command(tmp_path: Path) -> None:
     wheel = image.capsule_wheel(tmp_path)
+    # Published as hls4ml-capsule (PyPI's `capsule` is another project), run as `capsule`.
+    assert wheel.name == f"hls4ml_capsule-{__version__}-py3-none-any.whl"
+    assert PYPROJECT["project"]["name"] == "hls4ml-capsule"
+    assert PYPROJECT["project"]["scripts"] == {"capsule": "capsule.cli:main"}
     with zipfile.ZipFile(wheel) as zf:
-        record = zf.read(f"capsule-{__version__}.dist-info/RECORD").decode().splitlines()
+        dist_info = f"hls4ml_capsule-{__version__}.dist-info"
+        assert "Name: hls4ml-capsule\n" in zf.read(f"{dist_info}/METADATA").decode()
+        record = zf.read(f"{dist_info}/RECORD").decode().splitlines()
         for line in record[:-1]:
             name, digest, size = line.split(",")
             data = zf.read(name)
