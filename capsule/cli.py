@@ -427,6 +427,9 @@ def verify(
     ] = None,
     keep: Annotated[bool, typer.Option(help="Keep the re-run trial folders.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
+    verbose: Annotated[
+        bool, typer.Option("-v", "--verbose", help="List every artifact, not only what differs.")
+    ] = False,
     from_weights: Annotated[
         Path | None,
         typer.Option(
@@ -474,7 +477,7 @@ def verify(
         }
         print(json.dumps(found, indent=2))
     else:
-        console.print(render.verification(outcome))
+        console.print(render.verification(outcome, every=verbose))
     if not outcome.ok:
         raise typer.Exit(EXIT_MISMATCH)
 

@@ -578,20 +578,44 @@ def cache_entries(root: Path, entries: list[Any]) -> RenderableType:
     return Group(table, Text(f"{len(entries)} entries, {_size(total)}"))
 
 
-def verification(outcome: Verification, digits: int = 16) -> RenderableType:
-    """The proof table: each artifact's recorded and re-run hash, mismatches first in red."""
-    table = Table(title=f"verify {outcome.digest}", title_justify="left")
-    for column in ("trial", "artifact", "recorded", "got", "match"):
-        table.add_column(column, overflow="fold")
-    every = outcome.comparisons + outcome.metrics
-    rows = sorted(every, key=lambda c: (c.match, c.trial, c.artifact))
-    for c in rows:
-        mark = Text("yes", style="green") if c.match else Text("NO", style="bold red")
-        width = digits if c.match else None  # a mismatch shows both hashes whole
-        _row(table, str(c.trial), c.artifact, c.recorded[:width], c.got[:width], mark)
+def _part_of(artifact: str) -> str:
+    """What an artifact belongs to, for the summary: its stage's folder, or `metrics`."""
+    if artifact.startswith("metric "):
+        return "metrics"
+    head, _, rest = artifact.partition("/")
+    return f"{head}/" if rest else head
+
+
+def verification(outcome: Verification, digits: int = 16, every: bool = False) -> RenderableType:
+    """Counts per trial and stage folder, then only what differs (both hashes whole); `every`
+    lists each artifact too (`verify -v`; `--json` always has them all). A trial has hundreds
+    of artifacts: the full list is a proof for a script, not for a person."""
+    compared = outcome.comparisons + outcome.metrics
+    counts: dict[tuple[int, str], list[int]] = {}
+    for c in compared:
+        tally = counts.setdefault((c.trial, _part_of(c.artifact)), [0, 0])
+        tally[0] += c.match
+        tally[1] += 1
+    summary = Table(title=f"verify {outcome.digest}", title_justify="left")
+    for column in ("trial", "of", "match"):
+        summary.add_column(column, no_wrap=True, justify="right" if column == "match" else "left")
+    for (trial, part), (same_n, total) in sorted(counts.items()):
+        style = "green" if same_n == total else "bold red"
+        _row(summary, str(trial), part, Text(f"{same_n}/{total}", style=style))
+    parts: list[RenderableType] = [summary]
+    differing = [c for c in compared if not c.match]
+    shown = compared if every else differing
+    if shown:
+        table = Table(title="every artifact" if every else "what differs", title_justify="left")
+        for column in ("trial", "artifact", "recorded", "got", "match"):
+            table.add_column(column, overflow="fold")
+        for c in sorted(shown, key=lambda c: (c.match, c.trial, c.artifact)):
+            mark = Text("yes", style="green") if c.match else Text("NO", style="bold red")
+            width = digits if c.match else None  # a mismatch shows both hashes whole
+            _row(table, str(c.trial), c.artifact, c.recorded[:width], c.got[:width], mark)
+        parts.append(table)
     trials = len({c.trial for c in outcome.comparisons})
     same = sum(c.match for c in outcome.comparisons)
-    parts: list[RenderableType] = [table]
     if outcome.skipped:
         listed = ", ".join(f"{t.number} ({t.status})" for t in outcome.skipped)
         parts.append(plain(f"not verifiable, no artifacts recorded: {listed}"))
@@ -619,8 +643,8 @@ def verification(outcome: Verification, digits: int = 16) -> RenderableType:
             )
     else:
         bad = sorted({f"trial {c.trial}: {c.artifact}" for c in outcome.mismatched()})
-        shown = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
-        parts.append(plain(f"NOT reproduced: {shown}", style="bold red"))
+        listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        parts.append(plain(f"NOT reproduced: {listed}", style="bold red"))
         for number, why in sorted(outcome.explanations.items()):
             reason = "; ".join(why) or "same numerics and CPU as recorded"
             parts.append(plain(f"trial {number}: {reason}"))

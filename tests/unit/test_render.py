@@ -90,3 +90,29 @@ def test_a_count_of_one_is_singular() -> None:
     from capsule.views.render import _count
 
     assert [_count(n, "thread") for n in (1, 2)] == ["1 thread", "2 threads"]
+
+
+def test_verify_prints_counts_per_stage_then_only_what_differs() -> None:
+    """Issue 35, item 6: one trial's 255 lines, one per artifact, became a summary: counts per
+    trial and stage folder, then the differing artifacts with both hashes whole."""
+    from capsule.verify import Comparison, Verification
+    from capsule.views.render import verification
+
+    same = [
+        Comparison(0, f"hls4ml_prj/firmware/f{i:03d}.h", "a" * 64, "a" * 64) for i in range(250)
+    ]
+    same += [Comparison(0, "train/model.weights.h5", "b" * 64, "b" * 64)]
+    differs = Comparison(0, "csim/predictions.npy", "c" * 64, "d" * 64)
+    metrics = [Comparison(0, "metric dsp", "170", "170")]
+    outcome = Verification("sha256:" + "e" * 64, [*same, differs], metrics=metrics)
+    console = Console(width=300, record=True, color_system=None)
+    console.print(verification(outcome))
+    text = console.export_text()
+    assert len(text.splitlines()) < 25, text
+    rows = {tuple(c.strip() for c in line.split("│")[1:-1]) for line in text.splitlines()}
+    assert ("0", "hls4ml_prj/", "250/250") in rows and ("0", "csim/", "0/1") in rows
+    assert ("0", "metrics", "1/1") in rows and ("0", "train/", "1/1") in rows
+    assert "c" * 64 in text and "d" * 64 in text and "f000.h" not in text
+    console = Console(width=300, record=True, color_system=None)
+    console.print(verification(outcome, every=True))
+    assert "f249.h" in console.export_text()
