@@ -47,3 +47,21 @@ def test_the_documented_example_is_a_valid_spec() -> None:
     assert example is not None
     parsed = spec.parse_spec(example.group(1), "capsule-format.md")
     assert parsed.search.max_trials == 8
+
+
+def test_the_publishing_walkthrough_covers_the_readers_path() -> None:
+    """Issue 35, item 8: one walkthrough of what to publish and what a reader does."""
+    text = (Path(__file__).parents[2] / "docs" / "publishing.md").read_text()
+    for needed in (
+        "capsule image save",  # the image archive, and how to publish less
+        "source = ",  # where the data are, recorded in the spec
+        "--data-root",
+        "pip install hls4ml-capsule",
+        "--from-weights",
+        "| 0 |",
+        "| 1 |",
+        "| 2 |",
+    ):
+        assert needed in text, needed
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    assert "docs/publishing.md" in readme
