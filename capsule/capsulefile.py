@@ -292,6 +292,7 @@ class Trial(Locked):
     job: Short | None = None
     queue_s: Annotated[float, Field(ge=0)] | None = None
     failed_attempts: Annotated[list[Attempt], Field(max_length=1000)] | None = None
+    test_size: Annotated[int, Field(ge=0, le=1 << 48)] | None = None  # rows the test split held
 
     _level = field_validator("level")(lambda v: v if v is None else check_level(v))
 

@@ -68,6 +68,8 @@ class TrialResult(BaseModel):
     # The converted model's layers as hls4ml applied them (reuse factor, precisions, sizes).
     layers: list[Layer] = []
     estimate_missing: list[str] = []  # layers the estimate could not count: it is partial
+    # Rows of the test split: the n of each accuracy's confidence interval (views/intervals.py).
+    test_size: int | None = None
 
 
 def check_folder(out: Path) -> None:

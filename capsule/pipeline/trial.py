@@ -212,9 +212,16 @@ def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
         collapse=collapse,
         layers=layers,
         estimate_missing=missing,
+        test_size=_test_rows(ctx),
     )
     write_result(out, result)
     return result
+
+
+def _test_rows(ctx: Context) -> int | None:
+    if ctx.opened is None:
+        return None
+    return sum(stop - start for start, stop in ctx.opened.split.test)
 
 
 def _unestimated(layers: list[Layer]) -> list[str]:

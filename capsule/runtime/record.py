@@ -100,6 +100,7 @@ def to_record(
             error=None if error is None else clip(error, MAX_ERROR),
             log_tail=_log_tail(folder) if folder is not None and result.status != "ok" else None,
             duration_s=duration_s,
+            test_size=result.test_size,
         )
     except ValidationError as exc:
         said = f"its result does not fit a capsule record: {format_validation_error(exc)}"

@@ -217,10 +217,11 @@ class Hypervolume:
         if self.value is None:
             return f"hypervolume not computed: {self.skipped}"
         point = ", ".join(
-            f"{o.key} {r:.6g}" for o, r in zip(objectives, self.reference, strict=True)
+            f"{o.key} {r:.4g}" for o, r in zip(objectives, self.reference, strict=True)
         )
+        # Three figures: the accuracies under it are known to a percent or so (views/intervals).
         return (
-            f"hypervolume {self.value:.6g} of a front of {n} trial{'' if n == 1 else 's'}; "
+            f"hypervolume {self.value:.3g} of a front of {n} trial{'' if n == 1 else 's'}; "
             f"reference point {point} ({self.how})"
         )
 

@@ -29,6 +29,7 @@ from capsule.reports import ProjectReports, to_metrics
 from capsule.spec import Spec
 from capsule.verify import Verification
 from capsule.views import attempts
+from capsule.views.intervals import indistinct, plus_minus, proportion_like
 from capsule.views.summary import Levels, levels_of, part_shares, share_text, summarise
 
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")
@@ -416,9 +417,13 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
         dict.fromkeys([o.key for o in spec.objectives] + [c.key for c in spec.constraints])
     )
 
-    def table(title: str, chosen: list[Any]) -> Table:
+    front_rows = found.front_rows(spec)
+    marked = indistinct(spec.objectives, front_rows, found.front)
+
+    def table(title: str, chosen: list[Any], front: bool = False) -> Table:
         """Numbers right-aligned and never wrapped; a metric's fidelity in its header when every
-        row shares it, else under the value."""
+        row shares it, else under the value; an accuracy with its 95% interval. On the front, a
+        member the test set cannot tell from a cheaper one is marked ~#N."""
         out = Table(title=title, title_justify="left")
         out.add_column("trial", justify="right", no_wrap=True)
         out.add_column("status", no_wrap=True)
@@ -438,6 +443,8 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
                 shown = compact(t.metrics[n]) if n in t.metrics else "-"
                 if n in shares:  # beside the count, its share of the part
                     shown += f" ({share_text(shares[n])})"
+                if n in t.metrics:
+                    shown += plus_minus(t, n)
                 if n not in t.metrics:
                     cells.append("-")
                 elif shared[n] is None and n in t.fidelity:
@@ -446,10 +453,13 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
                     cells.append(Text("\n").join([value, kind]))
                 else:
                     cells.append(shown)
+            status = t.status
+            if front and t.number in marked:
+                status += f" ~#{marked[t.number]}"
             _row(
                 out,
                 str(t.number),
-                t.status,
+                status,
                 *cells,
                 "-" if loss is None else compact(loss),
                 f"{t.duration_s:.0f} s",
@@ -464,7 +474,6 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
     runtimes += [f"{len(every) - LISTED} more"] if len(every) > LISTED else []
     hits = {u: sum(u in t.cache_hits for t in trials) for u in ("train", "hls", "synth")}
     reused = ", ".join(f"{u} in {n}" for u, n in hits.items() if n) or "none"
-    front_rows = found.front_rows(spec)
     front_title = f"Pareto front{at}: {objectives}"
     if len(front_rows) < len(found.front):
         front_title += (
@@ -477,8 +486,22 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
         *[plain(line) for line in [attempts.summary(trials)] if line],
         *([] if found.level is None else [levels(capsule)]),
         table(f"best {min(top, len(best))} trials{at}", best[:top]),
-        table(front_title, front_rows),
+        table(front_title, front_rows, front=True),
     ]
+    sizes = sorted({t.test_size for t in found.pool if t.test_size is not None})
+    if sizes and any(proportion_like(n) for n in names):
+        counted = " or ".join(f"{s:,}" for s in sizes[:3])
+        parts.append(
+            plain(
+                f"test set: {counted} samples; ± is the 95% interval of an accuracy (Wilson)"
+                + (
+                    "; ~#N: on the front by fewer test samples than the interval, against "
+                    "trial N, which costs less"
+                    if marked
+                    else ""
+                )
+            )
+        )
     if found.volume is not None:
         parts.append(plain(found.volume.describe(spec.objectives) + at))
     shown = {t.number for t in best[:top]} | {t.number for t in front_rows}

@@ -12,6 +12,7 @@ from typing import Any
 
 from capsule import fidelity
 from capsule.capsulefile import Capsule, Trial
+from capsule.views.intervals import indistinct, interval
 from capsule.views.summary import BEST_ROWS, Summary, levels_of, part_shares, summarise
 
 
@@ -23,7 +24,11 @@ def summary_json(capsule: Capsule) -> dict[str, Any]:
     keys = list(dict.fromkeys([o.key for o in spec.objectives] + [c.key for c in spec.constraints]))
     objectives = [o.key for o in spec.objectives]
 
+    front = found.front_rows(spec)
+    marked = indistinct(spec.objectives, front, found.front)
+
     def row(t: Trial) -> dict[str, Any]:
+        bounds = {k: interval(t, k) for k in keys}
         return {
             "trial": t.number,
             "status": t.status,
@@ -32,9 +37,13 @@ def summary_json(capsule: Capsule) -> dict[str, Any]:
             "metrics": {k: t.metrics[k] for k in keys if k in t.metrics},
             "fidelity": {k: t.fidelity[k] for k in keys if k in t.fidelity},
             "part_share": part_shares(spec, t),
+            # The 95% interval (Wilson) of each accuracy-like metric, from the test-set size.
+            "test_size": t.test_size,
+            "intervals": {k: list(v) for k, v in bounds.items() if v is not None},
+            # A front member the test set cannot tell from this cheaper one (views/intervals).
+            "indistinct_from": marked.get(t.number),
         }
 
-    front = found.front_rows(spec)
     out: dict[str, Any] = {
         "trials": len(found.trials),
         "counts": found.counts,
