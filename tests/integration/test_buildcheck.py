@@ -10,7 +10,7 @@ import pytest
 
 from capsule import api
 from capsule.errors import SourceError
-from tests.unit.test_buildcheck import _own_builder
+from tests.unit.test_buildcheck import _line_of, _own_builder
 
 BUILDER = """\
 import keras
@@ -27,8 +27,9 @@ def test_a_builder_that_raises_for_the_data_is_refused_at_its_own_line(experimen
     out = experiment.parent / "x.capsule"
     with pytest.raises(SourceError) as caught:
         api.pack(experiment, out)
+    line = _line_of(experiment, "builder = ")
     assert str(caught.value) == (
-        f"{experiment}: model.builder: model.py, line 5, in build: KeyError: 'width'"
+        f"{experiment}:{line}: model.builder: model.py, line 5, in build: KeyError: 'width'"
     )
     assert not out.exists()
     # The same builder with its key packs, and the capsule embeds it.

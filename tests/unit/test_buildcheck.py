@@ -23,6 +23,10 @@ def _own_builder(experiment: Path, code: str, ref: str = "model.py:build") -> No
     experiment.write_text(text)
 
 
+def _line_of(path: Path, needle: str) -> int:
+    return next(i for i, t in enumerate(path.read_text().splitlines(), 1) if needle in t)
+
+
 def test_a_misspelled_builder_is_refused_naming_what_its_file_defines(experiment: Path) -> None:
     _own_builder(
         experiment, "import keras\nfrom os import path as p\n\ndef build(): ...\n", "model.py:biuld"
@@ -30,8 +34,9 @@ def test_a_misspelled_builder_is_refused_naming_what_its_file_defines(experiment
     out = experiment.parent / "x.capsule"
     with pytest.raises(SourceError) as caught:
         api.pack(experiment, out)
+    line = _line_of(experiment, "builder = ")
     assert str(caught.value) == (
-        f"{experiment}: model.builder: model.py defines no 'biuld' at its top level "
+        f"{experiment}:{line}: model.builder: model.py defines no 'biuld' at its top level "
         "(its top-level names: build, keras, p)"
     )
     assert not out.exists()
@@ -42,8 +47,9 @@ def test_a_builder_that_does_not_parse_is_refused_at_its_line(experiment: Path) 
     out = experiment.parent / "x.capsule"
     with pytest.raises(SourceError) as caught:
         api.pack(experiment, out)
+    line = _line_of(experiment, "builder = ")
     assert str(caught.value).startswith(
-        f"{experiment}: model.builder: model.py, line 4: SyntaxError: "
+        f"{experiment}:{line}: model.builder: model.py, line 4: SyntaxError: "
     )
     assert not out.exists()
 

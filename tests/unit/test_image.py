@@ -134,7 +134,7 @@ def test_the_capsule_wheel_depends_on_content_only(tmp_path: Path) -> None:
     (tmp_path / "wb").mkdir()
     wheel_a = image.capsule_wheel(tmp_path / "wa", first)
     wheel_b = image.capsule_wheel(tmp_path / "wb", second)
-    assert wheel_a.name == f"capsule-{__version__}-py3-none-any.whl"
+    assert wheel_a.name == f"hls4ml_capsule-{__version__}-py3-none-any.whl"
     assert wheel_a.read_bytes() == wheel_b.read_bytes()
     (second / "views" / "render.py").write_text((second / "views" / "render.py").read_text() + "\n")
     assert image.capsule_wheel(tmp_path / "wb", second).read_bytes() != wheel_a.read_bytes()
@@ -259,7 +259,7 @@ def test_the_context_takes_locked_wheels_from_the_cache_without_the_index(
     )
     assert (wheels / capsule.name).read_bytes() == capsule.read_bytes()
     assert (wheels / "requirements.txt").read_text() == lock.read_text() + (
-        f"capsule @ file:///wheels/{capsule.name} \\\n"
+        f"hls4ml-capsule @ file:///wheels/{capsule.name} \\\n"
         f"    --hash=sha256:{hashlib.sha256(capsule.read_bytes()).hexdigest()}\n"
     )
     assert (ctx / "Dockerfile").read_bytes() == (image.IMAGES / "trial" / "Dockerfile").read_bytes()
