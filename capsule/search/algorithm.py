@@ -46,6 +46,9 @@ class Algorithm:
     when one class serves several algorithms)."""
 
     name: str = ""
+    # Whether it ranks by the objectives' weighted sum (the `loss` show and the report give);
+    # one that keeps them apart (Optuna's) has no such loss to show.
+    weighted: bool = True
 
     def __init__(self, name: str | None = None) -> None:
         if name is not None:

@@ -321,6 +321,8 @@ def propose(
 class Optuna(Algorithm):
     """NSGA-II (`nsga2`) or MOTPE (`motpe`) through Optuna, the objectives kept apart."""
 
+    weighted = False
+
     def propose(
         self, spec: Spec, budget: int, number: int, finished: Sequence[Outcome], seed: int
     ) -> Params:

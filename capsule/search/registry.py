@@ -36,6 +36,12 @@ def names() -> list[str]:
     return ALGORITHMS.names()
 
 
+def weighted(name: str) -> bool:
+    """Whether `name` ranks by the weighted sum of the objectives (an unknown one: yes)."""
+    found = ALGORITHMS.find(name)
+    return found is None or found.weighted
+
+
 def get(name: str, where: str = "search.algo") -> Algorithm:
     """The algorithm `name`, or a SpecError naming `where` it was asked for."""
     found = ALGORITHMS.find(name)

@@ -29,6 +29,7 @@ from capsule.reports import ProjectReports, to_metrics
 from capsule.spec import Spec
 from capsule.verify import Verification
 from capsule.views import attempts
+from capsule.search import registry
 from capsule.views.intervals import indistinct, plus_minus, proportion_like
 from capsule.views.summary import Levels, levels_of, part_shares, share_text, summarise
 
@@ -419,6 +420,7 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
 
     front_rows = found.front_rows(spec)
     marked = indistinct(spec.objectives, front_rows, found.front)
+    weighted = registry.weighted(spec.search.algo)  # nsga2, motpe: no weighted sum, no loss
 
     def table(title: str, chosen: list[Any], front: bool = False) -> Table:
         """Numbers right-aligned and never wrapped; a metric's fidelity in its header when every
@@ -433,7 +435,8 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
             shared[n] = kinds.pop() if len(kinds) == 1 else None
             header = n if shared[n] is None else f"{n}\n({shared[n]})"
             out.add_column(header, justify="right", no_wrap=True)
-        out.add_column("loss", justify="right", no_wrap=True)
+        if weighted:
+            out.add_column("loss", justify="right", no_wrap=True)
         out.add_column("time", justify="right", no_wrap=True)
         for t in chosen:
             loss = scored.get(t.number)
@@ -461,7 +464,7 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
                 str(t.number),
                 status,
                 *cells,
-                "-" if loss is None else compact(loss),
+                *(["-" if loss is None else compact(loss)] if weighted else []),
                 f"{t.duration_s:.0f} s",
             )
         return out
@@ -485,8 +488,11 @@ def results(capsule: Capsule, top: int = 10) -> RenderableType:
         plain(f"runtime {', '.join(runtimes)}; taken from the stage cache: {reused}"),
         *[plain(line) for line in [attempts.summary(trials)] if line],
         *([] if found.level is None else [levels(capsule)]),
-        table(f"best {min(top, len(best))} trials{at}", best[:top]),
-        table(front_title, front_rows, front=True),
+        table(f"best {min(top, len(best))} trials{at}", best[:top])
+        if best
+        else plain(f"no trial was scored{at}"),
+        # One objective: the best trials are its front; a table of it would repeat them.
+        *([table(front_title, front_rows, front=True)] if len(spec.objectives) > 1 else []),
     ]
     sizes = sorted({t.test_size for t in found.pool if t.test_size is not None})
     if sizes and any(proportion_like(n) for n in names):

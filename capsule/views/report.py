@@ -1,8 +1,9 @@
 """The figures and tables a researcher pastes into a paper, written from a capsule alone.
 
 `write_report` writes `index.html` (one self-contained page: figures embedded as data URIs, and a
-Content-Security-Policy that forbids scripts and any outside resource), `figures/*.png` (the
-Pareto front, each objective over the search, each hls4ml knob against the objectives, and for a
+Content-Security-Policy that forbids scripts and any outside resource), `figures/*.png`, `*.pdf`
+and `*.svg` (the Pareto front, each objective over the search, each searched knob against the
+objectives, and for a
 task with ROC figures the best trials' ROC curves, float against C simulation: `views.roc`),
 `trials.csv` (every trial, for pandas) and `best.md` / `best.tex` (the best trials, captioned with
 the capsule digest so a table in a paper names the exact results it came from).
@@ -37,19 +38,31 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from capsule import fidelity
 from capsule.capsulefile import Capsule, Trial, clip
+from capsule.devices import RESOURCES, available, device_of
 from capsule.errors import CapsuleError
 from capsule.fidelity import outcome
 from capsule.files import write_atomic
 from capsule.search.objectives import violation
+from capsule.search import registry
 from capsule.search.pareto import pareto_front
-from capsule.space import Choice, parameters
+from capsule.space import Choice, LogUniform, QLogUniform, parameters
 from capsule.spec import Objective, Spec
 from capsule.views import attempts, roc
 from capsule.views.render import cut, visible
-from capsule.views.summary import FRONT_ROWS, Summary, along_front, levels_of, summarise
+from capsule.views.intervals import indistinct, plus_minus
+from capsule.views.summary import (
+    FRONT_ROWS,
+    Summary,
+    along_front,
+    levels_of,
+    part_shares,
+    share_text,
+    summarise,
+)
 
 BEST_TABLE = 5  # rows of best.md and best.tex
 BEST_HTML = 10
@@ -76,8 +89,13 @@ STYLE = (
     "body{font-family:sans-serif;max-width:72em;margin:2em auto;padding:0 1em}"
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.2em .5em}"
     "th{background:#eee}img{max-width:100%}figure{margin:2em 0}"
+    # A wide table scrolls in its own box and long cells wrap: the page itself never scrolls
+    # sideways at 1,280 px (tests/integration/test_report_browser.py).
+    "table{display:block;max-width:100%;overflow-x:auto}td{overflow-wrap:anywhere}"
 )
-Figures = list[tuple[str, bytes, str]]  # (file stem, PNG, caption), in the page's order
+# (file stem, {format: bytes} for png, pdf and svg, caption), in the page's order
+Figures = list[tuple[str, dict[str, bytes], str]]
+FORMATS = ("png", "pdf", "svg")  # the page embeds the PNG; a paper takes the PDF or SVG
 
 
 def write_report(
@@ -97,7 +115,9 @@ def write_report(
     if roc.has_roc(spec):
         curves = roc.collect(capsule, best, run_dir, data_root)
     figures = _figures(spec, trials, found.pool, curves)
-    files: dict[str, bytes | str] = {f"figures/{name}.png": png for name, png, _ in figures}
+    files: dict[str, bytes | str] = {
+        f"figures/{name}.{kind}": data for name, drawn, _ in figures for kind, data in drawn.items()
+    }
     notes = [] if curves is None else curves.notes
     files["index.html"] = _html(capsule, found, best[:BEST_HTML], figures, notes)
     files["trials.csv"] = _csv(spec, trials, found.scored, front)
@@ -197,6 +217,19 @@ def _draw(
         )
 
 
+def _device_line(ax: Axes, spec: Spec, metric: str, axis: str, values: Sequence[float]) -> None:
+    """The part's count of a resource (the xc7z020's 220 DSPs) as a dashed line on its axis,
+    where the designs come within a quarter of it (further, it would flatten them into one
+    line); `show` and the tables give each design's share of it."""
+    count = available(spec.hls4ml.part, metric) if metric in RESOURCES else None
+    if count is None or not values or max(values) < count / 4:
+        return
+    label = f"{device_of(spec.hls4ml.part)}: {count:,} {metric}"
+    draw = ax.axhline if axis == "y" else ax.axvline
+    line = draw(count, color="tab:red", linestyle="--", linewidth=1, label=label, zorder=1)
+    line.set_gid("device")
+
+
 def _legend(ax: Axes) -> None:
     if len(ax.get_legend_handles_labels()[1]) > 1:
         ax.legend(fontsize="small")
@@ -238,6 +271,8 @@ def _pareto(spec: Spec, trials: Sequence[Trial]) -> tuple[Figure, str]:
         for (px, py), numbers in same.items():
             label = "#" + ",".join(numbers)
             ax.annotate(label, (px, py), xytext=(4, 4), textcoords="offset points", fontsize=8)
+    _device_line(ax, spec, x.key, "x", [v[0] for v in xy.values()])
+    _device_line(ax, spec, y.key, "y", [v[1] for v in xy.values()])
     _legend(ax)
     ax.set_xlabel(_label(x.key, done, x.direction))
     ax.set_ylabel(_label(y.key, done, y.direction))
@@ -259,6 +294,7 @@ def _panels(
     for ax, objective in zip(fig.subplots(1, n, squeeze=False)[0], spec.objectives, strict=True):
         done = _done(trials, objective.key)
         _draw(ax, spec, [(x_of(t), t.metrics[objective.key], t) for t in done], [objective.key])
+        _device_line(ax, spec, objective.key, "y", [t.metrics[objective.key] for t in done])
         ax.set_xlabel(xlabel)
         ax.set_ylabel(_label(objective.key, done, objective.direction))
         ax.set_title(f"{title}: {objective.key}")
@@ -299,15 +335,35 @@ def _choices(space: dict[str, Any], path: str) -> list[Any]:
     return []
 
 
+def _dist(space: dict[str, Any], path: str) -> Any:
+    """The distribution at `path`, looked for inside branches too (None: not found)."""
+    for key, node in sorted(space.items()):
+        if isinstance(node, Choice) and node.is_branch():
+            for option in node.choice:
+                found = _dist(option, path)  # type: ignore[arg-type]
+                if found is not None:
+                    return found
+        elif key == path:
+            return node
+    return None
+
+
 def _knob(spec: Spec, trials: Sequence[Trial], path: str) -> tuple[Figure, str]:
-    """Numbers on a numeric axis; anything else as categories in the order of the choice list."""
+    """A choice (numbers too: reuse factors 4, 8, 16, 32) as categories in the order of its
+    list; a whole-number range with whole-number ticks; a log range on a log axis."""
     values = {t.number: t.params[path] for t in trials if path in t.params}
     xs = {n: v for n, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    dist = _dist(spec.search.space, path)
     order: list[str] = []
-    if len(xs) < len(values):
+    if len(xs) < len(values):  # text (precisions): the order of the choice list
         order = list(dict.fromkeys(_text(v) for v in _choices(spec.search.space, path)))
         order += sorted({_text(v) for v in values.values()} - set(order))
         xs = {n: order.index(_text(v)) for n, v in values.items()}
+    elif isinstance(dist, Choice):  # numbers to choose from: evenly spaced, in their order
+        listed = [v for v in _choices(spec.search.space, path) if isinstance(v, int | float)]
+        numbers = sorted({*listed, *xs.values()})
+        order = [_text(v) for v in numbers]
+        xs = {n: numbers.index(v) for n, v in xs.items()}
     chosen = [t for t in trials if t.number in xs]
     fig = _panels(spec, path, f"{path} (search parameter)", lambda t: float(xs[t.number]), chosen)
     step = -(-len(order) // TICKS)  # every category labelled up to TICKS, else every step-th
@@ -316,23 +372,49 @@ def _knob(spec: Spec, trials: Sequence[Trial], path: str) -> tuple[Figure, str]:
         labels = [cut(order[i], 40) for i in ticks]
         ax.set_xticks(ticks, labels, rotation=20 if len(order) > 3 else 0)
         ax.set_xlim(-0.5, len(order) - 0.5)
-    caption = f"The search parameter {path} against each objective."
+    log = isinstance(dist, LogUniform | QLogUniform)
+    whole = not order and all(float(v).is_integer() for v in xs.values())
+    for ax in fig.axes if not order else []:
+        if log:
+            ax.set_xscale("log")
+        elif whole:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    caption = f"The search parameter {path} against each objective"
+    caption += " (log axis)." if log else "."
     if step > 1:
         caption += f" One value in {step} of its {len(order)} is labelled."
     return fig, caption
 
 
-def _png(fig: Figure) -> bytes:
-    """PNG bytes without a software version; the axes' labels as JSON under `Description`."""
+def _drawn(fig: Figure) -> dict[str, bytes]:
+    """The figure as PNG, PDF and SVG, each without a date or software version, so the same
+    capsule gives the same bytes; the PNG carries what each axes shows as JSON under
+    `Description` (labels, the x axis's scale and tick labels, the device lines): what tests
+    read."""
+    FigureCanvasAgg(fig)  # its own canvas: no pyplot, no global figure state
+    fig.draw_without_rendering()  # tick labels exist once laid out
     axes = [
-        {"title": a.get_title(), "xlabel": a.get_xlabel(), "ylabel": a.get_ylabel()}
+        {
+            "title": a.get_title(),
+            "xlabel": a.get_xlabel(),
+            "ylabel": a.get_ylabel(),
+            "xscale": a.get_xscale(),
+            "xticks": [t.get_text() for t in a.get_xticklabels()],
+            "device": [line.get_label() for line in a.lines if line.get_gid() == "device"],
+        }
         for a in fig.axes
     ]
-    metadata = {"Software": None, "Description": json.dumps({"axes": axes}, sort_keys=True)}
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig)  # its own canvas: no pyplot, no global figure state
-    fig.savefig(buffer, format="png", dpi=100, metadata=metadata)
-    return buffer.getvalue()
+    metadata: dict[str, dict[str, str | None]] = {
+        "png": {"Software": None, "Description": json.dumps({"axes": axes}, sort_keys=True)},
+        "pdf": {"Creator": None, "Producer": None, "CreationDate": None, "ModDate": None},
+        "svg": {"Creator": None, "Date": None, "Format": None, "Type": None},
+    }
+    out = {}
+    for kind in FORMATS:
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format=kind, dpi=100, metadata=metadata[kind])
+        out[kind] = buffer.getvalue()
+    return out
 
 
 def _figures(
@@ -343,36 +425,65 @@ def _figures(
     params = parameters(spec.search.space)
     out: Figures = []
     # Matplotlib's defaults, not the local matplotlibrc; untrusted text is never parsed as math.
-    with matplotlib.style.context(["default", {"text.parse_math": False}]):
+    # SVG ids from a fixed salt (else random per run); PDF fonts as Type 42 (real text).
+    fixed = {"text.parse_math": False, "svg.hashsalt": "capsule", "pdf.fonttype": 42}
+    with matplotlib.style.context(["default", fixed]):
         for name, make, shown in (("pareto", _pareto, pool), ("objectives", _objectives, trials)):
             fig, caption = make(spec, shown)
-            out.append((name, _png(fig), caption))
+            out.append((name, _drawn(fig), caption))
         if curves is not None and curves.curves:
             fig, caption = roc.figure(curves)
-            out.append(("roc", _png(fig), caption))
-        for path in [p for p in params if p.startswith("hls4ml.")] or params:
+            out.append(("roc", _drawn(fig), caption))
+        for path in params:  # every searched knob: the model's and training's too
             name = "knob_" + re.sub(r"[^a-z0-9_]", "_", path.lower())
             while name in {n for n, _, _ in out}:
                 name += "_"
             fig, caption = _knob(spec, trials, path)
-            out.append((name, _png(fig), caption))
+            out.append((name, _drawn(fig), caption))
     return out
 
 
 # --- tables ---------------------------------------------------------------------------------
 
 
-def _header(spec: Spec) -> list[str]:
-    return ["trial", *parameters(spec.search.space), *_metric_names(spec)]
+# Shown beside the objectives and constraints when the trials have them: what a paper's table
+# gives of a design besides what was searched for.
+CONTEXT = ("float_accuracy", "latency_ns", "lut", "dsp", "ff", "bram_18k")
 
 
-def _cells(spec: Spec, t: Trial) -> list[str]:
-    """A best-table row: trial, each search parameter, each objective and constraint metric."""
+def _table_metrics(spec: Spec, rows: Sequence[Trial]) -> list[str]:
+    names = _metric_names(spec)
+    extra = [m for m in CONTEXT if m not in names and any(m in t.metrics for t in rows)]
+    return names + extra
+
+
+def _header(spec: Spec, rows: Sequence[Trial]) -> list[str]:
+    """`trial`, each parameter by its last name, each metric with its fidelity when the rows
+    share one (`csim_accuracy (measured)`), so a cell holds only its number."""
+    params = [p.split(".")[-1] for p in parameters(spec.search.space)]
+    metrics = []
+    for m in _table_metrics(spec, rows):
+        kinds = {t.fidelity.get(m, "unknown") for t in rows if m in t.metrics}
+        metrics.append(f"{m} ({kinds.pop()})" if len(kinds) == 1 else m)
+    return ["trial", *params, *metrics]
+
+
+def _cells(spec: Spec, t: Trial, rows: Sequence[Trial]) -> list[str]:
+    """A table row: trial, each search parameter, each metric: an accuracy with its 95%
+    interval, a resource with its share of the part, a fidelity only where the rows differ."""
     params = (t.params.get(p, "-") for p in parameters(spec.search.space))
-    metrics = [
-        f"{_sig(t.metrics[m])} ({t.fidelity.get(m, 'unknown')})" if m in t.metrics else "-"
-        for m in _metric_names(spec)
-    ]
+    shares = part_shares(spec, t)
+    metrics = []
+    for m in _table_metrics(spec, rows):
+        if m not in t.metrics:
+            metrics.append("-")
+            continue
+        cell = _sig(t.metrics[m]) + plus_minus(t, m)
+        if m in shares:
+            cell += f" ({share_text(shares[m])})"
+        if len({r.fidelity.get(m, "unknown") for r in rows if m in r.metrics}) > 1:
+            cell += f" ({t.fidelity.get(m, 'unknown')})"
+        metrics.append(cell)
     return [
         str(t.number),
         *(f"{v:.4g}" if isinstance(v, float) else cut(_text(v)) for v in params),
@@ -393,9 +504,9 @@ def _markdown(capsule: Capsule, best: Sequence[Trial]) -> str:
     def md(text: str) -> str:
         return re.sub(r"([\\`*_\[\]<>|#])", r"\\\1", _oneline(text))
 
-    header = _header(capsule.spec)
+    header = _header(capsule.spec, best)
     rows = [[md(c) for c in header], ["---"] * len(header)]
-    rows += [[md(c) for c in _cells(capsule.spec, t)] for t in best]
+    rows += [[md(c) for c in _cells(capsule.spec, t, best)] for t in best]
     caption = (
         f"Best {len(best)} trials by the search's loss. "
         f"Capsule {capsule.digest}, experiment {md(capsule.spec.experiment.name)}."
@@ -428,10 +539,10 @@ def _latex(capsule: Capsule, best: Sequence[Trial]) -> str:
     def tex(text: str) -> str:
         return "".join(TEX.get(c, c) for c in _oneline(text))
 
-    header = _header(capsule.spec)
+    header = _header(capsule.spec, best)
     body = [
         " & ".join(tex(c) for c in row) + " \\\\\n"
-        for row in [header, *(_cells(capsule.spec, t) for t in best)]
+        for row in [header, *(_cells(capsule.spec, t, best) for t in best)]
     ]
     caption = (
         f"Best {len(best)} trials of experiment {tex(capsule.spec.experiment.name)} by the "
@@ -571,6 +682,23 @@ def _retried(trials: Sequence[Trial]) -> list[str]:
     ]
 
 
+def _uncertainty(found: Summary, marked: dict[int, int]) -> list[str]:
+    """The test-set size behind the intervals, and what ~#N means, once under the tables."""
+    sizes = sorted({t.test_size for t in found.pool if t.test_size is not None})
+    if not sizes:
+        return []
+    said = (
+        f"Test set: {' or '.join(f'{s:,}' for s in sizes[:3])} samples; ± is the 95% interval "
+        "of an accuracy (Wilson score)"
+    )
+    if marked:
+        said += (
+            "; ~#N marks a front member whose accuracy lies within the interval of trial N, "
+            "which costs less: the test set does not tell them apart"
+        )
+    return [f"<p>{_e(said)}.</p>"]
+
+
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     e = _e
     head = "".join(f"<th>{e(h)}</th>" for h in header)
@@ -589,14 +717,23 @@ def _html(
     `FRONT_ROWS` and `FAILED_ROWS` rows, as `capsule show` gives them), every trial in
     trials.csv."""
     e, spec, trials, at = _e, capsule.spec, found.trials, found.at
-    header = [*_header(spec), "loss"]
+    front = found.front_rows(spec)
+    marked = indistinct(spec.objectives, front, found.front)
+    weighted = registry.weighted(spec.search.algo)  # nsga2, motpe: no weighted sum, no loss
 
-    def row(t: Trial) -> list[str]:
-        loss = found.scored.get(t.number)
-        return [*_cells(spec, t), "-" if loss is None else _sig(loss)]
+    def table(rows: Sequence[Trial], on_front: bool = False) -> str:
+        header = [*_header(spec, rows), *(["loss"] if weighted else [])]
+
+        def row(t: Trial) -> list[str]:
+            loss = found.scored.get(t.number)
+            cells = _cells(spec, t, rows)
+            if on_front and t.number in marked:
+                cells[0] += f" ~#{marked[t.number]}"
+            return [*cells, *(["-" if loss is None else _sig(loss)] if weighted else [])]
+
+        return _table(header, [row(t) for t in rows])
 
     objectives = " vs ".join(f"{o.key} ({o.direction})" for o in spec.objectives)
-    front = found.front_rows(spec)
     front_note = (
         f"<p>{len(front)} of the {len(found.front)} trials on the front, evenly along "
         f"{e(spec.objectives[0].key)}, its two ends included; every trial is in "
@@ -622,17 +759,38 @@ def _html(
         f"<h2>{len(trials)} trials</h2>",
         _table(["status", "trials"], [[s, str(n)] for s, n in found.counts.items()]),
         *([] if found.level is None else _levels(capsule)),
-        f"<h2>Best {len(best)} trials{e(at)} (by the search's loss)</h2>",
-        _table(header, [row(t) for t in best]),
-        f"<h2>Pareto front{e(at)}: {e(objectives)}</h2>",
-        _table(header, [row(t) for t in front]),
-        *([front_note] if front_note else []),
+        *(
+            [
+                f"<h2>Best {len(best)} trials{e(at)} (by the search's weighted objectives)</h2>"
+                if weighted
+                else f"<h2>Best {len(best)} trials{e(at)} by {e(spec.objectives[0].key)}</h2>",
+                table(best),
+            ]
+            if best
+            else ["<p>No trial was scored.</p>"]
+        ),
+        *(
+            [f"<h2>Pareto front{e(at)}: {e(objectives)}</h2>", table(front, on_front=True)]
+            if len(spec.objectives) > 1 and front
+            else []
+        ),
+        *([front_note] if front_note and len(spec.objectives) > 1 else []),
+        *_uncertainty(found, marked),
         *([] if volume is None else [f"<p>{e(volume.describe(spec.objectives))}{e(at)}.</p>"]),
         *_built(best[0] if best else None),
-        "<h2>Failed trials, and collapsed C simulations (not scored)</h2>",
-        _table(
-            ["trial", "status", "stage", "error"],
-            [[str(t.number), t.status, cut(t.stage or "-"), cut(t.error or "-")] for t in failed],
+        *(
+            [
+                "<h2>Failed trials, and collapsed C simulations (not scored)</h2>",
+                _table(
+                    ["trial", "status", "stage", "error"],
+                    [
+                        [str(t.number), t.status, cut(t.stage or "-"), cut(t.error or "-")]
+                        for t in failed
+                    ],
+                ),
+            ]
+            if failed
+            else []
         ),
         *([failed_note] if failed_note else []),
         *[f"<p>{e(line)}.</p>" for line in [attempts.summary(trials)] if line],
@@ -640,8 +798,8 @@ def _html(
         "<h2>Figures</h2>",
         *[f"<p>{e(cut(note.rstrip('.'), 1_000))}.</p>" for note in notes],
     ]
-    for name, png, caption in figures:
-        data = base64.b64encode(png).decode("ascii")
+    for name, drawn, caption in figures:
+        data = base64.b64encode(drawn["png"]).decode("ascii")
         parts.append(
             f'<figure id="{e(name)}"><img src="data:image/png;base64,{data}" alt="{e(caption)}">'
             f"<figcaption>{e(caption)}</figcaption></figure>"

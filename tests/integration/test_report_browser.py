@@ -31,7 +31,7 @@ from PIL import Image
 from capsule import api
 from capsule.capsulefile import Capsule
 from capsule.views import report
-from tests.unit.test_report import TRIALS
+from tests.unit.test_report import FIGURES, TRIALS
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +39,9 @@ CONSOLE = re.compile(r"\bCONSOLE[:(]\d")  # `INFO:CONSOLE:1]`; older Chromium: `
 PROBE = (
     'window.addEventListener("load", () => { for (const i of document.images) {'
     " i.dataset.decoded = String(i.complete && i.naturalWidth > 0);"
-    " i.dataset.width = String(i.naturalWidth); } });"
+    " i.dataset.width = String(i.naturalWidth); }"
+    " document.body.dataset.scroll = String(document.documentElement.scrollWidth);"
+    " document.body.dataset.inner = String(window.innerWidth); });"
 )
 TIMEOUT = 120
 
@@ -65,8 +67,11 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Capsule, Path]:
     return capsule, root / "report"
 
 
-def _open(browser: str, page: Path, profile: Path) -> tuple[str, list[str]]:
-    """The DOM Chromium built from `page`, and the console lines it logged."""
+def _open(
+    browser: str, page: Path, profile: Path, output: str = "--dump-dom"
+) -> tuple[str, list[str]]:
+    """The DOM Chromium built from `page` in a 1,280 x 900 window (a laptop's width), and the
+    console lines it logged; `output` may ask for a screenshot instead."""
     proc = subprocess.Popen(
         [
             browser,
@@ -75,8 +80,10 @@ def _open(browser: str, page: Path, profile: Path) -> tuple[str, list[str]]:
             "--disable-gpu",
             "--enable-logging=stderr",
             "--v=0",
+            "--hide-scrollbars",
+            "--window-size=1280,900",
             f"--user-data-dir={profile}",
-            "--dump-dom",
+            output,
             page.as_uri(),
         ],
         stdin=subprocess.DEVNULL,
@@ -119,7 +126,7 @@ def test_the_report_opens_in_chromium_without_console_errors(
     dom, console = _open(browser, folder / "index.html", tmp_path / "profile")
     assert console == []
     figures = sorted((folder / "figures").glob("*.png"))
-    assert len(figures) == 4
+    assert len(figures) == len(FIGURES)
     images = re.findall(r'<img src="([^"]*)"', dom)
     assert len(images) == len(figures)
     assert all(src.startswith("data:image/png;base64,") for src in images)
@@ -134,7 +141,7 @@ def test_every_embedded_figure_decodes_in_chromium(
     page = _probe(folder / "index.html", tmp_path / "probe.html")
     dom, console = _open(browser, page, tmp_path / "profile")
     assert console == []
-    order = ["pareto", "objectives", "knob_hls4ml_precision", "knob_hls4ml_reuse_factor"]
+    order = ["pareto", "objectives", *(n for n in FIGURES if n.startswith("knob_"))]
     widths = []
     for name in order:
         with Image.open(folder / "figures" / f"{name}.png") as image:
@@ -159,4 +166,35 @@ def test_a_broken_page_is_caught(
     assert any("Loading the image 'file://" in line and "missing.png" in line for line in console)
     assert any("Executing inline script violates" in line for line in console)
     dom, _ = _open(browser, _probe(broken, tmp_path / "probe.html"), tmp_path / "profile")
-    assert [ok for ok, _ in _decoded(dom)] == ["false", "true", "true", "true", "false"]
+    assert [ok for ok, _ in _decoded(dom)] == ["false", *["true"] * (len(FIGURES) - 1), "false"]
+
+
+def test_the_page_fits_1280_pixels_without_scrolling_sideways(
+    browser: str, written: tuple[Capsule, Path], tmp_path: Path
+) -> None:
+    """Issue 35, item 7: tables were wider than a 1,280 px window. A page whose trials carry
+    long values (a 40-layer width list, a long error) still scrolls only down; a screenshot at
+    that width is taken as a person sees it."""
+    capsule, folder = written
+    wide = [
+        t.model_copy(
+            update={
+                "params": {**t.params, "model.params.hidden": [64] * 40},
+                "error": None if t.error is None else "E" * 600,
+            }
+        )
+        for t in capsule.trials
+    ]
+    report.write_report(capsule.model_copy(update={"trials": wide}), tmp_path / "wide")
+    for page in (folder / "index.html", tmp_path / "wide" / "index.html"):
+        probe = _probe(page, tmp_path / f"probe-{page.parent.name}.html")
+        dom, console = _open(browser, probe, tmp_path / "profile")
+        assert console == []
+        found = re.search(r'<body data-scroll="(\d+)" data-inner="(\d+)"', dom)
+        assert found is not None, dom[:500]
+        scroll, inner = map(int, found.groups())
+        assert inner == 1280 and scroll <= inner, (page, scroll, inner)
+    shot = tmp_path / "page.png"
+    _open(browser, tmp_path / "wide" / "index.html", tmp_path / "profile", f"--screenshot={shot}")
+    with Image.open(shot) as image:
+        assert image.width == 1280

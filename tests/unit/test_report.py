@@ -21,7 +21,15 @@ from capsule.views import report
 from tests.conftest import lut_bound_only
 
 SCRIPT = "<script>alert(1)</script>"
-FIGURES = ["knob_hls4ml_precision", "knob_hls4ml_reuse_factor", "objectives", "pareto"]
+# Every searched knob has its figure (issue 35, item 7: the model's and training's too).
+FIGURES = [
+    "knob_hls4ml_precision",
+    "knob_hls4ml_reuse_factor",
+    "knob_model_params_hidden",
+    "knob_training_learning_rate",
+    "objectives",
+    "pareto",
+]
 ACC = "csim_accuracy (measured, higher is better)"
 DSP_MIXED = "dsp (mixed: estimate, synth, lower is better)"
 
@@ -89,7 +97,7 @@ def out(capsule: Capsule, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("out") / "report"
     written = report.write_report(capsule, folder)
     expected = [folder / n for n in ("best.md", "best.tex", "index.html", "trials.csv")]
-    expected += [folder / "figures" / f"{n}.png" for n in FIGURES]
+    expected += [folder / "figures" / f"{n}.{kind}" for n in FIGURES for kind in report.FORMATS]
     assert written == sorted(expected)
     assert sorted(p for p in folder.rglob("*") if p.is_file()) == sorted(expected)
     return folder
@@ -136,11 +144,14 @@ def test_best_markdown_ranks_ok_trials_by_loss_and_names_the_digest(
     out: Path, capsule: Capsule
 ) -> None:
     lines = (out / "best.md").read_text().splitlines()
-    assert lines[0].startswith("| trial | hls4ml.precision | hls4ml.reuse\\_factor |")
+    assert lines[0].startswith("| trial | precision | reuse\\_factor |")
     assert lines[1] == "| --- " * 8 + "|"
     body = [line for line in lines[2:] if line.startswith("|")]
     assert [int(line.split("|")[1]) for line in body] == [1, 4, 5, 0]  # no constraint, no failed
-    assert "| 0.9000 (measured) | 40 (synth) | 12000 (synth) |" in body[0]
+    # The shared fidelity in the header, the differing ones in the cells; resources as a share
+    # of the xc7z020 (issue 35, items 1 and 7).
+    assert "| csim\\_accuracy (measured) | dsp | lut |" in lines[0]
+    assert "| 0.9000 | 40 (18%) (synth) | 12000 (23%) (synth) |" in body[0]
     assert "ap\\_fixed\\<8,3\\>" in body[0]
     assert lines[-1] == (
         f"Best 4 trials by the search's loss. Capsule {capsule.digest}, experiment digits-mlp."
@@ -152,7 +163,7 @@ def test_best_latex_escapes_cells_and_captions_the_digest(out: Path, capsule: Ca
     assert tex.startswith("\\begin{table}\n\\centering\n\\caption{Best 4 trials")
     assert f"(capsule \\texttt{{{capsule.digest}}})" in tex
     assert "\\begin{tabular}{rlllllll}" in tex and tex.endswith("\\end{table}\n")
-    assert "csim\\_accuracy" in tex and "hls4ml.reuse\\_factor" in tex
+    assert "csim\\_accuracy (measured)" in tex and "reuse\\_factor" in tex
     rows = [line for line in tex.splitlines() if line.endswith("\\\\")]
     assert [row.split(" & ")[0] for row in rows] == ["trial", "1", "4", "5", "0"]
     assert rows[1].split(" & ")[1] == "ap\\_fixed\\textless{}8,3\\textgreater{}"
@@ -189,7 +200,7 @@ def test_html_escapes_untrusted_strings_and_embeds_every_figure(
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
     sources = re.findall(r'<img src="([^"]*)"', page)
     assert len(sources) == len(FIGURES) == page.count("<figcaption>")
-    order = ["pareto", "objectives", "knob_hls4ml_precision", "knob_hls4ml_reuse_factor"]
+    order = ["pareto", "objectives", *(n for n in FIGURES if n.startswith("knob_"))]
     for name, src in zip(order, sources, strict=True):
         prefix = "data:image/png;base64,"
         assert src.startswith(prefix)
@@ -225,9 +236,13 @@ def test_figures_are_real_images_with_labelled_axes_naming_the_fidelity(out: Pat
             assert ax["xlabel"] and ax["ylabel"] and ax["title"], (name, ax)
             labels = ax["xlabel"] + ax["ylabel"]
             assert re.search(r"\((measured|estimate|mixed: [a-z, ]+), (higher|lower)", labels)
-    assert _axes(out / "figures" / "pareto.png") == [
-        {"title": "Pareto front: csim_accuracy vs dsp", "xlabel": ACC, "ylabel": DSP_MIXED}
-    ]
+    (pareto,) = _axes(out / "figures" / "pareto.png")
+    assert {k: pareto[k] for k in ("title", "xlabel", "ylabel")} == {
+        "title": "Pareto front: csim_accuracy vs dsp",
+        "xlabel": ACC,
+        "ylabel": DSP_MIXED,
+    }
+    assert pareto["device"] == ["xc7z020: 220 dsp"]  # the part's DSPs, on the DSP axis
     assert [(a["xlabel"], a["ylabel"]) for a in _axes(out / "figures" / "objectives.png")] == [
         ("trial number", ACC),
         ("trial number", DSP_MIXED),
@@ -288,9 +303,14 @@ def test_knobs_place_categories_in_the_order_of_the_space(capsule: Capsule) -> N
     assert ticks == ["ap_fixed<16,6>", "ap_fixed<12,5>", "ap_fixed<8,3>"]  # not sorted
     points = {tuple(p) for c in ax.collections for p in c.get_offsets().tolist()}
     assert points == {(0, 0.95), (2, 0.90), (0, 0.97), (1, 0.93), (2, 0.85)}
+    # Reuse factors to choose from are categories too, in their numeric order (issue 35,
+    # item 7: not a continuous axis with ticks at 1.0, 1.2, ...); the trials' 1 and 2 join the
+    # space's 4, 8, 16 and 32.
     fig, _ = report._knob(capsule.spec, TRIALS, "hls4ml.reuse_factor")
+    ticks = [t.get_text() for t in fig.axes[1].get_xticklabels()]
+    assert ticks == ["1", "2", "4", "8", "16", "32"]
     points = {tuple(p) for c in fig.axes[1].collections for p in c.get_offsets().tolist()}
-    assert points == {(1, 120), (2, 40), (1, 400), (4, 60), (1, 80)}  # numbers stay numbers
+    assert points == {(0, 120), (1, 40), (0, 400), (2, 60), (0, 80)}
 
 
 def test_without_hls4ml_parameters_every_parameter_gets_a_figure(
@@ -301,7 +321,7 @@ def test_without_hls4ml_parameters_every_parameter_gets_a_figure(
         update={"search": capsule.spec.search.model_copy(update={"space": space})}
     )
     report.write_report(capsule.model_copy(update={"spec": spec}), tmp_path)
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [
         "knob_model_params_hidden.png",
         "knob_training_learning_rate.png",
         "objectives.png",
@@ -326,15 +346,18 @@ def test_no_trials_still_gives_every_file_and_labelled_empty_figures(
     base: Capsule, tmp_path: Path
 ) -> None:
     written = report.write_report(base, tmp_path)
+    figures = sorted(f"{n}.{kind}" for n in FIGURES for kind in report.FORMATS)
     assert [p.name for p in written] == [
-        "best.md", "best.tex",
-        "knob_hls4ml_precision.png", "knob_hls4ml_reuse_factor.png", "objectives.png",
-        "pareto.png", "index.html", "trials.csv",
-    ]  # fmt: skip
+        "best.md",
+        "best.tex",
+        *figures,
+        "index.html",
+        "trials.csv",
+    ]
     assert (tmp_path / "trials.csv").read_text().count("\n") == 1
     assert (tmp_path / "best.md").read_text().count("\n| ") == 1  # the separator row only
     assert "<h2>0 trials</h2>" in (tmp_path / "index.html").read_text()
-    for png in (tmp_path / "figures").iterdir():
+    for png in (tmp_path / "figures").glob("*.png"):
         with Image.open(png) as image:
             low, high = image.convert("L").getextrema()
             assert low < high
@@ -553,3 +576,32 @@ def test_records_built_to_flood_the_report_give_bounded_figures_and_cells(
     rows = list(csv.DictReader((tmp_path / "trials.csv").read_text().splitlines()))
     error = rows[-1]["error"]
     assert len(error) <= 1_000 and "characters cut ...]" in error and error.startswith("EEE")
+
+
+def test_paper_ready_axes_tables_and_formats(out: Path, capsule: Capsule, tmp_path: Path) -> None:
+    """Issue 35, item 7: a log range on a log axis, the shared fidelity once in the header (not
+    "(measured)" in every cell), no empty failed-trials table, PDF and SVG beside each PNG,
+    and the float accuracy and latency in the tables, not only in the CSV."""
+    (rate,) = {a["xscale"] for a in _axes(out / "figures" / "knob_training_learning_rate.png")}
+    assert rate == "log"
+    hidden = _axes(out / "figures" / "knob_model_params_hidden.png")[0]
+    assert hidden["xscale"] == "linear" and hidden["xticks"][:1] == ["[16]"]
+    tex = (out / "best.tex").read_text()
+    assert tex.count("(measured)") == 1  # the header's
+    for name in FIGURES:
+        assert (out / "figures" / f"{name}.pdf").read_bytes().startswith(b"%PDF")
+        svg = (out / "figures" / f"{name}.svg").read_text()
+        assert "<svg" in svg and "<dc:date>" not in svg
+    extra = {"float_accuracy": 0.96, "latency_ns": 85.0}
+    trials = [
+        t.model_copy(update={"metrics": {**t.metrics, **extra}, "test_size": 360})
+        for t in TRIALS
+        if t.status == "ok"
+    ]
+    report.write_report(capsule.model_copy(update={"trials": trials}), tmp_path)
+    page = (tmp_path / "index.html").read_text()
+    assert "Failed trials" not in page  # none failed: no empty table
+    assert "<th>float_accuracy (measured)</th>" in page or "<th>float_accuracy" in page
+    assert "<th>latency_ns" in page
+    assert "0.9500 ±0.023" in page and "Test set: 360 samples" in page
+    assert "latency\\_ns" in (tmp_path / "best.tex").read_text()
