@@ -26,10 +26,10 @@ from capsule.flow.layers import Layer
 from capsule.pipeline import layout
 from capsule.pipeline.result import TrialResult
 from capsule.reports import ProjectReports, to_metrics
+from capsule.search import registry
 from capsule.spec import Spec
 from capsule.verify import Verification
 from capsule.views import attempts
-from capsule.search import registry
 from capsule.views.intervals import indistinct, plus_minus, proportion_like
 from capsule.views.summary import Levels, levels_of, part_shares, share_text, summarise
 

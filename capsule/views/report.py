@@ -46,14 +46,14 @@ from capsule.devices import RESOURCES, available, device_of
 from capsule.errors import CapsuleError
 from capsule.fidelity import outcome
 from capsule.files import write_atomic
-from capsule.search.objectives import violation
 from capsule.search import registry
+from capsule.search.objectives import violation
 from capsule.search.pareto import pareto_front
 from capsule.space import Choice, LogUniform, QLogUniform, parameters
 from capsule.spec import Objective, Spec
 from capsule.views import attempts, roc
-from capsule.views.render import cut, visible
 from capsule.views.intervals import indistinct, plus_minus
+from capsule.views.render import cut, visible
 from capsule.views.summary import (
     FRONT_ROWS,
     Summary,
