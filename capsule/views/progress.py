@@ -112,7 +112,7 @@ class Progress:
         elif event.kind == "started":
             point = point_text(event.info["params"])
             self.running[event.number] = (event.folder, time.monotonic(), point)
-            self._line(f"trial {event.number} started: {event.info['params']}")
+            self._line(f"trial {event.number} started: {point}")
         elif event.kind == "finished" and event.trial is not None:
             self.running.pop(event.number, None)
             self.trials[event.number] = event.trial
@@ -151,9 +151,11 @@ class Progress:
         leader = f"best #{best[0][1].number}: {metrics_text(self.spec, best[0][1])}" if best else ""
         head = Text(visible(leader) or "best -", no_wrap=True, overflow="ellipsis")
         running = Table(title="running", title_justify="left", expand=False)
-        for column in ("trial", "stage", "for"):
-            running.add_column(column, no_wrap=True)
-        running.add_column("point", no_wrap=True, overflow="ellipsis")
+        for column, width in (("trial", 5), ("stage", 14), ("for", 7)):
+            running.add_column(column, no_wrap=True, min_width=width)
+        # What is left of the line; the point is cut at its end, never wrapped.
+        rest = max(20, self.console.width - 40)
+        running.add_column("point", no_wrap=True, overflow="ellipsis", max_width=rest)
         now = time.monotonic()
         for number, (folder, since, point) in sorted(self.running.items()):
             running.add_row(
