@@ -55,3 +55,8 @@ def test_the_readmes_first_commands_work_as_written_from_a_fresh_clone(tmp_path:
     assert (clone / "t1" / "result.json").exists()
     assert (clone / "report" / "index.html").exists()
     assert "reproduced: " in done.stdout and "NOT reproduced" not in done.stdout
+    # The example searches designs that fit its part (issue 35, item 1), shown as its share.
+    fitting = [t for t in capsule.trials if t.status == "ok"]
+    assert fitting, [(t.number, t.status, t.error) for t in capsule.trials]
+    assert all(t.metrics["dsp"] <= 220 and t.metrics["lut"] <= 53200 for t in fitting)
+    assert re.search(r"\d+ \(\d+%\)", done.stdout)  # `show`: a count with its share
