@@ -12,13 +12,13 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from capsule.capsulefile import Capsule, SourceLock, write_capsule
 from capsule.errors import SourceError, StageError
+from capsule.process import log_tail, run_group
 from capsule.spec import BUILDER_PARAMS, Spec
 
 # Building a model imports TensorFlow (seconds); a builder that still runs after this hangs.
@@ -33,36 +33,51 @@ def check_sources(spec: Spec, sources: list[SourceLock], source: str) -> None:
     for src in sources:
         if not src.name.endswith(".py"):
             continue
+        where = f"{source}: {keys.get(src.name, src.name)}: {src.name}"
         try:
             trees[src.name] = ast.parse(src.text, filename=src.name)
         except SyntaxError as exc:
-            raise SourceError(
-                f"{source}: {keys.get(src.name, src.name)}: {src.name}, line {exc.lineno}: "
-                f"SyntaxError: {exc.msg}"
-            ) from None
+            raise SourceError(f"{where}, line {exc.lineno}: SyntaxError: {exc.msg}") from None
+        except (ValueError, RecursionError, MemoryError) as exc:  # NUL bytes, deep nesting
+            raise SourceError(f"{where}: does not parse: {type(exc).__name__}") from None
     for key, ref in spec.function_refs().items():
         file, name = ref.split(":", 1)
         tree = trees.get(file)
-        defined = _top_level_names(tree) if tree is not None else set()
-        if tree is not None and name not in defined:
-            found = ", ".join(sorted(defined)) or "none"
+        defined = _module_names(tree) if tree is not None else None
+        if defined is not None and name not in defined:
+            found = ", ".join(sorted(defined)[:20]) or "none"
             raise SourceError(
-                f"{source}: {key}: {file} defines no {name!r} at its top level "
-                f"(its top-level names: {found})"
+                f"{source}: {key}: {file} defines no {name!r} (its module-level names: {found})"
             )
 
 
-def _top_level_names(tree: ast.Module) -> set[str]:
-    """What `from file import name` could find: definitions, assignments and imports."""
+# Statements whose bodies run at import: names defined there are the module's (`if`, `try`).
+_BLOCKS = (ast.If, ast.Try, ast.TryStar, ast.With, ast.For, ast.While, ast.Match)
+
+
+def _module_names(tree: ast.Module) -> set[str] | None:
+    """What `from file import name` could find: definitions, assignments and imports at module
+    level, inside `if`/`try`/`with` blocks too; None when a `from x import *` makes that
+    unknowable without running it."""
     names: set[str] = set()
-    for node in tree.body:
+    pending: list[ast.stmt] = list(tree.body)
+    while pending:
+        node = pending.pop()
         if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names.add(node.name)
         elif isinstance(node, ast.Assign | ast.AnnAssign | ast.AugAssign):
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             names.update(n.id for t in targets for n in ast.walk(t) if isinstance(n, ast.Name))
         elif isinstance(node, ast.Import | ast.ImportFrom):
+            if any(a.name == "*" for a in node.names):
+                return None
             names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, _BLOCKS):
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.stmt):
+                    pending.append(child)
+                elif isinstance(child, ast.ExceptHandler | ast.match_case):
+                    pending.extend(child.body)
     return names
 
 
@@ -76,36 +91,41 @@ def builds_own_model(spec: Spec) -> bool:
 
 def check_build(capsule: Capsule, root: Path, source: str) -> None:
     """SourceError with the builder's own error (its file and line) when it does not build a
-    model for the capsule's data; the capsule is written to a temporary file for the child."""
+    model for the capsule's data.
+
+    The child (`capsule exec-build`, given the capsule in a temporary folder) runs in its own
+    process group, killed when it ends, so a helper the builder forks cannot outlive pack or
+    hold it up; its output goes to a file, of which only the tail is read; its error comes back
+    in a file of its own, so nothing the builder prints can pose as it.
+    """
     with tempfile.TemporaryDirectory(prefix="capsule-build-") as tmp:
-        path = Path(tmp) / "check.capsule"
-        write_capsule(capsule, path)
-        command = [sys.executable, "-P", "-m", "capsule", "exec-build", str(path)]
-        command += ["--data-root", str(root), "--out", str(Path(tmp) / "out")]
+        folder = Path(tmp)
+        write_capsule(capsule, folder / "check.capsule")
+        said_file = folder / "error.txt"
+        command = [sys.executable, "-P", "-m", "capsule", "exec-build", "--data-root", str(root)]
+        command += ["--out", str(folder / "out"), "--said", str(said_file)]
+        command += [str(folder / "check.capsule")]
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        try:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=BUILD_TIMEOUT_S,
-                check=False,
-                env=env,
-            )
-        except subprocess.TimeoutExpired:
+        code = run_group(command, log=folder / "build.log", timeout=BUILD_TIMEOUT_S, env=env)
+        if code is None:
             raise SourceError(
                 f"{source}: model.builder: building the model took over {BUILD_TIMEOUT_S} s"
-            ) from None
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
-        last = [line for line in done.stderr.splitlines() if line.strip()][-1:]
-        said = (
-            lines[-1].removeprefix("error: ")
-            if lines
-            else f"building the model ended with exit code {done.returncode}: "
-            + (last[0][:300] if last else "no output")
-        )
+            )
+        if code == 0:
+            return
+        said = _said(said_file)
+        if not said:
+            tail = log_tail(folder / "build.log", 1)[-300:]
+            said = f"building the model ended with exit code {code}: {tail or 'no output'}"
         raise SourceError(f"{source}: model.builder: {said}")
+
+
+def _said(path: Path) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(2_000).decode(errors="replace").strip()
+    except OSError:
+        return ""
 
 
 def build_once(capsule_path: Path, capsule: Capsule, root: Path, out: Path) -> None:

@@ -394,6 +394,10 @@ class Capsule(Locked):
         found = unscored(spec)
         if found is not None:
             raise ValueError(found[2])
+        for i, c in enumerate(spec.constraints):
+            # pack writes the count a share comes to: the search reads only `max`
+            if c.max_fraction is not None and c.max is None:
+                raise ValueError(f"constraints[{i}]: max_fraction without the max pack writes")
         return spec
 
     def content(self) -> dict[str, Any]:

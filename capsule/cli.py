@@ -305,13 +305,18 @@ def exec_build(
     capsule: Annotated[Path, typer.Argument()],
     data_root: Annotated[Path, typer.Option()],
     out: Annotated[Path, typer.Option("--out")],
+    said: Annotated[Path, typer.Option(help="Where to write the error, if any.")],
 ) -> None:
     """Build the researcher's model once for the data (`pack`'s check, in a child process)."""
     from capsule import buildcheck
     from capsule.process import die_with_parent
 
     die_with_parent()
-    buildcheck.build_once(capsule, api.load(capsule, trials=False), data_root, out)
+    try:
+        buildcheck.build_once(capsule, api.load(capsule, trials=False), data_root, out)
+    except CapsuleError as exc:
+        said.write_text(str(exc)[:2_000])
+        raise
     sys.stderr.flush()
     os._exit(0)  # TensorFlow's teardown, for nothing kept
 

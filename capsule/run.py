@@ -363,7 +363,9 @@ class Runner:
         """The stop of a run whose last trials all failed at one stage with one error: that is
         a bug of the experiment (a builder's KeyError), not a bad point, and every further
         trial would spend its time on the same failure."""
-        failed = trial.status in ("failed", "timeout", "oom")
+        # Failures only: a timeout or an out-of-memory says the same words for any point and
+        # is the point's (a larger model), not a bug of the experiment.
+        failed = trial.status == "failed"
         last = self.streak[-1] if self.streak else None
         same = last is not None and (last.status, last.stage, last.error) == (
             trial.status,

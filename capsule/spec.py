@@ -1002,6 +1002,12 @@ class Spec(Strict):
 
     @model_validator(mode="after")
     def _fractions(self) -> Spec:
+        shares = [i for i, c in enumerate(self.constraints) if c.max_fraction is not None]
+        if shares and "hls4ml.part" in parameters(self.search.space):
+            raise ValueError(
+                f"constraints[{shares[0]}].max_fraction: hls4ml.part is searched, so a share has "
+                "no one part to be of; give max as a count"
+            )
         for i, c in enumerate(self.constraints):
             if c.max_fraction is not None and available(self.hls4ml.part, c.metric) is None:
                 raise ValueError(

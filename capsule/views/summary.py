@@ -71,9 +71,11 @@ def part_shares(spec: Spec, trial: Trial) -> dict[str, float]:
 
 
 def share_text(fraction: float) -> str:
-    """A share of the part as a person reads it beside the count: 33%, 139%, <1%."""
+    """A share of the part as a person reads it beside the count: 33%, 139%, <1%, >9999%."""
     percent = 100 * fraction
-    return "<1%" if 0 < percent < 1 else f"{percent:.0f}%"
+    if percent > 9_999:
+        return ">9999%"
+    return "<1%" if 0 < percent < 1 else f"{max(percent, 0.0):.0f}%"
 
 
 def summarise(capsule: Capsule) -> Summary:

@@ -4,6 +4,7 @@ nothing is written."""
 
 from __future__ import annotations
 
+import ast
 import sys
 from pathlib import Path
 
@@ -36,8 +37,8 @@ def test_a_misspelled_builder_is_refused_naming_what_its_file_defines(experiment
         api.pack(experiment, out)
     line = _line_of(experiment, "builder = ")
     assert str(caught.value) == (
-        f"{experiment}:{line}: model.builder: model.py defines no 'biuld' at its top level "
-        "(its top-level names: build, keras, p)"
+        f"{experiment}:{line}: model.builder: model.py defines no 'biuld' "
+        "(its module-level names: build, keras, p)"
     )
     assert not out.exists()
 
@@ -71,3 +72,27 @@ def test_where_in_names_the_innermost_frame_of_the_users_own_files(tmp_path: Pat
             sys.modules.pop(name, None)
     assert where_in(caught.value, sources) == "lib/helper.py, line 2, in inner"
     assert where_in(KeyError("elsewhere"), sources) is None
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import keras\nif hasattr(keras, 'Input'):\n    def build(params, shape, n): ...\n",
+        "try:\n    from keras import Input\nexcept ImportError:\n    pass\nelse:\n"
+        "    def build(params, shape, n): ...\n",
+        "from impl import *\n",  # cannot be known without running it: not refused
+    ],
+)
+def test_a_builder_defined_in_a_block_or_by_star_import_is_found(code: str) -> None:
+    from capsule.buildcheck import _module_names
+
+    names = _module_names(ast.parse(code))
+    assert names is None or "build" in names
+
+
+def test_a_file_too_deep_or_with_nul_to_parse_is_one_line(experiment: Path) -> None:
+    _own_builder(experiment, "def build(): ...\nx = " + "-" * 5_000 + "1\n")
+    with pytest.raises(
+        SourceError, match=r"model.py: does not parse: (RecursionError|MemoryError)"
+    ):
+        api.pack(experiment, experiment.parent / "x.capsule", check_build=False)

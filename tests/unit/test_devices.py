@@ -106,3 +106,40 @@ def test_show_gives_each_resource_as_a_share_of_the_part(experiment: Path) -> No
     assert "306 (139%)" in shown.stdout and "17.5k (33%)" in shown.stdout
     best = summary_json(capsule)["best"][0]
     assert best["part_share"] == pytest.approx({"dsp": 306 / 220, "lut": 17536 / 53200})
+
+
+def test_a_share_of_a_searched_part_is_refused(experiment: Path) -> None:
+    text = experiment.read_text().replace(
+        "[search.space]\n",
+        '[search.space]\n"hls4ml.part" = { choice = ["xc7z020clg400-1", "xcu250-figd2104-2L-e"] }\n',
+    )
+    experiment.write_text(text)
+    with pytest.raises(SpecError, match="hls4ml.part is searched, so a share has no one part"):
+        api.pack(experiment, experiment.parent / "x.capsule")
+
+
+def test_a_capsule_with_a_share_but_no_count_does_not_read(experiment: Path) -> None:
+    """pack writes `max` beside `max_fraction`; a capsule without it would show a bound the
+    search never applies."""
+    from capsule.capsulefile import CapsuleFileError, read_capsule
+
+    api.pack(experiment, experiment.parent / "x.capsule")
+    path = experiment.parent / "forged.capsule"
+    text = (experiment.parent / "x.capsule").read_text()
+    assert "max = 53200.0\n" in text
+    path.write_text(text.replace("max = 53200.0\n", "", 1))
+    with pytest.raises(CapsuleFileError, match="max_fraction without the max pack writes"):
+        read_capsule(path)
+
+
+def test_shares_are_bounded_as_text() -> None:
+    from capsule.views.summary import share_text
+
+    assert [share_text(x) for x in (0.0, 0.004, 0.33, 1.39, 1e306, -2.0)] == [
+        "0%",
+        "<1%",
+        "33%",
+        "139%",
+        ">9999%",
+        "0%",
+    ]
