@@ -114,6 +114,18 @@ BYTES_PER_CHUNK = 1 << 10
 SOFT_LINK_HOPS = 16  # HDF5's own limit on soft links followed in one path (H5L_NUM_LINKS)
 
 
+def _link_names(group: Any, limit: int) -> list[bytes]:
+    """The first `limit` link names of an HDF5 group, in HDF5's order."""
+    names: list[bytes] = []
+
+    def add(name: bytes) -> int | None:
+        names.append(name)
+        return 1 if len(names) >= limit else None  # anything but None stops the walk
+
+    group.links.iterate(add)
+    return names
+
+
 class Hdf5File:
     """One dataset of an HDF5 file, read by row ranges (h5py reads only the chunks needed).
 
@@ -212,9 +224,7 @@ class Hdf5File:
         try:
             while queue and len(found) <= shown and seen < visited:
                 group, prefix, level = queue.pop(0)
-                names: list[bytes] = []
-                group.links.iterate(lambda n: names.append(n) if len(names) < visited else 1)
-                for raw in names:
+                for raw in _link_names(group, visited):
                     seen += 1
                     if seen >= visited or len(found) > shown:
                         break

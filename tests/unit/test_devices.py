@@ -111,7 +111,8 @@ def test_show_gives_each_resource_as_a_share_of_the_part(experiment: Path) -> No
 def test_a_share_of_a_searched_part_is_refused(experiment: Path) -> None:
     text = experiment.read_text().replace(
         "[search.space]\n",
-        '[search.space]\n"hls4ml.part" = { choice = ["xc7z020clg400-1", "xcu250-figd2104-2L-e"] }\n',
+        '[search.space]\n"hls4ml.part" = { choice = ["xc7z020clg400-1", "xcu250-figd2104-2L-e"] '
+        "}\n",
     )
     experiment.write_text(text)
     with pytest.raises(SpecError, match="hls4ml.part is searched, so a share has no one part"):
