@@ -206,6 +206,11 @@ def test_a_capsule_packed_before_numerics_were_recorded_still_verifies(tmp_path:
             pytest.fail(f"CI runs on a clone of main, which has it: {reason}")
         pytest.skip(reason)
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+    # That code reads its version from the distribution it was then, `capsule` (now
+    # hls4ml-capsule): its metadata beside it, as an install of it would have.
+    info = old / "capsule-0.1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: capsule\nVersion: 0.1.0\n")
     env = {**os.environ, "PYTHONPATH": str(old), "CAPSULE_RUNTIME": "local"}
 
     def old_capsule(*args: str) -> None:

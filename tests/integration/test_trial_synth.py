@@ -107,7 +107,9 @@ def _failed(capsule: Path, stages: Path) -> dict:  # type: ignore[type-arg]
     from the cache when an earlier test of this file filled it."""
     synth_entries = _synth_entries(stages)
     code, result, err, trial = run(capsule, stages)
-    assert code == 0 and trial is not None, err  # the search completes
+    # The search completes, and with its every trial failed it says so and exits 1 (issue 35).
+    assert code == 1 and trial is not None, err
+    assert err.startswith(f"error: every trial of {capsule} failed; the first error: "), err
     assert _synth_entries(stages) == synth_entries  # no build without reports is cached
     assert (trial.status, trial.stage, trial.error) == (
         result["status"],
