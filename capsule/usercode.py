@@ -49,9 +49,8 @@ def where_in(exc: BaseException, sources: Path) -> str | None:
         name = frame.f_code.co_name
         if rel is not None:
             found = f"{rel}, line {line}" + (f", in {name}" if name != "<module>" else "")
-    if (
-        isinstance(exc, SyntaxError) and exc.filename
-    ):  # the file that did not parse, not its importer
+    # A SyntaxError names the file that did not parse, not the one importing it.
+    if isinstance(exc, SyntaxError) and exc.filename:
         rel = _relative(exc.filename, root)
         found = found if rel is None else f"{rel}, line {exc.lineno}"
     return found
