@@ -216,7 +216,8 @@ def test_the_built_wheel_installs_and_runs_a_trial(minor: str, wheel: Path, tmp_
         requirements = (
             image.LOCK.read_bytes()
             + (
-                f"capsule @ file:///wheels/{checkout.name} \\\n    --hash=sha256:{found['wheel']}\n"
+                f"hls4ml-capsule @ file:///wheels/{checkout.name} \\\n"
+                f"    --hash=sha256:{found['wheel']}\n"
             ).encode()
         )
         assert found["context"] == {
