@@ -198,6 +198,10 @@ def _pack(
         spec = spec.model_copy(
             update={"hls4ml": spec.hls4ml.model_copy(update={"estimate": "layers"})}
         )
+    if spec.open_flow is not None and spec.open_flow.estimate is None:
+        spec = spec.model_copy(
+            update={"open_flow": spec.open_flow.model_copy(update={"estimate": "logic"})}
+        )
     spec = spec.with_fraction_bounds()
     checks = spec.checks or Checks()
     task = spec.task or Task()

@@ -861,6 +861,11 @@ class OpenFlow(Strict):
     # false runs the open flow alone, e.g. for a model hls4ml does not convert.
     hls4ml: bool = True
     timeout: Annotated[float, Field(gt=0, le=7 * 86400)] = 3600.0  # seconds, per tool run
+    # The level-0 LUT estimate of the open flow's circuit (capsule.flow.logic_cost): "logic"
+    # counts da4ml's logic as Yosys maps it and gives `lut` and `ff` their estimate before any
+    # synthesis. Pack writes "logic" when unset; a capsule without it records `da4ml_lut` only
+    # (its `lut` estimate is hls4ml's design's), so its trials still verify.
+    estimate: Literal["logic"] | None = None
 
     @field_validator("family")
     @classmethod

@@ -43,6 +43,7 @@ class Context:
     opened: Opened | None = None
     model: Any = None  # the trained model (Keras, or PyTorch's)
     hls_model: Any = None  # the converted hls4ml model
+    logic: Any = None  # da4ml's traced logic of the model (the rtl stage's `CombLogic`)
     reports: ProjectReports | None = None  # the vendor's reports, read after synthesis
 
     @property

@@ -19,6 +19,7 @@ from capsule.pipeline.stages import (
     data,
     estimate,
     load,
+    logic,
     reports,
     rtl,
     rtlsim,
@@ -110,7 +111,20 @@ def host_tools() -> dict[str, tuple[HostTool, list[Stage]]]:
     return dict(sorted(found.items()))
 
 
-for _module in (data, load, train, convert, csim, estimate, rtl, rtlsim, yosys, synth, reports):
+for _module in (
+    data,
+    load,
+    train,
+    convert,
+    csim,
+    estimate,
+    rtl,
+    logic,
+    rtlsim,
+    yosys,
+    synth,
+    reports,
+):
     register_stage(_module.STAGE)
 for _module in (train, convert, rtl, rtlsim, yosys, synth):
     register_unit(_module.UNIT)

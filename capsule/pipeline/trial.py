@@ -105,8 +105,8 @@ class _Tally:
         self.stage_metrics[stage.name] = produced
         self.metrics.update(produced)
         self.fidelity.update(kinds)
-        if stage.keeps_estimates:
-            self.estimates = dict(produced)
+        if stage.keeps_estimates:  # a later estimate of a metric refines an earlier one
+            self.estimates.update(produced)
 
 
 def _restored(ctx: Context, unit: Unit, tally: _Tally) -> None:
@@ -123,7 +123,7 @@ def _restored(ctx: Context, unit: Unit, tally: _Tally) -> None:
     tally.fidelity.update(record["fidelity"])
     for stage in stages_of(unit.name):
         if stage.keeps_estimates and stage.name in record["stage_metrics"]:
-            tally.estimates = dict(record["stage_metrics"][stage.name])
+            tally.estimates.update(record["stage_metrics"][stage.name])
 
 
 def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:

@@ -13,7 +13,8 @@ from capsule.spec import Spec
 def run(ctx: Context) -> Measured:
     from capsule.flow.rtl import trace, write_rtl
 
-    design = write_rtl(trace(ctx.trained()), ctx.out / layout.RTL)
+    ctx.logic = trace(ctx.trained())
+    design = write_rtl(ctx.logic, ctx.out / layout.RTL)
     return {"da4ml_lut": design.lut_estimate}, {"da4ml_lut": "estimate"}
 
 
@@ -22,7 +23,15 @@ def runs(spec: Spec) -> bool:
 
 
 def key(k: KeyInputs) -> dict[str, Any] | None:
-    return {"train": k.keys["train"], "unit": "rtl"} if runs(k.spec) else None
+    if not runs(k.spec):
+        return None
+    key = {"train": k.keys["train"], "unit": "rtl"}
+    o = k.spec.open_flow
+    if o is not None and o.estimate is not None:  # absent before it, so older keys still hit
+        from capsule.flow.logic_cost import FORMAT
+
+        key["estimate"] = f"{o.estimate}-{FORMAT}"
+    return key
 
 
 STAGE = Stage("rtl", run, runs=runs, unit="rtl", folders=(layout.RTL,))
