@@ -196,7 +196,7 @@ def _pack(
         spec = spec.model_copy(update={"runtime": numerics})
     if spec.hls4ml.estimate is None:
         spec = spec.model_copy(
-            update={"hls4ml": spec.hls4ml.model_copy(update={"estimate": "layers"})}
+            update={"hls4ml": spec.hls4ml.model_copy(update={"estimate": "layers-2"})}
         )
     if spec.open_flow is not None and spec.open_flow.estimate is None:
         spec = spec.model_copy(

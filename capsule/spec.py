@@ -581,11 +581,11 @@ class Hls4ml(Strict):
     # (docs/capsule-format.md). Capsules written out "name" before this default keep it.
     granularity: Literal["model", "type", "name"] = "model"
     layer_precision: dict[str, str] = {}
-    # The resource/latency estimate model (capsule.flow.estimate): "layers" counts every layer
-    # hls4ml builds; "dense" counts Dense layers only, as capsules packed before the per-layer
-    # estimate did. Pack writes "layers" when unset; a capsule without it is "dense", so its
-    # recorded estimates keep their meaning and it still verifies.
-    estimate: Literal["layers", "dense"] | None = None
+    # The resource/latency estimate model (capsule.flow.estimate): "layers-2" counts every layer
+    # hls4ml builds, HGQ2's quantizers included; "layers" all but the quantizers, and "dense"
+    # Dense layers only, as capsules packed before each did. Pack writes "layers-2" when unset;
+    # a capsule without it is "dense", so its recorded estimates keep their meaning and verify.
+    estimate: Literal["layers-2", "layers", "dense"] | None = None
 
     _backend = field_validator("backend")(check_backend)
     _part = field_validator("part")(_check_part)

@@ -25,6 +25,9 @@ Per layer kind (n: elements, p: pixel positions, c: channels, rf: applied reuse 
 - Pooling: (pool - 1) comparators or adders per output, result bits wide.
 - Input, Reshape/Flatten, Repack, ZeroPadding, Transpose, Dropout: wiring in io_parallel; in
   io_stream a pass over the pixels (one FF per bit of a pixel).
+- FixedPointQuantizer (HGQ2's quantizers hls4ml keeps, `hls4ml.estimate = "layers-2"`): a cast
+  of each element, rounding and saturating: one LUT per result bit, registered. Capsules packed
+  with "layers" did not count them (their trials name them in `estimate_missing`).
 Latency: io_parallel sums the layers; io_stream is a dataflow pipeline, so the slowest layer's
 interval plus every layer's depth. A layer of any other kind is not guessed at: the estimate is
 "partial" and names it (`Estimate.missing`), never a silent undercount.
@@ -214,6 +217,17 @@ def pooling(layer: Layer) -> Cost:
     )
 
 
+def quantizer(layer: Layer) -> Cost:
+    stream = layer.io_type == "io_stream"
+    lanes = layer.out_shape[-1] if stream else _prod(layer.out_shape)
+    return Cost(
+        lut=lanes * layer.result_bits,
+        ff=lanes * layer.result_bits,
+        depth=1,
+        interval=_pixels(layer.out_shape) if stream else 1,
+    )
+
+
 def wiring(layer: Layer) -> Cost:
     if layer.io_type != "io_stream":
         return Cost(depth=0, interval=1)
@@ -240,14 +254,19 @@ FORMULAS: dict[str, Callable[[Layer], Cost]] = {
     "ZeroPadding2D": wiring,
     "Dropout": wiring,
 }
+# Per `hls4ml.estimate`: what each version counts (a recorded estimate keeps its meaning).
+MODELS: dict[str, dict[str, Callable[[Layer], Cost]]] = {
+    "layers": FORMULAS,
+    "layers-2": {**FORMULAS, "FixedPointQuantizer": quantizer},
+}
 
 
-def estimate(layers: Sequence[Layer], clock_period: float) -> Estimate:
+def estimate(layers: Sequence[Layer], clock_period: float, model: str = "layers-2") -> Estimate:
     """Resources and latency of the model, summed over its layers; see the module docstring."""
     per_layer: dict[str, Cost] = {}
     missing: list[str] = []
     for layer in layers:
-        formula = FORMULAS.get(layer.kind)
+        formula = MODELS[model].get(layer.kind)
         if formula is None:
             missing.append(f"{layer.name} ({layer.kind})")
             continue

@@ -184,7 +184,7 @@ def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
     collapse = collapse_of(spec, tally.metrics) if status == "ok" else None
     layers = converted_layers(out) if status == "ok" else []
     estimated = any(s.keeps_estimates for s in stages_for(spec) if s.name in tally.stage_metrics)
-    missing = _unestimated(layers) if estimated else []
+    missing = _unestimated(layers, spec.hls4ml.estimate) if estimated else []
     if collapse is not None:
         with open(log, "a") as f:
             f.write(f"{collapse}\n")
@@ -224,7 +224,8 @@ def _test_rows(ctx: Context) -> int | None:
     return sum(stop - start for start, stop in ctx.opened.split.test)
 
 
-def _unestimated(layers: list[Layer]) -> list[str]:
-    from capsule.flow.estimate import FORMULAS
+def _unestimated(layers: list[Layer], model: str | None) -> list[str]:
+    from capsule.flow.estimate import MODELS
 
-    return [f"{layer.name} ({layer.kind})" for layer in layers if layer.kind not in FORMULAS]
+    counted = MODELS.get(model or "layers", MODELS["layers"])
+    return [f"{layer.name} ({layer.kind})" for layer in layers if layer.kind not in counted]

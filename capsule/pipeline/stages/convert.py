@@ -26,7 +26,7 @@ def run(ctx: Context) -> Measured:
     shape = tuple(ctx.data.inputs.features.shape[1:])
     ctx.hls_model = convert(ctx.spec, model, weights, project, shape, ctx.job.threads)
     h = ctx.spec.hls4ml
-    if h.estimate == "layers":
+    if h.estimate in ("layers", "layers-2"):
         write_layers(describe(ctx.hls_model, h.io_type, h.strategy), ctx.out / layout.HLS_LAYERS)
     return measured({})
 

@@ -21,7 +21,7 @@ def run(ctx: Context) -> Measured:
     layers = converted_layers(ctx.out)
     if not layers:
         raise StageError("no converted model to estimate")
-    found = estimate(layers, h.clock_period)
+    found = estimate(layers, h.clock_period, h.estimate)
     if found.missing:
         print(f"estimate is partial: not counted {', '.join(found.missing)}")
     return measured(found.metrics, "estimate")

@@ -150,3 +150,15 @@ def test_a_layer_it_cannot_estimate_makes_it_partial_and_is_named() -> None:
     found = estimate([dense(), Layer(name="lstm", kind="LSTM", out_shape=[10])], 5.0)
     assert found.missing == ["lstm (LSTM)"]
     assert found.metrics["dsp"] == 640  # the rest is still counted
+
+
+def test_hgq2_quantizers_are_counted_from_layers_2_on() -> None:
+    q = Layer(name="q", kind="FixedPointQuantizer", result_bits=6, out_shape=[16])
+    counted = estimate([dense(), q], 5.0)
+    assert counted.missing == []
+    assert counted.per_layer["q"].lut == 16 * 6 and counted.per_layer["q"].ff == 16 * 6
+    assert counted.metrics["lut"] == estimate([dense()], 5.0).metrics["lut"] + 16 * 6
+    # a capsule packed with "layers" keeps what it recorded: the quantizer is named, not counted
+    before = estimate([dense(), q], 5.0, "layers")
+    assert before.missing == ["q (FixedPointQuantizer)"]
+    assert before.metrics == estimate([dense()], 5.0, "layers").metrics
