@@ -374,6 +374,9 @@ def run(
 
     Interrupted (Ctrl-C, kill -9, a reboot)? Run the same command again: finished trials are
     kept, unfinished ones run again, and the budget is honoured.
+
+    Exits 1 when the search stopped after search.stop_after_failures trials in a row failed
+    the same way (a bug, not the point: fix it and run again), or when every trial failed.
     """
     from capsule.run import RunOptions
     from capsule.views.progress import Progress

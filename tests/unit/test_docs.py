@@ -65,3 +65,15 @@ def test_the_publishing_walkthrough_covers_the_readers_path() -> None:
         assert needed in text, needed
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     assert "docs/publishing.md" in readme
+
+
+def test_runs_exit_1_when_stopped_by_failures_is_documented_where_users_look() -> None:
+    from typer.testing import CliRunner
+
+    from capsule.cli import app
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    codes = readme.split("## Exit codes", 1)[1].split("##", 1)[0]
+    assert "stop_after_failures" in codes and "every one of its trials failed" in codes
+    shown = CliRunner().invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).output
+    assert "Exits 1 when the search stopped" in " ".join(shown.split())
