@@ -12,8 +12,12 @@ from __future__ import annotations
 import ast
 import importlib.util
 import os
+import signal
 import sys
 import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from capsule.capsulefile import Capsule, SourceLock, write_capsule
@@ -96,9 +100,10 @@ def check_build(capsule: Capsule, root: Path, source: str) -> None:
     The child (`capsule exec-build`, given the capsule in a temporary folder) runs in its own
     process group, killed when it ends, so a helper the builder forks cannot outlive pack or
     hold it up; its output goes to a file, of which only the tail is read; its error comes back
-    in a file of its own, so nothing the builder prints can pose as it.
+    in a file of its own, so nothing the builder prints can pose as it. A SIGTERM to pack
+    meanwhile ends it as an exit does, so the temporary folder is removed.
     """
-    with tempfile.TemporaryDirectory(prefix="capsule-build-") as tmp:
+    with _terminated_as_exit(), tempfile.TemporaryDirectory(prefix="capsule-build-") as tmp:
         folder = Path(tmp)
         write_capsule(capsule, folder / "check.capsule")
         said_file = folder / "error.txt"
@@ -118,6 +123,24 @@ def check_build(capsule: Capsule, root: Path, source: str) -> None:
             tail = log_tail(folder / "build.log", 1)[-300:]
             said = f"building the model ended with exit code {code}: {tail or 'no output'}"
         raise SourceError(f"{source}: model.builder: {said}")
+
+
+@contextmanager
+def _terminated_as_exit() -> Iterator[None]:
+    """SIGTERM raises SystemExit(143) for the duration (Python's default ends the process
+    without running `finally` blocks); only the main thread may set a handler."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def _said(path: Path) -> str:

@@ -36,3 +36,38 @@ def test_a_builder_that_raises_for_the_data_is_refused_at_its_own_line(experimen
     (experiment.parent / "model.py").write_text(BUILDER.replace('params["width"]', "8"))
     capsule = api.pack(experiment, out)
     assert [s.name for s in capsule.sources] == ["model.py"] and out.exists()
+
+
+def test_a_pack_terminated_during_the_build_check_leaves_no_temporary_folder(
+    experiment: Path, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    started = tmp_path / "building"
+    _own_builder(
+        experiment,
+        "import pathlib, time\n\ndef build(params, input_shape, n_classes):\n"
+        f"    pathlib.Path({str(started)!r}).touch()\n    time.sleep(600)\n",
+    )
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = experiment.parent / "x.capsule"
+    cli = Path(sys.executable).with_name("capsule")
+    proc = subprocess.Popen(
+        [str(cli), "pack", str(experiment), "-o", str(out)],
+        env={**os.environ, "TMPDIR": str(scratch)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while not started.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)  # wait until the builder runs in its child
+    assert started.exists(), "the build check never started"
+    assert [p.name[:14] for p in scratch.iterdir()] == ["capsule-build-"]
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    assert list(scratch.iterdir()) == [] and not out.exists()
