@@ -30,9 +30,15 @@ trials inside the constraints (a front and a loss scaled by a reference trial do
 every value is scaled alike). What it changes is which trials meet a constraint: when synthesis
 says LUTs are twice the estimate, a design estimated just under the limit is no longer promoted
 ahead of one that fits. Kendall's tau between the estimated and synthesized values says how far
-the estimate's order can be trusted at all. Everything here is a pure function of the trial
-records, so `capsule show` and `capsule report` recompute it and a resumed search promotes
-exactly what an uninterrupted one would (one job at a time).
+the estimate's order can be trusted at all, and two errors how far its size can: the median
+relative error of the estimate as it is, and of the calibrated estimate, each point predicted
+from the ratio of the others (leave one out: the error a point not yet synthesized can expect).
+A median ratio, not a regression on layer features: a search calibrates from its first few
+syntheses, too few pairs to fit a coefficient per feature without fitting their noise.
+Everything here is a pure function of the trial records (the model is the median ratio, the data
+the promoted points, listed by `show`), so `capsule show` and `capsule report` recompute it,
+`verify` of the records reproduces it, and a resumed search promotes exactly what an
+uninterrupted one would (one job at a time).
 """
 
 from __future__ import annotations
@@ -122,6 +128,10 @@ class Calibration:
     pairs: int
     ratio: float  # median of synthesized / estimated
     tau: float | None  # Kendall's rank agreement; None below 3 pairs or without variation
+    # Median relative errors against the synthesized values (pairs with a value of 0 left out):
+    # of the estimate as it is, and calibrated (leave one out; None below 3 pairs).
+    error: float | None = None
+    calibrated_error: float | None = None
 
 
 @dataclass(frozen=True)
@@ -170,8 +180,27 @@ def calibrations(points: Sequence[Compared]) -> list[Calibration]:
         if len(pairs) >= 3:
             t = kendalltau([e for e, _ in pairs], [s for _, s in pairs]).statistic
             tau = None if math.isnan(t) else round(float(t), 6)
-        out.append(Calibration(metric, kind, len(pairs), round(ratio, 6), tau))
+        error, calibrated_error = _errors(pairs)
+        out.append(
+            Calibration(metric, kind, len(pairs), round(ratio, 6), tau, error, calibrated_error)
+        )
     return out
+
+
+def _errors(pairs: Sequence[tuple[float, float]]) -> tuple[float | None, float | None]:
+    """Median relative error of the estimates, and of each scaled by the others' median ratio."""
+    raw = [abs(e - s) / abs(s) for e, s in pairs if s]
+    left_out = []
+    if len(pairs) >= 3:
+        for i, (e, s) in enumerate(pairs):
+            others = [b / a for j, (a, b) in enumerate(pairs) if j != i and a]
+            if s and others:
+                left_out.append(abs(e * statistics.median(others) - s) / abs(s))
+
+    def median(values: list[float]) -> float | None:
+        return round(statistics.median(values), 6) if values else None
+
+    return median(raw), median(left_out)
 
 
 def calibrate(trials: Sequence[Trial]) -> dict[str, Calibration]:

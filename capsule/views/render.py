@@ -31,7 +31,15 @@ from capsule.spec import Spec
 from capsule.verify import Verification
 from capsule.views import attempts
 from capsule.views.intervals import indistinct, plus_minus, proportion_like
-from capsule.views.summary import Levels, levels_of, part_shares, share_text, summarise
+from capsule.views.summary import (
+    CALIBRATION_COLUMNS,
+    Levels,
+    calibration_row,
+    levels_of,
+    part_shares,
+    share_text,
+    summarise,
+)
 
 KEY_PACKAGES = ("tensorflow-cpu", "tensorflow", "keras", "hls4ml", "numpy", "hyperopt")
 
@@ -568,11 +576,10 @@ def levels(capsule: Capsule) -> RenderableType:
     if not found.calibrations:
         return funnel
     cal = Table(title="calibration: synthesized / estimated", title_justify="left")
-    for column in ("metric", "against", "pairs", "median ratio", "Kendall tau"):
+    for column in CALIBRATION_COLUMNS:
         cal.add_column(column)
     for c in found.calibrations:
-        tau = "-" if c.tau is None else f"{c.tau:.3f}"
-        _row(cal, c.metric, c.fidelity, str(c.pairs), f"{c.ratio:.4g}", tau)
+        _row(cal, *calibration_row(c, lambda v: f"{v:.4g}"))
     return Group(funnel, cal, _compared(found))
 
 

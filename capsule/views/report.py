@@ -55,9 +55,11 @@ from capsule.views import attempts, roc
 from capsule.views.intervals import indistinct, plus_minus
 from capsule.views.render import cut, visible
 from capsule.views.summary import (
+    CALIBRATION_COLUMNS,
     FRONT_ROWS,
     Summary,
     along_front,
+    calibration_row,
     levels_of,
     part_shares,
     share_text,
@@ -619,16 +621,7 @@ def _levels(capsule: Capsule) -> list[str]:
         [str(f.level), fidelity.NAMES[f.level], str(f.trials), str(f.ok), f"{f.tool_hours:.3f}"]
         for f in found.funnel
     ]
-    calibration = [
-        [
-            c.metric,
-            c.fidelity,
-            str(c.pairs),
-            _sig(c.ratio),
-            "-" if c.tau is None else f"{c.tau:.3f}",
-        ]
-        for c in found.calibrations
-    ]
+    calibration = [calibration_row(c, _sig) for c in found.calibrations]
     side_by_side = [
         [str(p.number), p.metric, *("-" if v is None else _sig(v) for v in found.point_values(p))]
         for p in found.points[:TABLE_ROWS]
@@ -642,7 +635,7 @@ def _levels(capsule: Capsule) -> list[str]:
         "<h2>Fidelity funnel</h2>",
         _table(["level", "what", "trials", "scored", "tool hours"], rows),
         "<h2>Calibration: synthesized / estimated</h2>",
-        _table(["metric", "against", "pairs", "median ratio", "Kendall tau"], calibration),
+        _table(list(CALIBRATION_COLUMNS), calibration),
         "<h2>Estimate against synthesis, per promoted point</h2>",
         _table(found.point_columns, side_by_side),
         *more,

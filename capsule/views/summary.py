@@ -12,6 +12,7 @@ hypervolume all read the same list.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from capsule import fidelity
@@ -137,6 +138,35 @@ class Levels:
     def point_values(self, point: fidelity.Compared) -> list[float | None]:
         """The estimate, then each of `kinds` (None where this point was not synthesized so)."""
         return [point.values.get(k) for k in ("estimate", *self.kinds)]
+
+
+CALIBRATION_COLUMNS = (
+    "metric",
+    "against",
+    "pairs",
+    "median ratio",
+    "Kendall tau",
+    "error",
+    "calibrated (leave one out)",
+)
+
+
+def calibration_row(c: fidelity.Calibration, number: Callable[[float], str]) -> list[str]:
+    """A calibration as `show` and the report tabulate it (errors as percentages)."""
+
+    def percent(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1%}"
+
+    tau = "-" if c.tau is None else f"{c.tau:.3f}"
+    return [
+        c.metric,
+        c.fidelity,
+        str(c.pairs),
+        number(c.ratio),
+        tau,
+        percent(c.error),
+        percent(c.calibrated_error),
+    ]
 
 
 def levels_of(capsule: Capsule) -> Levels:

@@ -75,6 +75,8 @@ def summary_json(capsule: Capsule) -> dict[str, Any]:
                 "pairs": c.pairs,
                 "median_ratio": c.ratio,
                 "kendall_tau": c.tau,
+                "error": c.error,
+                "calibrated_error": c.calibrated_error,
             }
             for c in levels.calibrations
         ]

@@ -157,6 +157,24 @@ def test_calibration_reports_rank_agreement() -> None:
     assert lut.pairs == 3 and lut.tau == pytest.approx(1 / 3, abs=1e-6)
 
 
+def test_calibration_says_how_far_the_estimate_sizes_designs_before_and_after() -> None:
+    trials = [
+        *level0(),
+        trial(5, 1, 1, 0.9, 1800),
+        trial(6, 2, 1, 0.95, 1000),
+        trial(7, 4, 1, 0.8, 600),
+    ]
+    lut = fidelity.calibrate(trials)["lut"]
+    # every estimate is half the synthesis: 50% off as it is, exact once scaled
+    assert (lut.error, lut.calibrated_error) == (0.5, 0.0)
+    trials[-3] = trial(5, 1, 1, 0.9, 900)  # ratios 1, 2, 2
+    lut = fidelity.calibrate(trials)["lut"]
+    # each point from the others' median ratio: 900 -> 1800 (100% off), 500 and 300 -> x1.5 (25%)
+    assert (lut.error, lut.calibrated_error) == (0.5, 0.25)
+    two = fidelity.calibrate(trials[:-1])["lut"]
+    assert two.pairs == 2 and two.error is not None and two.calibrated_error is None
+
+
 def test_pareto_policy_promotes_the_front_first() -> None:
     s = spec("pareto")
     # Front of (accuracy up, LUT down) among those within the limit: rf 2, 8, 4, 16 (rf 1 is
@@ -370,3 +388,25 @@ def test_the_report_puts_each_promoted_points_estimate_beside_its_syntheses() ->
     assert "".join(f"<th>{h}</th>" for h in head) in table
     for row in (["1", "lut", "500", "1000", "12345"], ["3", "lut", "950", "1900", "-"]):
         assert "".join(f"<td>{c}</td>" for c in row) in table
+
+
+def test_show_and_the_report_give_the_calibrations_errors() -> None:
+    from types import SimpleNamespace
+
+    from rich.console import Console
+
+    from capsule.views import render, report
+
+    promoted = [trial(5, 1, 1, 0.9, 1800), trial(6, 2, 1, 0.95, 1000), trial(7, 4, 1, 0.8, 600)]
+    capsule = SimpleNamespace(spec=spec(), trials=[*level0(), *promoted])
+    console = Console(width=200, record=True, color_system=None, force_terminal=False)
+    console.print(render.levels(capsule))  # type: ignore[arg-type]
+    table = console.export_text().split("calibration: synthesized / estimated")[1]
+    lines = table.split("estimate against synthesis")[0].splitlines()
+    head = [c.strip() for c in next(x for x in lines if x.startswith("┃")).split("┃")[1:-1]]
+    assert head[-2:] == ["error", "calibrated (leave one out)"]
+    rows = [[c.strip() for c in x.split("│")[1:-1]] for x in lines if x.startswith("│")]
+    assert rows == [["lut", "csynth", "3", "2", "1.000", "50.0%", "0.0%"]]
+    page = "".join(report._levels(capsule))  # type: ignore[arg-type]
+    cells = ["lut", "csynth", "3", "2", "1.000", "50.0%", "0.0%"]
+    assert "".join(f"<td>{c}</td>" for c in cells) in page
