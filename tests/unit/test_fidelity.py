@@ -142,13 +142,13 @@ def test_calibration_rescales_estimates_and_reorders_what_is_promoted() -> None:
     assert next_params["hls4ml.reuse_factor"] == 4
 
 
+def three_promoted() -> list[Trial]:
+    """Level-1 trials of rf 1, 2 and 4: synthesis twice each estimate (900, 500, 300)."""
+    return [trial(5, 1, 1, 0.9, 1800), trial(6, 2, 1, 0.95, 1000), trial(7, 4, 1, 0.8, 600)]
+
+
 def test_calibration_reports_rank_agreement() -> None:
-    trials = [
-        *level0(),
-        trial(5, 1, 1, 0.9, 1800),
-        trial(6, 2, 1, 0.95, 1000),
-        trial(7, 4, 1, 0.8, 600),
-    ]
+    trials = [*level0(), *three_promoted()]
     lut = fidelity.calibrate(trials)["lut"]
     assert lut.pairs == 3 and lut.ratio == pytest.approx(2.0) and lut.tau == pytest.approx(1.0)
     # One pair of three discordant (estimates 300 < 500 < 900, synthesis 600 < 1000 > 900).
@@ -158,12 +158,7 @@ def test_calibration_reports_rank_agreement() -> None:
 
 
 def test_calibration_says_how_far_the_estimate_sizes_designs_before_and_after() -> None:
-    trials = [
-        *level0(),
-        trial(5, 1, 1, 0.9, 1800),
-        trial(6, 2, 1, 0.95, 1000),
-        trial(7, 4, 1, 0.8, 600),
-    ]
+    trials = [*level0(), *three_promoted()]
     lut = fidelity.calibrate(trials)["lut"]
     # every estimate is half the synthesis: 50% off as it is, exact once scaled
     assert (lut.error, lut.calibrated_error) == (0.5, 0.0)
@@ -397,8 +392,7 @@ def test_show_and_the_report_give_the_calibrations_errors() -> None:
 
     from capsule.views import render, report
 
-    promoted = [trial(5, 1, 1, 0.9, 1800), trial(6, 2, 1, 0.95, 1000), trial(7, 4, 1, 0.8, 600)]
-    capsule = SimpleNamespace(spec=spec(), trials=[*level0(), *promoted])
+    capsule = SimpleNamespace(spec=spec(), trials=[*level0(), *three_promoted()])
     console = Console(width=200, record=True, color_system=None, force_terminal=False)
     console.print(render.levels(capsule))  # type: ignore[arg-type]
     table = console.export_text().split("calibration: synthesized / estimated")[1]
