@@ -42,7 +42,7 @@ DESIGNS: tuple[Design, ...] = (
     Design("mlp-32-16-w3a6", "mlp", (32, 16), weight_bits=3, activation_bits=6, beta=1e-6, seed=5),
     Design("mlp-8-w4a8", "mlp", (8,), seed=6),
     Design("mlp-24-w2a8", "mlp", (24,), weight_bits=2, beta=1e-6, seed=7),
-    Design("mlp-16-16-w5a5", "mlp", (16, 16), 5, 5, beta=1e-4, seed=8),
+    Design("mlp-16-16-w5a5", "mlp", (16, 16), weight_bits=5, activation_bits=5, beta=1e-4, seed=8),
     Design("mlp-64-w3a4", "mlp", (64,), weight_bits=3, activation_bits=4, beta=1e-4, seed=9),
     Design("mlp-12-w6a6", "mlp", (12,), weight_bits=6, activation_bits=6, beta=1e-7, seed=10),
     Design("mlp-16-w4a8-softmax", "mlp", (16,), softmax=True, seed=31),
@@ -191,13 +191,19 @@ def measure(d: Design, folder: str) -> dict[str, Any]:
 
 
 def measure_all(folder: Path, designs: tuple[Design, ...] = DESIGNS) -> list[dict[str, Any]]:
-    """Every design, two at a time, each in a fresh process; in DESIGNS order."""
+    """Every design, two at a time, each in a fresh process; in DESIGNS order. A design that
+    fails is printed and left out, not hidden."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(2, mp_context=context, max_tasks_per_child=1) as pool:
         futures = [pool.submit(measure, d, str(folder)) for d in designs]
-        found = [f.result() for f in futures]
+        found = []
+        for d, future in zip(designs, futures, strict=True):
+            try:
+                found.append(future.result())
+            except Exception as exc:  # one design's failure is reported, not fatal
+                print(f"design {d.name} failed: {type(exc).__name__}: {exc}")
     (folder / "designs.json").write_text(json.dumps(found, indent=1, sort_keys=True) + "\n")
     return found
