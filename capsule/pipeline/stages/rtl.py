@@ -28,9 +28,7 @@ def key(k: KeyInputs) -> dict[str, Any] | None:
     key = {"train": k.keys["train"], "unit": "rtl"}
     o = k.spec.open_flow
     if o is not None and o.estimate is not None:  # absent before it, so older keys still hit
-        from capsule.flow.logic_cost import FORMAT
-
-        key["estimate"] = f"{o.estimate}-{FORMAT}"
+        key["estimate"] = o.estimate
     return key
 
 
