@@ -30,6 +30,11 @@ def test_open_flow_units_chain_from_training_and_name_their_tool(packed: Path) -
     # another training: every unit after it
     trained = cache.keys(capsule, flow, "env", 2)
     assert all(trained[u] != keys[u] for u in ("train", "rtl", "rtlsim", "yosys"))
+    # the level-0 logic estimate is recorded with the rtl unit: a unit stored without it
+    # (a capsule packed before) is not one to restore with it, and the reverse
+    logic = flow.model_copy(update={"open_flow": OpenFlow(estimate="logic")})
+    counted = cache.keys(capsule, logic, "env", 1)
+    assert [counted[u] == keys[u] for u in ("train", "hls", "rtl")] == [True, True, False]
 
 
 def test_the_tools_versions_are_in_their_units_keys(
