@@ -128,15 +128,22 @@ def check_build(capsule: Capsule, root: Path, source: str) -> None:
 @contextmanager
 def _terminated_as_exit() -> Iterator[None]:
     """SIGTERM raises SystemExit(143) for the duration (Python's default ends the process
-    without running `finally` blocks); only the main thread may set a handler."""
-    if threading.current_thread() is not threading.main_thread():
+    without running `finally` blocks), once: a second one while the folder is removed is
+    ignored. Only the main thread may set a handler; a process that ignores SIGTERM, or whose
+    handler Python did not set, is left as it is."""
+    before = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or before in (
+        signal.SIG_IGN,
+        None,
+    ):
         yield
         return
 
     def stop(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise SystemExit(128 + signum)
 
-    before = signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, stop)
     try:
         yield
     finally:

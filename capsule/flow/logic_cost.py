@@ -73,10 +73,20 @@ def _table(comb: Any, op: Any) -> float:
 
 
 def count(comb: Any) -> dict[str, float]:
-    """`lut` and `ff` of da4ml's `comb`, as Yosys maps it for Xilinx; see the docstring."""
+    """`lut` and `ff` of da4ml's `comb`, as Yosys maps it for Xilinx; see the docstring.
+
+    A table used by many ops (a QSoftmax's exp, once per class) is counted once per table and
+    input range, and that count added per use: each use is its own logic."""
     lut = 0.0
+    tables: dict[tuple[Any, ...], float] = {}
     for n, op in enumerate(comb.ops):
         if comb.ref_count[n] == 0:
             continue
-        lut += _table(comb, op) if op.opcode == 8 else float(op.cost)
+        if op.opcode != 8:
+            lut += float(op.cost)
+            continue
+        key = (op.data, tuple(comb.ops[op.id0].qint), tuple(op.qint))
+        if key not in tables:
+            tables[key] = _table(comb, op)
+        lut += tables[key]
     return {"lut": float(round(lut)), "ff": 0.0}

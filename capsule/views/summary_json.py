@@ -8,6 +8,7 @@ full precision where the text rounds.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from capsule import fidelity
@@ -73,7 +74,8 @@ def summary_json(capsule: Capsule) -> dict[str, Any]:
                 "metric": c.metric,
                 "against": c.fidelity,
                 "pairs": c.pairs,
-                "median_ratio": c.ratio,
+                # a forged record's extreme values can make it inf or NaN: not JSON
+                "median_ratio": c.ratio if math.isfinite(c.ratio) else None,
                 "kendall_tau": c.tau,
                 "error": c.error,
                 "calibrated_error": c.calibrated_error,

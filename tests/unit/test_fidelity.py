@@ -404,3 +404,30 @@ def test_show_and_the_report_give_the_calibrations_errors() -> None:
     page = "".join(report._levels(capsule))  # type: ignore[arg-type]
     cells = ["lut", "csynth", "3", "2", "1.000", "50.0%", "0.0%"]
     assert "".join(f"<td>{c}</td>" for c in cells) in page
+
+
+def test_the_leave_one_out_error_is_each_point_against_the_others_median() -> None:
+    import random
+    import statistics
+
+    def by_hand(pairs: list[tuple[float, float]]) -> float | None:
+        errors = []
+        for i, (e, s) in enumerate(pairs):
+            others = [b / a for j, (a, b) in enumerate(pairs) if j != i and a]
+            if s and others:
+                errors.append(abs(e * statistics.median(others) - s) / abs(s))
+        return round(statistics.median(errors), 6) if errors else None
+
+    rng = random.Random(7)
+    for _ in range(200):
+        pairs = [
+            (rng.choice([0, 1, 2, rng.uniform(0.1, 5)]), rng.choice([0, 2, rng.uniform(0.1, 9)]))
+            for _ in range(rng.randint(3, 9))
+        ]
+        assert fidelity._errors(pairs)[1] == by_hand(pairs), pairs
+
+
+def test_extreme_recorded_values_give_no_error_rather_than_inf_or_nan() -> None:
+    # finite values whose quotients overflow (a forged record): no Infinity or NaN in show --json
+    assert fidelity._errors([(0, 1), (0, 1), (1e-308, 1e308), (1e-308, 1e308)]) == (1.0, None)
+    assert fidelity._errors([(1.0, 5e-324)]) == (None, None)
