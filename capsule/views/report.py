@@ -28,6 +28,7 @@ import io
 import itertools
 import json
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from string import Template
@@ -431,18 +432,31 @@ def _figures(
     fixed = {"text.parse_math": False, "svg.hashsalt": "capsule", "pdf.fonttype": 42}
     with matplotlib.style.context(["default", fixed]):
         for name, make, shown in (("pareto", _pareto, pool), ("objectives", _objectives, trials)):
-            fig, caption = make(spec, shown)
-            out.append((name, _drawn(fig), caption))
+            out.append(_attempt(name, functools.partial(make, spec, shown)))
         if curves is not None and curves.curves:
-            fig, caption = roc.figure(curves)
-            out.append(("roc", _drawn(fig), caption))
+            out.append(_attempt("roc", functools.partial(roc.figure, curves)))
         for path in params:  # every searched knob: the model's and training's too
             name = "knob_" + re.sub(r"[^a-z0-9_]", "_", path.lower())
             while name in {n for n, _, _ in out}:
                 name += "_"
-            fig, caption = _knob(spec, trials, path)
-            out.append((name, _drawn(fig), caption))
+            out.append(_attempt(name, functools.partial(_knob, spec, trials, path)))
     return out
+
+
+def _attempt(
+    name: str, make: Callable[[], tuple[Figure, str]]
+) -> tuple[str, dict[str, bytes], str]:
+    """The figure `make` draws, or none and a caption saying why: values a capsule records are
+    finite but may span more than matplotlib's transforms can invert (1e-308 to 1e308 on one
+    axis raises LinAlgError deep inside it); the report's tables still give every value."""
+    try:
+        with warnings.catch_warnings():  # numpy's overflow warnings on the way to the error
+            warnings.simplefilter("ignore", RuntimeWarning)
+            fig, caption = make()
+            return name, _drawn(fig), caption
+    except (ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
+        why = f"its values are beyond what matplotlib can plot ({type(exc).__name__})"
+        return name, {}, f"{name}: not drawn, {why}"
 
 
 # --- tables ---------------------------------------------------------------------------------
@@ -792,6 +806,9 @@ def _html(
         *[f"<p>{e(cut(note.rstrip('.'), 1_000))}.</p>" for note in notes],
     ]
     for name, drawn, caption in figures:
+        if "png" not in drawn:
+            parts.append(f'<p id="{e(name)}">{e(caption)}.</p>')
+            continue
         data = base64.b64encode(drawn["png"]).decode("ascii")
         parts.append(
             f'<figure id="{e(name)}"><img src="data:image/png;base64,{data}" alt="{e(caption)}">'

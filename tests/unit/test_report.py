@@ -605,3 +605,22 @@ def test_paper_ready_axes_tables_and_formats(out: Path, capsule: Capsule, tmp_pa
     assert "<th>latency_ns" in page
     assert "0.9500 ±0.023" in page and "Test set: 360 samples" in page
     assert "latency\\_ns" in (tmp_path / "best.tex").read_text()
+
+
+def test_values_matplotlib_cannot_plot_leave_a_note_and_every_table(
+    base: Capsule, tmp_path: Path
+) -> None:
+    # finite, as a record's values must be, but their span overflows a float (a forged capsule)
+    trials = [
+        _trial(0, "ok", "ap_fixed<16,6>", 1, _m(0.9, 1e308, 1e308)),
+        _trial(1, "ok", "ap_fixed<8,3>", 2, _m(0.8, -1e308, -1e308)),
+    ]
+    forged = base.model_copy(update={"trials": trials}).sealed()
+    written = {p.relative_to(tmp_path).as_posix() for p in report.write_report(forged, tmp_path)}
+    page = (tmp_path / "index.html").read_text()
+    notes = re.findall(r'<p id="(\w+)">(\w+): not drawn, its values are beyond', page)
+    assert notes and all(a == b for a, b in notes)
+    for name, _ in notes:  # no image of a figure that was not drawn, nor a broken file
+        assert not any(p.startswith(f"figures/{name}.") for p in written)
+    assert {"index.html", "trials.csv", "best.md", "best.tex"} <= written
+    assert (tmp_path / "trials.csv").read_text().count("\n") == 3
