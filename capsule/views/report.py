@@ -14,7 +14,9 @@ trials disagree and gives each fidelity its own marker. The report is determinis
 matplotlib's default style whatever the local rc file says, PNGs saved without the software
 version, so the same capsule gives the same bytes. Every string from the capsule (params, errors,
 names) is untrusted: escaped for HTML, Markdown and LaTeX, and drawn by matplotlib as plain text
-(never as mathtext, where a param such as `$\\x{$` would crash the report). Scores come from
+(never as mathtext, where a param such as `$\\x{$` would crash the report), and a figure whose
+values matplotlib cannot transform (a span past a float's range) is a line on the page instead
+(`_attempt`). Scores come from
 `capsule.search`, so the report ranks and marks the Pareto front exactly as `capsule run` does.
 """
 
