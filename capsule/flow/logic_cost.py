@@ -47,10 +47,9 @@ def table_luts(entries: Sequence[int], in_bits: int, out_bits: int) -> float:
         if in_bits <= 6:
             total += 1 if in_bits > 5 else 0.5
             continue
-        leaves = {column[i : i + 64] for i in range(0, len(column), 64)}
-        total += sum(1 for leaf in leaves if len(set(leaf)) > 1)
-        # the mux tree above the leaves: one 2:1 mux per distinct node, two per LUT6
         level = [column[i : i + 64] for i in range(0, len(column), 64)]
+        total += sum(1 for leaf in set(level) if len(set(leaf)) > 1)
+        # the mux tree above the leaves: one 2:1 mux per distinct node, two per LUT6
         nodes = 0
         while len(level) > 1:
             pairs = [level[i] + level[i + 1] for i in range(0, len(level), 2)]
