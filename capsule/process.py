@@ -108,15 +108,34 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def kill_leftover(pid: int, marker: str) -> bool:
-    """SIGKILL process group `pid` if it is still the one we started (its command line holds
-    `marker`); pids are reused, so an unrelated process of that number is left alone."""
+def kill_leftover(pid: int, folder: Path) -> bool:
+    """SIGKILL process group `pid` if it is still the trial we started into `folder`; pids are
+    reused, so an unrelated process of that number is left alone.
+
+    A trial started as a fresh interpreter names the folder on its command line; one forked
+    from a warm process (`runtime.warm`) has that process's command line, and holds its folder
+    open instead.
+    """
+    proc = Path(f"/proc/{pid}")
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return False
-    if marker not in cmdline:
+    if str(folder) not in cmdline and not _holds(proc, folder):
         return False
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
     return True
+
+
+def _holds(proc: Path, folder: Path) -> bool:
+    target = os.path.realpath(folder)
+    try:
+        fds = list((proc / "fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            if os.readlink(fd) == target:
+                return True
+    return False

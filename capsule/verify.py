@@ -364,7 +364,7 @@ def verify(
     work = options.work_dir or Path(tempfile.mkdtemp(prefix="capsule-verify-"))
     work.mkdir(parents=True, exist_ok=True)
     label = f"capsule.verify={os.getpid()}"
-    groups: list[int] = []
+    groups: list[tuple[int, Path]] = []  # each local trial's process group, and its folder
     taken: list[str] = []
     explanations: dict[int, list[str]] = {}
     if options.from_weights is not None and len(chosen) != 1:
@@ -391,7 +391,9 @@ def verify(
             notify(f"trial {trial.number}: {note}")
         try:
             job = TrialJob.build(capsule_path, capsule, trial.params, root).reusing(reuse)
-            result = run_with(choice, job, folder, label=label, on_spawn=groups.append)
+            result = run_with(
+                choice, job, folder, label=label, on_spawn=lambda g: groups.append((g, folder))
+            )
         except CapsuleError:
             raise
         except Exception as exc:  # the engine went away, a folder was unwritable, ...
@@ -412,8 +414,8 @@ def verify(
         per_trial = [future.result() for future in futures]
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
-        for group in groups:
-            kill_leftover(group, "exec-trial")
+        for group, folder in groups:
+            kill_leftover(group, folder)
         for choice in {id(c): c for c in choices.values() if c.kind == "docker"}.values():
             remove_labelled(choice.engine, label)
         pool.shutdown(wait=True)

@@ -91,6 +91,11 @@ def stages_for(spec: Spec) -> list[Stage]:
     return [s for s in stages() if s.runs(spec)]
 
 
+def imports(spec: Spec) -> tuple[str, ...]:
+    """The slow-to-import modules a trial of `spec` imports (`Stage.imports`), in stage order."""
+    return tuple(dict.fromkeys(m for s in stages_for(spec) for m in s.imports(spec)))
+
+
 def first_stage(unit: str, spec: Spec) -> Stage | None:
     """The first stage of `unit` a trial of `spec` runs (a unit's stages may be alternatives,
     as loading a trained model and training are), or None."""

@@ -18,11 +18,26 @@ from typing import Any, Protocol
 
 from capsule.capsulefile import Capsule
 from capsule.pipeline.context import Context, Measured
-from capsule.spec import Spec
+from capsule.spec import QAT_BUILDERS, Spec
 
 
 def always(spec: Spec) -> bool:
     return True
+
+
+def no_imports(spec: Spec) -> tuple[str, ...]:
+    return ()
+
+
+# The modules a model's library is imported by (`ModelSpec.library`).
+LIBRARY_MODULES = {"keras": ("keras",), "pytorch": ("torch",), "qonnx": ("qonnx",)}
+
+
+def model_imports(spec: Spec) -> tuple[str, ...]:
+    """What loading, training or converting the spec's model imports: its library, and HGQ2
+    for the built-in quantization-aware builders."""
+    found = LIBRARY_MODULES[spec.model.library()]
+    return (*found, "hgq") if spec.model.builder in QAT_BUILDERS else found
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,9 @@ class Stage:
     tool_time: bool = False  # its time is the vendor tool's (`tool_s`), also when it fails
     keeps_estimates: bool = False  # its metrics are the estimate synthesis may supersede
     needs: tuple[HostTool, ...] = ()
+    # Modules it imports for a spec that take seconds (TensorFlow's): the local runtime imports
+    # them once, in the warm process its trials are forked from (`runtime.warm`).
+    imports: Callable[[Spec], tuple[str, ...]] = no_imports
 
 
 @dataclass(frozen=True)

@@ -126,6 +126,12 @@ def _restored(ctx: Context, unit: Unit, tally: _Tally) -> None:
             tally.estimates.update(record["stage_metrics"][stage.name])
 
 
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ info lines off, unless the caller's environment says otherwise: read
+    when TensorFlow is imported, by a trial or by the warm process it is forked from."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
 def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
     """Run `job` into `out` (absent or empty) and return its result, also on failure.
 
@@ -147,7 +153,7 @@ def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
     status: Literal["ok", "failed", "timeout"] = "ok"
     error = None
     log = out / layout.TRIAL_LOG
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    quiet_tensorflow()
     with _output_to(log):
         try:
             for stage in stages:

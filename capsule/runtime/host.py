@@ -88,7 +88,9 @@ class HostRuntime:
         return 1
 
     def close(self) -> None:
-        pass
+        from capsule.runtime.warm import close_all
+
+        close_all()  # the run's warm processes (local runtime) end with it
 
     def attempt(
         self,
@@ -185,7 +187,7 @@ class HostRuntime:
         pid_file = folder.with_suffix(".pid")
         if pid_file.exists():
             with contextlib.suppress(ValueError):
-                kill_leftover(int(pid_file.read_text()), str(folder))
+                kill_leftover(int(pid_file.read_text()), folder)
             pid_file.unlink()
         if self.choice.kind == "docker":
             from capsule.runtime.docker import remove_labelled

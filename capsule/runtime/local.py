@@ -4,7 +4,9 @@ The child runs the same entry point the container runs (`capsule exec-trial`), s
 runtimes differ only in confinement and environment. A child process (not this one) because
 TensorFlow's global state, a crash in g++-built C simulation code or a hung stage must not take
 the search down: on timeout the child's whole process group is killed, and when the child dies
-without a result the host writes one saying how it ended.
+without a result the host writes one saying how it ended. The child is forked from a warm
+process that imported the trial's libraries once (`runtime.warm`), or, where none can run,
+started as a fresh interpreter.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from capsule.job import TrialJob
-from capsule.pipeline import layout
+from capsule.pipeline import layout, registry
 from capsule.pipeline.layout import RESULT
 from capsule.pipeline.result import (
     Status,
@@ -29,6 +31,7 @@ from capsule.pipeline.result import (
     read_result,
 )
 from capsule.process import log_tail, run_group
+from capsule.runtime.warm import warm_for
 
 RUNTIME = "local"
 LOG = "process.log"
@@ -55,9 +58,13 @@ def run_local(
             params=str(params_file),
             runtime=RUNTIME,
         )
-        command = [sys.executable, "-P", "-m", "capsule", *args]  # -P: not the cwd's capsule
         env = job.environment(os.environ)
-        code = run_group(command, log=log, timeout=timeout, env=env, on_spawn=on_spawn)
+        warm = warm_for(registry.imports(job.spec), env, timeout)
+        if warm is not None:
+            code = warm.run(args, folder=out, log=log, timeout=timeout, on_spawn=on_spawn)
+        else:
+            command = [sys.executable, "-P", "-m", "capsule", *args]  # -P: not the cwd's capsule
+            code = run_group(command, log=log, timeout=timeout, env=env, on_spawn=on_spawn)
         out.mkdir(parents=True, exist_ok=True)
         shutil.move(log, out / LOG)
 

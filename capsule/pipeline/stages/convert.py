@@ -13,7 +13,7 @@ from typing import Any
 from capsule.flow.layers import Layer, read_layers, write_layers
 from capsule.pipeline import layout
 from capsule.pipeline.context import Context, Measured, measured
-from capsule.pipeline.stage import KeyInputs, Stage, Unit
+from capsule.pipeline.stage import KeyInputs, Stage, Unit, model_imports
 from capsule.spec import Spec
 
 
@@ -45,5 +45,11 @@ def runs(spec: Spec) -> bool:
     return spec.runs_hls4ml()
 
 
-STAGE = Stage("convert", run, runs=runs, unit="hls", folders=(layout.HLS_PROJECT,))
+def _imports(spec: Spec) -> tuple[str, ...]:
+    return ("hls4ml", *model_imports(spec))
+
+
+STAGE = Stage(
+    "convert", run, runs=runs, unit="hls", folders=(layout.HLS_PROJECT,), imports=_imports
+)
 UNIT = Unit("hls", (layout.HLS_PROJECT, layout.CSIM), key)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from capsule.lock import locked_files
 from capsule.pipeline import layout
 from capsule.pipeline.context import Context, Measured, measured
-from capsule.pipeline.stage import Stage
+from capsule.pipeline.stage import Stage, model_imports
 from capsule.spec import Spec
 
 
@@ -44,4 +44,4 @@ def runs(spec: Spec) -> bool:
     return spec.model.trained is not None
 
 
-STAGE = Stage("load", run, runs=runs, unit="train", folders=(layout.TRAIN,))
+STAGE = Stage("load", run, runs=runs, unit="train", folders=(layout.TRAIN,), imports=model_imports)

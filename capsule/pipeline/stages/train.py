@@ -9,7 +9,7 @@ from typing import Any
 
 from capsule.pipeline import layout
 from capsule.pipeline.context import Context, Measured, measured
-from capsule.pipeline.stage import KeyInputs, Stage, Unit
+from capsule.pipeline.stage import KeyInputs, Stage, Unit, model_imports
 from capsule.spec import Spec
 
 
@@ -111,5 +111,5 @@ def runs(spec: Spec) -> bool:
     return spec.model.trained is None  # a trained model is loaded (stages.load)
 
 
-STAGE = Stage("train", run, runs=runs, unit="train", folders=(layout.TRAIN,))
+STAGE = Stage("train", run, runs=runs, unit="train", folders=(layout.TRAIN,), imports=model_imports)
 UNIT = Unit("train", (layout.TRAIN,), key, rescore=rescore)

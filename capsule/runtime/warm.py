@@ -1,0 +1,309 @@
+"""Local trials forked from a process that imported their libraries once.
+
+A local trial is a child process (TensorFlow's global state, a crash in C simulation code or a
+hung stage must not take the search down). Started as a fresh interpreter, each child imported
+TensorFlow again: 4 of the 8.5 CPU-seconds a trial of an HLS-only sweep costs once its training
+is cached. So the local runtime starts one warm process per trial environment (the numerics
+settings and thread counts in force, `TrialJob.environment`), which imports the modules the
+spec's stages name (`Stage.imports`) and then forks one child per trial. The child is where a
+fresh trial process would be after those imports: it starts its own session, writes to the
+trial's log and runs the same `capsule exec-trial` entry point with the same arguments, so a
+trial's bytes do not depend on how it was started (tests/integration/test_warm.py).
+
+Fork is safe because the warm process runs no Python thread and has not started TensorFlow (an
+import creates no thread pool; OpenBLAS's own pool, sized by the trial's thread count, is shut
+down at fork by its own handlers). The warm process serves one request at a time from its
+stdin, a JSON line each, and answers with the child's pid when forked and its exit code when
+reaped. It ends when its stdin closes, also when the process that started it is killed; its
+children then die with it (`process.die_with_parent`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import os
+import runpy
+import select
+import signal
+import subprocess
+import sys
+import threading
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from capsule.process import KILL_GRACE_S
+
+ENTRY = "capsule.cli"  # what every trial process runs (`python -m capsule exec-trial`)
+MAX_LINE = 1 << 20  # a request or answer line: arguments and paths, never data
+
+
+def serve(modules: Sequence[str]) -> None:
+    """The warm process: import `modules`, say whether it can fork, then fork a trial child for
+    each request until its stdin closes."""
+    answers = os.fdopen(os.dup(1), "w", buffering=1)  # stdout is the answers: nothing else
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    from capsule.pipeline.trial import quiet_tensorflow
+
+    quiet_tensorflow()
+    for name in (ENTRY, *modules):
+        # A module that fails to import here fails again in the trial that needs it, which
+        # records that as its own error.
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
+    if threading.active_count() != 1:  # a module started a thread: forking could deadlock
+        answers.write(json.dumps({"ready": False}) + "\n")
+        return
+    answers.write(json.dumps({"ready": True}) + "\n")
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    children: dict[int, int] = {}
+    pending = b""
+    listening = True
+    while listening or children:
+        ready, _, _ = select.select([0, wake_r] if listening else [wake_r], [], [])
+        if wake_r in ready:
+            os.read(wake_r, 4096)
+        _reap(children, answers)
+        if 0 not in ready:
+            continue
+        chunk = os.read(0, 65536)
+        if not chunk:
+            # The starter is gone: its trials cannot be recorded, so they end with it.
+            for pid in children:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+            listening = False
+            continue
+        pending += chunk
+        if len(pending) > MAX_LINE:
+            raise SystemExit("warm process: request line too long")
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            request = json.loads(line)
+            pid = os.fork()
+            if pid == 0:
+                inherited = (wake_r, wake_w, answers.fileno())
+                _child(request["argv"], request["log"], request["folder"], inherited)
+            children[pid] = request["id"]
+            answers.write(json.dumps({"id": request["id"], "pid": pid}) + "\n")
+
+
+def _reap(children: dict[int, int], answers: IO[str]) -> None:
+    while children:
+        pid, status = os.waitpid(-1, os.WNOHANG)
+        if pid == 0:
+            return
+        number = children.pop(pid, None)
+        if number is not None:
+            code = os.waitstatus_to_exitcode(status)
+            answers.write(json.dumps({"id": number, "code": code}) + "\n")
+
+
+def _child(argv: list[str], log: str, folder: str, inherited: tuple[int, ...]) -> None:
+    """Become the trial process: what `python -P -m capsule exec-trial ...` is after imports.
+
+    It keeps its trial folder open: its command line is the warm process's, so that is how
+    `process.kill_leftover` knows it for the trial it is."""
+    code = 1
+    try:
+        os.setsid()
+        os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        for fd in inherited:
+            os.close(fd)
+        out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(out, 1)
+        os.dup2(out, 2)
+        os.close(out)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        sys.argv = [sys.argv[0], *argv]
+        runpy.run_module("capsule", run_name="__main__", alter_sys=True)  # python -m capsule
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+@dataclass
+class _Started:
+    """One request's answers, as the reader thread hands them over."""
+
+    pid: int | None = None
+    code: int | None = None
+    ended: bool = False  # the warm process died before the child's exit was reported
+
+
+@dataclass
+class Warm:
+    """A running warm process and the trials it forked, seen from the process that started it."""
+
+    proc: subprocess.Popen[bytes]
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _changed: threading.Condition = field(default_factory=threading.Condition)
+    _requests: dict[int, _Started] = field(default_factory=dict)
+    _next: int = 0
+    alive: bool = True
+
+    @classmethod
+    def start(cls, modules: Sequence[str], env: Mapping[str, str], timeout: float) -> Warm | None:
+        """A warm process importing `modules` with `env`, or None when it cannot fork trials
+        (a module started a thread, or importing took longer than a trial may)."""
+        command = [sys.executable, "-P", "-m", __name__, *modules]
+        proc = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=dict(env),
+            start_new_session=True,
+        )
+        assert proc.stdout is not None
+        said = b""
+        if select.select([proc.stdout], [], [], timeout)[0]:
+            said = proc.stdout.readline(MAX_LINE)
+        with contextlib.suppress(ValueError):
+            if json.loads(said).get("ready") is True:
+                warm = cls(proc)
+                threading.Thread(target=warm._read, name="capsule-warm", daemon=True).start()
+                return warm
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return None
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            answer = json.loads(line)
+            with self._changed:
+                started = self._requests.get(answer["id"])
+                if started is not None:
+                    if "pid" in answer:
+                        started.pid = answer["pid"]
+                    else:
+                        started.code = answer["code"]
+                    self._changed.notify_all()
+        with self._changed:
+            self.alive = False
+            for started in self._requests.values():
+                started.ended = True
+            self._changed.notify_all()
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        folder: Path,
+        log: Path,
+        timeout: float,
+        on_spawn: Callable[[int], None] | None = None,
+    ) -> int | None:
+        """What `process.run_group` does for `capsule ARGV`, with the child forked: its exit code
+        (negative: the signal that ended it), or None when it ran out of time."""
+        with self._changed:
+            number = self._next
+            self._next += 1
+            started = self._requests[number] = _Started()
+        try:
+            said = {"id": number, "argv": list(argv), "log": str(log), "folder": str(folder)}
+            request = json.dumps(said)
+            with self._lock:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(request.encode() + b"\n")
+                self.proc.stdin.flush()
+            with self._changed:
+                self._changed.wait_for(lambda: started.pid is not None or started.ended)
+            if started.pid is None:
+                return -signal.SIGKILL
+            pid = started.pid
+            try:
+                if on_spawn is not None:
+                    on_spawn(pid)
+                if self._wait(started, timeout):
+                    return started.code if started.code is not None else -signal.SIGKILL
+                self._kill(pid, started)
+                return None
+            except BaseException:
+                self._kill(pid, started)  # interrupted (Ctrl-C): the child must not outlive us
+                raise
+            finally:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        finally:
+            with self._changed:
+                self._requests.pop(number, None)
+
+    def _wait(self, started: _Started, timeout: float | None) -> bool:
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: started.code is not None or started.ended, timeout
+            )
+
+    def _kill(self, pid: int, started: _Started) -> None:
+        """TERM the child's group, KILL it after the grace period, and wait for the child."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig)
+            if self._wait(started, KILL_GRACE_S if sig == signal.SIGTERM else None):
+                return
+
+    def idle(self) -> bool:
+        with self._changed:
+            return not self._requests
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+        self.proc.wait()
+
+
+MAX_WARM = 2  # warm processes kept at once (each holds TensorFlow imported: ~0.5 GB)
+_LOCK = threading.Lock()
+_WARM: dict[tuple[object, ...], Warm] = {}  # oldest first
+
+
+def warm_for(modules: Sequence[str], env: Mapping[str, str], timeout: float) -> Warm | None:
+    """This process's warm process for trials that import `modules` with `env` from the
+    current directory, started on first use and again if it died; None when none can run
+    (trials then start cold). Beyond `MAX_WARM`, the oldest idle ones end."""
+    key = (tuple(modules), tuple(sorted(env.items())), os.getcwd())
+    with _LOCK:
+        found = _WARM.pop(key, None)
+        if found is None or not found.alive:
+            found = Warm.start(modules, env, timeout)
+            if found is None:
+                return None
+        _WARM[key] = found
+        idle = [k for k, w in _WARM.items() if k != key and w.idle()]
+        ended = [_WARM.pop(k) for k in idle[: max(0, len(_WARM) - MAX_WARM)]]
+    for warm in ended:
+        warm.close()
+    return found
+
+
+def close_all() -> None:
+    """End every warm process this process started (their trials have ended)."""
+    with _LOCK:
+        started = list(_WARM.values())
+        _WARM.clear()
+    for warm in started:
+        warm.close()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1:])
