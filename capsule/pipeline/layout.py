@@ -12,6 +12,9 @@ RESULT = "result.json"
 METRICS = "metrics.json"
 TRIAL_LOG = "trial.log"
 STAGES_LOG = "stages.log"  # one stage name a line, as each starts: `capsule run`'s live view
+# One JSON line a stage-cache unit, as its last stage ends: the host stores the unit before the
+# trial ends, so trials waiting for it start (`pipeline.result.FinishedUnit`).
+UNITS_LOG = "units.log"
 SOURCES = "src"  # the capsule's embedded sources, written out for the builder to import
 
 TRAIN = "train"

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from capsule import vendors
 from capsule.errors import CapsuleError
@@ -26,7 +26,7 @@ from capsule.files import unsafe_relative_name, write_atomic
 from capsule.flow.layers import Layer
 from capsule.hashing import hash_files
 from capsule.numerics import Numerics
-from capsule.pipeline.layout import HLS_PROJECT, METRICS, PARAMS, RESULT, SOURCES
+from capsule.pipeline.layout import HLS_PROJECT, METRICS, PARAMS, RESULT, SOURCES, UNITS_LOG
 
 if TYPE_CHECKING:
     from capsule.job import TrialJob
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 MAX_RESULT_BYTES = 16 << 20
 MAX_METRICS_BYTES = 1 << 20
+MAX_UNITS_LOG_BYTES = 1 << 20
 BUILD_PRODUCTS = (".so", ".o")
 
 Status = Literal["ok", "failed", "timeout", "oom"]
@@ -70,6 +71,50 @@ class TrialResult(BaseModel):
     estimate_missing: list[str] = []  # layers the estimate could not count: it is partial
     # Rows of the test split: the n of each accuracy's confidence interval (views/intervals.py).
     test_size: int | None = None
+
+
+class FinishedUnit(BaseModel):
+    """A stage-cache unit the trial has finished, said while it goes on (`UNITS_LOG`): what the
+    host needs to store it as the trial's end would (`runtime.host`)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    unit: str = Field(max_length=100)
+    timings: dict[str, float]
+    stage_metrics: dict[str, dict[str, float]]
+    fidelity: dict[str, str]
+    unit_files: dict[str, dict[str, str]] = {}
+
+
+def say_finished(out: Path, finished: FinishedUnit) -> None:
+    """Append `finished` to the trial's units log, one whole line at once."""
+    with open(out / UNITS_LOG, "ab") as f:
+        f.write(finished.model_dump_json().encode() + b"\n")
+
+
+def read_finished(out: Path, offset: int) -> tuple[list[FinishedUnit], int]:
+    """The units said finished past byte `offset` of the log, and the offset after the last
+    whole line. The trial may be hostile: bounded, never through a link or a special file, and
+    a line that is not a `FinishedUnit` is skipped."""
+    path = out / UNITS_LOG
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return [], offset
+    if not stat.S_ISREG(os.fstat(fd).st_mode) or offset >= MAX_UNITS_LOG_BYTES:
+        os.close(fd)
+        return [], offset
+    with os.fdopen(fd, "rb") as f:
+        f.seek(offset)
+        chunk = f.read(MAX_UNITS_LOG_BYTES - offset)
+    whole = chunk[: chunk.rfind(b"\n") + 1]
+    found = []
+    for line in whole.splitlines():
+        try:
+            found.append(FinishedUnit.model_validate_json(line))
+        except ValidationError:
+            continue
+    return found, offset + len(whole)
 
 
 def check_folder(out: Path) -> None:

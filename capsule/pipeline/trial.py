@@ -56,11 +56,13 @@ from capsule.pipeline.context import Context
 from capsule.pipeline.layout import METRICS
 from capsule.pipeline.registry import first_stage, get_unit, stages_for, stages_of, units
 from capsule.pipeline.result import (
+    FinishedUnit,
     TrialResult,
     artifacts,
     check_folder,
     make_folder,
     metrics_json,
+    say_finished,
     write_result,
 )
 from capsule.pipeline.stage import Stage, Unit
@@ -100,6 +102,18 @@ class _Tally:
     stage_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     tool_s: float | None = None
     unit_files: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    def finished(self, unit: str) -> FinishedUnit:
+        """What the host needs to store `unit`, all of whose stages have run."""
+        names = [s.name for s in stages_of(unit) if s.name in self.stage_metrics]
+        metrics = {k for name in names for k in self.stage_metrics[name]}
+        return FinishedUnit(
+            unit=unit,
+            timings=dict(self.timings),
+            stage_metrics={name: self.stage_metrics[name] for name in names},
+            fidelity={k: v for k, v in self.fidelity.items() if k in metrics},
+            unit_files=dict(self.unit_files),
+        )
 
     def add(self, stage: Stage, produced: dict[str, float], kinds: dict[str, str]) -> None:
         self.stage_metrics[stage.name] = produced
@@ -150,6 +164,13 @@ def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
     tally = _Tally()
     stages = stages_for(spec)
     stage = stages[0]
+    # The stage that finishes each unit this trial computes, when no later stage writes into it.
+    written = {u for s in stages for u in s.writes_into}
+    finishing = {
+        s.unit: s
+        for s in stages
+        if s.unit is not None and s.unit not in job.reuse and s.unit not in written
+    }
     status: Literal["ok", "failed", "timeout"] = "ok"
     error = None
     log = out / layout.TRIAL_LOG
@@ -175,6 +196,8 @@ def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
                 # one type, every path
                 tally.add(stage, {k: float(v) for k, v in produced.items()}, kinds)
                 tally.timings[stage.name] = round(time.perf_counter() - start, 3)
+                if stage is finishing.get(stage.unit or ""):
+                    say_finished(out, tally.finished(stage.unit or ""))
         except Exception as exc:  # a trial records any failure of its stages as its result
             status = "timeout" if isinstance(exc, StageTimeout) else "failed"
             error = f"{type(exc).__name__}: {exc}".splitlines()[0]

@@ -18,7 +18,8 @@ from capsule.errors import CapsuleError
 from capsule.files import write_atomic
 from capsule.job import TrialJob
 from capsule.pipeline import cache, registry
-from capsule.pipeline.result import TrialResult
+from capsule.pipeline.result import TrialResult, read_finished
+from capsule.pipeline.stage import Finished
 from capsule.process import kill_leftover
 from capsule.runtime.choose import Choice
 from capsule.runtime.where import Place, here
@@ -44,6 +45,8 @@ def run_with(
 
     return run_local(job, out, on_spawn=on_spawn)
 
+
+UNITS_POLL_S = 0.1  # how often a running trial's units log is read (`_store_finished`)
 
 # Told when an attempt of a trial starts: where, and why the attempt before it ended (None for
 # the first). The run journals each one.
@@ -124,13 +127,28 @@ class HostRuntime:
         try:
             pid_file = folder.with_suffix(".pid")
             folder.parent.mkdir(parents=True, exist_ok=True)
-            result = run_with(
-                self.choice,
-                job.reusing(reuse),
-                folder,
-                label=label,
-                on_spawn=lambda pid: write_atomic(pid_file, f"{pid}\n"),
-            )
+            ended = threading.Event()
+            early = None
+            if claimed:
+                early = threading.Thread(
+                    target=self._store_finished,
+                    args=(spec, unit_keys, claimed, folder, ended),
+                    name=f"capsule-units-{folder.name}",
+                    daemon=True,
+                )
+                early.start()
+            try:
+                result = run_with(
+                    self.choice,
+                    job.reusing(reuse),
+                    folder,
+                    label=label,
+                    on_spawn=lambda pid: write_atomic(pid_file, f"{pid}\n"),
+                )
+            finally:
+                ended.set()
+                if early is not None:
+                    early.join()
             pid_file.unlink(missing_ok=True)
             if self.use_cache:
                 self.stage_cache.store(
@@ -168,10 +186,33 @@ class HostRuntime:
             finally:
                 self._waiting.discard(folder)
 
-    def _release(self, claimed: set[str]) -> None:
+    def _release(self, claimed: set[str], keys: set[str] | None = None) -> None:
+        """Give up `keys` (default: all) of an attempt's `claimed` ones: stored, or never to be."""
         with self._changed:
-            self._producing -= claimed
+            given = set(claimed) if keys is None else keys & claimed
+            self._producing -= given
+            claimed -= given
             self._changed.notify_all()
+
+    def _store_finished(
+        self,
+        spec: Spec,
+        keys: dict[str, str],
+        claimed: set[str],
+        folder: Path,
+        ended: threading.Event,
+    ) -> None:
+        """While the attempt runs: store each claimed unit its trial says it finished (an
+        HLS-only sweep's training), and let the attempts waiting for it start."""
+        offset = 0
+        while not ended.wait(UNITS_POLL_S):
+            finished, offset = read_finished(folder, offset)
+            for said in finished:
+                key = keys.get(said.unit)
+                if key is None or key not in claimed or not _storable(spec, said.unit, said):
+                    continue
+                self.stage_cache.store(keys, [said.unit], folder, said.stage_metrics, said.fidelity)
+                self._release(claimed, {key})
 
     def stop(self, number: int, folder: Path, label: str) -> None:
         """Kill what runs (or a killed search left running) for the trial in `folder`.
@@ -195,7 +236,7 @@ class HostRuntime:
             remove_labelled(self.choice.engine, label)
 
 
-def _storable(spec: Spec, unit: str, result: TrialResult) -> bool:
+def _storable(spec: Spec, unit: str, result: Finished) -> bool:
     """Whether a trial left `unit` finished and worth keeping: every stage of it that the spec
     runs ran, the unit's own rule agrees (a vendor build whose reports were not read is not
     kept: the next trial runs the tool), and, where a later stage writes into its files, the

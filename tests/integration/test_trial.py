@@ -240,3 +240,23 @@ def test_code_packed_elsewhere_needs_trust_once(tmp_path: Path) -> None:
         [*args, str(tmp_path / "c")], capture_output=True, text=True, env=elsewhere
     )
     assert again.returncode == 1, again.stderr  # trust was remembered
+
+
+def test_a_trial_says_each_unit_it_finished_as_the_result_records_it(
+    default_trials: tuple[Path, Path],
+) -> None:
+    """The units log (read by the host while the trial runs, to store a unit before the trial
+    ends) holds, for each unit in the order finished, what the result holds for its stages."""
+    from capsule.pipeline.result import read_finished
+
+    out = default_trials[0]
+    result = json.loads((out / "result.json").read_text())
+    finished, offset = read_finished(out, 0)
+    assert offset == (out / "units.log").stat().st_size > 0
+    assert [f.unit for f in finished] == ["train", "hls"]
+    train, hls = finished
+    assert train.stage_metrics == {"train": result["stage_metrics"]["train"]}
+    assert list(train.timings) == ["data", "train"]  # said as training ended, before convert
+    assert set(hls.stage_metrics) == {"convert", "csim", "estimate"}
+    assert hls.stage_metrics["estimate"] == result["stage_metrics"]["estimate"]
+    assert hls.fidelity == {k: result["fidelity"][k] for s in hls.stage_metrics.values() for k in s}

@@ -3,6 +3,7 @@ wrote: only plain files and folders, never what a link points at."""
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from hashlib import sha256
@@ -12,6 +13,13 @@ import pytest
 
 from capsule.errors import CapsuleWarning
 from capsule.pipeline.cache import ENTRY, StageCache, unit_files
+from capsule.pipeline.result import (
+    MAX_UNITS_LOG_BYTES,
+    FinishedUnit,
+    read_finished,
+    say_finished,
+)
+from capsule.spec import Spec, load_spec
 
 KEYS = {"train": "sha256:" + "1" * 64, "hls": "sha256:" + "2" * 64}
 
@@ -206,3 +214,129 @@ def test_a_trial_stopped_while_it_waits_never_starts(tmp_path: Path) -> None:
     assert len(outcome) == 1 and isinstance(outcome[0], CapsuleError)
     assert "stopped before it started" in str(outcome[0])
     assert runtime._producing == set() and runtime._waiting == set() == runtime._stopped
+
+
+def _spec(tmp_path: Path) -> Spec:
+    from capsule import api
+
+    return load_spec(api.init(tmp_path / "e"))
+
+
+def test_a_unit_the_trial_says_finished_is_stored_before_the_trial_ends(tmp_path: Path) -> None:
+    """An HLS-only sweep's second trial starts once the first has trained, not once it ends."""
+    import threading
+
+    from capsule.runtime.choose import Choice
+    from capsule.runtime.host import HostRuntime
+
+    spec = _spec(tmp_path)
+    runtime = HostRuntime(Choice("local"), stage_cache=StageCache(tmp_path / "cache"))
+    folder = _trial(tmp_path)
+    _, claimed = runtime._claim(KEYS, ["train", "hls"], folder)
+    running = threading.Event()
+    watcher = threading.Thread(
+        target=runtime._store_finished, args=(spec, KEYS, claimed, folder, running)
+    )
+    watcher.start()
+    second: list[tuple[dict[str, Path], set[str]]] = []
+    later = {"train": KEYS["train"], "hls": "sha256:" + "5" * 64}
+    waiter = threading.Thread(
+        target=lambda: second.append(runtime._claim(later, ["train", "hls"], tmp_path / "c"))
+    )
+    waiter.start()
+    while not runtime._changed._waiters:  # type: ignore[attr-defined]
+        waiter.join(0.01)
+
+    metrics = {"float_accuracy": 0.9}
+    say_finished(
+        folder,
+        FinishedUnit(
+            unit="train",
+            timings={"data": 0.1, "train": 2.0},
+            stage_metrics={"train": metrics},
+            fidelity={"float_accuracy": "measured"},
+        ),
+    )
+    waiter.join(30)  # the first trial is still running: `running` is not set
+    assert not running.is_set() and len(second) == 1
+    reuse, mine = second[0]
+    assert set(reuse) == {"train"} and mine == {later["hls"]}
+    record = json.loads((reuse["train"] / ENTRY).read_text())
+    assert record["stage_metrics"]["train"] == record["metrics"] == metrics
+    assert claimed == {KEYS["hls"]}  # still the first trial's to compute
+    assert runtime._producing == {KEYS["hls"], later["hls"]}
+    running.set()
+    watcher.join(10)
+
+
+@pytest.mark.parametrize(
+    "said",
+    [
+        b'{"unit": "train", "timings": {"train": 1.0}}\n',  # not the whole record
+        b'{"unit": "rtl", "timings": {}, "stage_metrics": {}, "fidelity": {}}\n',  # not claimed
+        b'{"unit": "train", "timings": {}, "stage_metrics": {}, "fidelity": {}}\n',  # not run
+        b"\xff\xfe not json\n",
+    ],
+    ids=["partial-record", "unclaimed", "stages-not-run", "not-json"],
+)
+def test_what_a_trial_says_wrongly_stores_nothing(tmp_path: Path, said: bytes) -> None:
+    """A wrong line is skipped; the right line after it is what is stored."""
+    import threading
+
+    from capsule.runtime.choose import Choice
+    from capsule.runtime.host import HostRuntime
+
+    spec = _spec(tmp_path)
+    runtime = HostRuntime(Choice("local"), stage_cache=StageCache(tmp_path / "cache"))
+    folder = _trial(tmp_path)
+    _, claimed = runtime._claim(KEYS, ["train", "hls"], folder)
+    (folder / "units.log").write_bytes(said)
+    right = FinishedUnit(
+        unit="train", timings={"train": 1.0}, stage_metrics={"train": {"m": 1.0}}, fidelity={}
+    )
+    say_finished(folder, right)
+    running = threading.Event()
+    watcher = threading.Thread(
+        target=runtime._store_finished, args=(spec, KEYS, claimed, folder, running)
+    )
+    watcher.start()
+    with runtime._changed:
+        assert runtime._changed.wait_for(lambda: KEYS["train"] not in claimed, timeout=30)
+    running.set()
+    watcher.join(10)
+    (entry,) = (tmp_path / "cache").iterdir()
+    assert json.loads((entry / ENTRY).read_text())["metrics"] == {"m": 1.0}
+    assert claimed == {KEYS["hls"]}
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "folder"])
+def test_a_units_log_that_is_not_a_plain_file_is_not_read(tmp_path: Path, kind: str) -> None:
+    folder = _trial(tmp_path)
+    target = tmp_path / "elsewhere.log"
+    target.write_bytes(
+        b'{"unit": "train", "timings": {"train": 1.0}, "stage_metrics": {}, "fidelity": {}}\n'
+    )
+    log = folder / "units.log"
+    if kind == "symlink":
+        log.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(log)
+    else:
+        log.mkdir()
+    assert read_finished(folder, 0) == ([], 0)
+
+
+def test_the_units_log_is_read_bounded_and_by_whole_lines(tmp_path: Path) -> None:
+    folder = _trial(tmp_path)
+    line = FinishedUnit(unit="train", timings={"train": 1.0}, stage_metrics={}, fidelity={})
+    say_finished(folder, line)
+    with open(folder / "units.log", "ab") as f:
+        f.write(b'{"unit": "hls", "tim')
+    found, offset = read_finished(folder, 0)
+    assert found == [line] and offset == len(line.model_dump_json()) + 1
+    assert read_finished(folder, offset) == ([], offset)
+    with open(folder / "units.log", "ab") as f:
+        f.write(b"x" * (MAX_UNITS_LOG_BYTES + 10) + b"\n")
+    found, end = read_finished(folder, offset)
+    assert found == [] and end <= MAX_UNITS_LOG_BYTES
+    assert read_finished(folder, end)[1] == end  # nothing past the bound is ever read
