@@ -129,7 +129,10 @@ class HostRuntime:
             folder.parent.mkdir(parents=True, exist_ok=True)
             ended = threading.Event()
             early = None
-            if claimed:
+            # Only a local trial's units are stored while it runs: a container's trial could
+            # swap a file for a link to a host file while its folder is copied (a local trial
+            # reads host files anyway), so a container's folder is copied once it has ended.
+            if claimed and self.choice.kind == "local":
                 early = threading.Thread(
                     target=self._store_finished,
                     args=(spec, unit_keys, claimed, folder, ended),
@@ -206,7 +209,10 @@ class HostRuntime:
         HLS-only sweep's training), and let the attempts waiting for it start."""
         offset = 0
         while not ended.wait(UNITS_POLL_S):
-            finished, offset = read_finished(folder, offset)
+            try:
+                finished, offset = read_finished(folder, offset)
+            except OSError:  # unreadable for now: the trial's end stores what it finished
+                continue
             for said in finished:
                 key = keys.get(said.unit)
                 if key is None or key not in claimed or not _storable(spec, said.unit, said):
