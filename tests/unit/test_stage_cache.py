@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import warnings
 from hashlib import sha256
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -155,11 +157,36 @@ def test_a_fifo_keeps_its_unit_out_of_the_cache(tmp_path: Path) -> None:
         assert cache.store(KEYS, ["train"], folder, {}, {}) == []
 
 
+Claimed = list[tuple[dict[str, Path], set[str]]]
+
+
+def _claiming(runtime: Any, keys: dict[str, str], folder: Path) -> tuple[threading.Thread, Claimed]:
+    """Another attempt claiming `keys` in a thread, once it waits (for a unit being computed)."""
+    claimed: Claimed = []
+    waiter = threading.Thread(
+        target=lambda: claimed.append(runtime._claim(keys, ["train", "hls"], folder))
+    )
+    waiter.start()
+    while not runtime._changed._waiters and waiter.is_alive():
+        waiter.join(0.01)
+    return waiter, claimed
+
+
+def _watching(
+    runtime: Any, spec: Spec, claimed: set[str], folder: Path
+) -> tuple[threading.Thread, threading.Event]:
+    """The host's reader of `folder`'s units log while its trial runs (until the event)."""
+    running = threading.Event()
+    watcher = threading.Thread(
+        target=runtime._store_finished, args=(spec, KEYS, claimed, folder, running)
+    )
+    watcher.start()
+    return watcher, running
+
+
 def test_an_attempt_waits_for_a_unit_another_attempt_is_computing(tmp_path: Path) -> None:
     """Trials at once (`--jobs 2`) of one trained point: the second reuses the first's training
     instead of training it again; an attempt computing other units never waits."""
-    import threading
-
     from capsule.runtime.choose import Choice
     from capsule.runtime.host import HostRuntime
 
@@ -168,14 +195,8 @@ def test_an_attempt_waits_for_a_unit_another_attempt_is_computing(tmp_path: Path
     first, claimed = runtime._claim(KEYS, ["train", "hls"], tmp_path / "a")
     assert first == {} and claimed == set(KEYS.values())
     assert runtime._claim(other, ["train", "hls"], tmp_path / "b") == ({}, set(other.values()))
-    second: list[tuple[dict[str, Path], set[str]]] = []
     later = {"train": KEYS["train"], "hls": "sha256:" + "5" * 64}
-    waiter = threading.Thread(
-        target=lambda: second.append(runtime._claim(later, ["train", "hls"], tmp_path / "c"))
-    )
-    waiter.start()
-    while not runtime._changed._waiters:  # type: ignore[attr-defined]
-        waiter.join(0.01)
+    waiter, second = _claiming(runtime, later, tmp_path / "c")
     assert not second  # blocked on the training the first attempt computes
     runtime.stage_cache.store(KEYS, ["train", "hls"], _trial(tmp_path), {}, {})
     runtime._release(claimed)
@@ -188,8 +209,6 @@ def test_an_attempt_waits_for_a_unit_another_attempt_is_computing(tmp_path: Path
 def test_a_trial_stopped_while_it_waits_never_starts(tmp_path: Path) -> None:
     """Ctrl-C stops every running trial: one waiting for another's unit must not start when
     the other, killed, releases it."""
-    import threading
-
     from capsule.errors import CapsuleError
     from capsule.runtime.choose import Choice
     from capsule.runtime.host import HostRuntime
@@ -224,8 +243,6 @@ def _spec(tmp_path: Path) -> Spec:
 
 def test_a_unit_the_trial_says_finished_is_stored_before_the_trial_ends(tmp_path: Path) -> None:
     """An HLS-only sweep's second trial starts once the first has trained, not once it ends."""
-    import threading
-
     from capsule.runtime.choose import Choice
     from capsule.runtime.host import HostRuntime
 
@@ -233,19 +250,9 @@ def test_a_unit_the_trial_says_finished_is_stored_before_the_trial_ends(tmp_path
     runtime = HostRuntime(Choice("local"), stage_cache=StageCache(tmp_path / "cache"))
     folder = _trial(tmp_path)
     _, claimed = runtime._claim(KEYS, ["train", "hls"], folder)
-    running = threading.Event()
-    watcher = threading.Thread(
-        target=runtime._store_finished, args=(spec, KEYS, claimed, folder, running)
-    )
-    watcher.start()
-    second: list[tuple[dict[str, Path], set[str]]] = []
+    watcher, running = _watching(runtime, spec, claimed, folder)
     later = {"train": KEYS["train"], "hls": "sha256:" + "5" * 64}
-    waiter = threading.Thread(
-        target=lambda: second.append(runtime._claim(later, ["train", "hls"], tmp_path / "c"))
-    )
-    waiter.start()
-    while not runtime._changed._waiters:  # type: ignore[attr-defined]
-        waiter.join(0.01)
+    waiter, second = _claiming(runtime, later, tmp_path / "c")
 
     metrics = {"float_accuracy": 0.9}
     say_finished(
@@ -281,8 +288,6 @@ def test_a_unit_the_trial_says_finished_is_stored_before_the_trial_ends(tmp_path
 )
 def test_what_a_trial_says_wrongly_stores_nothing(tmp_path: Path, said: bytes) -> None:
     """A wrong line is skipped; the right line after it is what is stored."""
-    import threading
-
     from capsule.runtime.choose import Choice
     from capsule.runtime.host import HostRuntime
 
@@ -295,11 +300,7 @@ def test_what_a_trial_says_wrongly_stores_nothing(tmp_path: Path, said: bytes) -
         unit="train", timings={"train": 1.0}, stage_metrics={"train": {"m": 1.0}}, fidelity={}
     )
     say_finished(folder, right)
-    running = threading.Event()
-    watcher = threading.Thread(
-        target=runtime._store_finished, args=(spec, KEYS, claimed, folder, running)
-    )
-    watcher.start()
+    watcher, running = _watching(runtime, spec, claimed, folder)
     with runtime._changed:
         assert runtime._changed.wait_for(lambda: KEYS["train"] not in claimed, timeout=30)
     running.set()
