@@ -129,6 +129,12 @@ def kill_leftover(pid: int, folder: Path) -> bool:
 
 
 def _holds(proc: Path, folder: Path) -> bool:
+    """Whether process `proc`, a session's leader as a trial is, holds `folder` open."""
+    try:
+        if os.getsid(int(proc.name)) != int(proc.name):
+            return False
+    except OSError:
+        return False
     target = os.path.realpath(folder)
     try:
         fds = list((proc / "fd").iterdir())

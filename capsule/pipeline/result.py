@@ -10,6 +10,7 @@ trial process dies without a result, the runtime writes one (`host_result`) sayi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
@@ -77,18 +78,26 @@ class FinishedUnit(BaseModel):
     """A stage-cache unit the trial has finished, said while it goes on (`UNITS_LOG`): what the
     host needs to store it as the trial's end would (`runtime.host`)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    # NaN and infinities as JSON's extensions, as a metric may be (an empty class's AUC).
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, ser_json_inf_nan="constants"
+    )
 
     unit: str = Field(max_length=100)
     timings: dict[str, float]
     stage_metrics: dict[str, dict[str, float]]
     fidelity: dict[str, str]
-    unit_files: dict[str, dict[str, str]] = {}
+
+    @property
+    def unit_files(self) -> dict[str, dict[str, str]]:
+        """None recorded: a unit no later stage writes into is said finished (`Finished`)."""
+        return {}
 
 
 def say_finished(out: Path, finished: FinishedUnit) -> None:
-    """Append `finished` to the trial's units log, one whole line at once."""
-    with open(out / UNITS_LOG, "ab") as f:
+    """Append `finished` to the trial's units log, one whole line at once. Only a hint: a log
+    that cannot be written leaves the unit to be stored when the trial ends."""
+    with contextlib.suppress(OSError), open(out / UNITS_LOG, "ab") as f:
         f.write(finished.model_dump_json().encode() + b"\n")
 
 

@@ -112,7 +112,6 @@ class _Tally:
             timings=dict(self.timings),
             stage_metrics={name: self.stage_metrics[name] for name in names},
             fidelity={k: v for k, v in self.fidelity.items() if k in metrics},
-            unit_files=dict(self.unit_files),
         )
 
     def add(self, stage: Stage, produced: dict[str, float], kinds: dict[str, str]) -> None:

@@ -91,9 +91,9 @@ class HostRuntime:
         return 1
 
     def close(self) -> None:
-        from capsule.runtime.warm import close_all
+        from capsule.runtime.warm import close_idle
 
-        close_all()  # the run's warm processes (local runtime) end with it
+        close_idle()  # the run's warm processes (local runtime) end with it
 
     def attempt(
         self,
@@ -217,8 +217,11 @@ class HostRuntime:
                 key = keys.get(said.unit)
                 if key is None or key not in claimed or not _storable(spec, said.unit, said):
                     continue
-                self.stage_cache.store(keys, [said.unit], folder, said.stage_metrics, said.fidelity)
-                self._release(claimed, {key})
+                stored = self.stage_cache.store(
+                    keys, [said.unit], folder, said.stage_metrics, said.fidelity
+                )
+                if stored:  # else the trial's end tries again, and whoever waits still waits
+                    self._release(claimed, {key})
 
     def stop(self, number: int, folder: Path, label: str) -> None:
         """Kill what runs (or a killed search left running) for the trial in `folder`.

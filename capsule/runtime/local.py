@@ -31,7 +31,7 @@ from capsule.pipeline.result import (
     read_result,
 )
 from capsule.process import log_tail, run_group
-from capsule.runtime.warm import warm_for
+from capsule.runtime.warm import Ended, NotStarted, borrowed
 
 RUNTIME = "local"
 LOG = "process.log"
@@ -59,18 +59,26 @@ def run_local(
             runtime=RUNTIME,
         )
         env = job.environment(os.environ)
-        warm = warm_for(registry.imports(job.spec), env, timeout)
-        if warm is not None:
-            code = warm.run(args, folder=out, log=log, timeout=timeout, on_spawn=on_spawn)
-        else:
-            command = [sys.executable, "-P", "-m", "capsule", *args]  # -P: not the cwd's capsule
-            code = run_group(command, log=log, timeout=timeout, env=env, on_spawn=on_spawn)
+        lost = False
+        code: int | None = None
+        with borrowed(registry.imports(job.spec), env, timeout) as warm:
+            try:
+                if warm is None:
+                    raise NotStarted
+                code = warm.run(args, folder=out, log=log, timeout=timeout, on_spawn=on_spawn)
+            except NotStarted:
+                command = [sys.executable, "-P", "-m", "capsule", *args]  # -P: not the cwd's
+                code = run_group(command, log=log, timeout=timeout, env=env, on_spawn=on_spawn)
+            except Ended:
+                lost = True
         out.mkdir(parents=True, exist_ok=True)
         shutil.move(log, out / LOG)
 
     def ended(status: Status, error: str) -> TrialResult:
         return host_result(job, RUNTIME, status, error, out)
 
+    if lost:
+        return ended("failed", "the warm process this trial was forked from ended (killed?)")
     if code is None:
         return ended("timeout", f"trial ran longer than {timeout:g} s; process killed")
     if (out / RESULT).exists():

@@ -31,7 +31,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -46,7 +46,7 @@ def serve(modules: Sequence[str]) -> None:
     """The warm process: import `modules`, say whether it can fork, then fork a trial child for
     each request until its stdin closes."""
     answers = os.fdopen(os.dup(1), "w", buffering=1)  # stdout is the answers: nothing else
-    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
+    _onto(os.open(os.devnull, os.O_WRONLY), 1)
     from capsule.pipeline.trial import quiet_tensorflow
 
     quiet_tensorflow()
@@ -87,12 +87,22 @@ def serve(modules: Sequence[str]) -> None:
         while b"\n" in pending:
             line, pending = pending.split(b"\n", 1)
             request = json.loads(line)
-            pid = os.fork()
+            try:
+                pid = os.fork()
+            except OSError:  # out of memory or processes: the caller starts the trial fresh
+                answers.write(json.dumps({"id": request["id"], "refused": True}) + "\n")
+                continue
             if pid == 0:
                 inherited = (wake_r, wake_w, answers.fileno())
                 _child(request["argv"], request["log"], request["folder"], inherited)
             children[pid] = request["id"]
             answers.write(json.dumps({"id": request["id"], "pid": pid}) + "\n")
+
+
+def _onto(fd: int, target: int) -> None:
+    """`fd` as `target`, and `fd` closed."""
+    os.dup2(fd, target)
+    os.close(fd)
 
 
 def _reap(children: dict[int, int], answers: IO[str]) -> None:
@@ -114,21 +124,25 @@ def _child(argv: list[str], log: str, folder: str, inherited: tuple[int, ...]) -
     code = 1
     try:
         os.setsid()
-        os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+        held = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)  # for as long as the trial runs
+        assert held >= 0
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         for fd in inherited:
             os.close(fd)
         out = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         os.dup2(out, 1)
-        os.dup2(out, 2)
-        os.close(out)
-        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        _onto(out, 2)
+        _onto(os.open(os.devnull, os.O_RDONLY), 0)
+        if "numpy" in sys.modules:  # its global generator, seeded at import, as a fresh process
+            sys.modules["numpy"].random.seed()
         sys.argv = [sys.argv[0], *argv]
         runpy.run_module("capsule", run_name="__main__", alter_sys=True)  # python -m capsule
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if not isinstance(exc.code, int | None):  # as the interpreter does at its exit
+            print(exc.code, file=sys.stderr)
     except BaseException:
         traceback.print_exc()
     finally:
@@ -144,19 +158,31 @@ class _Started:
 
     pid: int | None = None
     code: int | None = None
-    ended: bool = False  # the warm process died before the child's exit was reported
+    refused: bool = False  # the warm process could not fork it
+    ended: bool = False  # the warm process ended before it answered in full
 
 
-@dataclass
+class NotStarted(Exception):
+    """The warm process did not fork the trial (it had ended, or fork failed): start it fresh."""
+
+
+class Ended(Exception):
+    """The warm process ended (killed) while the trial ran, and the trial with it."""
+
+
+@dataclass(eq=False)
 class Warm:
     """A running warm process and the trials it forked, seen from the process that started it."""
 
     proc: subprocess.Popen[bytes]
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _changed: threading.Condition = field(default_factory=threading.Condition)
-    _requests: dict[int, _Started] = field(default_factory=dict)
-    _next: int = 0
-    alive: bool = True
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _changed: threading.Condition = field(
+        default_factory=threading.Condition, init=False, repr=False
+    )
+    _requests: dict[int, _Started] = field(default_factory=dict, init=False, repr=False)
+    _next: int = field(default=0, init=False, repr=False)
+    users: int = field(default=0, init=False)  # callers between `borrowed` and their return
+    alive: bool = field(default=True, init=False)
 
     @classmethod
     def start(cls, modules: Sequence[str], env: Mapping[str, str], timeout: float) -> Warm | None:
@@ -176,7 +202,8 @@ class Warm:
         if select.select([proc.stdout], [], [], timeout)[0]:
             said = proc.stdout.readline(MAX_LINE)
         with contextlib.suppress(ValueError):
-            if json.loads(said).get("ready") is True:
+            answer = json.loads(said)
+            if isinstance(answer, dict) and answer.get("ready") is True:
                 warm = cls(proc)
                 threading.Thread(target=warm._read, name="capsule-warm", daemon=True).start()
                 return warm
@@ -187,21 +214,24 @@ class Warm:
 
     def _read(self) -> None:
         assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            answer = json.loads(line)
+        try:
+            for line in self.proc.stdout:
+                answer = json.loads(line)
+                with self._changed:
+                    started = self._requests.get(answer["id"])
+                    if started is not None:
+                        started.pid = answer.get("pid", started.pid)
+                        started.code = answer.get("code", started.code)
+                        started.refused = "refused" in answer
+                        self._changed.notify_all()
+        except (ValueError, KeyError, TypeError, OSError):
+            self.stop()  # not an answer: the process is not one to trust with trials any more
+        finally:
             with self._changed:
-                started = self._requests.get(answer["id"])
-                if started is not None:
-                    if "pid" in answer:
-                        started.pid = answer["pid"]
-                    else:
-                        started.code = answer["code"]
-                    self._changed.notify_all()
-        with self._changed:
-            self.alive = False
-            for started in self._requests.values():
-                started.ended = True
-            self._changed.notify_all()
+                self.alive = False
+                for started in self._requests.values():
+                    started.ended = True
+                self._changed.notify_all()
 
     def run(
         self,
@@ -213,30 +243,38 @@ class Warm:
         on_spawn: Callable[[int], None] | None = None,
     ) -> int | None:
         """What `process.run_group` does for `capsule ARGV`, with the child forked: its exit code
-        (negative: the signal that ended it), or None when it ran out of time."""
+        (negative: the signal that ended it), or None when it ran out of time. `NotStarted`
+        when no child was forked; `Ended` when the warm process ended while the child ran."""
         with self._changed:
             number = self._next
             self._next += 1
             started = self._requests[number] = _Started()
         try:
             said = {"id": number, "argv": list(argv), "log": str(log), "folder": str(folder)}
-            request = json.dumps(said)
-            with self._lock:
-                assert self.proc.stdin is not None
-                self.proc.stdin.write(request.encode() + b"\n")
-                self.proc.stdin.flush()
+            try:
+                with self._lock:
+                    assert self.proc.stdin is not None
+                    self.proc.stdin.write(json.dumps(said).encode() + b"\n")
+                    self.proc.stdin.flush()
+            except (OSError, ValueError):  # it has ended (a closed pipe)
+                raise NotStarted from None
             with self._changed:
-                self._changed.wait_for(lambda: started.pid is not None or started.ended)
+                if not self._changed.wait_for(
+                    lambda: started.pid is not None or started.refused or started.ended, timeout
+                ):
+                    self.stop()  # it forks at once when it can: it cannot
             if started.pid is None:
-                return -signal.SIGKILL
+                raise NotStarted
             pid = started.pid
             try:
                 if on_spawn is not None:
                     on_spawn(pid)
-                if self._wait(started, timeout):
-                    return started.code if started.code is not None else -signal.SIGKILL
-                self._kill(pid, started)
-                return None
+                if not self._wait(started, timeout):
+                    self._kill(pid, started)
+                    return None
+                if started.code is None:
+                    raise Ended
+                return started.code
             except BaseException:
                 self._kill(pid, started)  # interrupted (Ctrl-C): the child must not outlive us
                 raise
@@ -247,25 +285,30 @@ class Warm:
             with self._changed:
                 self._requests.pop(number, None)
 
-    def _wait(self, started: _Started, timeout: float | None) -> bool:
+    def _wait(self, started: _Started, timeout: float) -> bool:
         with self._changed:
             return self._changed.wait_for(
                 lambda: started.code is not None or started.ended, timeout
             )
 
     def _kill(self, pid: int, started: _Started) -> None:
-        """TERM the child's group, KILL it after the grace period, and wait for the child."""
+        """TERM the child's group, KILL it after the grace period, and wait for the child (its
+        warm process reports it; a warm process that does not is killed)."""
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, sig)
-            if self._wait(started, KILL_GRACE_S if sig == signal.SIGTERM else None):
+            if self._wait(started, KILL_GRACE_S):
                 return
+        self.stop()
 
-    def idle(self) -> bool:
-        with self._changed:
-            return not self._requests
+    def stop(self) -> None:
+        """Kill the warm process (its children die with it: `process.die_with_parent`)."""
+        if self.proc.poll() is None:  # not reaped: its pid is still its own
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
 
     def close(self) -> None:
+        """End it: its stdin closes, it exits once its children have (none: this is idle)."""
         if self.proc.stdin is not None:
             with contextlib.suppress(OSError):
                 self.proc.stdin.close()
@@ -275,33 +318,48 @@ class Warm:
 MAX_WARM = 2  # warm processes kept at once (each holds TensorFlow imported: ~0.5 GB)
 _LOCK = threading.Lock()
 _WARM: dict[tuple[object, ...], Warm] = {}  # oldest first
+_REFUSED: set[tuple[object, ...]] = set()  # keys whose warm process could not fork trials
 
 
-def warm_for(modules: Sequence[str], env: Mapping[str, str], timeout: float) -> Warm | None:
+@contextlib.contextmanager
+def borrowed(
+    modules: Sequence[str], env: Mapping[str, str], timeout: float
+) -> Iterator[Warm | None]:
     """This process's warm process for trials that import `modules` with `env` from the
     current directory, started on first use and again if it died; None when none can run
-    (trials then start cold). Beyond `MAX_WARM`, the oldest idle ones end."""
+    (trials then start fresh). Beyond `MAX_WARM`, the oldest ones nobody uses end."""
     key = (tuple(modules), tuple(sorted(env.items())), os.getcwd())
+    ended: list[Warm] = []
     with _LOCK:
         found = _WARM.pop(key, None)
-        if found is None or not found.alive:
+        if found is not None and not found.alive:
+            ended.append(found)
+            found = None
+        if found is None and key not in _REFUSED:
             found = Warm.start(modules, env, timeout)
             if found is None:
-                return None
-        _WARM[key] = found
-        idle = [k for k, w in _WARM.items() if k != key and w.idle()]
-        ended = [_WARM.pop(k) for k in idle[: max(0, len(_WARM) - MAX_WARM)]]
+                _REFUSED.add(key)
+        if found is not None:
+            _WARM[key] = found
+            found.users += 1
+            idle = [k for k, w in _WARM.items() if k != key and w.users == 0]
+            ended += [_WARM.pop(k) for k in idle[: max(0, len(_WARM) - MAX_WARM)]]
     for warm in ended:
         warm.close()
-    return found
+    try:
+        yield found
+    finally:
+        if found is not None:
+            with _LOCK:
+                found.users -= 1
 
 
-def close_all() -> None:
-    """End every warm process this process started (their trials have ended)."""
+def close_idle() -> None:
+    """End the warm processes nobody uses now (a run's, when it ends)."""
     with _LOCK:
-        started = list(_WARM.values())
-        _WARM.clear()
-    for warm in started:
+        idle = [k for k, w in _WARM.items() if w.users == 0]
+        ended = [_WARM.pop(k) for k in idle]
+    for warm in ended:
         warm.close()
 
 

@@ -4,6 +4,7 @@ wrote: only plain files and folders, never what a link points at."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import threading
 import warnings
@@ -341,3 +342,25 @@ def test_the_units_log_is_read_bounded_and_by_whole_lines(tmp_path: Path) -> Non
     found, end = read_finished(folder, offset)
     assert found == [] and end <= MAX_UNITS_LOG_BYTES
     assert read_finished(folder, end)[1] == end  # nothing past the bound is ever read
+
+
+def test_a_unit_with_a_metric_that_is_not_a_number_is_still_said_finished(tmp_path: Path) -> None:
+    """An AUC with one class is NaN: the line carries it as JSON's NaN, not null."""
+    folder = _trial(tmp_path)
+    said = FinishedUnit(
+        unit="train",
+        timings={"train": 1.0},
+        stage_metrics={"train": {"auc": float("nan"), "loss": float("inf")}},
+        fidelity={"auc": "measured", "loss": "measured"},
+    )
+    say_finished(folder, said)
+    (found,), _ = read_finished(folder, 0)
+    metrics = found.stage_metrics["train"]
+    assert math.isnan(metrics["auc"]) and metrics["loss"] == float("inf")
+
+
+def test_a_units_log_that_cannot_be_written_leaves_the_trial_alone(tmp_path: Path) -> None:
+    folder = _trial(tmp_path)
+    (folder / "units.log").mkdir()  # the trial's own code put a folder there
+    say_finished(folder, FinishedUnit(unit="train", timings={}, stage_metrics={}, fidelity={}))
+    assert read_finished(folder, 0) == ([], 0)
