@@ -14,6 +14,7 @@ from capsule.flow.data import (
     NpyFile,
     NpyWriter,
     Split,
+    epoch_order,
     iter_batches,
     read_ranges,
     rows,
@@ -128,3 +129,22 @@ def test_npy_writer_streams_a_loadable_file(tmp_path: Path) -> None:
     short.write(np.ones((3, 2)))
     with pytest.raises(DataError, match="wrote 3 of 5 rows"):
         short.close()
+
+
+def test_the_training_pipeline_reads_the_epochs_order_without_autotuning(
+    arrays: tuple[Path, Path, np.ndarray, np.ndarray],
+) -> None:
+    """tf.data's autotuning thread made a trial on one CPU wait for it (`flow.train`)."""
+    from capsule.flow.train import make_dataset
+
+    xp, yp, x, _ = arrays
+    inputs = Inputs(NpyFile(xp), NpyFile(yp))
+    train = [(0, 600), (800, 1000)]
+    inputs.fit(train, scale=False, targets="class_ids", chunk=64)
+    dataset = make_dataset(inputs, train, 64, shuffle_seed=3)
+    assert dataset.options().autotune.enabled is False
+    for epoch in range(2):
+        order = epoch_order(train, 3, epoch)
+        got = np.concatenate([bx for bx, _ in dataset.as_numpy_iterator()])
+        assert np.array_equal(got, np.concatenate([x[a:b] for a, b in order]))
+    inputs.close()
