@@ -131,11 +131,15 @@ class LoopbackCluster:
                 return stages[-1]
         return None
 
-    def kill_worker_process(self, name: str) -> int:
-        """SIGKILL the worker process (not its nanny) named `name`; its pid."""
+    def worker_pid(self, name: str) -> int:
+        """The pid of the worker process (not its nanny) named `name`."""
         pids = self.client.run(os.getpid)
         address = next(a for a, w in self.workers().items() if str(w["name"]) == name)
-        pid = int(pids[address])
+        return int(pids[address])
+
+    def kill_worker_process(self, name: str) -> int:
+        """SIGKILL the worker process (not its nanny) named `name`; its pid."""
+        pid = self.worker_pid(name)
         os.kill(pid, signal.SIGKILL)
         return pid
 

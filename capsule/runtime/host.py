@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,8 +33,10 @@ def run_with(
     *,
     label: str | None = None,
     on_spawn: Callable[[int], None] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> TrialResult:
-    """One trial in `choice`'s runtime; `label` (`key=value`) marks its container."""
+    """One trial in `choice`'s runtime; `label` (`key=value`) marks its container, `environ`
+    is what a local trial's environment starts from (default: this process's)."""
     if choice.kind == "docker":
         from capsule.runtime.docker import run_in_container
 
@@ -43,7 +45,7 @@ def run_with(
         return run_in_container(choice.engine, choice.image, job, out, labels=labels)
     from capsule.runtime.local import run_local
 
-    return run_local(job, out, on_spawn=on_spawn)
+    return run_local(job, out, on_spawn=on_spawn, environ=environ)
 
 
 UNITS_POLL_S = 0.1  # how often a running trial's units log is read (`_store_finished`)
@@ -75,6 +77,7 @@ class HostRuntime:
     use_cache: bool = True
     stage_cache: cache.StageCache = field(default_factory=cache.StageCache)
     worker: str | None = None  # a Dask worker's name: where its trials ran, with host and job
+    environ: Mapping[str, str] | None = None  # a local trial's base environment (run_with)
     # The stage-cache keys a running attempt will store: another attempt needing one of them
     # waits for it rather than computing it again (trials at once in an HLS-only sweep of one
     # trained point would otherwise each train it).
@@ -147,6 +150,7 @@ class HostRuntime:
                     folder,
                     label=label,
                     on_spawn=lambda pid: write_atomic(pid_file, f"{pid}\n"),
+                    environ=self.environ,
                 )
             finally:
                 ended.set()

@@ -16,7 +16,7 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from capsule.job import TrialJob
@@ -38,11 +38,15 @@ LOG = "process.log"
 
 
 def run_local(
-    job: TrialJob, out: Path, on_spawn: Callable[[int], None] | None = None
+    job: TrialJob,
+    out: Path,
+    on_spawn: Callable[[int], None] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> TrialResult:
     """Run one trial in a child process; the result, also when the child died.
 
-    `on_spawn` gets the child's process group id (see `process.run_group`).
+    `on_spawn` gets the child's process group id (see `process.run_group`); the child's
+    environment is `environ` (default: this process's) with the job's numerics settings.
     """
     check_folder(out)
     make_folder(out)  # empty: the child fills it
@@ -58,7 +62,7 @@ def run_local(
             params=str(params_file),
             runtime=RUNTIME,
         )
-        env = job.environment(os.environ)
+        env = job.environment(os.environ if environ is None else environ)
         lost = False
         code: int | None = None
         with borrowed(registry.imports(job.spec), env, timeout) as warm:

@@ -110,6 +110,36 @@ def test_cluster_trials_have_the_artifacts_of_local_ones(
     folder = default_run_dir(there) / "trials" / "00001"
     assert (folder / "csim" / "predictions.npy").is_file()
     assert (folder / "result.json").is_file()
+    # Trials start from the worker's environment without what its nanny set for the worker
+    # process itself (`distributed.nanny.pre-spawn-environ`): the warm process trials fork from
+    # lacks the allocator tuning the worker has.
+    worker = cluster.worker_pid("mapped")
+    assert _environ(worker).get("MALLOC_TRIM_THRESHOLD_") == "65536"
+    warm = [p for p in _children(worker) if b"capsule.runtime.warm" in _cmdline(p)]
+    assert len(warm) == 1
+    assert "MALLOC_TRIM_THRESHOLD_" not in _environ(warm[0])
+    assert _environ(warm[0])[DATA_ROOT_ENV] == str(mapped)  # the rest is the worker's
+
+
+def _cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def _environ(pid: int) -> dict[str, str]:
+    entries = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return dict(e.split("=", 1) for e in entries if "=" in e)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # ended meanwhile
+        if ppid == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_a_worker_with_other_data_stops_the_run_naming_it(

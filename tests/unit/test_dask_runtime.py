@@ -153,3 +153,21 @@ def test_an_attempt_nobody_heard_of_leaves_the_wait_unknown() -> None:
     tracker.submit("k", None)
     tracker.started((0.0, "not a dict"))
     assert tracker.done("k") == (None, ())
+
+
+def test_a_trial_on_a_worker_starts_without_the_nannys_tuning_of_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dask
+
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as a nanny sets it
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # likewise
+    monkeypatch.setenv("MKL_NUM_THREADS", "4")  # not the nanny's value: the user's own
+    monkeypatch.setenv("CAPSULE_TEST_MARK", "kept")
+    tuned = {"MALLOC_TRIM_THRESHOLD_": 65536, "OMP_NUM_THREADS": 1, "MKL_NUM_THREADS": 1}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": tuned}):
+        env = dask_runtime.trial_environ()
+    assert "MALLOC_TRIM_THRESHOLD_" not in env and "OMP_NUM_THREADS" not in env
+    assert env["MKL_NUM_THREADS"] == "4" and env["CAPSULE_TEST_MARK"] == "kept"
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
+        assert dask_runtime.trial_environ()["MALLOC_TRIM_THRESHOLD_"] == "65536"
