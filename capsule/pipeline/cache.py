@@ -42,6 +42,7 @@ import stat
 import tempfile
 import time
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -163,10 +164,11 @@ class StageCache:
         units: list[str],
         folder: Path,
         stage_metrics: dict[str, dict[str, float]],
-        fidelity: dict[str, str],
+        fidelity: Mapping[str, Mapping[str, str]],
         files: dict[str, dict[str, str]] | None = None,
     ) -> list[str]:
-        """Store each of `units` (finished in the trial at `folder`) not cached yet. A unit in
+        """Store each of `units` (finished in the trial at `folder`) not cached yet, its metrics
+        with the fidelity `fidelity[unit]` gives them (as its own stages measured). A unit in
         `files` (the trial's record of its files as a later stage began to write into them,
         `unit_files`) is stored as those files, which must be unchanged; the others as their
         output folders are."""
@@ -219,7 +221,7 @@ class StageCache:
                     "unit": unit,
                     "key": unit_keys[unit],
                     "metrics": metrics,
-                    "fidelity": {k: fidelity[k] for k in metrics if k in fidelity},
+                    "fidelity": {k: v for k, v in fidelity.get(unit, {}).items() if k in metrics},
                     "stage_metrics": {name: stage_metrics.get(name, {}) for name in names},
                 }
                 (tmp / ENTRY).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")

@@ -60,6 +60,9 @@ class TrialResult(BaseModel):
     tool_s: float | None = None  # seconds the vendor tool ran, also when it failed
     artifacts: dict[str, str]
     stage_metrics: dict[str, dict[str, float]] = {}
+    # Each stage's metrics' fidelity as that stage gave it: `fidelity` is the trial's, where a
+    # synthesized LUT count supersedes the estimate the stage cache stores with its unit.
+    stage_fidelity: dict[str, dict[str, str]] = {}
     cache_hits: list[str] = []
     # A unit's files (sha256 by path) as a later stage of the trial began to write into its
     # folder: the hls unit as the vendor build started (what the stage cache stores of it).

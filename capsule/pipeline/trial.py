@@ -100,22 +100,23 @@ class _Tally:
     fidelity: dict[str, str] = field(default_factory=dict)
     estimates: dict[str, float] = field(default_factory=dict)  # kept when synthesis supersedes
     stage_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
+    stage_fidelity: dict[str, dict[str, str]] = field(default_factory=dict)
     tool_s: float | None = None
     unit_files: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def finished(self, unit: str) -> FinishedUnit:
         """What the host needs to store `unit`, all of whose stages have run."""
         names = [s.name for s in stages_of(unit) if s.name in self.stage_metrics]
-        metrics = {k for name in names for k in self.stage_metrics[name]}
         return FinishedUnit(
             unit=unit,
             timings=dict(self.timings),
             stage_metrics={name: self.stage_metrics[name] for name in names},
-            fidelity={k: v for k, v in self.fidelity.items() if k in metrics},
+            fidelity={k: v for name in names for k, v in self.stage_fidelity[name].items()},
         )
 
     def add(self, stage: Stage, produced: dict[str, float], kinds: dict[str, str]) -> None:
         self.stage_metrics[stage.name] = produced
+        self.stage_fidelity[stage.name] = {k: kinds[k] for k in produced if k in kinds}
         self.metrics.update(produced)
         self.fidelity.update(kinds)
         if stage.keeps_estimates:  # a later estimate of a metric refines an earlier one
@@ -132,6 +133,9 @@ def _restored(ctx: Context, unit: Unit, tally: _Tally) -> None:
         record["fidelity"].update(dict.fromkeys(record["stage_metrics"][first], "measured"))
     for name, produced in record["stage_metrics"].items():
         tally.stage_metrics[name] = produced
+        tally.stage_fidelity[name] = {
+            k: record["fidelity"][k] for k in produced if k in record["fidelity"]
+        }
         tally.metrics.update(produced)
     tally.fidelity.update(record["fidelity"])
     for stage in stages_of(unit.name):
@@ -234,6 +238,7 @@ def run_trial(job: TrialJob, out: Path, runtime: str = "local") -> TrialResult:
         tool_s=tally.tool_s,
         artifacts=artifacts(out, ctx.reports) if status == "ok" else {},
         stage_metrics=tally.stage_metrics,
+        stage_fidelity=tally.stage_fidelity,
         cache_hits=[u.name for u in units() if u.name in job.reuse],
         unit_files=tally.unit_files,
         numerics=in_force(capsule.spec.runtime.numerics_mode()),

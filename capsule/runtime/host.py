@@ -158,12 +158,13 @@ class HostRuntime:
                     early.join()
             pid_file.unlink(missing_ok=True)
             if self.use_cache:
+                finished = [u for u in units if u not in reuse and _storable(spec, u, result)]
                 self.stage_cache.store(
                     unit_keys,
-                    [u for u in units if u not in reuse and _storable(spec, u, result)],
+                    finished,
                     folder,
                     result.stage_metrics,
-                    result.fidelity,
+                    {u: _unit_fidelity(u, result) for u in finished},
                     {u: files for u, files in result.unit_files.items() if u in written},
                 )
         finally:
@@ -222,7 +223,7 @@ class HostRuntime:
                 if key is None or key not in claimed or not _storable(spec, said.unit, said):
                     continue
                 stored = self.stage_cache.store(
-                    keys, [said.unit], folder, said.stage_metrics, said.fidelity
+                    keys, [said.unit], folder, said.stage_metrics, {said.unit: said.fidelity}
                 )
                 if stored:  # else the trial's end tries again, and whoever waits still waits
                     self._release(claimed, {key})
@@ -247,6 +248,19 @@ class HostRuntime:
             from capsule.runtime.docker import remove_labelled
 
             remove_labelled(self.choice.engine, label)
+
+
+def _unit_fidelity(unit: str, result: TrialResult) -> dict[str, str]:
+    """The fidelity of `unit`'s metrics as its own stages gave it. The trial's may be a later
+    stage's: Yosys's LUT count supersedes the logic stage's estimate of the rtl unit, and a
+    level-0 trial reusing that unit must not take the estimate for a synthesized count. A result
+    without per-stage fidelity (an older image's) gives the trial's."""
+    own = {
+        k: v
+        for s in registry.stages_of(unit)
+        for k, v in result.stage_fidelity.get(s.name, {}).items()
+    }
+    return {**result.fidelity, **own}
 
 
 def _storable(spec: Spec, unit: str, result: Finished) -> bool:

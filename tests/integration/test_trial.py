@@ -260,3 +260,9 @@ def test_a_trial_says_each_unit_it_finished_as_the_result_records_it(
     assert set(hls.stage_metrics) == {"convert", "csim", "estimate"}
     assert hls.stage_metrics["estimate"] == result["stage_metrics"]["estimate"]
     assert hls.fidelity == {k: result["fidelity"][k] for s in hls.stage_metrics.values() for k in s}
+    # each stage's metrics with the fidelity that stage gave them (what the cache stores)
+    assert result["stage_fidelity"]["estimate"] == dict.fromkeys(
+        result["stage_metrics"]["estimate"], "estimate"
+    )
+    assert result["stage_fidelity"]["train"] == train.fidelity
+    assert set(result["stage_fidelity"]) == set(result["stage_metrics"])

@@ -364,3 +364,47 @@ def test_a_units_log_that_cannot_be_written_leaves_the_trial_alone(tmp_path: Pat
     (folder / "units.log").mkdir()  # the trial's own code put a folder there
     say_finished(folder, FinishedUnit(unit="train", timings={}, stage_metrics={}, fidelity={}))
     assert read_finished(folder, 0) == ([], 0)
+
+
+def test_a_unit_is_stored_with_the_fidelity_its_own_stages_gave(tmp_path: Path) -> None:
+    """A trial that went on to synthesize: the trial's LUTs are Yosys's, the rtl unit's are the
+    logic stage's estimate, and a level-0 trial reusing that unit must see an estimate."""
+    from capsule.pipeline.result import TrialResult
+    from capsule.runtime.host import _unit_fidelity
+
+    result = TrialResult(
+        capsule_digest="sha256:" + "0" * 64,
+        status="ok",
+        params={},
+        runtime="docker",
+        threads=1,
+        timings={"rtl": 1.0, "logic": 0.1, "yosys": 9.0},
+        metrics={"da4ml_lut": 110.0, "lut": 95.0, "ff": 3.0},
+        fidelity={"da4ml_lut": "estimate", "lut": "open-synth", "ff": "open-synth"},
+        artifacts={},
+        stage_metrics={
+            "rtl": {"da4ml_lut": 110.0},
+            "logic": {"lut": 90.0, "ff": 0.0},
+            "yosys": {"lut": 95.0, "ff": 3.0},
+        },
+        stage_fidelity={
+            "rtl": {"da4ml_lut": "estimate"},
+            "logic": {"lut": "estimate", "ff": "estimate"},
+            "yosys": {"lut": "open-synth", "ff": "open-synth"},
+        },
+    )
+    rtl = _unit_fidelity("rtl", result)
+    assert rtl == {"da4ml_lut": "estimate", "lut": "estimate", "ff": "estimate"}
+    assert _unit_fidelity("yosys", result)["lut"] == "open-synth"
+    older = result.model_copy(update={"stage_fidelity": {}})  # an older image's result
+    assert _unit_fidelity("rtl", older)["lut"] == "open-synth"
+
+    folder = tmp_path / "trial"
+    (folder / "rtl").mkdir(parents=True)
+    (folder / "rtl" / "model.v").write_text("module m; endmodule\n")
+    keys = {"rtl": "sha256:" + "6" * 64}
+    cache = StageCache(tmp_path / "cache")
+    assert cache.store(keys, ["rtl"], folder, result.stage_metrics, {"rtl": rtl}) == ["rtl"]
+    record = json.loads((cache.path(keys["rtl"]) / ENTRY).read_text())
+    assert record["metrics"] == {"da4ml_lut": 110.0, "lut": 90.0, "ff": 0.0}
+    assert record["fidelity"] == {"da4ml_lut": "estimate", "lut": "estimate", "ff": "estimate"}
