@@ -135,10 +135,11 @@ def _archive(folder: Path) -> bytes:
 
 
 def _setup(
-    task: Task, scratch: Path, where: str, worker: str | None = None
+    task: Task, scratch: Path, where: str, worker: str | None = None, nanny: bool = False
 ) -> tuple[HostRuntime, TrialJob]:
     """The runtime this worker runs the task's trial with, once the capsule checks out here,
-    and the trial as a job on this worker (its copy of the capsule, its data root)."""
+    and the trial as a job on this worker (its copy of the capsule, its data root); `nanny`:
+    the worker has one, whose tuning of the worker process its trials do not inherit."""
     from capsule.runtime import preflight
 
     if task.tool != tool_identity():
@@ -159,20 +160,25 @@ def _setup(
         hint = f" (set {DATA_ROOT_ENV} on the worker)" if data else ""
         raise WorkerSetupError(f"{where}: {problem.error}{hint}")
     job = TrialJob.build(capsule_path, capsule, task.params, root, task.allow_toolchain_drift)
-    return HostRuntime(found.choice, task.use_cache, worker=worker, environ=trial_environ()), job
+    environ = trial_environ() if nanny else None
+    return HostRuntime(found.choice, task.use_cache, worker=worker, environ=environ), job
 
 
 def trial_environ() -> dict[str, str]:
-    """This worker's environment without what its nanny set for the worker process itself
-    (`distributed.nanny.pre-spawn-environ`: glibc's MALLOC_TRIM_THRESHOLD_=65536 and BLAS
-    libraries held to one thread), so that a local trial runs as it would on the submitting
-    machine: its threads are its spec's. The aggressive trimming slowed the example's trials by
-    0.3-0.6 s of 8-9 (g++ and TensorFlow give memory back and fault it in again), more with two
-    at once. A value the nanny did not set (it differs from the nanny's) is kept."""
+    """This worker's environment without the variables its nanny's configuration adds for the
+    worker process (`distributed.nanny.pre-spawn-environ`: glibc's MALLOC_TRIM_THRESHOLD_=65536,
+    BLAS libraries held to one thread), so that a local trial runs as on the submitting machine,
+    with the thread counts its numerics settings give. The aggressive trimming slowed the
+    example's trials by 0.3-0.6 s of 8-9 (g++ and TensorFlow give memory back and fault it in
+    again), more with two at once. A value other than the nanny's is the user's, and kept (the
+    nanny keeps it too); the PYTHONHASHSEED it fixes when unset stays (no artifact depends on it).
+    Only for a worker that has a nanny (`run_on_worker`)."""
     import dask
+    import distributed  # noqa: F401  (its configuration's defaults, pre-spawn-environ's among them)
 
     tuned = dask.config.get("distributed.nanny.pre-spawn-environ", None) or {}
-    return {k: v for k, v in os.environ.items() if k not in tuned or v != str(tuned[k])}
+    nanny = {k: str(v) for k, v in tuned.items() if v is not None}
+    return {k: v for k, v in os.environ.items() if nanny.get(k) != v}
 
 
 def run_on_worker(task: Task) -> Returned:
@@ -190,7 +196,7 @@ def run_on_worker(task: Task) -> Returned:
         tempfile.mkdtemp(prefix=f"capsule-{task.number:05d}-", dir=worker.local_directory)
     )
     try:
-        host, job = _setup(task, scratch, f"worker {name}", name)
+        host, job = _setup(task, scratch, f"worker {name}", name, worker.nanny is not None)
         folder = scratch / "trial"
         host.stop(task.number, folder, task.label)  # a container a dead worker here left running
         ran = host.attempt(task.number, job, folder, task.label)

@@ -254,13 +254,15 @@ def _unit_fidelity(unit: str, result: TrialResult) -> dict[str, str]:
     """The fidelity of `unit`'s metrics as its own stages gave it. The trial's may be a later
     stage's: Yosys's LUT count supersedes the logic stage's estimate of the rtl unit, and a
     level-0 trial reusing that unit must not take the estimate for a synthesized count. A result
-    without per-stage fidelity (an older image's) gives the trial's."""
-    own = {
-        k: v
-        for s in registry.stages_of(unit)
-        for k, v in result.stage_fidelity.get(s.name, {}).items()
+    without per-stage fidelity (an older image's) gives the trial's, but an estimating stage's
+    metrics are estimates whatever superseded them."""
+    stages = registry.stages_of(unit)
+    if result.stage_fidelity:
+        return {k: v for s in stages for k, v in result.stage_fidelity.get(s.name, {}).items()}
+    estimated = {
+        k for s in stages if s.keeps_estimates for k in result.stage_metrics.get(s.name, {})
     }
-    return {**result.fidelity, **own}
+    return {**result.fidelity, **dict.fromkeys(estimated, "estimate")}
 
 
 def _storable(spec: Spec, unit: str, result: Finished) -> bool:

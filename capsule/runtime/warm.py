@@ -17,10 +17,11 @@ stdin, a JSON line each, and answers with the child's pid when forked and its ex
 reaped. It ends when its stdin closes, also when the process that started it is killed; its
 children then die with it (`process.die_with_parent`).
 
-A trial is never lost to it. A key whose imports start a Python thread gets no warm process
-(remembered by this process: a fork would copy that thread's locks, not the thread); a warm process
-that is gone or cannot fork means the trial starts fresh (`NotStarted`); one killed while its
-trial ran fails that trial with a line saying so (`Ended`). At most `MAX_WARM` are kept, one in
+A trial never hangs on it or vanishes silently. A key whose imports start a Python thread, or
+outlast the trial's timeout, gets no warm process (remembered by this process: a fork would
+copy that thread's locks, not the thread); a warm process that is gone or cannot fork means the
+trial starts fresh (`NotStarted`); one killed while its trial ran fails that trial with a line
+saying so (`Ended`). At most `MAX_WARM` are kept, one in
 use is never evicted, and a run's idle ones end with it (`close_idle`).
 """
 

@@ -122,7 +122,10 @@ def test_cluster_trials_have_the_artifacts_of_local_ones(
 
 
 def _cmdline(pid: int) -> bytes:
-    return Path(f"/proc/{pid}/cmdline").read_bytes()
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # ended meanwhile
+        return b""
 
 
 def _environ(pid: int) -> dict[str, str]:

@@ -159,6 +159,7 @@ def test_a_trial_on_a_worker_starts_without_the_nannys_tuning_of_the_worker(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import dask
+    import distributed  # noqa: F401  (its defaults: set before the overrides below, not within)
 
     monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # as a nanny sets it
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # likewise
@@ -171,3 +172,19 @@ def test_a_trial_on_a_worker_starts_without_the_nannys_tuning_of_the_worker(
     assert env["MKL_NUM_THREADS"] == "4" and env["CAPSULE_TEST_MARK"] == "kept"
     with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
         assert dask_runtime.trial_environ()["MALLOC_TRIM_THRESHOLD_"] == "65536"
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": {"CAPSULE_TEST_MARK": None}}):
+        assert dask_runtime.trial_environ()["CAPSULE_TEST_MARK"] == "kept"  # the nanny skips it
+
+
+def test_only_a_worker_with_a_nanny_leaves_its_tuning_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")  # the default pre-spawn-environ's
+    capsule = small_capsule(tmp_path / "c", 1, builder=CODE, check_build=False)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    task = _task(capsule, trusted=True)
+    host, _ = dask_runtime._setup(task, scratch, "worker w", nanny=True)
+    assert host.environ is not None and "MALLOC_TRIM_THRESHOLD_" not in host.environ
+    host, _ = dask_runtime._setup(task, scratch, "worker w", nanny=False)
+    assert host.environ is None  # this process's environment, as the user started it

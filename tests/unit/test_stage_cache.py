@@ -271,6 +271,7 @@ def test_a_unit_the_trial_says_finished_is_stored_before_the_trial_ends(tmp_path
     assert set(reuse) == {"train"} and mine == {later["hls"]}
     record = json.loads((reuse["train"] / ENTRY).read_text())
     assert record["stage_metrics"]["train"] == record["metrics"] == metrics
+    assert record["fidelity"] == {"float_accuracy": "measured"}
     assert claimed == {KEYS["hls"]}  # still the first trial's to compute
     assert runtime._producing == {KEYS["hls"], later["hls"]}
     running.set()
@@ -397,7 +398,8 @@ def test_a_unit_is_stored_with_the_fidelity_its_own_stages_gave(tmp_path: Path) 
     assert rtl == {"da4ml_lut": "estimate", "lut": "estimate", "ff": "estimate"}
     assert _unit_fidelity("yosys", result)["lut"] == "open-synth"
     older = result.model_copy(update={"stage_fidelity": {}})  # an older image's result
-    assert _unit_fidelity("rtl", older)["lut"] == "open-synth"
+    assert _unit_fidelity("rtl", older) == rtl  # the logic stage estimates, whatever came after
+    assert _unit_fidelity("yosys", older)["lut"] == "open-synth"
 
     folder = tmp_path / "trial"
     (folder / "rtl").mkdir(parents=True)
@@ -408,3 +410,49 @@ def test_a_unit_is_stored_with_the_fidelity_its_own_stages_gave(tmp_path: Path) 
     record = json.loads((cache.path(keys["rtl"]) / ENTRY).read_text())
     assert record["metrics"] == {"da4ml_lut": 110.0, "lut": 90.0, "ff": 0.0}
     assert record["fidelity"] == {"da4ml_lut": "estimate", "lut": "estimate", "ff": "estimate"}
+
+
+def test_a_trial_that_synthesized_after_its_rtl_unit_stores_that_unit_as_estimated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end of a container's trial (no store while it runs): the rtl unit goes into the
+    cache with the logic stage's fidelity, not Yosys's that superseded it in the trial."""
+    from types import SimpleNamespace
+
+    from capsule import api
+    from capsule.pipeline.result import TrialResult
+    from capsule.runtime import host
+    from capsule.runtime.choose import Choice
+
+    spec = load_spec(api.init(tmp_path / "e", example="qat"))
+    assert spec.open_flow is not None
+    spec = spec.model_copy(
+        update={"open_flow": spec.open_flow.model_copy(update={"estimate": "logic"})}
+    )
+    keys = {"rtl": "sha256:" + "7" * 64}
+    monkeypatch.setattr(host.cache, "keys", lambda *args: keys)
+    job: Any = SimpleNamespace(capsule=None, spec=spec, threads=1)
+    job.reusing = lambda reuse: job
+
+    def ran(choice: Any, job: Any, out: Path, **kwargs: Any) -> TrialResult:
+        (out / "rtl").mkdir(parents=True)
+        (out / "rtl" / "model.v").write_text("module m; endmodule\n")
+        return TrialResult(
+            capsule_digest="sha256:" + "0" * 64,
+            status="ok",
+            params={},
+            runtime="docker",
+            threads=1,
+            timings={"rtl": 1.0, "logic": 0.1, "yosys": 9.0},
+            metrics={"lut": 95.0},
+            fidelity={"lut": "open-synth"},
+            artifacts={},
+            stage_metrics={"rtl": {}, "logic": {"lut": 90.0}, "yosys": {"lut": 95.0}},
+            stage_fidelity={"logic": {"lut": "estimate"}, "yosys": {"lut": "open-synth"}},
+        )
+
+    monkeypatch.setattr(host, "run_with", ran)
+    runtime = host.HostRuntime(Choice("docker"), stage_cache=StageCache(tmp_path / "cache"))
+    runtime.attempt(0, job, tmp_path / "trials" / "00000", "capsule.trial=0")
+    record = json.loads((runtime.stage_cache.path(keys["rtl"]) / ENTRY).read_text())
+    assert record["metrics"] == {"lut": 90.0} and record["fidelity"] == {"lut": "estimate"}
