@@ -367,13 +367,12 @@ def test_a_units_log_that_cannot_be_written_leaves_the_trial_alone(tmp_path: Pat
     assert read_finished(folder, 0) == ([], 0)
 
 
-def test_a_unit_is_stored_with_the_fidelity_its_own_stages_gave(tmp_path: Path) -> None:
-    """A trial that went on to synthesize: the trial's LUTs are Yosys's, the rtl unit's are the
-    logic stage's estimate, and a level-0 trial reusing that unit must see an estimate."""
+def _synthesized() -> Any:
+    """A trial of the open flow that went on to synthesize: the trial's LUTs are Yosys's, the
+    rtl unit's the logic stage's estimate."""
     from capsule.pipeline.result import TrialResult
-    from capsule.runtime.host import _unit_fidelity
 
-    result = TrialResult(
+    return TrialResult(
         capsule_digest="sha256:" + "0" * 64,
         status="ok",
         params={},
@@ -394,6 +393,13 @@ def test_a_unit_is_stored_with_the_fidelity_its_own_stages_gave(tmp_path: Path) 
             "yosys": {"lut": "open-synth", "ff": "open-synth"},
         },
     )
+
+
+def test_a_unit_is_stored_with_the_fidelity_its_own_stages_gave(tmp_path: Path) -> None:
+    """A level-0 trial reusing the rtl unit of a trial that synthesized must see an estimate."""
+    from capsule.runtime.host import _unit_fidelity
+
+    result = _synthesized()
     rtl = _unit_fidelity("rtl", result)
     assert rtl == {"da4ml_lut": "estimate", "lut": "estimate", "ff": "estimate"}
     assert _unit_fidelity("yosys", result)["lut"] == "open-synth"
@@ -420,7 +426,6 @@ def test_a_trial_that_synthesized_after_its_rtl_unit_stores_that_unit_as_estimat
     from types import SimpleNamespace
 
     from capsule import api
-    from capsule.pipeline.result import TrialResult
     from capsule.runtime import host
     from capsule.runtime.choose import Choice
 
@@ -434,25 +439,14 @@ def test_a_trial_that_synthesized_after_its_rtl_unit_stores_that_unit_as_estimat
     job: Any = SimpleNamespace(capsule=None, spec=spec, threads=1)
     job.reusing = lambda reuse: job
 
-    def ran(choice: Any, job: Any, out: Path, **kwargs: Any) -> TrialResult:
+    def ran(choice: Any, job: Any, out: Path, **kwargs: Any) -> Any:
         (out / "rtl").mkdir(parents=True)
         (out / "rtl" / "model.v").write_text("module m; endmodule\n")
-        return TrialResult(
-            capsule_digest="sha256:" + "0" * 64,
-            status="ok",
-            params={},
-            runtime="docker",
-            threads=1,
-            timings={"rtl": 1.0, "logic": 0.1, "yosys": 9.0},
-            metrics={"lut": 95.0},
-            fidelity={"lut": "open-synth"},
-            artifacts={},
-            stage_metrics={"rtl": {}, "logic": {"lut": 90.0}, "yosys": {"lut": 95.0}},
-            stage_fidelity={"logic": {"lut": "estimate"}, "yosys": {"lut": "open-synth"}},
-        )
+        return _synthesized()
 
     monkeypatch.setattr(host, "run_with", ran)
     runtime = host.HostRuntime(Choice("docker"), stage_cache=StageCache(tmp_path / "cache"))
     runtime.attempt(0, job, tmp_path / "trials" / "00000", "capsule.trial=0")
     record = json.loads((runtime.stage_cache.path(keys["rtl"]) / ENTRY).read_text())
-    assert record["metrics"] == {"lut": 90.0} and record["fidelity"] == {"lut": "estimate"}
+    assert record["metrics"] == {"da4ml_lut": 110.0, "lut": 90.0, "ff": 0.0}
+    assert set(record["fidelity"].values()) == {"estimate"}
